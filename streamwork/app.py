@@ -1,0 +1,197 @@
+"""App: configuration, the registry of tasks, and the Redis connections.
+
+An App is passed explicitly to everything that needs it: there is no default app and no
+event loop is captured when it is built. Its clients connect lazily, on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any, overload
+
+import redis
+import redis.asyncio
+
+from . import connection, redis_ops
+from .errors import ConfigurationError
+from .keys import QueueKeys, check_name
+from .settings import AckMode, Backoff, Duration, check_ack_mode, to_seconds
+from .task import Task, TaskOptions
+
+DEFAULT_QUEUE = "default"
+
+
+class App:
+    """A streamwork application: where its Redis is, and which tasks it has.
+
+    `url` defaults to $STREAMWORK_REDIS_URL, then redis://localhost:6379/0. Every key the
+    app writes starts with `namespace`, so several apps can share one Redis. The other
+    arguments are defaults for the tasks the app declares.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace: str = "sw",
+        ack_mode: AckMode = "late",
+        max_retries: int = 3,
+        backoff: Backoff | None = None,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+    ) -> None:
+        self.url = connection.resolve_url(url)
+        self.namespace = check_name("namespace", namespace)
+        self.ack_mode = check_ack_mode(ack_mode)
+        self.max_retries = _check_retries(max_retries)
+        self.backoff = backoff or Backoff()
+        self.retry_on = retry_on
+        self.tasks: dict[str, Task] = {}
+        self._redis: redis.Redis | None = None
+        self._async_clients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
+        self._registered: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<App {connection.redact(self.url)} namespace={self.namespace!r}>"
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> Task: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        name: str | None = None,
+        ack_mode: AckMode | None = None,
+        max_retries: int | None = None,
+        retry_on: tuple[type[BaseException], ...] | None = None,
+        backoff: Backoff | None = None,
+        timeout: Duration | None = None,
+        store_result: bool = False,
+        bind: bool = False,
+    ) -> Callable[[Callable[..., Any]], Task]: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        name: str | None = None,
+        ack_mode: AckMode | None = None,
+        max_retries: int | None = None,
+        retry_on: tuple[type[BaseException], ...] | None = None,
+        backoff: Backoff | None = None,
+        timeout: Duration | None = None,
+        store_result: bool = False,
+        bind: bool = False,
+    ) -> Task | Callable[[Callable[..., Any]], Task]:
+        """Declare a task: `@app.task` or `@app.task(queue=..., ...)` on a sync or async function.
+
+        `bind=True` passes the `Message` as the first argument (needed to ack by hand with
+        `ack_mode="manual"`). `timeout` bounds one run; past it the run counts as failed.
+        """
+
+        def declare(function: Callable[..., Any]) -> Task:
+            mode = check_ack_mode(ack_mode or self.ack_mode)
+            if mode == "manual" and not bind:
+                raise ConfigurationError(
+                    "ack_mode='manual' needs bind=True, so the handler receives the "
+                    "Message it must ack or nack"
+                )
+            options = TaskOptions(
+                queue=check_name("queue", queue),
+                ack_mode=mode,
+                max_retries=_check_retries(
+                    self.max_retries if max_retries is None else max_retries
+                ),
+                retry_on=self.retry_on if retry_on is None else tuple(retry_on),
+                backoff=backoff or self.backoff,
+                timeout=None
+                if timeout is None
+                else to_seconds("timeout", timeout, allow_zero=False),
+                store_result=store_result,
+                bind=bind,
+            )
+            task_name = name or function.__name__
+            if task_name in self.tasks:
+                raise ConfigurationError(
+                    f"task name {task_name!r} is already taken by "
+                    f"{self.tasks[task_name].fn.__module__}; give one of them name=..."
+                )
+            declared = Task(self, function, task_name, options)
+            self.tasks[task_name] = declared
+            return declared
+
+        if fn is not None:
+            return declare(fn)
+        return declare
+
+    def queues(self) -> list[str]:
+        """The queues this app's tasks are declared on, in declaration order."""
+        return list(dict.fromkeys(t.options.queue for t in self.tasks.values()))
+
+    def keys(self, queue: str) -> QueueKeys:
+        return QueueKeys(self.namespace, check_name("queue", queue))
+
+    # -- Redis ---------------------------------------------------------------------------
+
+    @property
+    def redis(self) -> redis.Redis:
+        """The synchronous client (created on first use)."""
+        if self._redis is None:
+            self._redis = connection.sync_client(self.url)
+        return self._redis
+
+    def async_redis(self) -> redis.asyncio.Redis:
+        """The asyncio client of the running event loop (one per loop, created on first use)."""
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            for old in [old for old in self._async_clients if old.is_closed()]:
+                del self._async_clients[old]
+            client = self._async_clients[loop] = connection.async_client(self.url)
+        return client
+
+    def translate_errors(self) -> contextlib.AbstractContextManager[None]:
+        """A block in which Redis connection errors become ConnectionFailed (URL redacted)."""
+        return connection.translate_errors(self.url)
+
+    def register_queue_sync(self, queue: str) -> None:
+        if queue not in self._registered:
+            redis_ops.register(self.redis, self.namespace, queue)
+            self._registered.add(queue)
+
+    async def register_queue_async(self, queue: str, client: redis.asyncio.Redis) -> None:
+        if queue not in self._registered:
+            await redis_ops.register(client, self.namespace, queue)
+            self._registered.add(queue)
+
+    def ping(self) -> None:
+        """Check that Redis answers; raise ConnectionFailed with what to do if not."""
+        with self.translate_errors():
+            self.redis.ping()
+
+    def close(self) -> None:
+        """Close the synchronous client (asyncio clients close with `aclose`)."""
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+
+    async def aclose(self) -> None:
+        """Close this event loop's asyncio client."""
+        client = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+
+def _check_retries(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"max_retries must be a whole number >= 0, got {value!r}")
+    return value

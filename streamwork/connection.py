@@ -1,0 +1,85 @@
+"""Redis clients from a URL, and the translation of redis-py errors where they enter.
+
+Owns: building sync and asyncio clients, hiding passwords in URLs (`redact`), and turning
+connection failures into `ConnectionFailed` with a message that says what to do. It never
+sends a command itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+import redis.exceptions
+
+from .errors import ConfigurationError, ConnectionFailed
+
+DEFAULT_URL = "redis://localhost:6379/0"
+URL_ENV = "STREAMWORK_REDIS_URL"
+_SCHEMES = ("redis", "rediss", "unix")
+
+
+def resolve_url(url: str | None) -> str:
+    """The URL to use: `url`, else $STREAMWORK_REDIS_URL, else redis://localhost:6379/0."""
+    chosen = url or os.environ.get(URL_ENV) or DEFAULT_URL
+    scheme = urlsplit(chosen).scheme
+    if scheme not in _SCHEMES:
+        raise ConfigurationError(
+            f"unsupported Redis URL {redact(chosen)!r}: it must start with redis://, "
+            "rediss:// or unix://"
+        )
+    return chosen
+
+
+def redact(url: str) -> str:
+    """`url` with any password replaced by `***`, for logs, banners and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:***@{host}"
+    query = parts.query
+    if "password=" in query:
+        query = "&".join(
+            "password=***" if p.startswith("password=") else p for p in query.split("&")
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_OPTIONS = {"socket_connect_timeout": 5, "health_check_interval": 30}
+
+
+def sync_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, **_OPTIONS)
+
+
+def async_client(url: str) -> redis.asyncio.Redis:
+    return redis.asyncio.Redis.from_url(url, **_OPTIONS)
+
+
+def describe(exc: BaseException, url: str) -> str:
+    """One line saying that Redis at `url` cannot be reached, why, and what to do."""
+    reason = str(exc).replace(url, redact(url)) or type(exc).__name__
+    for marker in ("Connection refused", "Name or service not known", "timed out"):
+        if marker in reason:
+            reason = marker.lower()
+    return (
+        f"cannot reach Redis at {redact(url)}: {reason} — is redis-server running? "
+        f"set {URL_ENV} to point elsewhere"
+    )
+
+
+@contextlib.contextmanager
+def translate_errors(url: str) -> Iterator[None]:
+    """Re-raise redis-py connection errors met inside the block as `ConnectionFailed`."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        raise ConnectionFailed(describe(exc, url)) from None

@@ -1,0 +1,69 @@
+"""The exceptions streamwork raises, and the two a handler raises to steer its message.
+
+Every error a caller can meet derives from `StreamworkError`, and its message says what
+happened and what to do about it. `Retry` and `Reject` are not errors: a handler raises
+them to ask for a retry or to send its message straight to the dead letters.
+"""
+
+from __future__ import annotations
+
+
+class StreamworkError(Exception):
+    """Base of every error streamwork raises."""
+
+
+class ConfigurationError(StreamworkError, ValueError):
+    """A setting, name or option that cannot work (bad URL, bad queue name, duplicate task)."""
+
+
+class ConnectionFailed(StreamworkError, ConnectionError):
+    """Redis could not be reached or went away."""
+
+
+class BadArguments(StreamworkError, TypeError):
+    """A task was sent with arguments that do not fit its signature."""
+
+
+class EncodeError(StreamworkError, TypeError):
+    """A value cannot be carried by the msgpack wire format."""
+
+
+class DecodeError(StreamworkError, ValueError):
+    """A stream entry is not a valid streamwork message."""
+
+
+class UnknownTask(StreamworkError, LookupError):
+    """A message names a task this app does not have."""
+
+
+class ResultTimeout(StreamworkError, TimeoutError):
+    """A task's result did not arrive within the time asked for."""
+
+
+class TaskFailed(StreamworkError):
+    """The task ended in the dead letters; its result is this error."""
+
+    def __init__(self, error_type: str, error: str) -> None:
+        super().__init__(f"{error_type}: {error}")
+        self.error_type = error_type
+        self.error = error
+
+
+class Retry(Exception):
+    """Raised by a handler to ask for another attempt, after `delay` seconds if given.
+
+    The attempt counts against the task's `max_retries`; past it the message is dead-lettered.
+    """
+
+    def __init__(self, delay: float | None = None, reason: str = "retry requested") -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.reason = reason
+
+
+class Reject(Exception):
+    """Raised by a handler to send its message straight to the dead letters, with `reason`."""
+
+    def __init__(self, reason: str = "rejected by handler") -> None:
+        super().__init__(reason)
+        self.reason = reason

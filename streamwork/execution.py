@@ -1,0 +1,308 @@
+"""Running one delivered message: decode it, find its handler, call it, decide the outcome.
+
+Owns the decision for every run — done, retry (with backoff) or dead letter — including
+bad input (undecodable entries, unknown tasks, arguments that don't fit), which becomes a
+dead letter with a clear reason instead of crashing the worker. It returns `Outcome`s; it
+never writes them (the Settler does) and never fetches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from . import protocol
+from .errors import DecodeError, Reject, Retry, StreamworkError
+from .keys import Source
+from .message import Message
+from .redis_ops import Outcome
+
+if TYPE_CHECKING:
+    from .app import App
+    from .task import Task
+
+log = logging.getLogger(__name__)
+
+Submit = Callable[[Source, Outcome, bool], None]
+"""Hands an outcome to the settler: (source, outcome, is_pending)."""
+
+
+@dataclass
+class Delivery:
+    """One entry as XREADGROUP or XAUTOCLAIM handed it to this worker."""
+
+    source: Source
+    entry_id: bytes
+    fields: dict[bytes, Any]
+    delivery_count: int = 1
+
+
+@dataclass
+class Run:
+    """A delivery that decoded and names a known task: ready to be run."""
+
+    delivery: Delivery
+    envelope: protocol.Envelope
+    task: Task
+    is_pending: bool = True
+    """False once the entry was acknowledged on receipt (ack mode auto)."""
+
+
+class Runner:
+    """Decides and runs deliveries for one worker process."""
+
+    def __init__(self, app: App, consumer: str, threads: ThreadPoolExecutor) -> None:
+        self.app = app
+        self.consumer = consumer
+        self.threads = threads
+        self.timed_out_threads = 0
+        """Sync handlers still running after their timeout: the process should be recycled."""
+
+    # -- preparing -----------------------------------------------------------------------
+
+    def prepare(self, delivery: Delivery) -> Run | Outcome:
+        """The Run for `delivery`, or the dead-letter Outcome of an entry that cannot run."""
+        try:
+            body = protocol.entry_body(delivery.fields)
+            envelope = protocol.decode(body)
+        except DecodeError as exc:
+            return self._reject_entry(delivery, f"undecodable message: {exc}")
+        task = self.app.tasks.get(envelope.task)
+        if task is None:
+            known = ", ".join(sorted(self.app.tasks)) or "none"
+            return self._dead(
+                delivery,
+                envelope,
+                None,
+                f"unknown task {envelope.task!r} (this worker knows: {known})",
+            )
+        return Run(delivery, envelope, task)
+
+    def _reject_entry(self, delivery: Delivery, reason: str) -> Outcome:
+        log.error(
+            "entry %s on %s set aside: %s",
+            delivery.entry_id.decode(),
+            delivery.source.name,
+            reason,
+        )
+        body = delivery.fields.get(protocol.FIELD)
+        letter = protocol.DeadLetter(
+            message=body if isinstance(body, bytes) else dict(delivery.fields),
+            reason=reason,
+            queue=delivery.source.name,
+            original_id=delivery.entry_id.decode(),
+            error_type="DecodeError",
+            error=reason,
+            attempts=0,
+            worker=self.consumer,
+        )
+        return Outcome("dead", delivery.entry_id, protocol.encode_dead_letter(letter))
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self, run: Run, submit: Submit) -> Outcome | None:
+        """Run the handler once; the Outcome to write, or None when a manual ack decides."""
+        task, envelope = run.task, run.envelope
+        try:
+            task.check_arguments(envelope.args, envelope.kwargs)
+        except StreamworkError as exc:
+            return self._dead(run.delivery, envelope, task, f"bad arguments: {exc}")
+
+        message = self._message(run, submit)
+        args = (message, *envelope.args) if task.options.bind else envelope.args
+        try:
+            value = await self._call(task, args, envelope.kwargs)
+        except Exception as exc:
+            if message.decision is not None:
+                log.error(
+                    "task %s id %s raised after it was %sed: %s",
+                    task.name,
+                    envelope.id,
+                    message.decision,
+                    _describe(exc),
+                )
+                return None
+            return self._failure(run, exc, traceback.format_exc())
+        if task.options.ack_mode == "manual":
+            if message.decision is None:
+                log.warning(
+                    "task %s id %s returned without ack or nack: it stays pending and is "
+                    "delivered again after the visibility timeout",
+                    task.name,
+                    envelope.id,
+                )
+            return None
+        log.debug("task %s id %s done", task.name, envelope.id)
+        return self._done(run, value)
+
+    async def _call(self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        timeout = task.options.timeout
+        if task.is_async:
+            return await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
+        future = asyncio.get_running_loop().run_in_executor(
+            self.threads, functools.partial(task.fn, *args, **kwargs)
+        )
+        if timeout is None:
+            return await future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            self.timed_out_threads += 1
+            log.error(
+                "sync task %s is still running after its %ss timeout; its thread cannot be "
+                "stopped, so this worker process should be recycled",
+                task.name,
+                timeout,
+            )
+            raise
+
+    def _message(self, run: Run, submit: Submit) -> Message:
+        envelope = run.envelope
+        decide = None
+        if run.task.options.ack_mode == "manual":
+            decide = functools.partial(self._decide, run, submit, asyncio.get_running_loop())
+        return Message(
+            id=envelope.id,
+            entry_id=run.delivery.entry_id.decode(),
+            queue=run.delivery.source.name,
+            task=envelope.task,
+            args=envelope.args,
+            kwargs=envelope.kwargs,
+            headers=envelope.headers,
+            attempt=envelope.attempt,
+            delivery_count=run.delivery.delivery_count,
+            enqueued_ms=envelope.enqueued_ms,
+            decide=decide,
+        )
+
+    def _decide(
+        self,
+        run: Run,
+        submit: Submit,
+        loop: asyncio.AbstractEventLoop,
+        message: Message,
+        decision: str,
+        requeue: bool,
+        reason: str,
+    ) -> None:
+        if decision == "ack":
+            outcome = self._done(run, None)
+        elif requeue:
+            outcome = self._failure(run, Retry(reason=reason), "")
+        else:
+            outcome = self._dead(run.delivery, run.envelope, run.task, reason)
+        loop.call_soon_threadsafe(submit, run.delivery.source, outcome, run.is_pending)
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def _done(self, run: Run, value: Any) -> Outcome:
+        task = run.task
+        if not task.options.store_result:
+            return Outcome("done", run.delivery.entry_id)
+        try:
+            result = msgpack.packb({"ok": True, "value": value}, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            log.error(
+                "task %s id %s returned a value msgpack cannot carry: %s",
+                task.name,
+                run.envelope.id,
+                exc,
+            )
+            result = _error_result("EncodeError", f"result cannot be encoded: {exc}")
+        return Outcome(
+            "done",
+            run.delivery.entry_id,
+            result_key=task.keys.result(run.envelope.id),
+            result=result,
+        )
+
+    def _failure(self, run: Run, exc: BaseException, trace: str) -> Outcome:
+        task, envelope = run.task, run.envelope
+        if isinstance(exc, Reject):
+            return self._dead(run.delivery, envelope, task, f"rejected: {exc.reason}", exc, trace)
+        is_retryable = isinstance(exc, (Retry, *task.options.retry_on))
+        if not is_retryable:
+            return self._dead(run.delivery, envelope, task, "not retryable", exc, trace)
+        if envelope.attempt > task.options.max_retries:
+            reason = f"failed {envelope.attempt} attempts (max_retries={task.options.max_retries})"
+            return self._dead(run.delivery, envelope, task, reason, exc, trace)
+        if isinstance(exc, Retry) and exc.delay is not None:
+            delay = exc.delay
+        else:
+            delay = task.options.backoff.delay(envelope.attempt)
+        failed_ms = protocol.now_ms()
+        log.warning(
+            "task %s id %s attempt %d failed: %s — retry in %.1fs",
+            task.name,
+            envelope.id,
+            envelope.attempt,
+            _describe(exc),
+            delay,
+        )
+        retry = protocol.encode(envelope.next_attempt(failed_ms))
+        return Outcome("retry", run.delivery.entry_id, retry, failed_ms + int(delay * 1000))
+
+    def _dead(
+        self,
+        delivery: Delivery,
+        envelope: protocol.Envelope,
+        task: Task | None,
+        reason: str,
+        exc: BaseException | None = None,
+        trace: str = "",
+    ) -> Outcome:
+        failed_ms = protocol.now_ms()
+        error_type = type(exc).__name__ if exc is not None else "Rejected"
+        error = str(exc) if exc is not None else reason
+        log.error(
+            "task %s id %s dead-lettered after %d attempt(s): %s%s",
+            envelope.task,
+            envelope.id,
+            envelope.attempt,
+            reason,
+            f" — {_describe(exc)}" if exc is not None else "",
+        )
+        letter = protocol.DeadLetter(
+            message=protocol.entry_body(delivery.fields),
+            reason=reason,
+            queue=delivery.source.name,
+            original_id=delivery.entry_id.decode(),
+            error_type=error_type,
+            error=error,
+            traceback=trace,
+            attempts=envelope.attempt,
+            first_failure_ms=envelope.first_failure_ms or failed_ms,
+            last_failure_ms=failed_ms,
+            worker=self.consumer,
+            task=envelope.task,
+            task_id=envelope.id,
+        )
+        outcome = Outcome("dead", delivery.entry_id, protocol.encode_dead_letter(letter))
+        if task is not None and task.options.store_result:
+            outcome = Outcome(
+                "dead",
+                delivery.entry_id,
+                outcome.data,
+                result_key=task.keys.result(envelope.id),
+                result=_error_result(error_type, error),
+            )
+        return outcome
+
+
+def _error_result(error_type: str, error: str) -> bytes:
+    return msgpack.packb({"ok": False, "error_type": error_type, "error": error})
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

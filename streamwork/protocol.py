@@ -1,0 +1,189 @@
+"""Encode and decode the versioned msgpack wire format (the contract is docs/PROTOCOL.md).
+
+A stream entry has one field, `m`, whose value is a msgpack map. This module turns
+`Envelope` and `DeadLetter` values into those bytes and back, and never touches Redis.
+Only plain data crosses the wire (nil, bool, int, float, str, bytes, arrays, maps): never
+pickle, so a message can neither run code on a worker nor be made by Python alone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import msgpack
+
+from .errors import DecodeError, EncodeError
+
+VERSION = 1
+FIELD = b"m"
+"""The one stream-entry field that carries the message."""
+
+
+def new_id() -> str:
+    """A fresh task id: 32 lowercase hex digits (128 random bits)."""
+    return os.urandom(16).hex()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One task message as it travels: what to run, with what, and its history so far."""
+
+    id: str
+    task: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, Any] = field(default_factory=dict)
+    enqueued_ms: int = 0
+    attempt: int = 1
+    first_failure_ms: int | None = None
+
+    def next_attempt(self, failed_ms: int) -> Envelope:
+        """The envelope of the retry that follows a failure at `failed_ms`."""
+        return replace(
+            self,
+            attempt=self.attempt + 1,
+            enqueued_ms=failed_ms,
+            first_failure_ms=self.first_failure_ms or failed_ms,
+        )
+
+
+def _pack(value: dict[str, Any]) -> bytes:
+    try:
+        return msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise EncodeError(
+            f"cannot encode message: {exc} — only None, bool, int, float, str, bytes, "
+            "lists, tuples and dicts with string keys can be sent"
+        ) from None
+
+
+def encode(envelope: Envelope) -> bytes:
+    """The msgpack bytes of `envelope`; raise EncodeError if an argument is not plain data."""
+    body: dict[str, Any] = {
+        "v": VERSION,
+        "id": envelope.id,
+        "task": envelope.task,
+        "args": list(envelope.args),
+        "ts": envelope.enqueued_ms,
+    }
+    if envelope.kwargs:
+        body["kwargs"] = envelope.kwargs
+    if envelope.headers:
+        body["headers"] = envelope.headers
+    if envelope.attempt != 1:
+        body["attempt"] = envelope.attempt
+    if envelope.first_failure_ms is not None:
+        body["ff"] = envelope.first_failure_ms
+    return _pack(body)
+
+
+def _unpack(raw: Any) -> Any:
+    if not isinstance(raw, (bytes, bytearray)):
+        raise DecodeError(f"expected msgpack bytes, got {type(raw).__name__}")
+    try:
+        return msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except Exception as exc:
+        raise DecodeError(f"not valid msgpack: {exc}") from None
+
+
+def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    value = body.get(name, default)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise DecodeError(f"field {name!r} has the wrong type: {type(value).__name__}")
+    return value
+
+
+def decode(raw: Any) -> Envelope:
+    """The Envelope in `raw` (an entry's `m` value); raise DecodeError if it is not one."""
+    body = _unpack(raw)
+    if not isinstance(body, dict):
+        raise DecodeError(f"message is a msgpack {type(body).__name__}, not a map")
+    version = body.get("v")
+    if version != VERSION:
+        raise DecodeError(f"unsupported message version {version!r} (this worker reads {VERSION})")
+    for required in ("id", "task"):
+        if required not in body:
+            raise DecodeError(f"message has no {required!r} field")
+    first_failure = body.get("ff")
+    return Envelope(
+        id=_field(body, "id", str, None),
+        task=_field(body, "task", str, None),
+        args=tuple(_field(body, "args", list, [])),
+        kwargs=_field(body, "kwargs", dict, {}),
+        headers=_field(body, "headers", dict, {}),
+        enqueued_ms=_field(body, "ts", int, 0),
+        attempt=_field(body, "attempt", int, 1),
+        first_failure_ms=None if first_failure is None else _field(body, "ff", int, None),
+    )
+
+
+def entry_body(fields: dict[bytes, Any]) -> Any:
+    """The `m` value of a stream entry's fields, or raise DecodeError naming what is there."""
+    if FIELD not in fields:
+        names = ", ".join(repr(k) for k in list(fields)[:5]) or "none"
+        raise DecodeError(f"entry has no 'm' field (fields: {names})")
+    return fields[FIELD]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message set aside for people: the original entry and why it failed."""
+
+    message: bytes | dict[str, Any]
+    """The original `m` bytes, or the entry's raw fields when it had no `m`."""
+    reason: str
+    queue: str
+    original_id: str
+    error_type: str = ""
+    error: str = ""
+    traceback: str = ""
+    attempts: int = 0
+    first_failure_ms: int = 0
+    last_failure_ms: int = 0
+    worker: str = ""
+    task: str = ""
+    task_id: str = ""
+
+
+def encode_dead_letter(letter: DeadLetter) -> bytes:
+    message = letter.message
+    if isinstance(message, dict):
+        message = {_text(k): v for k, v in message.items()}
+    return _pack(
+        {
+            "v": VERSION,
+            "message": message,
+            "reason": letter.reason,
+            "queue": letter.queue,
+            "original_id": letter.original_id,
+            "error_type": letter.error_type,
+            "error": letter.error,
+            "traceback": letter.traceback,
+            "attempts": letter.attempts,
+            "first_failure_ms": letter.first_failure_ms,
+            "last_failure_ms": letter.last_failure_ms,
+            "worker": letter.worker,
+            "task": letter.task,
+            "task_id": letter.task_id,
+        }
+    )
+
+
+def decode_dead_letter(raw: Any) -> DeadLetter:
+    body = _unpack(raw)
+    if not isinstance(body, dict) or "reason" not in body:
+        raise DecodeError("not a streamwork dead letter")
+    body.pop("v", None)
+    known = DeadLetter.__dataclass_fields__
+    return DeadLetter(**{k: v for k, v in body.items() if k in known})
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -1,0 +1,161 @@
+"""The only module that speaks Redis commands: streams, groups, sets, and the Lua scripts.
+
+Each function takes a client or pipeline, sync or asyncio; it returns what redis-py returns
+(a value, or an awaitable for asyncio clients), so producers and workers share one
+definition of every command. Lua scripts are loaded once per client through
+`register_script`, which uses EVALSHA and reloads after NOSCRIPT. Nothing here decides
+what a message means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis.exceptions
+
+from .keys import QueueKeys, Source, queue_registry
+
+_SCRIPT_NAMES = ("settle", "move_due", "renew_lease")
+
+
+def _lua(name: str) -> str:
+    return resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text()
+
+
+_LUA = {name: _lua(name) for name in _SCRIPT_NAMES}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one run of a message decided, to be written together with its XACK."""
+
+    kind: str  # "done" | "retry" | "dead"
+    entry_id: bytes
+    data: bytes = b""
+    """For "retry", the next attempt's message; for "dead", the dead letter."""
+    due_ms: int = 0
+    result_key: str | None = None
+    result: bytes = b""
+
+
+class Scripts:
+    """Typed wrappers around the Lua scripts (scripts/*.lua), registered on one client."""
+
+    def __init__(self, client: Any) -> None:
+        self._scripts = {name: client.register_script(_LUA[name]) for name in _SCRIPT_NAMES}
+
+    def settle(
+        self,
+        source: Source,
+        consumer: str,
+        outcomes: Sequence[Outcome],
+        *,
+        is_pending: bool,
+        result_ttl_ms: int,
+    ) -> Any:
+        """Write `outcomes` and XACK their entries; one 1 (written) or 0 (lost) per outcome."""
+        keys = [source.keys.stream, source.keys.delayed, source.keys.dead_letters]
+        args: list[Any] = [
+            source.group,
+            consumer,
+            "1" if is_pending else "0",
+            "1" if source.deletes_on_ack else "0",
+            result_ttl_ms,
+        ]
+        for outcome in outcomes:
+            index = 0
+            if outcome.result_key is not None:
+                keys.append(outcome.result_key)
+                index = len(keys)
+            args += [
+                outcome.kind,
+                outcome.entry_id,
+                outcome.data,
+                outcome.due_ms,
+                index,
+                outcome.result,
+            ]
+        return self._scripts["settle"](keys=keys, args=args)
+
+    def move_due(self, keys: QueueKeys, now_ms: int, limit: int = 500) -> Any:
+        """Move due delayed messages into the stream; returns [moved, next due ms or -1]."""
+        return self._scripts["move_due"](keys=[keys.delayed, keys.stream], args=[now_ms, limit])
+
+    def renew_lease(self, source: Source, consumer: str, entry_ids: Iterable[bytes]) -> Any:
+        """Reset the idle time of entries still owned by `consumer`; returns the ids it lost."""
+        return self._scripts["renew_lease"](
+            keys=[source.keys.stream], args=[source.group, consumer, *entry_ids]
+        )
+
+
+def add(client: Any, keys: QueueKeys, body: bytes, due_ms: int | None = None) -> Any:
+    """Enqueue one message: XADD to the stream now, or ZADD to the delayed set for later."""
+    if due_ms is None:
+        return client.xadd(keys.stream, {b"m": body})
+    return client.zadd(keys.delayed, {body: due_ms})
+
+
+def register(client: Any, namespace: str, queue: str) -> Any:
+    """Record `queue` in the namespace's registry, so tools find it without KEYS or SCAN."""
+    return client.sadd(queue_registry(namespace), queue)
+
+
+def registered(client: Any, namespace: str) -> Any:
+    return client.smembers(queue_registry(namespace))
+
+
+async def ensure_group(client: Any, source: Source) -> None:
+    """Create the source's consumer group (and stream) unless it exists; reads start at 0."""
+    try:
+        await client.xgroup_create(source.keys.stream, source.group, id="0", mkstream=True)
+    except redis.exceptions.ResponseError as exc:
+        if not str(exc).startswith("BUSYGROUP"):
+            raise
+
+
+def read(
+    client: Any,
+    group: str,
+    consumer: str,
+    streams: dict[str, str],
+    count: int,
+    block_ms: int | None,
+) -> Any:
+    """XREADGROUP new entries (`>`) from several streams; None or [[stream, entries], ...]."""
+    return client.xreadgroup(group, consumer, streams, count=count, block=block_ms)
+
+
+def claim_stale(
+    client: Any, source: Source, consumer: str, min_idle_ms: int, start: bytes, count: int
+) -> Any:
+    """XAUTOCLAIM entries idle past `min_idle_ms`: [next start, entries, deleted ids]."""
+    return client.xautoclaim(
+        source.keys.stream, source.group, consumer, min_idle_ms, start_id=start, count=count
+    )
+
+
+def pending_of(
+    client: Any,
+    source: Source,
+    consumer: str,
+    first: bytes = b"-",
+    last: bytes = b"+",
+    count: int = 1,
+) -> Any:
+    """XPENDING details of `consumer`'s entries between two ids (each with times delivered)."""
+    return client.xpending_range(
+        source.keys.stream, source.group, first, last, count, consumername=consumer
+    )
+
+
+def remove_consumer(client: Any, source: Source, consumer: str) -> Any:
+    """XGROUP DELCONSUMER — which drops the consumer's pending entries: check they are none."""
+    return client.xgroup_delconsumer(source.keys.stream, source.group, consumer)
+
+
+def wait_result(client: Any, key: str, timeout: float) -> Any:
+    """Block until the result list at `key` has its element, and return it (kept in place)."""
+    return client.blmove(key, key, timeout, "RIGHT", "RIGHT")

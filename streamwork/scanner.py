@@ -1,0 +1,161 @@
+"""Scanner: the timers that keep delivery whole — claims, leases and delayed messages.
+
+Three loops, each on its own timer, for every source a worker serves:
+- claim: XAUTOCLAIM entries idle past the visibility timeout (their worker died or froze)
+  and hand them to the worker to run again; entries deleted while pending are counted lost.
+- lease: renew the claim on entries this worker is still running, so a long task is never
+  taken from a live worker (it renews only entries it still owns).
+- move: move due delayed messages and retries into the stream (one Lua step each time).
+It never runs a handler and never writes an outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from . import protocol, redis_ops
+from .execution import Delivery
+from .keys import Source
+from .redis_ops import Scripts
+from .settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+MOVE_LIMIT = 500
+"""The most delayed messages one mover call moves."""
+MAX_MOVE_WAIT = 1.0
+"""The longest the mover sleeps: a producer may add an earlier delayed message any time."""
+
+
+class Scanner:
+    def __init__(
+        self,
+        client: Any,
+        scripts: Scripts,
+        consumer: str,
+        sources: Sequence[Source],
+        settings: WorkerSettings,
+        *,
+        running: Callable[[Source], list[bytes]],
+        free_slots: Callable[[], int],
+        dispatch: Callable[[list[Delivery]], Awaitable[None]],
+        on_lost: Callable[[Source, list[bytes]], None],
+    ) -> None:
+        self._client = client
+        self._scripts = scripts
+        self._consumer = consumer
+        self._sources = sources
+        self._settings = settings
+        self._running = running
+        self._free_slots = free_slots
+        self._dispatch = dispatch
+        self._on_lost = on_lost
+        self._tasks: list[asyncio.Task[None]] = []
+        self.claimed = 0
+        self.deleted_while_pending = 0
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._forever(self.move_due, "move"), name="streamwork-mover"),
+            asyncio.create_task(self._forever(self.renew_leases, "lease"), name="streamwork-lease"),
+            asyncio.create_task(self._forever(self.claim_stale, "claim"), name="streamwork-claim"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _forever(self, step: Callable[[], Any], what: str) -> None:
+        failures = 0
+        while True:
+            try:
+                pause = await step()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                pause = min(10.0, 0.1 * 2**failures)
+                log.error("scanner %s step failed (%s); retrying in %.1fs", what, exc, pause)
+            await asyncio.sleep(pause)
+
+    async def move_due(self) -> float:
+        """Move due delayed messages of every source; returns seconds until the next is due."""
+        return (await self.move_due_now())[1]
+
+    async def move_due_now(self) -> tuple[int, float]:
+        """Move due delayed messages of every source: (how many moved, seconds to the next)."""
+        now = protocol.now_ms()
+        wait = MAX_MOVE_WAIT
+        total = 0
+        for source in self._sources:
+            moved, next_due = await self._scripts.move_due(source.keys, now, MOVE_LIMIT)
+            total += moved
+            if moved >= MOVE_LIMIT:
+                wait = 0.0
+            elif next_due >= 0:
+                wait = min(wait, max(0.005, (next_due - now) / 1000))
+        return total, wait
+
+    async def renew_leases(self) -> float:
+        """Renew the lease of every entry this worker runs; report the ones it lost."""
+        for source in self._sources:
+            ids = self._running(source)
+            if not ids:
+                continue
+            lost = await self._scripts.renew_lease(source, self._consumer, ids)
+            if lost:
+                self._on_lost(source, list(lost))
+        return self._settings.lease_interval
+
+    async def claim_stale(self) -> float:
+        """Claim entries idle past the visibility timeout, as many as there are free slots."""
+        min_idle_ms = int(self._settings.visibility_timeout * 1000)
+        for source in self._sources:
+            start = b"0-0"
+            while (free := self._free_slots()) > 0:
+                start, entries, deleted = await redis_ops.claim_stale(
+                    self._client, source, self._consumer, min_idle_ms, start, free
+                )
+                if deleted:
+                    self.deleted_while_pending += len(deleted)
+                    log.error(
+                        "%d entr%s on %s were deleted from the stream while pending "
+                        "(trimmed or XDEL'd outside streamwork): lost",
+                        len(deleted),
+                        "y" if len(deleted) == 1 else "ies",
+                        source.name,
+                    )
+                entries = [(entry_id, fields) for entry_id, fields in entries if fields]
+                if entries:
+                    await self._hand_over(source, entries)
+                if start in (b"0-0", "0-0"):
+                    break
+        return self._settings.scan_interval
+
+    async def _hand_over(self, source: Source, entries: list[tuple[bytes, Any]]) -> None:
+        counts = {
+            row["message_id"]: row["times_delivered"]
+            for row in await redis_ops.pending_of(
+                self._client, source, self._consumer, entries[0][0], entries[-1][0], len(entries)
+            )
+        }
+        self.claimed += len(entries)
+        log.warning(
+            "claimed %d abandoned entr%s on %s (idle past the %.0fs visibility timeout)",
+            len(entries),
+            "y" if len(entries) == 1 else "ies",
+            source.name,
+            self._settings.visibility_timeout,
+        )
+        await self._dispatch(
+            [
+                Delivery(source, entry_id, fields, counts.get(entry_id, 2))
+                for entry_id, fields in entries
+            ]
+        )

@@ -1,0 +1,62 @@
+-- settle.lua: record the outcomes of a batch of runs and acknowledge their entries, atomically.
+--
+-- KEYS[1]   the stream
+-- KEYS[2]   the delayed set (retries go there)
+-- KEYS[3]   the dead-letter stream
+-- KEYS[4..] result keys (lists), referenced by index from the outcomes
+-- ARGV[1]   consumer group
+-- ARGV[2]   consumer name
+-- ARGV[3]   "1": the entries are still pending — check ownership, then XACK;
+--           "0": they were acknowledged on receipt (ack mode auto) — write outcomes only
+-- ARGV[4]   "1": XDEL each acknowledged entry (queues: a stream holds backlog + in-flight only)
+-- ARGV[5]   result time-to-live in milliseconds
+-- ARGV[6..] six values per outcome:
+--           kind ("done" | "retry" | "dead"), entry id, data, score, result key index, result
+--             done:  nothing to write but the result
+--             retry: ZADD KEYS[2] score data     (data = the next attempt's message)
+--             dead:  XADD KEYS[3] * m data       (data = the dead letter)
+--           result key index 0 means no result is stored; else RPUSH KEYS[index] result.
+--
+-- Returns one integer per outcome: 1 written, 0 dropped because this consumer no longer owns
+-- the entry ("lost ownership": the scanner gave it to another worker, whose outcome counts).
+--
+-- Invariant: an outcome is written only by the entry's current owner and only together with
+-- the XACK of its entry, so a crash between them can neither lose nor duplicate the decision.
+
+local group, consumer = ARGV[1], ARGV[2]
+local pending, delete = ARGV[3] == "1", ARGV[4] == "1"
+local ttl = tonumber(ARGV[5])
+local written = {}
+
+for i = 6, #ARGV, 6 do
+    local kind, id, data, score = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    local result_key, result = tonumber(ARGV[i + 4]), ARGV[i + 5]
+    local owned = true
+    if pending then
+        local entry = redis.call("XPENDING", KEYS[1], group, id, id, 1)[1]
+        owned = entry ~= nil and entry[2] == consumer
+    end
+    if owned then
+        if kind == "retry" then
+            redis.call("ZADD", KEYS[2], score, data)
+        elseif kind == "dead" then
+            redis.call("XADD", KEYS[3], "*", "m", data)
+        end
+        if result_key > 0 then
+            local key = KEYS[result_key]
+            redis.call("DEL", key)
+            redis.call("RPUSH", key, result)
+            redis.call("PEXPIRE", key, ttl)
+        end
+        if pending then
+            redis.call("XACK", KEYS[1], group, id)
+        end
+        if delete then
+            redis.call("XDEL", KEYS[1], id)
+        end
+        written[#written + 1] = 1
+    else
+        written[#written + 1] = 0
+    end
+end
+return written

@@ -1,0 +1,121 @@
+"""Settler: writes run outcomes with their XACKs, many per script call.
+
+Outcomes are buffered per source and written by one background flush: while a write is
+in flight the next batch gathers, so a busy worker makes one settle call for many
+messages and an idle one adds no delay. An outcome the script reports as not owned is
+"lost ownership": another worker holds the entry now, so it is dropped and counted. If
+Redis is unreachable, outcomes stay buffered and are retried; their entries stay pending
+in Redis meanwhile, so a crash loses nothing (they are delivered again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from .keys import Source
+from .redis_ops import Outcome, Scripts
+
+log = logging.getLogger(__name__)
+
+MAX_PER_CALL = 500
+"""The most outcomes one settle script call writes (keeps each call short for Redis)."""
+
+
+class Settler:
+    def __init__(self, client: Any, scripts: Scripts, consumer: str, result_ttl: float) -> None:
+        self._client = client
+        self._scripts = scripts
+        self._consumer = consumer
+        self._result_ttl_ms = int(result_ttl * 1000)
+        self._buffer: dict[tuple[Source, bool], list[Outcome]] = defaultdict(list)
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+        self.lost_ownership = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._flush_forever(), name="streamwork-settler")
+
+    def submit(self, source: Source, outcome: Outcome, is_pending: bool) -> None:
+        """Buffer `outcome` for the next write (call on the event loop's thread)."""
+        self._buffer[(source, is_pending)].append(outcome)
+        self._idle.clear()
+        self._wake.set()
+
+    @property
+    def is_idle(self) -> bool:
+        return self._idle.is_set()
+
+    async def drain(self) -> None:
+        """Return once every submitted outcome is written (or dropped as lost)."""
+        await self._idle.wait()
+
+    async def stop(self) -> None:
+        """Write what is buffered, then stop the background flush."""
+        if self._buffer:
+            self._wake.set()
+            await self.drain()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def write(self, source: Source, outcomes: Sequence[Outcome], is_pending: bool) -> int:
+        """Write up to MAX_PER_CALL `outcomes` in one call; returns how many were still owned."""
+        flags = await self._scripts.settle(
+            source,
+            self._consumer,
+            outcomes,
+            is_pending=is_pending,
+            result_ttl_ms=self._result_ttl_ms,
+        )
+        owned = 0
+        for outcome, flag in zip(outcomes, flags, strict=True):
+            if flag:
+                owned += 1
+                continue
+            self.lost_ownership += 1
+            log.warning(
+                "lost ownership of entry %s on %s: another worker claimed it, so this "
+                "outcome (%s) is dropped",
+                outcome.entry_id.decode(),
+                source.name,
+                outcome.kind,
+            )
+        self.written += owned
+        return owned
+
+    async def _flush_forever(self) -> None:
+        failures = 0
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._buffer:
+                key, outcomes = next(iter(self._buffer.items()))
+                chunk, rest = outcomes[:MAX_PER_CALL], outcomes[MAX_PER_CALL:]
+                if rest:
+                    self._buffer[key] = rest
+                else:
+                    del self._buffer[key]
+                try:
+                    await self.write(key[0], chunk, key[1])
+                    failures = 0
+                except Exception as exc:
+                    # Keep the outcomes: their entries stay pending in Redis until written.
+                    self._buffer[key][:0] = chunk
+                    failures += 1
+                    delay = min(5.0, 0.05 * 2**failures)
+                    log.error(
+                        "cannot write %d outcome(s) on %s (%s); retrying in %.1fs",
+                        len(chunk),
+                        key[0].name,
+                        exc,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+            self._idle.set()

@@ -1,0 +1,237 @@
+"""Task: a decorated function, and the producer side — send, send_async, send_with, send_many.
+
+Owns the signature check (bad arguments fail at send time, not on a worker) and the
+handles returned by sends. It builds envelopes and hands them to redis_ops; it never runs
+a handler (the worker does) and never decides retries.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from . import protocol, redis_ops
+from .errors import BadArguments, ConfigurationError, ResultTimeout, TaskFailed
+from .keys import QueueKeys
+from .settings import AckMode, Backoff, Duration, to_seconds
+
+if TYPE_CHECKING:
+    from .app import App
+
+SEND_BATCH = 1000
+"""How many sends `send_many` puts in one pipelined round trip."""
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """How a task's messages are queued, acknowledged and retried."""
+
+    queue: str
+    ack_mode: AckMode
+    max_retries: int
+    retry_on: tuple[type[BaseException], ...]
+    backoff: Backoff
+    timeout: float | None = None
+    store_result: bool = False
+    bind: bool = False
+
+
+@dataclass(frozen=True)
+class TaskHandle:
+    """What a send returns: the message id, and its result when the task stores results."""
+
+    id: str
+    task: Task = field(repr=False)
+
+    @property
+    def _key(self) -> str:
+        return self.task.keys.result(self.id)
+
+    def _check(self) -> None:
+        if not self.task.options.store_result:
+            raise ConfigurationError(
+                f"task {self.task.name!r} does not store results: declare it with store_result=True"
+            )
+
+    def result(self, timeout: float = 10.0) -> Any:
+        """Wait up to `timeout` seconds for the return value; TaskFailed if it was dead-lettered."""
+        self._check()
+        app = self.task.app
+        with app.translate_errors():
+            raw = redis_ops.wait_result(app.redis, self._key, timeout)
+        return self._decode(raw, timeout)
+
+    async def result_async(self, timeout: float = 10.0) -> Any:
+        """Like `result`, for asyncio code."""
+        self._check()
+        app = self.task.app
+        with app.translate_errors():
+            raw = await redis_ops.wait_result(app.async_redis(), self._key, timeout)
+        return self._decode(raw, timeout)
+
+    def _decode(self, raw: bytes | None, timeout: float) -> Any:
+        if raw is None:
+            raise ResultTimeout(
+                f"no result for task {self.task.name} id {self.id} within {timeout}s — "
+                "is a worker running for queue " + repr(self.task.options.queue) + "?"
+            )
+        outcome = msgpack.unpackb(raw, raw=False)
+        if outcome.get("ok"):
+            return outcome.get("value")
+        raise TaskFailed(outcome.get("error_type", "Error"), outcome.get("error", ""))
+
+
+def _due_ms(delay: Duration | None, eta: datetime | None) -> int | None:
+    if delay is not None and eta is not None:
+        raise ConfigurationError("give either delay or eta, not both")
+    if eta is not None:
+        if eta.tzinfo is None:
+            raise ConfigurationError("eta must be a timezone-aware datetime (e.g. UTC)")
+        return int(eta.astimezone(timezone.utc).timestamp() * 1000)
+    if delay is None:
+        return None
+    seconds = to_seconds("delay", delay)
+    if seconds == 0:
+        return None
+    return protocol.now_ms() + math.ceil(seconds * 1000)
+
+
+class Task:
+    """A function registered with `@app.task`; calling it runs it here, `send` queues it."""
+
+    def __init__(self, app: App, fn: Callable[..., Any], name: str, options: TaskOptions) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+        if options.bind:
+            params = list(self.signature.parameters.values())
+            if not params or params[0].kind not in (
+                params[0].POSITIONAL_ONLY,
+                params[0].POSITIONAL_OR_KEYWORD,
+            ):
+                raise ConfigurationError(
+                    f"task {name!r} has bind=True, so its first parameter must take the Message"
+                )
+            self.signature = self.signature.replace(parameters=params[1:])
+        self.keys: QueueKeys = app.keys(options.queue)
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.options.queue}>"
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise BadArguments unless `args` and `kwargs` fit the handler's signature."""
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise BadArguments(f"{self.name}(): {exc}") from None
+
+    def envelope(
+        self,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> tuple[str, bytes]:
+        """The id and encoded message of one call, after checking its arguments."""
+        args = tuple(args)
+        kwargs = kwargs or {}
+        self.check_arguments(args, kwargs)
+        message_id = protocol.new_id()
+        return message_id, protocol.encode(
+            protocol.Envelope(
+                id=message_id,
+                task=self.name,
+                args=args,
+                kwargs=kwargs,
+                headers=headers or {},
+                enqueued_ms=protocol.now_ms(),
+            )
+        )
+
+    def send(self, *args: Any, **kwargs: Any) -> TaskHandle:
+        """Queue one run with these arguments; returns at once with the message's handle."""
+        return self.send_with(args=args, kwargs=kwargs)
+
+    async def send_async(self, *args: Any, **kwargs: Any) -> TaskHandle:
+        """Like `send`, for asyncio code."""
+        return await self.send_with_async(args=args, kwargs=kwargs)
+
+    def send_with(
+        self,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        delay: Duration | None = None,
+        eta: datetime | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> TaskHandle:
+        """Queue one run with options: `delay` (seconds or timedelta) or `eta`, and headers."""
+        message_id, body = self.envelope(args, kwargs, headers)
+        due = _due_ms(delay, eta)
+        app = self.app
+        with app.translate_errors():
+            app.register_queue_sync(self.options.queue)
+            redis_ops.add(app.redis, self.keys, body, due)
+        return TaskHandle(message_id, self)
+
+    async def send_with_async(
+        self,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        delay: Duration | None = None,
+        eta: datetime | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> TaskHandle:
+        """Like `send_with`, for asyncio code."""
+        message_id, body = self.envelope(args, kwargs, headers)
+        due = _due_ms(delay, eta)
+        app = self.app
+        with app.translate_errors():
+            client = app.async_redis()
+            await app.register_queue_async(self.options.queue, client)
+            await redis_ops.add(client, self.keys, body, due)
+        return TaskHandle(message_id, self)
+
+    def send_many(
+        self, calls: Iterable[Any], *, delay: Duration | timedelta | None = None
+    ) -> list[TaskHandle]:
+        """Queue one run per item, pipelined: one round trip per 1000 sends.
+
+        An item that is a tuple gives positional arguments, a dict gives keyword arguments,
+        anything else is the one positional argument. Every item is checked before any is
+        sent, so a bad item sends nothing.
+        """
+        encoded = [self.envelope(*_call(item)) for item in calls]
+        due = _due_ms(delay, None)
+        app = self.app
+        with app.translate_errors():
+            app.register_queue_sync(self.options.queue)
+            for start in range(0, len(encoded), SEND_BATCH):
+                pipe = app.redis.pipeline(transaction=False)
+                for _, body in encoded[start : start + SEND_BATCH]:
+                    redis_ops.add(pipe, self.keys, body, due)
+                pipe.execute()
+        return [TaskHandle(message_id, self) for message_id, _ in encoded]
+
+
+def _call(item: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if isinstance(item, tuple):
+        return item, {}
+    if isinstance(item, dict):
+        return (), item
+    return (item,), {}

@@ -1,0 +1,137 @@
+"""Helpers for tests: a private `redis-server` on a free loopback port, and a polling wait.
+
+`RedisServer` starts a real server in a temporary directory (no persistence unless asked),
+can restart it, and stops only the process it started, by PID. It never touches a Redis
+it did not start.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+
+T = TypeVar("T")
+
+INSTALL_HINT = (
+    "redis-server was not found on PATH: install it (Debian/Ubuntu: "
+    "apt-get install redis-server; macOS: brew install redis)"
+)
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, message: str = ""
+) -> T:
+    """Poll `predicate` until it returns something truthy, and return that; else raise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(message or f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A private redis-server on 127.0.0.1: `start()`, `url`, `restart()`, `stop()`."""
+
+    def __init__(self, args: Sequence[str] = (), port: int | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError(INSTALL_HINT)
+        self.binary = binary
+        self.args = list(args)
+        self.port = port or free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="streamwork-redis-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        command = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.dir),
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--logfile", str(self.dir / "redis.log"),
+            *self.args,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        try:
+            wait_until(
+                lambda: self._answers(client),
+                timeout,
+                message=f"redis-server did not answer on port {self.port}: {self.log_tail()}",
+            )
+        finally:
+            client.close()
+        return self
+
+    def _answers(self, client: redis.Redis) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"redis-server exited at start: {self.log_tail()}")
+        try:
+            return bool(client.ping())
+        except redis.exceptions.ConnectionError:
+            return False
+        except redis.exceptions.BusyLoadingError:
+            return False
+
+    def log_tail(self, lines: int = 5) -> str:
+        path = self.dir / "redis.log"
+        if not path.exists():
+            return "(no log)"
+        return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server this object started (SIGTERM, then SIGKILL), by its PID."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.cleanup()

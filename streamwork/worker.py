@@ -1,0 +1,281 @@
+"""Worker: one process, one asyncio loop — fetch in batches, run within a bound, settle.
+
+Owns the fetch loop (XREADGROUP BLOCK, one call per consumer group for all its streams),
+the bound on messages in flight (`concurrency`), the thread pool for sync handlers, and a
+clean stop: stop fetching, let running messages finish, write their outcomes. Deciding
+outcomes (Runner), writing them (Settler) and recovery timers (Scanner) live in their own
+modules. Starting several processes and handling signals belongs to the CLI/supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import redis.exceptions
+
+from . import connection, redis_ops
+from .errors import ConfigurationError
+from .execution import Delivery, Run, Runner
+from .keys import Source
+from .redis_ops import Outcome, Scripts
+from .scanner import Scanner
+from .settings import WorkerSettings
+from .settler import Settler
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger(__name__)
+
+BURST_BLOCK = 0.1
+"""How long a burst worker's reads wait: it exits soon after the queues are found drained."""
+
+
+def consumer_name() -> str:
+    """A name unique to this process: host, pid and a random suffix (pids are reused)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+class Worker:
+    """Runs the tasks of `app` from `queues` (default: every queue its tasks use)."""
+
+    def __init__(
+        self,
+        app: App,
+        queues: Sequence[str] | None = None,
+        settings: WorkerSettings | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings or WorkerSettings()
+        declared = app.queues()
+        chosen = list(dict.fromkeys(queues)) if queues else declared
+        if not chosen:
+            raise ConfigurationError("the app declares no tasks, so there is nothing to serve")
+        unknown = [q for q in chosen if q not in declared]
+        if unknown:
+            raise ConfigurationError(
+                f"unknown queue {unknown[0]!r}: this app's tasks use {', '.join(declared)}"
+            )
+        self.sources = [Source(app.keys(q)) for q in chosen]
+        self.consumer = consumer_name()
+        self._running: dict[Source, dict[bytes, asyncio.Task[None]]] = defaultdict(dict)
+        self._in_flight = 0
+        self._slot_free: asyncio.Event | None = None
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.settler: Settler | None = None
+        self.scanner: Scanner | None = None
+        self.runner: Runner | None = None
+        self.processed = 0
+
+    @property
+    def queues(self) -> list[str]:
+        return [s.name for s in self.sources]
+
+    def stop(self) -> None:
+        """Ask the worker to stop: no new fetches; running messages finish. Thread-safe."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._request_stop)
+        else:
+            self._stopping = True
+
+    def _request_stop(self) -> None:
+        if not self._stopping:
+            log.info(
+                "worker %s stopping: finishing %d running message(s)",
+                self.consumer,
+                self._in_flight,
+            )
+        self._stopping = True
+
+    async def run(self, *, burst: bool = False) -> None:
+        """Fetch and run messages until `stop()` (or, with `burst`, until the queues drain)."""
+        self._loop = asyncio.get_running_loop()
+        self._slot_free = asyncio.Event()
+        settings = self.settings
+        client = connection.async_client(self.app.url)
+        scripts = Scripts(client)
+        threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="streamwork")
+        self.runner = Runner(self.app, self.consumer, threads)
+        self.settler = Settler(client, scripts, self.consumer, settings.result_ttl)
+        self.scanner = Scanner(
+            client,
+            scripts,
+            self.consumer,
+            self.sources,
+            settings,
+            running=lambda source: list(self._running[source]),
+            free_slots=self._free_slots,
+            dispatch=self._dispatch,
+            on_lost=self._on_lost,
+        )
+        try:
+            with connection.translate_errors(self.app.url):
+                await self._prepare(client)
+            self.settler.start()
+            self.scanner.start()
+            log.info("worker %s serving %s", self.consumer, ", ".join(self.queues))
+            await self._fetch_forever(client, burst)
+        finally:
+            await self._finish(client, threads)
+
+    async def _prepare(self, client: Any) -> None:
+        await client.ping()
+        for source in self.sources:
+            await redis_ops.ensure_group(client, source)
+            await redis_ops.register(client, self.app.namespace, source.name)
+
+    async def _finish(self, client: Any, threads: ThreadPoolExecutor) -> None:
+        running = [t for tasks in self._running.values() for t in tasks.values()]
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        try:
+            if self.settler is not None:
+                await self.settler.stop()
+            if self.scanner is not None:
+                await self.scanner.stop()
+            await self._leave_groups(client)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.error(
+                "worker %s stopped without settling everything: %s (its entries stay "
+                "pending and are recovered after the visibility timeout)",
+                self.consumer,
+                exc,
+            )
+        finally:
+            threads.shutdown(wait=False, cancel_futures=True)
+            await client.aclose()
+        log.info("worker %s stopped after %d message(s)", self.consumer, self.processed)
+
+    async def _leave_groups(self, client: Any) -> None:
+        """Remove this consumer from its groups when it holds nothing pending."""
+        for source in self.sources:
+            if not await redis_ops.pending_of(client, source, self.consumer):
+                await redis_ops.remove_consumer(client, source, self.consumer)
+
+    # -- fetching ------------------------------------------------------------------------
+
+    def _free_slots(self) -> int:
+        return 0 if self._stopping else self.settings.concurrency - self._in_flight
+
+    async def _fetch_forever(self, client: Any, burst: bool) -> None:
+        assert self._slot_free is not None  # set in run()
+        groups: dict[str, dict[str, str]] = defaultdict(dict)
+        for source in self.sources:
+            groups[source.group][source.keys.stream] = ">"
+        by_stream = {source.keys.stream.encode(): source for source in self.sources}
+        block = min(self.settings.block, BURST_BLOCK) if burst else self.settings.block
+        failures = 0
+        while not self._stopping:
+            free = self._free_slots()
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            got_any = False
+            try:
+                for group, streams in groups.items():
+                    count = min(self.settings.batch_size, self._free_slots())
+                    if count <= 0:
+                        break
+                    reply = await redis_ops.read(
+                        client, group, self.consumer, streams, count, int(block * 1000)
+                    )
+                    for stream, entries in reply or ():
+                        got_any = got_any or bool(entries)
+                        source = by_stream[stream]
+                        await self._dispatch([Delivery(source, i, f) for i, f in entries])
+                failures = 0
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("consumer group missing (stream deleted?); creating it again")
+                for source in self.sources:
+                    await redis_ops.ensure_group(client, source)
+                continue
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                failures += 1
+                pause = min(10.0, 0.1 * 2**failures)
+                log.error("%s; retrying in %.1fs", connection.describe(exc, self.app.url), pause)
+                await asyncio.sleep(pause)
+                continue
+            if burst and not got_any and await self._is_drained():
+                log.info("queues drained; burst worker exits")
+                return
+
+    async def _is_drained(self) -> bool:
+        assert self.settler is not None and self.scanner is not None
+        if self._in_flight or not self.settler.is_idle:
+            return False
+        moved, _ = await self.scanner.move_due_now()
+        return moved == 0 and self._in_flight == 0 and self.settler.is_idle
+
+    # -- running -------------------------------------------------------------------------
+
+    async def _dispatch(self, deliveries: list[Delivery]) -> None:
+        """Start a run for each delivery; entries that cannot run are dead-lettered."""
+        assert self.runner is not None and self.settler is not None
+        runs: list[Run] = []
+        acked_on_receipt: dict[Source, list[Run]] = defaultdict(list)
+        for delivery in deliveries:
+            prepared = self.runner.prepare(delivery)
+            if isinstance(prepared, Outcome):
+                self.settler.submit(delivery.source, prepared, True)
+            elif prepared.task.options.ack_mode == "auto":
+                acked_on_receipt[delivery.source].append(prepared)
+            else:
+                runs.append(prepared)
+        for source, auto_runs in acked_on_receipt.items():
+            # At-most-once: the XACK is written before any of these handlers starts.
+            await self.settler.write(
+                source, [Outcome("done", r.delivery.entry_id) for r in auto_runs], True
+            )
+            for run in auto_runs:
+                run.is_pending = False
+            runs += auto_runs
+        for run in runs:
+            self._start(run)
+
+    def _start(self, run: Run) -> None:
+        self._in_flight += 1
+        task = asyncio.create_task(self._execute(run))
+        if run.is_pending:
+            self._running[run.delivery.source][run.delivery.entry_id] = task
+
+    async def _execute(self, run: Run) -> None:
+        assert self.runner is not None and self.settler is not None
+        source = run.delivery.source
+        try:
+            outcome = await self.runner.run(run, self.settler.submit)
+            if outcome is not None:
+                self.settler.submit(source, outcome, run.is_pending)
+        except Exception:
+            log.exception(
+                "internal error running task %s id %s; its entry stays pending and is "
+                "delivered again after the visibility timeout",
+                run.envelope.task,
+                run.envelope.id,
+            )
+        finally:
+            self.processed += 1
+            self._in_flight -= 1
+            self._running[source].pop(run.delivery.entry_id, None)
+            if self._slot_free is not None:
+                self._slot_free.set()
+
+    def _on_lost(self, source: Source, entry_ids: list[bytes]) -> None:
+        for entry_id in entry_ids:
+            if self._running[source].pop(entry_id, None) is not None:
+                log.warning(
+                    "lost the lease on entry %s on %s while running it (this worker was "
+                    "paused past the visibility timeout?); its outcome will be dropped",
+                    entry_id.decode(),
+                    source.name,
+                )
