@@ -159,3 +159,16 @@ def remove_consumer(client: Any, source: Source, consumer: str) -> Any:
 def wait_result(client: Any, key: str, timeout: float) -> Any:
     """Block until the result list at `key` has its element, and return it (kept in place)."""
     return client.blmove(key, key, timeout, "RIGHT", "RIGHT")
+
+
+def queue_counts(client: Any, source: Source) -> list[Any]:
+    """[stream length, pending summary, delayed count, dead letters] in one round trip.
+
+    The pending summary is an exception object when the group does not exist yet.
+    """
+    pipe = client.pipeline(transaction=False)
+    pipe.xlen(source.keys.stream)
+    pipe.xpending(source.keys.stream, source.group)
+    pipe.zcard(source.keys.delayed)
+    pipe.xlen(source.keys.dead_letters)
+    return pipe.execute(raise_on_error=False)

@@ -133,6 +133,10 @@ class Task:
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.options.queue}>"
 
+    def handle(self, message_id: str) -> TaskHandle:
+        """The handle of a message sent earlier (e.g. by another process), from its id."""
+        return TaskHandle(message_id, self)
+
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise BadArguments unless `args` and `kwargs` fit the handler's signature."""
         try:
