@@ -12,6 +12,7 @@ It never runs a handler and never writes an outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 
 MOVE_LIMIT = 500
 """The most delayed messages one mover call moves."""
-MAX_MOVE_WAIT = 1.0
-"""The longest the mover sleeps: a producer may add an earlier delayed message any time."""
+MAX_MOVE_WAIT = 0.5
+"""The longest the mover sleeps: another process may add an earlier delayed message any time,
+so a delayed message runs at most about this late."""
 
 
 class Scanner:
@@ -54,12 +56,21 @@ class Scanner:
         self._dispatch = dispatch
         self._on_lost = on_lost
         self._tasks: list[asyncio.Task[None]] = []
+        self._next_move_ms = 0
+        self._move_soon = asyncio.Event()
         self.claimed = 0
         self.deleted_while_pending = 0
 
+    def expect_due(self, due_ms: int) -> None:
+        """Note a delayed message this process just wrote, so the mover wakes in time for it."""
+        if due_ms < self._next_move_ms:
+            self._move_soon.set()
+
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._forever(self.move_due, "move"), name="streamwork-mover"),
+            asyncio.create_task(
+                self._forever(self.move_due, "move", self._move_soon), name="streamwork-mover"
+            ),
             asyncio.create_task(self._forever(self.renew_leases, "lease"), name="streamwork-lease"),
             asyncio.create_task(self._forever(self.claim_stale, "claim"), name="streamwork-claim"),
         ]
@@ -70,9 +81,13 @@ class Scanner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    async def _forever(self, step: Callable[[], Any], what: str) -> None:
+    async def _forever(
+        self, step: Callable[[], Any], what: str, wake: asyncio.Event | None = None
+    ) -> None:
         failures = 0
         while True:
+            if wake is not None:
+                wake.clear()  # before the step: a nudge during the step is kept
             try:
                 pause = await step()
                 failures = 0
@@ -82,7 +97,11 @@ class Scanner:
                 failures += 1
                 pause = min(10.0, 0.1 * 2**failures)
                 log.error("scanner %s step failed (%s); retrying in %.1fs", what, exc, pause)
-            await asyncio.sleep(pause)
+            if wake is None:
+                await asyncio.sleep(pause)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), pause)
 
     async def move_due(self) -> float:
         """Move due delayed messages of every source; returns seconds until the next is due."""
@@ -100,6 +119,7 @@ class Scanner:
                 wait = 0.0
             elif next_due >= 0:
                 wait = min(wait, max(0.005, (next_due - now) / 1000))
+        self._next_move_ms = now + int(wait * 1000)
         return total, wait
 
     async def renew_leases(self) -> float:

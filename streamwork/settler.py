@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .keys import Source
@@ -26,8 +26,16 @@ MAX_PER_CALL = 500
 
 
 class Settler:
-    def __init__(self, client: Any, scripts: Scripts, consumer: str, result_ttl: float) -> None:
+    def __init__(
+        self,
+        client: Any,
+        scripts: Scripts,
+        consumer: str,
+        result_ttl: float,
+        on_retry: Callable[[int], None] = lambda due_ms: None,
+    ) -> None:
         self._client = client
+        self._on_retry = on_retry
         self._scripts = scripts
         self._consumer = consumer
         self._result_ttl_ms = int(result_ttl * 1000)
@@ -78,6 +86,8 @@ class Settler:
         for outcome, flag in zip(outcomes, flags, strict=True):
             if flag:
                 owned += 1
+                if outcome.kind == "retry":
+                    self._on_retry(outcome.due_ms)
                 continue
             self.lost_ownership += 1
             log.warning(

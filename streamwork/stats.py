@@ -41,10 +41,8 @@ def queue_state(app: App, queue: str) -> QueueState:
     source = Source(app.keys(queue))
     with app.translate_errors():
         length, pending, delayed, dead = redis_ops.queue_counts(app.redis, source)
-    if isinstance(pending, Exception):  # no group yet: nothing was ever delivered
-        pending_count = 0
-    else:
-        pending_count = int(pending["pending"])
+    # An error for the pending count means no group yet: nothing was ever delivered.
+    pending_count = 0 if isinstance(pending, Exception) else int(pending["pending"])
     for value in (length, delayed, dead):
         if isinstance(value, Exception):
             raise value

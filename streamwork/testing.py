@@ -1,4 +1,4 @@
-"""Helpers for tests: a private `redis-server` on a free loopback port, and a polling wait.
+"""Helpers for tests: a private `redis-server`, workers in a thread or in burst, a polling wait.
 
 `RedisServer` starts a real server in a temporary directory (no persistence unless asked),
 can restart it, and stops only the process it started, by PID. It never touches a Redis
@@ -7,10 +7,12 @@ it did not start.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -135,3 +137,57 @@ class RedisServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.cleanup()
+
+
+class WorkerThread:
+    """A Worker running in a background thread, for tests: `with WorkerThread(app): ...`.
+
+    Leaving the block stops the worker gracefully (running messages finish) and joins it;
+    an exception the worker died of is raised there. Reads block 0.1s (not 1s) by default,
+    so that stopping is quick.
+    """
+
+    def __init__(self, app: Any, queues: Sequence[str] | None = None, **settings: Any) -> None:
+        from .settings import WorkerSettings
+        from .worker import Worker
+
+        settings.setdefault("block", 0.1)
+        self.worker = Worker(app, queues, WorkerSettings(**settings))
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self.worker.run())
+        except BaseException as exc:  # handed to the test thread in stop()
+            self._error = exc
+
+    def start(self) -> WorkerThread:
+        self._thread = threading.Thread(target=self._main, name="streamwork-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.worker.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"worker did not stop within {timeout}s")
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> WorkerThread:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def drain(app: Any, queues: Sequence[str] | None = None, **settings: Any) -> int:
+    """Run a burst worker until `queues` are drained; returns how many messages it ran."""
+    from .settings import WorkerSettings
+    from .worker import Worker
+
+    worker = Worker(app, queues, WorkerSettings(**settings))
+    asyncio.run(worker.run(burst=True))
+    return worker.processed

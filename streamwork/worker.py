@@ -76,6 +76,10 @@ class Worker:
         self.processed = 0
 
     @property
+    def is_stopping(self) -> bool:
+        return self._stopping
+
+    @property
     def queues(self) -> list[str]:
         return [s.name for s in self.sources]
 
@@ -104,7 +108,6 @@ class Worker:
         scripts = Scripts(client)
         threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="streamwork")
         self.runner = Runner(self.app, self.consumer, threads)
-        self.settler = Settler(client, scripts, self.consumer, settings.result_ttl)
         self.scanner = Scanner(
             client,
             scripts,
@@ -115,6 +118,9 @@ class Worker:
             free_slots=self._free_slots,
             dispatch=self._dispatch,
             on_lost=self._on_lost,
+        )
+        self.settler = Settler(
+            client, scripts, self.consumer, settings.result_ttl, self.scanner.expect_due
         )
         try:
             with connection.translate_errors(self.app.url):

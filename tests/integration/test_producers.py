@@ -1,0 +1,148 @@
+"""Producers against a real Redis: what lands in the stream, the delayed set and the registry."""
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import msgpack
+import pytest
+
+from streamwork import App, BadArguments, ConnectionFailed, EncodeError, protocol
+
+
+def entries(client, app, queue="default"):
+    return client.xrange(app.keys(queue).stream)
+
+
+def test_send_adds_one_versioned_msgpack_entry_with_the_handle_id(app, client):
+    @app.task(queue="emails")
+    def send_email(to, subject): ...
+
+    handle = send_email.send("a@example.com", subject="hi")
+    [(_, fields)] = entries(client, app, "emails")
+    assert list(fields) == [b"m"]
+    body = msgpack.unpackb(fields[b"m"])
+    assert body["v"] == 1
+    assert body["id"] == handle.id
+    assert body["task"] == "send_email"
+    assert body["args"] == ["a@example.com"]
+    assert body["kwargs"] == {"subject": "hi"}
+    assert client.smembers("sw:queues") == {b"emails"}
+
+
+async def test_send_async_adds_an_entry(app, client):
+    @app.task
+    async def resize(image_id: int) -> None: ...
+
+    handle = await resize.send_async(7)
+    await app.aclose()
+    [(_, fields)] = entries(client, app)
+    assert protocol.decode(fields[b"m"]).id == handle.id
+
+
+def test_send_many_uses_one_round_trip_per_thousand(app, client, monkeypatch):
+    @app.task
+    def job(n): ...
+
+    executions = []
+    pipeline = app.redis.pipeline
+
+    def counting_pipeline(*args, **kwargs):
+        pipe = pipeline(*args, **kwargs)
+        original = pipe.execute
+
+        def execute(*args, **kwargs):
+            executions.append(len(pipe.command_stack))
+            return original(*args, **kwargs)
+
+        pipe.execute = execute
+        return pipe
+
+    monkeypatch.setattr(app.redis, "pipeline", counting_pipeline)
+    handles = job.send_many(range(2500))
+    assert executions == [1000, 1000, 500]
+    assert len({h.id for h in handles}) == 2500
+    sent = [protocol.decode(f[b"m"]) for _, f in entries(client, app)]
+    assert [m.args for m in sent] == [(n,) for n in range(2500)]
+    assert [m.id for m in sent] == [h.id for h in handles]
+
+
+def test_send_many_items_tuple_dict_or_single_value(app, client):
+    @app.task
+    def job(a, b=0): ...
+
+    job.send_many([(1, 2), {"a": 3}, 4])
+    sent = [protocol.decode(f[b"m"]) for _, f in entries(client, app)]
+    assert [(m.args, m.kwargs) for m in sent] == [((1, 2), {}), ((), {"a": 3}), ((4,), {})]
+
+
+def test_send_many_with_one_bad_item_sends_nothing(app, client):
+    @app.task
+    def job(a): ...
+
+    with pytest.raises(BadArguments):
+        job.send_many([(1,), (2,), (3, 4)])
+    assert entries(client, app) == []
+
+
+def test_unencodable_argument_fails_at_send_and_sends_nothing(app, client):
+    @app.task
+    def job(a): ...
+
+    with pytest.raises(EncodeError, match="cannot encode"):
+        job.send({1, 2})
+    assert entries(client, app) == []
+
+
+def test_delay_and_eta_go_to_the_delayed_set_scored_by_due_time(app, client):
+    @app.task
+    def job(a): ...
+
+    before = protocol.now_ms()
+    job.send_with(args=(1,), delay=30)
+    job.send_with(args=(2,), delay=timedelta(minutes=2))
+    eta = datetime.now(timezone.utc) + timedelta(hours=1)
+    job.send_with(args=(3,), eta=eta)
+    assert entries(client, app) == []
+    scored = client.zrange(app.keys("default").delayed, 0, -1, withscores=True)
+    due = {protocol.decode(body).args[0]: score for body, score in scored}
+    assert before + 30_000 <= due[1] <= protocol.now_ms() + 30_000
+    assert before + 120_000 <= due[2] <= protocol.now_ms() + 120_000
+    assert due[3] == int(eta.timestamp() * 1000)
+
+
+def test_naive_eta_is_refused(app):
+    @app.task
+    def job(): ...
+
+    with pytest.raises(Exception, match="timezone-aware"):
+        job.send_with(eta=datetime.now())
+
+
+def test_unreachable_redis_is_one_clear_line_without_password(redis_server):
+    from streamwork.testing import free_port
+
+    app = App(f"redis://user:s3cret@127.0.0.1:{free_port()}/0")
+
+    @app.task
+    def job(): ...
+
+    with pytest.raises(ConnectionFailed) as info:
+        job.send()
+    text = str(info.value)
+    assert "cannot reach Redis at redis://user:***@127.0.0.1" in text
+    assert "is redis-server running?" in text and "STREAMWORK_REDIS_URL" in text
+    assert "s3cret" not in text and "\n" not in text
+
+    async def send_async():
+        await job.send_async()
+
+    with pytest.raises(ConnectionFailed):
+        asyncio.run(send_async())
+
+
+def test_apps_with_different_namespaces_do_not_share_queues(redis_url, client):
+    first, second = App(redis_url, namespace="one"), App(redis_url, namespace="two")
+    first.task(name="job")(lambda: None).send()
+    assert client.xlen("one:{default}:stream") == 1
+    assert client.exists("two:{default}:stream") == 0
+    assert second.keys("default").stream == "two:{default}:stream"

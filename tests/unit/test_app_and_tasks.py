@@ -1,0 +1,101 @@
+import pytest
+
+from streamwork import App, BadArguments, ConfigurationError, Message
+from streamwork.connection import DEFAULT_URL, redact
+
+
+def test_url_comes_from_argument_then_environment_then_default(monkeypatch):
+    monkeypatch.setenv("STREAMWORK_REDIS_URL", "redis://env-host:6380/2")
+    assert App("redis://arg:1/0").url == "redis://arg:1/0"
+    assert App().url == "redis://env-host:6380/2"
+    monkeypatch.delenv("STREAMWORK_REDIS_URL")
+    assert App().url == DEFAULT_URL == "redis://localhost:6379/0"
+
+
+def test_bad_url_scheme_is_a_clear_error_without_the_password():
+    with pytest.raises(ConfigurationError, match="redis://, rediss://") as info:
+        App("http://user:s3cret@host/0")
+    assert "s3cret" not in str(info.value)
+
+
+def test_redact_hides_passwords_only():
+    assert redact("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redact("redis://:pw@host/1") == "redis://:***@host/1"
+    assert redact("redis://host:6379/0") == "redis://host:6379/0"
+    assert "pw" not in redact("redis://u:pw@h/0?password=pw")
+
+
+def test_task_decorator_bare_and_with_options():
+    app = App("redis://localhost:1/0")
+
+    @app.task
+    def plain(x): ...
+
+    @app.task(queue="emails", max_retries=7, name="mail.send")
+    async def send(to, subject="hi"): ...
+
+    assert app.tasks == {"plain": plain, "mail.send": send}
+    assert plain.options.queue == "default"
+    assert (send.options.queue, send.options.max_retries, send.is_async) == ("emails", 7, True)
+    assert app.queues() == ["default", "emails"]
+    assert plain(3) is None  # calling a task runs the function here
+
+
+def test_duplicate_task_names_are_refused():
+    app = App("redis://localhost:1/0")
+
+    @app.task
+    def job(): ...
+
+    with pytest.raises(ConfigurationError, match="already taken"):
+        app.task(name="job")(lambda: None)
+
+
+def test_manual_ack_needs_bind():
+    app = App("redis://localhost:1/0")
+    with pytest.raises(ConfigurationError, match="needs bind=True"):
+        app.task(ack_mode="manual")(lambda message: None)
+    with pytest.raises(ConfigurationError, match="ack_mode must be one of"):
+        app.task(ack_mode="sometimes")(lambda: None)
+
+
+def test_arguments_that_do_not_fit_fail_before_anything_is_sent():
+    app = App("redis://localhost:1/0")  # nothing listens there: a send would fail differently
+
+    @app.task
+    def send_email(to: str, subject: str) -> None: ...
+
+    with pytest.raises(BadArguments, match=r"send_email\(\): missing a required argument"):
+        send_email.send("a@example.com")
+    with pytest.raises(BadArguments, match="unexpected keyword argument 'cc'"):
+        send_email.send("a", "b", cc="c")
+    with pytest.raises(BadArguments, match="too many positional"):
+        send_email.send_many([("a", "b"), ("a", "b", "c")])
+
+
+def test_bound_task_signature_skips_the_message():
+    app = App("redis://localhost:1/0")
+
+    @app.task(bind=True)
+    def job(message: Message, n: int): ...
+
+    job.check_arguments((1,), {})
+    with pytest.raises(BadArguments):
+        job.check_arguments((), {})
+
+
+def test_message_ack_outside_manual_mode_is_an_error():
+    message = Message(id="x", entry_id="1-0", queue="q", task="t")
+    with pytest.raises(Exception, match="not in manual ack mode"):
+        message.ack()
+
+
+def test_message_decides_once():
+    decisions = []
+    message = Message(
+        id="x", entry_id="1-0", queue="q", task="t", decide=lambda m, d, r, why: decisions.append(d)
+    )
+    message.ack()
+    with pytest.raises(Exception, match="already acked"):
+        message.nack()
+    assert decisions == ["ack"]

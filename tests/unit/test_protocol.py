@@ -1,0 +1,106 @@
+import msgpack
+import pytest
+
+from streamwork import protocol
+from streamwork.errors import DecodeError, EncodeError
+
+
+def envelope(**changes):
+    fields = dict(
+        id="a" * 32,
+        task="send_email",
+        args=(1, "x"),
+        kwargs={"k": [1, 2]},
+        headers={"trace": "t1"},
+        enqueued_ms=1700000000000,
+    )
+    fields.update(changes)
+    return protocol.Envelope(**fields)
+
+
+def test_round_trip_keeps_every_field():
+    original = envelope(attempt=3, first_failure_ms=1700000000500)
+    assert protocol.decode(protocol.encode(original)) == original
+
+
+def test_defaults_are_left_out_of_the_wire_and_restored():
+    body = msgpack.unpackb(protocol.encode(envelope(kwargs={}, headers={})))
+    assert set(body) == {"v", "id", "task", "args", "ts"}
+    assert protocol.decode(protocol.encode(envelope(kwargs={}, headers={}))).attempt == 1
+
+
+def test_a_message_written_by_hand_per_protocol_doc_decodes():
+    # What docs/PROTOCOL.md tells a producer in another language to write.
+    raw = msgpack.packb(
+        {
+            "v": 1,
+            "id": "0123456789abcdef0123456789abcdef",
+            "task": "resize",
+            "args": [7],
+            "ts": 1700000000000,
+        }
+    )
+    decoded = protocol.decode(raw)
+    assert (decoded.task, decoded.args, decoded.kwargs, decoded.attempt) == ("resize", (7,), {}, 1)
+
+
+def test_unencodable_argument_is_a_clear_encode_error():
+    with pytest.raises(EncodeError, match="only None, bool, int"):
+        protocol.encode(envelope(args=(object(),)))
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xc1garbage", "not valid msgpack"),
+        (msgpack.packb([1, 2]), "not a map"),
+        (msgpack.packb({"v": 99, "id": "x", "task": "t"}), "unsupported message version 99"),
+        (msgpack.packb({"v": 1, "task": "t"}), "no 'id' field"),
+        (msgpack.packb({"v": 1, "id": "x", "task": 5}), "'task' has the wrong type"),
+        (msgpack.packb({"v": 1, "id": "x", "task": "t", "args": "no"}), "'args' has the wrong"),
+        (msgpack.packb({"v": 1, "id": "x", "task": "t", "attempt": True}), "'attempt'"),
+        ("text", "expected msgpack bytes"),
+    ],
+)
+def test_bad_messages_raise_decode_error_naming_the_problem(raw, reason):
+    with pytest.raises(DecodeError, match=reason):
+        protocol.decode(raw)
+
+
+def test_pickle_payloads_are_not_messages():
+    import pickle
+
+    with pytest.raises(DecodeError):
+        protocol.decode(pickle.dumps({"v": 1, "id": "x", "task": "t"}))
+
+
+def test_entry_without_m_field_names_the_fields_it_has():
+    with pytest.raises(DecodeError, match=r"no 'm' field .*b'data'"):
+        protocol.entry_body({b"data": b"x"})
+
+
+def test_next_attempt_keeps_id_and_first_failure():
+    first = envelope()
+    second = first.next_attempt(1000)
+    third = second.next_attempt(2000)
+    assert (third.id, third.attempt, third.first_failure_ms, third.enqueued_ms) == (
+        first.id,
+        3,
+        1000,
+        2000,
+    )
+
+
+def test_dead_letter_round_trip_with_raw_fields():
+    letter = protocol.DeadLetter(
+        message={b"junk": b"\xff"}, reason="undecodable", queue="q", original_id="1-0", attempts=0
+    )
+    decoded = protocol.decode_dead_letter(protocol.encode_dead_letter(letter))
+    assert decoded.message == {"junk": b"\xff"}
+    assert decoded.reason == "undecodable"
+
+
+def test_new_ids_are_unique_hex():
+    ids = {protocol.new_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
