@@ -22,7 +22,7 @@ from streamwork.stats import queue_state
 app = App()
 
 PRICES = {"book": 12.50, "pen": 1.20, "lamp": 34.00, "mug": 8.75}
-HANDLES = Path(__file__).with_name(".orders-sent.json")
+HANDLES = Path(".orders-sent.json")  # in the current directory, between the two commands
 
 
 @app.task(queue="orders", store_result=True, max_retries=5)

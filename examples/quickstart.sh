@@ -22,6 +22,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+install_redis_server() {
+    if command -v redis-server >/dev/null; then return 0; fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "== installing Debian's redis-server package (the tests start their own servers)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+        return 1
+    fi
+}
+
 answers() {
     "$PYTHON" -c "import redis,sys; redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()" "$1" 2>/dev/null
 }
@@ -38,14 +48,9 @@ else
     start_private=1
 fi
 if [ -n "${start_private:-}" ]; then
-    if ! command -v redis-server >/dev/null; then
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-            echo "== installing Debian's redis-server package"
-            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-        else
-            echo "no Redis found: install redis-server (apt-get install redis-server / brew install redis) or set STREAMWORK_REDIS_URL" >&2
-            exit 1
-        fi
+    if ! install_redis_server; then
+        echo "no Redis found: install redis-server (apt-get install redis-server / brew install redis) or set STREAMWORK_REDIS_URL" >&2
+        exit 1
     fi
     port=$("$PYTHON" -c "from streamwork.testing import free_port; print(free_port())")
     server_dir=$(mktemp -d)
@@ -57,6 +62,8 @@ if [ -n "${start_private:-}" ]; then
     answers "$STREAMWORK_REDIS_URL" || { echo "private redis-server did not start: $(tail -3 "$server_dir/redis.log")" >&2; exit 1; }
     echo "== started a private redis-server on 127.0.0.1:$port (pid $server_pid)"
 fi
+
+install_redis_server || echo "note: redis-server is not installed; the test suite needs it (apt-get install redis-server)"
 
 cd examples
 echo

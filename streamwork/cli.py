@@ -114,6 +114,7 @@ def worker(
     app = load_app(app_spec)
     settings = WorkerSettings(concurrency=concurrency, visibility_timeout=visibility_timeout)
     the_worker = Worker(app, _split(queues) or None, settings)
+    app.ping()
     click.echo(
         f"streamwork {__version__} worker {the_worker.consumer}\n"
         f"  app:         {app_spec}\n"

@@ -217,11 +217,19 @@ class Worker:
                 return
 
     async def _is_drained(self) -> bool:
+        """Nothing running, nothing to write, nothing due, nothing abandoned to claim."""
         assert self.settler is not None and self.scanner is not None
         if self._in_flight or not self.settler.is_idle:
             return False
         moved, _ = await self.scanner.move_due_now()
-        return moved == 0 and self._in_flight == 0 and self.settler.is_idle
+        claimed_before = self.scanner.claimed
+        await self.scanner.claim_stale()
+        return (
+            moved == 0
+            and self.scanner.claimed == claimed_before
+            and self._in_flight == 0
+            and self.settler.is_idle
+        )
 
     # -- running -------------------------------------------------------------------------
 

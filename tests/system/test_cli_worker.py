@@ -1,0 +1,133 @@
+"""`streamwork worker` in a subprocess: burst runs, clean stops, crashes, and bad input."""
+
+import signal
+
+import pytest
+
+from streamwork import App
+from streamwork.stats import queue_state
+from streamwork.testing import free_port, wait_until
+
+JOBS = """
+    import os, time
+    from pathlib import Path
+    from streamwork import App
+
+    app = App()
+    LOG = Path(os.environ.get("JOB_LOG", "jobs.log"))
+
+    @app.task(queue="jobs")
+    def record(n):
+        with LOG.open("a") as f:
+            f.write(f"{n}\\n")
+
+    @app.task(queue="slow")
+    def slow(n):
+        Path("started").write_text("yes")
+        time.sleep(float(os.environ.get("SLOW_SECONDS", "1")))
+        with LOG.open("a") as f:
+            f.write(f"slow {n}\\n")
+"""
+
+CRASHING = """
+    import os
+    from pathlib import Path
+    from streamwork import App
+
+    app = App()
+    LOG = Path("runs.log")
+
+    @app.task(queue="fragile", ack_mode=os.environ["ACK_MODE"])
+    def fragile(n):
+        with LOG.open("a") as f:
+            f.write(f"{n}\\n")
+        if not Path("crashed").exists():
+            Path("crashed").write_text("once")
+            os._exit(17)  # the worker process dies in the middle of the task
+"""
+
+
+def lines(path):
+    return path.read_text().split() if path.exists() else []
+
+
+def test_burst_worker_runs_everything_then_exits_0(processes, write_app, redis_url, tmp_path):
+    write_app("jobs", JOBS)
+    app = App(redis_url)
+    record = app.task(queue="jobs", name="record")(lambda n: None)
+    record.send_many(range(50))
+    done = processes.run("worker", "jobs:app", "--queues", "jobs", "--burst", "-c", "4")
+    assert done.returncode == 0, done.stderr
+    assert sorted(map(int, lines(tmp_path / "jobs.log"))) == list(range(50))
+    assert queue_state(app, "jobs").is_empty
+    banner = done.stderr
+    assert "app:         jobs:app" in banner and "queues:      jobs" in banner
+    assert redis_url in banner
+
+
+def test_sigterm_lets_the_running_task_finish_and_exits_0(
+    processes, write_app, redis_url, tmp_path
+):
+    write_app("jobs", JOBS)
+    app = App(redis_url)
+    app.task(queue="slow", name="slow")(lambda n: None).send(1)
+    worker = processes.start("worker", "jobs:app", "--queues", "slow", SLOW_SECONDS="1")
+    wait_until(lambda: (tmp_path / "started").exists(), timeout=20)
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+    assert lines(tmp_path / "jobs.log") == ["slow", "1"]
+    assert queue_state(app, "slow").is_empty
+
+
+@pytest.mark.parametrize(("ack_mode", "runs"), [("late", ["1", "1"]), ("auto", ["1"])])
+def test_crash_mid_task_late_redelivers_auto_does_not(
+    processes, write_app, redis_url, tmp_path, ack_mode, runs
+):
+    write_app("crashing", CRASHING)
+    app = App(redis_url)
+    app.task(queue="fragile", name="fragile")(lambda n: None).send(1)
+    args = ("worker", "crashing:app", "--burst", "--visibility-timeout", "0.3")
+    crashed = processes.run(*args, ACK_MODE=ack_mode)
+    assert crashed.returncode == 17, crashed.stderr
+    stream = app.keys("fragile").stream
+    if ack_mode == "late":  # the entry waits in the dead worker's pending list ...
+        wait_until(
+            lambda: app.redis.xpending_range(stream, "workers", "-", "+", 1, idle=300), timeout=5
+        )
+    else:  # ... or was acknowledged before the handler ran, and is gone
+        assert queue_state(app, "fragile").pending == 0
+    second = processes.run(*args, ACK_MODE=ack_mode)
+    assert second.returncode == 0, second.stderr
+    assert lines(tmp_path / "runs.log") == runs
+    assert queue_state(app, "fragile").is_empty
+
+
+def one_line_error(result, code, text):
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "Error" in line]
+    assert len(error_lines) == 1, result.stderr
+    assert text in error_lines[0], result.stderr
+
+
+def test_bad_app_specs_are_one_line_errors(processes, write_app):
+    write_app("jobs", JOBS)
+    one_line_error(processes.run("worker", "jobs"), 2, "is not MODULE:APP")
+    one_line_error(processes.run("worker", "nosuch:app"), 2, "cannot import module 'nosuch'")
+    one_line_error(processes.run("worker", "jobs:nope"), 2, "has no streamwork App named 'nope'")
+    one_line_error(processes.run("worker", "jobs:LOG"), 2, "(it is a PosixPath)")
+
+
+def test_unknown_queue_and_bad_options_are_one_line_errors(processes, write_app):
+    write_app("jobs", JOBS)
+    one_line_error(processes.run("worker", "jobs:app", "-q", "nope"), 1, "unknown queue 'nope'")
+    one_line_error(processes.run("worker", "jobs:app", "-c", "0"), 2, "--concurrency")
+
+
+def test_unreachable_redis_is_a_one_line_error(processes, write_app):
+    write_app("jobs", JOBS)
+    url = f"redis://user:s3cret@127.0.0.1:{free_port()}/0"
+    result = processes.run("worker", "jobs:app", STREAMWORK_REDIS_URL=url)
+    one_line_error(result, 1, "cannot reach Redis at redis://user:***@127.0.0.1")
+    assert "s3cret" not in result.stderr

@@ -1,0 +1,66 @@
+"""The examples and the README's first command, run end to end as a newcomer would."""
+
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+EXAMPLES = ROOT / "examples"
+
+
+def run(command, cwd, redis_url, timeout=120, **env):
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        env={
+            **os.environ,
+            "STREAMWORK_REDIS_URL": redis_url,
+            "PYTHONPATH": str(EXAMPLES),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_hello_world_sends_and_receives(redis_url, tmp_path):
+    out = run([sys.executable, str(EXAMPLES / "hello.py")], tmp_path, redis_url)
+    assert " [x] Sent 'Hello World!'" in out
+    assert " [x] Received 'Hello World!'" in out
+    assert "Queue 'hello' now: 0 ready, 0 pending" in out
+
+
+def test_orders_producer_worker_and_report(redis_url, tmp_path):
+    out = run([sys.executable, str(EXAMPLES / "orders.py"), "send", "15"], tmp_path, redis_url)
+    assert "sent 15 orders" in out
+    worker = [sys.executable, "-m", "streamwork", "worker", "orders:app", "--burst"]
+    out = run(worker, tmp_path, redis_url)
+    assert out.count("mail to customer") == 15
+    out = run([sys.executable, str(EXAMPLES / "orders.py"), "report"], tmp_path, redis_url)
+    assert "15 orders confirmed" in out
+    assert "queue 'orders': 0 ready, 0 pending, 0 delayed, 0 dead letters  (empty)" in out
+    assert "queue 'notifications': 0 ready, 0 pending, 0 delayed, 0 dead letters  (empty)" in out
+
+
+def test_quickstart_installs_starts_a_private_redis_and_runs_the_examples():
+    # The README's first command, forced onto the path a machine without Redis takes.
+    result = subprocess.run(
+        ["bash", str(EXAMPLES / "quickstart.sh")],
+        env={**os.environ, "QUICKSTART_REDIS": "private", "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "started a private redis-server" in out
+    assert "Received 'Hello World!'" in out
+    assert "20 orders confirmed" in out
+    assert "queue 'orders': 0 ready, 0 pending, 0 delayed, 0 dead letters  (empty)" in out
+    pid = int(out.split("(pid ")[1].split(")")[0])
+    assert not os.path.exists(f"/proc/{pid}"), "the private redis-server was left running"
