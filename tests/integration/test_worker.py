@@ -229,3 +229,20 @@ def test_many_tasks_each_run_exactly_once_across_two_workers(app):
         wait_until(lambda: len(counts) == 2000, timeout=30)
         wait_until(lambda: queue_state(app, "default").is_empty, timeout=10)
     assert set(counts.values()) == {1}
+
+
+def test_reads_and_acknowledgements_are_batched(app, client):
+    @app.task
+    async def noop(n): ...
+
+    noop.send_many(range(1000))
+    client.config_resetstat()
+    drain(app, concurrency=50)
+    stats = client.info("commandstats")
+    reads = stats["cmdstat_xreadgroup"]["calls"]
+    scripts = stats["cmdstat_evalsha"]["calls"] + stats.get("cmdstat_eval", {}).get("calls", 0)
+    assert queue_state(app, "default").is_empty
+    # One XREADGROUP per batch of up to 50, one settle script call per batch of outcomes.
+    assert reads <= 1000 / 50 + 10, reads
+    assert scripts <= 1000 / 10, scripts
+    assert stats["cmdstat_xack"]["calls"] == 1000  # one per entry, inside those script calls
