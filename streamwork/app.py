@@ -38,13 +38,15 @@ class App:
         namespace: str = "sw",
         ack_mode: AckMode = "late",
         max_retries: int = 3,
+        max_deliveries: int = 5,
         backoff: Backoff | None = None,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
     ) -> None:
         self.url = connection.resolve_url(url)
         self.namespace = check_name("namespace", namespace)
         self.ack_mode = check_ack_mode(ack_mode)
-        self.max_retries = _check_retries(max_retries)
+        self.max_retries = _check_count("max_retries", max_retries, 0)
+        self.max_deliveries = _check_count("max_deliveries", max_deliveries, 1)
         self.backoff = backoff or Backoff()
         self.retry_on = retry_on
         self.tasks: dict[str, Task] = {}
@@ -70,6 +72,7 @@ class App:
         name: str | None = None,
         ack_mode: AckMode | None = None,
         max_retries: int | None = None,
+        max_deliveries: int | None = None,
         retry_on: tuple[type[BaseException], ...] | None = None,
         backoff: Backoff | None = None,
         timeout: Duration | None = None,
@@ -86,6 +89,7 @@ class App:
         name: str | None = None,
         ack_mode: AckMode | None = None,
         max_retries: int | None = None,
+        max_deliveries: int | None = None,
         retry_on: tuple[type[BaseException], ...] | None = None,
         backoff: Backoff | None = None,
         timeout: Duration | None = None,
@@ -96,6 +100,8 @@ class App:
 
         `bind=True` passes the `Message` as the first argument (needed to ack by hand with
         `ack_mode="manual"`). `timeout` bounds one run; past it the run counts as failed.
+        A message delivered more than `max_deliveries` times without an outcome (its
+        worker died each time) is dead-lettered instead of run again.
         """
 
         def declare(function: Callable[..., Any]) -> Task:
@@ -108,9 +114,12 @@ class App:
             options = TaskOptions(
                 queue=check_name("queue", queue),
                 ack_mode=mode,
-                max_retries=_check_retries(
-                    self.max_retries if max_retries is None else max_retries
-                ),
+                max_retries=self.max_retries
+                if max_retries is None
+                else _check_count("max_retries", max_retries, 0),
+                max_deliveries=self.max_deliveries
+                if max_deliveries is None
+                else _check_count("max_deliveries", max_deliveries, 1),
                 retry_on=self.retry_on if retry_on is None else tuple(retry_on),
                 backoff=backoff or self.backoff,
                 timeout=None
@@ -191,7 +200,7 @@ class App:
             await client.aclose()
 
 
-def _check_retries(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(f"max_retries must be a whole number >= 0, got {value!r}")
+def _check_count(name: str, value: int, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigurationError(f"{name} must be a whole number >= {least}, got {value!r}")
     return value

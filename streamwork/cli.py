@@ -100,6 +100,11 @@ def main() -> None:
     help="Seconds a message may sit unrenewed in a dead worker's hands before "
     "another worker takes it.",
 )
+@click.option(
+    "--allow-evicting-redis",
+    is_flag=True,
+    help="Start even if Redis's maxmemory-policy may evict queues.",
+)
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
 def worker(
     app_spec: str,
@@ -107,12 +112,17 @@ def worker(
     concurrency: int,
     burst: bool,
     visibility_timeout: float,
+    allow_evicting_redis: bool,
     log_level: str,
 ) -> None:
     """Run a worker process for the app's tasks."""
     _configure_logging(log_level)
     app = load_app(app_spec)
-    settings = WorkerSettings(concurrency=concurrency, visibility_timeout=visibility_timeout)
+    settings = WorkerSettings(
+        concurrency=concurrency,
+        visibility_timeout=visibility_timeout,
+        allow_evicting_redis=allow_evicting_redis,
+    )
     the_worker = Worker(app, _split(queues) or None, settings)
     app.ping()
     click.echo(

@@ -84,6 +84,13 @@ class Runner:
                 None,
                 f"unknown task {envelope.task!r} (this worker knows: {known})",
             )
+        limit = task.options.max_deliveries
+        if delivery.delivery_count > limit:
+            reason = (
+                f"delivered {delivery.delivery_count} times without an outcome "
+                f"(max_deliveries={limit}): it may be killing its worker"
+            )
+            return self._dead(delivery, envelope, task, reason)
         return Run(delivery, envelope, task)
 
     def _reject_entry(self, delivery: Delivery, reason: str) -> Outcome:

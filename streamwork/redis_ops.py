@@ -18,7 +18,7 @@ import redis.exceptions
 
 from .keys import QueueKeys, Source, queue_registry
 
-_SCRIPT_NAMES = ("settle", "move_due", "renew_lease")
+_SCRIPT_NAMES = ("settle", "move_due", "renew_lease", "remove_idle_consumers")
 
 
 def _lua(name: str) -> str:
@@ -90,6 +90,12 @@ class Scripts:
             keys=[source.keys.stream], args=[source.group, consumer, *entry_ids]
         )
 
+    def remove_idle_consumers(self, source: Source, min_idle_ms: int) -> Any:
+        """Remove consumers with nothing pending idle for `min_idle_ms`; returns their names."""
+        return self._scripts["remove_idle_consumers"](
+            keys=[source.keys.stream], args=[source.group, min_idle_ms]
+        )
+
 
 def add(client: Any, keys: QueueKeys, body: bytes, due_ms: int | None = None) -> Any:
     """Enqueue one message: XADD to the stream now, or ZADD to the delayed set for later."""
@@ -159,6 +165,24 @@ def remove_consumer(client: Any, source: Source, consumer: str) -> Any:
 def wait_result(client: Any, key: str, timeout: float) -> Any:
     """Block until the result list at `key` has its element, and return it (kept in place)."""
     return client.blmove(key, key, timeout, "RIGHT", "RIGHT")
+
+
+async def durability(client: Any) -> tuple[str, bool | None]:
+    """(maxmemory-policy, whether Redis persists anything: AOF or RDB; None when unknown).
+
+    Uses CONFIG GET, and INFO where CONFIG is not allowed (managed Redis, ACL users).
+    """
+    try:
+        config = await client.config_get("maxmemory-policy")
+        config.update(await client.config_get("appendonly"))
+        config.update(await client.config_get("save"))
+        persists = config.get("appendonly") == "yes" or bool(config.get("save", "").strip())
+        return config["maxmemory-policy"], persists
+    except redis.exceptions.ResponseError:
+        memory = await client.info("memory")
+        persistence = await client.info("persistence")
+        persists = True if persistence.get("aof_enabled") else None
+        return str(memory.get("maxmemory_policy", "unknown")), persists
 
 
 def queue_counts(client: Any, source: Source) -> list[Any]:

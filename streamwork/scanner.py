@@ -2,7 +2,8 @@
 
 Three loops, each on its own timer, for every source a worker serves:
 - claim: XAUTOCLAIM entries idle past the visibility timeout (their worker died or froze)
-  and hand them to the worker to run again; entries deleted while pending are counted lost.
+  and hand them to the worker to run again; entries deleted while pending are counted lost;
+  consumers long idle with nothing pending (dead workers, emptied) leave the group.
 - lease: renew the claim on entries this worker is still running, so a long task is never
   taken from a live worker (it renews only entries it still owns).
 - move: move due delayed messages and retries into the stream (one Lua step each time).
@@ -156,6 +157,16 @@ class Scanner:
                     await self._hand_over(source, entries)
                 if start in (b"0-0", "0-0"):
                     break
+            removed = await self._scripts.remove_idle_consumers(
+                source, int(self._settings.consumer_idle_timeout * 1000)
+            )
+            if removed:
+                log.info(
+                    "removed %d idle consumer(s) with nothing pending from %s: %s",
+                    len(removed),
+                    source.name,
+                    ", ".join(n.decode() for n in removed),
+                )
         return self._settings.scan_interval
 
     async def _hand_over(self, source: Source, entries: list[tuple[bytes, Any]]) -> None:

@@ -73,6 +73,10 @@ class WorkerSettings:
     """How often the scanner looks for abandoned entries (default: visibility_timeout / 2)."""
     result_ttl: float = 3600.0
     """How long a stored task result is kept."""
+    consumer_idle_timeout: float | None = None
+    """Consumers idle this long with nothing pending are removed (default: 10 x visibility)."""
+    allow_evicting_redis: bool = False
+    """Start even when Redis may evict keys (maxmemory-policy other than noeviction)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
@@ -84,12 +88,14 @@ class WorkerSettings:
         for name in ("block", "visibility_timeout", "result_ttl"):
             seconds = to_seconds(name, getattr(self, name), allow_zero=False)
             object.__setattr__(self, name, seconds)
-        scan = self.scan_interval
-        if scan is None:
-            scan = self.visibility_timeout / 2
-        object.__setattr__(
-            self, "scan_interval", to_seconds("scan_interval", scan, allow_zero=False)
-        )
+        defaults = {
+            "scan_interval": self.visibility_timeout / 2,
+            "consumer_idle_timeout": self.visibility_timeout * 10,
+        }
+        for name, default in defaults.items():
+            value = getattr(self, name)
+            seconds = to_seconds(name, default if value is None else value, allow_zero=False)
+            object.__setattr__(self, name, seconds)
 
     @property
     def lease_interval(self) -> float:

@@ -35,6 +35,7 @@ class TaskOptions:
     queue: str
     ack_mode: AckMode
     max_retries: int
+    max_deliveries: int
     retry_on: tuple[type[BaseException], ...]
     backoff: Backoff
     timeout: float | None = None

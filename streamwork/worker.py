@@ -65,8 +65,9 @@ class Worker:
             )
         self.sources = [Source(app.keys(q)) for q in chosen]
         self.consumer = consumer_name()
-        self._running: dict[Source, dict[bytes, asyncio.Task[None]]] = defaultdict(dict)
-        self._in_flight = 0
+        self._leased: dict[Source, set[bytes]] = defaultdict(set)
+        """Entries running under a lease (late and manual ack modes), renewed by the scanner."""
+        self._tasks: set[asyncio.Task[None]] = set()
         self._slot_free: asyncio.Event | None = None
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -74,6 +75,11 @@ class Worker:
         self.scanner: Scanner | None = None
         self.runner: Runner | None = None
         self.processed = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Messages running now."""
+        return len(self._tasks)
 
     @property
     def is_stopping(self) -> bool:
@@ -95,7 +101,7 @@ class Worker:
             log.info(
                 "worker %s stopping: finishing %d running message(s)",
                 self.consumer,
-                self._in_flight,
+                self.in_flight,
             )
         self._stopping = True
 
@@ -104,6 +110,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._slot_free = asyncio.Event()
         settings = self.settings
+        is_started = False
         client = connection.async_client(self.app.url)
         scripts = Scripts(client)
         threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="streamwork")
@@ -114,7 +121,7 @@ class Worker:
             self.consumer,
             self.sources,
             settings,
-            running=lambda source: list(self._running[source]),
+            running=lambda source: list(self._leased[source]),
             free_slots=self._free_slots,
             dispatch=self._dispatch,
             on_lost=self._on_lost,
@@ -125,29 +132,47 @@ class Worker:
         try:
             with connection.translate_errors(self.app.url):
                 await self._prepare(client)
+            is_started = True
             self.settler.start()
             self.scanner.start()
             log.info("worker %s serving %s", self.consumer, ", ".join(self.queues))
             await self._fetch_forever(client, burst)
         finally:
-            await self._finish(client, threads)
+            await self._finish(client, threads, is_started)
 
     async def _prepare(self, client: Any) -> None:
         await client.ping()
+        await self._check_durability(client)
         for source in self.sources:
             await redis_ops.ensure_group(client, source)
             await redis_ops.register(client, self.app.namespace, source.name)
 
-    async def _finish(self, client: Any, threads: ThreadPoolExecutor) -> None:
-        running = [t for tasks in self._running.values() for t in tasks.values()]
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
+    async def _check_durability(self, client: Any) -> None:
+        """Refuse a Redis that may evict queues; warn about one that persists nothing."""
+        policy, persists = await redis_ops.durability(client)
+        if policy != "noeviction":
+            if not self.settings.allow_evicting_redis:
+                raise ConfigurationError(
+                    f"Redis maxmemory-policy is {policy}: under memory pressure Redis may "
+                    "evict a queue's keys and lose work — set maxmemory-policy noeviction "
+                    "(or start anyway with --allow-evicting-redis)"
+                )
+            log.warning("Redis maxmemory-policy is %s: queues may be evicted", policy)
+        if persists is False:
+            log.warning(
+                "Redis persists nothing (no AOF, no RDB snapshots): a Redis restart loses "
+                "every queued message; enable appendonly yes with appendfsync everysec"
+            )
+
+    async def _finish(self, client: Any, threads: ThreadPoolExecutor, is_started: bool) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
-            if self.settler is not None:
+            if is_started:
+                assert self.settler is not None and self.scanner is not None
                 await self.settler.stop()
-            if self.scanner is not None:
                 await self.scanner.stop()
-            await self._leave_groups(client)
+                await self._leave_groups(client)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             log.error(
                 "worker %s stopped without settling everything: %s (its entries stay "
@@ -169,7 +194,7 @@ class Worker:
     # -- fetching ------------------------------------------------------------------------
 
     def _free_slots(self) -> int:
-        return 0 if self._stopping else self.settings.concurrency - self._in_flight
+        return 0 if self._stopping else self.settings.concurrency - self.in_flight
 
     async def _fetch_forever(self, client: Any, burst: bool) -> None:
         assert self._slot_free is not None  # set in run()
@@ -219,7 +244,7 @@ class Worker:
     async def _is_drained(self) -> bool:
         """Nothing running, nothing to write, nothing due, nothing abandoned to claim."""
         assert self.settler is not None and self.scanner is not None
-        if self._in_flight or not self.settler.is_idle:
+        if self.in_flight or not self.settler.is_idle:
             return False
         moved, _ = await self.scanner.move_due_now()
         claimed_before = self.scanner.claimed
@@ -227,7 +252,7 @@ class Worker:
         return (
             moved == 0
             and self.scanner.claimed == claimed_before
-            and self._in_flight == 0
+            and self.in_flight == 0
             and self.settler.is_idle
         )
 
@@ -258,10 +283,10 @@ class Worker:
             self._start(run)
 
     def _start(self, run: Run) -> None:
-        self._in_flight += 1
         task = asyncio.create_task(self._execute(run))
+        self._tasks.add(task)
         if run.is_pending:
-            self._running[run.delivery.source][run.delivery.entry_id] = task
+            self._leased[run.delivery.source].add(run.delivery.entry_id)
 
     async def _execute(self, run: Run) -> None:
         assert self.runner is not None and self.settler is not None
@@ -279,14 +304,15 @@ class Worker:
             )
         finally:
             self.processed += 1
-            self._in_flight -= 1
-            self._running[source].pop(run.delivery.entry_id, None)
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._leased[source].discard(run.delivery.entry_id)
             if self._slot_free is not None:
                 self._slot_free.set()
 
     def _on_lost(self, source: Source, entry_ids: list[bytes]) -> None:
         for entry_id in entry_ids:
-            if self._running[source].pop(entry_id, None) is not None:
+            if entry_id in self._leased[source]:
+                self._leased[source].discard(entry_id)
                 log.warning(
                     "lost the lease on entry %s on %s while running it (this worker was "
                     "paused past the visibility timeout?); its outcome will be dropped",

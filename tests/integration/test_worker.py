@@ -178,12 +178,13 @@ def test_result_without_store_result_is_a_configuration_error(app):
         job.send().result(timeout=0.1)
 
 
-def test_stop_lets_running_tasks_finish_and_acknowledges_them(app, client):
+@pytest.mark.parametrize("ack_mode", ["late", "auto"])
+def test_stop_lets_running_tasks_finish_and_acknowledges_them(app, client, ack_mode):
     release = threading.Event()
     started = threading.Event()
     finished = []
 
-    @app.task
+    @app.task(ack_mode=ack_mode)
     def slow():
         started.set()
         release.wait(10)
