@@ -51,7 +51,9 @@ class App:
         self.retry_on = retry_on
         self.tasks: dict[str, Task] = {}
         self._redis: redis.Redis | None = None
+        self._scripts: redis_ops.Scripts | None = None
         self._async_clients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
+        self._async_scripts: dict[asyncio.AbstractEventLoop, redis_ops.Scripts] = {}
         self._registered: set[str] = set()
 
     def __repr__(self) -> str:
@@ -158,6 +160,13 @@ class App:
             self._redis = connection.sync_client(self.url)
         return self._redis
 
+    @property
+    def scripts(self) -> redis_ops.Scripts:
+        """The Lua scripts, on the synchronous client."""
+        if self._scripts is None:
+            self._scripts = redis_ops.Scripts(self.redis)
+        return self._scripts
+
     def async_redis(self) -> redis.asyncio.Redis:
         """The asyncio client of the running event loop (one per loop, created on first use)."""
         loop = asyncio.get_running_loop()
@@ -165,8 +174,15 @@ class App:
         if client is None:
             for old in [old for old in self._async_clients if old.is_closed()]:
                 del self._async_clients[old]
+                self._async_scripts.pop(old, None)
             client = self._async_clients[loop] = connection.async_client(self.url)
+            self._async_scripts[loop] = redis_ops.Scripts(client)
         return client
+
+    def async_scripts(self) -> redis_ops.Scripts:
+        """The Lua scripts, on the running event loop's asyncio client."""
+        self.async_redis()
+        return self._async_scripts[asyncio.get_running_loop()]
 
     def translate_errors(self) -> contextlib.AbstractContextManager[None]:
         """A block in which Redis connection errors become ConnectionFailed (URL redacted)."""
@@ -192,9 +208,11 @@ class App:
         if self._redis is not None:
             self._redis.close()
             self._redis = None
+            self._scripts = None
 
     async def aclose(self) -> None:
         """Close this event loop's asyncio client."""
+        self._async_scripts.pop(asyncio.get_running_loop(), None)
         client = self._async_clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()

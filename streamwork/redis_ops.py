@@ -18,7 +18,13 @@ import redis.exceptions
 
 from .keys import QueueKeys, Source, queue_registry
 
-_SCRIPT_NAMES = ("settle", "move_due", "renew_lease", "remove_idle_consumers")
+_SCRIPT_NAMES = (
+    "settle",
+    "move_due",
+    "renew_lease",
+    "remove_idle_consumers",
+    "enqueue_unique",
+)
 
 
 def _lua(name: str) -> str:
@@ -94,6 +100,21 @@ class Scripts:
         """Remove consumers with nothing pending idle for `min_idle_ms`; returns their names."""
         return self._scripts["remove_idle_consumers"](
             keys=[source.keys.stream], args=[source.group, min_idle_ms]
+        )
+
+    def enqueue_unique(
+        self,
+        keys: QueueKeys,
+        key: str,
+        message_id: str,
+        body: bytes,
+        ttl_ms: int,
+        due_ms: int | None,
+    ) -> Any:
+        """Enqueue unless `key` is held; returns the id of the message holding the key."""
+        return self._scripts["enqueue_unique"](
+            keys=[keys.dedupe(key), keys.stream, keys.delayed],
+            args=[message_id, body, ttl_ms, due_ms or 0],
         )
 
 

@@ -24,6 +24,9 @@ from .settings import AckMode, Backoff, Duration, to_seconds
 if TYPE_CHECKING:
     from .app import App
 
+DEFAULT_KEY_TTL = 86400.0
+"""How long an idempotency key holds by default: one day."""
+
 SEND_BATCH = 1000
 """How many sends `send_many` puts in one pipelined round trip."""
 
@@ -49,6 +52,8 @@ class TaskHandle:
 
     id: str
     task: Task = field(repr=False)
+    is_duplicate: bool = False
+    """True when a send with an idempotency key found the key held: nothing was queued."""
 
     @property
     def _key(self) -> str:
@@ -183,15 +188,22 @@ class Task:
         delay: Duration | None = None,
         eta: datetime | None = None,
         headers: dict[str, Any] | None = None,
+        key: str | None = None,
+        key_ttl: Duration = DEFAULT_KEY_TTL,
     ) -> TaskHandle:
-        """Queue one run with options: `delay` (seconds or timedelta) or `eta`, and headers."""
+        """Queue one run with options: `delay` (seconds or timedelta) or `eta`, and headers.
+
+        With `key`, the run is queued at most once per key within `key_ttl` (default one
+        day): a later send with the same key queues nothing and returns the handle of the
+        message queued first. For payments and orders that must not be submitted twice.
+        """
         message_id, body = self.envelope(args, kwargs, headers)
         due = _due_ms(delay, eta)
         app = self.app
         with app.translate_errors():
             app.register_queue_sync(self.options.queue)
-            redis_ops.add(app.redis, self.keys, body, due)
-        return TaskHandle(message_id, self)
+            written = self._write(app.redis, app.scripts, message_id, body, due, key, key_ttl)
+        return self._holder(written, message_id, key)
 
     async def send_with_async(
         self,
@@ -201,6 +213,8 @@ class Task:
         delay: Duration | None = None,
         eta: datetime | None = None,
         headers: dict[str, Any] | None = None,
+        key: str | None = None,
+        key_ttl: Duration = DEFAULT_KEY_TTL,
     ) -> TaskHandle:
         """Like `send_with`, for asyncio code."""
         message_id, body = self.envelope(args, kwargs, headers)
@@ -209,8 +223,34 @@ class Task:
         with app.translate_errors():
             client = app.async_redis()
             await app.register_queue_async(self.options.queue, client)
-            await redis_ops.add(client, self.keys, body, due)
-        return TaskHandle(message_id, self)
+            written = await self._write(
+                client, app.async_scripts(), message_id, body, due, key, key_ttl
+            )
+        return self._holder(written, message_id, key)
+
+    def _write(
+        self,
+        client: Any,
+        scripts: redis_ops.Scripts,
+        message_id: str,
+        body: bytes,
+        due: int | None,
+        key: str | None,
+        key_ttl: Duration,
+    ) -> Any:
+        if key is None:
+            return redis_ops.add(client, self.keys, body, due)
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError(f"key must be a non-empty string, got {key!r}")
+        ttl_ms = int(to_seconds("key_ttl", key_ttl, allow_zero=False) * 1000)
+        return scripts.enqueue_unique(self.keys, key, message_id, body, ttl_ms, due)
+
+    def _holder(self, written: Any, message_id: str, key: str | None) -> TaskHandle:
+        """The handle of the message holding `key` (this one unless it was a duplicate)."""
+        if key is None:
+            return TaskHandle(message_id, self)
+        holder = written.decode() if isinstance(written, bytes) else str(written)
+        return TaskHandle(holder, self, is_duplicate=holder != message_id)
 
     def send_many(
         self, calls: Iterable[Any], *, delay: Duration | timedelta | None = None

@@ -146,3 +146,53 @@ def test_apps_with_different_namespaces_do_not_share_queues(redis_url, client):
     assert client.xlen("one:{default}:stream") == 1
     assert client.exists("two:{default}:stream") == 0
     assert second.keys("default").stream == "two:{default}:stream"
+
+
+def test_send_with_key_enqueues_once_and_returns_the_first_handle(app, client):
+    @app.task
+    def charge(order_id, amount): ...
+
+    first = charge.send_with(args=(1, 99), key="order-1")
+    again = charge.send_with(args=(1, 99), key="order-1")
+    other = charge.send_with(args=(2, 10), key="order-2")
+    assert (first.is_duplicate, again.is_duplicate, other.is_duplicate) == (False, True, False)
+    assert again.id == first.id
+    assert [protocol.decode(f[b"m"]).id for _, f in entries(client, app)] == [first.id, other.id]
+    ttl = client.pttl(app.keys("default").dedupe("order-1"))
+    assert 86_000_000 < ttl <= 86_400_000
+
+
+def test_idempotency_key_expires_after_its_ttl(app, client):
+    from streamwork.testing import wait_until
+
+    @app.task
+    def charge(order_id): ...
+
+    charge.send_with(args=(1,), key="k", key_ttl=0.1)
+    wait_until(lambda: not client.exists(app.keys("default").dedupe("k")), timeout=5)
+    assert not charge.send_with(args=(1,), key="k").is_duplicate
+    assert len(entries(client, app)) == 2
+
+
+def test_racing_producers_with_one_key_enqueue_exactly_one(app, client, redis_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    apps = [App(redis_url) for _ in range(8)]
+    tasks = [a.task(name="charge")(lambda order_id: None) for a in apps]
+    with ThreadPoolExecutor(8) as pool:
+        handles = list(pool.map(lambda t: t.send_with(args=(1,), key="pay-1"), tasks * 10))
+    assert len({h.id for h in handles}) == 1
+    assert sum(not h.is_duplicate for h in handles) == 1
+    assert len(entries(client, app)) == 1
+
+
+async def test_send_with_key_async_and_delayed(app, client):
+    @app.task
+    def charge(order_id): ...
+
+    first = await charge.send_with_async(args=(1,), key="a", delay=60)
+    again = await charge.send_with_async(args=(1,), key="a", delay=60)
+    await app.aclose()
+    assert again.is_duplicate and again.id == first.id
+    assert client.zcard(app.keys("default").delayed) == 1
+    assert entries(client, app) == []

@@ -1,0 +1,28 @@
+-- enqueue_unique.lua: enqueue a message at most once per idempotency key within a TTL.
+--
+-- KEYS[1]  the idempotency key (NS:{QUEUE}:dedupe:KEY)
+-- KEYS[2]  the stream
+-- KEYS[3]  the delayed set
+-- ARGV[1]  the message id
+-- ARGV[2]  the message
+-- ARGV[3]  how long the key holds, in ms
+-- ARGV[4]  due time in ms for a delayed message, or 0 to enqueue now
+--
+-- Returns the id of the message that holds the key: ARGV[1] when this call enqueued it,
+-- else the id of the message enqueued earlier under the same key.
+--
+-- Invariant: the key is set in the same step that enqueues, so two producers racing with
+-- one key enqueue exactly one message.
+
+local holder = redis.call("GET", KEYS[1])
+if holder then
+    return holder
+end
+redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[3])
+local due = tonumber(ARGV[4])
+if due > 0 then
+    redis.call("ZADD", KEYS[3], due, ARGV[2])
+else
+    redis.call("XADD", KEYS[2], "*", "m", ARGV[2])
+end
+return ARGV[1]
