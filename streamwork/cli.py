@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 import os
 import signal
 import sys
+from datetime import datetime, timezone
 from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, dead_letters
 from .app import App
 from .connection import redact
 from .errors import StreamworkError
@@ -163,3 +165,123 @@ def _configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+# -- dead letters --------------------------------------------------------------------------
+
+redis_options = [
+    click.option(
+        "--url",
+        envvar="STREAMWORK_REDIS_URL",
+        default=None,
+        help="Redis URL (default: $STREAMWORK_REDIS_URL, then redis://localhost:6379/0).",
+    ),
+    click.option("--namespace", default="sw", show_default=True, help="Key namespace of the app."),
+]
+
+
+def with_redis(command: Any) -> Any:
+    for option in reversed(redis_options):
+        command = option(command)
+    return command
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect, replay and purge a queue's dead letters."""
+
+
+@dlq.command("list")
+@click.argument("queue")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@with_redis
+def dlq_list(queue: str, limit: int, as_json: bool, url: str | None, namespace: str) -> None:
+    """List the oldest dead letters of QUEUE."""
+    app = App(url, namespace=namespace)
+    entries = dead_letters.list_dead_letters(app, queue, limit)
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in entries], indent=2, default=repr))
+        return
+    total = dead_letters.count(app, queue)
+    if not entries:
+        click.echo(f"no dead letters in queue {queue!r}")
+        return
+    click.echo(f"{'ID':<17} {'FAILED AT (UTC)':<19} {'TASK':<20} {'ATTEMPTS':>8}  REASON")
+    for entry in entries:
+        letter = entry.letter
+        click.echo(
+            f"{entry.id:<17} {_when(letter.last_failure_ms):<19} {letter.task[:20]:<20} "
+            f"{letter.attempts:>8}  {_shorten(letter.reason, 70)}"
+        )
+    shown = f"{len(entries)} of {total}" if total > len(entries) else f"{total}"
+    click.echo(f"{shown} dead letter(s) in queue {queue!r}")
+
+
+@dlq.command("show")
+@click.argument("queue")
+@click.argument("entry_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@with_redis
+def dlq_show(queue: str, entry_id: str, as_json: bool, url: str | None, namespace: str) -> None:
+    """Show one dead letter of QUEUE in full, with its traceback."""
+    app = App(url, namespace=namespace)
+    entry = dead_letters.show(app, queue, entry_id)
+    data = entry.as_dict()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=repr))
+        return
+    trace = data.pop("traceback")
+    for name in ("first_failure_ms", "last_failure_ms"):
+        data[name.removesuffix("_ms")] = _when(data.pop(name))
+    for name, value in data.items():
+        click.echo(f"{name + ':':<16} {value}")
+    if trace:
+        click.echo("traceback:\n" + trace.rstrip())
+
+
+@dlq.command("replay")
+@click.argument("queue")
+@click.argument("entry_ids", metavar="[ID]...", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter of QUEUE.")
+@with_redis
+def dlq_replay(
+    queue: str, entry_ids: tuple[str, ...], replay_all: bool, url: str | None, namespace: str
+) -> None:
+    """Put dead letters back on QUEUE, attempts reset (the given IDs, or --all)."""
+    if bool(entry_ids) == replay_all:
+        raise click.UsageError("give the IDs to replay, or --all (not both)")
+    app = App(url, namespace=namespace)
+    report = dead_letters.replay(app, queue, None if replay_all else list(entry_ids))
+    click.echo(f"replayed {report.replayed} dead letter(s) onto queue {queue!r}")
+    if report.skipped:
+        click.echo(
+            f"left {len(report.skipped)} undecodable one(s) in place: " + ", ".join(report.skipped),
+            err=True,
+        )
+    if report.missing:
+        raise click.ClickException("no such dead letter(s): " + ", ".join(report.missing))
+
+
+@dlq.command("purge")
+@click.argument("queue")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_redis
+def dlq_purge(queue: str, yes: bool, url: str | None, namespace: str) -> None:
+    """Delete every dead letter of QUEUE."""
+    app = App(url, namespace=namespace)
+    if not yes:
+        total = dead_letters.count(app, queue)
+        click.confirm(f"delete {total} dead letter(s) of queue {queue!r}?", abort=True)
+    click.echo(f"purged {dead_letters.purge(app, queue)} dead letter(s) from queue {queue!r}")
+
+
+def _when(ms: int) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

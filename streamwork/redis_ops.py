@@ -24,6 +24,7 @@ _SCRIPT_NAMES = (
     "renew_lease",
     "remove_idle_consumers",
     "enqueue_unique",
+    "replay",
 )
 
 
@@ -116,6 +117,11 @@ class Scripts:
             keys=[keys.dedupe(key), keys.stream, keys.delayed],
             args=[message_id, body, ttl_ms, due_ms or 0],
         )
+
+    def replay(self, keys: QueueKeys, moves: Sequence[tuple[bytes, bytes]]) -> Any:
+        """Move dead letters (entry id, message to enqueue) back into the stream."""
+        args = [value for move in moves for value in move]
+        return self._scripts["replay"](keys=[keys.dead_letters, keys.stream], args=args)
 
 
 def add(client: Any, keys: QueueKeys, body: bytes, due_ms: int | None = None) -> Any:

@@ -1,0 +1,159 @@
+"""Dead letters: list, show, replay and purge the messages a queue set aside.
+
+Reads and moves entries of `NS:{QUEUE}:dlq`; never decides what becomes a dead letter
+(execution.py does). Replay puts a message back at the end of its queue with its attempts
+reset and its id kept, one atomic Lua step per batch, so an interrupted replay loses and
+duplicates nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from . import protocol
+from .errors import DecodeError, StreamworkError
+
+if TYPE_CHECKING:
+    from .app import App
+
+PAGE = 100
+
+
+@dataclass(frozen=True)
+class DeadLetterEntry:
+    """One entry of a dead-letter stream: its id there, and the dead letter."""
+
+    id: str
+    letter: protocol.DeadLetter
+
+    def as_dict(self) -> dict[str, Any]:
+        letter = asdict(self.letter)
+        message = letter.pop("message")
+        try:
+            decoded = protocol.decode(message)
+            letter["message"] = {
+                "args": list(decoded.args),
+                "kwargs": decoded.kwargs,
+                "headers": decoded.headers,
+            }
+        except DecodeError:
+            letter["message"] = repr(message)
+        return {"id": self.id, **letter}
+
+
+def _entries(rows: list[tuple[bytes, dict[bytes, Any]]]) -> list[DeadLetterEntry]:
+    entries = []
+    for entry_id, fields in rows:
+        try:
+            letter = protocol.decode_dead_letter(fields.get(protocol.FIELD))
+        except DecodeError:
+            letter = protocol.DeadLetter(
+                message=dict(fields),
+                reason="(not a streamwork dead letter)",
+                queue="",
+                original_id="",
+            )
+        entries.append(DeadLetterEntry(entry_id.decode(), letter))
+    return entries
+
+
+def list_dead_letters(app: App, queue: str, limit: int = PAGE) -> list[DeadLetterEntry]:
+    """The oldest `limit` dead letters of `queue`."""
+    keys = app.keys(queue)
+    with app.translate_errors():
+        return _entries(app.redis.xrange(keys.dead_letters, count=limit))
+
+
+def count(app: App, queue: str) -> int:
+    with app.translate_errors():
+        return int(app.redis.xlen(app.keys(queue).dead_letters))
+
+
+def show(app: App, queue: str, entry_id: str) -> DeadLetterEntry:
+    """One dead letter by its id; StreamworkError if there is none."""
+    keys = app.keys(queue)
+    with app.translate_errors():
+        rows = app.redis.xrange(keys.dead_letters, entry_id, entry_id)
+    if not rows:
+        raise StreamworkError(f"no dead letter {entry_id} in queue {queue!r}")
+    return _entries(rows)[0]
+
+
+def _fresh(letter: protocol.DeadLetter) -> bytes | None:
+    """The message to enqueue again, its attempts reset; None if it cannot be run."""
+    if not isinstance(letter.message, bytes):
+        return None
+    try:
+        envelope = protocol.decode(letter.message)
+    except DecodeError:
+        return None
+    return protocol.encode(
+        replace(envelope, attempt=1, first_failure_ms=None, enqueued_ms=protocol.now_ms())
+    )
+
+
+@dataclass
+class ReplayReport:
+    replayed: int = 0
+    skipped: list[str] = field(default_factory=list)
+    """Ids left in place: undecodable messages (replaying would only dead-letter them again)."""
+    missing: list[str] = field(default_factory=list)
+    """Ids asked for that are not (or no longer) in the dead letters."""
+
+
+def replay(app: App, queue: str, ids: list[str] | None = None) -> ReplayReport:
+    """Put dead letters back on `queue` (the given ids, or all of them)."""
+    keys = app.keys(queue)
+    report = ReplayReport()
+    with app.translate_errors():
+        if ids is None:
+            pages = _all_pages(app, keys.dead_letters)
+        else:
+            pages = [_by_ids(app, keys.dead_letters, ids, report.missing)]
+        for page in pages:
+            moves = []
+            for entry in page:
+                body = _fresh(entry.letter)
+                if body is None:
+                    report.skipped.append(entry.id)
+                else:
+                    moves.append((entry.id.encode(), body))
+            if moves:
+                report.replayed += int(app.scripts.replay(keys, moves))
+        app.register_queue_sync(queue)
+    return report
+
+
+def _all_pages(app: App, key: str) -> Any:
+    start = "-"
+    while True:
+        rows = app.redis.xrange(key, start, "+", count=PAGE)
+        if not rows:
+            return
+        yield _entries(rows)
+        start = "(" + rows[-1][0].decode()
+
+
+def _by_ids(app: App, key: str, ids: list[str], missing: list[str]) -> list[DeadLetterEntry]:
+    pipe = app.redis.pipeline(transaction=False)
+    for entry_id in ids:
+        pipe.xrange(key, entry_id, entry_id)
+    found = []
+    for entry_id, rows in zip(ids, pipe.execute(), strict=True):
+        if rows:
+            found += _entries(rows)
+        else:
+            missing.append(entry_id)
+    return found
+
+
+def purge(app: App, queue: str) -> int:
+    """Delete every dead letter of `queue`; returns how many there were."""
+    keys = app.keys(queue)
+    with app.translate_errors():
+        pipe = app.redis.pipeline(transaction=True)
+        pipe.xlen(keys.dead_letters)
+        pipe.delete(keys.dead_letters)
+        length, _ = pipe.execute()
+    return int(length)

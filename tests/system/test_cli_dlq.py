@@ -1,0 +1,70 @@
+"""`streamwork dlq list|show|replay|purge` in subprocesses against a real Redis."""
+
+import json
+
+from streamwork import App, dead_letters
+from streamwork.testing import drain
+
+
+def make_dead_letters(redis_url, n=3):
+    app = App(redis_url)
+
+    @app.task(queue="payments", max_retries=0)
+    def charge(order_id):
+        raise RuntimeError(f"card declined for order {order_id}")
+
+    charge.send_many(range(n))
+    drain(app)
+    return app
+
+
+def test_list_and_show(processes, redis_url):
+    make_dead_letters(redis_url)
+    listed = processes.run("dlq", "list", "payments")
+    assert listed.returncode == 0, listed.stderr
+    assert "3 dead letter(s) in queue 'payments'" in listed.stdout
+    assert listed.stdout.count("charge") == 3
+    assert "not retryable" in listed.stdout or "failed 1 attempts" in listed.stdout
+    as_json = json.loads(processes.run("dlq", "list", "payments", "--json").stdout)
+    assert [e["message"]["args"] for e in as_json] == [[0], [1], [2]]
+    shown = processes.run("dlq", "show", "payments", as_json[1]["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert "RuntimeError" in shown.stdout
+    assert "card declined for order 1" in shown.stdout
+    assert "traceback:" in shown.stdout and 'raise RuntimeError(f"card declined' in shown.stdout
+
+
+def test_replay_ids_then_all(processes, redis_url):
+    app = make_dead_letters(redis_url)
+    ids = [e.id for e in dead_letters.list_dead_letters(app, "payments")]
+    first = processes.run("dlq", "replay", "payments", ids[0])
+    assert first.returncode == 0, first.stderr
+    assert "replayed 1 dead letter(s)" in first.stdout
+    rest = processes.run("dlq", "replay", "payments", "--all")
+    assert "replayed 2 dead letter(s)" in rest.stdout
+    assert app.redis.xlen(app.keys("payments").stream) == 3
+    assert dead_letters.count(app, "payments") == 0
+
+
+def test_purge_needs_confirmation(processes, redis_url):
+    app = make_dead_letters(redis_url)
+    refused = processes.run("dlq", "purge", "payments")  # no stdin: the prompt aborts
+    assert refused.returncode == 1
+    assert dead_letters.count(app, "payments") == 3
+    purged = processes.run("dlq", "purge", "payments", "--yes")
+    assert "purged 3 dead letter(s)" in purged.stdout
+    assert dead_letters.count(app, "payments") == 0
+
+
+def test_errors_are_one_line(processes, redis_url):
+    make_dead_letters(redis_url, 1)
+    missing = processes.run("dlq", "show", "payments", "1-1")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "Error: no dead letter 1-1 in queue 'payments'"
+    both = processes.run("dlq", "replay", "payments", "1-1", "--all")
+    assert both.returncode == 2 and "not both" in both.stderr
+    absent = processes.run("dlq", "replay", "payments", "1-1")
+    assert absent.returncode == 1 and "no such dead letter(s): 1-1" in absent.stderr
+    bad_name = processes.run("dlq", "list", "bad name")
+    assert bad_name.returncode == 1 and "invalid queue name 'bad name'" in bad_name.stderr
+    assert "Traceback" not in missing.stderr + both.stderr + absent.stderr + bad_name.stderr
