@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from . import protocol, redis_ops
+from . import metrics, protocol, redis_ops
 from .execution import Delivery
 from .keys import Source
 from .redis_ops import Scripts
@@ -145,6 +145,7 @@ class Scanner:
                 )
                 if deleted:
                     self.deleted_while_pending += len(deleted)
+                    metrics.count_lost_entries(source.name, len(deleted))
                     log.error(
                         "%d entr%s on %s were deleted from the stream while pending "
                         "(trimmed or XDEL'd outside streamwork): lost",

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import metrics
 from .keys import Source
 from .redis_ops import Outcome, Scripts
 
@@ -90,6 +91,7 @@ class Settler:
                     self._on_retry(outcome.due_ms)
                 continue
             self.lost_ownership += 1
+            metrics.count_lost_ownership(source.name)
             log.warning(
                 "lost ownership of entry %s on %s: another worker claimed it, so this "
                 "outcome (%s) is dropped",

@@ -62,8 +62,15 @@ def test_a_live_task_longer_than_the_visibility_timeout_keeps_its_lease(app):
     assert runs == [1]
 
 
+def lost_ownership_metric(queue):
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("streamwork_lost_ownership_total", {"queue": queue}) or 0
+
+
 def test_outcome_of_an_entry_claimed_by_another_worker_is_dropped(app, client):
     started, release = threading.Event(), threading.Event()
+    metric_before = lost_ownership_metric("default")
 
     @app.task(max_retries=3)
     def job():
@@ -84,6 +91,7 @@ def test_outcome_of_an_entry_claimed_by_another_worker_is_dropped(app, client):
     assert still["consumer"] == b"other-worker"
     state = queue_state(app, "default")
     assert (state.delayed, state.dead_letters, state.pending) == (0, 0, 1)
+    assert lost_ownership_metric("default") == metric_before + 1
 
 
 def test_manual_ack_nack_and_silence(app, client):
