@@ -77,6 +77,12 @@ class WorkerSettings:
     """Consumers idle this long with nothing pending are removed (default: 10 x visibility)."""
     allow_evicting_redis: bool = False
     """Start even when Redis may evict keys (maxmemory-policy other than noeviction)."""
+    grace: float = 30.0
+    """On stop, how long running messages may take to finish before they are cut off."""
+    max_tasks: int | None = None
+    """Recycle the process (stop gracefully, exit for a restart) after this many messages."""
+    max_memory_mb: float | None = None
+    """Recycle the process once its resident memory passes this many MiB."""
 
     def __post_init__(self) -> None:
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
@@ -85,6 +91,13 @@ class WorkerSettings:
             raise ConfigurationError(f"concurrency must be at least 1, got {self.concurrency}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigurationError(f"batch_size must be at least 1, got {self.batch_size!r}")
+        for name, kind in (("max_tasks", int), ("max_memory_mb", (int, float))):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, kind) or value <= 0
+            ):
+                raise ConfigurationError(f"{name} must be a number above 0, got {value!r}")
+        object.__setattr__(self, "grace", to_seconds("grace", self.grace))
         for name in ("block", "visibility_timeout", "result_ttl"):
             seconds = to_seconds(name, getattr(self, name), allow_zero=False)
             object.__setattr__(self, name, seconds)

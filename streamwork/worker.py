@@ -38,6 +38,18 @@ BURST_BLOCK = 0.1
 """How long a burst worker's reads wait: it exits soon after the queues are found drained."""
 
 
+def resident_memory_mb() -> float:
+    """This process's resident memory in MiB (Linux /proc; elsewhere the peak from rusage)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def consumer_name() -> str:
     """A name unique to this process: host, pid and a random suffix (pids are reused)."""
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
@@ -75,6 +87,8 @@ class Worker:
         self.scanner: Scanner | None = None
         self.runner: Runner | None = None
         self.processed = 0
+        self.recycle_reason: str | None = None
+        """Why the worker stopped itself to be restarted (max tasks, memory, stuck thread)."""
 
     @property
     def in_flight(self) -> int:
@@ -95,6 +109,13 @@ class Worker:
             self._loop.call_soon_threadsafe(self._request_stop)
         else:
             self._stopping = True
+
+    def recycle(self, reason: str) -> None:
+        """Stop gracefully so that the supervisor starts a fresh process (call on the loop)."""
+        if self.recycle_reason is None:
+            self.recycle_reason = reason
+            log.info("worker %s recycling: %s", self.consumer, reason)
+        self._request_stop()
 
     def _request_stop(self) -> None:
         if not self._stopping:
@@ -135,8 +156,10 @@ class Worker:
             is_started = True
             self.settler.start()
             self.scanner.start()
+            memory_watch = asyncio.create_task(self._watch_memory())
             log.info("worker %s serving %s", self.consumer, ", ".join(self.queues))
             await self._fetch_forever(client, burst)
+            memory_watch.cancel()
         finally:
             await self._finish(client, threads, is_started)
 
@@ -166,7 +189,17 @@ class Worker:
 
     async def _finish(self, client: Any, threads: ThreadPoolExecutor, is_started: bool) -> None:
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            _, cut_off = await asyncio.wait(set(self._tasks), timeout=self.settings.grace)
+            if cut_off:
+                log.warning(
+                    "%d message(s) still running after the %.0fs grace period were cut off; "
+                    "they stay pending and run again after the visibility timeout",
+                    len(cut_off),
+                    self.settings.grace,
+                )
+                for task in cut_off:
+                    task.cancel()
+                await asyncio.wait(cut_off, timeout=1)
         try:
             if is_started:
                 assert self.settler is not None and self.scanner is not None
@@ -308,6 +341,24 @@ class Worker:
             self._leased[source].discard(run.delivery.entry_id)
             if self._slot_free is not None:
                 self._slot_free.set()
+            self._check_recycle()
+
+    def _check_recycle(self) -> None:
+        limit = self.settings.max_tasks
+        if limit is not None and self.processed >= limit:
+            self.recycle(f"ran {self.processed} messages (max_tasks={limit})")
+        elif self.runner is not None and self.runner.timed_out_threads:
+            self.recycle("a sync handler is still running past its timeout")
+
+    async def _watch_memory(self) -> None:
+        limit = self.settings.max_memory_mb
+        if limit is None:
+            return
+        while not self._stopping:
+            rss = resident_memory_mb()
+            if rss > limit:
+                self.recycle(f"resident memory {rss:.0f} MiB is over max_memory_mb={limit:g}")
+            await asyncio.sleep(1.0)
 
     def _on_lost(self, source: Source, entry_ids: list[bytes]) -> None:
         for entry_id in entry_ids:
