@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -54,6 +55,15 @@ class Run:
     task: Task
     is_pending: bool = True
     """False once the entry was acknowledged on receipt (ack mode auto)."""
+    started: float = 0.0
+    """time.monotonic() when the handler started."""
+    wait_ms: int = 0
+    """How long the message waited to be run, from its `ts` (ready time)."""
+
+    def timed(self, outcome: Outcome) -> Outcome:
+        """`outcome` with this run's wait and run times, for the queue's stats."""
+        run_ms = int((time.monotonic() - self.started) * 1000)
+        return replace(outcome, wait_ms=self.wait_ms, run_ms=run_ms)
 
 
 class Runner:
@@ -125,6 +135,8 @@ class Runner:
 
         message = self._message(run, submit)
         args = (message, *envelope.args) if task.options.bind else envelope.args
+        run.wait_ms = max(0, protocol.now_ms() - envelope.enqueued_ms)
+        run.started = time.monotonic()
         try:
             value = await self._call(task, args, envelope.kwargs)
         except Exception as exc:
@@ -135,9 +147,10 @@ class Runner:
                     envelope.id,
                     message.decision,
                     _describe(exc),
+                    extra=_event(task.name, envelope.id, "error"),
                 )
                 return None
-            return self._failure(run, exc, traceback.format_exc())
+            return run.timed(self._failure(run, exc, traceback.format_exc()))
         if task.options.ack_mode == "manual":
             if message.decision is None:
                 log.warning(
@@ -145,10 +158,18 @@ class Runner:
                     "delivered again after the visibility timeout",
                     task.name,
                     envelope.id,
+                    extra=_event(task.name, envelope.id, "pending"),
                 )
             return None
-        log.debug("task %s id %s done", task.name, envelope.id)
-        return self._done(run, value)
+        outcome = run.timed(self._done(run, value))
+        log.info(
+            "task %s id %s done in %.3fs",
+            task.name,
+            envelope.id,
+            outcome.run_ms / 1000,
+            extra=_event(task.name, envelope.id, "done"),
+        )
+        return outcome
 
     async def _call(self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         timeout = task.options.timeout
@@ -206,6 +227,7 @@ class Runner:
             outcome = self._failure(run, Retry(reason=reason), "")
         else:
             outcome = self._dead(run.delivery, run.envelope, run.task, reason)
+        outcome = run.timed(outcome)
         loop.call_soon_threadsafe(submit, run.delivery.source, outcome, run.is_pending)
 
     # -- outcomes ------------------------------------------------------------------------
@@ -253,9 +275,11 @@ class Runner:
             envelope.attempt,
             _describe(exc),
             delay,
+            extra=_event(task.name, envelope.id, "retry"),
         )
-        retry = protocol.encode(envelope.next_attempt(failed_ms))
-        return Outcome("retry", run.delivery.entry_id, retry, failed_ms + int(delay * 1000))
+        due_ms = failed_ms + int(delay * 1000)
+        retry = protocol.encode(envelope.next_attempt(failed_ms, due_ms))
+        return Outcome("retry", run.delivery.entry_id, retry, due_ms)
 
     def _dead(
         self,
@@ -276,6 +300,7 @@ class Runner:
             envelope.attempt,
             reason,
             f" — {_describe(exc)}" if exc is not None else "",
+            extra=_event(envelope.task, envelope.id, "dead"),
         )
         letter = protocol.DeadLetter(
             message=protocol.entry_body(delivery.fields),
@@ -302,6 +327,11 @@ class Runner:
                 result=_error_result(error_type, error),
             )
         return outcome
+
+
+def _event(task: str, task_id: str, outcome: str) -> dict[str, str]:
+    """The fields a log line about one run carries (structured in JSON logs)."""
+    return {"task": task, "task_id": task_id, "outcome": outcome}
 
 
 def _error_result(error_type: str, error: str) -> bytes:

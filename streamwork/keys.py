@@ -49,6 +49,10 @@ class QueueKeys:
     def dead_letters(self) -> str:
         return f"{self.tag}:dlq"
 
+    @property
+    def stats(self) -> str:
+        return f"{self.tag}:stats"
+
     def result(self, task_id: str) -> str:
         return f"{self.tag}:result:{task_id}"
 

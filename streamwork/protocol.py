@@ -44,12 +44,12 @@ class Envelope:
     attempt: int = 1
     first_failure_ms: int | None = None
 
-    def next_attempt(self, failed_ms: int) -> Envelope:
-        """The envelope of the retry that follows a failure at `failed_ms`."""
+    def next_attempt(self, failed_ms: int, due_ms: int) -> Envelope:
+        """The envelope of the retry, due at `due_ms`, after a failure at `failed_ms`."""
         return replace(
             self,
             attempt=self.attempt + 1,
-            enqueued_ms=failed_ms,
+            enqueued_ms=due_ms,
             first_failure_ms=self.first_failure_ms or failed_ms,
         )
 

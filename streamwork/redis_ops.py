@@ -46,6 +46,10 @@ class Outcome:
     due_ms: int = 0
     result_key: str | None = None
     result: bytes = b""
+    wait_ms: int = 0
+    """How long the message waited in the queue before its handler started."""
+    run_ms: int = -1
+    """How long the handler ran; -1 when no handler ran (bad input, poison message)."""
 
 
 class Scripts:
@@ -64,7 +68,12 @@ class Scripts:
         result_ttl_ms: int,
     ) -> Any:
         """Write `outcomes` and XACK their entries; one 1 (written) or 0 (lost) per outcome."""
-        keys = [source.keys.stream, source.keys.delayed, source.keys.dead_letters]
+        keys = [
+            source.keys.stream,
+            source.keys.delayed,
+            source.keys.dead_letters,
+            source.keys.stats,
+        ]
         args: list[Any] = [
             source.group,
             consumer,
@@ -84,6 +93,8 @@ class Scripts:
                 outcome.due_ms,
                 index,
                 outcome.result,
+                outcome.wait_ms,
+                outcome.run_ms,
             ]
         return self._scripts["settle"](keys=keys, args=args)
 

@@ -155,6 +155,7 @@ class Task:
         args: tuple[Any, ...] | list[Any] = (),
         kwargs: dict[str, Any] | None = None,
         headers: dict[str, Any] | None = None,
+        due_ms: int | None = None,
     ) -> tuple[str, bytes]:
         """The id and encoded message of one call, after checking its arguments."""
         args = tuple(args)
@@ -168,7 +169,7 @@ class Task:
                 args=args,
                 kwargs=kwargs,
                 headers=headers or {},
-                enqueued_ms=protocol.now_ms(),
+                enqueued_ms=due_ms or protocol.now_ms(),
             )
         )
 
@@ -197,8 +198,8 @@ class Task:
         day): a later send with the same key queues nothing and returns the handle of the
         message queued first. For payments and orders that must not be submitted twice.
         """
-        message_id, body = self.envelope(args, kwargs, headers)
         due = _due_ms(delay, eta)
+        message_id, body = self.envelope(args, kwargs, headers, due)
         app = self.app
         with app.translate_errors():
             app.register_queue_sync(self.options.queue)
@@ -217,8 +218,8 @@ class Task:
         key_ttl: Duration = DEFAULT_KEY_TTL,
     ) -> TaskHandle:
         """Like `send_with`, for asyncio code."""
-        message_id, body = self.envelope(args, kwargs, headers)
         due = _due_ms(delay, eta)
+        message_id, body = self.envelope(args, kwargs, headers, due)
         app = self.app
         with app.translate_errors():
             client = app.async_redis()
@@ -261,8 +262,8 @@ class Task:
         anything else is the one positional argument. Every item is checked before any is
         sent, so a bad item sends nothing.
         """
-        encoded = [self.envelope(*_call(item)) for item in calls]
         due = _due_ms(delay, None)
+        encoded = [self.envelope(*_call(item), due_ms=due) for item in calls]
         app = self.app
         with app.translate_errors():
             app.register_queue_sync(self.options.queue)

@@ -3,15 +3,17 @@
 -- KEYS[1]   the stream
 -- KEYS[2]   the delayed set (retries go there)
 -- KEYS[3]   the dead-letter stream
--- KEYS[4..] result keys (lists), referenced by index from the outcomes
+-- KEYS[4]   the queue's stats hash (running totals: done, retry, dead, runs, wait_ms, run_ms)
+-- KEYS[5..] result keys (lists), referenced by index from the outcomes
 -- ARGV[1]   consumer group
 -- ARGV[2]   consumer name
 -- ARGV[3]   "1": the entries are still pending — check ownership, then XACK;
 --           "0": they were acknowledged on receipt (ack mode auto) — write outcomes only
 -- ARGV[4]   "1": XDEL each acknowledged entry (queues: a stream holds backlog + in-flight only)
 -- ARGV[5]   result time-to-live in milliseconds
--- ARGV[6..] six values per outcome:
---           kind ("done" | "retry" | "dead"), entry id, data, score, result key index, result
+-- ARGV[6..] eight values per outcome:
+--           kind ("done" | "retry" | "dead"), entry id, data, score, result key index, result,
+--           wait ms (queued before the run), run ms (-1: no handler ran)
 --             done:  nothing to write but the result
 --             retry: ZADD KEYS[2] score data     (data = the next attempt's message)
 --             dead:  XADD KEYS[3] * m data       (data = the dead letter)
@@ -27,10 +29,12 @@ local group, consumer = ARGV[1], ARGV[2]
 local pending, delete = ARGV[3] == "1", ARGV[4] == "1"
 local ttl = tonumber(ARGV[5])
 local written = {}
+local totals = {done = 0, retry = 0, dead = 0, runs = 0, wait_ms = 0, run_ms = 0}
 
-for i = 6, #ARGV, 6 do
+for i = 6, #ARGV, 8 do
     local kind, id, data, score = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     local result_key, result = tonumber(ARGV[i + 4]), ARGV[i + 5]
+    local wait_ms, run_ms = tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
     local owned = true
     if pending then
         local entry = redis.call("XPENDING", KEYS[1], group, id, id, 1)[1]
@@ -54,9 +58,20 @@ for i = 6, #ARGV, 6 do
         if delete then
             redis.call("XDEL", KEYS[1], id)
         end
+        totals[kind] = totals[kind] + 1
+        if run_ms >= 0 then
+            totals.runs = totals.runs + 1
+            totals.wait_ms = totals.wait_ms + wait_ms
+            totals.run_ms = totals.run_ms + run_ms
+        end
         written[#written + 1] = 1
     else
         written[#written + 1] = 0
+    end
+end
+for _, name in ipairs({"done", "retry", "dead", "runs", "wait_ms", "run_ms"}) do
+    if totals[name] > 0 then
+        redis.call("HINCRBY", KEYS[4], name, totals[name])
     end
 end
 return written

@@ -81,13 +81,13 @@ def test_entry_without_m_field_names_the_fields_it_has():
 
 def test_next_attempt_keeps_id_and_first_failure():
     first = envelope()
-    second = first.next_attempt(1000)
-    third = second.next_attempt(2000)
+    second = first.next_attempt(1000, 1500)
+    third = second.next_attempt(2000, 2500)
     assert (third.id, third.attempt, third.first_failure_ms, third.enqueued_ms) == (
         first.id,
         3,
         1000,
-        2000,
+        2500,
     )
 
 

@@ -1,0 +1,48 @@
+"""Log output for the command line: one line per event, as text or as JSON.
+
+Records may carry `task`, `task_id` and `outcome` (passed as `extra=`); the JSON format
+puts them in their own fields for log shippers. Never formats a URL itself: callers pass
+URLs through `connection.redact` first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("text", "json")
+FIELDS = ("task", "task_id", "outcome", "queue")
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, pid, logger, message, and event fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname.lower(),
+            "pid": record.process,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                data[name] = value
+        if record.exc_info:
+            data["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def configure(level: str = "info", fmt: str = "text") -> None:
+    """Send streamwork's (and the app's) logs to stderr at `level`, in `fmt`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper()))
