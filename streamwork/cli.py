@@ -156,7 +156,14 @@ async def _run_worker(the_worker: Worker, burst: bool) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     await the_worker.run(burst=burst)
+
+
+def dump_tasks() -> None:
+    """Print the stack of every asyncio task to stderr (SIGUSR1): what is the worker doing?"""
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
 
 
 def _configure_logging(level: str) -> None:

@@ -57,6 +57,8 @@ class Scanner:
         self._dispatch = dispatch
         self._on_lost = on_lost
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._wakes: dict[str, asyncio.Event] = {}
         self._next_move_ms = 0
         self._move_soon = asyncio.Event()
         self.claimed = 0
@@ -68,39 +70,43 @@ class Scanner:
             self._move_soon.set()
 
     def start(self) -> None:
+        self._stopping = False
+        loops = {"move": self.move_due, "lease": self.renew_leases, "claim": self.claim_stale}
+        self._wakes = {what: asyncio.Event() for what in loops}
+        self._move_soon = self._wakes["move"]
         self._tasks = [
-            asyncio.create_task(
-                self._forever(self.move_due, "move", self._move_soon), name="streamwork-mover"
-            ),
-            asyncio.create_task(self._forever(self.renew_leases, "lease"), name="streamwork-lease"),
-            asyncio.create_task(self._forever(self.claim_stale, "claim"), name="streamwork-claim"),
+            asyncio.create_task(self._forever(step, what), name=f"streamwork-{what}")
+            for what, step in loops.items()
         ]
 
-    async def stop(self) -> None:
-        for task in self._tasks:
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loops after their current step (a step is not cut off mid-command)."""
+        self._stopping = True
+        for wake in self._wakes.values():
+            wake.set()
+        if not self._tasks:
+            return
+        _, stuck = await asyncio.wait(self._tasks, timeout=timeout)
+        for task in stuck:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    async def _forever(
-        self, step: Callable[[], Any], what: str, wake: asyncio.Event | None = None
-    ) -> None:
+    async def _forever(self, step: Callable[[], Any], what: str) -> None:
+        # Stopped by a flag and an event, not by cancellation: a cancel that lands inside a
+        # Redis client call can be lost, and the loop would then never end.
+        wake = self._wakes[what]
         failures = 0
-        while True:
-            if wake is not None:
-                wake.clear()  # before the step: a nudge during the step is kept
+        while not self._stopping:
+            wake.clear()  # before the step: a nudge during the step is kept
             try:
                 pause = await step()
                 failures = 0
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 failures += 1
                 pause = min(10.0, 0.1 * 2**failures)
                 log.error("scanner %s step failed (%s); retrying in %.1fs", what, exc, pause)
-            if wake is None:
-                await asyncio.sleep(pause)
-                continue
+            if self._stopping:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), pause)
 

@@ -45,6 +45,7 @@ class Settler:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._is_stopping = False
         self.written = 0
         self.lost_ownership = 0
 
@@ -65,14 +66,28 @@ class Settler:
         """Return once every submitted outcome is written (or dropped as lost)."""
         await self._idle.wait()
 
-    async def stop(self) -> None:
-        """Write what is buffered, then stop the background flush."""
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Write what is buffered (for at most `timeout` seconds), then stop the flush.
+
+        Outcomes still unwritten then (Redis unreachable) are given up: their entries stay
+        pending in Redis and are delivered again after the visibility timeout.
+        """
         if self._buffer:
             self._wake.set()
-            await self.drain()
+            try:
+                await asyncio.wait_for(self.drain(), timeout)
+            except TimeoutError:
+                log.error(
+                    "gave up writing %d outcome(s); their entries run again after the "
+                    "visibility timeout",
+                    sum(len(outcomes) for outcomes in self._buffer.values()),
+                )
+        self._is_stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            _, stuck = await asyncio.wait([self._task], timeout=timeout)
+            for task in stuck:
+                task.cancel()
 
     async def write(self, source: Source, outcomes: Sequence[Outcome], is_pending: bool) -> int:
         """Write up to MAX_PER_CALL `outcomes` in one call; returns how many were still owned."""
@@ -104,7 +119,7 @@ class Settler:
 
     async def _flush_forever(self) -> None:
         failures = 0
-        while True:
+        while not self._is_stopping:
             await self._wake.wait()
             self._wake.clear()
             while self._buffer:
@@ -129,5 +144,7 @@ class Settler:
                         exc,
                         delay,
                     )
+                    if self._is_stopping:
+                        return
                     await asyncio.sleep(delay)
             self._idle.set()
