@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import os
+import sys
 from collections.abc import Callable
 from typing import Any, overload
 
@@ -15,7 +18,7 @@ import redis
 import redis.asyncio
 
 from . import connection, redis_ops
-from .errors import ConfigurationError
+from .errors import AppNotFound, ConfigurationError
 from .keys import QueueKeys, check_name
 from .settings import AckMode, Backoff, Duration, check_ack_mode, to_seconds
 from .task import Task, TaskOptions
@@ -222,3 +225,28 @@ def _check_count(name: str, value: int, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ConfigurationError(f"{name} must be a whole number >= {least}, got {value!r}")
     return value
+
+
+def load_app(spec: str) -> App:
+    """The App named by `MODULE:APP` (the module imported with the current directory first)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise AppNotFound(f"{spec!r} is not MODULE:APP (e.g. myproject.tasks:app)")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise AppNotFound(
+                f"cannot import module {module_name!r}: no such module "
+                "(run from the directory that holds it, or set PYTHONPATH)"
+            ) from None
+        raise
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        raise AppNotFound(
+            f"{module_name!r} has no streamwork App named {attr!r}"
+            + (f" (it is a {type(app).__name__})" if app is not None else "")
+        )
+    return app

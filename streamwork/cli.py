@@ -7,52 +7,34 @@ one line on stderr and a non-zero exit; tracebacks only with --log-level debug.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import os
-import signal
 import sys
 from datetime import datetime, timezone
 from typing import Any
 
 import click
 
-from . import __version__, dead_letters
+from . import __version__, dead_letters, logs
+from . import app as app_module
 from .app import App
 from .connection import redact
-from .errors import StreamworkError
+from .errors import AppNotFound, StreamworkError
+from .metrics import SupervisorMetrics, prepare_multiprocess_dir
 from .settings import WorkerSettings
+from .supervisor import ProcessSpec, Supervisor
 from .worker import Worker
 
 log = logging.getLogger("streamwork")
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
 
 def load_app(spec: str) -> App:
-    """The App named by `MODULE:APP` (module imported from the current directory first)."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise click.BadParameter(f"{spec!r} is not MODULE:APP (e.g. myproject.tasks:app)")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    """The App named by MODULE:APP; a bad spec is a usage error (exit 2)."""
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise click.BadParameter(
-                f"cannot import module {module_name!r}: no such module "
-                "(run from the directory that holds it, or set PYTHONPATH)"
-            ) from None
-        raise
-    app = getattr(module, attr, None)
-    if not isinstance(app, App):
-        raise click.BadParameter(
-            f"{module_name!r} has no streamwork App named {attr!r}"
-            + (f" (it is a {type(app).__name__})" if app is not None else "")
-        )
-    return app
+        return app_module.load_app(spec)
+    except AppNotFound as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -86,12 +68,20 @@ def main() -> None:
     help="Queues to serve, comma-separated (default: every queue the app's tasks use).",
 )
 @click.option(
+    "--processes",
+    "-p",
+    type=click.IntRange(min=1),
+    default=os.cpu_count() or 1,
+    show_default="CPU count",
+    help="Worker processes.",
+)
+@click.option(
     "--concurrency",
     "-c",
     type=click.IntRange(min=1),
     default=10,
     show_default=True,
-    help="Messages running at once.",
+    help="Messages running at once in each process.",
 )
 @click.option("--burst", is_flag=True, help="Exit 0 once the queues are drained.")
 @click.option(
@@ -103,75 +93,101 @@ def main() -> None:
     "another worker takes it.",
 )
 @click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM/SIGINT, seconds running messages may take to finish.",
+)
+@click.option(
+    "--max-tasks",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Recycle a worker process after this many messages.",
+)
+@click.option(
+    "--max-memory",
+    type=click.FloatRange(min=1),
+    default=None,
+    metavar="MIB",
+    help="Recycle a worker process whose resident memory passes this many MiB.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    help="Serve Prometheus metrics of all processes on this port.",
+)
+@click.option(
+    "--metrics-address",
+    default="0.0.0.0",
+    show_default=True,
+    help="Address the metrics server listens on.",
+)
+@click.option(
     "--allow-evicting-redis",
     is_flag=True,
     help="Start even if Redis's maxmemory-policy may evict queues.",
 )
-@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
+@click.option("--log-level", type=click.Choice(logs.LEVELS), default="info", show_default=True)
+@click.option("--log-format", type=click.Choice(logs.FORMATS), default="text", show_default=True)
 def worker(
     app_spec: str,
     queues: tuple[str, ...],
+    processes: int,
     concurrency: int,
     burst: bool,
     visibility_timeout: float,
+    grace: float,
+    max_tasks: int | None,
+    max_memory: float | None,
+    metrics_port: int | None,
+    metrics_address: str,
     allow_evicting_redis: bool,
     log_level: str,
+    log_format: str,
 ) -> None:
-    """Run a worker process for the app's tasks."""
-    _configure_logging(log_level)
+    """Run worker processes for the app's tasks, under a supervisor."""
+    logs.configure(log_level, log_format)
     app = load_app(app_spec)
     settings = WorkerSettings(
         concurrency=concurrency,
         visibility_timeout=visibility_timeout,
         allow_evicting_redis=allow_evicting_redis,
+        grace=grace,
+        max_tasks=max_tasks,
+        max_memory_mb=max_memory,
     )
-    the_worker = Worker(app, _split(queues) or None, settings)
-    app.ping()
+    probe = Worker(app, _split(queues) or None, settings)  # checks the queue names
+    asyncio.run(probe.preflight())  # Redis reachable and not evicting, before any process
+    metrics = None
+    if metrics_port is not None:
+        metrics = SupervisorMetrics(prepare_multiprocess_dir())
+        try:
+            metrics.serve(metrics_port, metrics_address)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot serve metrics on {metrics_address}:{metrics_port}: {exc.strerror}"
+            ) from None
+    metrics_text = f"http://{metrics_address}:{metrics_port}/metrics" if metrics else "off"
     click.echo(
-        f"streamwork {__version__} worker {the_worker.consumer}\n"
+        f"streamwork {__version__} worker\n"
         f"  app:         {app_spec}\n"
         f"  redis:       {redact(app.url)}\n"
-        f"  queues:      {', '.join(the_worker.queues)}\n"
-        f"  concurrency: {concurrency}{'  (burst)' if burst else ''}",
+        f"  queues:      {', '.join(probe.queues)}\n"
+        f"  processes:   {processes} x concurrency {concurrency}{'  (burst)' if burst else ''}\n"
+        f"  metrics:     {metrics_text}",
         err=True,
     )
-    asyncio.run(_run_worker(the_worker, burst))
-
-
-async def _run_worker(the_worker: Worker, burst: bool) -> None:
-    loop = asyncio.get_running_loop()
-    signals = {"count": 0}
-
-    def on_signal(signum: int) -> None:
-        signals["count"] += 1
-        if signals["count"] == 1:
-            log.info("%s received: stopping (send again to force)", signal.Signals(signum).name)
-            the_worker.stop()
-        else:
-            log.warning(
-                "second signal: forced stop; running messages stay pending and are "
-                "recovered after the visibility timeout"
-            )
-            os._exit(1)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
-    await the_worker.run(burst=burst)
-
-
-def dump_tasks() -> None:
-    """Print the stack of every asyncio task to stderr (SIGUSR1): what is the worker doing?"""
-    for task in asyncio.all_tasks():
-        task.print_stack(file=sys.stderr)
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    spec = ProcessSpec(
+        app_spec=app_spec,
+        queues=tuple(probe.queues),
+        settings=settings,
+        burst=burst,
+        log_level=log_level,
+        log_format=log_format,
     )
+    sys.exit(Supervisor(spec, processes, metrics).run())
 
 
 # -- dead letters --------------------------------------------------------------------------

@@ -67,9 +67,16 @@ def async_client(url: str) -> redis.asyncio.Redis:
 def describe(exc: BaseException, url: str) -> str:
     """One line saying that Redis at `url` cannot be reached, why, and what to do."""
     reason = str(exc).replace(url, redact(url)) or type(exc).__name__
-    for marker in ("Connection refused", "Name or service not known", "timed out"):
+    markers = {
+        "Connection refused": "connection refused",
+        "Connect call failed": "connection refused",
+        "Name or service not known": "unknown host",
+        "timed out": "timed out",
+    }
+    for marker, short in markers.items():
         if marker in reason:
-            reason = marker.lower()
+            reason = short
+            break
     return (
         f"cannot reach Redis at {redact(url)}: {reason} — is redis-server running? "
         f"set {URL_ENV} to point elsewhere"

@@ -16,6 +16,10 @@ class ConfigurationError(StreamworkError, ValueError):
     """A setting, name or option that cannot work (bad URL, bad queue name, duplicate task)."""
 
 
+class AppNotFound(ConfigurationError):
+    """A `MODULE:APP` spec that does not name a streamwork App."""
+
+
 class ConnectionFailed(StreamworkError, ConnectionError):
     """Redis could not be reached or went away."""
 

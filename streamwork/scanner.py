@@ -185,7 +185,7 @@ class Scanner:
         }
         self.claimed += len(entries)
         log.warning(
-            "claimed %d abandoned entr%s on %s (idle past the %.0fs visibility timeout)",
+            "claimed %d abandoned entr%s on %s (idle past the %gs visibility timeout)",
             len(entries),
             "y" if len(entries) == 1 else "ies",
             source.name,

@@ -13,8 +13,9 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,7 @@ class Worker:
         self.scanner: Scanner | None = None
         self.runner: Runner | None = None
         self.processed = 0
+        self._memory_checked = 0.0
         self.recycle_reason: str | None = None
         """Why the worker stopped itself to be restarted (max tasks, memory, stuck thread)."""
 
@@ -126,8 +128,11 @@ class Worker:
             )
         self._stopping = True
 
-    async def run(self, *, burst: bool = False) -> None:
-        """Fetch and run messages until `stop()` (or, with `burst`, until the queues drain)."""
+    async def run(self, *, burst: bool = False, on_ready: Callable[[], Any] | None = None) -> None:
+        """Fetch and run messages until `stop()` (or, with `burst`, until the queues drain).
+
+        `on_ready` is called once the worker has checked Redis and starts fetching.
+        """
         self._loop = asyncio.get_running_loop()
         self._slot_free = asyncio.Event()
         settings = self.settings
@@ -156,10 +161,10 @@ class Worker:
             is_started = True
             self.settler.start()
             self.scanner.start()
-            memory_watch = asyncio.create_task(self._watch_memory())
             log.info("worker %s serving %s", self.consumer, ", ".join(self.queues))
+            if on_ready is not None:
+                on_ready()
             await self._fetch_forever(client, burst)
-            memory_watch.cancel()
         finally:
             await self._finish(client, threads, is_started)
 
@@ -169,6 +174,16 @@ class Worker:
         for source in self.sources:
             await redis_ops.ensure_group(client, source)
             await redis_ops.register(client, self.app.namespace, source.name)
+
+    async def preflight(self) -> None:
+        """Check Redis before starting processes: reachable, not evicting (raise if not)."""
+        client = connection.async_client(self.app.url)
+        try:
+            with connection.translate_errors(self.app.url):
+                await client.ping()
+                await self._check_durability(client)
+        finally:
+            await client.aclose()
 
     async def _check_durability(self, client: Any) -> None:
         """Refuse a Redis that may evict queues; warn about one that persists nothing."""
@@ -344,21 +359,23 @@ class Worker:
             self._check_recycle()
 
     def _check_recycle(self) -> None:
+        """After a message: recycle past max_tasks, max memory, or a stuck sync handler."""
         limit = self.settings.max_tasks
         if limit is not None and self.processed >= limit:
             self.recycle(f"ran {self.processed} messages (max_tasks={limit})")
         elif self.runner is not None and self.runner.timed_out_threads:
             self.recycle("a sync handler is still running past its timeout")
-
-    async def _watch_memory(self) -> None:
-        limit = self.settings.max_memory_mb
-        if limit is None:
-            return
-        while not self._stopping:
+        elif self.settings.max_memory_mb is not None:
+            now = time.monotonic()
+            if now - self._memory_checked < 1.0:  # reading /proc per message costs too much
+                return
+            self._memory_checked = now
             rss = resident_memory_mb()
-            if rss > limit:
-                self.recycle(f"resident memory {rss:.0f} MiB is over max_memory_mb={limit:g}")
-            await asyncio.sleep(1.0)
+            if rss > self.settings.max_memory_mb:
+                self.recycle(
+                    f"resident memory {rss:.0f} MiB is over "
+                    f"max_memory_mb={self.settings.max_memory_mb:g}"
+                )
 
     def _on_lost(self, source: Source, entry_ids: list[bytes]) -> None:
         for entry_id in entry_ids:

@@ -23,15 +23,19 @@ class Processes:
         self.env = {**os.environ, "STREAMWORK_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
         self.started: list[subprocess.Popen[str]] = []
 
-    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, log: Path | None = None, **env: str) -> subprocess.Popen[str]:
+        """Start `streamwork ARGS`; with `log`, stderr goes to that file, readable meanwhile."""
+        stderr = open(log, "w") if log is not None else subprocess.PIPE  # noqa: SIM115
         process = subprocess.Popen(
             [*STREAMWORK, *args],
             cwd=self.cwd,
             env={**self.env, **env},
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=stderr,
             text=True,
         )
+        if log is not None:
+            stderr.close()
         self.started.append(process)
         return process
 
