@@ -19,7 +19,7 @@ import redis.asyncio
 
 from . import connection, redis_ops
 from .errors import AppNotFound, ConfigurationError
-from .keys import QueueKeys, check_name
+from .keys import QueueKeys, Source, check_name
 from .settings import AckMode, Backoff, Duration, check_ack_mode, to_seconds
 from .task import Task, TaskOptions
 
@@ -200,6 +200,24 @@ class App:
         if queue not in self._registered:
             await redis_ops.register(client, self.namespace, queue)
             self._registered.add(queue)
+
+    def purge(self, queue: str, *, delayed: bool = True) -> tuple[int, int]:
+        """Delete `queue`'s messages that no worker has received yet (and, with `delayed`,
+        its delayed messages and retries); returns (waiting, delayed) counts deleted.
+
+        Messages being run and dead letters are left alone.
+        """
+        source = Source(self.keys(queue))
+        waiting = scheduled = 0
+        is_first = True
+        with self.translate_errors():
+            while True:
+                deleted, dropped = self.scripts.purge(source, 1000, delayed and is_first)
+                is_first = False
+                waiting += deleted
+                scheduled += dropped
+                if deleted == 0:
+                    return waiting, scheduled
 
     def ping(self) -> None:
         """Check that Redis answers; raise ConnectionFailed with what to do if not."""

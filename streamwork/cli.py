@@ -18,6 +18,7 @@ import click
 
 from . import __version__, dead_letters, logs
 from . import app as app_module
+from . import stats as queue_stats
 from .app import App
 from .connection import redact
 from .errors import AppNotFound, StreamworkError
@@ -188,6 +189,135 @@ def worker(
         log_format=log_format,
     )
     sys.exit(Supervisor(spec, processes, metrics).run())
+
+
+@main.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.argument("task_name", metavar="TASK")
+@click.argument("args", nargs=-1)
+@click.option(
+    "--kwargs",
+    "kwargs_json",
+    default=None,
+    metavar="JSON",
+    help='Keyword arguments as a JSON object, e.g. \'{"subject": "hi"}\'.',
+)
+@click.option(
+    "--delay",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Run it this many seconds from now.",
+)
+@click.option("--key", default=None, help="Idempotency key: send at most once per key.")
+def send(
+    app_spec: str,
+    task_name: str,
+    args: tuple[str, ...],
+    kwargs_json: str | None,
+    delay: float | None,
+    key: str | None,
+) -> None:
+    """Send one TASK with ARGS (each read as JSON when it parses, else as a string)."""
+    app = load_app(app_spec)
+    task = app.tasks.get(task_name)
+    if task is None:
+        raise click.ClickException(
+            f"unknown task {task_name!r}: {app_spec} has {', '.join(sorted(app.tasks)) or 'none'}"
+        )
+    kwargs: dict[str, Any] = {}
+    if kwargs_json is not None:
+        try:
+            kwargs = json.loads(kwargs_json)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--kwargs") from None
+        if not isinstance(kwargs, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--kwargs")
+    handle = task.send_with(
+        args=[_json_or_text(arg) for arg in args], kwargs=kwargs, delay=delay, key=key
+    )
+    click.echo(
+        handle.id + ("  (duplicate: already sent with this key)" if handle.is_duplicate else "")
+    )
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+@main.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between the two looks that rates are measured over.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def stats(app_spec: str, interval: float, as_json: bool) -> None:
+    """Per queue: backlog, pending, delayed, dead letters, rates, and Little's law."""
+    app = load_app(app_spec)
+    flows = queue_stats.measure(app, queue_stats.known_queues(app), interval)
+    if as_json:
+        click.echo(json.dumps([f.as_dict() for f in flows], indent=2))
+        return
+    click.echo(
+        f"{'QUEUE':<20} {'READY':>7} {'PENDING':>7} {'DELAYED':>7} {'DEAD':>6} "
+        f"{'λ/s':>8} {'DONE/s':>8} {'W':>8} {'L=λW':>8} {'λS':>6}"
+    )
+    for item in flows:
+        state = item.state
+        click.echo(
+            f"{state.queue[:20]:<20} {state.ready:>7} {state.pending:>7} {state.delayed:>7} "
+            f"{state.dead_letters:>6} {item.arrival_rate:>8.1f} {item.completion_rate:>8.1f} "
+            f"{_seconds(item.wait):>8} {_number(item.expected_backlog):>8} "
+            f"{_number(item.busy_handlers):>6}"
+        )
+    click.echo(
+        f"rates over {interval:g}s. W: average wait before a handler starts; L=λW: the "
+        "backlog that arrival rate and wait imply (Little's law) — READY well above it and "
+        "growing means too few workers; λS: handlers busy on average, the concurrency "
+        "(processes x --concurrency) each queue needs at least."
+    )
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.1f}s"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+@main.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.argument("queues", nargs=-1, required=True)
+@click.option(
+    "--delayed/--no-delayed",
+    default=True,
+    show_default=True,
+    help="Also delete delayed messages and scheduled retries.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(app_spec: str, queues: tuple[str, ...], delayed: bool, yes: bool) -> None:
+    """Delete the messages of QUEUES that no worker has received yet.
+
+    Messages being run (pending) are left alone, and so are dead letters.
+    """
+    app = load_app(app_spec)
+    for queue in queues:
+        app.keys(queue)  # checks the name before asking
+    if not yes:
+        click.confirm(f"delete every waiting message of {', '.join(queues)}?", abort=True)
+    for queue in queues:
+        entries, scheduled = app.purge(queue, delayed=delayed)
+        click.echo(f"purged {entries} waiting and {scheduled} delayed message(s) from {queue!r}")
 
 
 # -- dead letters --------------------------------------------------------------------------

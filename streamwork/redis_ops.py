@@ -25,6 +25,7 @@ _SCRIPT_NAMES = (
     "remove_idle_consumers",
     "enqueue_unique",
     "replay",
+    "purge",
 )
 
 
@@ -134,6 +135,13 @@ class Scripts:
         args = [value for move in moves for value in move]
         return self._scripts["replay"](keys=[keys.dead_letters, keys.stream], args=args)
 
+    def purge(self, source: Source, limit: int, with_delayed: bool) -> Any:
+        """Delete up to `limit` undelivered entries (and the delayed set): [entries, delayed]."""
+        return self._scripts["purge"](
+            keys=[source.keys.stream, source.keys.delayed],
+            args=[source.group, limit, "1" if with_delayed else "0"],
+        )
+
 
 def add(client: Any, keys: QueueKeys, body: bytes, due_ms: int | None = None) -> Any:
     """Enqueue one message: XADD to the stream now, or ZADD to the delayed set for later."""
@@ -223,14 +231,20 @@ async def durability(client: Any) -> tuple[str, bool | None]:
         return str(memory.get("maxmemory_policy", "unknown")), persists
 
 
-def queue_counts(client: Any, source: Source) -> list[Any]:
-    """[stream length, pending summary, delayed count, dead letters] in one round trip.
+def queue_counts(client: Any, sources: Sequence[Source]) -> list[list[Any]]:
+    """Per source, in one round trip: [stream length, pending summary, delayed count,
+    dead letters, stream info, stats totals].
 
-    The pending summary is an exception object when the group does not exist yet.
+    Pending summary and stream info are exception objects when the group or stream does
+    not exist yet.
     """
     pipe = client.pipeline(transaction=False)
-    pipe.xlen(source.keys.stream)
-    pipe.xpending(source.keys.stream, source.group)
-    pipe.zcard(source.keys.delayed)
-    pipe.xlen(source.keys.dead_letters)
-    return pipe.execute(raise_on_error=False)
+    for source in sources:
+        pipe.xlen(source.keys.stream)
+        pipe.xpending(source.keys.stream, source.group)
+        pipe.zcard(source.keys.delayed)
+        pipe.xlen(source.keys.dead_letters)
+        pipe.xinfo_stream(source.keys.stream)
+        pipe.hgetall(source.keys.stats)
+    replies = pipe.execute(raise_on_error=False)
+    return [replies[i : i + 6] for i in range(0, len(replies), 6)]

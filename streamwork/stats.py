@@ -1,11 +1,19 @@
-"""What a queue holds right now: ready, pending (running), delayed and dead letters.
+"""What a queue holds and how it flows: counts now, rates between two looks, Little's law.
 
-Shared by the CLI, the examples and (later) metrics. It reads counts; it never changes a
-queue. Rates, waits and Little's law build on these counts.
+Shared by the CLI (`stats`), the examples and metrics. It reads; it never changes a queue.
+
+- counts: ready (backlog), pending (running), delayed, dead letters;
+- totals kept by workers in `NS:{QUEUE}:stats` (done, retry, dead, runs, wait_ms, run_ms)
+  and the stream's `entries-added`;
+- rates over an interval: arrival rate λ, completion rate, average wait W and run time S,
+  and from Little's law L = λ·W the backlog that λ and W imply; λ·S is the number of
+  handlers kept busy on average, i.e. the concurrency the queue needs.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +34,18 @@ class QueueState:
     delayed: int
     """Delayed messages and retries waiting for their time."""
     dead_letters: int
+    added: int = 0
+    """Entries ever added to the stream (arrivals, retries and replays included)."""
+    done: int = 0
+    retried: int = 0
+    dead: int = 0
+    runs: int = 0
+    wait_ms: int = 0
+    """Total time messages waited before their handler started (over `runs`)."""
+    run_ms: int = 0
+    """Total time handlers ran (over `runs`)."""
+    at: float = 0.0
+    """time.monotonic() when it was read."""
 
     @property
     def is_empty(self) -> bool:
@@ -33,18 +53,123 @@ class QueueState:
         return self.ready == 0 and self.pending == 0 and self.delayed == 0
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["at"]
+        return data
+
+
+def _state(queue: str, replies: list[Any], at: float) -> QueueState:
+    length, pending, delayed, dead, info, totals = replies
+    for value in (length, delayed, dead, totals):
+        if isinstance(value, Exception):
+            raise value
+    # An error for the pending count means no group yet: nothing was ever delivered.
+    pending_count = 0 if isinstance(pending, Exception) else int(pending["pending"])
+    added = 0 if isinstance(info, Exception) else int(info.get("entries-added") or 0)
+    total = {k.decode(): int(v) for k, v in totals.items()}
+    # Queues delete each entry once acknowledged, so the stream is backlog + pending.
+    return QueueState(
+        queue,
+        ready=length - pending_count,
+        pending=pending_count,
+        delayed=delayed,
+        dead_letters=dead,
+        added=added,
+        done=total.get("done", 0),
+        retried=total.get("retry", 0),
+        dead=total.get("dead", 0),
+        runs=total.get("runs", 0),
+        wait_ms=total.get("wait_ms", 0),
+        run_ms=total.get("run_ms", 0),
+        at=at,
+    )
+
+
+def queue_states(app: App, queues: Sequence[str]) -> list[QueueState]:
+    """The counts and totals of `queues`, read in one round trip."""
+    sources = [Source(app.keys(queue)) for queue in queues]
+    with app.translate_errors():
+        replies = redis_ops.queue_counts(app.redis, sources)
+    at = time.monotonic()
+    return [_state(queue, reply, at) for queue, reply in zip(queues, replies, strict=True)]
 
 
 def queue_state(app: App, queue: str) -> QueueState:
-    """The counts of `queue`, read in one round trip."""
-    source = Source(app.keys(queue))
+    return queue_states(app, [queue])[0]
+
+
+def known_queues(app: App) -> list[str]:
+    """The app's queues, then any other queue registered in its namespace."""
     with app.translate_errors():
-        length, pending, delayed, dead = redis_ops.queue_counts(app.redis, source)
-    # An error for the pending count means no group yet: nothing was ever delivered.
-    pending_count = 0 if isinstance(pending, Exception) else int(pending["pending"])
-    for value in (length, delayed, dead):
-        if isinstance(value, Exception):
-            raise value
-    # Queues delete each entry once acknowledged, so the stream is backlog + pending.
-    return QueueState(queue, length - pending_count, pending_count, delayed, dead)
+        registered = sorted(q.decode() for q in redis_ops.registered(app.redis, app.namespace))
+    return list(dict.fromkeys([*app.queues(), *registered]))
+
+
+@dataclass(frozen=True)
+class QueueFlow:
+    """A queue's rates between two looks, and what Little's law makes of them."""
+
+    state: QueueState
+    arrival_rate: float
+    """λ: entries added per second."""
+    completion_rate: float
+    """Messages finished (done or dead-lettered) per second."""
+    wait: float | None
+    """W: average seconds a message waited before its handler started (None: no runs yet)."""
+    run_time: float | None
+    """S: average seconds a handler ran."""
+
+    @property
+    def expected_backlog(self) -> float | None:
+        """L = λ·W: how many messages wait on average at this arrival rate and wait."""
+        return None if self.wait is None else self.arrival_rate * self.wait
+
+    @property
+    def busy_handlers(self) -> float | None:
+        """λ·S: handlers busy on average — the concurrency the queue needs to keep up."""
+        return None if self.run_time is None else self.arrival_rate * self.run_time
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.state.as_dict(),
+            "arrival_rate": self.arrival_rate,
+            "completion_rate": self.completion_rate,
+            "wait": self.wait,
+            "run_time": self.run_time,
+            "expected_backlog": self.expected_backlog,
+            "busy_handlers": self.busy_handlers,
+        }
+
+
+def flow(before: QueueState, after: QueueState) -> QueueFlow:
+    """The rates between two looks at one queue.
+
+    W and S are averaged over the runs between the looks, or over all runs when there
+    were none in between (a quiet queue still shows what its messages usually wait).
+    """
+    seconds = max(after.at - before.at, 1e-9)
+    runs = after.runs - before.runs
+    if runs > 0:
+        wait = (after.wait_ms - before.wait_ms) / runs / 1000
+        run_time = (after.run_ms - before.run_ms) / runs / 1000
+    elif after.runs > 0:
+        wait = after.wait_ms / after.runs / 1000
+        run_time = after.run_ms / after.runs / 1000
+    else:
+        wait = run_time = None
+    finished = (after.done + after.dead) - (before.done + before.dead)
+    return QueueFlow(
+        state=after,
+        arrival_rate=max(0, after.added - before.added) / seconds,
+        completion_rate=max(0, finished) / seconds,
+        wait=wait,
+        run_time=run_time,
+    )
+
+
+def measure(app: App, queues: Sequence[str], interval: float) -> list[QueueFlow]:
+    """Look at `queues` twice, `interval` seconds apart, and return their flows."""
+    before = queue_states(app, queues)
+    time.sleep(interval)
+    after = queue_states(app, queues)
+    return [flow(b, a) for b, a in zip(before, after, strict=True)]

@@ -1,0 +1,107 @@
+"""`streamwork send`, `stats` and `purge` in subprocesses against a real Redis."""
+
+import json
+
+from streamwork import App, protocol
+from streamwork.stats import queue_state
+from streamwork.testing import drain
+
+TASKS = """
+    from streamwork import App
+
+    app = App()
+
+    @app.task(queue="emails")
+    def send_email(to, subject="hi", tags=()):
+        pass
+
+    @app.task(queue="reports")
+    async def build(day):
+        pass
+"""
+
+
+def sent(app, queue):
+    return [protocol.decode(f[b"m"]) for _, f in app.redis.xrange(app.keys(queue).stream)]
+
+
+def test_send_parses_json_arguments_and_prints_the_id(processes, write_app, redis_url):
+    write_app("tasks", TASKS)
+    run = processes.run(
+        "send", "tasks:app", "send_email", "a@example.com", "--kwargs",
+        '{"subject": "welcome", "tags": ["new", 1]}',
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    [message] = sent(App(redis_url), "emails")
+    assert run.stdout.strip() == message.id
+    assert message.args == ("a@example.com",)
+    assert message.kwargs == {"subject": "welcome", "tags": ["new", 1]}
+    numbers = processes.run("send", "tasks:app", "build", "20261125")
+    assert numbers.returncode == 0
+    assert sent(App(redis_url), "reports")[0].args == (20261125,)
+
+
+def test_send_with_delay_and_key(processes, write_app, redis_url):
+    write_app("tasks", TASKS)
+    first = processes.run("send", "tasks:app", "build", "1", "--delay", "60", "--key", "day-1")
+    again = processes.run("send", "tasks:app", "build", "1", "--delay", "60", "--key", "day-1")
+    assert first.returncode == again.returncode == 0
+    assert again.stdout.split()[0] == first.stdout.strip()
+    assert "duplicate" in again.stdout
+    assert queue_state(App(redis_url), "reports").delayed == 1
+
+
+def test_send_errors_are_one_line(processes, write_app):
+    write_app("tasks", TASKS)
+    unknown = processes.run("send", "tasks:app", "nope")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == "Error: unknown task 'nope': tasks:app has build, send_email"
+    bad = processes.run("send", "tasks:app", "build")
+    assert bad.returncode == 1
+    assert "build(): missing a required argument: 'day'" in bad.stderr
+    not_json = processes.run("send", "tasks:app", "build", "1", "--kwargs", "{oops")
+    assert not_json.returncode == 2 and "not JSON" in not_json.stderr
+    for run in (unknown, bad, not_json):
+        assert "Traceback" not in run.stderr
+
+
+def test_stats_shows_counts_rates_and_littles_law(processes, write_app, redis_url):
+    write_app("tasks", TASKS)
+    app = App(redis_url)
+    build = app.task(queue="reports", name="build")(lambda day: None)
+    build.send_many(range(30))
+    drain(app, ["reports"])
+    build.send_many(range(5))
+    build.send_with(args=(9,), delay=300)
+    run = processes.run("stats", "tasks:app", "--interval", "0.2", "--json")
+    assert run.returncode == 0, run.stderr
+    by_queue = {row["queue"]: row for row in json.loads(run.stdout)}
+    reports = by_queue["reports"]
+    assert (reports["ready"], reports["pending"], reports["delayed"]) == (5, 0, 1)
+    assert (reports["done"], reports["runs"], reports["added"]) == (30, 30, 35)
+    assert reports["wait"] is not None and reports["wait"] >= 0
+    assert by_queue["emails"]["ready"] == 0
+    table = processes.run("stats", "tasks:app", "--interval", "0.2")
+    assert table.returncode == 0
+    assert "L=λW" in table.stdout and "reports" in table.stdout and "emails" in table.stdout
+
+
+def test_purge_deletes_waiting_and_delayed_but_not_running_messages(
+    processes, write_app, redis_url
+):
+    write_app("tasks", TASKS)
+    app = App(redis_url)
+    build = app.task(queue="reports", name="build")(lambda day: None)
+    build.send_many(range(3))
+    stream = app.keys("reports").stream
+    app.redis.xgroup_create(stream, "workers", id="0")
+    app.redis.xreadgroup("workers", "busy-worker", {stream: ">"}, count=1)  # one is running
+    build.send_many(range(2500))
+    build.send_with(args=(1,), delay=60)
+    refused = processes.run("purge", "tasks:app", "reports")
+    assert refused.returncode == 1 and queue_state(app, "reports").ready == 2502
+    run = processes.run("purge", "tasks:app", "reports", "--yes")
+    assert run.returncode == 0, run.stderr
+    assert "purged 2502 waiting and 1 delayed message(s) from 'reports'" in run.stdout
+    state = queue_state(app, "reports")
+    assert (state.ready, state.pending, state.delayed) == (0, 1, 0)
