@@ -19,7 +19,7 @@ import redis.asyncio
 
 from . import connection, redis_ops
 from .errors import AppNotFound, ConfigurationError
-from .keys import QueueKeys, Source, check_name
+from .keys import QueueKeys, Source, check_name, queue_source, topic_sources
 from .settings import AckMode, Backoff, Duration, check_ack_mode, to_seconds
 from .task import Task, TaskOptions
 
@@ -154,6 +154,16 @@ class App:
     def keys(self, queue: str) -> QueueKeys:
         return QueueKeys(self.namespace, check_name("queue", queue))
 
+    def queue_source(self, queue: str) -> Source:
+        """How workers read `queue` (its stream, group and outcome keys)."""
+        return queue_source(self.namespace, check_name("queue", queue))
+
+    def topic_source(self, topic: str, group: str) -> Source:
+        """How subscriber group `group` reads `topic` (the topic stream's source)."""
+        return topic_sources(
+            self.namespace, check_name("topic", topic), check_name("group", group)
+        )[0]
+
     # -- Redis ---------------------------------------------------------------------------
 
     @property
@@ -207,7 +217,7 @@ class App:
 
         Messages being run and dead letters are left alone.
         """
-        source = Source(self.keys(queue))
+        source = self.queue_source(queue)
         waiting = scheduled = 0
         is_first = True
         with self.translate_errors():

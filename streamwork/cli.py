@@ -322,6 +322,12 @@ def purge(app_spec: str, queues: tuple[str, ...], delayed: bool, yes: bool) -> N
 
 # -- dead letters --------------------------------------------------------------------------
 
+
+def dlq_source(app: App, name: str, group: str | None) -> Any:
+    """A queue's source, or with --group a topic subscriber group's."""
+    return app.topic_source(name, group) if group else app.queue_source(name)
+
+
 redis_options = [
     click.option(
         "--url",
@@ -330,6 +336,7 @@ redis_options = [
         help="Redis URL (default: $STREAMWORK_REDIS_URL, then redis://localhost:6379/0).",
     ),
     click.option("--namespace", default="sw", show_default=True, help="Key namespace of the app."),
+    click.option("--group", default=None, help="For a topic: the subscriber group."),
 ]
 
 
@@ -345,20 +352,23 @@ def dlq() -> None:
 
 
 @dlq.command("list")
-@click.argument("queue")
+@click.argument("queue", metavar="QUEUE|TOPIC")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @with_redis
-def dlq_list(queue: str, limit: int, as_json: bool, url: str | None, namespace: str) -> None:
-    """List the oldest dead letters of QUEUE."""
+def dlq_list(
+    queue: str, limit: int, as_json: bool, url: str | None, namespace: str, group: str | None
+) -> None:
+    """List the oldest dead letters of QUEUE (or of TOPIC's subscriber --group)."""
     app = App(url, namespace=namespace)
-    entries = dead_letters.list_dead_letters(app, queue, limit)
+    source = dlq_source(app, queue, group)
+    entries = dead_letters.list_dead_letters(app, source, limit)
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2, default=repr))
         return
-    total = dead_letters.count(app, queue)
+    total = dead_letters.count(app, source)
     if not entries:
-        click.echo(f"no dead letters in queue {queue!r}")
+        click.echo(f"no dead letters in {source.name!r}")
         return
     click.echo(f"{'ID':<17} {'FAILED AT (UTC)':<19} {'TASK':<20} {'ATTEMPTS':>8}  REASON")
     for entry in entries:
@@ -368,18 +378,20 @@ def dlq_list(queue: str, limit: int, as_json: bool, url: str | None, namespace: 
             f"{letter.attempts:>8}  {_shorten(letter.reason, 70)}"
         )
     shown = f"{len(entries)} of {total}" if total > len(entries) else f"{total}"
-    click.echo(f"{shown} dead letter(s) in queue {queue!r}")
+    click.echo(f"{shown} dead letter(s) in {source.name!r}")
 
 
 @dlq.command("show")
-@click.argument("queue")
+@click.argument("queue", metavar="QUEUE|TOPIC")
 @click.argument("entry_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @with_redis
-def dlq_show(queue: str, entry_id: str, as_json: bool, url: str | None, namespace: str) -> None:
-    """Show one dead letter of QUEUE in full, with its traceback."""
+def dlq_show(
+    queue: str, entry_id: str, as_json: bool, url: str | None, namespace: str, group: str | None
+) -> None:
+    """Show one dead letter in full, with its traceback."""
     app = App(url, namespace=namespace)
-    entry = dead_letters.show(app, queue, entry_id)
+    entry = dead_letters.show(app, dlq_source(app, queue, group), entry_id)
     data = entry.as_dict()
     if as_json:
         click.echo(json.dumps(data, indent=2, default=repr))
@@ -394,19 +406,28 @@ def dlq_show(queue: str, entry_id: str, as_json: bool, url: str | None, namespac
 
 
 @dlq.command("replay")
-@click.argument("queue")
+@click.argument("queue", metavar="QUEUE|TOPIC")
 @click.argument("entry_ids", metavar="[ID]...", nargs=-1)
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter of QUEUE.")
 @with_redis
 def dlq_replay(
-    queue: str, entry_ids: tuple[str, ...], replay_all: bool, url: str | None, namespace: str
+    queue: str,
+    entry_ids: tuple[str, ...],
+    replay_all: bool,
+    url: str | None,
+    namespace: str,
+    group: str | None,
 ) -> None:
-    """Put dead letters back on QUEUE, attempts reset (the given IDs, or --all)."""
+    """Run dead letters again, attempts reset (the given IDs, or --all).
+
+    A topic's dead letters go back to their subscriber group only.
+    """
     if bool(entry_ids) == replay_all:
         raise click.UsageError("give the IDs to replay, or --all (not both)")
     app = App(url, namespace=namespace)
-    report = dead_letters.replay(app, queue, None if replay_all else list(entry_ids))
-    click.echo(f"replayed {report.replayed} dead letter(s) onto queue {queue!r}")
+    source = dlq_source(app, queue, group)
+    report = dead_letters.replay(app, source, None if replay_all else list(entry_ids))
+    click.echo(f"replayed {report.replayed} dead letter(s) onto {source.name!r}")
     if report.skipped:
         click.echo(
             f"left {len(report.skipped)} undecodable one(s) in place: " + ", ".join(report.skipped),
@@ -417,16 +438,17 @@ def dlq_replay(
 
 
 @dlq.command("purge")
-@click.argument("queue")
+@click.argument("queue", metavar="QUEUE|TOPIC")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @with_redis
-def dlq_purge(queue: str, yes: bool, url: str | None, namespace: str) -> None:
-    """Delete every dead letter of QUEUE."""
+def dlq_purge(queue: str, yes: bool, url: str | None, namespace: str, group: str | None) -> None:
+    """Delete every dead letter of QUEUE (or of TOPIC's subscriber --group)."""
     app = App(url, namespace=namespace)
+    source = dlq_source(app, queue, group)
     if not yes:
-        total = dead_letters.count(app, queue)
-        click.confirm(f"delete {total} dead letter(s) of queue {queue!r}?", abort=True)
-    click.echo(f"purged {dead_letters.purge(app, queue)} dead letter(s) from queue {queue!r}")
+        total = dead_letters.count(app, source)
+        click.confirm(f"delete {total} dead letter(s) of {source.name!r}?", abort=True)
+    click.echo(f"purged {dead_letters.purge(app, source)} dead letter(s) from {source.name!r}")
 
 
 def _when(ms: int) -> str:

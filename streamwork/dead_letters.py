@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import protocol
 from .errors import DecodeError, StreamworkError
+from .keys import Source
 
 if TYPE_CHECKING:
     from .app import App
@@ -58,25 +59,23 @@ def _entries(rows: list[tuple[bytes, dict[bytes, Any]]]) -> list[DeadLetterEntry
     return entries
 
 
-def list_dead_letters(app: App, queue: str, limit: int = PAGE) -> list[DeadLetterEntry]:
-    """The oldest `limit` dead letters of `queue`."""
-    keys = app.keys(queue)
+def list_dead_letters(app: App, source: Source, limit: int = PAGE) -> list[DeadLetterEntry]:
+    """The oldest `limit` dead letters of a queue or subscriber group."""
     with app.translate_errors():
-        return _entries(app.redis.xrange(keys.dead_letters, count=limit))
+        return _entries(app.redis.xrange(source.dead_letters, count=limit))
 
 
-def count(app: App, queue: str) -> int:
+def count(app: App, source: Source) -> int:
     with app.translate_errors():
-        return int(app.redis.xlen(app.keys(queue).dead_letters))
+        return int(app.redis.xlen(source.dead_letters))
 
 
-def show(app: App, queue: str, entry_id: str) -> DeadLetterEntry:
+def show(app: App, source: Source, entry_id: str) -> DeadLetterEntry:
     """One dead letter by its id; StreamworkError if there is none."""
-    keys = app.keys(queue)
     with app.translate_errors():
-        rows = app.redis.xrange(keys.dead_letters, entry_id, entry_id)
+        rows = app.redis.xrange(source.dead_letters, entry_id, entry_id)
     if not rows:
-        raise StreamworkError(f"no dead letter {entry_id} in queue {queue!r}")
+        raise StreamworkError(f"no dead letter {entry_id} in {source.name!r}")
     return _entries(rows)[0]
 
 
@@ -102,15 +101,15 @@ class ReplayReport:
     """Ids asked for that are not (or no longer) in the dead letters."""
 
 
-def replay(app: App, queue: str, ids: list[str] | None = None) -> ReplayReport:
-    """Put dead letters back on `queue` (the given ids, or all of them)."""
-    keys = app.keys(queue)
+def replay(app: App, source: Source, ids: list[str] | None = None) -> ReplayReport:
+    """Put dead letters back (the given ids, or all): on their queue, or for a subscriber
+    group on that group's retry stream, so other groups do not receive them again."""
     report = ReplayReport()
     with app.translate_errors():
         if ids is None:
-            pages = _all_pages(app, keys.dead_letters)
+            pages = _all_pages(app, source.dead_letters)
         else:
-            pages = [_by_ids(app, keys.dead_letters, ids, report.missing)]
+            pages = [_by_ids(app, source.dead_letters, ids, report.missing)]
         for page in pages:
             moves = []
             for entry in page:
@@ -120,8 +119,7 @@ def replay(app: App, queue: str, ids: list[str] | None = None) -> ReplayReport:
                 else:
                     moves.append((entry.id.encode(), body))
             if moves:
-                report.replayed += int(app.scripts.replay(keys, moves))
-        app.register_queue_sync(queue)
+                report.replayed += int(app.scripts.replay(source, moves))
     return report
 
 
@@ -148,12 +146,11 @@ def _by_ids(app: App, key: str, ids: list[str], missing: list[str]) -> list[Dead
     return found
 
 
-def purge(app: App, queue: str) -> int:
-    """Delete every dead letter of `queue`; returns how many there were."""
-    keys = app.keys(queue)
+def purge(app: App, source: Source) -> int:
+    """Delete every dead letter of a queue or subscriber group; returns how many there were."""
     with app.translate_errors():
         pipe = app.redis.pipeline(transaction=True)
-        pipe.xlen(keys.dead_letters)
-        pipe.delete(keys.dead_letters)
+        pipe.xlen(source.dead_letters)
+        pipe.delete(source.dead_letters)
         length, _ = pipe.execute()
     return int(length)

@@ -65,18 +65,84 @@ def queue_registry(namespace: str) -> str:
     return f"{namespace}:queues"
 
 
+def topic_registry(namespace: str) -> str:
+    """The set of every topic name published to or subscribed in `namespace`."""
+    return f"{namespace}:topics"
+
+
 @dataclass(frozen=True)
-class Source:
-    """A stream as one consumer group reads it: a queue (its one group), or a topic's group.
+class TopicKeys:
+    """The keys of one topic: its stream, and per subscriber group the keys of its retries,
+    dead letters and stats (a group's retries must reach that group only)."""
 
-    Queues delete each entry once acknowledged, so their stream holds only backlog and
-    in-flight work; a topic keeps entries until every group is done with them.
-    """
-
-    keys: QueueKeys
-    group: str = QUEUE_GROUP
-    deletes_on_ack: bool = True
+    namespace: str
+    topic: str
 
     @property
-    def name(self) -> str:
-        return self.keys.queue
+    def tag(self) -> str:
+        return f"{self.namespace}:topic:{{{self.topic}}}"
+
+    @property
+    def stream(self) -> str:
+        return f"{self.tag}:stream"
+
+    def group(self, group: str, what: str) -> str:
+        """Key `what` (retry, delayed, dlq, stats) of subscriber group `group`."""
+        return f"{self.tag}:group:{group}:{what}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A stream as one consumer group reads it, with the keys its outcomes go to.
+
+    A queue is one source: its stream read by the group `workers`; entries are deleted once
+    acknowledged, so the stream holds only backlog and in-flight work. A topic's subscriber
+    group is two sources: the topic stream (kept for every group until retention trims it)
+    and the group's own retry stream, where its retries and replays arrive, so that they
+    reach that group only. Everything else — acks, retries, dead letters — is one code path.
+    """
+
+    name: str
+    """What logs and tools call it: the queue, or "topic/group"."""
+    stream: str
+    group: str
+    delayed: str
+    dead_letters: str
+    stats: str
+    ready: str
+    """The stream that due delayed messages, retries and replays are added to."""
+    deletes_on_ack: bool = True
+    topic: str | None = None
+    """The topic, for a subscriber group's sources."""
+
+
+def queue_source(namespace: str, queue: str) -> Source:
+    keys = QueueKeys(namespace, queue)
+    return Source(
+        name=queue,
+        stream=keys.stream,
+        group=QUEUE_GROUP,
+        delayed=keys.delayed,
+        dead_letters=keys.dead_letters,
+        stats=keys.stats,
+        ready=keys.stream,
+    )
+
+
+def topic_sources(namespace: str, topic: str, group: str) -> tuple[Source, Source]:
+    """The topic stream and the group's retry stream, as subscriber group `group` reads them."""
+    keys = TopicKeys(namespace, topic)
+    retry = keys.group(group, "retry")
+    shared = {
+        "name": f"{topic}/{group}",
+        "group": group,
+        "delayed": keys.group(group, "delayed"),
+        "dead_letters": keys.group(group, "dlq"),
+        "stats": keys.group(group, "stats"),
+        "ready": retry,
+        "topic": topic,
+    }
+    return (
+        Source(stream=keys.stream, deletes_on_ack=False, **shared),
+        Source(stream=retry, deletes_on_ack=True, **shared),
+    )

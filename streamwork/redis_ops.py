@@ -70,10 +70,10 @@ class Scripts:
     ) -> Any:
         """Write `outcomes` and XACK their entries; one 1 (written) or 0 (lost) per outcome."""
         keys = [
-            source.keys.stream,
-            source.keys.delayed,
-            source.keys.dead_letters,
-            source.keys.stats,
+            source.stream,
+            source.delayed,
+            source.dead_letters,
+            source.stats,
         ]
         args: list[Any] = [
             source.group,
@@ -99,20 +99,20 @@ class Scripts:
             ]
         return self._scripts["settle"](keys=keys, args=args)
 
-    def move_due(self, keys: QueueKeys, now_ms: int, limit: int = 500) -> Any:
-        """Move due delayed messages into the stream; returns [moved, next due ms or -1]."""
-        return self._scripts["move_due"](keys=[keys.delayed, keys.stream], args=[now_ms, limit])
+    def move_due(self, source: Source, now_ms: int, limit: int = 500) -> Any:
+        """Move due delayed messages to the source's ready stream: [moved, next due ms or -1]."""
+        return self._scripts["move_due"](keys=[source.delayed, source.ready], args=[now_ms, limit])
 
     def renew_lease(self, source: Source, consumer: str, entry_ids: Iterable[bytes]) -> Any:
         """Reset the idle time of entries still owned by `consumer`; returns the ids it lost."""
         return self._scripts["renew_lease"](
-            keys=[source.keys.stream], args=[source.group, consumer, *entry_ids]
+            keys=[source.stream], args=[source.group, consumer, *entry_ids]
         )
 
     def remove_idle_consumers(self, source: Source, min_idle_ms: int) -> Any:
         """Remove consumers with nothing pending idle for `min_idle_ms`; returns their names."""
         return self._scripts["remove_idle_consumers"](
-            keys=[source.keys.stream], args=[source.group, min_idle_ms]
+            keys=[source.stream], args=[source.group, min_idle_ms]
         )
 
     def enqueue_unique(
@@ -130,15 +130,15 @@ class Scripts:
             args=[message_id, body, ttl_ms, due_ms or 0],
         )
 
-    def replay(self, keys: QueueKeys, moves: Sequence[tuple[bytes, bytes]]) -> Any:
-        """Move dead letters (entry id, message to enqueue) back into the stream."""
+    def replay(self, source: Source, moves: Sequence[tuple[bytes, bytes]]) -> Any:
+        """Move dead letters (entry id, message to enqueue) back to the source's ready stream."""
         args = [value for move in moves for value in move]
-        return self._scripts["replay"](keys=[keys.dead_letters, keys.stream], args=args)
+        return self._scripts["replay"](keys=[source.dead_letters, source.ready], args=args)
 
     def purge(self, source: Source, limit: int, with_delayed: bool) -> Any:
         """Delete up to `limit` undelivered entries (and the delayed set): [entries, delayed]."""
         return self._scripts["purge"](
-            keys=[source.keys.stream, source.keys.delayed],
+            keys=[source.stream, source.delayed],
             args=[source.group, limit, "1" if with_delayed else "0"],
         )
 
@@ -162,7 +162,7 @@ def registered(client: Any, namespace: str) -> Any:
 async def ensure_group(client: Any, source: Source) -> None:
     """Create the source's consumer group (and stream) unless it exists; reads start at 0."""
     try:
-        await client.xgroup_create(source.keys.stream, source.group, id="0", mkstream=True)
+        await client.xgroup_create(source.stream, source.group, id="0", mkstream=True)
     except redis.exceptions.ResponseError as exc:
         if not str(exc).startswith("BUSYGROUP"):
             raise
@@ -185,7 +185,7 @@ def claim_stale(
 ) -> Any:
     """XAUTOCLAIM entries idle past `min_idle_ms`: [next start, entries, deleted ids]."""
     return client.xautoclaim(
-        source.keys.stream, source.group, consumer, min_idle_ms, start_id=start, count=count
+        source.stream, source.group, consumer, min_idle_ms, start_id=start, count=count
     )
 
 
@@ -199,13 +199,13 @@ def pending_of(
 ) -> Any:
     """XPENDING details of `consumer`'s entries between two ids (each with times delivered)."""
     return client.xpending_range(
-        source.keys.stream, source.group, first, last, count, consumername=consumer
+        source.stream, source.group, first, last, count, consumername=consumer
     )
 
 
 def remove_consumer(client: Any, source: Source, consumer: str) -> Any:
     """XGROUP DELCONSUMER — which drops the consumer's pending entries: check they are none."""
-    return client.xgroup_delconsumer(source.keys.stream, source.group, consumer)
+    return client.xgroup_delconsumer(source.stream, source.group, consumer)
 
 
 def wait_result(client: Any, key: str, timeout: float) -> Any:
@@ -240,11 +240,11 @@ def queue_counts(client: Any, sources: Sequence[Source]) -> list[list[Any]]:
     """
     pipe = client.pipeline(transaction=False)
     for source in sources:
-        pipe.xlen(source.keys.stream)
-        pipe.xpending(source.keys.stream, source.group)
-        pipe.zcard(source.keys.delayed)
-        pipe.xlen(source.keys.dead_letters)
-        pipe.xinfo_stream(source.keys.stream)
-        pipe.hgetall(source.keys.stats)
+        pipe.xlen(source.stream)
+        pipe.xpending(source.stream, source.group)
+        pipe.zcard(source.delayed)
+        pipe.xlen(source.dead_letters)
+        pipe.xinfo_stream(source.stream)
+        pipe.hgetall(source.stats)
     replies = pipe.execute(raise_on_error=False)
     return [replies[i : i + 6] for i in range(0, len(replies), 6)]

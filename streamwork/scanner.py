@@ -119,8 +119,10 @@ class Scanner:
         now = protocol.now_ms()
         wait = MAX_MOVE_WAIT
         total = 0
-        for source in self._sources:
-            moved, next_due = await self._scripts.move_due(source.keys, now, MOVE_LIMIT)
+        # A topic group's two sources share one delayed set: move it once.
+        movers = {(s.delayed, s.ready): s for s in self._sources}.values()
+        for source in movers:
+            moved, next_due = await self._scripts.move_due(source, now, MOVE_LIMIT)
             total += moved
             if moved >= MOVE_LIMIT:
                 wait = 0.0

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import redis_ops
-from .keys import Source
 
 if TYPE_CHECKING:
     from .app import App
@@ -87,7 +86,7 @@ def _state(queue: str, replies: list[Any], at: float) -> QueueState:
 
 def queue_states(app: App, queues: Sequence[str]) -> list[QueueState]:
     """The counts and totals of `queues`, read in one round trip."""
-    sources = [Source(app.keys(queue)) for queue in queues]
+    sources = [app.queue_source(queue) for queue in queues]
     with app.translate_errors():
         replies = redis_ops.queue_counts(app.redis, sources)
     at = time.monotonic()

@@ -76,7 +76,7 @@ class Worker:
             raise ConfigurationError(
                 f"unknown queue {unknown[0]!r}: this app's tasks use {', '.join(declared)}"
             )
-        self.sources = [Source(app.keys(q)) for q in chosen]
+        self.sources = [app.queue_source(q) for q in chosen]
         self.consumer = consumer_name()
         self._leased: dict[Source, set[bytes]] = defaultdict(set)
         """Entries running under a lease (late and manual ack modes), renewed by the scanner."""
@@ -248,8 +248,8 @@ class Worker:
         assert self._slot_free is not None  # set in run()
         groups: dict[str, dict[str, str]] = defaultdict(dict)
         for source in self.sources:
-            groups[source.group][source.keys.stream] = ">"
-        by_stream = {source.keys.stream.encode(): source for source in self.sources}
+            groups[source.group][source.stream] = ">"
+        by_stream = {source.stream.encode(): source for source in self.sources}
         block = min(self.settings.block, BURST_BLOCK) if burst else self.settings.block
         failures = 0
         while not self._stopping:

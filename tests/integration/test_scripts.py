@@ -5,7 +5,6 @@ import threading
 import redis
 
 from streamwork import protocol
-from streamwork.keys import Source
 from streamwork.redis_ops import Scripts
 
 
@@ -27,7 +26,9 @@ def test_concurrent_movers_move_every_due_entry_exactly_once(app, client):
         barrier.wait()
         total = 0
         while True:
-            count, next_due = scripts.move_due(keys, protocol.now_ms(), limit=100)
+            count, next_due = scripts.move_due(
+                app.queue_source("default"), protocol.now_ms(), limit=100
+            )
             total += count
             if count == 0:
                 break
@@ -48,8 +49,8 @@ def test_concurrent_movers_move_every_due_entry_exactly_once(app, client):
 
 
 def test_idle_consumers_with_nothing_pending_are_removed_others_kept(app, client):
-    source = Source(app.keys("default"))
-    stream = source.keys.stream
+    source = app.queue_source("default")
+    stream = source.stream
     client.xgroup_create(stream, "workers", id="0", mkstream=True)
     client.xadd(stream, {"m": b"x"})
     client.xreadgroup("workers", "holder", {stream: ">"})  # one pending entry
@@ -63,8 +64,8 @@ def test_idle_consumers_with_nothing_pending_are_removed_others_kept(app, client
 
 
 def test_settle_writes_nothing_for_entries_another_consumer_owns(app, client):
-    source = Source(app.keys("default"))
-    stream = source.keys.stream
+    source = app.queue_source("default")
+    stream = source.stream
     client.xgroup_create(stream, "workers", id="0", mkstream=True)
     ids = [client.xadd(stream, {"m": b"x"}) for _ in range(3)]
     client.xreadgroup("workers", "me", {stream: ">"})
@@ -74,6 +75,6 @@ def test_settle_writes_nothing_for_entries_another_consumer_owns(app, client):
     outcomes = [Outcome("retry", i, b"retry-%d" % n, 1) for n, i in enumerate(ids)]
     written = Scripts(client).settle(source, "me", outcomes, is_pending=True, result_ttl_ms=1000)
     assert written == [1, 0, 1]
-    assert client.zrange(source.keys.delayed, 0, -1) == [b"retry-0", b"retry-2"]
+    assert client.zrange(source.delayed, 0, -1) == [b"retry-0", b"retry-2"]
     assert [e[0] for e in client.xrange(stream)] == [ids[1]]  # the others were acked and deleted
     assert client.xpending(stream, "workers")["consumers"] == [{"name": b"thief", "pending": 1}]
