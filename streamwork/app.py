@@ -11,17 +11,30 @@ import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, overload
 
 import redis
 import redis.asyncio
 
 from . import connection, redis_ops
+from . import topic as publishing
 from .errors import AppNotFound, ConfigurationError
-from .keys import QueueKeys, Source, check_name, queue_source, topic_sources
+from .keys import (
+    QueueKeys,
+    Source,
+    TopicKeys,
+    check_name,
+    queue_registry,
+    queue_source,
+    topic_registry,
+    topic_sources,
+)
 from .settings import AckMode, Backoff, Duration, check_ack_mode, to_seconds
 from .task import Task, TaskOptions
+from .topic import Retention, Subscriber
+
+DEFAULT_RETENTION = Retention()
 
 DEFAULT_QUEUE = "default"
 
@@ -53,11 +66,13 @@ class App:
         self.backoff = backoff or Backoff()
         self.retry_on = retry_on
         self.tasks: dict[str, Task] = {}
+        self.subscribers: dict[tuple[str, str], Subscriber] = {}
+        self.retention: dict[str, Retention] = {}
         self._redis: redis.Redis | None = None
         self._scripts: redis_ops.Scripts | None = None
         self._async_clients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
         self._async_scripts: dict[asyncio.AbstractEventLoop, redis_ops.Scripts] = {}
-        self._registered: set[str] = set()
+        self._registered: set[Any] = set()
 
     def __repr__(self) -> str:
         return f"<App {connection.redact(self.url)} namespace={self.namespace!r}>"
@@ -116,20 +131,14 @@ class App:
                     "ack_mode='manual' needs bind=True, so the handler receives the "
                     "Message it must ack or nack"
                 )
-            options = TaskOptions(
+            options = self._options(
                 queue=check_name("queue", queue),
                 ack_mode=mode,
-                max_retries=self.max_retries
-                if max_retries is None
-                else _check_count("max_retries", max_retries, 0),
-                max_deliveries=self.max_deliveries
-                if max_deliveries is None
-                else _check_count("max_deliveries", max_deliveries, 1),
-                retry_on=self.retry_on if retry_on is None else tuple(retry_on),
-                backoff=backoff or self.backoff,
-                timeout=None
-                if timeout is None
-                else to_seconds("timeout", timeout, allow_zero=False),
+                max_retries=max_retries,
+                max_deliveries=max_deliveries,
+                retry_on=retry_on,
+                backoff=backoff,
+                timeout=timeout,
                 store_result=store_result,
                 bind=bind,
             )
@@ -146,6 +155,122 @@ class App:
         if fn is not None:
             return declare(fn)
         return declare
+
+    def _options(
+        self,
+        *,
+        queue: str,
+        ack_mode: AckMode,
+        max_retries: int | None,
+        max_deliveries: int | None,
+        retry_on: tuple[type[BaseException], ...] | None,
+        backoff: Backoff | None,
+        timeout: Duration | None,
+        store_result: bool = False,
+        bind: bool = False,
+    ) -> TaskOptions:
+        """A handler's options: the given ones, checked, else the app's defaults."""
+        return TaskOptions(
+            queue=queue,
+            ack_mode=ack_mode,
+            max_retries=self.max_retries
+            if max_retries is None
+            else _check_count("max_retries", max_retries, 0),
+            max_deliveries=self.max_deliveries
+            if max_deliveries is None
+            else _check_count("max_deliveries", max_deliveries, 1),
+            retry_on=self.retry_on if retry_on is None else tuple(retry_on),
+            backoff=backoff or self.backoff,
+            timeout=None if timeout is None else to_seconds("timeout", timeout, allow_zero=False),
+            store_result=store_result,
+            bind=bind,
+        )
+
+    # -- topics --------------------------------------------------------------------------
+
+    def subscriber(
+        self,
+        topic: str,
+        *,
+        group: str,
+        ack_mode: AckMode | None = None,
+        max_retries: int | None = None,
+        max_deliveries: int | None = None,
+        retry_on: tuple[type[BaseException], ...] | None = None,
+        backoff: Backoff | None = None,
+        timeout: Duration | None = None,
+        start: str = "new",
+    ) -> Callable[[Callable[..., Any]], Subscriber]:
+        """Declare a subscriber: `@app.subscriber("orders.created", group="billing")`.
+
+        Its function takes one `Message` (`message.payload`, `.headers`, `.ack()` in manual
+        mode). Every group receives every event; inside a group each event goes to one
+        consumer. A group created after events were published starts with new events, or
+        with `start="beginning"` from the oldest event the topic still retains.
+        """
+
+        def declare(function: Callable[..., Any]) -> Subscriber:
+            key = (check_name("topic", topic), check_name("group", group))
+            if key in self.subscribers:
+                raise ConfigurationError(
+                    f"topic {topic!r} already has a subscriber group {group!r}"
+                )
+            options = self._options(
+                queue=topic,
+                ack_mode=check_ack_mode(ack_mode or self.ack_mode),
+                max_retries=max_retries,
+                max_deliveries=max_deliveries,
+                retry_on=retry_on,
+                backoff=backoff,
+                timeout=timeout,
+                bind=True,
+            )
+            declared = Subscriber(self, function, topic, group, options, start)
+            self.subscribers[key] = declared
+            return declared
+
+        return declare
+
+    def topic(
+        self,
+        name: str,
+        *,
+        max_len: int | None = None,
+        max_age: Duration | None = 86400.0,
+        drop_unread: bool = False,
+    ) -> Retention:
+        """Set how long topic `name` keeps events (default: one day, never unread ones)."""
+        retention = Retention(max_len=max_len, max_age=max_age, drop_unread=drop_unread)
+        self.retention[check_name("topic", name)] = retention
+        return retention
+
+    def retention_of(self, topic: str) -> Retention:
+        return self.retention.get(topic, DEFAULT_RETENTION)
+
+    def topics(self) -> list[str]:
+        """The topics this app's subscribers read, in declaration order."""
+        return list(dict.fromkeys(topic for topic, _ in self.subscribers))
+
+    def publish(self, topic: str, payload: Any, *, headers: dict[str, Any] | None = None) -> str:
+        """Publish one event to `topic` (every subscriber group gets it); returns its id."""
+        return publishing.publish(self, check_name("topic", topic), payload, headers)
+
+    async def publish_async(
+        self, topic: str, payload: Any, *, headers: dict[str, Any] | None = None
+    ) -> str:
+        """Like `publish`, for asyncio code."""
+        return await publishing.publish_async(self, check_name("topic", topic), payload, headers)
+
+    def publish_many(
+        self, topic: str, payloads: Iterable[Any], *, headers: dict[str, Any] | None = None
+    ) -> list[str]:
+        """Publish one event per payload, pipelined: one round trip per 1000 events."""
+        return publishing.publish_many(self, check_name("topic", topic), payloads, headers)
+
+    def topic_keys(self, topic: str) -> TopicKeys:
+        return TopicKeys(self.namespace, check_name("topic", topic))
+
+    # -- queues --------------------------------------------------------------------------
 
     def queues(self) -> list[str]:
         """The queues this app's tasks are declared on, in declaration order."""
@@ -203,13 +328,23 @@ class App:
 
     def register_queue_sync(self, queue: str) -> None:
         if queue not in self._registered:
-            redis_ops.register(self.redis, self.namespace, queue)
+            redis_ops.register(self.redis, queue_registry(self.namespace), queue)
             self._registered.add(queue)
 
     async def register_queue_async(self, queue: str, client: redis.asyncio.Redis) -> None:
         if queue not in self._registered:
-            await redis_ops.register(client, self.namespace, queue)
+            await redis_ops.register(client, queue_registry(self.namespace), queue)
             self._registered.add(queue)
+
+    def register_topic_sync(self, topic: str) -> None:
+        if ("topic", topic) not in self._registered:
+            redis_ops.register(self.redis, topic_registry(self.namespace), topic)
+            self._registered.add(("topic", topic))
+
+    async def register_topic_async(self, topic: str, client: redis.asyncio.Redis) -> None:
+        if ("topic", topic) not in self._registered:
+            await redis_ops.register(client, topic_registry(self.namespace), topic)
+            self._registered.add(("topic", topic))
 
     def purge(self, queue: str, *, delayed: bool = True) -> tuple[int, int]:
         """Delete `queue`'s messages that no worker has received yet (and, with `delayed`,

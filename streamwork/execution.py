@@ -29,6 +29,9 @@ from .redis_ops import Outcome
 if TYPE_CHECKING:
     from .app import App
     from .task import Task
+    from .topic import Subscriber
+
+    Handler = Task | Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ class Run:
 
     delivery: Delivery
     envelope: protocol.Envelope
-    task: Task
+    task: Handler
     is_pending: bool = True
     """False once the entry was acknowledged on receipt (ack mode auto)."""
     started: float = 0.0
@@ -85,15 +88,9 @@ class Runner:
             envelope = protocol.decode(body)
         except DecodeError as exc:
             return self._reject_entry(delivery, f"undecodable message: {exc}")
-        task = self.app.tasks.get(envelope.task)
-        if task is None:
-            known = ", ".join(sorted(self.app.tasks)) or "none"
-            return self._dead(
-                delivery,
-                envelope,
-                None,
-                f"unknown task {envelope.task!r} (this worker knows: {known})",
-            )
+        task = self._handler(delivery.source, envelope)
+        if isinstance(task, str):
+            return self._dead(delivery, envelope, None, task)
         limit = task.options.max_deliveries
         if delivery.delivery_count > limit:
             reason = (
@@ -102,6 +99,23 @@ class Runner:
             )
             return self._dead(delivery, envelope, task, reason)
         return Run(delivery, envelope, task)
+
+    def _handler(self, source: Source, envelope: protocol.Envelope) -> Handler | str:
+        """The task or subscriber that runs `envelope` from `source`, or why there is none."""
+        if source.topic is not None:
+            subscriber = self.app.subscribers.get((source.topic, source.group))
+            if subscriber is None:
+                return f"no subscriber for topic {source.topic!r} group {source.group!r}"
+            if not envelope.topic:
+                return f"task message {envelope.task!r} found on topic {source.topic!r}"
+            return subscriber
+        if envelope.topic:
+            return f"event of topic {envelope.topic!r} found on queue {source.name!r}"
+        task = self.app.tasks.get(envelope.task)
+        if task is None:
+            known = ", ".join(sorted(self.app.tasks)) or "none"
+            return f"unknown task {envelope.task!r} (this worker knows: {known})"
+        return task
 
     def _reject_entry(self, delivery: Delivery, reason: str) -> Outcome:
         log.error(
@@ -171,7 +185,7 @@ class Runner:
         )
         return outcome
 
-    async def _call(self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _call(self, task: Handler, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         timeout = task.options.timeout
         if task.is_async:
             return await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
@@ -208,6 +222,9 @@ class Runner:
             attempt=envelope.attempt,
             delivery_count=run.delivery.delivery_count,
             enqueued_ms=envelope.enqueued_ms,
+            payload=envelope.payload,
+            topic=run.delivery.source.topic,
+            group=run.delivery.source.group if run.delivery.source.topic else None,
             decide=decide,
         )
 
@@ -285,7 +302,7 @@ class Runner:
         self,
         delivery: Delivery,
         envelope: protocol.Envelope,
-        task: Task | None,
+        task: Handler | None,
         reason: str,
         exc: BaseException | None = None,
         trace: str = "",
@@ -295,12 +312,12 @@ class Runner:
         error = str(exc) if exc is not None else reason
         log.error(
             "task %s id %s dead-lettered after %d attempt(s): %s%s",
-            envelope.task,
+            envelope.task or delivery.source.name,
             envelope.id,
             envelope.attempt,
             reason,
             f" — {_describe(exc)}" if exc is not None else "",
-            extra=_event(envelope.task, envelope.id, "dead"),
+            extra=_event(envelope.task or delivery.source.name, envelope.id, "dead"),
         )
         letter = protocol.DeadLetter(
             message=protocol.entry_body(delivery.fields),

@@ -114,6 +114,8 @@ class Source:
     deletes_on_ack: bool = True
     topic: str | None = None
     """The topic, for a subscriber group's sources."""
+    start: str = "0"
+    """Where a new consumer group starts: "0" (every retained entry) or "$" (new ones only)."""
 
 
 def queue_source(namespace: str, queue: str) -> Source:
@@ -129,8 +131,13 @@ def queue_source(namespace: str, queue: str) -> Source:
     )
 
 
-def topic_sources(namespace: str, topic: str, group: str) -> tuple[Source, Source]:
-    """The topic stream and the group's retry stream, as subscriber group `group` reads them."""
+def topic_sources(
+    namespace: str, topic: str, group: str, *, from_beginning: bool = False
+) -> tuple[Source, Source]:
+    """The topic stream and the group's retry stream, as subscriber group `group` reads them.
+
+    A group created now starts with new events, or `from_beginning` with the oldest kept.
+    """
     keys = TopicKeys(namespace, topic)
     retry = keys.group(group, "retry")
     shared = {
@@ -143,6 +150,16 @@ def topic_sources(namespace: str, topic: str, group: str) -> tuple[Source, Sourc
         "topic": topic,
     }
     return (
-        Source(stream=keys.stream, deletes_on_ack=False, **shared),
+        Source(
+            stream=keys.stream,
+            deletes_on_ack=False,
+            start="0" if from_beginning else "$",
+            **shared,
+        ),
         Source(stream=retry, deletes_on_ack=True, **shared),
     )
+
+
+def registry_of(namespace: str, source: Source) -> str:
+    """The registry set that lists the source's queue or topic."""
+    return topic_registry(namespace) if source.topic else queue_registry(namespace)

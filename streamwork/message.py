@@ -28,11 +28,14 @@ class Message:
         "delivery_count",
         "enqueued_ms",
         "entry_id",
+        "group",
         "headers",
         "id",
         "kwargs",
+        "payload",
         "queue",
         "task",
+        "topic",
     )
 
     def __init__(
@@ -48,6 +51,9 @@ class Message:
         attempt: int = 1,
         delivery_count: int = 1,
         enqueued_ms: int = 0,
+        payload: Any = None,
+        topic: str | None = None,
+        group: str | None = None,
         decide: Decide | None = None,
     ) -> None:
         self.id = id
@@ -64,6 +70,12 @@ class Message:
         self.delivery_count = delivery_count
         """How often this entry was delivered; above 1 after a worker died holding it."""
         self.enqueued_ms = enqueued_ms
+        self.payload = payload
+        """The event's data (topics)."""
+        self.topic = topic
+        """The topic the event was published to (None for a task)."""
+        self.group = group
+        """The subscriber group it was delivered to (None for a task)."""
         self._decide = decide
         self._decision: str | None = None
         self._lock = threading.Lock()
@@ -101,5 +113,6 @@ class Message:
     def __repr__(self) -> str:
         return (
             f"Message(id={self.id!r}, queue={self.queue!r}, task={self.task!r}, "
+            f"topic={self.topic!r}, group={self.group!r}, "
             f"attempt={self.attempt}, delivery_count={self.delivery_count})"
         )

@@ -33,10 +33,16 @@ def now_ms() -> int:
 
 @dataclass(frozen=True)
 class Envelope:
-    """One task message as it travels: what to run, with what, and its history so far."""
+    """One message as it travels: a task to run with its arguments, or an event published
+    to a topic with its payload; and its history so far."""
 
     id: str
-    task: str
+    task: str = ""
+    """The task to run ("" for an event published to a topic)."""
+    topic: str = ""
+    """The topic it was published to ("" for a task)."""
+    payload: Any = None
+    """An event's data (topics)."""
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, Any] = field(default_factory=dict)
@@ -66,13 +72,14 @@ def _pack(value: dict[str, Any]) -> bytes:
 
 def encode(envelope: Envelope) -> bytes:
     """The msgpack bytes of `envelope`; raise EncodeError if an argument is not plain data."""
-    body: dict[str, Any] = {
-        "v": VERSION,
-        "id": envelope.id,
-        "task": envelope.task,
-        "args": list(envelope.args),
-        "ts": envelope.enqueued_ms,
-    }
+    body: dict[str, Any] = {"v": VERSION, "id": envelope.id}
+    if envelope.topic:
+        body["topic"] = envelope.topic
+        body["payload"] = envelope.payload
+    else:
+        body["task"] = envelope.task
+        body["args"] = list(envelope.args)
+    body["ts"] = envelope.enqueued_ms
     if envelope.kwargs:
         body["kwargs"] = envelope.kwargs
     if envelope.headers:
@@ -108,13 +115,16 @@ def decode(raw: Any) -> Envelope:
     version = body.get("v")
     if version != VERSION:
         raise DecodeError(f"unsupported message version {version!r} (this worker reads {VERSION})")
-    for required in ("id", "task"):
-        if required not in body:
-            raise DecodeError(f"message has no {required!r} field")
+    if "id" not in body:
+        raise DecodeError("message has no 'id' field")
+    if "task" not in body and "topic" not in body:
+        raise DecodeError("message has neither a 'task' nor a 'topic' field")
     first_failure = body.get("ff")
     return Envelope(
         id=_field(body, "id", str, None),
-        task=_field(body, "task", str, None),
+        task=_field(body, "task", str, ""),
+        topic=_field(body, "topic", str, ""),
+        payload=body.get("payload"),
         args=tuple(_field(body, "args", list, [])),
         kwargs=_field(body, "kwargs", dict, {}),
         headers=_field(body, "headers", dict, {}),

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis.exceptions
 
-from .keys import QueueKeys, Source, queue_registry
+from .keys import QueueKeys, Source
 
 _SCRIPT_NAMES = (
     "settle",
@@ -143,26 +143,31 @@ class Scripts:
         )
 
 
+def append(client: Any, stream: str, body: bytes) -> Any:
+    """XADD one message to a stream."""
+    return client.xadd(stream, {b"m": body})
+
+
 def add(client: Any, keys: QueueKeys, body: bytes, due_ms: int | None = None) -> Any:
     """Enqueue one message: XADD to the stream now, or ZADD to the delayed set for later."""
     if due_ms is None:
-        return client.xadd(keys.stream, {b"m": body})
+        return append(client, keys.stream, body)
     return client.zadd(keys.delayed, {body: due_ms})
 
 
-def register(client: Any, namespace: str, queue: str) -> Any:
-    """Record `queue` in the namespace's registry, so tools find it without KEYS or SCAN."""
-    return client.sadd(queue_registry(namespace), queue)
+def register(client: Any, registry: str, name: str) -> Any:
+    """Record a queue or topic in a registry set, so tools find it without KEYS or SCAN."""
+    return client.sadd(registry, name)
 
 
-def registered(client: Any, namespace: str) -> Any:
-    return client.smembers(queue_registry(namespace))
+def registered(client: Any, registry: str) -> Any:
+    return client.smembers(registry)
 
 
 async def ensure_group(client: Any, source: Source) -> None:
-    """Create the source's consumer group (and stream) unless it exists; reads start at 0."""
+    """Create the source's consumer group (and stream) unless it exists, at `source.start`."""
     try:
-        await client.xgroup_create(source.stream, source.group, id="0", mkstream=True)
+        await client.xgroup_create(source.stream, source.group, id=source.start, mkstream=True)
     except redis.exceptions.ResponseError as exc:
         if not str(exc).startswith("BUSYGROUP"):
             raise

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import redis_ops
+from .keys import queue_registry
 
 if TYPE_CHECKING:
     from .app import App
@@ -100,7 +101,8 @@ def queue_state(app: App, queue: str) -> QueueState:
 def known_queues(app: App) -> list[str]:
     """The app's queues, then any other queue registered in its namespace."""
     with app.translate_errors():
-        registered = sorted(q.decode() for q in redis_ops.registered(app.redis, app.namespace))
+        names = redis_ops.registered(app.redis, queue_registry(app.namespace))
+    registered = sorted(name.decode() for name in names)
     return list(dict.fromkeys([*app.queues(), *registered]))
 
 

@@ -24,7 +24,7 @@ import redis.exceptions
 from . import connection, redis_ops
 from .errors import ConfigurationError
 from .execution import Delivery, Run, Runner
-from .keys import Source
+from .keys import Source, registry_of
 from .redis_ops import Outcome, Scripts
 from .scanner import Scanner
 from .settings import WorkerSettings
@@ -51,32 +51,53 @@ def resident_memory_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _choose(
+    kind: str, asked: Sequence[str] | None, declared: list[str], is_everything: bool, verb: str
+) -> list[str]:
+    if is_everything:
+        return declared
+    chosen = list(dict.fromkeys(asked or ()))
+    unknown = [name for name in chosen if name not in declared]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown {kind} {unknown[0]!r}: this app's {verb} {', '.join(declared) or 'none'}"
+        )
+    return chosen
+
+
 def consumer_name() -> str:
     """A name unique to this process: host, pid and a random suffix (pids are reused)."""
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
 class Worker:
-    """Runs the tasks of `app` from `queues` (default: every queue its tasks use)."""
+    """Runs the tasks and subscribers of `app`.
+
+    By default it serves every queue the app's tasks use and every topic its subscribers
+    read; given `queues` or `topics`, only those.
+    """
 
     def __init__(
         self,
         app: App,
         queues: Sequence[str] | None = None,
         settings: WorkerSettings | None = None,
+        topics: Sequence[str] | None = None,
     ) -> None:
         self.app = app
         self.settings = settings or WorkerSettings()
-        declared = app.queues()
-        chosen = list(dict.fromkeys(queues)) if queues else declared
-        if not chosen:
-            raise ConfigurationError("the app declares no tasks, so there is nothing to serve")
-        unknown = [q for q in chosen if q not in declared]
-        if unknown:
+        is_everything = not queues and not topics
+        chosen_queues = _choose("queue", queues, app.queues(), is_everything, "tasks use")
+        chosen_topics = _choose("topic", topics, app.topics(), is_everything, "subscribers read")
+        if not chosen_queues and not chosen_topics:
             raise ConfigurationError(
-                f"unknown queue {unknown[0]!r}: this app's tasks use {', '.join(declared)}"
+                "the app declares no tasks or subscribers, so there is nothing to serve"
             )
-        self.sources = [app.queue_source(q) for q in chosen]
+        self.sources = [app.queue_source(q) for q in chosen_queues]
+        for (topic, _), subscriber in app.subscribers.items():
+            if topic in chosen_topics:
+                self.sources += subscriber.sources
+        self.topics = chosen_topics
         self.consumer = consumer_name()
         self._leased: dict[Source, set[bytes]] = defaultdict(set)
         """Entries running under a lease (late and manual ack modes), renewed by the scanner."""
@@ -103,7 +124,12 @@ class Worker:
 
     @property
     def queues(self) -> list[str]:
-        return [s.name for s in self.sources]
+        return [s.name for s in self.sources if s.topic is None]
+
+    @property
+    def groups(self) -> list[str]:
+        """The subscriber groups served, as "topic/group"."""
+        return list(dict.fromkeys(s.name for s in self.sources if s.topic is not None))
 
     def stop(self) -> None:
         """Ask the worker to stop: no new fetches; running messages finish. Thread-safe."""
@@ -111,6 +137,8 @@ class Worker:
             self._loop.call_soon_threadsafe(self._request_stop)
         else:
             self._stopping = True
+        if self._slot_free is not None:
+            self._slot_free.set()  # wake fetch loops waiting for a free slot
 
     def recycle(self, reason: str) -> None:
         """Stop gracefully so that the supervisor starts a fresh process (call on the loop)."""
@@ -173,7 +201,8 @@ class Worker:
         await self._check_durability(client)
         for source in self.sources:
             await redis_ops.ensure_group(client, source)
-            await redis_ops.register(client, self.app.namespace, source.name)
+            registry = registry_of(self.app.namespace, source)
+            await redis_ops.register(client, registry, source.topic or source.name)
 
     async def preflight(self) -> None:
         """Check Redis before starting processes: reachable, not evicting (raise if not)."""
@@ -245,38 +274,42 @@ class Worker:
         return 0 if self._stopping else self.settings.concurrency - self.in_flight
 
     async def _fetch_forever(self, client: Any, burst: bool) -> None:
-        assert self._slot_free is not None  # set in run()
+        """One fetch loop per consumer group (all queues share one), until stopped."""
         groups: dict[str, dict[str, str]] = defaultdict(dict)
         for source in self.sources:
             groups[source.group][source.stream] = ">"
-        by_stream = {source.stream.encode(): source for source in self.sources}
-        block = min(self.settings.block, BURST_BLOCK) if burst else self.settings.block
+        self._idle_groups: set[str] = set()
+        self._is_done = False
+        await asyncio.gather(
+            *(
+                self._fetch_group(client, group, streams, burst, len(groups))
+                for group, streams in groups.items()
+            )
+        )
+
+    async def _fetch_group(
+        self, client: Any, group: str, streams: dict[str, str], burst: bool, n_groups: int
+    ) -> None:
+        assert self._slot_free is not None  # set in run()
+        by_stream = {s.stream.encode(): s for s in self.sources if s.group == group}
+        block_ms = int(
+            1000 * (min(self.settings.block, BURST_BLOCK) if burst else self.settings.block)
+        )
         failures = 0
-        while not self._stopping:
-            free = self._free_slots()
-            if free <= 0:
+        while not self._stopping and not self._is_done:
+            count = min(self.settings.batch_size, self._free_slots())
+            if count <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
-            got_any = False
             try:
-                for group, streams in groups.items():
-                    count = min(self.settings.batch_size, self._free_slots())
-                    if count <= 0:
-                        break
-                    reply = await redis_ops.read(
-                        client, group, self.consumer, streams, count, int(block * 1000)
-                    )
-                    for stream, entries in reply or ():
-                        got_any = got_any or bool(entries)
-                        source = by_stream[stream]
-                        await self._dispatch([Delivery(source, i, f) for i, f in entries])
+                reply = await redis_ops.read(client, group, self.consumer, streams, count, block_ms)
                 failures = 0
             except redis.exceptions.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
-                log.warning("consumer group missing (stream deleted?); creating it again")
-                for source in self.sources:
+                log.warning("consumer group %s missing (stream deleted?); creating it again", group)
+                for source in by_stream.values():
                     await redis_ops.ensure_group(client, source)
                 continue
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -285,9 +318,20 @@ class Worker:
                 log.error("%s; retrying in %.1fs", connection.describe(exc, self.app.url), pause)
                 await asyncio.sleep(pause)
                 continue
-            if burst and not got_any and await self._is_drained():
+            got_any = False
+            for stream, entries in reply or ():
+                got_any = got_any or bool(entries)
+                source = by_stream[stream]
+                await self._dispatch([Delivery(source, i, f) for i, f in entries])
+            if not burst:
+                continue
+            if got_any:
+                self._idle_groups.discard(group)
+                continue
+            self._idle_groups.add(group)
+            if len(self._idle_groups) == n_groups and await self._is_drained():
                 log.info("queues drained; burst worker exits")
-                return
+                self._is_done = True
 
     async def _is_drained(self) -> bool:
         """Nothing running, nothing to write, nothing due, nothing abandoned to claim."""

@@ -56,6 +56,7 @@ def test_unencodable_argument_is_a_clear_encode_error():
         (msgpack.packb([1, 2]), "not a map"),
         (msgpack.packb({"v": 99, "id": "x", "task": "t"}), "unsupported message version 99"),
         (msgpack.packb({"v": 1, "task": "t"}), "no 'id' field"),
+        (msgpack.packb({"v": 1, "id": "x"}), "neither a 'task' nor a 'topic'"),
         (msgpack.packb({"v": 1, "id": "x", "task": 5}), "'task' has the wrong type"),
         (msgpack.packb({"v": 1, "id": "x", "task": "t", "args": "no"}), "'args' has the wrong"),
         (msgpack.packb({"v": 1, "id": "x", "task": "t", "attempt": True}), "'attempt'"),
@@ -104,3 +105,11 @@ def test_new_ids_are_unique_hex():
     ids = {protocol.new_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_topic_event_round_trip():
+    event = protocol.Envelope(id="e" * 32, topic="orders.created", payload={"order_id": 1},
+                              headers={"h": 1}, enqueued_ms=5)
+    body = msgpack.unpackb(protocol.encode(event))
+    assert set(body) == {"v", "id", "topic", "payload", "headers", "ts"}
+    assert protocol.decode(protocol.encode(event)) == event
