@@ -137,8 +137,6 @@ class Worker:
             self._loop.call_soon_threadsafe(self._request_stop)
         else:
             self._stopping = True
-        if self._slot_free is not None:
-            self._slot_free.set()  # wake fetch loops waiting for a free slot
 
     def recycle(self, reason: str) -> None:
         """Stop gracefully so that the supervisor starts a fresh process (call on the loop)."""
@@ -148,6 +146,8 @@ class Worker:
         self._request_stop()
 
     def _request_stop(self) -> None:
+        if self._slot_free is not None:
+            self._slot_free.set()  # wake fetch loops waiting for a free slot
         if not self._stopping:
             log.info(
                 "worker %s stopping: finishing %d running message(s)",
