@@ -76,3 +76,8 @@ echo "== a worker processes them (streamwork worker orders:app --burst)"
 streamwork worker orders:app --burst --concurrency 8 --log-level warning
 echo "== results"
 "$PYTHON" orders.py report
+echo
+echo "== fan-out: one event to billing, shipping and notifications, two workers each"
+"$PYTHON" fanout.py publish 12
+streamwork worker fanout:app --processes 2 --burst --log-level warning
+"$PYTHON" fanout.py report

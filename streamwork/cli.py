@@ -69,6 +69,13 @@ def main() -> None:
     help="Queues to serve, comma-separated (default: every queue the app's tasks use).",
 )
 @click.option(
+    "--topics",
+    "-t",
+    multiple=True,
+    help="Topics whose subscribers to run, comma-separated (default: all, unless --queues "
+    "is given).",
+)
+@click.option(
     "--processes",
     "-p",
     type=click.IntRange(min=1),
@@ -135,6 +142,7 @@ def main() -> None:
 def worker(
     app_spec: str,
     queues: tuple[str, ...],
+    topics: tuple[str, ...],
     processes: int,
     concurrency: int,
     burst: bool,
@@ -148,7 +156,7 @@ def worker(
     log_level: str,
     log_format: str,
 ) -> None:
-    """Run worker processes for the app's tasks, under a supervisor."""
+    """Run worker processes for the app's tasks and subscribers, under a supervisor."""
     logs.configure(log_level, log_format)
     app = load_app(app_spec)
     settings = WorkerSettings(
@@ -159,7 +167,7 @@ def worker(
         max_tasks=max_tasks,
         max_memory_mb=max_memory,
     )
-    probe = Worker(app, _split(queues) or None, settings)  # checks the queue names
+    probe = Worker(app, _split(queues) or None, settings, _split(topics) or None)  # checks names
     asyncio.run(probe.preflight())  # Redis reachable and not evicting, before any process
     metrics = None
     if metrics_port is not None:
@@ -175,7 +183,8 @@ def worker(
         f"streamwork {__version__} worker\n"
         f"  app:         {app_spec}\n"
         f"  redis:       {redact(app.url)}\n"
-        f"  queues:      {', '.join(probe.queues)}\n"
+        f"  queues:      {', '.join(probe.queues) or '-'}\n"
+        f"  topics:      {', '.join(probe.groups) or '-'}\n"
         f"  processes:   {processes} x concurrency {concurrency}{'  (burst)' if burst else ''}\n"
         f"  metrics:     {metrics_text}",
         err=True,
@@ -183,6 +192,7 @@ def worker(
     spec = ProcessSpec(
         app_spec=app_spec,
         queues=tuple(probe.queues),
+        topics=tuple(probe.topics),
         settings=settings,
         burst=burst,
         log_level=log_level,
@@ -259,11 +269,30 @@ def _json_or_text(value: str) -> Any:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def stats(app_spec: str, interval: float, as_json: bool) -> None:
-    """Per queue: backlog, pending, delayed, dead letters, rates, and Little's law."""
+    """Per queue: backlog, pending, delayed, dead letters, rates, and Little's law; per
+    topic and subscriber group: lag, pending, retries, dead letters and consumers."""
     app = load_app(app_spec)
+    topics = queue_stats.known_topics(app)
+    topics_before = queue_stats.topic_states(app, topics)
     flows = queue_stats.measure(app, queue_stats.known_queues(app), interval)
+    topics_after = queue_stats.topic_states(app, topics)
+    published = [
+        max(0, a.added - b.added) / max(a.at - b.at, 1e-9)
+        for b, a in zip(topics_before, topics_after, strict=True)
+    ]
     if as_json:
-        click.echo(json.dumps([f.as_dict() for f in flows], indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "queues": [f.as_dict() for f in flows],
+                    "topics": [
+                        {**t.as_dict(), "publish_rate": rate}
+                        for t, rate in zip(topics_after, published, strict=True)
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
     click.echo(
         f"{'QUEUE':<20} {'READY':>7} {'PENDING':>7} {'DELAYED':>7} {'DEAD':>6} "
@@ -277,6 +306,19 @@ def stats(app_spec: str, interval: float, as_json: bool) -> None:
             f"{_seconds(item.wait):>8} {_number(item.expected_backlog):>8} "
             f"{_number(item.busy_handlers):>6}"
         )
+    if topics_after:
+        click.echo(
+            f"\n{'TOPIC/GROUP':<32} {'LENGTH':>7} {'λ/s':>8} {'LAG':>7} {'PENDING':>7} "
+            f"{'RETRYING':>8} {'DEAD':>6} {'CONSUMERS':>9}"
+        )
+    for topic, rate in zip(topics_after, published, strict=True):
+        click.echo(f"{topic.topic[:32]:<32} {topic.length:>7} {rate:>8.1f}")
+        for group in topic.groups:
+            click.echo(
+                f"{'  ' + group.group[:30]:<32} {'':>7} {'':>8} "
+                f"{'?' if group.lag is None else group.lag:>7} {group.pending:>7} "
+                f"{group.retrying:>8} {group.dead_letters:>6} {group.consumers:>9}"
+            )
     click.echo(
         f"rates over {interval:g}s. W: average wait before a handler starts; L=λW: the "
         "backlog that arrival rate and wait imply (Little's law) — READY well above it and "

@@ -23,6 +23,19 @@ LOST_ENTRIES = Counter(
     ["queue"],
 )
 
+TOPIC_HELD = Gauge(
+    "streamwork_topic_held_entries",
+    "Events past a topic's retention kept because a subscriber group has not read or "
+    "acknowledged them (a slow or stopped group).",
+    ["topic"],
+    multiprocess_mode="livemax",
+)
+TOPIC_DROPPED = Counter(
+    "streamwork_topic_dropped_entries",
+    "Events a topic's retention removed before every group had read them (drop_unread).",
+    ["topic"],
+)
+
 
 def count_lost_ownership(queue: str, n: int = 1) -> None:
     LOST_OWNERSHIP.labels(queue).inc(n)
@@ -76,3 +89,9 @@ class SupervisorMetrics:
     def process_exited(self, pid: int) -> None:
         """Drop the live gauges of a process that ended, so none go stale."""
         multiprocess.mark_process_dead(pid, self.path)
+
+
+def record_retention(topic: str, held: int, dropped: int) -> None:
+    TOPIC_HELD.labels(topic).set(held)
+    if dropped:
+        TOPIC_DROPPED.labels(topic).inc(dropped)

@@ -26,6 +26,7 @@ _SCRIPT_NAMES = (
     "enqueue_unique",
     "replay",
     "purge",
+    "trim_topic",
 )
 
 
@@ -142,6 +143,15 @@ class Scripts:
             args=[source.group, limit, "1" if with_delayed else "0"],
         )
 
+    def trim_topic(
+        self, stream: str, max_len: int | None, oldest_ms: int | None, drop_unread: bool
+    ) -> Any:
+        """Apply retention to a topic stream: [trimmed, held back, dropped unread]."""
+        return self._scripts["trim_topic"](
+            keys=[stream],
+            args=[max_len or 0, f"{oldest_ms or 0}-0", "1" if drop_unread else "0"],
+        )
+
 
 def append(client: Any, stream: str, body: bytes) -> Any:
     """XADD one message to a stream."""
@@ -253,3 +263,26 @@ def queue_counts(client: Any, sources: Sequence[Source]) -> list[list[Any]]:
         pipe.hgetall(source.stats)
     replies = pipe.execute(raise_on_error=False)
     return [replies[i : i + 6] for i in range(0, len(replies), 6)]
+
+
+def topic_info(client: Any, streams: Sequence[str]) -> list[list[Any]]:
+    """Per topic stream, in one round trip: [stream info, groups info] (errors as values)."""
+    pipe = client.pipeline(transaction=False)
+    for stream in streams:
+        pipe.xinfo_stream(stream)
+        pipe.xinfo_groups(stream)
+    replies = pipe.execute(raise_on_error=False)
+    return [replies[i : i + 2] for i in range(0, len(replies), 2)]
+
+
+def group_counts(client: Any, sources: Sequence[Source]) -> list[list[Any]]:
+    """Per subscriber group's retry source, in one round trip: [retry stream length,
+    pending summary, delayed count, dead letters] (errors as values)."""
+    pipe = client.pipeline(transaction=False)
+    for source in sources:
+        pipe.xlen(source.stream)
+        pipe.xpending(source.stream, source.group)
+        pipe.zcard(source.delayed)
+        pipe.xlen(source.dead_letters)
+    replies = pipe.execute(raise_on_error=False)
+    return [replies[i : i + 4] for i in range(0, len(replies), 4)]

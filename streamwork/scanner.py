@@ -16,13 +16,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import metrics, protocol, redis_ops
 from .execution import Delivery
 from .keys import Source
 from .redis_ops import Scripts
 from .settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from .topic import Retention
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class Scanner:
         free_slots: Callable[[], int],
         dispatch: Callable[[list[Delivery]], Awaitable[None]],
         on_lost: Callable[[Source, list[bytes]], None],
+        retention: Callable[[str], Retention] | None = None,
     ) -> None:
         self._client = client
         self._scripts = scripts
@@ -56,6 +60,7 @@ class Scanner:
         self._free_slots = free_slots
         self._dispatch = dispatch
         self._on_lost = on_lost
+        self._retention = retention
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._wakes: dict[str, asyncio.Event] = {}
@@ -71,7 +76,12 @@ class Scanner:
 
     def start(self) -> None:
         self._stopping = False
-        loops = {"move": self.move_due, "lease": self.renew_leases, "claim": self.claim_stale}
+        loops = {
+            "move": self.move_due,
+            "lease": self.renew_leases,
+            "claim": self.claim_stale,
+            "trim": self.trim_topics,
+        }
         self._wakes = {what: asyncio.Event() for what in loops}
         self._move_soon = self._wakes["move"]
         self._tasks = [
@@ -176,6 +186,38 @@ class Scanner:
                     source.name,
                     ", ".join(n.decode() for n in removed),
                 )
+        return self._settings.scan_interval
+
+    async def trim_topics(self) -> float:
+        """Apply each served topic's retention, never dropping what a group still needs."""
+        if self._retention is None:
+            return self._settings.scan_interval
+        topics = {s.topic: s.stream for s in self._sources if s.topic and not s.deletes_on_ack}
+        for topic, stream in topics.items():
+            retention = self._retention(topic)
+            oldest_ms = None
+            if retention.max_age is not None:
+                oldest_ms = protocol.now_ms() - int(retention.max_age * 1000)
+            trimmed, held, dropped = await self._scripts.trim_topic(
+                stream, retention.max_len, oldest_ms, retention.drop_unread
+            )
+            metrics.record_retention(topic, held, dropped)
+            if held:
+                log.warning(
+                    "topic %s: %d event(s) past retention are kept because a subscriber group "
+                    "has not read or acknowledged them (is a group stopped or slow?)",
+                    topic,
+                    held,
+                )
+            if dropped:
+                log.warning(
+                    "topic %s: retention dropped %d event(s) not yet read by every group "
+                    "(drop_unread=True)",
+                    topic,
+                    dropped,
+                )
+            if trimmed:
+                log.debug("topic %s: retention trimmed %d event(s)", topic, trimmed)
         return self._settings.scan_interval
 
     async def _hand_over(self, source: Source, entries: list[tuple[bytes, Any]]) -> None:

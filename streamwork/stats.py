@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import redis_ops
-from .keys import queue_registry
+from .keys import queue_registry, topic_registry, topic_sources
 
 if TYPE_CHECKING:
     from .app import App
@@ -96,6 +96,88 @@ def queue_states(app: App, queues: Sequence[str]) -> list[QueueState]:
 
 def queue_state(app: App, queue: str) -> QueueState:
     return queue_states(app, [queue])[0]
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """One subscriber group of a topic."""
+
+    group: str
+    lag: int | None
+    """Events not yet delivered to the group (None when Redis cannot tell, after trims)."""
+    pending: int
+    """Events delivered to the group's consumers and not yet acknowledged."""
+    consumers: int
+    retrying: int
+    """Retries waiting in the group's delayed set or retry stream."""
+    dead_letters: int
+
+
+@dataclass(frozen=True)
+class TopicState:
+    topic: str
+    length: int
+    """Events the topic stream retains."""
+    added: int
+    """Events ever published (λ is its rate)."""
+    groups: list[GroupState]
+    at: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["at"]
+        return data
+
+
+def topic_states(app: App, topics: Sequence[str]) -> list[TopicState]:
+    """Each topic's length and, per subscriber group, lag, pending, consumers and failures."""
+    streams = [app.topic_keys(topic).stream for topic in topics]
+    with app.translate_errors():
+        infos = redis_ops.topic_info(app.redis, streams)
+        groups_of = [[] if isinstance(g, Exception) else g for _, g in infos]
+        retries = [
+            topic_sources(app.namespace, topic, group["name"].decode())[1]
+            for topic, groups in zip(topics, groups_of, strict=True)
+            for group in groups
+        ]
+        counts = iter(redis_ops.group_counts(app.redis, retries))
+    at = time.monotonic()
+    states = []
+    for topic, (info, _), groups in zip(topics, infos, groups_of, strict=True):
+        group_states = []
+        for group in groups:
+            retry_length, retry_pending, delayed, dead = next(counts)
+            retry_pending = 0 if isinstance(retry_pending, Exception) else retry_pending["pending"]
+            lag = group.get("lag")
+            group_states.append(
+                GroupState(
+                    group=group["name"].decode(),
+                    lag=None if lag is None else int(lag),
+                    pending=int(group["pending"]) + int(retry_pending),
+                    consumers=int(group["consumers"]),
+                    retrying=int(delayed) + int(retry_length) - int(retry_pending),
+                    dead_letters=int(dead),
+                )
+            )
+        is_missing = isinstance(info, Exception)
+        states.append(
+            TopicState(
+                topic=topic,
+                length=0 if is_missing else int(info["length"]),
+                added=0 if is_missing else int(info.get("entries-added") or 0),
+                groups=group_states,
+                at=at,
+            )
+        )
+    return states
+
+
+def known_topics(app: App) -> list[str]:
+    """The app's topics, then any other topic registered in its namespace."""
+    with app.translate_errors():
+        names = redis_ops.registered(app.redis, topic_registry(app.namespace))
+    registered = sorted(name.decode() for name in names)
+    return list(dict.fromkeys([*app.topics(), *registered]))
 
 
 def known_queues(app: App) -> list[str]:

@@ -51,8 +51,9 @@ class ProcessSpec:
     """What each worker process runs (sent to it when it is spawned)."""
 
     app_spec: str
-    queues: tuple[str, ...] | None
+    queues: tuple[str, ...]
     settings: WorkerSettings
+    topics: tuple[str, ...] = ()
     burst: bool = False
     log_level: str = "info"
     log_format: str = "text"
@@ -69,7 +70,7 @@ def run_process(spec: ProcessSpec, ready: Any, parent_pid: int) -> None:
     logs.configure(spec.log_level, spec.log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the
     _die_with_parent(parent_pid)  # supervisor decides, and forwards SIGTERM.
-    worker = Worker(load_app(spec.app_spec), spec.queues, spec.settings)
+    worker = Worker(load_app(spec.app_spec), spec.queues, spec.settings, spec.topics)
     code = asyncio.run(_serve(worker, spec.burst, ready, parent_pid))
     logging.shutdown()
     os._exit(code)  # do not wait for a sync handler's thread stuck past its timeout

@@ -147,12 +147,18 @@ class WorkerThread:
     so that stopping is quick.
     """
 
-    def __init__(self, app: Any, queues: Sequence[str] | None = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        queues: Sequence[str] | None = None,
+        topics: Sequence[str] | None = None,
+        **settings: Any,
+    ) -> None:
         from .settings import WorkerSettings
         from .worker import Worker
 
         settings.setdefault("block", 0.1)
-        self.worker = Worker(app, queues, WorkerSettings(**settings))
+        self.worker = Worker(app, queues, WorkerSettings(**settings), topics)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -183,11 +189,17 @@ class WorkerThread:
         self.stop()
 
 
-def drain(app: Any, queues: Sequence[str] | None = None, **settings: Any) -> int:
-    """Run a burst worker until `queues` are drained; returns how many messages it ran."""
+def drain(
+    app: Any,
+    queues: Sequence[str] | None = None,
+    topics: Sequence[str] | None = None,
+    **settings: Any,
+) -> int:
+    """Run a burst worker until `queues` and `topics` are drained; returns how many
+    messages it ran (default: everything the app serves)."""
     from .settings import WorkerSettings
     from .worker import Worker
 
-    worker = Worker(app, queues, WorkerSettings(**settings))
+    worker = Worker(app, queues, WorkerSettings(**settings), topics)
     asyncio.run(worker.run(burst=True))
     return worker.processed

@@ -63,10 +63,12 @@ class Subscriber:
     ) -> None:
         if start not in STARTS:
             raise ConfigurationError(f"start must be 'new' or 'beginning', got {start!r}")
-        if len(inspect.signature(fn).parameters) != 1:
+        try:
+            inspect.signature(fn).bind(None)
+        except TypeError:
             raise ConfigurationError(
                 f"subscriber {fn.__name__!r} must take exactly one argument: the Message"
-            )
+            ) from None
         self.app = app
         self.fn = fn
         self.topic = topic

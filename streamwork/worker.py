@@ -179,6 +179,7 @@ class Worker:
             free_slots=self._free_slots,
             dispatch=self._dispatch,
             on_lost=self._on_lost,
+            retention=self.app.retention_of,
         )
         self.settler = Settler(
             client, scripts, self.consumer, settings.result_ttl, self.scanner.expect_due

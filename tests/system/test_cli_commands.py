@@ -75,7 +75,7 @@ def test_stats_shows_counts_rates_and_littles_law(processes, write_app, redis_ur
     build.send_with(args=(9,), delay=300)
     run = processes.run("stats", "tasks:app", "--interval", "0.2", "--json")
     assert run.returncode == 0, run.stderr
-    by_queue = {row["queue"]: row for row in json.loads(run.stdout)}
+    by_queue = {row["queue"]: row for row in json.loads(run.stdout)["queues"]}
     reports = by_queue["reports"]
     assert (reports["ready"], reports["pending"], reports["delayed"]) == (5, 0, 1)
     assert (reports["done"], reports["runs"], reports["added"]) == (30, 30, 35)

@@ -129,3 +129,36 @@ def test_unreachable_redis_is_a_one_line_error(processes, write_app):
     result = processes.run("worker", "jobs:app", STREAMWORK_REDIS_URL=url)
     one_line_error(result, 1, "cannot reach Redis at redis://user:***@127.0.0.1")
     assert "s3cret" not in result.stderr
+
+
+EVENTS = """
+    from pathlib import Path
+    from streamwork import App
+
+    app = App()
+
+    @app.subscriber("audit", group="archive", start="beginning")
+    def archive(message):
+        with open("audit.log", "a") as f:
+            f.write(f"{message.payload}\\n")
+
+    @app.task(queue="jobs")
+    def job():
+        pass
+"""
+
+
+def test_worker_runs_the_subscribers_of_the_topics_it_is_given(
+    processes, write_app, redis_url, tmp_path
+):
+    write_app("events", EVENTS)
+    App(redis_url).publish_many("audit", range(5))
+    done = processes.run("worker", "events:app", "--topics", "audit", "--burst", "-p", "1")
+    assert done.returncode == 0, done.stderr
+    assert sorted(map(int, lines(tmp_path / "audit.log"))) == list(range(5))
+    assert "topics:      audit/archive" in done.stderr and "queues:      -" in done.stderr
+    one_line_error(
+        processes.run("worker", "events:app", "--topics", "nope"),
+        1,
+        "unknown topic 'nope': this app's subscribers read audit",
+    )

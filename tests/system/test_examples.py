@@ -47,6 +47,21 @@ def test_orders_producer_worker_and_report(redis_url, tmp_path):
     assert "queue 'notifications': 0 ready, 0 pending, 0 delayed, 0 dead letters  (empty)" in out
 
 
+def test_fanout_reaches_every_group_with_two_workers(redis_url, tmp_path):
+    out = run([sys.executable, str(EXAMPLES / "fanout.py"), "publish", "12"], tmp_path, redis_url)
+    assert "published 12 events" in out
+    worker = [sys.executable, "-m", "streamwork", "worker", "fanout:app", "-p", "2", "--burst"]
+    out = run(worker, tmp_path, redis_url)
+    for group in ("billing", "shipping", "notifications"):
+        lines = [line.split() for line in out.splitlines() if line.split()[:1] == [group]]
+        assert sorted(int(line[4].rstrip(":")) for line in lines) == list(range(1, 13)), group
+    pids = {line.split()[2] for line in out.splitlines() if line.strip()}
+    assert len(pids) == 2, "both worker processes should have handled events"
+    out = run([sys.executable, str(EXAMPLES / "fanout.py"), "report"], tmp_path, redis_url)
+    for group in ("billing", "shipping", "notifications"):
+        assert f"group {group:<13} lag 0, pending 0, dead letters 0  (caught up)" in out
+
+
 def test_quickstart_installs_starts_a_private_redis_and_runs_the_examples():
     # The README's first command, forced onto the path a machine without Redis takes.
     result = subprocess.run(
@@ -62,5 +77,6 @@ def test_quickstart_installs_starts_a_private_redis_and_runs_the_examples():
     assert "Received 'Hello World!'" in out
     assert "20 orders confirmed" in out
     assert "queue 'orders': 0 ready, 0 pending, 0 delayed, 0 dead letters  (empty)" in out
+    assert "group shipping      lag 0, pending 0, dead letters 0  (caught up)" in out
     pid = int(out.split("(pid ")[1].split(")")[0])
     assert not os.path.exists(f"/proc/{pid}"), "the private redis-server was left running"

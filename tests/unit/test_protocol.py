@@ -108,8 +108,13 @@ def test_new_ids_are_unique_hex():
 
 
 def test_topic_event_round_trip():
-    event = protocol.Envelope(id="e" * 32, topic="orders.created", payload={"order_id": 1},
-                              headers={"h": 1}, enqueued_ms=5)
+    event = protocol.Envelope(
+        id="e" * 32,
+        topic="orders.created",
+        payload={"order_id": 1},
+        headers={"h": 1},
+        enqueued_ms=5,
+    )
     body = msgpack.unpackb(protocol.encode(event))
     assert set(body) == {"v", "id", "topic", "payload", "headers", "ts"}
     assert protocol.decode(protocol.encode(event)) == event
