@@ -28,10 +28,11 @@ app.topic(TOPIC, max_age=3600)  # keep events an hour, never one a group has not
 
 def show(group: str, message: Message, what: str) -> None:
     time.sleep(0.02)  # a little work, so both processes get a share
-    print(
-        f"  {group:<13} pid {os.getpid():<7} order {message.payload['order_id']}: {what}",
-        flush=True,
-    )
+    # One write per line: sync handlers run on several threads, and print() writes a line
+    # and its newline separately, so two threads' lines could interleave.
+    order = message.payload["order_id"]
+    sys.stdout.write(f"  {group:<13} pid {os.getpid():<7} order {order}: {what}\n")
+    sys.stdout.flush()
 
 
 @app.subscriber(TOPIC, group="billing", start="beginning")

@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, overload
 
 import redis
@@ -31,7 +32,7 @@ from .keys import (
     topic_sources,
 )
 from .settings import AckMode, Backoff, Duration, check_ack_mode, to_seconds
-from .task import Task, TaskOptions
+from .task import Task, TaskOptions, due_ms
 from .topic import Retention, Subscriber
 
 DEFAULT_RETENTION = Retention()
@@ -251,15 +252,37 @@ class App:
         """The topics this app's subscribers read, in declaration order."""
         return list(dict.fromkeys(topic for topic, _ in self.subscribers))
 
-    def publish(self, topic: str, payload: Any, *, headers: dict[str, Any] | None = None) -> str:
-        """Publish one event to `topic` (every subscriber group gets it); returns its id."""
-        return publishing.publish(self, check_name("topic", topic), payload, headers)
+    def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        headers: dict[str, Any] | None = None,
+        delay: Duration | None = None,
+        eta: datetime | None = None,
+    ) -> str:
+        """Publish one event to `topic` (every subscriber group gets it); returns its id.
+
+        With `delay` or `eta` the event is published when due (workers serving the topic
+        move it), and then reaches every group.
+        """
+        due = due_ms(delay, eta)
+        return publishing.publish(self, check_name("topic", topic), payload, headers, due)
 
     async def publish_async(
-        self, topic: str, payload: Any, *, headers: dict[str, Any] | None = None
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        headers: dict[str, Any] | None = None,
+        delay: Duration | None = None,
+        eta: datetime | None = None,
     ) -> str:
         """Like `publish`, for asyncio code."""
-        return await publishing.publish_async(self, check_name("topic", topic), payload, headers)
+        due = due_ms(delay, eta)
+        return await publishing.publish_async(
+            self, check_name("topic", topic), payload, headers, due
+        )
 
     def publish_many(
         self, topic: str, payloads: Iterable[Any], *, headers: dict[str, Any] | None = None

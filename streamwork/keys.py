@@ -86,6 +86,11 @@ class TopicKeys:
     def stream(self) -> str:
         return f"{self.tag}:stream"
 
+    @property
+    def delayed(self) -> str:
+        """Events published with a delay, added to the stream (for every group) when due."""
+        return f"{self.tag}:delayed"
+
     def group(self, group: str, what: str) -> str:
         """Key `what` (retry, delayed, dlq, stats) of subscriber group `group`."""
         return f"{self.tag}:group:{group}:{what}"
@@ -116,6 +121,7 @@ class Source:
     """The topic, for a subscriber group's sources."""
     start: str = "0"
     """Where a new consumer group starts: "0" (every retained entry) or "$" (new ones only)."""
+    namespace: str = "sw"
 
 
 def queue_source(namespace: str, queue: str) -> Source:
@@ -128,6 +134,7 @@ def queue_source(namespace: str, queue: str) -> Source:
         dead_letters=keys.dead_letters,
         stats=keys.stats,
         ready=keys.stream,
+        namespace=namespace,
     )
 
 
@@ -148,6 +155,7 @@ def topic_sources(
         "stats": keys.group(group, "stats"),
         "ready": retry,
         "topic": topic,
+        "namespace": namespace,
     }
     return (
         Source(

@@ -100,9 +100,9 @@ class Scripts:
             ]
         return self._scripts["settle"](keys=keys, args=args)
 
-    def move_due(self, source: Source, now_ms: int, limit: int = 500) -> Any:
-        """Move due delayed messages to the source's ready stream: [moved, next due ms or -1]."""
-        return self._scripts["move_due"](keys=[source.delayed, source.ready], args=[now_ms, limit])
+    def move_due(self, delayed: str, ready: str, now_ms: int, limit: int = 500) -> Any:
+        """Move due messages from a delayed set to a stream: [moved, next due ms or -1]."""
+        return self._scripts["move_due"](keys=[delayed, ready], args=[now_ms, limit])
 
     def renew_lease(self, source: Source, consumer: str, entry_ids: Iterable[bytes]) -> Any:
         """Reset the idle time of entries still owned by `consumer`; returns the ids it lost."""
@@ -158,11 +158,16 @@ def append(client: Any, stream: str, body: bytes) -> Any:
     return client.xadd(stream, {b"m": body})
 
 
+def schedule(client: Any, delayed: str, body: bytes, due_ms: int) -> Any:
+    """ZADD one message to a delayed set, scored by when it is due."""
+    return client.zadd(delayed, {body: due_ms})
+
+
 def add(client: Any, keys: QueueKeys, body: bytes, due_ms: int | None = None) -> Any:
     """Enqueue one message: XADD to the stream now, or ZADD to the delayed set for later."""
     if due_ms is None:
         return append(client, keys.stream, body)
-    return client.zadd(keys.delayed, {body: due_ms})
+    return schedule(client, keys.delayed, body, due_ms)
 
 
 def register(client: Any, registry: str, name: str) -> Any:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import metrics, protocol, redis_ops
 from .execution import Delivery
-from .keys import Source
+from .keys import Source, TopicKeys
 from .redis_ops import Scripts
 from .settings import WorkerSettings
 
@@ -61,6 +61,13 @@ class Scanner:
         self._dispatch = dispatch
         self._on_lost = on_lost
         self._retention = retention
+        # Each delayed set once (a topic group's two sources share one), and for each topic
+        # its delayed events, which go to the topic stream for every group.
+        movers = {(s.delayed, s.ready) for s in sources}
+        for source in sources:
+            if source.topic is not None and not source.deletes_on_ack:
+                movers.add((TopicKeys(source.namespace, source.topic).delayed, source.stream))
+        self._movers = sorted(movers)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._wakes: dict[str, asyncio.Event] = {}
@@ -129,10 +136,8 @@ class Scanner:
         now = protocol.now_ms()
         wait = MAX_MOVE_WAIT
         total = 0
-        # A topic group's two sources share one delayed set: move it once.
-        movers = {(s.delayed, s.ready): s for s in self._sources}.values()
-        for source in movers:
-            moved, next_due = await self._scripts.move_due(source, now, MOVE_LIMIT)
+        for delayed, ready in self._movers:
+            moved, next_due = await self._scripts.move_due(delayed, ready, now, MOVE_LIMIT)
             total += moved
             if moved >= MOVE_LIMIT:
                 wait = 0.0

@@ -93,7 +93,7 @@ class TaskHandle:
         raise TaskFailed(outcome.get("error_type", "Error"), outcome.get("error", ""))
 
 
-def _due_ms(delay: Duration | None, eta: datetime | None) -> int | None:
+def due_ms(delay: Duration | None, eta: datetime | None) -> int | None:
     if delay is not None and eta is not None:
         raise ConfigurationError("give either delay or eta, not both")
     if eta is not None:
@@ -198,7 +198,7 @@ class Task:
         day): a later send with the same key queues nothing and returns the handle of the
         message queued first. For payments and orders that must not be submitted twice.
         """
-        due = _due_ms(delay, eta)
+        due = due_ms(delay, eta)
         message_id, body = self.envelope(args, kwargs, headers, due)
         app = self.app
         with app.translate_errors():
@@ -218,7 +218,7 @@ class Task:
         key_ttl: Duration = DEFAULT_KEY_TTL,
     ) -> TaskHandle:
         """Like `send_with`, for asyncio code."""
-        due = _due_ms(delay, eta)
+        due = due_ms(delay, eta)
         message_id, body = self.envelope(args, kwargs, headers, due)
         app = self.app
         with app.translate_errors():
@@ -262,7 +262,7 @@ class Task:
         anything else is the one positional argument. Every item is checked before any is
         sent, so a bad item sends nothing.
         """
-        due = _due_ms(delay, None)
+        due = due_ms(delay, None)
         encoded = [self.envelope(*_call(item), due_ms=due) for item in calls]
         app = self.app
         with app.translate_errors():

@@ -92,8 +92,10 @@ class Subscriber:
         """Events carry a payload, not arguments: nothing to check."""
 
 
-def event(topic: str, payload: Any, headers: dict[str, Any] | None) -> tuple[str, bytes]:
-    """The id and encoded message of one event."""
+def event(
+    topic: str, payload: Any, headers: dict[str, Any] | None, due_ms: int | None = None
+) -> tuple[str, bytes]:
+    """The id and encoded message of one event (ready now, or at `due_ms`)."""
     event_id = protocol.new_id()
     return event_id, protocol.encode(
         protocol.Envelope(
@@ -101,27 +103,35 @@ def event(topic: str, payload: Any, headers: dict[str, Any] | None) -> tuple[str
             topic=topic,
             payload=payload,
             headers=headers or {},
-            enqueued_ms=protocol.now_ms(),
+            enqueued_ms=due_ms or protocol.now_ms(),
         )
     )
 
 
-def publish(app: App, topic: str, payload: Any, headers: dict[str, Any] | None) -> str:
-    event_id, body = event(topic, payload, headers)
-    keys = TopicKeys(app.namespace, topic)
+def _write(client: Any, keys: TopicKeys, body: bytes, due_ms: int | None) -> Any:
+    if due_ms is None:
+        return redis_ops.append(client, keys.stream, body)
+    return redis_ops.schedule(client, keys.delayed, body, due_ms)
+
+
+def publish(
+    app: App, topic: str, payload: Any, headers: dict[str, Any] | None, due_ms: int | None
+) -> str:
+    event_id, body = event(topic, payload, headers, due_ms)
     with app.translate_errors():
         app.register_topic_sync(topic)
-        redis_ops.append(app.redis, keys.stream, body)
+        _write(app.redis, TopicKeys(app.namespace, topic), body, due_ms)
     return event_id
 
 
-async def publish_async(app: App, topic: str, payload: Any, headers: dict[str, Any] | None) -> str:
-    event_id, body = event(topic, payload, headers)
-    keys = TopicKeys(app.namespace, topic)
+async def publish_async(
+    app: App, topic: str, payload: Any, headers: dict[str, Any] | None, due_ms: int | None
+) -> str:
+    event_id, body = event(topic, payload, headers, due_ms)
     with app.translate_errors():
         client = app.async_redis()
         await app.register_topic_async(topic, client)
-        await redis_ops.append(client, keys.stream, body)
+        await _write(client, TopicKeys(app.namespace, topic), body, due_ms)
     return event_id
 
 

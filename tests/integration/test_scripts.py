@@ -27,7 +27,7 @@ def test_concurrent_movers_move_every_due_entry_exactly_once(app, client):
         total = 0
         while True:
             count, next_due = scripts.move_due(
-                app.queue_source("default"), protocol.now_ms(), limit=100
+                keys.delayed, keys.stream, protocol.now_ms(), limit=100
             )
             total += count
             if count == 0:

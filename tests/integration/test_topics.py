@@ -290,3 +290,39 @@ def test_topic_states_report_lag_pending_and_consumers(app, client):
     assert state.length == 5 and state.added == 5
     assert (groups["g1"].lag, groups["g1"].pending, groups["g1"].consumers) == (3, 2, 1)
     assert (groups["g2"].lag, groups["g2"].pending, groups["g2"].consumers) == (5, 0, 0)
+
+
+def test_delayed_publish_reaches_every_group_when_due(app):
+    seen = Seen()
+    for group in ("a", "b"):
+        app.subscriber("reminders", group=group)(
+            lambda message, group=group: seen.add(group, protocol.now_ms(), message.payload)
+        )
+    with WorkerThread(app):
+        wait_until(lambda: groups_ready(app, "reminders", 2))
+        sent_at = protocol.now_ms()
+        app.publish("reminders", "later", delay=0.4)
+        app.publish("reminders", "now")
+        wait_until(lambda: len(seen.rows) == 4)
+    for group in ("a", "b"):
+        rows = {r[2]: r[1] for r in seen.rows if r[0] == group}
+        assert rows["later"] - sent_at >= 400 and rows["now"] < rows["later"]
+
+
+def test_manual_ack_subscriber(app):
+    decisions = []
+
+    @app.subscriber("jobs.done", group="audit", ack_mode="manual", max_retries=0)
+    def audit(message):
+        decisions.append(message.payload)
+        if message.payload == "keep":
+            message.ack()
+        else:
+            message.nack(requeue=False, reason="not auditable")
+
+    drain(app)
+    app.publish_many("jobs.done", ["keep", "drop"])
+    drain(app)
+    assert sorted(decisions) == ["drop", "keep"]
+    [state] = topic_states(app, ["jobs.done"])
+    assert (state.groups[0].pending, state.groups[0].dead_letters) == (0, 1)
