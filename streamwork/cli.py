@@ -171,7 +171,7 @@ def worker(
     asyncio.run(probe.preflight())  # Redis reachable and not evicting, before any process
     metrics = None
     if metrics_port is not None:
-        metrics = SupervisorMetrics(prepare_multiprocess_dir())
+        metrics = SupervisorMetrics(prepare_multiprocess_dir(), app)
         try:
             metrics.serve(metrics_port, metrics_address)
         except OSError as exc:

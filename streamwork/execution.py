@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from . import protocol
+from . import metrics, protocol
 from .errors import DecodeError, Reject, Retry, StreamworkError
 from .keys import Source
 from .message import Message
-from .redis_ops import Outcome
+from .redis_ops import UNKNOWN_TASK, Outcome
 
 if TYPE_CHECKING:
     from .app import App
@@ -151,9 +151,12 @@ class Runner:
         args = (message, *envelope.args) if task.options.bind else envelope.args
         run.wait_ms = max(0, protocol.now_ms() - envelope.enqueued_ms)
         run.started = time.monotonic()
+        source = run.delivery.source
+        metrics.run_started(source, task.name, run.wait_ms / 1000)
         try:
             value = await self._call(task, args, envelope.kwargs)
         except Exception as exc:
+            metrics.run_ended(source, task.name, time.monotonic() - run.started, True)
             if message.decision is not None:
                 log.error(
                     "task %s id %s raised after it was %sed: %s",
@@ -165,6 +168,8 @@ class Runner:
                 )
                 return None
             return run.timed(self._failure(run, exc, traceback.format_exc()))
+        is_nacked = message.decision == "nack"
+        metrics.run_ended(source, task.name, time.monotonic() - run.started, is_nacked)
         if task.options.ack_mode == "manual":
             if message.decision is None:
                 log.warning(
@@ -252,7 +257,7 @@ class Runner:
     def _done(self, run: Run, value: Any) -> Outcome:
         task = run.task
         if not task.options.store_result:
-            return Outcome("done", run.delivery.entry_id)
+            return Outcome("done", run.delivery.entry_id, task=task.name)
         try:
             result = msgpack.packb({"ok": True, "value": value}, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -268,6 +273,7 @@ class Runner:
             run.delivery.entry_id,
             result_key=task.keys.result(run.envelope.id),
             result=result,
+            task=task.name,
         )
 
     def _failure(self, run: Run, exc: BaseException, trace: str) -> Outcome:
@@ -296,7 +302,7 @@ class Runner:
         )
         due_ms = failed_ms + int(delay * 1000)
         retry = protocol.encode(envelope.next_attempt(failed_ms, due_ms))
-        return Outcome("retry", run.delivery.entry_id, retry, due_ms)
+        return Outcome("retry", run.delivery.entry_id, retry, due_ms, task=task.name)
 
     def _dead(
         self,
@@ -334,12 +340,15 @@ class Runner:
             task=envelope.task,
             task_id=envelope.id,
         )
-        outcome = Outcome("dead", delivery.entry_id, protocol.encode_dead_letter(letter))
+        outcome = Outcome(
+            "dead",
+            delivery.entry_id,
+            protocol.encode_dead_letter(letter),
+            task=UNKNOWN_TASK if task is None else task.name,
+        )
         if task is not None and task.options.store_result:
-            outcome = Outcome(
-                "dead",
-                delivery.entry_id,
-                outcome.data,
+            outcome = replace(
+                outcome,
                 result_key=task.keys.result(envelope.id),
                 result=_error_result(error_type, error),
             )

@@ -1,16 +1,39 @@
-"""Prometheus metrics of a worker process.
+"""Prometheus metrics: what worker processes and producers count, and what the supervisor
+reads from Redis at scrape time.
 
-Owns metric names and labels (`streamwork_` prefix; labels `queue`, `task`; never ids).
+Owns metric names and labels (`streamwork_` prefix; labels `queue` — a queue, or the topic
+of a subscriber —, `group` — the subscriber group, "" for queues —, and `task`; never ids).
 Other modules call the small functions here; nothing else imports prometheus_client.
+Worker processes write to prometheus-client's multiprocess files; the supervisor serves
+their sum and the queue gauges.
 """
 
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import tempfile
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, multiprocess, start_http_server
+import redis.exceptions
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+    start_http_server,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from .app import App
+    from .keys import Source
+
+log = logging.getLogger(__name__)
 
 LOST_OWNERSHIP = Counter(
     "streamwork_lost_ownership",
@@ -35,6 +58,80 @@ TOPIC_DROPPED = Counter(
     "Events a topic's retention removed before every group had read them (drop_unread).",
     ["topic"],
 )
+
+
+BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
+"""Seconds: from sub-millisecond handlers to ten-minute jobs."""
+
+RUN_LABELS = ["queue", "group", "task"]
+STARTED = Counter("streamwork_tasks_started", "Handler runs started.", RUN_LABELS)
+SUCCEEDED = Counter("streamwork_tasks_succeeded", "Runs that ended done.", RUN_LABELS)
+FAILED = Counter(
+    "streamwork_tasks_failed", "Runs whose handler raised, timed out or nacked.", RUN_LABELS
+)
+RETRIED = Counter("streamwork_tasks_retried", "Retries scheduled after a failure.", RUN_LABELS)
+DEAD_LETTERED = Counter(
+    "streamwork_tasks_dead_lettered", "Messages moved to the dead letters.", RUN_LABELS
+)
+RUN_TIME = Histogram(
+    "streamwork_task_run_seconds", "How long handlers ran.", RUN_LABELS, buckets=BUCKETS
+)
+WAIT_TIME = Histogram(
+    "streamwork_task_wait_seconds",
+    "How long messages waited from ready (sent, or due) to their handler's start.",
+    RUN_LABELS,
+    buckets=BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "streamwork_tasks_in_flight",
+    "Messages running now.",
+    ["queue", "group"],
+    multiprocess_mode="livesum",
+)
+SENT = Counter("streamwork_sent", "Messages sent or published by this process.", ["queue"])
+SEND_TIME = Histogram(
+    "streamwork_send_seconds",
+    "How long a send or publish took (a batch counts once).",
+    ["queue"],
+    buckets=BUCKETS,
+)
+
+_OUTCOMES = {"done": SUCCEEDED, "retry": RETRIED, "dead": DEAD_LETTERED}
+
+
+def labels_of(source: Source) -> tuple[str, str]:
+    """(queue, group) labels: the queue and "", or the topic and the subscriber group."""
+    if source.topic is not None:
+        return source.topic, source.group
+    return source.name, ""
+
+
+def run_started(source: Source, task: str, wait_seconds: float) -> None:
+    queue, group = labels_of(source)
+    STARTED.labels(queue, group, task).inc()
+    WAIT_TIME.labels(queue, group, task).observe(wait_seconds)
+    IN_FLIGHT.labels(queue, group).inc()
+
+
+def run_ended(source: Source, task: str, run_seconds: float, is_failure: bool) -> None:
+    queue, group = labels_of(source)
+    RUN_TIME.labels(queue, group, task).observe(run_seconds)
+    IN_FLIGHT.labels(queue, group).dec()
+    if is_failure:
+        FAILED.labels(queue, group, task).inc()
+
+
+def outcome_written(source: Source, task: str, kind: str) -> None:
+    queue, group = labels_of(source)
+    _OUTCOMES[kind].labels(queue, group, task).inc()
+
+
+def sent(queue: str, count: int, seconds: float) -> None:
+    SENT.labels(queue).inc(count)
+    SEND_TIME.labels(queue).observe(seconds)
 
 
 def count_lost_ownership(queue: str, n: int = 1) -> None:
@@ -67,10 +164,12 @@ def prepare_multiprocess_dir() -> str:
 class SupervisorMetrics:
     """The supervisor's /metrics: every worker process's metrics, plus its own."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, app: App | None = None) -> None:
         self.path = path
         self.registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(self.registry, path=path)
+        if app is not None:
+            self.registry.register(QueueCollector(app))
         self.processes = Gauge(
             "streamwork_worker_processes",
             "Worker processes running under this supervisor.",
@@ -95,3 +194,80 @@ def record_retention(topic: str, held: int, dropped: int) -> None:
     TOPIC_HELD.labels(topic).set(held)
     if dropped:
         TOPIC_DROPPED.labels(topic).inc(dropped)
+
+
+class QueueCollector:
+    """Queue and topic gauges read from Redis at scrape time (served by the supervisor).
+
+    Per queue and per subscriber group: backlog (a queue's ready entries, a group's lag),
+    pending, delayed, dead letters, oldest pending age and consumers; per queue and topic,
+    entries added (a counter: `rate()` of it is the arrival rate λ). If Redis does not
+    answer, the scrape still succeeds with `streamwork_redis_up 0`.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Any]:
+        from . import stats
+        from .errors import StreamworkError
+
+        up = GaugeMetricFamily("streamwork_redis_up", "1 when Redis answered this scrape.")
+        try:
+            queues = stats.queue_states(self.app, stats.known_queues(self.app))
+            topics = stats.topic_states(self.app, stats.known_topics(self.app))
+        except (StreamworkError, redis.exceptions.RedisError) as exc:
+            log.error("metrics: cannot read queues from Redis: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        labels = ["queue", "group"]
+        family = {
+            name: GaugeMetricFamily(f"streamwork_{name}", text, labels=labels)
+            for name, text in (
+                ("backlog", "Messages waiting for a worker: a queue's ready entries, a "
+                 "subscriber group's lag."),
+                ("pending", "Messages delivered and not yet acknowledged (running)."),
+                ("delayed", "Delayed messages and scheduled retries."),
+                ("dead_letters", "Messages in the dead letters."),
+                ("oldest_pending_age_seconds", "Age of the oldest unacknowledged message."),
+                ("consumers", "Consumers (worker processes) registered in the group."),
+            )
+        }  # fmt: skip
+        added = CounterMetricFamily(
+            "streamwork_entries_added",
+            "Entries ever added to the stream (sends, retries, replays): rate() is λ.",
+            labels=["queue"],
+        )
+        now_ms = time.time() * 1000
+        for queue in queues:
+            key = [queue.queue, ""]
+            family["backlog"].add_metric(key, queue.ready)
+            family["pending"].add_metric(key, queue.pending)
+            family["delayed"].add_metric(key, queue.delayed)
+            family["dead_letters"].add_metric(key, queue.dead_letters)
+            family["oldest_pending_age_seconds"].add_metric(
+                key, _age(queue.oldest_pending_ms, now_ms)
+            )
+            added.add_metric([queue.queue], queue.added)
+        for topic in topics:
+            added.add_metric([topic.topic], topic.added)
+            for group in topic.groups:
+                key = [topic.topic, group.group]
+                if group.lag is not None:
+                    family["backlog"].add_metric(key, group.lag)
+                family["pending"].add_metric(key, group.pending)
+                family["delayed"].add_metric(key, group.retrying)
+                family["dead_letters"].add_metric(key, group.dead_letters)
+                family["oldest_pending_age_seconds"].add_metric(
+                    key, _age(group.oldest_pending_ms, now_ms)
+                )
+                family["consumers"].add_metric(key, group.consumers)
+        yield from family.values()
+        yield added
+
+
+def _age(oldest_ms: int | None, now_ms: float) -> float:
+    return 0.0 if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000)

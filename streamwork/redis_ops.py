@@ -37,11 +37,15 @@ def _lua(name: str) -> str:
 _LUA = {name: _lua(name) for name in _SCRIPT_NAMES}
 
 
+UNKNOWN_TASK = "(unknown)"
+"""The task label of entries that name no handler: bad input must not add label values."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one run of a message decided, to be written together with its XACK."""
 
-    kind: str  # "done" | "retry" | "dead"
+    kind: str  # "ack" (on receipt, ack mode auto) | "done" | "retry" | "dead"
     entry_id: bytes
     data: bytes = b""
     """For "retry", the next attempt's message; for "dead", the dead letter."""
@@ -52,6 +56,8 @@ class Outcome:
     """How long the message waited in the queue before its handler started."""
     run_ms: int = -1
     """How long the handler ran; -1 when no handler ran (bad input, poison message)."""
+    task: str = UNKNOWN_TASK
+    """The handler's name, for metrics (never sent to Redis)."""
 
 
 class Scripts:
@@ -280,14 +286,16 @@ def topic_info(client: Any, streams: Sequence[str]) -> list[list[Any]]:
     return [replies[i : i + 2] for i in range(0, len(replies), 2)]
 
 
-def group_counts(client: Any, sources: Sequence[Source]) -> list[list[Any]]:
-    """Per subscriber group's retry source, in one round trip: [retry stream length,
-    pending summary, delayed count, dead letters] (errors as values)."""
+def group_counts(client: Any, groups: Sequence[tuple[Source, Source]]) -> list[list[Any]]:
+    """Per subscriber group (its topic and retry sources), in one round trip: [topic pending
+    summary, retry stream length, retry pending summary, delayed count, dead letters]
+    (errors as values)."""
     pipe = client.pipeline(transaction=False)
-    for source in sources:
-        pipe.xlen(source.stream)
-        pipe.xpending(source.stream, source.group)
-        pipe.zcard(source.delayed)
-        pipe.xlen(source.dead_letters)
+    for main, retry in groups:
+        pipe.xpending(main.stream, main.group)
+        pipe.xlen(retry.stream)
+        pipe.xpending(retry.stream, retry.group)
+        pipe.zcard(retry.delayed)
+        pipe.xlen(retry.dead_letters)
     replies = pipe.execute(raise_on_error=False)
-    return [replies[i : i + 4] for i in range(0, len(replies), 4)]
+    return [replies[i : i + 5] for i in range(0, len(replies), 5)]

@@ -104,6 +104,8 @@ class Settler:
                 owned += 1
                 if outcome.kind == "retry":
                     self._on_retry(outcome.due_ms)
+                if outcome.kind != "ack":
+                    metrics.outcome_written(source, outcome.task, outcome.kind)
                 continue
             self.lost_ownership += 1
             metrics.count_lost_ownership(source.name)

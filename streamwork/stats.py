@@ -44,6 +44,8 @@ class QueueState:
     """Total time messages waited before their handler started (over `runs`)."""
     run_ms: int = 0
     """Total time handlers ran (over `runs`)."""
+    oldest_pending_ms: int | None = None
+    """When the oldest unacknowledged entry was added (Unix ms), None if nothing pending."""
     at: float = 0.0
     """time.monotonic() when it was read."""
 
@@ -81,8 +83,17 @@ def _state(queue: str, replies: list[Any], at: float) -> QueueState:
         runs=total.get("runs", 0),
         wait_ms=total.get("wait_ms", 0),
         run_ms=total.get("run_ms", 0),
+        oldest_pending_ms=_oldest_ms(pending),
         at=at,
     )
+
+
+def _oldest_ms(pending: Any) -> int | None:
+    """The add time (ms) of the oldest entry in an XPENDING summary, None if there is none."""
+    if isinstance(pending, Exception) or not pending.get("pending"):
+        return None
+    oldest = pending["min"]
+    return int((oldest.decode() if isinstance(oldest, bytes) else oldest).split("-")[0])
 
 
 def queue_states(app: App, queues: Sequence[str]) -> list[QueueState]:
@@ -111,6 +122,8 @@ class GroupState:
     retrying: int
     """Retries waiting in the group's delayed set or retry stream."""
     dead_letters: int
+    oldest_pending_ms: int | None = None
+    """When the oldest unacknowledged event was added (Unix ms), None if nothing pending."""
 
 
 @dataclass(frozen=True)
@@ -135,18 +148,22 @@ def topic_states(app: App, topics: Sequence[str]) -> list[TopicState]:
     with app.translate_errors():
         infos = redis_ops.topic_info(app.redis, streams)
         groups_of = [[] if isinstance(g, Exception) else g for _, g in infos]
-        retries = [
-            topic_sources(app.namespace, topic, group["name"].decode())[1]
+        pairs = [
+            topic_sources(app.namespace, topic, group["name"].decode())
             for topic, groups in zip(topics, groups_of, strict=True)
             for group in groups
         ]
-        counts = iter(redis_ops.group_counts(app.redis, retries))
+        counts = iter(redis_ops.group_counts(app.redis, pairs))
     at = time.monotonic()
     states = []
     for topic, (info, _), groups in zip(topics, infos, groups_of, strict=True):
         group_states = []
         for group in groups:
-            retry_length, retry_pending, delayed, dead = next(counts)
+            main_pending, retry_length, retry_pending, delayed, dead = next(counts)
+            oldest = _oldest_ms(main_pending)
+            retry_oldest = _oldest_ms(retry_pending)
+            if oldest is None or (retry_oldest is not None and retry_oldest < oldest):
+                oldest = retry_oldest
             retry_pending = 0 if isinstance(retry_pending, Exception) else retry_pending["pending"]
             lag = group.get("lag")
             group_states.append(
@@ -157,6 +174,7 @@ def topic_states(app: App, topics: Sequence[str]) -> list[TopicState]:
                     consumers=int(group["consumers"]),
                     retrying=int(delayed) + int(retry_length) - int(retry_pending),
                     dead_letters=int(dead),
+                    oldest_pending_ms=oldest,
                 )
             )
         is_missing = isinstance(info, Exception)

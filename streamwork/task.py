@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from . import protocol, redis_ops
+from . import metrics, protocol, redis_ops
 from .errors import BadArguments, ConfigurationError, ResultTimeout, TaskFailed
 from .keys import QueueKeys
 from .settings import AckMode, Backoff, Duration, to_seconds
@@ -201,9 +202,11 @@ class Task:
         due = due_ms(delay, eta)
         message_id, body = self.envelope(args, kwargs, headers, due)
         app = self.app
+        started = time.perf_counter()
         with app.translate_errors():
             app.register_queue_sync(self.options.queue)
             written = self._write(app.redis, app.scripts, message_id, body, due, key, key_ttl)
+        metrics.sent(self.options.queue, 1, time.perf_counter() - started)
         return self._holder(written, message_id, key)
 
     async def send_with_async(
@@ -221,12 +224,14 @@ class Task:
         due = due_ms(delay, eta)
         message_id, body = self.envelope(args, kwargs, headers, due)
         app = self.app
+        started = time.perf_counter()
         with app.translate_errors():
             client = app.async_redis()
             await app.register_queue_async(self.options.queue, client)
             written = await self._write(
                 client, app.async_scripts(), message_id, body, due, key, key_ttl
             )
+        metrics.sent(self.options.queue, 1, time.perf_counter() - started)
         return self._holder(written, message_id, key)
 
     def _write(
@@ -265,6 +270,7 @@ class Task:
         due = due_ms(delay, None)
         encoded = [self.envelope(*_call(item), due_ms=due) for item in calls]
         app = self.app
+        started = time.perf_counter()
         with app.translate_errors():
             app.register_queue_sync(self.options.queue)
             for start in range(0, len(encoded), SEND_BATCH):
@@ -272,6 +278,7 @@ class Task:
                 for _, body in encoded[start : start + SEND_BATCH]:
                     redis_ops.add(pipe, self.keys, body, due)
                 pipe.execute()
+        metrics.sent(self.options.queue, len(encoded), time.perf_counter() - started)
         return [TaskHandle(message_id, self) for message_id, _ in encoded]
 
 

@@ -9,11 +9,12 @@ module only declares them and writes events. It never runs a handler.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import protocol, redis_ops
+from . import metrics, protocol, redis_ops
 from .errors import ConfigurationError
 from .keys import Source, TopicKeys, topic_sources
 from .settings import to_seconds
@@ -118,9 +119,11 @@ def publish(
     app: App, topic: str, payload: Any, headers: dict[str, Any] | None, due_ms: int | None
 ) -> str:
     event_id, body = event(topic, payload, headers, due_ms)
+    started = time.perf_counter()
     with app.translate_errors():
         app.register_topic_sync(topic)
         _write(app.redis, TopicKeys(app.namespace, topic), body, due_ms)
+    metrics.sent(topic, 1, time.perf_counter() - started)
     return event_id
 
 
@@ -128,10 +131,12 @@ async def publish_async(
     app: App, topic: str, payload: Any, headers: dict[str, Any] | None, due_ms: int | None
 ) -> str:
     event_id, body = event(topic, payload, headers, due_ms)
+    started = time.perf_counter()
     with app.translate_errors():
         client = app.async_redis()
         await app.register_topic_async(topic, client)
         await _write(client, TopicKeys(app.namespace, topic), body, due_ms)
+    metrics.sent(topic, 1, time.perf_counter() - started)
     return event_id
 
 
@@ -140,6 +145,7 @@ def publish_many(
 ) -> list[str]:
     encoded = [event(topic, payload, headers) for payload in payloads]
     keys = TopicKeys(app.namespace, topic)
+    started = time.perf_counter()
     with app.translate_errors():
         app.register_topic_sync(topic)
         for start in range(0, len(encoded), PUBLISH_BATCH):
@@ -147,4 +153,5 @@ def publish_many(
             for _, body in encoded[start : start + PUBLISH_BATCH]:
                 redis_ops.append(pipe, keys.stream, body)
             pipe.execute()
+    metrics.sent(topic, len(encoded), time.perf_counter() - started)
     return [event_id for event_id, _ in encoded]

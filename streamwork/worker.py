@@ -367,7 +367,7 @@ class Worker:
         for source, auto_runs in acked_on_receipt.items():
             # At-most-once: the XACK is written before any of these handlers starts.
             await self.settler.write(
-                source, [Outcome("done", r.delivery.entry_id) for r in auto_runs], True
+                source, [Outcome("ack", r.delivery.entry_id) for r in auto_runs], True
             )
             for run in auto_runs:
                 run.is_pending = False

@@ -12,8 +12,9 @@
 -- ARGV[4]   "1": XDEL each acknowledged entry (queues: a stream holds backlog + in-flight only)
 -- ARGV[5]   result time-to-live in milliseconds
 -- ARGV[6..] eight values per outcome:
---           kind ("done" | "retry" | "dead"), entry id, data, score, result key index, result,
---           wait ms (queued before the run), run ms (-1: no handler ran)
+--           kind ("ack" | "done" | "retry" | "dead"), entry id, data, score, result key index,
+--           result, wait ms (queued before the run), run ms (-1: no handler ran)
+--             ack:   acknowledge on receipt (ack mode auto); the run's outcome comes later
 --             done:  nothing to write but the result
 --             retry: ZADD KEYS[2] score data     (data = the next attempt's message)
 --             dead:  XADD KEYS[3] * m data       (data = the dead letter)
@@ -29,7 +30,7 @@ local group, consumer = ARGV[1], ARGV[2]
 local pending, delete = ARGV[3] == "1", ARGV[4] == "1"
 local ttl = tonumber(ARGV[5])
 local written = {}
-local totals = {done = 0, retry = 0, dead = 0, runs = 0, wait_ms = 0, run_ms = 0}
+local totals = {ack = 0, done = 0, retry = 0, dead = 0, runs = 0, wait_ms = 0, run_ms = 0}
 
 for i = 6, #ARGV, 8 do
     local kind, id, data, score = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
