@@ -259,7 +259,7 @@ async def durability(client: Any) -> tuple[str, bool | None]:
 
 def queue_counts(client: Any, sources: Sequence[Source]) -> list[list[Any]]:
     """Per source, in one round trip: [stream length, pending summary, delayed count,
-    dead letters, stream info, stats totals].
+    dead letters, stream info, stats totals, groups info].
 
     Pending summary and stream info are exception objects when the group or stream does
     not exist yet.
@@ -272,8 +272,9 @@ def queue_counts(client: Any, sources: Sequence[Source]) -> list[list[Any]]:
         pipe.xlen(source.dead_letters)
         pipe.xinfo_stream(source.stream)
         pipe.hgetall(source.stats)
+        pipe.xinfo_groups(source.stream)
     replies = pipe.execute(raise_on_error=False)
-    return [replies[i : i + 6] for i in range(0, len(replies), 6)]
+    return [replies[i : i + 7] for i in range(0, len(replies), 7)]
 
 
 def topic_info(client: Any, streams: Sequence[str]) -> list[list[Any]]:

@@ -46,6 +46,8 @@ class QueueState:
     """Total time handlers ran (over `runs`)."""
     oldest_pending_ms: int | None = None
     """When the oldest unacknowledged entry was added (Unix ms), None if nothing pending."""
+    consumers: int = 0
+    """Worker processes registered in the queue's consumer group."""
     at: float = 0.0
     """time.monotonic() when it was read."""
 
@@ -61,7 +63,7 @@ class QueueState:
 
 
 def _state(queue: str, replies: list[Any], at: float) -> QueueState:
-    length, pending, delayed, dead, info, totals = replies
+    length, pending, delayed, dead, info, totals, groups = replies
     for value in (length, delayed, dead, totals):
         if isinstance(value, Exception):
             raise value
@@ -84,6 +86,7 @@ def _state(queue: str, replies: list[Any], at: float) -> QueueState:
         wait_ms=total.get("wait_ms", 0),
         run_ms=total.get("run_ms", 0),
         oldest_pending_ms=_oldest_ms(pending),
+        consumers=0 if isinstance(groups, Exception) else sum(int(g["consumers"]) for g in groups),
         at=at,
     )
 
@@ -268,9 +271,54 @@ def flow(before: QueueState, after: QueueState) -> QueueFlow:
     )
 
 
-def measure(app: App, queues: Sequence[str], interval: float) -> list[QueueFlow]:
-    """Look at `queues` twice, `interval` seconds apart, and return their flows."""
-    before = queue_states(app, queues)
+@dataclass(frozen=True)
+class Look:
+    """Everything `stats` and `top` show, read at one moment."""
+
+    queues: list[QueueState]
+    topics: list[TopicState]
+
+
+def look(app: App, queues: Sequence[str], topics: Sequence[str]) -> Look:
+    return Look(queue_states(app, queues), topic_states(app, topics))
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Two looks compared: each queue's flow, and each topic's publish rate."""
+
+    queues: list[QueueFlow]
+    topics: list[TopicState]
+    publish_rates: list[float]
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "queues": [flow.as_dict() for flow in self.queues],
+            "topics": [
+                {**topic.as_dict(), "publish_rate": rate}
+                for topic, rate in zip(self.topics, self.publish_rates, strict=True)
+            ],
+        }
+
+
+def compare(before: Look, after: Look) -> Overview:
+    rates = [
+        max(0, a.added - b.added) / max(a.at - b.at, 1e-9)
+        for b, a in zip(before.topics, after.topics, strict=True)
+    ]
+    seconds = after.queues[0].at - before.queues[0].at if after.queues else 0.0
+    return Overview(
+        queues=[flow(b, a) for b, a in zip(before.queues, after.queues, strict=True)],
+        topics=after.topics,
+        publish_rates=rates,
+        seconds=seconds,
+    )
+
+
+def measure(app: App, interval: float) -> Overview:
+    """Look at every known queue and topic twice, `interval` seconds apart."""
+    queues, topics = known_queues(app), known_topics(app)
+    before = look(app, queues, topics)
     time.sleep(interval)
-    after = queue_states(app, queues)
-    return [flow(b, a) for b, a in zip(before, after, strict=True)]
+    return compare(before, look(app, queues, topics))

@@ -105,3 +105,18 @@ def test_purge_deletes_waiting_and_delayed_but_not_running_messages(
     assert "purged 2502 waiting and 1 delayed message(s) from 'reports'" in run.stdout
     state = queue_state(app, "reports")
     assert (state.ready, state.pending, state.delayed) == (0, 1, 0)
+
+
+def test_top_redraws_a_live_view_of_queues_topics_and_workers(processes, write_app, redis_url):
+    write_app("tasks", TASKS)
+    app = App(redis_url)
+    app.task(queue="reports", name="build")(lambda day: None).send_many(range(7))
+    app.publish("audit", {"x": 1})
+    run = processes.run("top", "tasks:app", "--interval", "0.2", "--iterations", "3")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("streamwork top — tasks:app") == 3
+    assert run.stdout.count("rates over 0.2s") == 3
+    [reports] = {line for line in run.stdout.splitlines() if line.startswith("reports ")}
+    assert reports.split()[1] == "7"  # READY
+    assert "audit" in run.stdout  # the topic, found through the registry
+    assert "WORKERS" in run.stdout
