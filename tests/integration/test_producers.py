@@ -196,3 +196,23 @@ async def test_send_with_key_async_and_delayed(app, client):
     assert again.is_duplicate and again.id == first.id
     assert client.zcard(app.keys("default").delayed) == 1
     assert entries(client, app) == []
+
+
+def test_producers_count_and_time_their_sends(app):
+    from prometheus_client import REGISTRY
+
+    def sent():
+        return REGISTRY.get_sample_value("streamwork_sent_total", {"queue": "billing"}) or 0
+
+    def timed():
+        return REGISTRY.get_sample_value("streamwork_send_seconds_count", {"queue": "billing"}) or 0
+
+    @app.task(queue="billing")
+    def charge(n): ...
+
+    before, batches = sent(), timed()
+    charge.send(1)
+    charge.send_many(range(10))
+    app.publish("billing", {"n": 1})  # a topic of the same name counts under its name too
+    assert sent() == before + 12
+    assert timed() == batches + 3

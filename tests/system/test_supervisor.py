@@ -264,3 +264,34 @@ def test_worker_survives_redis_going_away_and_loses_nothing(processes, write_app
         assert "Traceback" not in stderr
     finally:
         server.cleanup()
+
+
+def test_a_dead_process_leaves_no_stale_in_flight_gauge(processes, write_app, work, tmp_path):
+    write_app("jobs", APP)
+    _, task = work
+    port = free_port()
+    supervisor = processes.start(
+        "worker", "jobs:app", "-p", "1", "--metrics-port", str(port),
+        "--metrics-address", "127.0.0.1",
+    )  # fmt: skip
+
+    def in_flight():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return None
+        values = [
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("streamwork_tasks_in_flight{")
+        ]
+        return sum(values)
+
+    task.send(1, 60.0)
+    wait_until(lambda: in_flight() == 1.0, timeout=30)
+    [pid] = worker_pids(supervisor.pid)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: worker_pids(supervisor.pid) and pid not in worker_pids(supervisor.pid))
+    assert in_flight() == 0.0  # the killed process's live gauge went with it
+    supervisor.kill()
