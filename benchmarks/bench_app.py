@@ -1,0 +1,43 @@
+"""The app the benchmarks run: no-op tasks taking one small argument, and a topic.
+
+Worker processes started by benchmarks/run.py import it as `bench_app:app`; the namespace
+comes from $STREAMWORK_BENCH_NAMESPACE so a benchmark never touches other keys.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from streamwork import App, Message
+
+app = App(namespace=os.environ.get("STREAMWORK_BENCH_NAMESPACE", "swbench"))
+
+
+@app.task(queue="sync")
+def noop_sync(n: int) -> None:
+    pass
+
+
+@app.task(queue="async")
+async def noop_async(n: int) -> None:
+    pass
+
+
+@app.task(queue="latency", store_result=True, bind=True)
+async def timed(message: Message, sent_ns: int) -> int:
+    """Returns how long after its send the handler started, in nanoseconds."""
+    return time.time_ns() - sent_ns
+
+
+@app.task(queue="recovery", bind=True)
+def stuck_once(message: Message, marker: str) -> None:
+    """Records its start; the first run then hangs until its worker is killed."""
+    with open(marker, "a") as log:
+        log.write(f"{time.time()} {os.getpid()}\n")
+    if not message.redelivered:
+        time.sleep(3600)
+
+
+for group in ("billing", "shipping", "notify"):
+    app.subscriber("fanout", group=group)(lambda message: None)

@@ -1,0 +1,431 @@
+"""streamwork benchmarks: every figure as a ratio to a baseline measured in the same run.
+
+    python benchmarks/run.py                      # own redis-server on a free port, 3 runs
+    python benchmarks/run.py --redis-url URL      # an existing Redis (only our keys touched)
+    python benchmarks/run.py --runs 1 --tasks 20000 --json results.json
+
+It starts a private `redis-server` (no persistence) unless given --redis-url; everything it
+writes lives under a fresh namespace and is deleted at the end, so it never flushes anything
+it did not create. Baselines use redis-py + hiredis alone: single XADD round trips,
+pipelined XADD, and a drain loop of XREADGROUP COUNT n + XACK + XDEL by one consumer.
+Peers (Celery, RQ, Dramatiq, arq) are measured when installed: pip install -e '.[bench]'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+@dataclass
+class Result:
+    name: str
+    unit: str
+    values: list[float] = field(default_factory=list)
+    baseline: str | None = None
+    """The result this one is divided by (same run), for the ratio column."""
+    target: tuple[str, float] | None = None
+    """(">=" or "<=", threshold) on the ratio, or on the value when there is no baseline."""
+    higher_is_better: bool = True
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+
+class Bench:
+    """Runs scenarios against one Redis, under a namespace of its own."""
+
+    def __init__(self, url: str, tasks: int, singles: int) -> None:
+        self.url = url
+        self.tasks = tasks
+        self.singles = singles
+        self.namespace = f"swbench-{os.urandom(3).hex()}"
+        os.environ["STREAMWORK_BENCH_NAMESPACE"] = self.namespace
+        os.environ["STREAMWORK_REDIS_URL"] = url
+        self.redis = redis.Redis.from_url(url)
+        import bench_app
+
+        self.bench = bench_app
+        self.app = bench_app.app
+        self.results: dict[str, Result] = {}
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def record(self, name: str, unit: str, value: float, **meta: Any) -> None:
+        result = self.results.setdefault(name, Result(name, unit, **meta))
+        result.values.append(value)
+
+    def raw_key(self, name: str) -> str:
+        return f"{self.namespace}:raw:{{{name}}}"
+
+    def clean(self) -> None:
+        """Delete every key this benchmark created (SCAN of its own namespace only)."""
+        for key in self.redis.scan_iter(match=f"{self.namespace}:*", count=1000):
+            self.redis.delete(key)
+
+    def worker(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamwork", "worker", "bench_app:app", *args,
+             "--log-level", "warning"],
+            cwd=HERE,
+            env={**os.environ, "PYTHONPATH": str(HERE), **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.children.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 120.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.002)
+        raise TimeoutError("benchmark condition not reached")
+
+    def consumers(self, stream: str) -> int:
+        """Consumers registered on `stream` (Redis registers one at its first delivery)."""
+        try:
+            return sum(g["consumers"] for g in self.redis.xinfo_groups(stream))
+        except redis.ResponseError:
+            return 0
+
+    def groups(self, stream: str) -> int:
+        """Consumer groups on `stream`: a worker creates its group as it starts serving."""
+        try:
+            return len(self.redis.xinfo_groups(stream))
+        except redis.ResponseError:
+            return 0
+
+    def drained(self, queue: str) -> bool:
+        from streamwork.stats import queue_state
+
+        return queue_state(self.app, queue).is_empty
+
+    # -- baselines: redis-py + hiredis alone -------------------------------------------------
+
+    def payload(self) -> bytes:
+        """A message body of the same size as streamwork's for noop(n)."""
+        from streamwork import protocol
+
+        return protocol.encode(protocol.Envelope(id=protocol.new_id(), task="noop_sync",
+                                                 args=(12345,), enqueued_ms=protocol.now_ms()))
+
+    def raw_single_xadd(self) -> None:
+        key, body = self.raw_key("single"), self.payload()
+        started = time.perf_counter()
+        for _ in range(self.singles):
+            self.redis.xadd(key, {b"m": body})
+        self.record("raw XADD, one at a time", "msg/s", self.singles / (time.perf_counter() - started))
+        self.redis.delete(key)
+
+    def raw_pipelined_xadd(self) -> None:
+        key, body = self.raw_key("pipelined"), self.payload()
+        started = time.perf_counter()
+        for start in range(0, self.tasks, 1000):
+            pipe = self.redis.pipeline(transaction=False)
+            for _ in range(min(1000, self.tasks - start)):
+                pipe.xadd(key, {b"m": body})
+            pipe.execute()
+        self.record("raw XADD, pipelined x1000", "msg/s", self.tasks / (time.perf_counter() - started))
+        self.redis.delete(key)
+
+    def raw_drain(self) -> None:
+        key, body = self.raw_key("drain"), self.payload()
+        for start in range(0, self.tasks, 1000):
+            pipe = self.redis.pipeline(transaction=False)
+            for _ in range(min(1000, self.tasks - start)):
+                pipe.xadd(key, {b"m": body})
+            pipe.execute()
+        self.redis.xgroup_create(key, "g", id="0")
+        done = 0
+        started = time.perf_counter()
+        while True:
+            reply = self.redis.xreadgroup("g", "c", {key: ">"}, count=100)
+            if not reply:
+                break
+            ids = [entry_id for entry_id, _ in reply[0][1]]
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xack(key, "g", *ids)
+            pipe.xdel(key, *ids)
+            pipe.execute()
+            done += len(ids)
+        self.record("raw drain: XREADGROUP 100 + XACK + XDEL", "msg/s",
+                    done / (time.perf_counter() - started))
+        self.redis.delete(key)
+
+    # -- streamwork ------------------------------------------------------------------------
+
+    def sw_send(self) -> None:
+        started = time.perf_counter()
+        for n in range(self.singles):
+            self.bench.noop_sync.send(n)
+        self.record("task.send, one at a time", "task/s", self.singles / (time.perf_counter() - started),
+                    baseline="raw XADD, one at a time", target=(">=", 0.70))
+        self.app.purge("sync")
+
+    def sw_send_many(self) -> None:
+        before = self.redis.info("memory")["used_memory"]
+        started = time.perf_counter()
+        self.bench.noop_sync.send_many(range(self.tasks))
+        self.record("task.send_many", "task/s", self.tasks / (time.perf_counter() - started),
+                    baseline="raw XADD, pipelined x1000", target=(">=", 0.70))
+        used = self.redis.info("memory")["used_memory"] - before
+        self.record("Redis memory per queued task", "bytes", used / self.tasks,
+                    target=("<=", 200), higher_is_better=False)
+        self.app.purge("sync")
+
+    def sw_drain(self, queue: str, task: Any, label: str, target: float) -> None:
+        from streamwork import Worker, WorkerSettings
+
+        task.send_many(range(self.tasks))
+        worker = Worker(self.app, [queue], WorkerSettings(concurrency=100, block=0.1))
+        started = time.perf_counter()
+        asyncio.run(worker.run(burst=True))
+        self.record(f"drain, one process, {label} handlers", "task/s",
+                    worker.processed / (time.perf_counter() - started),
+                    baseline="raw drain: XREADGROUP 100 + XACK + XDEL", target=(">=", target))
+
+    def sw_drain_sync(self) -> None:
+        self.sw_drain("sync", self.bench.noop_sync, "sync", 0.35)
+
+    def sw_drain_async(self) -> None:
+        self.sw_drain("async", self.bench.noop_async, "async", 0.50)
+
+    def sw_drain_processes(self) -> None:
+        stream = self.app.keys("async").stream
+        for processes in (1, 2):
+            self.bench.noop_async.send_many(range(self.tasks))
+            worker = self.worker("-q", "async", "--burst", "-p", str(processes), "-c", "100")
+            # From the first consumer's first read (process start-up excluded) to empty.
+            self.wait_for(lambda: self.consumers(stream) >= 1)
+            started = time.perf_counter()
+            self.wait_for(lambda: self.drained("async"), timeout=600)
+            elapsed = time.perf_counter() - started
+            worker.wait(60)
+            name = f"streamwork worker --processes {processes}, async"
+            meta: dict[str, Any] = {}
+            if processes == 2:
+                meta = {"baseline": "streamwork worker --processes 1, async", "target": (">=", 1.6)}
+            self.record(name, "task/s", self.tasks / elapsed, **meta)
+
+    def sw_latency(self, samples: int = 1000) -> None:
+        worker = self.worker("-q", "latency", "-p", "1")
+        self.bench.timed.send(time.time_ns()).result(timeout=60)  # waits for the worker
+        starts, completions = [], []
+        for _ in range(samples):
+            sent = time.time_ns()
+            starts.append(self.bench.timed.send(sent).result(timeout=10) / 1e6)
+            completions.append((time.time_ns() - sent) / 1e6)
+        self.stop(worker)
+        for what, values in (("handler start", starts), ("completion", completions)):
+            values.sort()
+            for label, value, target in (
+                ("p50", values[len(values) // 2], 1.0 if what == "handler start" else None),
+                ("p99", values[int(len(values) * 0.99)], 5.0 if what == "handler start" else None),
+                ("max", values[-1], None),
+            ):
+                self.record(f"idle latency send → {what} {label}", "ms", value,
+                            target=("<=", target) if target else None, higher_is_better=False)
+
+    def sw_fanout(self) -> None:
+        events = max(1000, self.tasks // 4)
+        stream = self.app.topic_keys("fanout").stream
+        worker = self.worker("-t", "fanout", "-p", "1", "-c", "100")
+        self.wait_for(lambda: self.groups(stream) >= 3)
+        from streamwork.stats import topic_states
+
+        def caught_up() -> bool:
+            [state] = topic_states(self.app, ["fanout"])
+            return all(g.lag == 0 and g.pending == 0 for g in state.groups)
+
+        started = time.perf_counter()
+        self.app.publish_many("fanout", range(events))
+        self.wait_for(caught_up, timeout=600)
+        self.record("topic fan-out to 3 groups, deliveries", "msg/s",
+                    3 * events / (time.perf_counter() - started))
+        self.stop(worker)
+        self.redis.delete(stream)
+
+    def sw_recovery(self, visibility: float = 2.0) -> None:
+        marker = HERE / f".recovery-{self.namespace}"
+        marker.unlink(missing_ok=True)
+        options = ("-q", "recovery", "-p", "1", "--visibility-timeout", str(visibility))
+        first = self.worker(*options)
+        second = self.worker(*options)
+        self.bench.stuck_once.send(str(marker))
+        self.wait_for(lambda: marker.exists() and marker.read_text().strip())
+        child = int(marker.read_text().split()[1])
+        time.sleep(1.0)  # both workers are serving by now
+        killed = time.time()
+        os.kill(child, signal.SIGKILL)
+        first.kill()
+        first.wait()
+        self.wait_for(lambda: len(marker.read_text().splitlines()) >= 2, timeout=60)
+        recovered = float(marker.read_text().splitlines()[1].split()[0])
+        self.record("recovery after SIGKILL / visibility timeout", "x", (recovered - killed) / visibility,
+                    target=("<=", 1.6), higher_is_better=False)
+        self.stop(second)
+        marker.unlink(missing_ok=True)
+
+    def sw_memory(self) -> None:
+        worker = self.worker("-q", "sync", "-p", "1", "-c", "100")
+        stream = self.app.keys("sync").stream
+        self.wait_for(lambda: self.groups(stream) >= 1)
+        time.sleep(1.0)  # let the idle process settle before reading its memory
+        child = _children(worker.pid)[0]
+        idle = _rss_mb(child)
+        self.bench.noop_sync.send_many(range(self.tasks))
+        self.wait_for(lambda: self.drained("sync"), timeout=600)
+        after = _rss_mb(child)
+        self.stop(worker)
+        self.record("idle worker process RSS", "MB", idle, target=("<=", 60), higher_is_better=False)
+        self.record(f"worker RSS growth over {self.tasks} tasks", "MB", after - idle,
+                    target=("<=", 5), higher_is_better=False)
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        pids = [int(p) for p in f.read().split()]
+    return [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+SCENARIOS = {
+    "baselines": ["raw_single_xadd", "raw_pipelined_xadd", "raw_drain"],
+    "send": ["sw_send", "sw_send_many"],
+    "drain": ["sw_drain_sync", "sw_drain_async", "sw_drain_processes"],
+    "latency": ["sw_latency"],
+    "fanout": ["sw_fanout"],
+    "recovery": ["sw_recovery"],
+    "memory": ["sw_memory"],
+}
+
+
+def table(results: dict[str, Result]) -> list[dict[str, Any]]:
+    rows = []
+    for result in results.values():
+        ratio = None
+        if result.baseline and result.baseline in results:
+            ratio = result.median / results[result.baseline].median
+        verdict = ""
+        if result.target:
+            op, threshold = result.target
+            measured = ratio if ratio is not None else result.median
+            verdict = "ok" if (measured >= threshold if op == ">=" else measured <= threshold) else "MISS"
+        rows.append({
+            "scenario": result.name, "unit": result.unit, "median": result.median,
+            "min": min(result.values), "max": max(result.values), "runs": len(result.values),
+            "baseline": result.baseline, "ratio": ratio,
+            "target": f"{result.target[0]} {result.target[1]:g}" if result.target else None,
+            "verdict": verdict,
+        })  # fmt: skip
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(f"{'scenario':<52} {'median':>11} {'min':>11} {'max':>11} {'unit':<6} "
+          f"{'ratio':>7} {'target':>8} {'':>4}")
+    for row in rows:
+        ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else ""
+        print(f"{row['scenario']:<52} {row['median']:>11,.1f} {row['min']:>11,.1f} "
+              f"{row['max']:>11,.1f} {row['unit']:<6} {ratio:>7} {row['target'] or '':>8} "
+              f"{row['verdict']:>4}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--redis-url", help="use this Redis instead of starting one")
+    parser.add_argument("--runs", type=int, default=3, help="runs per scenario (default 3)")
+    parser.add_argument("--tasks", type=int, default=100_000, help="tasks per drain (100000)")
+    parser.add_argument("--singles", type=int, default=5_000,
+                        help="sends in the one-at-a-time scenarios (5000)")
+    parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="scenario groups")
+    parser.add_argument("--no-peers", action="store_true", help="skip Celery, RQ, Dramatiq, arq")
+    parser.add_argument("--json", default=str(HERE / "results" / "latest.json"),
+                        help="where to write the results (default benchmarks/results/latest.json)")
+    args = parser.parse_args()
+
+    server = None
+    url = args.redis_url
+    if url is None:
+        from streamwork.testing import RedisServer
+
+        server = RedisServer().start()
+        url = server.url
+    bench = Bench(url, args.tasks, args.singles)
+    groups = ["baselines", *(args.only or [g for g in SCENARIOS if g != "baselines"])]
+    started = time.monotonic()
+    try:
+        for run in range(args.runs):
+            for group in groups:
+                for name in SCENARIOS[group]:
+                    print(f"run {run + 1}/{args.runs}: {name}", file=sys.stderr, flush=True)
+                    getattr(bench, name)()
+        if not args.no_peers:
+            import peers
+
+            peers.run_all(bench, args.runs)
+    finally:
+        for child in bench.children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        bench.clean()
+        if server is not None:
+            server.cleanup()
+    rows = table(bench.results)
+    print_table(rows)
+    machine = {
+        "python": platform.python_version(), "platform": platform.platform(),
+        "cpus": os.cpu_count(), "redis": redis.Redis.from_url(url).info()["redis_version"]
+        if server is None else server_version(),
+        "seconds": round(time.monotonic() - started, 1),
+    }  # fmt: skip
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"machine": machine, "results": rows}, indent=2))
+    print(f"\n{machine}\nwrote {args.json}")
+
+
+def server_version() -> str:
+    out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+    return out.split("v=")[1].split()[0] if "v=" in out else out.strip()
+
+
+if __name__ == "__main__":
+    main()
