@@ -137,15 +137,20 @@ class Bench:
         """A message body of the same size as streamwork's for noop(n)."""
         from streamwork import protocol
 
-        return protocol.encode(protocol.Envelope(id=protocol.new_id(), task="noop_sync",
-                                                 args=(12345,), enqueued_ms=protocol.now_ms()))
+        return protocol.encode(
+            protocol.Envelope(
+                id=protocol.new_id(), task="noop_sync", args=(12345,), enqueued_ms=protocol.now_ms()
+            )
+        )
 
     def raw_single_xadd(self) -> None:
         key, body = self.raw_key("single"), self.payload()
         started = time.perf_counter()
         for _ in range(self.singles):
             self.redis.xadd(key, {b"m": body})
-        self.record("raw XADD, one at a time", "msg/s", self.singles / (time.perf_counter() - started))
+        self.record(
+            "raw XADD, one at a time", "msg/s", self.singles / (time.perf_counter() - started)
+        )
         self.redis.delete(key)
 
     def raw_pipelined_xadd(self) -> None:
@@ -156,7 +161,9 @@ class Bench:
             for _ in range(min(1000, self.tasks - start)):
                 pipe.xadd(key, {b"m": body})
             pipe.execute()
-        self.record("raw XADD, pipelined x1000", "msg/s", self.tasks / (time.perf_counter() - started))
+        self.record(
+            "raw XADD, pipelined x1000", "msg/s", self.tasks / (time.perf_counter() - started)
+        )
         self.redis.delete(key)
 
     def raw_drain(self) -> None:
@@ -179,8 +186,11 @@ class Bench:
             pipe.xdel(key, *ids)
             pipe.execute()
             done += len(ids)
-        self.record("raw drain: XREADGROUP 100 + XACK + XDEL", "msg/s",
-                    done / (time.perf_counter() - started))
+        self.record(
+            "raw drain: XREADGROUP 100 + XACK + XDEL",
+            "msg/s",
+            done / (time.perf_counter() - started),
+        )
         self.redis.delete(key)
 
     # -- streamwork ------------------------------------------------------------------------
@@ -189,19 +199,34 @@ class Bench:
         started = time.perf_counter()
         for n in range(self.singles):
             self.bench.noop_sync.send(n)
-        self.record("task.send, one at a time", "task/s", self.singles / (time.perf_counter() - started),
-                    baseline="raw XADD, one at a time", target=(">=", 0.70))
+        self.record(
+            "task.send, one at a time",
+            "task/s",
+            self.singles / (time.perf_counter() - started),
+            baseline="raw XADD, one at a time",
+            target=(">=", 0.70),
+        )
         self.app.purge("sync")
 
     def sw_send_many(self) -> None:
         before = self.redis.info("memory")["used_memory"]
         started = time.perf_counter()
         self.bench.noop_sync.send_many(range(self.tasks))
-        self.record("task.send_many", "task/s", self.tasks / (time.perf_counter() - started),
-                    baseline="raw XADD, pipelined x1000", target=(">=", 0.70))
+        self.record(
+            "task.send_many",
+            "task/s",
+            self.tasks / (time.perf_counter() - started),
+            baseline="raw XADD, pipelined x1000",
+            target=(">=", 0.70),
+        )
         used = self.redis.info("memory")["used_memory"] - before
-        self.record("Redis memory per queued task", "bytes", used / self.tasks,
-                    target=("<=", 200), higher_is_better=False)
+        self.record(
+            "Redis memory per queued task",
+            "bytes",
+            used / self.tasks,
+            target=("<=", 200),
+            higher_is_better=False,
+        )
         self.app.purge("sync")
 
     def sw_drain(self, queue: str, task: Any, label: str, target: float) -> None:
@@ -211,9 +236,13 @@ class Bench:
         worker = Worker(self.app, [queue], WorkerSettings(concurrency=100, block=0.1))
         started = time.perf_counter()
         asyncio.run(worker.run(burst=True))
-        self.record(f"drain, one process, {label} handlers", "task/s",
-                    worker.processed / (time.perf_counter() - started),
-                    baseline="raw drain: XREADGROUP 100 + XACK + XDEL", target=(">=", target))
+        self.record(
+            f"drain, one process, {label} handlers",
+            "task/s",
+            worker.processed / (time.perf_counter() - started),
+            baseline="raw drain: XREADGROUP 100 + XACK + XDEL",
+            target=(">=", target),
+        )
 
     def sw_drain_sync(self) -> None:
         self.sw_drain("sync", self.bench.noop_sync, "sync", 0.35)
@@ -254,8 +283,13 @@ class Bench:
                 ("p99", values[int(len(values) * 0.99)], 5.0 if what == "handler start" else None),
                 ("max", values[-1], None),
             ):
-                self.record(f"idle latency send → {what} {label}", "ms", value,
-                            target=("<=", target) if target else None, higher_is_better=False)
+                self.record(
+                    f"idle latency send → {what} {label}",
+                    "ms",
+                    value,
+                    target=("<=", target) if target else None,
+                    higher_is_better=False,
+                )
 
     def sw_fanout(self) -> None:
         events = max(1000, self.tasks // 4)
@@ -271,8 +305,11 @@ class Bench:
         started = time.perf_counter()
         self.app.publish_many("fanout", range(events))
         self.wait_for(caught_up, timeout=600)
-        self.record("topic fan-out to 3 groups, deliveries", "msg/s",
-                    3 * events / (time.perf_counter() - started))
+        self.record(
+            "topic fan-out to 3 groups, deliveries",
+            "msg/s",
+            3 * events / (time.perf_counter() - started),
+        )
         self.stop(worker)
         self.redis.delete(stream)
 
@@ -292,8 +329,13 @@ class Bench:
         first.wait()
         self.wait_for(lambda: len(marker.read_text().splitlines()) >= 2, timeout=60)
         recovered = float(marker.read_text().splitlines()[1].split()[0])
-        self.record("recovery after SIGKILL / visibility timeout", "x", (recovered - killed) / visibility,
-                    target=("<=", 1.6), higher_is_better=False)
+        self.record(
+            "recovery after SIGKILL / visibility timeout",
+            "x",
+            (recovered - killed) / visibility,
+            target=("<=", 1.6),
+            higher_is_better=False,
+        )
         self.stop(second)
         marker.unlink(missing_ok=True)
 
@@ -308,9 +350,16 @@ class Bench:
         self.wait_for(lambda: self.drained("sync"), timeout=600)
         after = _rss_mb(child)
         self.stop(worker)
-        self.record("idle worker process RSS", "MB", idle, target=("<=", 60), higher_is_better=False)
-        self.record(f"worker RSS growth over {self.tasks} tasks", "MB", after - idle,
-                    target=("<=", 5), higher_is_better=False)
+        self.record(
+            "idle worker process RSS", "MB", idle, target=("<=", 60), higher_is_better=False
+        )
+        self.record(
+            f"worker RSS growth over {self.tasks} tasks",
+            "MB",
+            after - idle,
+            target=("<=", 5),
+            higher_is_better=False,
+        )
 
 
 def _children(pid: int) -> list[int]:
@@ -347,7 +396,9 @@ def table(results: dict[str, Result]) -> list[dict[str, Any]]:
         if result.target:
             op, threshold = result.target
             measured = ratio if ratio is not None else result.median
-            verdict = "ok" if (measured >= threshold if op == ">=" else measured <= threshold) else "MISS"
+            verdict = (
+                "ok" if (measured >= threshold if op == ">=" else measured <= threshold) else "MISS"
+            )
         rows.append({
             "scenario": result.name, "unit": result.unit, "median": result.median,
             "min": min(result.values), "max": max(result.values), "runs": len(result.values),
@@ -359,13 +410,17 @@ def table(results: dict[str, Result]) -> list[dict[str, Any]]:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"{'scenario':<52} {'median':>11} {'min':>11} {'max':>11} {'unit':<6} "
-          f"{'ratio':>7} {'target':>8} {'':>4}")
+    print(
+        f"{'scenario':<52} {'median':>11} {'min':>11} {'max':>11} {'unit':<6} "
+        f"{'ratio':>7} {'target':>8} {'':>4}"
+    )
     for row in rows:
         ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else ""
-        print(f"{row['scenario']:<52} {row['median']:>11,.1f} {row['min']:>11,.1f} "
-              f"{row['max']:>11,.1f} {row['unit']:<6} {ratio:>7} {row['target'] or '':>8} "
-              f"{row['verdict']:>4}")
+        print(
+            f"{row['scenario']:<52} {row['median']:>11,.1f} {row['min']:>11,.1f} "
+            f"{row['max']:>11,.1f} {row['unit']:<6} {ratio:>7} {row['target'] or '':>8} "
+            f"{row['verdict']:>4}"
+        )
 
 
 def main() -> None:
@@ -373,12 +428,16 @@ def main() -> None:
     parser.add_argument("--redis-url", help="use this Redis instead of starting one")
     parser.add_argument("--runs", type=int, default=3, help="runs per scenario (default 3)")
     parser.add_argument("--tasks", type=int, default=100_000, help="tasks per drain (100000)")
-    parser.add_argument("--singles", type=int, default=5_000,
-                        help="sends in the one-at-a-time scenarios (5000)")
+    parser.add_argument(
+        "--singles", type=int, default=5_000, help="sends in the one-at-a-time scenarios (5000)"
+    )
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="scenario groups")
     parser.add_argument("--no-peers", action="store_true", help="skip Celery, RQ, Dramatiq, arq")
-    parser.add_argument("--json", default=str(HERE / "results" / "latest.json"),
-                        help="where to write the results (default benchmarks/results/latest.json)")
+    parser.add_argument(
+        "--json",
+        default=str(HERE / "results" / "latest.json"),
+        help="where to write the results (default benchmarks/results/latest.json)",
+    )
     args = parser.parse_args()
 
     server = None

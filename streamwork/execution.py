@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -65,8 +65,9 @@ class Run:
 
     def timed(self, outcome: Outcome) -> Outcome:
         """`outcome` with this run's wait and run times, for the queue's stats."""
-        run_ms = int((time.monotonic() - self.started) * 1000)
-        return replace(outcome, wait_ms=self.wait_ms, run_ms=run_ms)
+        outcome.wait_ms = self.wait_ms
+        outcome.run_ms = int((time.monotonic() - self.started) * 1000)
+        return outcome
 
 
 class Runner:
@@ -347,11 +348,8 @@ class Runner:
             task=UNKNOWN_TASK if task is None else task.name,
         )
         if task is not None and task.options.store_result:
-            outcome = replace(
-                outcome,
-                result_key=task.keys.result(envelope.id),
-                result=_error_result(error_type, error),
-            )
+            outcome.result_key = task.keys.result(envelope.id)
+            outcome.result = _error_result(error_type, error)
         return outcome
 
 

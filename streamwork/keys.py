@@ -123,6 +123,11 @@ class Source:
     """Where a new consumer group starts: "0" (every retained entry) or "$" (new ones only)."""
     namespace: str = "sw"
 
+    def __hash__(self) -> int:
+        # Sources key the worker's per-message dicts: hash the two fields that tell them
+        # apart (a stream, as one group reads it) instead of all eleven.
+        return hash((self.stream, self.group))
+
 
 def queue_source(namespace: str, queue: str) -> Source:
     keys = QueueKeys(namespace, queue)

@@ -78,7 +78,7 @@ class Message:
         """The subscriber group it was delivered to (None for a task)."""
         self._decide = decide
         self._decision: str | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock() if decide is not None else None
 
     @property
     def redelivered(self) -> bool:
@@ -104,6 +104,7 @@ class Message:
                 "this message is not in manual ack mode: declare the task with "
                 "ack_mode='manual' to ack or nack it"
             )
+        assert self._lock is not None  # created with `decide`
         with self._lock:
             if self._decision is not None:
                 raise StreamworkError(f"message {self.id} was already {self._decision}ed")

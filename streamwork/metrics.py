@@ -109,24 +109,47 @@ def labels_of(source: Source) -> tuple[str, str]:
     return source.name, ""
 
 
+class _RunMetrics:
+    """The labelled children for one (source, task): looked up once, not per message."""
+
+    def __init__(self, source: Source, task: str) -> None:
+        queue, group = labels_of(source)
+        labels = (queue, group, task)
+        self.started = STARTED.labels(*labels)
+        self.failed = FAILED.labels(*labels)
+        self.wait = WAIT_TIME.labels(*labels)
+        self.run = RUN_TIME.labels(*labels)
+        self.in_flight = IN_FLIGHT.labels(queue, group)
+        self.outcomes = {kind: metric.labels(*labels) for kind, metric in _OUTCOMES.items()}
+
+
+_RUN_METRICS: dict[tuple[Source, str], _RunMetrics] = {}
+
+
+def _run_metrics(source: Source, task: str) -> _RunMetrics:
+    found = _RUN_METRICS.get((source, task))
+    if found is None:
+        found = _RUN_METRICS[(source, task)] = _RunMetrics(source, task)
+    return found
+
+
 def run_started(source: Source, task: str, wait_seconds: float) -> None:
-    queue, group = labels_of(source)
-    STARTED.labels(queue, group, task).inc()
-    WAIT_TIME.labels(queue, group, task).observe(wait_seconds)
-    IN_FLIGHT.labels(queue, group).inc()
+    found = _run_metrics(source, task)
+    found.started.inc()
+    found.wait.observe(wait_seconds)
+    found.in_flight.inc()
 
 
 def run_ended(source: Source, task: str, run_seconds: float, is_failure: bool) -> None:
-    queue, group = labels_of(source)
-    RUN_TIME.labels(queue, group, task).observe(run_seconds)
-    IN_FLIGHT.labels(queue, group).dec()
+    found = _run_metrics(source, task)
+    found.run.observe(run_seconds)
+    found.in_flight.dec()
     if is_failure:
-        FAILED.labels(queue, group, task).inc()
+        found.failed.inc()
 
 
 def outcome_written(source: Source, task: str, kind: str) -> None:
-    queue, group = labels_of(source)
-    _OUTCOMES[kind].labels(queue, group, task).inc()
+    _run_metrics(source, task).outcomes[kind].inc()
 
 
 def sent(queue: str, count: int, seconds: float) -> None:

@@ -100,11 +100,18 @@ def _unpack(raw: Any) -> Any:
         raise DecodeError(f"not valid msgpack: {exc}") from None
 
 
-def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any) -> Any:
-    value = body.get(name, default)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        raise DecodeError(f"field {name!r} has the wrong type: {type(value).__name__}")
-    return value
+_FIELDS: dict[str, tuple[type, Any]] = {
+    "id": (str, None),
+    "task": (str, ""),
+    "topic": (str, ""),
+    "args": (list, list),
+    "kwargs": (dict, dict),
+    "headers": (dict, dict),
+    "ts": (int, 0),
+    "attempt": (int, 1),
+    "ff": (int, None),
+}
+"""Each wire field's type and its default when absent (list and dict: a fresh one)."""
 
 
 def decode(raw: Any) -> Envelope:
@@ -119,18 +126,30 @@ def decode(raw: Any) -> Envelope:
         raise DecodeError("message has no 'id' field")
     if "task" not in body and "topic" not in body:
         raise DecodeError("message has neither a 'task' nor a 'topic' field")
-    first_failure = body.get("ff")
+    fields = {
+        name: body[name] if name in body else (default() if default in (list, dict) else default)
+        for name, (_, default) in _FIELDS.items()
+    }
+    for name, value in fields.items():
+        kind = _FIELDS[name][0]
+        # bool is an int in Python, never a count or a time on the wire
+        if type(value) is not kind and not (
+            isinstance(value, kind) and not isinstance(value, bool)
+        ):
+            if value is None and name == "ff":
+                continue
+            raise DecodeError(f"field {name!r} has the wrong type: {type(value).__name__}")
     return Envelope(
-        id=_field(body, "id", str, None),
-        task=_field(body, "task", str, ""),
-        topic=_field(body, "topic", str, ""),
+        id=fields["id"],
+        task=fields["task"],
+        topic=fields["topic"],
         payload=body.get("payload"),
-        args=tuple(_field(body, "args", list, [])),
-        kwargs=_field(body, "kwargs", dict, {}),
-        headers=_field(body, "headers", dict, {}),
-        enqueued_ms=_field(body, "ts", int, 0),
-        attempt=_field(body, "attempt", int, 1),
-        first_failure_ms=None if first_failure is None else _field(body, "ff", int, None),
+        args=tuple(fields["args"]),
+        kwargs=fields["kwargs"],
+        headers=fields["headers"],
+        enqueued_ms=fields["ts"],
+        attempt=fields["attempt"],
+        first_failure_ms=fields["ff"],
     )
 
 

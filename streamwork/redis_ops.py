@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import msgpack
 import redis.exceptions
 
 from .keys import QueueKeys, Source
@@ -27,6 +28,7 @@ _SCRIPT_NAMES = (
     "replay",
     "purge",
     "trim_topic",
+    "add_many",
 )
 
 
@@ -41,7 +43,7 @@ UNKNOWN_TASK = "(unknown)"
 """The task label of entries that name no handler: bad input must not add label values."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     """What one run of a message decided, to be written together with its XACK."""
 
@@ -76,34 +78,34 @@ class Scripts:
         result_ttl_ms: int,
     ) -> Any:
         """Write `outcomes` and XACK their entries; one 1 (written) or 0 (lost) per outcome."""
-        keys = [
-            source.stream,
-            source.delayed,
-            source.dead_letters,
-            source.stats,
-        ]
-        args: list[Any] = [
-            source.group,
-            consumer,
-            "1" if is_pending else "0",
-            "1" if source.deletes_on_ack else "0",
-            result_ttl_ms,
-        ]
+        keys = [source.stream, source.delayed, source.dead_letters, source.stats]
+        rows = []
         for outcome in outcomes:
             index = 0
             if outcome.result_key is not None:
                 keys.append(outcome.result_key)
                 index = len(keys)
-            args += [
-                outcome.kind,
-                outcome.entry_id,
-                outcome.data,
-                outcome.due_ms,
-                index,
-                outcome.result,
-                outcome.wait_ms,
-                outcome.run_ms,
-            ]
+            rows.append(
+                (
+                    outcome.kind,
+                    outcome.entry_id,
+                    outcome.data,
+                    outcome.due_ms,
+                    index,
+                    outcome.result,
+                    outcome.wait_ms,
+                    outcome.run_ms,
+                )
+            )
+        args = [
+            source.group,
+            consumer,
+            "1" if is_pending else "0",
+            "1" if source.deletes_on_ack else "0",
+            result_ttl_ms,
+            # Redis's Lua cmsgpack reads msgpack's older raw type, not bin.
+            msgpack.packb(rows, use_bin_type=False),
+        ]
         return self._scripts["settle"](keys=keys, args=args)
 
     def move_due(self, delayed: str, ready: str, now_ms: int, limit: int = 500) -> Any:
@@ -157,6 +159,15 @@ class Scripts:
             keys=[stream],
             args=[max_len or 0, f"{oldest_ms or 0}-0", "1" if drop_unread else "0"],
         )
+
+    def add_many(self, stream: str, bodies: Sequence[bytes]) -> Any:
+        """XADD many messages to one stream in one command; returns how many."""
+        return self._scripts["add_many"](keys=[stream], args=bodies)
+
+
+def schedule_many(client: Any, delayed: str, bodies: Sequence[bytes], due_ms: int) -> Any:
+    """ZADD many messages, all due at `due_ms`, in one command."""
+    return client.zadd(delayed, dict.fromkeys(bodies, due_ms))
 
 
 def append(client: Any, stream: str, body: bytes) -> Any:

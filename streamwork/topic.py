@@ -149,9 +149,7 @@ def publish_many(
     with app.translate_errors():
         app.register_topic_sync(topic)
         for start in range(0, len(encoded), PUBLISH_BATCH):
-            pipe = app.redis.pipeline(transaction=False)
-            for _, body in encoded[start : start + PUBLISH_BATCH]:
-                redis_ops.append(pipe, keys.stream, body)
-            pipe.execute()
+            bodies = [body for _, body in encoded[start : start + PUBLISH_BATCH]]
+            app.scripts.add_many(keys.stream, bodies)
     metrics.sent(topic, len(encoded), time.perf_counter() - started)
     return [event_id for event_id, _ in encoded]

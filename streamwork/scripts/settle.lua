@@ -11,7 +11,9 @@
 --           "0": they were acknowledged on receipt (ack mode auto) — write outcomes only
 -- ARGV[4]   "1": XDEL each acknowledged entry (queues: a stream holds backlog + in-flight only)
 -- ARGV[5]   result time-to-live in milliseconds
--- ARGV[6..] eight values per outcome:
+-- ARGV[6]   the outcomes, msgpack-encoded (one argument instead of eight per outcome keeps
+--           the client's command packing off the hot path): an array of arrays of
+--           eight values each:
 --           kind ("ack" | "done" | "retry" | "dead"), entry id, data, score, result key index,
 --           result, wait ms (queued before the run), run ms (-1: no handler ran)
 --             ack:   acknowledge on receipt (ack mode auto); the run's outcome comes later
@@ -32,10 +34,10 @@ local ttl = tonumber(ARGV[5])
 local written = {}
 local totals = {ack = 0, done = 0, retry = 0, dead = 0, runs = 0, wait_ms = 0, run_ms = 0}
 
-for i = 6, #ARGV, 8 do
-    local kind, id, data, score = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-    local result_key, result = tonumber(ARGV[i + 4]), ARGV[i + 5]
-    local wait_ms, run_ms = tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
+for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
+    local kind, id, data, score = outcome[1], outcome[2], outcome[3], outcome[4]
+    local result_key, result = outcome[5], outcome[6]
+    local wait_ms, run_ms = outcome[7], outcome[8]
     local owned = true
     if pending then
         local entry = redis.call("XPENDING", KEYS[1], group, id, id, 1)[1]
