@@ -74,6 +74,12 @@ class Bench:
         result = self.results.setdefault(name, Result(name, unit, **meta))
         result.values.append(value)
 
+    def compare(self, name: str, numerator: str, denominator: str, target: float) -> None:
+        """A ratio row: the median of one result over another's (same run)."""
+        if numerator in self.results and denominator in self.results:
+            ratio = self.results[numerator].median / self.results[denominator].median
+            self.results[name] = Result(name, "x", [ratio], target=(">=", target))
+
     def raw_key(self, name: str) -> str:
         return f"{self.namespace}:raw:{{{name}}}"
 
