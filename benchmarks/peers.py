@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,11 +34,12 @@ def installed(peer: str) -> bool:
 class Peer:
     """How to enqueue to, drain and serve one peer."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, bench: Any) -> None:
         import peer_apps
 
         self.name = name
         self.apps = peer_apps
+        self.stop = bench.stop
 
     # enqueue one at a time
     def enqueue(self, count: int, fn: str = "noop", arg: Any = None) -> None:
@@ -127,14 +127,6 @@ class Peer:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
-    def stop(self, process: subprocess.Popen[bytes]) -> None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
     def latency_ms(self, samples: int) -> list[float]:
         apps = self.apps
         process = self.serve()
@@ -163,7 +155,7 @@ def run_all(bench: Any, runs: int) -> None:
                 f"peer {name}: not installed, skipped (pip install -e '.[bench]')", file=sys.stderr
             )
             continue
-        peer = Peer(name)
+        peer = Peer(name, bench)
         for run in range(runs):
             print(f"run {run + 1}/{runs}: peer {name}", file=sys.stderr, flush=True)
             try:

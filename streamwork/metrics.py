@@ -265,29 +265,27 @@ class QueueCollector:
             labels=["queue"],
         )
         now_ms = time.time() * 1000
+
+        def add(key: list[str], backlog: int | None, state: Any, delayed: int) -> None:
+            values = {
+                "backlog": backlog,  # None: Redis cannot tell a group's lag after trims
+                "pending": state.pending,
+                "delayed": delayed,
+                "dead_letters": state.dead_letters,
+                "oldest_pending_age_seconds": _age(state.oldest_pending_ms, now_ms),
+                "consumers": state.consumers,
+            }
+            for name, value in values.items():
+                if value is not None:
+                    family[name].add_metric(key, value)
+
         for queue in queues:
-            key = [queue.queue, ""]
-            family["backlog"].add_metric(key, queue.ready)
-            family["pending"].add_metric(key, queue.pending)
-            family["delayed"].add_metric(key, queue.delayed)
-            family["dead_letters"].add_metric(key, queue.dead_letters)
-            family["oldest_pending_age_seconds"].add_metric(
-                key, _age(queue.oldest_pending_ms, now_ms)
-            )
+            add([queue.queue, ""], queue.ready, queue, queue.delayed)
             added.add_metric([queue.queue], queue.added)
         for topic in topics:
             added.add_metric([topic.topic], topic.added)
             for group in topic.groups:
-                key = [topic.topic, group.group]
-                if group.lag is not None:
-                    family["backlog"].add_metric(key, group.lag)
-                family["pending"].add_metric(key, group.pending)
-                family["delayed"].add_metric(key, group.retrying)
-                family["dead_letters"].add_metric(key, group.dead_letters)
-                family["oldest_pending_age_seconds"].add_metric(
-                    key, _age(group.oldest_pending_ms, now_ms)
-                )
-                family["consumers"].add_metric(key, group.consumers)
+                add([topic.topic, group.group], group.lag, group, group.retrying)
         yield from family.values()
         yield added
 
