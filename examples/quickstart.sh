@@ -22,14 +22,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-install_redis_server() {
-    if command -v redis-server >/dev/null; then return 0; fi
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "== installing Debian's redis-server package (the tests start their own servers)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-    else
-        return 1
+# Install Debian packages (as root with apt) without starting their system services.
+install_packages() {
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then return 1; fi
+    echo "== installing Debian packages: $*"
+    local added_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        added_policy=1
     fi
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    local status=$?
+    if [ -n "$added_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+    return $status
+}
+
+install_redis_server() {
+    command -v redis-server >/dev/null || install_packages redis-server
 }
 
 answers() {
@@ -63,7 +72,13 @@ if [ -n "${start_private:-}" ]; then
     echo "== started a private redis-server on 127.0.0.1:$port (pid $server_pid)"
 fi
 
-install_redis_server || echo "note: redis-server is not installed; the test suite needs it (apt-get install redis-server)"
+# The test suite starts its own redis-server and prometheus processes: have the binaries.
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v prometheus >/dev/null || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ] && ! install_packages "${missing[@]}"; then
+    echo "note: the test suite needs ${missing[*]} (apt-get install ${missing[*]})"
+fi
 
 cd examples
 echo
