@@ -10,17 +10,20 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 import redis.exceptions
 
 from .errors import ConfigurationError, ConnectionFailed
 
 DEFAULT_URL = "redis://localhost:6379/0"
 URL_ENV = "STREAMWORK_REDIS_URL"
-_SCHEMES = ("redis", "rediss", "unix")
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
 def resolve_url(url: str | None) -> str:
@@ -30,7 +33,7 @@ def resolve_url(url: str | None) -> str:
     if scheme not in _SCHEMES:
         raise ConfigurationError(
             f"unsupported Redis URL {redact(chosen)!r}: it must start with redis://, "
-            "rediss:// or unix://"
+            "rediss://, unix:// or redis+cluster://"
         )
     return chosen
 
@@ -54,13 +57,42 @@ def redact(url: str) -> str:
 
 
 _OPTIONS = {"socket_connect_timeout": 5, "health_check_interval": 30}
+_CLUSTER_OPTIONS = {"socket_connect_timeout": 5}
+_is_cluster: dict[str, bool] = {}
 
 
-def sync_client(url: str) -> redis.Redis:
+def is_cluster(url: str) -> bool:
+    """Whether `url` is a Redis Cluster: `redis+cluster://` says so, else INFO tells
+    (`cluster_enabled:1`), asked once per URL. An unreachable server counts as not a cluster
+    here; the client made for it then reports the connection error."""
+    if "+cluster://" in url:
+        return True
+    if url not in _is_cluster:
+        probe = redis.Redis.from_url(url, socket_connect_timeout=5)
+        try:
+            _is_cluster[url] = bool(probe.info("cluster").get("cluster_enabled"))
+        except redis.exceptions.RedisError:
+            return False
+        finally:
+            probe.close()
+    return _is_cluster[url]
+
+
+def _plain(url: str) -> str:
+    return url.replace("+cluster://", "://", 1)
+
+
+def sync_client(url: str) -> Any:
+    """A client for `url`: redis-py's cluster client when it is a Redis Cluster."""
+    if is_cluster(url):
+        return redis.cluster.RedisCluster.from_url(_plain(url), **_CLUSTER_OPTIONS)
     return redis.Redis.from_url(url, **_OPTIONS)
 
 
-def async_client(url: str) -> redis.asyncio.Redis:
+def async_client(url: str) -> Any:
+    """An asyncio client for `url`: the asyncio cluster client when it is a Redis Cluster."""
+    if is_cluster(url):
+        return redis.asyncio.cluster.RedisCluster.from_url(_plain(url), **_CLUSTER_OPTIONS)
     return redis.asyncio.Redis.from_url(url, **_OPTIONS)
 
 

@@ -203,3 +203,73 @@ def drain(
     worker = Worker(app, queues, WorkerSettings(**settings), topics)
     asyncio.run(worker.run(burst=True))
     return worker.processed
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+class RedisClusterServers:
+    """A private Redis Cluster of `masters` redis-servers on loopback, for tests.
+
+    `start()` launches the servers, joins them with `redis-cli --cluster create` and waits
+    until the cluster answers `cluster_state:ok`; `cleanup()` stops them by PID.
+    """
+
+    def __init__(self, masters: int = 3) -> None:
+        self.servers = [
+            RedisServer(
+                ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-node-timeout", "2000"],
+                port=free_cluster_port(),
+            )
+            for _ in range(masters)
+        ]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return self.servers[0].url
+
+    def start(self, timeout: float = 30.0) -> RedisClusterServers:
+        for server in self.servers:
+            server.start()
+        nodes = [f"127.0.0.1:{server.port}" for server in self.servers]
+        created = subprocess.run(
+            ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0",
+             "--cluster-yes"],
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if created.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-500:]}")
+        for server in self.servers:
+            client = redis.Redis(port=server.port)
+            try:
+                wait_until(
+                    lambda c=client: c.cluster("info").get("cluster_state") == "ok",
+                    timeout,
+                    interval=0.05,
+                    message="the cluster did not reach cluster_state:ok",
+                )
+            finally:
+                client.close()
+        return self
+
+    def cleanup(self) -> None:
+        for server in self.servers:
+            server.cleanup()
+
+    def __enter__(self) -> RedisClusterServers:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.cleanup()

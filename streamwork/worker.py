@@ -19,7 +19,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import redis.asyncio.cluster
 import redis.exceptions
+from redis.crc import key_slot
 
 from . import connection, redis_ops
 from .errors import ConfigurationError
@@ -275,24 +277,38 @@ class Worker:
         return 0 if self._stopping else self.settings.concurrency - self.in_flight
 
     async def _fetch_forever(self, client: Any, burst: bool) -> None:
-        """One fetch loop per consumer group (all queues share one), until stopped."""
-        groups: dict[str, dict[str, str]] = defaultdict(dict)
+        """One fetch loop per consumer group (all queues share one), until stopped.
+
+        On Redis Cluster, one XREADGROUP may only name streams of one slot, so there the
+        loops are per group and slot (a queue's stream, or a topic and its group's retries).
+        """
+        is_cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
+        reads: dict[tuple[str, int], dict[str, str]] = defaultdict(dict)
         for source in self.sources:
-            groups[source.group][source.stream] = ">"
-        self._idle_groups: set[str] = set()
+            slot = key_slot(source.stream.encode()) if is_cluster else 0
+            reads[(source.group, slot)][source.stream] = ">"
+        self._idle_groups: set[tuple[str, int]] = set()
         self._is_done = False
         await asyncio.gather(
             *(
-                self._fetch_group(client, group, streams, burst, len(groups))
-                for group, streams in groups.items()
+                self._fetch_group(client, read, streams, burst, len(reads))
+                for read, streams in reads.items()
             )
         )
 
     async def _fetch_group(
-        self, client: Any, group: str, streams: dict[str, str], burst: bool, n_groups: int
+        self,
+        client: Any,
+        read: tuple[str, int],
+        streams: dict[str, str],
+        burst: bool,
+        n_groups: int,
     ) -> None:
         assert self._slot_free is not None  # set in run()
-        by_stream = {s.stream.encode(): s for s in self.sources if s.group == group}
+        group = read[0]
+        by_stream = {
+            s.stream.encode(): s for s in self.sources if s.group == group and s.stream in streams
+        }
         block_ms = int(
             1000 * (min(self.settings.block, BURST_BLOCK) if burst else self.settings.block)
         )
@@ -327,9 +343,9 @@ class Worker:
             if not burst:
                 continue
             if got_any:
-                self._idle_groups.discard(group)
+                self._idle_groups.discard(read)
                 continue
-            self._idle_groups.add(group)
+            self._idle_groups.add(read)
             if len(self._idle_groups) == n_groups and await self._is_drained():
                 log.info("queues drained; burst worker exits")
                 self._is_done = True

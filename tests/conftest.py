@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.cluster
 
 from streamwork import App
-from streamwork.testing import RedisServer
+from streamwork.testing import RedisClusterServers, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,6 +48,27 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     connection = redis.Redis.from_url(redis_url)
     yield connection
     connection.close()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[RedisClusterServers]:
+    """A Redis Cluster of three masters on loopback ports, for the whole session."""
+    servers = RedisClusterServers(3).start()
+    try:
+        yield servers
+    finally:
+        servers.cleanup()
+
+
+@pytest.fixture
+def cluster_app(cluster: RedisClusterServers) -> Iterator[App]:
+    """An App on the cluster, every node emptied first."""
+    client = redis.cluster.RedisCluster.from_url(cluster.url)
+    client.flushall(target_nodes=redis.cluster.RedisCluster.ALL_NODES)
+    client.close()
+    application = App(cluster.url)
+    yield application
+    application.close()
 
 
 @pytest.fixture

@@ -1,0 +1,100 @@
+"""The same App, worker and tools on a real Redis Cluster of three masters on loopback.
+
+Every command streamwork sends must be one the cluster accepts: a CROSSSLOT refusal would
+fail these tests (as an exception in a send, a settle, a stats read or a worker loop)."""
+
+import threading
+from collections import Counter
+
+import redis
+from redis.crc import key_slot
+
+from streamwork import App, Backoff, dead_letters
+from streamwork.stats import queue_states, topic_states
+from streamwork.testing import WorkerThread, drain, wait_until
+
+FAST = Backoff(base=0.01, cap=0.05)
+
+
+def nodes_of(cluster, queues):
+    """Which master serves each queue's stream."""
+    client = redis.cluster.RedisCluster.from_url(cluster.url)
+    try:
+        return {queue: client.get_node_from_key(f"sw:{{{queue}}}:stream").name for queue in queues}
+    finally:
+        client.close()
+
+
+def test_the_app_detects_the_cluster(cluster):
+    import redis.cluster
+
+    assert isinstance(App(cluster.url).redis, redis.cluster.RedisCluster)
+    forced = App(cluster.url.replace("redis://", "redis+cluster://"))
+    assert isinstance(forced.redis, redis.cluster.RedisCluster)
+
+
+def test_tasks_on_queues_on_every_node_run_exactly_once(cluster, cluster_app):
+    queues = [f"q{n}" for n in range(12)]
+    assert len(set(nodes_of(cluster, queues).values())) == 3, "queues should span every node"
+    assert len({key_slot(f"sw:{{{q}}}:stream".encode()) for q in queues}) == 12
+    runs = Counter()
+    lock = threading.Lock()
+    tasks = []
+    for queue in queues:
+
+        @cluster_app.task(queue=queue, name=f"job_{queue}")
+        async def job(n, queue=queue):
+            with lock:
+                runs[(queue, n)] += 1
+
+        tasks.append(job)
+    for task in tasks:
+        task.send_many(range(50))
+        task.send(50)
+    with WorkerThread(cluster_app, concurrency=50):
+        wait_until(lambda: len(runs) == 12 * 51, timeout=60)
+        wait_until(lambda: all(s.is_empty for s in queue_states(cluster_app, queues)), timeout=30)
+    assert set(runs.values()) == {1}
+    states = queue_states(cluster_app, queues)  # reads fan out over every node
+    assert [s.done for s in states] == [51] * 12
+
+
+def test_topic_with_two_groups_on_a_cluster(cluster_app):
+    seen = Counter()
+    lock = threading.Lock()
+    for group in ("billing", "shipping"):
+
+        @cluster_app.subscriber("orders.created", group=group, start="beginning")
+        def handle(message, group=group):
+            with lock:
+                seen[(group, message.payload)] += 1
+
+    cluster_app.publish_many("orders.created", range(100))
+    drain(cluster_app)
+    assert seen == Counter({(g, n): 1 for g in ("billing", "shipping") for n in range(100)})
+    [state] = topic_states(cluster_app, ["orders.created"])
+    assert {g.group: g.lag for g in state.groups} == {"billing": 0, "shipping": 0}
+
+
+def test_delays_retries_dead_letters_replay_and_purge_on_a_cluster(cluster_app):
+    attempts = Counter()
+
+    @cluster_app.task(queue="payments", max_retries=2, backoff=FAST)
+    def charge(order_id):
+        attempts[order_id] += 1
+        if order_id == 0:
+            raise RuntimeError("card declined")
+
+    charge.send_with(args=(0,))
+    charge.send_with(args=(1,), delay=0.3)
+    charge.send_with(args=(2,), key="order-2")
+    assert charge.send_with(args=(2,), key="order-2").is_duplicate
+    source = cluster_app.queue_source("payments")
+    with WorkerThread(cluster_app):
+        wait_until(lambda: dead_letters.count(cluster_app, source) == 1, timeout=30)
+        wait_until(lambda: attempts[1] == 1 and attempts[2] == 1, timeout=30)
+    assert attempts == Counter({0: 3, 1: 1, 2: 1})
+    assert dead_letters.replay(cluster_app, source).replayed == 1
+    charge.send_many(range(10, 20))
+    charge.send_with(args=(99,), delay=60)
+    assert cluster_app.purge("payments") == (11, 1)
