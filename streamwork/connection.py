@@ -99,6 +99,8 @@ def async_client(url: str) -> Any:
 def describe(exc: BaseException, url: str) -> str:
     """One line saying that Redis at `url` cannot be reached, why, and what to do."""
     reason = str(exc).replace(url, redact(url)) or type(exc).__name__
+    if not isinstance(exc, (redis.exceptions.ConnectionError, OSError)):
+        return f"Redis at {redact(url)} answered {type(exc).__name__}: {reason}"
     markers = {
         "Connection refused": "connection refused",
         "Connect call failed": "connection refused",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
+import redis.crc
 
 T = TypeVar("T")
 
@@ -273,3 +274,42 @@ class RedisClusterServers:
 
     def __exit__(self, *exc: Any) -> None:
         self.cleanup()
+
+    def node_of(self, key: str) -> RedisServer:
+        """The server that holds the slot of `key` now."""
+        slot = redis.crc.key_slot(key.encode())
+        client = redis.Redis(port=self.servers[0].port)
+        try:
+            for start, end, master, *_ in client.cluster("slots"):
+                if start <= slot <= end:
+                    port = master[1]
+                    return next(s for s in self.servers if s.port == port)
+        finally:
+            client.close()
+        raise LookupError(f"no node serves slot {slot}")
+
+    def migrate_slot(self, key: str, to: RedisServer, batch: int = 10) -> None:
+        """Move the slot of `key` to `to`, key by key, the way `redis-cli --cluster reshard`
+        does (IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE), while clients keep working."""
+        slot = redis.crc.key_slot(key.encode())
+        source = self.node_of(key)
+        if source is to:
+            raise ValueError("the slot is already there")
+        src, dst = redis.Redis(port=source.port), redis.Redis(port=to.port)
+        try:
+            src_id, dst_id = src.cluster("myid"), dst.cluster("myid")
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):
+                src.execute_command(
+                    "MIGRATE", "127.0.0.1", to.port, "", 0, 10000, "KEYS", *keys
+                )
+            for server in self.servers:
+                node = redis.Redis(port=server.port)
+                try:
+                    node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+                finally:
+                    node.close()
+        finally:
+            src.close()
+            dst.close()

@@ -37,6 +37,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+TRANSIENT = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    # A cluster resharding or failing over: redis-py retried already; wait and read again.
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.AskError,
+)
+"""Errors a fetch loop waits out with backoff instead of stopping the worker."""
+
 BURST_BLOCK = 0.1
 """How long a burst worker's reads wait: it exits soon after the queues are found drained."""
 
@@ -322,18 +333,18 @@ class Worker:
             try:
                 reply = await redis_ops.read(client, group, self.consumer, streams, count, block_ms)
                 failures = 0
+            except TRANSIENT as exc:
+                failures += 1
+                pause = min(10.0, 0.1 * 2**failures)
+                log.error("%s; retrying in %.1fs", connection.describe(exc, self.app.url), pause)
+                await asyncio.sleep(pause)
+                continue
             except redis.exceptions.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
                 log.warning("consumer group %s missing (stream deleted?); creating it again", group)
                 for source in by_stream.values():
                     await redis_ops.ensure_group(client, source)
-                continue
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                failures += 1
-                pause = min(10.0, 0.1 * 2**failures)
-                log.error("%s; retrying in %.1fs", connection.describe(exc, self.app.url), pause)
-                await asyncio.sleep(pause)
                 continue
             got_any = False
             for stream, entries in reply or ():

@@ -98,3 +98,27 @@ def test_delays_retries_dead_letters_replay_and_purge_on_a_cluster(cluster_app):
     charge.send_many(range(10, 20))
     charge.send_with(args=(99,), delay=60)
     assert cluster_app.purge("payments") == (11, 1)
+
+
+def test_resharding_a_busy_queue_loses_and_duplicates_nothing(cluster, cluster_app):
+    runs = Counter()
+    lock = threading.Lock()
+
+    @cluster_app.task(queue="busy", max_retries=0)
+    def job(n):
+        with lock:
+            runs[n] += 1
+
+    job.send_many(range(10_000))
+    stream = cluster_app.keys("busy").stream
+    before = cluster.node_of(stream)
+    target = next(server for server in cluster.servers if server is not before)
+    with WorkerThread(cluster_app, concurrency=50):
+        wait_until(lambda: len(runs) > 1000, timeout=30)
+        cluster.migrate_slot(stream, target, batch=1)  # while the worker drains
+        job.send_many(range(10_000, 12_000))  # producers follow the slot too
+        wait_until(lambda: len(runs) == 12_000, timeout=120)
+        wait_until(lambda: queue_states(cluster_app, ["busy"])[0].is_empty, timeout=60)
+    assert cluster.node_of(stream) is target
+    assert set(runs.values()) == {1}
+    assert queue_states(cluster_app, ["busy"])[0].dead_letters == 0
