@@ -99,6 +99,11 @@ def async_client(url: str) -> Any:
 def describe(exc: BaseException, url: str) -> str:
     """One line saying that Redis at `url` cannot be reached, why, and what to do."""
     reason = str(exc).replace(url, redact(url)) or type(exc).__name__
+    if isinstance(exc, redis.exceptions.AuthenticationError):
+        return (
+            f"Redis at {redact(url)} refused the login: {reason} — check the user name and "
+            f"password in the URL ({URL_ENV})"
+        )
     if not isinstance(exc, (redis.exceptions.ConnectionError, OSError)):
         return f"Redis at {redact(url)} answered {type(exc).__name__}: {reason}"
     markers = {

@@ -1,0 +1,91 @@
+"""Least-privilege ACL users, as README.md gives them: a producer can send but cannot read
+or delete queues; a worker can run everything it needs."""
+
+import pytest
+import redis
+
+from streamwork import App
+from streamwork.stats import queue_state
+from streamwork.testing import drain
+
+# The rules README.md documents (keep them in sync).
+PRODUCER = (
+    "on >producer-secret ~sw:* resetchannels -@all +ping +info "
+    "+xadd +zadd +sadd +evalsha +eval +script|load +get +set +blmove"
+)
+WORKER = (
+    "on >worker-secret ~sw:* resetchannels -@all +@connection +@stream +@sortedset +@set "
+    "+@hash +@list +@string +@scripting +del +exists +pexpire -@dangerous +info"
+)
+
+
+@pytest.fixture
+def users(redis_server, client):
+    client.execute_command("ACL", "SETUSER", "producer", "reset", *PRODUCER.split())
+    client.execute_command("ACL", "SETUSER", "worker", "reset", *WORKER.split())
+    yield {
+        name: f"redis://{name}:{name}-secret@127.0.0.1:{redis_server.port}/0"
+        for name in ("producer", "worker")
+    }
+    client.acl_deluser("producer", "worker")
+
+
+def declare(app):
+    @app.task(queue="orders", store_result=True)
+    def total(a, b):
+        return a + b
+
+    return total
+
+
+def test_producer_sends_and_worker_runs_as_least_privilege_users(users):
+    producer, worker = App(users["producer"]), App(users["worker"])
+    send = declare(producer)
+    declare(worker)
+    handle = send.send(2, 3)
+    send.send_many([(1, 1), (2, 2)])
+    send.send_with(args=(5, 5), key="order-5")
+    assert send.send_with(args=(5, 5), key="order-5").is_duplicate
+    assert drain(worker) == 4
+    assert handle.result(timeout=5) == 5  # the producer may read its results
+    assert queue_state(worker, "orders").is_empty
+    assert worker.purge("orders") == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        (
+            "XREADGROUP",
+            "GROUP",
+            "workers",
+            "thief",
+            "COUNT",
+            "1",
+            "STREAMS",
+            "sw:{orders}:stream",
+            ">",
+        ),
+        ("XRANGE", "sw:{orders}:stream", "-", "+"),
+        ("XDEL", "sw:{orders}:stream", "0-1"),
+        ("DEL", "sw:{orders}:stream"),
+        ("XTRIM", "sw:{orders}:stream", "MAXLEN", "0"),
+        ("FLUSHDB",),
+    ],
+)
+def test_producer_user_cannot_read_or_delete_queues(users, command):
+    client = redis.Redis.from_url(users["producer"])
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        client.execute_command(*command)
+
+
+def test_a_script_cannot_lift_the_producer_above_its_rules(users):
+    client = redis.Redis.from_url(users["producer"])
+    with pytest.raises(redis.exceptions.ResponseError, match=r"can't run this command|permission|NOPERM"):
+        client.eval("return redis.call('DEL', KEYS[1])", 1, "sw:{orders}:stream")
+
+
+def test_keys_outside_the_prefix_are_out_of_reach(users):
+    for url in users.values():
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            redis.Redis.from_url(url).xadd("other:stream", {"m": "x"})
