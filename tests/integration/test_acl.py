@@ -81,7 +81,9 @@ def test_producer_user_cannot_read_or_delete_queues(users, command):
 
 def test_a_script_cannot_lift_the_producer_above_its_rules(users):
     client = redis.Redis.from_url(users["producer"])
-    with pytest.raises(redis.exceptions.ResponseError, match=r"can't run this command|permission|NOPERM"):
+    with pytest.raises(
+        redis.exceptions.ResponseError, match=r"can't run this command|permission|NOPERM"
+    ):
         client.eval("return redis.call('DEL', KEYS[1])", 1, "sw:{orders}:stream")
 
 
