@@ -17,6 +17,7 @@ from typing import Any, overload
 
 import redis
 import redis.asyncio
+import redis.cluster
 
 from . import connection, redis_ops
 from . import topic as publishing
@@ -320,6 +321,13 @@ class App:
         if self._redis is None:
             self._redis = connection.sync_client(self.url)
         return self._redis
+
+    def node_client(self, key: str) -> redis.Redis:
+        """A plain client of the node that holds `key` (the client itself off a cluster)."""
+        client = self.redis
+        if isinstance(client, redis.cluster.RedisCluster):
+            return client.get_redis_connection(client.get_node_from_key(key))
+        return client
 
     @property
     def scripts(self) -> redis_ops.Scripts:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
@@ -19,7 +20,7 @@ import redis.asyncio.cluster
 import redis.cluster
 import redis.exceptions
 
-from .errors import ConfigurationError, ConnectionFailed
+from .errors import ConfigurationError, ConnectionFailed, StreamworkError
 
 DEFAULT_URL = "redis://localhost:6379/0"
 URL_ENV = "STREAMWORK_REDIS_URL"
@@ -38,22 +39,27 @@ def resolve_url(url: str | None) -> str:
     return chosen
 
 
+_USERINFO = re.compile(r"^(?P<scheme>[\w+.-]+://)(?P<user>[^:@/]*):(?P<password>[^@/]*)@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*")
+
+
 def redact(url: str) -> str:
-    """`url` with any password replaced by `***`, for logs, banners and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:***@{host}"
-    query = parts.query
-    if "password=" in query:
-        query = "&".join(
-            "password=***" if p.startswith("password=") else p for p in query.split("&")
-        )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """`url` with any password replaced by `***`, for logs, banners and errors.
+
+    Works on the text (not urlsplit), so seed-node lists like h1:7000,h2:7001 redact too.
+    """
+    url = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+def seed_nodes(url: str) -> list[tuple[str, int]]:
+    """The host:port pairs of a URL (several when it lists seed nodes, comma-separated)."""
+    netloc = urlsplit(url.split("?")[0]).netloc.rpartition("@")[2]
+    nodes = []
+    for item in netloc.split(","):
+        host, _, port = item.rpartition(":")
+        nodes.append((host or item, int(port) if port.isdigit() else 6379))
+    return nodes
 
 
 _OPTIONS = {"socket_connect_timeout": 5, "health_check_interval": 30}
@@ -65,10 +71,10 @@ def is_cluster(url: str) -> bool:
     """Whether `url` is a Redis Cluster: `redis+cluster://` says so, else INFO tells
     (`cluster_enabled:1`), asked once per URL. An unreachable server counts as not a cluster
     here; the client made for it then reports the connection error."""
-    if "+cluster://" in url:
+    if "+cluster://" in url or len(seed_nodes(url)) > 1:
         return True
     if url not in _is_cluster:
-        probe = redis.Redis.from_url(url, socket_connect_timeout=5)
+        probe = redis.Redis.from_url(url, socket_connect_timeout=5)  # one node: one seed
         try:
             _is_cluster[url] = bool(probe.info("cluster").get("cluster_enabled"))
         except redis.exceptions.RedisError:
@@ -82,17 +88,27 @@ def _plain(url: str) -> str:
     return url.replace("+cluster://", "://", 1)
 
 
+def _cluster(url: str, cluster_class: Any, node_class: Any) -> Any:
+    """A cluster client from `url`, which may list several seed nodes (h1:p1,h2:p2)."""
+    nodes = seed_nodes(url)
+    first = url.replace(urlsplit(url).netloc.rpartition("@")[2], f"{nodes[0][0]}:{nodes[0][1]}")
+    if len(nodes) == 1:
+        return cluster_class.from_url(_plain(first), **_CLUSTER_OPTIONS)
+    startup = [node_class(host, port) for host, port in nodes]
+    return cluster_class.from_url(_plain(first), startup_nodes=startup, **_CLUSTER_OPTIONS)
+
+
 def sync_client(url: str) -> Any:
     """A client for `url`: redis-py's cluster client when it is a Redis Cluster."""
     if is_cluster(url):
-        return redis.cluster.RedisCluster.from_url(_plain(url), **_CLUSTER_OPTIONS)
+        return _cluster(url, redis.cluster.RedisCluster, redis.cluster.ClusterNode)
     return redis.Redis.from_url(url, **_OPTIONS)
 
 
 def async_client(url: str) -> Any:
     """An asyncio client for `url`: the asyncio cluster client when it is a Redis Cluster."""
     if is_cluster(url):
-        return redis.asyncio.cluster.RedisCluster.from_url(_plain(url), **_CLUSTER_OPTIONS)
+        return _cluster(url, redis.asyncio.cluster.RedisCluster, redis.asyncio.cluster.ClusterNode)
     return redis.asyncio.Redis.from_url(url, **_OPTIONS)
 
 
@@ -127,5 +143,7 @@ def translate_errors(url: str) -> Iterator[None]:
     """Re-raise redis-py connection errors met inside the block as `ConnectionFailed`."""
     try:
         yield
+    except StreamworkError:
+        raise  # ours already say what happened (some are TimeoutError, an OSError)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
         raise ConnectionFailed(describe(exc, url)) from None

@@ -24,6 +24,10 @@ class ConnectionFailed(StreamworkError, ConnectionError):
     """Redis could not be reached or went away."""
 
 
+class ReplicationTimeout(StreamworkError, TimeoutError):
+    """Fewer replicas than asked acknowledged a send in time (the message is queued)."""
+
+
 class BadArguments(StreamworkError, TypeError):
     """A task was sent with arguments that do not fit its signature."""
 

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from . import metrics, protocol, redis_ops
-from .errors import BadArguments, ConfigurationError, ResultTimeout, TaskFailed
+from .errors import (
+    BadArguments,
+    ConfigurationError,
+    ReplicationTimeout,
+    ResultTimeout,
+    TaskFailed,
+)
 from .keys import QueueKeys
 from .settings import AckMode, Backoff, Duration, to_seconds
 
@@ -200,12 +206,18 @@ class Task:
         headers: dict[str, Any] | None = None,
         key: str | None = None,
         key_ttl: Duration = DEFAULT_KEY_TTL,
+        replicas: int = 0,
+        replica_timeout: Duration = 1.0,
     ) -> TaskHandle:
         """Queue one run with options: `delay` (seconds or timedelta) or `eta`, and headers.
 
         With `key`, the run is queued at most once per key within `key_ttl` (default one
         day): a later send with the same key queues nothing and returns the handle of the
         message queued first. For payments and orders that must not be submitted twice.
+
+        With `replicas`, it returns only once that many replicas have the message (Redis
+        `WAIT`, up to `replica_timeout`); fewer raise ReplicationTimeout — the message is
+        queued all the same, and a failover now may lose it.
         """
         due = due_ms(delay, eta)
         message_id, body = self.envelope(args, kwargs, headers, due)
@@ -213,9 +225,41 @@ class Task:
         started = time.perf_counter()
         with app.translate_errors():
             app.register_queue_sync(self.options.queue)
-            written = self._write(app.redis, app.scripts, message_id, body, due, key, key_ttl)
+            if replicas:
+                written = self._write_replicated(
+                    message_id, body, due, key, key_ttl, replicas, replica_timeout
+                )
+            else:
+                written = self._write(app.redis, app.scripts, message_id, body, due, key, key_ttl)
         metrics.sent(self.options.queue, 1, time.perf_counter() - started)
         return self._holder(written, message_id, key)
+
+    def _write_replicated(
+        self,
+        message_id: str,
+        body: bytes,
+        due: int | None,
+        key: str | None,
+        key_ttl: Duration,
+        replicas: int,
+        replica_timeout: Duration,
+    ) -> Any:
+        """The write and a WAIT on one connection of the node that holds the queue."""
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            raise ConfigurationError(f"replicas must be a whole number >= 0, got {replicas!r}")
+        timeout_ms = int(to_seconds("replica_timeout", replica_timeout) * 1000)
+        client = self.app.node_client(self.keys.stream)
+        pipe = client.pipeline(transaction=False)
+        self._write(pipe, redis_ops.Scripts(pipe), message_id, body, due, key, key_ttl)
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+        written, acknowledged = pipe.execute()
+        if acknowledged < replicas:
+            raise ReplicationTimeout(
+                f"message {message_id} is queued, but only {acknowledged} of {replicas} "
+                f"replica(s) acknowledged it within {timeout_ms} ms: a failover now could "
+                "lose it"
+            )
+        return written
 
     async def send_with_async(
         self,

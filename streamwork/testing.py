@@ -301,9 +301,7 @@ class RedisClusterServers:
             dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
             src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
             while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):
-                src.execute_command(
-                    "MIGRATE", "127.0.0.1", to.port, "", 0, 10000, "KEYS", *keys
-                )
+                src.execute_command("MIGRATE", "127.0.0.1", to.port, "", 0, 10000, "KEYS", *keys)
             for server in self.servers:
                 node = redis.Redis(port=server.port)
                 try:
