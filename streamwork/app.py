@@ -329,6 +329,14 @@ class App:
             return client.get_redis_connection(client.get_node_from_key(key))
         return client
 
+    def refresh_nodes(self) -> None:
+        """After a node failed under a `node_client`: learn the cluster's slots again (the
+        cluster client does this itself for the commands it sends)."""
+        client = self.redis
+        if isinstance(client, redis.cluster.RedisCluster):
+            with contextlib.suppress(redis.exceptions.RedisError):
+                client.nodes_manager.initialize()
+
     @property
     def scripts(self) -> redis_ops.Scripts:
         """The Lua scripts, on the synchronous client."""

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import msgpack
+import redis.exceptions
 
 from . import metrics, protocol, redis_ops
 from .errors import (
@@ -252,7 +253,11 @@ class Task:
         pipe = client.pipeline(transaction=False)
         self._write(pipe, redis_ops.Scripts(pipe), message_id, body, due, key, key_ttl)
         pipe.execute_command("WAIT", replicas, timeout_ms)
-        written, acknowledged = pipe.execute()
+        try:
+            written, acknowledged = pipe.execute()
+        except redis.exceptions.RedisError:
+            self.app.refresh_nodes()  # a node failed or the slot moved: ask again next time
+            raise
         if acknowledged < replicas:
             raise ReplicationTimeout(
                 f"message {message_id} is queued, but only {acknowledged} of {replicas} "

@@ -71,6 +71,8 @@ class RedisServer:
         return self.process.pid if self.process else None
 
     def start(self, timeout: float = 10.0) -> RedisServer:
+        if self.process is not None and self.process.poll() is not None:
+            self.process.wait()  # reap a server that was killed, before starting again
         command = [
             self.binary,
             "--port", str(self.port),
@@ -221,20 +223,22 @@ def free_cluster_port() -> int:
 
 
 class RedisClusterServers:
-    """A private Redis Cluster of `masters` redis-servers on loopback, for tests.
+    """A private Redis Cluster of `masters` redis-servers (each with `replicas` replicas)
+    on loopback, for tests.
 
     `start()` launches the servers, joins them with `redis-cli --cluster create` and waits
     until the cluster answers `cluster_state:ok`; `cleanup()` stops them by PID.
     """
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, replicas: int = 0) -> None:
+        self.replicas = replicas
         self.servers = [
             RedisServer(
                 ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                  "--cluster-node-timeout", "2000"],
                 port=free_cluster_port(),
             )
-            for _ in range(masters)
+            for _ in range(masters * (1 + replicas))
         ]  # fmt: skip
 
     @property
@@ -246,8 +250,8 @@ class RedisClusterServers:
             server.start()
         nodes = [f"127.0.0.1:{server.port}" for server in self.servers]
         created = subprocess.run(
-            ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0",
-             "--cluster-yes"],
+            ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas",
+             str(self.replicas), "--cluster-yes"],
             capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
         if created.returncode != 0:
@@ -260,6 +264,20 @@ class RedisClusterServers:
                     timeout,
                     interval=0.05,
                     message="the cluster did not reach cluster_state:ok",
+                )
+            finally:
+                client.close()
+        for server in self.servers:  # a replica that never synced cannot take over
+            client = redis.Redis(port=server.port)
+            try:
+                wait_until(
+                    lambda c=client: (
+                        c.info("replication")["role"] == "master"
+                        or c.info("replication").get("master_link_status") == "up"
+                    ),
+                    timeout,
+                    interval=0.05,
+                    message="a replica did not finish its first sync",
                 )
             finally:
                 client.close()
@@ -278,7 +296,8 @@ class RedisClusterServers:
     def node_of(self, key: str) -> RedisServer:
         """The server that holds the slot of `key` now."""
         slot = redis.crc.key_slot(key.encode())
-        client = redis.Redis(port=self.servers[0].port)
+        alive = next(s for s in self.servers if s.process and s.process.poll() is None)
+        client = redis.Redis(port=alive.port)
         try:
             for start, end, master, *_ in client.cluster("slots"):
                 if start <= slot <= end:
