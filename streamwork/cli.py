@@ -12,13 +12,14 @@ import logging
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import click
 
-from . import __version__, dead_letters, logs
+from . import __version__, logs
 from . import app as app_module
+from . import cli_dlq as dlq_commands
 from . import stats as queue_stats
 from .app import App
 from .connection import redact
@@ -389,143 +390,4 @@ def purge(app_spec: str, queues: tuple[str, ...], delayed: bool, yes: bool) -> N
         click.echo(f"purged {entries} waiting and {scheduled} delayed message(s) from {queue!r}")
 
 
-# -- dead letters --------------------------------------------------------------------------
-
-
-def dlq_source(app: App, name: str, group: str | None) -> Any:
-    """A queue's source, or with --group a topic subscriber group's."""
-    return app.topic_source(name, group) if group else app.queue_source(name)
-
-
-redis_options = [
-    click.option(
-        "--url",
-        envvar="STREAMWORK_REDIS_URL",
-        default=None,
-        help="Redis URL (default: $STREAMWORK_REDIS_URL, then redis://localhost:6379/0).",
-    ),
-    click.option("--namespace", default="sw", show_default=True, help="Key namespace of the app."),
-    click.option("--group", default=None, help="For a topic: the subscriber group."),
-]
-
-
-def with_redis(command: Any) -> Any:
-    for option in reversed(redis_options):
-        command = option(command)
-    return command
-
-
-@main.group()
-def dlq() -> None:
-    """Inspect, replay and purge a queue's dead letters."""
-
-
-@dlq.command("list")
-@click.argument("queue", metavar="QUEUE|TOPIC")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@with_redis
-def dlq_list(
-    queue: str, limit: int, as_json: bool, url: str | None, namespace: str, group: str | None
-) -> None:
-    """List the oldest dead letters of QUEUE (or of TOPIC's subscriber --group)."""
-    app = App(url, namespace=namespace)
-    source = dlq_source(app, queue, group)
-    entries = dead_letters.list_dead_letters(app, source, limit)
-    if as_json:
-        click.echo(json.dumps([e.as_dict() for e in entries], indent=2, default=repr))
-        return
-    total = dead_letters.count(app, source)
-    if not entries:
-        click.echo(f"no dead letters in {source.name!r}")
-        return
-    click.echo(f"{'ID':<17} {'FAILED AT (UTC)':<19} {'TASK':<20} {'ATTEMPTS':>8}  REASON")
-    for entry in entries:
-        letter = entry.letter
-        click.echo(
-            f"{entry.id:<17} {_when(letter.last_failure_ms):<19} {letter.task[:20]:<20} "
-            f"{letter.attempts:>8}  {_shorten(letter.reason, 70)}"
-        )
-    shown = f"{len(entries)} of {total}" if total > len(entries) else f"{total}"
-    click.echo(f"{shown} dead letter(s) in {source.name!r}")
-
-
-@dlq.command("show")
-@click.argument("queue", metavar="QUEUE|TOPIC")
-@click.argument("entry_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@with_redis
-def dlq_show(
-    queue: str, entry_id: str, as_json: bool, url: str | None, namespace: str, group: str | None
-) -> None:
-    """Show one dead letter in full, with its traceback."""
-    app = App(url, namespace=namespace)
-    entry = dead_letters.show(app, dlq_source(app, queue, group), entry_id)
-    data = entry.as_dict()
-    if as_json:
-        click.echo(json.dumps(data, indent=2, default=repr))
-        return
-    trace = data.pop("traceback")
-    for name in ("first_failure_ms", "last_failure_ms"):
-        data[name.removesuffix("_ms")] = _when(data.pop(name))
-    for name, value in data.items():
-        click.echo(f"{name + ':':<16} {value}")
-    if trace:
-        click.echo("traceback:\n" + trace.rstrip())
-
-
-@dlq.command("replay")
-@click.argument("queue", metavar="QUEUE|TOPIC")
-@click.argument("entry_ids", metavar="[ID]...", nargs=-1)
-@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter of QUEUE.")
-@with_redis
-def dlq_replay(
-    queue: str,
-    entry_ids: tuple[str, ...],
-    replay_all: bool,
-    url: str | None,
-    namespace: str,
-    group: str | None,
-) -> None:
-    """Run dead letters again, attempts reset (the given IDs, or --all).
-
-    A topic's dead letters go back to their subscriber group only.
-    """
-    if bool(entry_ids) == replay_all:
-        raise click.UsageError("give the IDs to replay, or --all (not both)")
-    app = App(url, namespace=namespace)
-    source = dlq_source(app, queue, group)
-    report = dead_letters.replay(app, source, None if replay_all else list(entry_ids))
-    click.echo(f"replayed {report.replayed} dead letter(s) onto {source.name!r}")
-    if report.skipped:
-        click.echo(
-            f"left {len(report.skipped)} undecodable one(s) in place: " + ", ".join(report.skipped),
-            err=True,
-        )
-    if report.missing:
-        raise click.ClickException("no such dead letter(s): " + ", ".join(report.missing))
-
-
-@dlq.command("purge")
-@click.argument("queue", metavar="QUEUE|TOPIC")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@with_redis
-def dlq_purge(queue: str, yes: bool, url: str | None, namespace: str, group: str | None) -> None:
-    """Delete every dead letter of QUEUE (or of TOPIC's subscriber --group)."""
-    app = App(url, namespace=namespace)
-    source = dlq_source(app, queue, group)
-    if not yes:
-        total = dead_letters.count(app, source)
-        click.confirm(f"delete {total} dead letter(s) of {source.name!r}?", abort=True)
-    click.echo(f"purged {dead_letters.purge(app, source)} dead letter(s) from {source.name!r}")
-
-
-def _when(ms: int) -> str:
-    if not ms:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _shorten(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+main.add_command(dlq_commands.dlq)
