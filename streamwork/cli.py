@@ -23,7 +23,7 @@ from . import cli_dlq as dlq_commands
 from . import stats as queue_stats
 from .app import App
 from .connection import redact
-from .errors import AppNotFound, StreamworkError
+from .errors import AppNotFound, StreamworkError, UnknownTask
 from .metrics import SupervisorMetrics, prepare_multiprocess_dir
 from .settings import WorkerSettings
 from .supervisor import ProcessSpec, Supervisor
@@ -234,9 +234,8 @@ def send(
     app = load_app(app_spec)
     task = app.tasks.get(task_name)
     if task is None:
-        raise click.ClickException(
-            f"unknown task {task_name!r}: {app_spec} has {', '.join(sorted(app.tasks)) or 'none'}"
-        )
+        known = ", ".join(sorted(app.tasks)) or "none"
+        raise UnknownTask(f"unknown task {task_name!r}: {app_spec} has {known}")
     kwargs: dict[str, Any] = {}
     if kwargs_json is not None:
         try:

@@ -4,6 +4,7 @@ was sent, and is gone after the failover, is counted — with and without WAIT."
 import threading
 
 import pytest
+import redis.exceptions
 
 from streamwork import App, StreamworkError, protocol
 from streamwork.testing import RedisClusterServers, wait_until
@@ -31,10 +32,9 @@ def send_through_failover(cluster, replicas):
         while not stop.is_set():
             try:
                 acknowledged.append(task.send_with(args=(n,), replicas=replicas).id)
-            except StreamworkError as exc:  # failover under way: not acknowledged, go on
-                errors.append(type(exc).__name__)
-                stop.wait(0.05)
-            except Exception as exc:  # the cluster client's own errors during the failover
+            # Failover under way (ours, or the cluster client's own errors): this send was
+            # not acknowledged, so it may be missing; go on.
+            except (StreamworkError, redis.exceptions.RedisError) as exc:
                 errors.append(type(exc).__name__)
                 stop.wait(0.05)
             n += 1
@@ -47,6 +47,7 @@ def send_through_failover(cluster, replicas):
         master.process.kill()  # the queue's master dies; its replica is promoted
         killed_at = len(acknowledged)
         wait_until(lambda: cluster.node_of(stream) is not master, timeout=60, interval=0.1)
+        failed_over_at = len(acknowledged)
         # The old master comes back as the new master's replica, so WAIT can be met again.
         master.start()
         wait_until(lambda: len(acknowledged) >= killed_at + 300, timeout=60)
@@ -55,20 +56,23 @@ def send_through_failover(cluster, replicas):
         producer.join(30)
     present = {protocol.decode(fields[b"m"]).id for _, fields in app.redis.xrange(stream)}
     app.close()
-    return [mid for mid in acknowledged if mid not in present], errors
+    lost = [index for index, mid in enumerate(acknowledged) if mid not in present]
+    return lost, errors, failed_over_at
 
 
 def test_failover_loses_no_send_that_waited_for_a_replica(replicated_cluster):
-    lost_with_wait, errors = send_through_failover(replicated_cluster, replicas=1)
+    lost_with_wait, errors, _ = send_through_failover(replicated_cluster, replicas=1)
     assert errors, "the producer should have seen the failover"
     assert lost_with_wait == []
 
 
 def test_failover_without_wait_is_counted(replicated_cluster):
-    lost_without_wait, _ = send_through_failover(replicated_cluster, replicas=0)
-    # Replication is asynchronous: some acknowledged sends may be gone. Report, not assert.
-    print(f"acknowledged sends lost in the failover without WAIT: {len(lost_without_wait)}")
-    assert len(lost_without_wait) < 1000
+    lost, errors, failed_over_at = send_through_failover(replicated_cluster, replicas=0)
+    # Replication is asynchronous: sends acknowledged just before the kill may be gone (how
+    # many is reported, it varies); none acknowledged after the failover can be.
+    print(f"acknowledged sends lost in the failover without WAIT: {len(lost)}")
+    assert errors, "the producer should have seen the failover"
+    assert all(index < failed_over_at for index in lost), (lost, failed_over_at)
 
 
 def test_a_worker_rides_out_the_failover_and_drains_the_queue(replicated_cluster):
