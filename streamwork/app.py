@@ -19,7 +19,7 @@ import redis
 import redis.asyncio
 import redis.cluster
 
-from . import connection, redis_ops
+from . import connection, protocol, redis_ops
 from . import topic as publishing
 from .errors import AppNotFound, ConfigurationError
 from .keys import (
@@ -46,7 +46,8 @@ class App:
 
     `url` defaults to $STREAMWORK_REDIS_URL, then redis://localhost:6379/0. Every key the
     app writes starts with `namespace`, so several apps can share one Redis. The other
-    arguments are defaults for the tasks the app declares.
+    arguments are defaults for the tasks the app declares; a message over
+    `max_message_bytes` encoded (default 64 MiB) is refused at send with EncodeError.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class App:
         max_deliveries: int = 5,
         backoff: Backoff | None = None,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
+        max_message_bytes: int = protocol.MAX_MESSAGE_BYTES,
     ) -> None:
         self.url = connection.resolve_url(url)
         self.namespace = check_name("namespace", namespace)
@@ -67,6 +69,12 @@ class App:
         self.max_deliveries = _check_count("max_deliveries", max_deliveries, 1)
         self.backoff = backoff or Backoff()
         self.retry_on = retry_on
+        self.max_message_bytes = _check_count("max_message_bytes", max_message_bytes, 1)
+        if max_message_bytes > protocol.REDIS_MAX_BULK:
+            raise ConfigurationError(
+                f"max_message_bytes must be at most {protocol.REDIS_MAX_BULK} (Redis's limit "
+                f"on one value), got {max_message_bytes}"
+            )
         self.tasks: dict[str, Task] = {}
         self.subscribers: dict[tuple[str, str], Subscriber] = {}
         self.retention: dict[str, Retention] = {}

@@ -1,8 +1,10 @@
 """Redis clients from a URL, and the translation of redis-py errors where they enter.
 
-Owns: building sync and asyncio clients, hiding passwords in URLs (`redact`), and turning
-connection failures into `ConnectionFailed` with a message that says what to do. It never
-sends a command itself.
+Owns: building sync and asyncio clients (with explicit socket timeouts: blocking commands
+block at most `MAX_BLOCK` per call, well under `SOCKET_TIMEOUT`), hiding passwords in URLs
+(`redact`), and the one table (`ERRORS`) that turns every redis-py error into streamwork's
+hierarchy with a message that says what to do. It never sends a command itself, except the
+one-time cluster probe.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +22,16 @@ import redis.asyncio.cluster
 import redis.cluster
 import redis.exceptions
 
-from .errors import ConfigurationError, ConnectionFailed, StreamworkError
+from .errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    OutOfMemory,
+    PermissionDenied,
+    ReadOnlyReplica,
+    RedisCommandError,
+    RedisUnavailable,
+    StreamworkError,
+)
 
 DEFAULT_URL = "redis://localhost:6379/0"
 URL_ENV = "STREAMWORK_REDIS_URL"
@@ -62,8 +73,19 @@ def seed_nodes(url: str) -> list[tuple[str, int]]:
     return nodes
 
 
-_OPTIONS = {"socket_connect_timeout": 5, "health_check_interval": 30}
-_CLUSTER_OPTIONS = {"socket_connect_timeout": 5}
+SOCKET_TIMEOUT = 10.0
+"""Seconds a reply may take before the connection counts as broken (set explicitly: redis-py's
+own default changed between versions, and 8.x's 5 s cut blocking commands short)."""
+MAX_BLOCK = 5.0
+"""The longest one blocking command (BLMOVE, XREADGROUP BLOCK) blocks: longer waits are made
+of several calls, so every reply comes well within SOCKET_TIMEOUT."""
+
+_OPTIONS = {
+    "socket_connect_timeout": 5,
+    "socket_timeout": SOCKET_TIMEOUT,
+    "health_check_interval": 30,
+}
+_CLUSTER_OPTIONS = {"socket_connect_timeout": 5, "socket_timeout": SOCKET_TIMEOUT}
 _is_cluster: dict[str, bool] = {}
 
 
@@ -112,23 +134,22 @@ def async_client(url: str) -> Any:
     return redis.asyncio.Redis.from_url(url, **_OPTIONS)
 
 
+_REASONS = {
+    "Connection refused": "connection refused",
+    "Connect call failed": "connection refused",
+    "Name or service not known": "unknown host",
+    "timed out": "timed out",
+}
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    return str(exc).replace(url, redact(url)) or type(exc).__name__
+
+
 def describe(exc: BaseException, url: str) -> str:
     """One line saying that Redis at `url` cannot be reached, why, and what to do."""
-    reason = str(exc).replace(url, redact(url)) or type(exc).__name__
-    if isinstance(exc, redis.exceptions.AuthenticationError):
-        return (
-            f"Redis at {redact(url)} refused the login: {reason} — check the user name and "
-            f"password in the URL ({URL_ENV})"
-        )
-    if not isinstance(exc, (redis.exceptions.ConnectionError, OSError)):
-        return f"Redis at {redact(url)} answered {type(exc).__name__}: {reason}"
-    markers = {
-        "Connection refused": "connection refused",
-        "Connect call failed": "connection refused",
-        "Name or service not known": "unknown host",
-        "timed out": "timed out",
-    }
-    for marker, short in markers.items():
+    reason = _reason(exc, url)
+    for marker, short in _REASONS.items():
         if marker in reason:
             reason = short
             break
@@ -138,12 +159,126 @@ def describe(exc: BaseException, url: str) -> str:
     )
 
 
+Describe = Callable[[BaseException, str], str]
+
+ERRORS: tuple[tuple[tuple[type[BaseException], ...], str, type[StreamworkError], Describe], ...] = (
+    # (redis-py classes, text the message must contain or "", ours, message), most specific
+    # first: the first row that matches wins.
+    (
+        (redis.exceptions.AuthenticationError,),
+        "",
+        ConnectionFailed,
+        lambda exc, url: (
+            f"Redis at {redact(url)} refused the login: {_reason(exc, url)} — check the user "
+            f"name and password in the URL ({URL_ENV})"
+        ),
+    ),
+    (
+        (redis.exceptions.NoPermissionError, redis.exceptions.AuthorizationError),
+        "",
+        PermissionDenied,
+        lambda exc, url: (
+            f"Redis at {redact(url)} denied the command: {_reason(exc, url)} — the user needs "
+            "the ACL rules in README.md (Security)"
+        ),
+    ),
+    (
+        (redis.exceptions.BusyLoadingError,),
+        "",
+        RedisUnavailable,
+        lambda exc, url: (
+            f"Redis at {redact(url)} is loading its data set into memory — try again shortly"
+        ),
+    ),
+    (
+        (
+            redis.exceptions.ClusterDownError,
+            redis.exceptions.TryAgainError,
+            redis.exceptions.ClusterError,
+            redis.exceptions.SlotNotCoveredError,
+        ),
+        "",
+        RedisUnavailable,
+        lambda exc, url: (
+            f"Redis Cluster at {redact(url)} cannot serve the key now: {_reason(exc, url)} — "
+            "a node is down or slots are moving; try again shortly"
+        ),
+    ),
+    (
+        (redis.exceptions.OutOfMemoryError,),
+        "",
+        OutOfMemory,
+        lambda exc, url: (
+            f"Redis at {redact(url)} is out of memory (maxmemory reached, noeviction): "
+            "nothing was written — let workers drain the queues, or raise maxmemory"
+        ),
+    ),
+    (
+        (redis.exceptions.ReadOnlyError,),
+        "",
+        ReadOnlyReplica,
+        lambda exc, url: (
+            f"Redis at {redact(url)} is a read-only replica: point the URL ({URL_ENV}) at "
+            "the primary"
+        ),
+    ),
+    (
+        (redis.exceptions.InvalidResponse,),
+        "",
+        ConnectionFailed,
+        lambda exc, url: (
+            f"the server at {redact(url)} does not speak the Redis protocol "
+            f"({_reason(exc, url)}) — is that the Redis port?"
+        ),
+    ),
+    (
+        (redis.exceptions.ResponseError, redis.exceptions.ConnectionError),
+        "DB index is out of range",
+        ConfigurationError,
+        lambda exc, url: (
+            f"Redis at {redact(url)} has no such database (the number after the last '/' "
+            "in the URL): use 0-15, or what its `databases` setting allows"
+        ),
+    ),
+    (
+        (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError),
+        "",
+        ConnectionFailed,
+        describe,
+    ),
+    (
+        (redis.exceptions.RedisError, redis.exceptions.RedisClusterException),
+        "",
+        RedisCommandError,
+        lambda exc, url: f"Redis at {redact(url)} answered with an error: {_reason(exc, url)}",
+    ),
+)
+"""How each redis-py error reaches callers: one row per kind, most specific first."""
+
+
+def translate(exc: BaseException, url: str) -> StreamworkError | None:
+    """Streamwork's error for a redis-py (or socket) error met talking to `url`, else None."""
+    if isinstance(exc, StreamworkError):
+        return exc
+    text = str(exc)
+    for classes, marker, ours, message in ERRORS:
+        if isinstance(exc, classes) and marker in text:
+            mapped = ours(message(exc, url))
+            mapped.__cause__ = exc
+            return mapped
+    return None
+
+
 @contextlib.contextmanager
 def translate_errors(url: str) -> Iterator[None]:
-    """Re-raise redis-py connection errors met inside the block as `ConnectionFailed`."""
+    """Re-raise redis-py errors met inside the block as streamwork's (see `ERRORS`), the
+    original kept as `__cause__`."""
     try:
         yield
     except StreamworkError:
         raise  # ours already say what happened (some are TimeoutError, an OSError)
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-        raise ConnectionFailed(describe(exc, url)) from None
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
+        mapped = translate(exc, url)
+        if mapped is None:
+            raise
+        raise mapped from exc

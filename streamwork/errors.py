@@ -7,6 +7,8 @@ them to ask for a retry or to send its message straight to the dead letters.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StreamworkError(Exception):
     """Base of every error streamwork raises."""
@@ -22,6 +24,43 @@ class AppNotFound(ConfigurationError):
 
 class ConnectionFailed(StreamworkError, ConnectionError):
     """Redis could not be reached or went away."""
+
+
+class RedisUnavailable(ConnectionFailed):
+    """Redis answers but cannot serve now: loading its data, or a cluster down or resharding.
+
+    Transient: retrying later usually works.
+    """
+
+
+class RedisCommandError(StreamworkError):
+    """Redis refused a command (the reply is in the message; redis-py's error is the cause)."""
+
+
+class PermissionDenied(RedisCommandError, PermissionError):
+    """The Redis user may not run a command or touch a key (ACL rules)."""
+
+
+class OutOfMemory(RedisCommandError):
+    """Redis reached maxmemory and, with noeviction, refuses writes: nothing was written."""
+
+
+class ReadOnlyReplica(RedisCommandError):
+    """The URL points at a read-only replica, which refuses writes."""
+
+
+class SendIncomplete(StreamworkError):
+    """A `send_many` / `publish_many` stopped part way: `sent` were queued, the rest were not.
+
+    `sent` holds the handles (send_many) or event ids (publish_many) of the items queued,
+    in order; `index` is the position of the first item not queued. Retrying with
+    `items[index:]` queues each item once. The Redis error is in `__cause__`.
+    """
+
+    def __init__(self, message: str, sent: list[Any], index: int) -> None:
+        super().__init__(message)
+        self.sent = sent
+        self.index = index
 
 
 class ReplicationTimeout(StreamworkError, TimeoutError):

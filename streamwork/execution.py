@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from . import metrics, protocol
-from .errors import DecodeError, Reject, Retry, StreamworkError
+from .errors import DecodeError, EncodeError, Reject, Retry, StreamworkError
 from .keys import Source
 from .message import Message
 from .redis_ops import UNKNOWN_TASK, Outcome
@@ -61,7 +61,7 @@ class Run:
     started: float = 0.0
     """time.monotonic() when the handler started."""
     wait_ms: int = 0
-    """How long the message waited to be run, from its `ts` (ready time)."""
+    """How long the message waited to be run, from its `ts` (ready time); -1 if unknown."""
 
     def timed(self, outcome: Outcome) -> Outcome:
         """`outcome` with this run's wait and run times, for the queue's stats."""
@@ -150,10 +150,15 @@ class Runner:
 
         message = self._message(run, submit)
         args = (message, *envelope.args) if task.options.bind else envelope.args
-        run.wait_ms = max(0, protocol.now_ms() - envelope.enqueued_ms)
+        # ts 0 (absent: other producers may leave it out) means the wait is unknown: -1,
+        # never the whole Unix epoch added to the queue's wait.
+        if envelope.enqueued_ms > 0:
+            run.wait_ms = max(0, protocol.now_ms() - envelope.enqueued_ms)
+        else:
+            run.wait_ms = -1
         run.started = time.monotonic()
         source = run.delivery.source
-        metrics.run_started(source, task.name, run.wait_ms / 1000)
+        metrics.run_started(source, task.name, run.wait_ms / 1000 if run.wait_ms >= 0 else None)
         try:
             value = await self._call(task, args, envelope.kwargs)
         except Exception as exc:
@@ -182,6 +187,8 @@ class Runner:
                 )
             return None
         outcome = run.timed(self._done(run, value))
+        if outcome.kind != "done":
+            return outcome  # its result could not be stored: dead-lettered, logged
         log.info(
             "task %s id %s done in %.3fs",
             task.name,
@@ -260,15 +267,13 @@ class Runner:
         if not task.options.store_result:
             return Outcome("done", run.delivery.entry_id, task=task.name)
         try:
+            protocol.check_plain(value, "the result")
             result = msgpack.packb({"ok": True, "value": value}, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
-            log.error(
-                "task %s id %s returned a value msgpack cannot carry: %s",
-                task.name,
-                run.envelope.id,
-                exc,
-            )
-            result = _error_result("EncodeError", f"result cannot be encoded: {exc}")
+            # The caller could never read it: a failure of the task, not a success.
+            error = EncodeError(f"task returned a value that cannot be stored: {exc}")
+            reason = "result cannot be encoded"
+            return self._dead(run.delivery, run.envelope, task, reason, error)
         return Outcome(
             "done",
             run.delivery.entry_id,

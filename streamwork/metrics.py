@@ -133,10 +133,12 @@ def _run_metrics(source: Source, task: str) -> _RunMetrics:
     return found
 
 
-def run_started(source: Source, task: str, wait_seconds: float) -> None:
+def run_started(source: Source, task: str, wait_seconds: float | None) -> None:
+    """A handler started, after waiting `wait_seconds` in the queue (None: not known)."""
     found = _run_metrics(source, task)
     found.started.inc()
-    found.wait.observe(wait_seconds)
+    if wait_seconds is not None:
+        found.wait.observe(wait_seconds)
     found.in_flight.inc()
 
 

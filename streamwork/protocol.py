@@ -60,6 +60,46 @@ class Envelope:
         )
 
 
+def check_plain(value: Any, where: str) -> None:
+    """Raise EncodeError if `value` holds a map with a key that is not a string, at any depth.
+
+    msgpack would encode such a map, but no worker (and no other language's decoder set to
+    strict keys) could read it back: the message would be dead-lettered as undecodable.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if type(key) is not str:
+                raise EncodeError(
+                    f"cannot encode {where}: it has a map key {key!r} of type "
+                    f"{type(key).__name__} — map keys must be strings at every depth"
+                )
+            if isinstance(item, _CONTAINERS):
+                check_plain(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            if isinstance(item, _CONTAINERS):
+                check_plain(item, f"{where}[{index}]")
+
+
+_CONTAINERS = (dict, list, tuple)
+
+
+MAX_MESSAGE_BYTES = 64 * 2**20
+"""The default bound on one encoded message: 64 MiB, well under Redis's 512 MB per value."""
+REDIS_MAX_BULK = 512 * 2**20
+
+
+def check_size(body: bytes, limit: int, what: str) -> bytes:
+    """`body`, unless it is over `limit` bytes: then EncodeError saying what to do."""
+    if len(body) > limit:
+        raise EncodeError(
+            f"{what} is {len(body) / 2**20:.1f} MiB encoded, over max_message_bytes "
+            f"({limit / 2**20:g} MiB): pass large data by reference (a URL or a key), or "
+            "raise App(max_message_bytes=...) (Redis refuses values over 512 MB)"
+        )
+    return body
+
+
 def _pack(value: dict[str, Any]) -> bytes:
     try:
         return msgpack.packb(value, use_bin_type=True)
@@ -73,7 +113,11 @@ def _pack(value: dict[str, Any]) -> bytes:
 def encode(envelope: Envelope) -> bytes:
     """The msgpack bytes of `envelope`; raise EncodeError if an argument is not plain data."""
     body: dict[str, Any] = {"v": VERSION, "id": envelope.id}
+    check_plain(envelope.args, "args")
+    check_plain(envelope.kwargs, "kwargs")
+    check_plain(envelope.headers, "headers")
     if envelope.topic:
+        check_plain(envelope.payload, "payload")
         body["topic"] = envelope.topic
         body["payload"] = envelope.payload
     else:

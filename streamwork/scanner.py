@@ -18,6 +18,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import redis.exceptions
+
 from . import metrics, protocol, redis_ops
 from .execution import Delivery
 from .keys import Source, TopicKeys
@@ -118,6 +120,14 @@ class Scanner:
             try:
                 pause = await step()
                 failures = 0
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The stream or group was deleted under us (FLUSHALL?): make them again.
+                log.warning("scanner %s: a consumer group is missing; creating it again", what)
+                for source in self._sources:
+                    await redis_ops.ensure_group(self._client, source)
+                pause = 0.0
             except Exception as exc:
                 failures += 1
                 pause = min(10.0, 0.1 * 2**failures)

@@ -3,7 +3,9 @@
 Outcomes are buffered per source and written by one background flush: while a write is
 in flight the next batch gathers, so a busy worker makes one settle call for many
 messages and an idle one adds no delay. An outcome the script reports as not owned is
-"lost ownership": another worker holds the entry now, so it is dropped and counted. If
+"lost ownership": another worker holds the entry now, so it is dropped and counted; one
+whose entry is in no pending list any more (stream or group deleted) is dropped as
+"disappeared". If
 Redis is unreachable, outcomes stay buffered and are retried; their entries stay pending
 in Redis meanwhile, so a crash loses nothing (they are delivered again).
 """
@@ -48,6 +50,7 @@ class Settler:
         self._is_stopping = False
         self.written = 0
         self.lost_ownership = 0
+        self.disappeared = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._flush_forever(), name="streamwork-settler")
@@ -100,12 +103,24 @@ class Settler:
         )
         owned = 0
         for outcome, flag in zip(outcomes, flags, strict=True):
-            if flag:
+            if flag == 1:
                 owned += 1
                 if outcome.kind == "retry":
                     self._on_retry(outcome.due_ms)
                 if outcome.kind != "ack":
                     metrics.outcome_written(source, outcome.task, outcome.kind)
+                continue
+            if flag == -1:
+                self.disappeared += 1
+                metrics.count_lost_entries(source.name, 1)
+                log.warning(
+                    "entry %s on %s disappeared before its outcome (%s) was written: its "
+                    "stream or consumer group was deleted (FLUSHALL, DEL?) or it was "
+                    "acknowledged outside streamwork; the outcome is dropped",
+                    outcome.entry_id.decode(),
+                    source.name,
+                    outcome.kind,
+                )
                 continue
             self.lost_ownership += 1
             metrics.count_lost_ownership(source.name)

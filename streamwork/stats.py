@@ -40,8 +40,10 @@ class QueueState:
     retried: int = 0
     dead: int = 0
     runs: int = 0
+    waited: int = 0
+    """Runs whose wait is known (their message carried a `ts`)."""
     wait_ms: int = 0
-    """Total time messages waited before their handler started (over `runs`)."""
+    """Total time messages waited before their handler started (over `waited`)."""
     run_ms: int = 0
     """Total time handlers ran (over `runs`)."""
     oldest_pending_ms: int | None = None
@@ -83,6 +85,7 @@ def _state(queue: str, replies: list[Any], at: float) -> QueueState:
         retried=total.get("retry", 0),
         dead=total.get("dead", 0),
         runs=total.get("runs", 0),
+        waited=total.get("waited", total.get("runs", 0)),
         wait_ms=total.get("wait_ms", 0),
         run_ms=total.get("run_ms", 0),
         oldest_pending_ms=_oldest_ms(pending),
@@ -253,14 +256,17 @@ def flow(before: QueueState, after: QueueState) -> QueueFlow:
     """
     seconds = max(after.at - before.at, 1e-9)
     runs = after.runs - before.runs
+    waited = after.waited - before.waited
+    wait = run_time = None
     if runs > 0:
-        wait = (after.wait_ms - before.wait_ms) / runs / 1000
         run_time = (after.run_ms - before.run_ms) / runs / 1000
     elif after.runs > 0:
-        wait = after.wait_ms / after.runs / 1000
         run_time = after.run_ms / after.runs / 1000
-    else:
-        wait = run_time = None
+    # W over the runs whose wait is known (messages without `ts` have none)
+    if waited > 0:
+        wait = (after.wait_ms - before.wait_ms) / waited / 1000
+    elif after.waited > 0:
+        wait = after.wait_ms / after.waited / 1000
     finished = (after.done + after.dead) - (before.done + before.dead)
     return QueueFlow(
         state=after,

@@ -19,11 +19,15 @@ import msgpack
 import redis.exceptions
 
 from . import metrics, protocol, redis_ops
+from .connection import MAX_BLOCK
 from .errors import (
     BadArguments,
     ConfigurationError,
+    DecodeError,
     ReplicationTimeout,
     ResultTimeout,
+    SendIncomplete,
+    StreamworkError,
     TaskFailed,
 )
 from .keys import QueueKeys
@@ -77,16 +81,26 @@ class TaskHandle:
         """Wait up to `timeout` seconds for the return value; TaskFailed if it was dead-lettered."""
         self._check()
         app = self.task.app
+        deadline = time.monotonic() + timeout
         with app.translate_errors():
-            raw = redis_ops.wait_result(app.redis, self._key, timeout)
+            while True:  # blocks of at most MAX_BLOCK: each reply within the socket timeout
+                block = _block_for(deadline)
+                raw = redis_ops.wait_result(app.redis, self._key, block)
+                if raw is not None or block < MAX_BLOCK:
+                    break
         return self._decode(raw, timeout)
 
     async def result_async(self, timeout: float = 10.0) -> Any:
         """Like `result`, for asyncio code."""
         self._check()
         app = self.task.app
+        deadline = time.monotonic() + timeout
         with app.translate_errors():
-            raw = await redis_ops.wait_result(app.async_redis(), self._key, timeout)
+            while True:
+                block = _block_for(deadline)
+                raw = await redis_ops.wait_result(app.async_redis(), self._key, block)
+                if raw is not None or block < MAX_BLOCK:
+                    break
         return self._decode(raw, timeout)
 
     def _decode(self, raw: bytes | None, timeout: float) -> Any:
@@ -95,10 +109,21 @@ class TaskHandle:
                 f"no result for task {self.task.name} id {self.id} within {timeout}s — "
                 "is a worker running for queue " + repr(self.task.options.queue) + "?"
             )
-        outcome = msgpack.unpackb(raw, raw=False)
+        try:
+            outcome = msgpack.unpackb(raw, raw=False)
+        except (ValueError, msgpack.UnpackException) as exc:
+            raise DecodeError(f"the stored result of {self.id} cannot be read: {exc}") from None
+        if not isinstance(outcome, dict):
+            raise DecodeError(f"the stored result of {self.id} is not a streamwork result")
         if outcome.get("ok"):
             return outcome.get("value")
         raise TaskFailed(outcome.get("error_type", "Error"), outcome.get("error", ""))
+
+
+def _block_for(deadline: float) -> float:
+    """How long the next blocking read may block: what is left, at most MAX_BLOCK, and never
+    0 (which Redis reads as "forever")."""
+    return min(MAX_BLOCK, max(0.001, round(deadline - time.monotonic(), 3)))
 
 
 def due_ms(delay: Duration | None, eta: datetime | None) -> int | None:
@@ -178,7 +203,7 @@ class Task:
         kwargs = kwargs or {}
         self.check_arguments(args, kwargs)
         message_id = protocol.new_id()
-        return message_id, protocol.encode(
+        body = protocol.encode(
             protocol.Envelope(
                 id=message_id,
                 task=self.name,
@@ -187,6 +212,9 @@ class Task:
                 headers=headers or {},
                 enqueued_ms=due_ms or protocol.now_ms(),
             )
+        )
+        return message_id, protocol.check_size(
+            body, self.app.max_message_bytes, f"a message of task {self.name!r}"
         )
 
     def send(self, *args: Any, **kwargs: Any) -> TaskHandle:
@@ -322,7 +350,9 @@ class Task:
 
         An item that is a tuple gives positional arguments, a dict gives keyword arguments,
         anything else is the one positional argument. Every item is checked before any is
-        sent, so a bad item sends nothing.
+        sent, so a bad item sends nothing. Each batch of 1000 is queued whole or not at all;
+        if Redis fails after some batches were queued, SendIncomplete says which (`.sent`
+        handles, `.index` of the first item not queued).
         """
         due = due_ms(delay, None)
         encoded = [self.envelope(*_call(item), due_ms=due) for item in calls]
@@ -330,14 +360,47 @@ class Task:
         started = time.perf_counter()
         with app.translate_errors():
             app.register_queue_sync(self.options.queue)
-            for start in range(0, len(encoded), SEND_BATCH):
-                bodies = [body for _, body in encoded[start : start + SEND_BATCH]]
-                if due is None:
-                    app.scripts.add_many(self.keys.stream, bodies)
-                else:
-                    redis_ops.schedule_many(app.redis, self.keys.delayed, bodies, due)
+
+        def write(bodies: list[bytes]) -> None:
+            if due is None:
+                app.scripts.add_many(self.keys.stream, bodies)
+            else:
+                redis_ops.schedule_many(app.redis, self.keys.delayed, bodies, due)
+
+        handles = [TaskHandle(message_id, self) for message_id, _ in encoded]
+        write_batches(app, [body for _, body in encoded], write, handles, "message(s)")
         metrics.sent(self.options.queue, len(encoded), time.perf_counter() - started)
-        return [TaskHandle(message_id, self) for message_id, _ in encoded]
+        return handles
+
+
+def write_batches(
+    app: App,
+    bodies: list[bytes],
+    write: Callable[[list[bytes]], Any],
+    sent: list[Any],
+    what: str,
+) -> None:
+    """Write `bodies` in batches of SEND_BATCH (each batch one atomic command).
+
+    If a batch fails after earlier ones were written, raise SendIncomplete carrying what was
+    queued (`sent[:index]`) and the index to resume from; if the first fails, nothing was
+    queued and the Redis error itself is raised.
+    """
+    done = 0
+    try:
+        with app.translate_errors():
+            for start in range(0, len(bodies), SEND_BATCH):
+                write(bodies[start : start + SEND_BATCH])
+                done = min(start + SEND_BATCH, len(bodies))
+    except StreamworkError as exc:
+        if done == 0:
+            raise
+        raise SendIncomplete(
+            f"queued {done} of {len(bodies)} {what} (items 0-{done - 1}), then failed: "
+            f"{exc} — items {done} on were not queued; resend them (items[{done}:])",
+            sent[:done],
+            done,
+        ) from exc
 
 
 def _call(item: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -18,13 +18,12 @@ from . import metrics, protocol, redis_ops
 from .errors import ConfigurationError
 from .keys import Source, TopicKeys, topic_sources
 from .settings import to_seconds
+from .task import write_batches
 
 if TYPE_CHECKING:
     from .app import App
     from .task import TaskOptions
 
-PUBLISH_BATCH = 1000
-"""How many events `publish_many` puts in one pipelined round trip."""
 STARTS = ("new", "beginning")
 
 
@@ -94,11 +93,11 @@ class Subscriber:
 
 
 def event(
-    topic: str, payload: Any, headers: dict[str, Any] | None, due_ms: int | None = None
+    app: App, topic: str, payload: Any, headers: dict[str, Any] | None, due_ms: int | None = None
 ) -> tuple[str, bytes]:
     """The id and encoded message of one event (ready now, or at `due_ms`)."""
     event_id = protocol.new_id()
-    return event_id, protocol.encode(
+    body = protocol.encode(
         protocol.Envelope(
             id=event_id,
             topic=topic,
@@ -106,6 +105,9 @@ def event(
             headers=headers or {},
             enqueued_ms=due_ms or protocol.now_ms(),
         )
+    )
+    return event_id, protocol.check_size(
+        body, app.max_message_bytes, f"an event of topic {topic!r}"
     )
 
 
@@ -118,7 +120,7 @@ def _write(client: Any, keys: TopicKeys, body: bytes, due_ms: int | None) -> Any
 def publish(
     app: App, topic: str, payload: Any, headers: dict[str, Any] | None, due_ms: int | None
 ) -> str:
-    event_id, body = event(topic, payload, headers, due_ms)
+    event_id, body = event(app, topic, payload, headers, due_ms)
     started = time.perf_counter()
     with app.translate_errors():
         app.register_topic_sync(topic)
@@ -130,7 +132,7 @@ def publish(
 async def publish_async(
     app: App, topic: str, payload: Any, headers: dict[str, Any] | None, due_ms: int | None
 ) -> str:
-    event_id, body = event(topic, payload, headers, due_ms)
+    event_id, body = event(app, topic, payload, headers, due_ms)
     started = time.perf_counter()
     with app.translate_errors():
         client = app.async_redis()
@@ -143,13 +145,18 @@ async def publish_async(
 def publish_many(
     app: App, topic: str, payloads: Iterable[Any], headers: dict[str, Any] | None
 ) -> list[str]:
-    encoded = [event(topic, payload, headers) for payload in payloads]
+    encoded = [event(app, topic, payload, headers) for payload in payloads]
     keys = TopicKeys(app.namespace, topic)
     started = time.perf_counter()
     with app.translate_errors():
         app.register_topic_sync(topic)
-        for start in range(0, len(encoded), PUBLISH_BATCH):
-            bodies = [body for _, body in encoded[start : start + PUBLISH_BATCH]]
-            app.scripts.add_many(keys.stream, bodies)
+    ids = [event_id for event_id, _ in encoded]
+    write_batches(
+        app,
+        [body for _, body in encoded],
+        lambda bodies: app.scripts.add_many(keys.stream, bodies),
+        ids,
+        "event(s)",
+    )
     metrics.sent(topic, len(encoded), time.perf_counter() - started)
-    return [event_id for event_id, _ in encoded]
+    return ids

@@ -279,8 +279,13 @@ class Worker:
     async def _leave_groups(self, client: Any) -> None:
         """Remove this consumer from its groups when it holds nothing pending."""
         for source in self.sources:
-            if not await redis_ops.pending_of(client, source, self.consumer):
-                await redis_ops.remove_consumer(client, source, self.consumer)
+            try:
+                if not await redis_ops.pending_of(client, source, self.consumer):
+                    await redis_ops.remove_consumer(client, source, self.consumer)
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The group is gone (FLUSHALL): nothing of this consumer is left to remove.
 
     # -- fetching ------------------------------------------------------------------------
 
@@ -320,9 +325,9 @@ class Worker:
         by_stream = {
             s.stream.encode(): s for s in self.sources if s.group == group and s.stream in streams
         }
-        block_ms = int(
-            1000 * (min(self.settings.block, BURST_BLOCK) if burst else self.settings.block)
-        )
+        # Never block past connection.MAX_BLOCK: the reply must come within the socket timeout.
+        block = min(self.settings.block, BURST_BLOCK if burst else connection.MAX_BLOCK)
+        block_ms = int(1000 * block)
         failures = 0
         while not self._stopping and not self._is_done:
             count = min(self.settings.batch_size, self._free_slots())
@@ -340,9 +345,15 @@ class Worker:
                 await asyncio.sleep(pause)
                 continue
             except redis.exceptions.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # NOGROUP: the group is gone; UNBLOCKED: the stream was deleted while this
+                # read waited on it (FLUSHALL, DEL). Either way: make them again, go on.
+                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
                     raise
-                log.warning("consumer group %s missing (stream deleted?); creating it again", group)
+                log.warning(
+                    "consumer group %s or its stream is missing (deleted, FLUSHALL?); "
+                    "creating it again",
+                    group,
+                )
                 for source in by_stream.values():
                     await redis_ops.ensure_group(client, source)
                 continue
@@ -454,8 +465,9 @@ class Worker:
             if entry_id in self._leased[source]:
                 self._leased[source].discard(entry_id)
                 log.warning(
-                    "lost the lease on entry %s on %s while running it (this worker was "
-                    "paused past the visibility timeout?); its outcome will be dropped",
+                    "lost the lease on entry %s on %s while running it (another worker "
+                    "claimed it after this one paused past the visibility timeout, or the "
+                    "entry was deleted); its outcome will be dropped",
                     entry_id.decode(),
                     source.name,
                 )

@@ -3,7 +3,8 @@
 -- KEYS[1]   the stream
 -- KEYS[2]   the delayed set (retries go there)
 -- KEYS[3]   the dead-letter stream
--- KEYS[4]   the queue's stats hash (running totals: done, retry, dead, runs, wait_ms, run_ms)
+-- KEYS[4]   the queue's stats hash (running totals: done, retry, dead, runs, run_ms, and
+--           waited / wait_ms over the runs whose wait is known)
 -- KEYS[5..] result keys (lists), referenced by index from the outcomes
 -- ARGV[1]   consumer group
 -- ARGV[2]   consumer name
@@ -15,15 +16,18 @@
 --           the client's command packing off the hot path): an array of arrays of
 --           eight values each:
 --           kind ("ack" | "done" | "retry" | "dead"), entry id, data, score, result key index,
---           result, wait ms (queued before the run), run ms (-1: no handler ran)
+--           result, wait ms (queued before the run; -1: unknown, the message had no `ts`),
+--           run ms (-1: no handler ran)
 --             ack:   acknowledge on receipt (ack mode auto); the run's outcome comes later
 --             done:  nothing to write but the result
 --             retry: ZADD KEYS[2] score data     (data = the next attempt's message)
 --             dead:  XADD KEYS[3] * m data       (data = the dead letter)
 --           result key index 0 means no result is stored; else RPUSH KEYS[index] result.
 --
--- Returns one integer per outcome: 1 written, 0 dropped because this consumer no longer owns
--- the entry ("lost ownership": the scanner gave it to another worker, whose outcome counts).
+-- Returns one integer per outcome: 1 written; 0 dropped because another consumer owns the
+-- entry now ("lost ownership": the scanner gave it to another worker, whose outcome counts);
+-- -1 dropped because the entry is in no consumer's pending list any more (its stream or group
+-- was deleted, e.g. by FLUSHALL, or it was acknowledged outside streamwork).
 --
 -- Invariant: an outcome is written only by the entry's current owner and only together with
 -- the XACK of its entry, so a crash between them can neither lose nor duplicate the decision.
@@ -32,15 +36,19 @@ local group, consumer = ARGV[1], ARGV[2]
 local pending, delete = ARGV[3] == "1", ARGV[4] == "1"
 local ttl = tonumber(ARGV[5])
 local written = {}
-local totals = {ack = 0, done = 0, retry = 0, dead = 0, runs = 0, wait_ms = 0, run_ms = 0}
+local totals = {ack = 0, done = 0, retry = 0, dead = 0, runs = 0, waited = 0, wait_ms = 0,
+    run_ms = 0}
 
 for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
     local kind, id, data, score = outcome[1], outcome[2], outcome[3], outcome[4]
     local result_key, result = outcome[5], outcome[6]
     local wait_ms, run_ms = outcome[7], outcome[8]
-    local owned = true
+    local owned, gone = true, false
     if pending then
-        local entry = redis.call("XPENDING", KEYS[1], group, id, id, 1)[1]
+        -- pcall: a missing group (NOGROUP) means the entry is gone, not a failed batch
+        local reply = redis.pcall("XPENDING", KEYS[1], group, id, id, 1)
+        local entry = type(reply) == "table" and not reply.err and reply[1] or nil
+        gone = entry == nil
         owned = entry ~= nil and entry[2] == consumer
     end
     if owned then
@@ -64,15 +72,20 @@ for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
         totals[kind] = totals[kind] + 1
         if run_ms >= 0 then
             totals.runs = totals.runs + 1
-            totals.wait_ms = totals.wait_ms + wait_ms
             totals.run_ms = totals.run_ms + run_ms
+            if wait_ms >= 0 then
+                totals.waited = totals.waited + 1
+                totals.wait_ms = totals.wait_ms + wait_ms
+            end
         end
         written[#written + 1] = 1
+    elseif gone then
+        written[#written + 1] = -1
     else
         written[#written + 1] = 0
     end
 end
-for _, name in ipairs({"done", "retry", "dead", "runs", "wait_ms", "run_ms"}) do
+for _, name in ipairs({"done", "retry", "dead", "runs", "waited", "wait_ms", "run_ms"}) do
     if totals[name] > 0 then
         redis.call("HINCRBY", KEYS[4], name, totals[name])
     end

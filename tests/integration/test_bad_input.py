@@ -71,3 +71,14 @@ def test_arguments_that_do_not_fit_are_dead_lettered_without_running(app, client
     assert seen == [1, 2]
     [letter] = dead_letters(client, app)
     assert letter.reason.startswith("bad arguments: job(): too many positional arguments")
+
+
+def test_message_without_ts_runs_and_does_not_count_toward_the_wait(app, client):
+    seen = good_and_bad(
+        app, client, {b"m": msgpack.packb({"v": 1, "id": "no-ts", "task": "job", "args": [7]})}
+    )
+    assert seen == [1, 7, 2]
+    state = queue_state(app, "default")
+    assert state.runs == 3
+    assert state.waited == 2  # the message without ts has no known wait
+    assert state.wait_ms < 60_000  # not the Unix epoch (about 57 years)

@@ -8,9 +8,17 @@ def state(at, **totals):
 
 
 def test_rates_and_littles_law_over_an_interval():
-    before = state(0.0, added=100, done=80, runs=80, wait_ms=8_000, run_ms=4_000)
+    before = state(0.0, added=100, done=80, runs=80, waited=80, wait_ms=8_000, run_ms=4_000)
     after = state(
-        2.0, added=300, done=270, dead=10, runs=280, wait_ms=48_000, run_ms=24_000, ready=40
+        2.0,
+        added=300,
+        done=270,
+        dead=10,
+        runs=280,
+        waited=280,
+        wait_ms=48_000,
+        run_ms=24_000,
+        ready=40,
     )
     result = flow(before, after)
     assert result.arrival_rate == 100  # 200 added in 2 s
@@ -22,8 +30,8 @@ def test_rates_and_littles_law_over_an_interval():
 
 
 def test_quiet_interval_falls_back_to_lifetime_averages():
-    before = state(0.0, added=10, done=10, runs=10, wait_ms=5_000, run_ms=1_000)
-    after = state(1.0, added=10, done=10, runs=10, wait_ms=5_000, run_ms=1_000)
+    before = state(0.0, added=10, done=10, runs=10, waited=10, wait_ms=5_000, run_ms=1_000)
+    after = state(1.0, added=10, done=10, runs=10, waited=10, wait_ms=5_000, run_ms=1_000)
     result = flow(before, after)
     assert (result.arrival_rate, result.wait, result.run_time) == (0, 0.5, 0.1)
     assert result.expected_backlog == 0

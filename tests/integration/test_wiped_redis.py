@@ -1,0 +1,43 @@
+"""A Redis wiped under a running worker (FLUSHALL): the worker makes its groups again, goes
+on serving, stops cleanly, and says what happened to the entry it was running."""
+
+import logging
+import threading
+
+from streamwork.testing import WorkerThread, wait_until
+
+
+def test_worker_survives_flushall_and_goes_on(app, client, caplog):
+    done = []
+    release = threading.Event()
+    started = threading.Event()
+
+    @app.task
+    def hold():
+        started.set()
+        release.wait(20)
+
+    @app.task
+    def job(n):
+        done.append(n)
+
+    caplog.set_level(logging.INFO)
+    with WorkerThread(app, visibility_timeout=2) as worker:
+        hold.send()
+        job.send(1)
+        wait_until(lambda: started.is_set() and done == [1], message="first runs")
+        client.flushall()
+        release.set()  # hold's entry is gone: its outcome has nowhere to go
+        wait_until(
+            lambda: "disappeared before its outcome" in caplog.text,
+            message="the settler to report the vanished entry",
+        )
+        job.send(2)
+        job.send(3)
+        wait_until(lambda: sorted(done) == [1, 2, 3], timeout=15, message="runs after FLUSHALL")
+        # the scanner's steps also meet the missing groups, and recover
+        wait_until(lambda: worker.worker.scanner.claimed == 0 and worker.worker.in_flight == 0)
+    # leaving the block stopped the worker; it would have raised what it died of
+    assert "another worker claimed it" not in caplog.text
+    assert "Traceback" not in caplog.text
+    assert client.xlen(app.keys("default").stream) == 0

@@ -1,0 +1,65 @@
+"""Every redis-py error a caller can meet maps to one streamwork error (connection.ERRORS),
+most specific first, with the original kept as __cause__ and no password in the text."""
+
+import pytest
+import redis.exceptions as rx
+
+from streamwork import (
+    ConfigurationError,
+    ConnectionFailed,
+    OutOfMemory,
+    PermissionDenied,
+    ReadOnlyReplica,
+    RedisCommandError,
+    RedisUnavailable,
+)
+from streamwork.connection import ERRORS, translate, translate_errors
+
+URL = "redis://user:secret@127.0.0.1:6390/0"
+
+CASES = [
+    (rx.AuthenticationError("invalid username-password pair"), ConnectionFailed, "login"),
+    (rx.NoPermissionError("this user has no permissions to run 'xadd'"), PermissionDenied, "ACL"),
+    (rx.AuthorizationError("NOPERM"), PermissionDenied, "denied"),
+    (rx.BusyLoadingError("Redis is loading the dataset in memory"), RedisUnavailable, "loading"),
+    (rx.ClusterDownError("The cluster is down"), RedisUnavailable, "try again"),
+    (rx.MasterDownError("Link with MASTER is down"), RedisUnavailable, "try again"),
+    (rx.TryAgainError("Multiple keys request during rehashing"), RedisUnavailable, "moving"),
+    (rx.SlotNotCoveredError("slot 12 not covered"), RedisUnavailable, "node is down"),
+    (rx.OutOfMemoryError("command not allowed when used memory"), OutOfMemory, "maxmemory"),
+    (rx.ReadOnlyError("You can't write against a read only replica."), ReadOnlyReplica, "primary"),
+    (rx.InvalidResponse('Protocol error, got "<" as reply type byte'), ConnectionFailed, "port"),
+    (rx.ResponseError("DB index is out of range"), ConfigurationError, "no such database"),
+    (rx.ConnectionError("Error 111 connecting. Connection refused."), ConnectionFailed, "refused"),
+    (rx.TimeoutError("Timeout reading from socket"), ConnectionFailed, "cannot reach"),
+    (OSError("Network is unreachable"), ConnectionFailed, "cannot reach"),
+    (rx.ResponseError("WRONGTYPE Operation against a key"), RedisCommandError, "WRONGTYPE"),
+    (rx.DataError("Invalid input of type: 'set'"), RedisCommandError, "Invalid input"),
+]
+
+
+@pytest.mark.parametrize(("error", "ours", "says"), CASES, ids=lambda c: type(c).__name__)
+def test_each_redis_error_maps_to_ours_with_its_cause(error, ours, says):
+    with pytest.raises(ours) as raised, translate_errors(URL):
+        raise error
+    assert type(raised.value) is ours
+    assert raised.value.__cause__ is error
+    assert says in str(raised.value)
+    assert "secret" not in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_every_row_of_the_table_is_exercised():
+    rows_hit = set()
+    for error, _, _ in CASES:
+        for index, (classes, marker, _, _) in enumerate(ERRORS):
+            if isinstance(error, classes) and marker in str(error):
+                rows_hit.add(index)
+                break
+    assert rows_hit == set(range(len(ERRORS)))
+
+
+def test_errors_that_are_not_from_redis_pass_through():
+    assert translate(ValueError("x"), URL) is None
+    with pytest.raises(KeyError), translate_errors(URL):
+        raise KeyError("not ours to translate")
