@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -152,7 +153,7 @@ class App:
                 store_result=store_result,
                 bind=bind,
             )
-            task_name = name or function.__name__
+            task_name = check_name("task", function.__name__ if name is None else name)
             if task_name in self.tasks:
                 raise ConfigurationError(
                     f"task name {task_name!r} is already taken by "
@@ -437,11 +438,29 @@ def _check_count(name: str, value: int, least: int) -> int:
     return value
 
 
+_MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)
+
+
 def load_app(spec: str) -> App:
-    """The App named by `MODULE:APP` (the module imported with the current directory first)."""
+    """The App named by `MODULE:APP` (the module imported with the current directory first).
+
+    Every way this can fail is an AppNotFound with one line saying why; when importing the
+    module raised, that error is the `__cause__` (its traceback shows the user's code).
+    """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise AppNotFound(f"{spec!r} is not MODULE:APP (e.g. myproject.tasks:app)")
+    if module_name.endswith(".py"):
+        raise AppNotFound(
+            f"{spec!r} is not MODULE:APP: {module_name!r} is a file name, not a module name "
+            f"(not a file path) — try {module_name[:-3].replace('/', '.')}:{attr}"
+        )
+    if not _MODULE.fullmatch(module_name):
+        raise AppNotFound(
+            f"{spec!r} is not MODULE:APP: {module_name!r} is not a module name — give a "
+            "dotted module name like myproject.tasks (not a file path), and run from the "
+            "directory that holds it"
+        )
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -452,7 +471,9 @@ def load_app(spec: str) -> App:
                 f"cannot import module {module_name!r}: no such module "
                 "(run from the directory that holds it, or set PYTHONPATH)"
             ) from None
-        raise
+        raise AppNotFound(f"could not import {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise AppNotFound(f"could not import {module_name!r}: {type(exc).__name__}: {exc}") from exc
     app = getattr(module, attr, None)
     if not isinstance(app, App):
         raise AppNotFound(

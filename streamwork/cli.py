@@ -12,32 +12,23 @@ import logging
 import os
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import click
 
 from . import __version__, logs
-from . import app as app_module
 from . import cli_dlq as dlq_commands
 from . import stats as queue_stats
-from .app import App
+from .cli_app import load_app
 from .connection import redact
-from .errors import AppNotFound, StreamworkError, UnknownTask
+from .errors import StreamworkError, UnknownQueue, UnknownTask
 from .metrics import SupervisorMetrics, prepare_multiprocess_dir
 from .settings import WorkerSettings
 from .supervisor import ProcessSpec, Supervisor
 from .worker import Worker
 
 log = logging.getLogger("streamwork")
-
-
-def load_app(spec: str) -> App:
-    """The App named by MODULE:APP; a bad spec is a usage error (exit 2)."""
-    try:
-        return app_module.load_app(spec)
-    except AppNotFound as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -58,8 +49,16 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="streamwork")
-def main() -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(logs.LEVELS),
+    default="warning",
+    show_default=True,
+    help="For every command but worker (which has its own): debug shows tracebacks.",
+)
+def main(log_level: str) -> None:
     """streamwork: tasks and messages on Redis Streams."""
+    logs.configure(log_level)
 
 
 @main.command()
@@ -181,16 +180,34 @@ def worker(
                 f"cannot serve metrics on {metrics_address}:{metrics_port}: {exc.strerror}"
             ) from None
     metrics_text = f"http://{metrics_address}:{metrics_port}/metrics" if metrics else "off"
-    click.echo(
-        f"streamwork {__version__} worker\n"
-        f"  app:         {app_spec}\n"
-        f"  redis:       {redact(app.url)}\n"
-        f"  queues:      {', '.join(probe.queues) or '-'}\n"
-        f"  topics:      {', '.join(probe.groups) or '-'}\n"
-        f"  processes:   {processes} x concurrency {concurrency}{'  (burst)' if burst else ''}\n"
-        f"  metrics:     {metrics_text}",
-        err=True,
-    )
+    burst_text = "  (burst)" if burst else ""
+    if log_format == "json":  # one JSON line, like every other line a log shipper reads
+        banner = {
+            "time": datetime.now(timezone.utc).isoformat(),
+            "level": "info",
+            "logger": "streamwork.cli",
+            "message": f"streamwork {__version__} worker starting",
+            "app": app_spec,
+            "redis": redact(app.url),
+            "queues": probe.queues,
+            "topics": probe.groups,
+            "processes": processes,
+            "concurrency": concurrency,
+            "burst": burst,
+            "metrics": metrics_text,
+        }
+        click.echo(json.dumps(banner), err=True)
+    else:
+        click.echo(
+            f"streamwork {__version__} worker\n"
+            f"  app:         {app_spec}\n"
+            f"  redis:       {redact(app.url)}\n"
+            f"  queues:      {', '.join(probe.queues) or '-'}\n"
+            f"  topics:      {', '.join(probe.groups) or '-'}\n"
+            f"  processes:   {processes} x concurrency {concurrency}{burst_text}\n"
+            f"  metrics:     {metrics_text}",
+            err=True,
+        )
     spec = ProcessSpec(
         app_spec=app_spec,
         queues=tuple(probe.queues),
@@ -380,8 +397,13 @@ def purge(app_spec: str, queues: tuple[str, ...], delayed: bool, yes: bool) -> N
     Messages being run (pending) are left alone, and so are dead letters.
     """
     app = load_app(app_spec)
+    known = queue_stats.known_queues(app)
     for queue in queues:
         app.keys(queue)  # checks the name before asking
+        if queue not in known:
+            raise UnknownQueue(
+                f"unknown queue {queue!r}: {app_spec} knows {', '.join(known) or 'none'}"
+            )
     if not yes:
         click.confirm(f"delete every waiting message of {', '.join(queues)}?", abort=True)
     for queue in queues:

@@ -1,5 +1,8 @@
 """`streamwork dlq list|show|replay|purge`: the dead letters of a queue or subscriber group.
 
+Each command takes an optional leading MODULE:APP (the app's URL and namespace), like every
+other command; without it, --url and --namespace say where to look.
+
 Thin, like the rest of the CLI: it parses, calls dead_letters.py, and prints. Added to the
 `streamwork` command group by cli.py.
 """
@@ -7,6 +10,7 @@ Thin, like the rest of the CLI: it parses, calls dead_letters.py, and prints. Ad
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,6 +18,7 @@ import click
 
 from . import dead_letters
 from .app import App
+from .cli_app import load_app
 
 
 def dlq_source(app: App, name: str, group: str | None) -> Any:
@@ -21,14 +26,44 @@ def dlq_source(app: App, name: str, group: str | None) -> Any:
     return app.topic_source(name, group) if group else app.queue_source(name)
 
 
+_ENTRY_ID = re.compile(r"\d+(-\d+)?")
+
+
+def _app_and_rest(
+    names: tuple[str, ...], least: int, most: int | None, url: str | None, namespace: str
+) -> tuple[App, list[str]]:
+    """The App to read (from a leading MODULE:APP, else --url and --namespace) and the
+    remaining arguments, of which there must be `least` to `most`.
+
+    A first argument is MODULE:APP when it has a ':' and what follows it is not a dead
+    letter id (queue names may contain ':' too: `dlq replay a:b 1-0` names queue a:b).
+    """
+    rest = list(names)
+    has_app = (
+        len(rest) > least
+        and ":" in rest[0]
+        and (most is not None or not _ENTRY_ID.fullmatch(rest[1]))
+    )
+    app = load_app(rest.pop(0)) if has_app else App(url, namespace=namespace)
+    if len(rest) < least or (most is not None and len(rest) > most):
+        raise click.UsageError(f"expected {least}{'' if most == least else '+'} argument(s)")
+    return app, rest
+
+
 redis_options = [
     click.option(
         "--url",
         envvar="STREAMWORK_REDIS_URL",
         default=None,
-        help="Redis URL (default: $STREAMWORK_REDIS_URL, then redis://localhost:6379/0).",
+        help="Redis URL (default: $STREAMWORK_REDIS_URL, then redis://localhost:6379/0); "
+        "not needed with MODULE:APP.",
     ),
-    click.option("--namespace", default="sw", show_default=True, help="Key namespace of the app."),
+    click.option(
+        "--namespace",
+        default="sw",
+        show_default=True,
+        help="Key namespace of the app; not needed with MODULE:APP.",
+    ),
     click.option("--group", default=None, help="For a topic: the subscriber group."),
 ]
 
@@ -45,15 +80,21 @@ def dlq() -> None:
 
 
 @dlq.command("list")
-@click.argument("queue", metavar="QUEUE|TOPIC")
+@click.argument("names", metavar="[MODULE:APP] QUEUE|TOPIC", nargs=-1, required=True)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @with_redis
 def dlq_list(
-    queue: str, limit: int, as_json: bool, url: str | None, namespace: str, group: str | None
+    names: tuple[str, ...],
+    limit: int,
+    as_json: bool,
+    url: str | None,
+    namespace: str,
+    group: str | None,
 ) -> None:
-    """List the oldest dead letters of QUEUE (or of TOPIC's subscriber --group)."""
-    app = App(url, namespace=namespace)
+    """List the oldest dead letters of QUEUE (or of TOPIC's subscriber --group), with the
+    last error of each."""
+    app, (queue,) = _app_and_rest(names, 1, 1, url, namespace)
     source = dlq_source(app, queue, group)
     entries = dead_letters.list_dead_letters(app, source, limit)
     if as_json:
@@ -63,27 +104,28 @@ def dlq_list(
     if not entries:
         click.echo(f"no dead letters in {source.name!r}")
         return
-    click.echo(f"{'ID':<17} {'FAILED AT (UTC)':<19} {'TASK':<20} {'ATTEMPTS':>8}  REASON")
+    click.echo(
+        f"{'ID':<17} {'FAILED AT (UTC)':<19} {'TASK':<20} {'ATTEMPTS':>8}  REASON — LAST ERROR"
+    )
     for entry in entries:
         letter = entry.letter
         click.echo(
-            f"{entry.id:<17} {_when(letter.last_failure_ms):<19} {letter.task[:20]:<20} "
-            f"{letter.attempts:>8}  {_shorten(letter.reason, 70)}"
+            f"{entry.id:<17} {_when(letter.last_failure_ms):<19} {letter.task[:20] or '-':<20} "
+            f"{letter.attempts:>8}  {_shorten(_why(letter), 90)}"
         )
     shown = f"{len(entries)} of {total}" if total > len(entries) else f"{total}"
     click.echo(f"{shown} dead letter(s) in {source.name!r}")
 
 
 @dlq.command("show")
-@click.argument("queue", metavar="QUEUE|TOPIC")
-@click.argument("entry_id", metavar="ID")
+@click.argument("names", metavar="[MODULE:APP] QUEUE|TOPIC ID", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @with_redis
 def dlq_show(
-    queue: str, entry_id: str, as_json: bool, url: str | None, namespace: str, group: str | None
+    names: tuple[str, ...], as_json: bool, url: str | None, namespace: str, group: str | None
 ) -> None:
     """Show one dead letter in full, with its traceback."""
-    app = App(url, namespace=namespace)
+    app, (queue, entry_id) = _app_and_rest(names, 2, 2, url, namespace)
     entry = dead_letters.show(app, dlq_source(app, queue, group), entry_id)
     data = entry.as_dict()
     if as_json:
@@ -99,13 +141,11 @@ def dlq_show(
 
 
 @dlq.command("replay")
-@click.argument("queue", metavar="QUEUE|TOPIC")
-@click.argument("entry_ids", metavar="[ID]...", nargs=-1)
+@click.argument("names", metavar="[MODULE:APP] QUEUE|TOPIC [ID]...", nargs=-1, required=True)
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter of QUEUE.")
 @with_redis
 def dlq_replay(
-    queue: str,
-    entry_ids: tuple[str, ...],
+    names: tuple[str, ...],
     replay_all: bool,
     url: str | None,
     namespace: str,
@@ -115,33 +155,45 @@ def dlq_replay(
 
     A topic's dead letters go back to their subscriber group only.
     """
+    app, (queue, *entry_ids) = _app_and_rest(names, 1, None, url, namespace)
     if bool(entry_ids) == replay_all:
         raise click.UsageError("give the IDs to replay, or --all (not both)")
-    app = App(url, namespace=namespace)
     source = dlq_source(app, queue, group)
     report = dead_letters.replay(app, source, None if replay_all else list(entry_ids))
-    click.echo(f"replayed {report.replayed} dead letter(s) onto {source.name!r}")
+    done = f"replayed {report.replayed} dead letter(s) onto {source.name!r}"
     if report.skipped:
         click.echo(
             f"left {len(report.skipped)} undecodable one(s) in place: " + ", ".join(report.skipped),
             err=True,
         )
-    if report.missing:
-        raise click.ClickException("no such dead letter(s): " + ", ".join(report.missing))
+    if report.missing:  # one message: what was not found, and what was replayed if anything
+        missing = f"no such dead letter(s) in {source.name!r}: " + ", ".join(report.missing)
+        raise click.ClickException(f"{missing} ({done})" if report.replayed else missing)
+    click.echo(done)
 
 
 @dlq.command("purge")
-@click.argument("queue", metavar="QUEUE|TOPIC")
+@click.argument("names", metavar="[MODULE:APP] QUEUE|TOPIC", nargs=-1, required=True)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @with_redis
-def dlq_purge(queue: str, yes: bool, url: str | None, namespace: str, group: str | None) -> None:
+def dlq_purge(
+    names: tuple[str, ...], yes: bool, url: str | None, namespace: str, group: str | None
+) -> None:
     """Delete every dead letter of QUEUE (or of TOPIC's subscriber --group)."""
-    app = App(url, namespace=namespace)
+    app, (queue,) = _app_and_rest(names, 1, 1, url, namespace)
     source = dlq_source(app, queue, group)
     if not yes:
         total = dead_letters.count(app, source)
         click.confirm(f"delete {total} dead letter(s) of {source.name!r}?", abort=True)
     click.echo(f"purged {dead_letters.purge(app, source)} dead letter(s) from {source.name!r}")
+
+
+def _why(letter: Any) -> str:
+    """The reason, then the last error (type: message) when it says more than the reason."""
+    error = f"{letter.error_type}: {letter.error}" if letter.error_type else letter.error
+    if not letter.error or letter.error == letter.reason:
+        return letter.reason
+    return f"{letter.reason} — {error}"
 
 
 def _when(ms: int) -> str:

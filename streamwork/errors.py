@@ -83,6 +83,10 @@ class UnknownTask(StreamworkError, LookupError):
     """A message names a task this app does not have."""
 
 
+class UnknownQueue(StreamworkError, LookupError):
+    """A queue no task of the app uses and nothing ever sent to."""
+
+
 class ResultTimeout(StreamworkError, TimeoutError):
     """A task's result did not arrive within the time asked for."""
 

@@ -134,6 +134,8 @@ class Runner:
             error_type="DecodeError",
             error=reason,
             attempts=0,
+            first_failure_ms=protocol.now_ms(),
+            last_failure_ms=protocol.now_ms(),
             worker=self.consumer,
         )
         return Outcome("dead", delivery.entry_id, protocol.encode_dead_letter(letter))

@@ -14,14 +14,15 @@ from .errors import ConfigurationError
 QUEUE_GROUP = "workers"
 """The consumer group that reads a queue: one group, so each message goes to one worker."""
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
+"""What a queue, topic, group, namespace or task name may be (also on the wire)."""
 
 
 def check_name(kind: str, name: str) -> str:
-    """Return `name` if it can be a queue, topic, group or namespace name, else raise."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    """Return `name` if it can be a queue, topic, group, namespace or task name, else raise."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ConfigurationError(
-            f"invalid {kind} name {name!r}: use 1-200 letters, digits, '_', '.', ':' or '-'"
+            f"invalid {kind} name {name!r}: use 1-200 ASCII letters, digits, '_', '.', ':' or '-'"
         )
     return name
 

@@ -9,6 +9,7 @@ pickle, so a message can neither run code on a worker nor be made by Python alon
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,10 +17,15 @@ from typing import Any
 import msgpack
 
 from .errors import DecodeError, EncodeError
+from .keys import NAME
 
 VERSION = 1
 FIELD = b"m"
 """The one stream-entry field that carries the message."""
+
+
+ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+ID_RULE = "1-64 ASCII letters, digits, '_' or '-' (streamwork makes 32 lowercase hex digits)"
 
 
 def new_id() -> str:
@@ -174,6 +180,15 @@ def decode(raw: Any) -> Envelope:
         name: body[name] if name in body else (default() if default in (list, dict) else default)
         for name, (_, default) in _FIELDS.items()
     }
+    # What a worker logs must be safe to log: names and ids are checked, never printed raw.
+    if not isinstance(fields["id"], str) or not ID.fullmatch(fields["id"]):
+        raise DecodeError(f"invalid id {fields['id']!r}: {ID_RULE}")
+    for name in ("task", "topic"):
+        value = fields[name]
+        if isinstance(value, str) and value and not NAME.fullmatch(value):
+            raise DecodeError(
+                f"invalid {name} name {value!r}: 1-200 ASCII letters, digits, '_', '.', ':', '-'"
+            )
     for name, value in fields.items():
         kind = _FIELDS[name][0]
         # bool is an int in Python, never a count or a time on the wire

@@ -93,7 +93,8 @@ async def _serve(worker: Any, burst: bool, ready: Any, parent_pid: int) -> int:
     loop.add_signal_handler(signal.SIGTERM, on_term)
     loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     watch = asyncio.create_task(_watch_parent(worker, parent_pid))
-    await worker.run(burst=burst, on_ready=ready.set)
+    # The supervisor's preflight warned about persistence once for all processes.
+    await worker.run(burst=burst, on_ready=ready.set, warn_persistence=False)
     watch.cancel()
     return RECYCLE_EXIT if worker.recycle_reason else 0
 

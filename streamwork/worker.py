@@ -124,6 +124,7 @@ class Worker:
         self.processed = 0
         self._memory_checked = 0.0
         self.recycle_reason: str | None = None
+        self._warn_persistence = True
         """Why the worker stopped itself to be restarted (max tasks, memory, stuck thread)."""
 
     @property
@@ -169,11 +170,19 @@ class Worker:
             )
         self._stopping = True
 
-    async def run(self, *, burst: bool = False, on_ready: Callable[[], Any] | None = None) -> None:
+    async def run(
+        self,
+        *,
+        burst: bool = False,
+        on_ready: Callable[[], Any] | None = None,
+        warn_persistence: bool = True,
+    ) -> None:
         """Fetch and run messages until `stop()` (or, with `burst`, until the queues drain).
 
         `on_ready` is called once the worker has checked Redis and starts fetching.
+        `warn_persistence=False`: a supervisor warned already that Redis persists nothing.
         """
+        self._warn_persistence = warn_persistence
         self._loop = asyncio.get_running_loop()
         self._slot_free = asyncio.Event()
         settings = self.settings
@@ -239,7 +248,7 @@ class Worker:
                     "(or start anyway with --allow-evicting-redis)"
                 )
             log.warning("Redis maxmemory-policy is %s: queues may be evicted", policy)
-        if persists is False:
+        if persists is False and self._warn_persistence:
             log.warning(
                 "Redis persists nothing (no AOF, no RDB snapshots): a Redis restart loses "
                 "every queued message; enable appendonly yes with appendfsync everysec"

@@ -64,7 +64,8 @@ def test_errors_are_one_line(processes, redis_url):
     both = processes.run("dlq", "replay", "payments", "1-1", "--all")
     assert both.returncode == 2 and "not both" in both.stderr
     absent = processes.run("dlq", "replay", "payments", "1-1")
-    assert absent.returncode == 1 and "no such dead letter(s): 1-1" in absent.stderr
+    assert absent.returncode == 1 and absent.stdout == ""
+    assert absent.stderr.strip() == "Error: no such dead letter(s) in 'payments': 1-1"
     bad_name = processes.run("dlq", "list", "bad name")
     assert bad_name.returncode == 1 and "invalid queue name 'bad name'" in bad_name.stderr
     assert "Traceback" not in missing.stderr + both.stderr + absent.stderr + bad_name.stderr

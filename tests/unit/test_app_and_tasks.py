@@ -99,3 +99,22 @@ def test_message_decides_once():
     with pytest.raises(Exception, match="already acked"):
         message.nack()
     assert decisions == ["ack"]
+
+
+@pytest.mark.parametrize("name", ["", "send email", "job\nINFO forged", "émail"])
+def test_task_names_are_checked_at_declaration(name):
+    app = App("redis://127.0.0.1:1/0")
+    with pytest.raises(ConfigurationError, match=r"invalid task name .*ASCII"):
+
+        @app.task(name=name)
+        def job():
+            pass
+
+
+def test_queue_name_error_says_ascii():
+    app = App("redis://127.0.0.1:1/0")
+    with pytest.raises(ConfigurationError, match="ASCII letters"):
+
+        @app.task(queue="émails")
+        def job():
+            pass

@@ -118,3 +118,23 @@ def test_topic_event_round_trip():
     body = msgpack.unpackb(protocol.encode(event))
     assert set(body) == {"v", "id", "topic", "payload", "headers", "ts"}
     assert protocol.decode(protocol.encode(event)) == event
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("task", "job\n2026-01-01 INFO forged line"),
+        ("task", "x y"),
+        ("topic", "t\x1b[2J"),
+        ("id", "a b"),
+        ("id", "x" * 65),
+        ("id", ""),
+    ],
+)
+def test_names_and_ids_that_are_unsafe_to_log_do_not_decode(field, value):
+    body = {"v": 1, "id": "abc", "task": "job", "args": []}
+    if field == "topic":
+        body = {"v": 1, "id": "abc", "topic": "t", "payload": 1}
+    body[field] = value
+    with pytest.raises(DecodeError, match=f"invalid {field}"):
+        protocol.decode(msgpack.packb(body))
