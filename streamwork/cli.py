@@ -344,7 +344,7 @@ def render_overview(overview: queue_stats.Overview, interval: float) -> list[str
     """The queue and topic tables that `stats` and `top` print."""
     lines = [
         f"{'QUEUE':<20} {'READY':>7} {'PENDING':>7} {'DELAYED':>7} {'DEAD':>6} "
-        f"{'λ/s':>8} {'DONE/s':>8} {'W':>8} {'L=λW':>8} {'λS':>6} {'WORKERS':>7}"
+        f"{'λ/s':>8} {'DONE/s':>8} {'W':>8} {'L=λW':>8} {'λS':>6} {'LIVE':>5}"
     ]
     for item in overview.queues:
         state = item.state
@@ -352,12 +352,12 @@ def render_overview(overview: queue_stats.Overview, interval: float) -> list[str
             f"{state.queue[:20]:<20} {state.ready:>7} {state.pending:>7} {state.delayed:>7} "
             f"{state.dead_letters:>6} {item.arrival_rate:>8.1f} {item.completion_rate:>8.1f} "
             f"{_seconds(item.wait):>8} {_number(item.expected_backlog):>8} "
-            f"{_number(item.busy_handlers):>6} {state.consumers:>7}"
+            f"{_number(item.busy_handlers):>6} {state.consumers:>5}"
         )
     if overview.topics:
         lines.append(
             f"\n{'TOPIC/GROUP':<32} {'LENGTH':>7} {'λ/s':>8} {'LAG':>7} {'PENDING':>7} "
-            f"{'RETRYING':>8} {'DEAD':>6} {'WORKERS':>7}"
+            f"{'RETRYING':>8} {'DEAD':>6} {'LIVE':>5}"
         )
     for topic, rate in zip(overview.topics, overview.publish_rates, strict=True):
         lines.append(f"{topic.topic[:32]:<32} {topic.length:>7} {rate:>8.1f}")
@@ -365,9 +365,12 @@ def render_overview(overview: queue_stats.Overview, interval: float) -> list[str
             lines.append(
                 f"{'  ' + group.group[:30]:<32} {'':>7} {'':>8} "
                 f"{'?' if group.lag is None else group.lag:>7} {group.pending:>7} "
-                f"{group.retrying:>8} {group.dead_letters:>6} {group.consumers:>7}"
+                f"{group.retrying:>8} {group.dead_letters:>6} {group.consumers:>5}"
             )
-    lines.append(f"rates over {interval:g}s")
+    lines.append(
+        f"rates over {interval:g}s; LIVE: worker processes (consumers) seen in the last "
+        f"{queue_stats.LIVE_WITHIN:g}s"
+    )
     return lines
 
 

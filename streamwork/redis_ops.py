@@ -270,7 +270,7 @@ async def durability(client: Any) -> tuple[str, bool | None]:
 
 def queue_counts(client: Any, sources: Sequence[Source]) -> list[list[Any]]:
     """Per source, in one round trip: [stream length, pending summary, delayed count,
-    dead letters, stream info, stats totals, groups info].
+    dead letters, stream info, stats totals, consumers info].
 
     Pending summary and stream info are exception objects when the group or stream does
     not exist yet.
@@ -283,7 +283,7 @@ def queue_counts(client: Any, sources: Sequence[Source]) -> list[list[Any]]:
         pipe.xlen(source.dead_letters)
         pipe.xinfo_stream(source.stream)
         pipe.hgetall(source.stats)
-        pipe.xinfo_groups(source.stream)
+        pipe.xinfo_consumers(source.stream, source.group)
     replies = pipe.execute(raise_on_error=False)
     return [replies[i : i + 7] for i in range(0, len(replies), 7)]
 
@@ -300,8 +300,8 @@ def topic_info(client: Any, streams: Sequence[str]) -> list[list[Any]]:
 
 def group_counts(client: Any, groups: Sequence[tuple[Source, Source]]) -> list[list[Any]]:
     """Per subscriber group (its topic and retry sources), in one round trip: [topic pending
-    summary, retry stream length, retry pending summary, delayed count, dead letters]
-    (errors as values)."""
+    summary, retry stream length, retry pending summary, delayed count, dead letters,
+    consumers info] (errors as values)."""
     pipe = client.pipeline(transaction=False)
     for main, retry in groups:
         pipe.xpending(main.stream, main.group)
@@ -309,5 +309,6 @@ def group_counts(client: Any, groups: Sequence[tuple[Source, Source]]) -> list[l
         pipe.xpending(retry.stream, retry.group)
         pipe.zcard(retry.delayed)
         pipe.xlen(retry.dead_letters)
+        pipe.xinfo_consumers(main.stream, main.group)
     replies = pipe.execute(raise_on_error=False)
-    return [replies[i : i + 5] for i in range(0, len(replies), 5)]
+    return [replies[i : i + 6] for i in range(0, len(replies), 6)]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import redis_ops
 from .keys import queue_registry, topic_registry, topic_sources
+from .settings import WorkerSettings
 
 if TYPE_CHECKING:
     from .app import App
@@ -49,7 +50,7 @@ class QueueState:
     oldest_pending_ms: int | None = None
     """When the oldest unacknowledged entry was added (Unix ms), None if nothing pending."""
     consumers: int = 0
-    """Worker processes registered in the queue's consumer group."""
+    """Live consumers (worker processes) of the queue's group: seen within LIVE_WITHIN."""
     at: float = 0.0
     """time.monotonic() when it was read."""
 
@@ -65,7 +66,7 @@ class QueueState:
 
 
 def _state(queue: str, replies: list[Any], at: float) -> QueueState:
-    length, pending, delayed, dead, info, totals, groups = replies
+    length, pending, delayed, dead, info, totals, consumers = replies
     for value in (length, delayed, dead, totals):
         if isinstance(value, Exception):
             raise value
@@ -89,9 +90,21 @@ def _state(queue: str, replies: list[Any], at: float) -> QueueState:
         wait_ms=total.get("wait_ms", 0),
         run_ms=total.get("run_ms", 0),
         oldest_pending_ms=_oldest_ms(pending),
-        consumers=0 if isinstance(groups, Exception) else sum(int(g["consumers"]) for g in groups),
+        consumers=live_consumers(consumers),
         at=at,
     )
+
+
+LIVE_WITHIN = WorkerSettings().visibility_timeout
+"""A consumer seen (reading, claiming) within this many seconds counts as a live worker:
+the default visibility timeout, past which its entries would be taken from it anyway."""
+
+
+def live_consumers(consumers: Any) -> int:
+    """How many consumers in an XINFO CONSUMERS reply were seen within LIVE_WITHIN."""
+    if isinstance(consumers, Exception):
+        return 0
+    return sum(1 for consumer in consumers if int(consumer["idle"]) < LIVE_WITHIN * 1000)
 
 
 def _oldest_ms(pending: Any) -> int | None:
@@ -125,6 +138,7 @@ class GroupState:
     pending: int
     """Events delivered to the group's consumers and not yet acknowledged."""
     consumers: int
+    """Live consumers of the group: seen within LIVE_WITHIN."""
     retrying: int
     """Retries waiting in the group's delayed set or retry stream."""
     dead_letters: int
@@ -165,7 +179,7 @@ def topic_states(app: App, topics: Sequence[str]) -> list[TopicState]:
     for topic, (info, _), groups in zip(topics, infos, groups_of, strict=True):
         group_states = []
         for group in groups:
-            main_pending, retry_length, retry_pending, delayed, dead = next(counts)
+            main_pending, retry_length, retry_pending, delayed, dead, consumers = next(counts)
             oldest = _oldest_ms(main_pending)
             retry_oldest = _oldest_ms(retry_pending)
             if oldest is None or (retry_oldest is not None and retry_oldest < oldest):
@@ -177,7 +191,7 @@ def topic_states(app: App, topics: Sequence[str]) -> list[TopicState]:
                     group=group["name"].decode(),
                     lag=None if lag is None else int(lag),
                     pending=int(group["pending"]) + int(retry_pending),
-                    consumers=int(group["consumers"]),
+                    consumers=live_consumers(consumers),
                     retrying=int(delayed) + int(retry_length) - int(retry_pending),
                     dead_letters=int(dead),
                     oldest_pending_ms=oldest,

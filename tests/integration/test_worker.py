@@ -247,3 +247,22 @@ def test_reads_and_acknowledgements_are_batched(app, client):
     assert reads <= 1000 / 50 + 10, reads
     assert scripts <= 1000 / 10, scripts
     assert stats["cmdstat_xack"]["calls"] == 1000  # one per entry, inside those script calls
+
+
+def test_stats_count_live_consumers_only(app, client, monkeypatch):
+    """A consumer that stopped reading (its worker died) drops out of the live count once it
+    has not been seen within LIVE_WITHIN; a reading one stays."""
+    from streamwork import stats
+
+    monkeypatch.setattr(stats, "LIVE_WITHIN", 0.5)
+    source = app.queue_source("default")
+    client.xgroup_create(source.stream, source.group, id="0", mkstream=True)
+    client.xadd(source.stream, {"m": b"x"})
+    client.xreadgroup(source.group, "dead-worker", {source.stream: ">"}, count=1)
+    assert stats.queue_state(app, "default").consumers == 1
+    time.sleep(0.6)  # the dead worker's idle time must pass the window: nothing to poll
+    client.xadd(source.stream, {"m": b"y"})
+    client.xreadgroup(source.group, "live-worker", {source.stream: ">"}, count=1)
+    state = stats.queue_state(app, "default")
+    assert state.consumers == 1  # the live one; the dead one still holds its entry
+    assert state.pending == 2

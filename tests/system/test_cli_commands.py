@@ -119,4 +119,4 @@ def test_top_redraws_a_live_view_of_queues_topics_and_workers(processes, write_a
     [reports] = {line for line in run.stdout.splitlines() if line.startswith("reports ")}
     assert reports.split()[1] == "7"  # READY
     assert "audit" in run.stdout  # the topic, found through the registry
-    assert "WORKERS" in run.stdout
+    assert "LIVE" in run.stdout
