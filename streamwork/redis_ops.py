@@ -240,6 +240,11 @@ def pending_of(
     )
 
 
+def pending_entries(client: Any, source: Source, count: int) -> Any:
+    """XPENDING details of the group's first `count` pending entries, of every consumer."""
+    return client.xpending_range(source.stream, source.group, "-", "+", count)
+
+
 def remove_consumer(client: Any, source: Source, consumer: str) -> Any:
     """XGROUP DELCONSUMER — which drops the consumer's pending entries: check they are none."""
     return client.xgroup_delconsumer(source.stream, source.group, consumer)

@@ -125,6 +125,7 @@ class Worker:
         self._memory_checked = 0.0
         self.recycle_reason: str | None = None
         self._warn_persistence = True
+        self._left_behind = ""
         """Why the worker stopped itself to be restarted (max tasks, memory, stuck thread)."""
 
     @property
@@ -283,7 +284,31 @@ class Worker:
         finally:
             threads.shutdown(wait=False, cancel_futures=True)
             await client.aclose()
-        log.info("worker %s stopped after %d message(s)", self.consumer, self.processed)
+        log.info(
+            "worker %s stopped after %d message(s)%s",
+            self.consumer,
+            self.processed,
+            self._left_behind,
+        )
+
+    async def _pending_elsewhere(self, client: Any) -> str:
+        """What a drained burst worker leaves behind: entries pending in other consumers'
+        hands (running elsewhere, or a dead worker's, not yet idle past the visibility
+        timeout, so not claimable yet), as the end of its last log line."""
+        count, longest_ms = 0, 0
+        for source in self.sources:
+            rows = await redis_ops.pending_entries(client, source, 100)
+            others = [row for row in rows if row["consumer"].decode() != self.consumer]
+            count += len(others)
+            longest_ms = max([longest_ms, *(int(row["time_since_delivered"]) for row in others)])
+        if not count:
+            return "; nothing left pending"
+        return (
+            f"; left {count}{'+' if count >= 100 else ''} entr{'y' if count == 1 else 'ies'} "
+            f"pending with other consumers (longest idle {longest_ms / 1000:.1f}s): running "
+            "elsewhere, or a dead worker's, claimed by a worker once idle past the "
+            f"{self.settings.visibility_timeout:g}s visibility timeout"
+        )
 
     async def _leave_groups(self, client: Any) -> None:
         """Remove this consumer from its groups when it holds nothing pending."""
@@ -379,6 +404,7 @@ class Worker:
             self._idle_groups.add(read)
             if len(self._idle_groups) == n_groups and await self._is_drained():
                 log.info("queues drained; burst worker exits")
+                self._left_behind = await self._pending_elsewhere(client)
                 self._is_done = True
 
     async def _is_drained(self) -> bool:

@@ -1,6 +1,7 @@
 """A worker against a real Redis: running tasks, concurrency, delays, results, stopping."""
 
 import asyncio
+import logging
 import threading
 import time
 
@@ -266,3 +267,24 @@ def test_stats_count_live_consumers_only(app, client, monkeypatch):
     state = stats.queue_state(app, "default")
     assert state.consumers == 1  # the live one; the dead one still holds its entry
     assert state.pending == 2
+
+
+def test_burst_worker_reports_what_it_leaves_pending(app, client, caplog):
+    @app.task
+    def job(n):
+        pass
+
+    job.send(1)
+    source = app.queue_source("default")
+    client.xgroup_create(source.stream, source.group, id="0", mkstream=True)
+    client.xreadgroup(source.group, "ghost", {source.stream: ">"}, count=1)  # then "dies"
+    job.send(2)
+    caplog.set_level(logging.INFO)
+    assert drain(app) == 1  # the ghost's entry is not idle past the 30 s timeout yet
+    [last] = [r.getMessage() for r in caplog.records if "stopped after" in r.getMessage()]
+    assert "left 1 entry pending with other consumers (longest idle" in last
+    assert "30s visibility timeout" in last
+    caplog.clear()
+    drain(app, visibility_timeout=0.1)  # now it may be claimed: it runs, nothing is left
+    [last] = [r.getMessage() for r in caplog.records if "stopped after" in r.getMessage()]
+    assert last.endswith("stopped after 1 message(s); nothing left pending")
