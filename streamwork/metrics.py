@@ -258,7 +258,7 @@ class QueueCollector:
                 ("delayed", "Delayed messages and scheduled retries."),
                 ("dead_letters", "Messages in the dead letters."),
                 ("oldest_pending_age_seconds", "Age of the oldest unacknowledged message."),
-                ("consumers", "Live consumers (worker processes) of the group: seen in the last 30 s."),
+                ("consumers", "Live consumers (worker processes): seen in the last 30 s."),
             )
         }  # fmt: skip
         added = CounterMetricFamily(

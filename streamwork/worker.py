@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -115,6 +115,9 @@ class Worker:
         self._leased: dict[Source, set[bytes]] = defaultdict(set)
         """Entries running under a lease (late and manual ack modes), renewed by the scanner."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._isolated: deque[Run] = deque()
+        """Redelivered runs waiting to run alone (see `_isolate`)."""
+        self._isolation: asyncio.Task[None] | None = None
         self._slot_free: asyncio.Event | None = None
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -256,6 +259,8 @@ class Worker:
             )
 
     async def _finish(self, client: Any, threads: ThreadPoolExecutor, is_started: bool) -> None:
+        if self._isolation is not None:
+            await asyncio.wait([self._isolation], timeout=self.settings.grace)
         if self._tasks:
             _, cut_off = await asyncio.wait(set(self._tasks), timeout=self.settings.grace)
             if cut_off:
@@ -324,7 +329,16 @@ class Worker:
     # -- fetching ------------------------------------------------------------------------
 
     def _free_slots(self) -> int:
-        return 0 if self._stopping else self.settings.concurrency - self.in_flight
+        if self._stopping or self._isolated or self.in_isolation:
+            return 0
+        return self.settings.concurrency - self.in_flight
+
+    @property
+    def in_isolation(self) -> bool:
+        """Whether a redelivered message is running alone (or waiting to) in this process."""
+        return bool(self._isolated) or (
+            self._isolation is not None and not self._isolation.done()
+        )
 
     async def _fetch_forever(self, client: Any, burst: bool) -> None:
         """One fetch loop per consumer group (all queues share one), until stopped.
@@ -410,7 +424,7 @@ class Worker:
     async def _is_drained(self) -> bool:
         """Nothing running, nothing to write, nothing due, nothing abandoned to claim."""
         assert self.settler is not None and self.scanner is not None
-        if self.in_flight or not self.settler.is_idle:
+        if self.in_flight or self.in_isolation or not self.settler.is_idle:
             return False
         moved, _ = await self.scanner.move_due_now()
         claimed_before = self.scanner.claimed
@@ -446,13 +460,54 @@ class Worker:
                 run.is_pending = False
             runs += auto_runs
         for run in runs:
-            self._start(run)
+            if run.delivery.delivery_count > 1:
+                self._isolate(run)
+            else:
+                self._start(run)
 
-    def _start(self, run: Run) -> None:
+    def _start(self, run: Run) -> asyncio.Task[None]:
         task = asyncio.create_task(self._execute(run))
         self._tasks.add(task)
         if run.is_pending:
             self._leased[run.delivery.source].add(run.delivery.entry_id)
+        return task
+
+    def _isolate(self, run: Run) -> None:
+        """Queue a redelivered run to run alone in this process.
+
+        A redelivered entry's last delivery ended without an outcome: its worker died (a
+        crash, an OOM kill, os._exit) or froze. If the message itself is what kills
+        workers, running it alone means it takes no neighbour down with it: a poison
+        message costs the messages running beside it at most one re-run (the first crash).
+        """
+        self._isolated.append(run)
+        self._leased[run.delivery.source].add(run.delivery.entry_id)  # keep its lease meanwhile
+        if self._isolation is None or self._isolation.done():
+            self._isolation = asyncio.create_task(self._run_isolated(), name="streamwork-isolated")
+
+    async def _run_isolated(self) -> None:
+        assert self._slot_free is not None  # set in run()
+        while self._isolated and not self._stopping:
+            run = self._isolated[0]
+            while self.in_flight and not self._stopping:  # no fetch starts more meanwhile
+                self._slot_free.clear()
+                await self._slot_free.wait()
+            if self._stopping:
+                break
+            self._isolated.popleft()
+            log.warning(
+                "running redelivered entry %s on %s (task %s, delivery %d) alone: its last "
+                "delivery ended without an outcome (its worker died?)",
+                run.delivery.entry_id.decode(),
+                run.delivery.source.name,
+                run.envelope.task or run.delivery.source.name,
+                run.delivery.delivery_count,
+            )
+            await asyncio.wait([self._start(run)])
+        for left in self._isolated:  # stopping: they stay pending, claimed again later
+            self._leased[left.delivery.source].discard(left.delivery.entry_id)
+        self._isolated.clear()
+        self._slot_free.set()
 
     async def _execute(self, run: Run) -> None:
         assert self.runner is not None and self.settler is not None

@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from streamwork import App
+from streamwork import App, protocol
 from streamwork.stats import queue_state
 from streamwork.testing import free_port, wait_until
 
@@ -162,3 +162,49 @@ def test_worker_runs_the_subscribers_of_the_topics_it_is_given(
         1,
         "unknown topic 'nope': this app's subscribers read audit",
     )
+
+
+POISON = """
+    import os
+    import time
+
+    import redis
+
+    from streamwork import App
+
+    app = App()
+    counts = redis.Redis.from_url(os.environ["STREAMWORK_REDIS_URL"])
+
+    @app.task(queue="jobs", max_deliveries=3)
+    def poison():
+        time.sleep(0.2)  # its neighbours are surely running (and counted) by now
+        os._exit(1)  # kills its worker process, whatever runs beside it
+
+    @app.task(queue="jobs")
+    def neighbour(n):
+        counts.incr(f"runs:{n}")
+        time.sleep(0.5)
+"""
+
+
+def test_poison_message_costs_its_neighbours_at_most_one_rerun(processes, write_app, redis_url):
+    write_app("poisoned", POISON)
+    app = App(redis_url)
+    neighbour = app.task(queue="jobs", name="neighbour")(lambda n: None)
+    poison = app.task(queue="jobs", name="poison")(lambda: None)
+    neighbour.send(0)
+    neighbour.send(1)
+    poison.send()
+    for n in range(2, 6):
+        neighbour.send(n)
+    done = processes.run(
+        "worker", "poisoned:app", "--burst", "-p", "1", "-c", "4", "--visibility-timeout", "1",
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    runs = {n: int(app.redis.get(f"runs:{n}") or 0) for n in range(6)}
+    assert all(1 <= count <= 2 for count in runs.values()), runs
+    assert "alone" in done.stderr
+    [(_, fields)] = app.redis.xrange(app.keys("jobs").dead_letters)
+    assert protocol.decode_dead_letter(fields[b"m"]).task == "poison"
+    assert queue_state(app, "jobs").is_empty
