@@ -2,13 +2,40 @@
 # Install streamwork and run the examples end to end: a producer sends tasks, a worker runs
 # them, and the output shows the results and the queues empty afterwards.
 #
-# Redis: $STREAMWORK_REDIS_URL when set, else a Redis answering on localhost:6379, else a
-# private redis-server started here on a free port (installing Debian's redis-server
-# package when it is missing and this machine can) and stopped at the end.
-# QUICKSTART_REDIS=private skips the first two and always starts a private server.
+#   bash examples/quickstart.sh [--redis-url URL]
+#
+# Python: into the active virtual environment ($VIRTUAL_ENV), else into ./.venv (created
+# here), never into the system's python3.
+# Redis: a private redis-server started here on a free port (installing Debian's
+# redis-server package when it is missing and this machine can), stopped at the end; it
+# never writes into a Redis it was not told about. --redis-url URL (or
+# $STREAMWORK_REDIS_URL) uses that Redis instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
+
+redis_url="${STREAMWORK_REDIS_URL:-}"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --redis-url) [ $# -ge 2 ] || { echo "--redis-url needs a URL" >&2; exit 2; }; redis_url="$2"; shift 2 ;;
+        --redis-url=*) redis_url="${1#--redis-url=}"; shift ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1 (usage: bash examples/quickstart.sh [--redis-url URL])" >&2; exit 2 ;;
+    esac
+done
+
+if [ -n "${PYTHON:-}" ]; then
+    :  # given explicitly (the test suite passes its own interpreter)
+elif [ -n "${VIRTUAL_ENV:-}" ]; then
+    PYTHON="$VIRTUAL_ENV/bin/python"
+    echo "== using the active virtual environment $VIRTUAL_ENV"
+else
+    if [ ! -x .venv/bin/python ]; then
+        echo "== creating a virtual environment in .venv"
+        python3 -m venv .venv
+    fi
+    PYTHON="$PWD/.venv/bin/python"
+    echo "== using the virtual environment .venv (activate it with: . .venv/bin/activate)"
+fi
 
 echo "== installing streamwork (pip install -e '.[test]')"
 "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"
@@ -45,15 +72,11 @@ answers() {
     "$PYTHON" -c "import redis,sys; redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()" "$1" 2>/dev/null
 }
 
-if [ "${QUICKSTART_REDIS:-}" = private ]; then
-    unset STREAMWORK_REDIS_URL
-    start_private=1
-elif [ -n "${STREAMWORK_REDIS_URL:-}" ]; then
-    echo "== using Redis at \$STREAMWORK_REDIS_URL"
-elif answers redis://localhost:6379/0; then
-    export STREAMWORK_REDIS_URL=redis://localhost:6379/0
-    echo "== using the Redis answering on localhost:6379"
+if [ -n "$redis_url" ]; then
+    export STREAMWORK_REDIS_URL="$redis_url"
+    echo "== using the Redis you named: $("$PYTHON" -c 'import sys; from streamwork.connection import redact; print(redact(sys.argv[1]))' "$redis_url")"
 else
+    unset STREAMWORK_REDIS_URL
     start_private=1
 fi
 if [ -n "${start_private:-}" ]; then
@@ -88,11 +111,13 @@ echo
 echo "== orders: the producer sends 20 orders"
 "$PYTHON" orders.py send 20
 echo "== a worker processes them (streamwork worker orders:app --burst)"
-streamwork worker orders:app --burst --concurrency 8 --log-level warning
+"$PYTHON" -m streamwork worker orders:app --burst --concurrency 8 --log-level warning
 echo "== results"
 "$PYTHON" orders.py report
 echo
 echo "== fan-out: one event to billing, shipping and notifications, two workers each"
 "$PYTHON" fanout.py publish 12
-streamwork worker fanout:app --processes 2 --burst --log-level warning
+"$PYTHON" -m streamwork worker fanout:app --processes 2 --burst --log-level warning
 "$PYTHON" fanout.py report
+echo
+echo "== done; run the test suite with: $PYTHON -m pytest"

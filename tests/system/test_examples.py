@@ -61,15 +61,22 @@ def test_fanout_reaches_every_group_with_two_workers(redis_url, tmp_path):
         assert f"group {group:<13} lag 0, pending 0, dead letters 0  (caught up)" in out
 
 
-def test_quickstart_installs_starts_a_private_redis_and_runs_the_examples():
-    # The README's first command, forced onto the path a machine without Redis takes.
-    result = subprocess.run(
-        ["bash", str(EXAMPLES / "quickstart.sh")],
-        env={**os.environ, "QUICKSTART_REDIS": "private", "PYTHON": sys.executable},
+def quickstart(*args, **env):
+    """The README's first command, in the suite's own interpreter (an active environment)."""
+    environment = {**os.environ, "VIRTUAL_ENV": sys.prefix, "PYTHON": sys.executable, **env}
+    environment.pop("STREAMWORK_REDIS_URL", None)
+    return subprocess.run(
+        ["bash", str(EXAMPLES / "quickstart.sh"), *args],
+        env=environment,
         capture_output=True,
         text=True,
         timeout=600,
     )
+
+
+def test_quickstart_installs_starts_a_private_redis_and_runs_the_examples():
+    # By default it never writes into a Redis it was not told about: a private server.
+    result = quickstart()
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "started a private redis-server" in out
@@ -77,5 +84,20 @@ def test_quickstart_installs_starts_a_private_redis_and_runs_the_examples():
     assert "20 orders confirmed" in out
     assert "queue 'orders': 0 ready, 0 pending, 0 delayed, 0 dead letters  (empty)" in out
     assert "group shipping      lag 0, pending 0, dead letters 0  (caught up)" in out
+    assert f"run the test suite with: {sys.executable} -m pytest" in out
     pid = int(out.split("(pid ")[1].split(")")[0])
     assert not os.path.exists(f"/proc/{pid}"), "the private redis-server was left running"
+
+
+def test_quickstart_uses_the_redis_it_is_given(redis_url, client):
+    result = quickstart("--redis-url", redis_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "using the Redis you named" in result.stdout
+    assert "private redis-server" not in result.stdout
+    assert client.exists("sw:queues")  # the examples ran against it
+
+
+def test_quickstart_refuses_an_unknown_argument():
+    result = quickstart("--redis", "x")
+    assert result.returncode == 2
+    assert "unknown argument: --redis" in result.stderr
