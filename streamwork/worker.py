@@ -336,9 +336,7 @@ class Worker:
     @property
     def in_isolation(self) -> bool:
         """Whether a redelivered message is running alone (or waiting to) in this process."""
-        return bool(self._isolated) or (
-            self._isolation is not None and not self._isolation.done()
-        )
+        return bool(self._isolated) or (self._isolation is not None and not self._isolation.done())
 
     async def _fetch_forever(self, client: Any, burst: bool) -> None:
         """One fetch loop per consumer group (all queues share one), until stopped.
