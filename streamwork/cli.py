@@ -185,6 +185,7 @@ def worker(
         banner = {
             "time": datetime.now(timezone.utc).isoformat(),
             "level": "info",
+            "pid": os.getpid(),
             "logger": "streamwork.cli",
             "message": f"streamwork {__version__} worker starting",
             "app": app_spec,

@@ -3,9 +3,8 @@
 Outcomes are buffered per source and written by one background flush: while a write is
 in flight the next batch gathers, so a busy worker makes one settle call for many
 messages and an idle one adds no delay. An outcome the script reports as not owned is
-"lost ownership": another worker holds the entry now, so it is dropped and counted; one
-whose entry is in no pending list any more (stream or group deleted) is dropped as
-"disappeared". If
+"lost ownership": another worker holds the entry now, or it is in no pending list any more
+(another worker finished it, or the stream was wiped), so it is dropped and counted. If
 Redis is unreachable, outcomes stay buffered and are retried; their entries stay pending
 in Redis meanwhile, so a crash loses nothing (they are delivered again).
 """
@@ -50,7 +49,6 @@ class Settler:
         self._is_stopping = False
         self.written = 0
         self.lost_ownership = 0
-        self.disappeared = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._flush_forever(), name="streamwork-settler")
@@ -110,20 +108,20 @@ class Settler:
                 if outcome.kind != "ack":
                     metrics.outcome_written(source, outcome.task, outcome.kind)
                 continue
+            self.lost_ownership += 1
+            metrics.count_lost_ownership(source.name)
             if flag == -1:
-                self.disappeared += 1
-                metrics.count_lost_entries(source.name, 1)
+                # Not pending at all: nothing in Redis says whether another worker finished
+                # it after claiming it, or the stream was wiped; say both.
                 log.warning(
-                    "entry %s on %s disappeared before its outcome (%s) was written: its "
-                    "stream or consumer group was deleted (FLUSHALL, DEL?) or it was "
-                    "acknowledged outside streamwork; the outcome is dropped",
+                    "lost ownership of entry %s on %s: it disappeared from the pending list "
+                    "(another worker claimed and finished it, or its stream or group was "
+                    "deleted: FLUSHALL, DEL?), so this outcome (%s) is dropped",
                     outcome.entry_id.decode(),
                     source.name,
                     outcome.kind,
                 )
                 continue
-            self.lost_ownership += 1
-            metrics.count_lost_ownership(source.name)
             log.warning(
                 "lost ownership of entry %s on %s: another worker claimed it, so this "
                 "outcome (%s) is dropped",

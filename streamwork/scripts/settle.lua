@@ -26,8 +26,8 @@
 --
 -- Returns one integer per outcome: 1 written; 0 dropped because another consumer owns the
 -- entry now ("lost ownership": the scanner gave it to another worker, whose outcome counts);
--- -1 dropped because the entry is in no consumer's pending list any more (its stream or group
--- was deleted, e.g. by FLUSHALL, or it was acknowledged outside streamwork).
+-- -1 dropped because the entry is in no consumer's pending list any more (another worker
+-- claimed and acknowledged it, or its stream or group was deleted, e.g. by FLUSHALL).
 --
 -- Invariant: an outcome is written only by the entry's current owner and only together with
 -- the XACK of its entry, so a crash between them can neither lose nor duplicate the decision.

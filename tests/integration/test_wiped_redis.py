@@ -29,7 +29,7 @@ def test_worker_survives_flushall_and_goes_on(app, client, caplog):
         client.flushall()
         release.set()  # hold's entry is gone: its outcome has nowhere to go
         wait_until(
-            lambda: "disappeared before its outcome" in caplog.text,
+            lambda: "disappeared from the pending list" in caplog.text,
             message="the settler to report the vanished entry",
         )
         job.send(2)
