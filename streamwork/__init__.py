@@ -1,7 +1,10 @@
 """streamwork: a Python task queue and message broker on Redis Streams."""
 
+from importlib import metadata as _metadata
+
 from .app import App
 from .errors import (
+    AppNotFound,
     BadArguments,
     ConfigurationError,
     ConnectionFailed,
@@ -19,17 +22,23 @@ from .errors import (
     SendIncomplete,
     StreamworkError,
     TaskFailed,
+    UnknownQueue,
     UnknownTask,
 )
 from .message import Message
 from .settings import Backoff, WorkerSettings
 from .task import Task, TaskHandle
+from .topic import Retention, Subscriber
 from .worker import Worker
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("streamwork")
+except _metadata.PackageNotFoundError:  # running from a checkout that was never installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "App",
+    "AppNotFound",
     "Backoff",
     "BadArguments",
     "ConfigurationError",
@@ -45,12 +54,15 @@ __all__ = [
     "Reject",
     "ReplicationTimeout",
     "ResultTimeout",
+    "Retention",
     "Retry",
     "SendIncomplete",
     "StreamworkError",
+    "Subscriber",
     "Task",
     "TaskFailed",
     "TaskHandle",
+    "UnknownQueue",
     "UnknownTask",
     "Worker",
     "WorkerSettings",

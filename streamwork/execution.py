@@ -24,7 +24,6 @@ from . import metrics, protocol
 from .errors import DecodeError, EncodeError, Reject, Retry, StreamworkError
 from .keys import Source
 from .message import Message
-from .redis_ops import UNKNOWN_TASK, Outcome
 
 if TYPE_CHECKING:
     from .app import App
@@ -34,6 +33,29 @@ if TYPE_CHECKING:
     Handler = Task | Subscriber
 
 log = logging.getLogger(__name__)
+
+UNKNOWN_TASK = "(unknown)"
+"""The task label of entries that name no handler: bad input must not add label values."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one run of a message decided, to be written together with its XACK."""
+
+    kind: str  # "ack" (on receipt, ack mode auto) | "done" | "retry" | "dead"
+    entry_id: bytes
+    data: bytes = b""
+    """For "retry", the next attempt's message; for "dead", the dead letter."""
+    due_ms: int = 0
+    result_key: str | None = None
+    result: bytes = b""
+    wait_ms: int = 0
+    """How long the message waited in the queue before its handler started."""
+    run_ms: int = -1
+    """How long the handler ran; -1 when no handler ran (bad input, poison message)."""
+    task: str = UNKNOWN_TASK
+    """The handler's name, for metrics (never sent to Redis)."""
+
 
 Submit = Callable[[Source, Outcome, bool], None]
 """Hands an outcome to the settler: (source, outcome, is_pending)."""

@@ -4,75 +4,53 @@ Each function takes a client or pipeline, sync or asyncio; it returns what redis
 (a value, or an awaitable for asyncio clients), so producers and workers share one
 definition of every command. Lua scripts are loaded once per client through
 `register_script`, which uses EVALSHA and reloads after NOSCRIPT. Nothing here decides
-what a message means.
+what a message means (execution.py does).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 import redis.exceptions
 
 from .keys import QueueKeys, Source
 
-_SCRIPT_NAMES = (
-    "settle",
-    "move_due",
-    "renew_lease",
-    "remove_idle_consumers",
-    "enqueue_unique",
-    "replay",
-    "purge",
-    "trim_topic",
-    "add_many",
-)
+_SCRIPTS = resources.files(__package__).joinpath("scripts")
+LUA = {
+    path.name.removesuffix(".lua"): path.read_text()
+    for path in sorted(_SCRIPTS.iterdir(), key=lambda p: p.name)
+    if path.name.endswith(".lua")
+}
+"""Every script in scripts/, by name (the file name without .lua)."""
 
 
-def _lua(name: str) -> str:
-    return resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text()
+class SettleRow(Protocol):
+    """What the settle script needs of one outcome (execution.Outcome is one)."""
 
-
-_LUA = {name: _lua(name) for name in _SCRIPT_NAMES}
-
-
-UNKNOWN_TASK = "(unknown)"
-"""The task label of entries that name no handler: bad input must not add label values."""
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What one run of a message decided, to be written together with its XACK."""
-
-    kind: str  # "ack" (on receipt, ack mode auto) | "done" | "retry" | "dead"
+    kind: str
     entry_id: bytes
-    data: bytes = b""
-    """For "retry", the next attempt's message; for "dead", the dead letter."""
-    due_ms: int = 0
-    result_key: str | None = None
-    result: bytes = b""
-    wait_ms: int = 0
-    """How long the message waited in the queue before its handler started."""
-    run_ms: int = -1
-    """How long the handler ran; -1 when no handler ran (bad input, poison message)."""
-    task: str = UNKNOWN_TASK
-    """The handler's name, for metrics (never sent to Redis)."""
+    data: bytes
+    due_ms: int
+    result_key: str | None
+    result: bytes
+    wait_ms: int
+    run_ms: int
 
 
 class Scripts:
     """Typed wrappers around the Lua scripts (scripts/*.lua), registered on one client."""
 
     def __init__(self, client: Any) -> None:
-        self._scripts = {name: client.register_script(_LUA[name]) for name in _SCRIPT_NAMES}
+        self._scripts = {name: client.register_script(text) for name, text in LUA.items()}
 
     def settle(
         self,
         source: Source,
         consumer: str,
-        outcomes: Sequence[Outcome],
+        outcomes: Sequence[SettleRow],
         *,
         is_pending: bool,
         result_ttl_ms: int,

@@ -1,12 +1,13 @@
 """Scanner: the timers that keep delivery whole — claims, leases and delayed messages.
 
-Three loops, each on its own timer, for every source a worker serves:
+Four loops, each on its own timer, for every source a worker serves:
 - claim: XAUTOCLAIM entries idle past the visibility timeout (their worker died or froze)
   and hand them to the worker to run again; entries deleted while pending are counted lost;
   consumers long idle with nothing pending (dead workers, emptied) leave the group.
 - lease: renew the claim on entries this worker is still running, so a long task is never
   taken from a live worker (it renews only entries it still owns).
 - move: move due delayed messages and retries into the stream (one Lua step each time).
+- trim: apply each served topic's retention, never dropping what a group has not read.
 It never runs a handler and never writes an outcome.
 """
 
@@ -39,6 +40,12 @@ so a delayed message runs at most about this late."""
 
 
 class Scanner:
+    """Runs the claim, lease, move and trim loops of one worker process until `stop()`.
+
+    A step that fails (Redis away, a group deleted) is logged and retried with backoff; a
+    missing group is created again. Loops stop on a flag, never by cancellation.
+    """
+
     def __init__(
         self,
         client: Any,

@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import metrics
+from .execution import Outcome
 from .keys import Source
-from .redis_ops import Outcome, Scripts
+from .redis_ops import Scripts
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ MAX_PER_CALL = 500
 
 
 class Settler:
+    """Buffers the outcomes of one worker process and writes them, with their XACKs, in
+    batches of at most MAX_PER_CALL per source; `stop()` writes what is left."""
+
     def __init__(
         self,
         client: Any,

@@ -8,6 +8,7 @@ it did not start.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import shutil
 import socket
 import subprocess
@@ -32,15 +33,28 @@ INSTALL_HINT = (
 def wait_until(
     predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, message: str = ""
 ) -> T:
-    """Poll `predicate` until it returns something truthy, and return that; else raise."""
+    """Poll `predicate` until it returns something truthy, and return that; else raise
+    TimeoutError saying what was awaited (`message`, else the predicate's source) and the
+    last value it returned."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(message or f"condition not met within {timeout}s")
+            waited_for = message or _source_of(predicate)
+            raise TimeoutError(
+                f"waited {timeout}s for {waited_for}; the last value seen was {value!r}"
+            )
         time.sleep(interval)
+
+
+def _source_of(function: Callable[..., Any]) -> str:
+    """The source text of a (lambda) predicate, for an error message."""
+    try:
+        return " ".join(inspect.getsource(function).split())
+    except (OSError, TypeError):
+        return getattr(function, "__qualname__", repr(function))
 
 
 def free_port() -> int:

@@ -25,9 +25,9 @@ from redis.crc import key_slot
 
 from . import connection, redis_ops
 from .errors import ConfigurationError
-from .execution import Delivery, Run, Runner
+from .execution import Delivery, Outcome, Run, Runner
 from .keys import Source, registry_of
-from .redis_ops import Outcome, Scripts
+from .redis_ops import Scripts
 from .scanner import Scanner
 from .settings import WorkerSettings
 from .settler import Settler

@@ -6,7 +6,14 @@ from datetime import datetime, timedelta, timezone
 import msgpack
 import pytest
 
-from streamwork import App, BadArguments, ConnectionFailed, EncodeError, protocol
+from streamwork import (
+    App,
+    BadArguments,
+    ConfigurationError,
+    ConnectionFailed,
+    EncodeError,
+    protocol,
+)
 
 
 def entries(client, app, queue="default"):
@@ -104,7 +111,7 @@ def test_naive_eta_is_refused(app):
     @app.task
     def job(): ...
 
-    with pytest.raises(Exception, match="timezone-aware"):
+    with pytest.raises(ConfigurationError, match="timezone-aware"):
         job.send_with(eta=datetime.now())
 
 

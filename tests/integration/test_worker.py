@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from streamwork import ResultTimeout, TaskFailed, protocol
+from streamwork import ConfigurationError, ResultTimeout, TaskFailed, protocol
 from streamwork.stats import queue_state
 from streamwork.testing import WorkerThread, drain, wait_until
 
@@ -53,7 +53,7 @@ def test_unknown_queue_is_refused_when_the_worker_is_built(app):
     @app.task(queue="a")
     def on_a(): ...
 
-    with pytest.raises(Exception, match="unknown queue 'nope': this app's tasks use a"):
+    with pytest.raises(ConfigurationError, match="unknown queue 'nope': this app's tasks use a"):
         drain(app, ["nope"])
 
 
@@ -175,7 +175,7 @@ def test_result_without_store_result_is_a_configuration_error(app):
     @app.task
     def job(): ...
 
-    with pytest.raises(Exception, match="store_result=True"):
+    with pytest.raises(ConfigurationError, match="store_result=True"):
         job.send().result(timeout=0.1)
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from streamwork import App, BadArguments, ConfigurationError, Message
+from streamwork import App, BadArguments, ConfigurationError, Message, StreamworkError
 from streamwork.connection import DEFAULT_URL, redact
 
 
@@ -86,7 +86,7 @@ def test_bound_task_signature_skips_the_message():
 
 def test_message_ack_outside_manual_mode_is_an_error():
     message = Message(id="x", entry_id="1-0", queue="q", task="t")
-    with pytest.raises(Exception, match="not in manual ack mode"):
+    with pytest.raises(StreamworkError, match="not in manual ack mode"):
         message.ack()
 
 
@@ -96,7 +96,7 @@ def test_message_decides_once():
         id="x", entry_id="1-0", queue="q", task="t", decide=lambda m, d, r, why: decisions.append(d)
     )
     message.ack()
-    with pytest.raises(Exception, match="already acked"):
+    with pytest.raises(StreamworkError, match="already acked"):
         message.nack()
     assert decisions == ["ack"]
 

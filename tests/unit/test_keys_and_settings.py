@@ -50,3 +50,17 @@ def test_scan_and_lease_intervals_follow_the_visibility_timeout():
     settings = WorkerSettings(visibility_timeout=30)
     assert settings.scan_interval == 15
     assert settings.lease_interval == 10
+
+
+def test_wait_until_says_what_it_waited_for_and_what_it_saw():
+    import pytest
+
+    from streamwork.testing import wait_until
+
+    seen = []
+    with pytest.raises(TimeoutError) as raised:
+        wait_until(lambda: seen.append(1) or len(seen) > 10**9, timeout=0.05)
+    text = str(raised.value)
+    assert "len(seen) > 10**9" in text and "last value seen was False" in text
+    with pytest.raises(TimeoutError, match="the queue to drain; the last value seen was 0"):
+        wait_until(lambda: 0, timeout=0.01, message="the queue to drain")

@@ -1,0 +1,66 @@
+"""Each Lua script's header names its KEYS; each Python wrapper passes exactly that many
+(BullMQ puts the count in the file name; we check the header against the wrapper)."""
+
+import re
+
+import pytest
+
+from streamwork import redis_ops
+from streamwork.execution import Outcome
+from streamwork.keys import QueueKeys, queue_source
+
+HEADER_KEY = re.compile(r"^-- KEYS\[(\d+)(\.\.)?\]", re.MULTILINE)
+
+
+def declared_keys(name):
+    """(the fixed KEYS the header names, whether more may follow)."""
+    found = HEADER_KEY.findall(redis_ops.LUA[name])
+    fixed = [int(n) for n, more in found if not more]
+    assert fixed == list(range(1, len(fixed) + 1)), f"{name}.lua: KEYS not numbered 1..n"
+    return len(fixed), any(more for _, more in found)
+
+
+class Recorder:
+    """Stands in for a redis-py client: records the keys each script is called with."""
+
+    def __init__(self):
+        self.calls = {}
+
+    def register_script(self, text):
+        name = next(n for n, t in redis_ops.LUA.items() if t == text)
+
+        def call(keys, args):
+            self.calls[name] = keys
+
+        return call
+
+
+SOURCE = queue_source("sw", "q")
+WITH_RESULT = Outcome("done", b"1-0", result_key="sw:{q}:result:x", result=b"r")
+CALLS = {
+    "settle": lambda s: s.settle(SOURCE, "c", [WITH_RESULT], is_pending=True, result_ttl_ms=1),
+    "move_due": lambda s: s.move_due("d", "s", 0),
+    "renew_lease": lambda s: s.renew_lease(SOURCE, "c", [b"1-0"]),
+    "remove_idle_consumers": lambda s: s.remove_idle_consumers(SOURCE, 1),
+    "enqueue_unique": lambda s: s.enqueue_unique(QueueKeys("sw", "q"), "k", "id", b"m", 1, None),
+    "replay": lambda s: s.replay(SOURCE, [(b"1-0", b"m")]),
+    "purge": lambda s: s.purge(SOURCE, 1, True),
+    "trim_topic": lambda s: s.trim_topic("t", None, None, False),
+    "add_many": lambda s: s.add_many("s", [b"m"]),
+}
+
+
+def test_every_script_in_the_folder_has_a_wrapper_call_here():
+    assert set(redis_ops.LUA) == set(CALLS)
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_wrapper_passes_the_keys_its_script_declares(name):
+    recorder = Recorder()
+    CALLS[name](redis_ops.Scripts(recorder))
+    fixed, variadic = declared_keys(name)
+    passed = len(recorder.calls[name])
+    if variadic:
+        assert passed > fixed, f"{name}: {passed} keys, header declares {fixed} and more"
+    else:
+        assert passed == fixed, f"{name}: {passed} keys, header declares {fixed}"
