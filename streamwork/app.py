@@ -1,41 +1,34 @@
-"""App: configuration, the registry of tasks, and the Redis connections.
+"""App: configuration, the registry of tasks, subscribers and topics, and the user-facing
+calls (declare, publish, purge).
 
 An App is passed explicitly to everything that needs it: there is no default app and no
-event loop is captured when it is built. Its clients connect lazily, on first use.
+event loop is captured when it is built. Its Redis side (clients, scripts, error
+translation) is a `Connection`, which connects lazily, on first use; sends are planned and
+written by a `Producer`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib
 import os
 import re
 import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
-import redis
-import redis.asyncio
-import redis.cluster
-
-from . import connection, protocol, redis_ops
-from . import topic as publishing
+from . import protocol
+from .connection import Connection
 from .errors import AppNotFound, ConfigurationError
-from .keys import (
-    QueueKeys,
-    Source,
-    TopicKeys,
-    check_name,
-    queue_registry,
-    queue_source,
-    topic_registry,
-    topic_sources,
-)
-from .settings import AckMode, Backoff, Duration, check_ack_mode, to_seconds
-from .task import Task, TaskOptions, due_ms
-from .topic import Retention, Subscriber
+from .handler import Defaults, HandlerArgs, HandlerOptions, check_count
+from .keys import QueueKeys, Source, TopicKeys, check_name, queue_source, topic_sources
+from .producer import Producer, due_ms
+from .settings import AckMode, Backoff, Duration
+from .task import Task
+from .topic import Retention, Subscriber, destination, event
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 DEFAULT_RETENTION = Retention()
 
@@ -46,9 +39,10 @@ class App:
     """A streamwork application: where its Redis is, and which tasks it has.
 
     `url` defaults to $STREAMWORK_REDIS_URL, then redis://localhost:6379/0. Every key the
-    app writes starts with `namespace`, so several apps can share one Redis. The other
-    arguments are defaults for the tasks the app declares; a message over
-    `max_message_bytes` encoded (default 64 MiB) is refused at send with EncodeError.
+    app writes starts with `namespace`, so several apps can share one Redis. The handler
+    arguments (`ack_mode` ... `retry_on`) are defaults for the tasks and subscribers the app
+    declares; a message over `max_message_bytes` encoded (default 64 MiB) is refused at send
+    with EncodeError.
     """
 
     def __init__(
@@ -63,30 +57,33 @@ class App:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         max_message_bytes: int = protocol.MAX_MESSAGE_BYTES,
     ) -> None:
-        self.url = connection.resolve_url(url)
+        self.connection = Connection(url)
+        """The Redis side: clients, scripts, error translation (see connection.py)."""
         self.namespace = check_name("namespace", namespace)
-        self.ack_mode = check_ack_mode(ack_mode)
-        self.max_retries = _check_count("max_retries", max_retries, 0)
-        self.max_deliveries = _check_count("max_deliveries", max_deliveries, 1)
-        self.backoff = backoff or Backoff()
-        self.retry_on = retry_on
-        self.max_message_bytes = _check_count("max_message_bytes", max_message_bytes, 1)
+        self.defaults = Defaults(
+            ack_mode, max_retries, max_deliveries, backoff or Backoff(), retry_on
+        )
+        check_count("max_message_bytes", max_message_bytes, 1)
         if max_message_bytes > protocol.REDIS_MAX_BULK:
             raise ConfigurationError(
                 f"max_message_bytes must be at most {protocol.REDIS_MAX_BULK} (Redis's limit "
                 f"on one value), got {max_message_bytes}"
             )
+        self._producer = Producer(self.connection, max_message_bytes)
         self.tasks: dict[str, Task] = {}
         self.subscribers: dict[tuple[str, str], Subscriber] = {}
         self.retention: dict[str, Retention] = {}
-        self._redis: redis.Redis | None = None
-        self._scripts: redis_ops.Scripts | None = None
-        self._async_clients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
-        self._async_scripts: dict[asyncio.AbstractEventLoop, redis_ops.Scripts] = {}
-        self._registered: set[Any] = set()
 
     def __repr__(self) -> str:
-        return f"<App {connection.redact(self.url)} namespace={self.namespace!r}>"
+        return f"<App {self.connection!r} namespace={self.namespace!r}>"
+
+    @property
+    def url(self) -> str:
+        return self.connection.url
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self._producer.max_message_bytes
 
     # -- tasks ---------------------------------------------------------------------------
 
@@ -101,14 +98,9 @@ class App:
         *,
         queue: str = DEFAULT_QUEUE,
         name: str | None = None,
-        ack_mode: AckMode | None = None,
-        max_retries: int | None = None,
-        max_deliveries: int | None = None,
-        retry_on: tuple[type[BaseException], ...] | None = None,
-        backoff: Backoff | None = None,
-        timeout: Duration | None = None,
         store_result: bool = False,
         bind: bool = False,
+        **options: Unpack[HandlerArgs],
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(
@@ -118,84 +110,46 @@ class App:
         *,
         queue: str = DEFAULT_QUEUE,
         name: str | None = None,
-        ack_mode: AckMode | None = None,
-        max_retries: int | None = None,
-        max_deliveries: int | None = None,
-        retry_on: tuple[type[BaseException], ...] | None = None,
-        backoff: Backoff | None = None,
-        timeout: Duration | None = None,
         store_result: bool = False,
         bind: bool = False,
+        **options: Unpack[HandlerArgs],
     ) -> Task | Callable[[Callable[..., Any]], Task]:
         """Declare a task: `@app.task` or `@app.task(queue=..., ...)` on a sync or async function.
 
-        `bind=True` passes the `Message` as the first argument (needed to ack by hand with
-        `ack_mode="manual"`). `timeout` bounds one run; past it the run counts as failed.
-        A message delivered more than `max_deliveries` times without an outcome (its
+        `options` are the handler options (handler.HandlerArgs: `ack_mode`, `max_retries`,
+        `max_deliveries`, `retry_on`, `backoff`, `timeout`); the App's defaults fill in the
+        rest. `bind=True` passes the `Message` as the first argument (needed to ack by hand
+        with `ack_mode="manual"`). `timeout` bounds one run; past it the run counts as
+        failed. A message delivered more than `max_deliveries` times without an outcome (its
         worker died each time) is dead-lettered instead of run again.
         """
 
         def declare(function: Callable[..., Any]) -> Task:
-            mode = check_ack_mode(ack_mode or self.ack_mode)
-            if mode == "manual" and not bind:
+            resolved = HandlerOptions.resolve(
+                self.defaults,
+                check_name("queue", queue),
+                options,
+                store_result=store_result,
+                bind=bind,
+            )
+            if resolved.ack_mode == "manual" and not bind:
                 raise ConfigurationError(
                     "ack_mode='manual' needs bind=True, so the handler receives the "
                     "Message it must ack or nack"
                 )
-            options = self._options(
-                queue=check_name("queue", queue),
-                ack_mode=mode,
-                max_retries=max_retries,
-                max_deliveries=max_deliveries,
-                retry_on=retry_on,
-                backoff=backoff,
-                timeout=timeout,
-                store_result=store_result,
-                bind=bind,
-            )
             task_name = check_name("task", function.__name__ if name is None else name)
             if task_name in self.tasks:
                 raise ConfigurationError(
                     f"task name {task_name!r} is already taken by "
                     f"{self.tasks[task_name].fn.__module__}; give one of them name=..."
                 )
-            declared = Task(self, function, task_name, options)
+            declared = Task(self._producer, self.namespace, function, task_name, resolved)
             self.tasks[task_name] = declared
             return declared
 
         if fn is not None:
             return declare(fn)
         return declare
-
-    def _options(
-        self,
-        *,
-        queue: str,
-        ack_mode: AckMode,
-        max_retries: int | None,
-        max_deliveries: int | None,
-        retry_on: tuple[type[BaseException], ...] | None,
-        backoff: Backoff | None,
-        timeout: Duration | None,
-        store_result: bool = False,
-        bind: bool = False,
-    ) -> TaskOptions:
-        """A handler's options: the given ones, checked, else the app's defaults."""
-        return TaskOptions(
-            queue=queue,
-            ack_mode=ack_mode,
-            max_retries=self.max_retries
-            if max_retries is None
-            else _check_count("max_retries", max_retries, 0),
-            max_deliveries=self.max_deliveries
-            if max_deliveries is None
-            else _check_count("max_deliveries", max_deliveries, 1),
-            retry_on=self.retry_on if retry_on is None else tuple(retry_on),
-            backoff=backoff or self.backoff,
-            timeout=None if timeout is None else to_seconds("timeout", timeout, allow_zero=False),
-            store_result=store_result,
-            bind=bind,
-        )
 
     # -- topics --------------------------------------------------------------------------
 
@@ -204,20 +158,16 @@ class App:
         topic: str,
         *,
         group: str,
-        ack_mode: AckMode | None = None,
-        max_retries: int | None = None,
-        max_deliveries: int | None = None,
-        retry_on: tuple[type[BaseException], ...] | None = None,
-        backoff: Backoff | None = None,
-        timeout: Duration | None = None,
         start: str = "new",
+        **options: Unpack[HandlerArgs],
     ) -> Callable[[Callable[..., Any]], Subscriber]:
         """Declare a subscriber: `@app.subscriber("orders.created", group="billing")`.
 
         Its function takes one `Message` (`message.payload`, `.headers`, `.ack()` in manual
         mode). Every group receives every event; inside a group each event goes to one
         consumer. A group created after events were published starts with new events, or
-        with `start="beginning"` from the oldest event the topic still retains.
+        with `start="beginning"` from the oldest event the topic still retains. `options`
+        are the handler options, as for `task`.
         """
 
         def declare(function: Callable[..., Any]) -> Subscriber:
@@ -226,17 +176,8 @@ class App:
                 raise ConfigurationError(
                     f"topic {topic!r} already has a subscriber group {group!r}"
                 )
-            options = self._options(
-                queue=topic,
-                ack_mode=check_ack_mode(ack_mode or self.ack_mode),
-                max_retries=max_retries,
-                max_deliveries=max_deliveries,
-                retry_on=retry_on,
-                backoff=backoff,
-                timeout=timeout,
-                bind=True,
-            )
-            declared = Subscriber(self, function, topic, group, options, start)
+            resolved = HandlerOptions.resolve(self.defaults, topic, options, bind=True)
+            declared = Subscriber(self.namespace, function, topic, group, resolved, start)
             self.subscribers[key] = declared
             return declared
 
@@ -262,6 +203,20 @@ class App:
         """The topics this app's subscribers read, in declaration order."""
         return list(dict.fromkeys(topic for topic, _ in self.subscribers))
 
+    def _plan_publish(
+        self,
+        topic: str,
+        payloads: list[Any],
+        headers: dict[str, Any] | None,
+        due: int | None,
+        is_many: bool,
+    ) -> Any:
+        topic = check_name("topic", topic)
+        envelopes = [event(topic, payload, headers, due) for payload in payloads]
+        what = f"an event of topic {topic!r}"
+        target = destination(self.namespace, topic)
+        return self._producer.plan(target, envelopes, what, due=due, is_many=is_many)
+
     def publish(
         self,
         topic: str,
@@ -276,8 +231,8 @@ class App:
         With `delay` or `eta` the event is published when due (workers serving the topic
         move it), and then reaches every group.
         """
-        due = due_ms(delay, eta)
-        return publishing.publish(self, check_name("topic", topic), payload, headers, due)
+        plan = self._plan_publish(topic, [payload], headers, due_ms(delay, eta), False)
+        return self._producer.write(plan)
 
     async def publish_async(
         self,
@@ -289,16 +244,28 @@ class App:
         eta: datetime | None = None,
     ) -> str:
         """Like `publish`, for asyncio code."""
-        due = due_ms(delay, eta)
-        return await publishing.publish_async(
-            self, check_name("topic", topic), payload, headers, due
-        )
+        plan = self._plan_publish(topic, [payload], headers, due_ms(delay, eta), False)
+        return await self._producer.write_async(plan)
 
     def publish_many(
         self, topic: str, payloads: Iterable[Any], *, headers: dict[str, Any] | None = None
     ) -> list[str]:
-        """Publish one event per payload, pipelined: one round trip per 1000 events."""
-        return publishing.publish_many(self, check_name("topic", topic), payloads, headers)
+        """Publish one event per payload: one command (one round trip) per 1000 events.
+
+        If Redis fails after some batches were published, SendIncomplete says which
+        (`.sent` event ids, `.index` of the first payload not published).
+        """
+        plan = self._plan_publish(topic, list(payloads), headers, None, True)
+        self._producer.write(plan)
+        return list(plan.ids)
+
+    async def publish_many_async(
+        self, topic: str, payloads: Iterable[Any], *, headers: dict[str, Any] | None = None
+    ) -> list[str]:
+        """Like `publish_many`, for asyncio code."""
+        plan = self._plan_publish(topic, list(payloads), headers, None, True)
+        await self._producer.write_async(plan)
+        return list(plan.ids)
 
     def topic_keys(self, topic: str) -> TopicKeys:
         return TopicKeys(self.namespace, check_name("topic", topic))
@@ -322,78 +289,6 @@ class App:
             self.namespace, check_name("topic", topic), check_name("group", group)
         )[0]
 
-    # -- Redis ---------------------------------------------------------------------------
-
-    @property
-    def redis(self) -> redis.Redis:
-        """The synchronous client (created on first use)."""
-        if self._redis is None:
-            self._redis = connection.sync_client(self.url)
-        return self._redis
-
-    def node_client(self, key: str) -> redis.Redis:
-        """A plain client of the node that holds `key` (the client itself off a cluster)."""
-        client = self.redis
-        if isinstance(client, redis.cluster.RedisCluster):
-            return client.get_redis_connection(client.get_node_from_key(key))
-        return client
-
-    def refresh_nodes(self) -> None:
-        """After a node failed under a `node_client`: learn the cluster's slots again (the
-        cluster client does this itself for the commands it sends)."""
-        client = self.redis
-        if isinstance(client, redis.cluster.RedisCluster):
-            with contextlib.suppress(redis.exceptions.RedisError):
-                client.nodes_manager.initialize()
-
-    @property
-    def scripts(self) -> redis_ops.Scripts:
-        """The Lua scripts, on the synchronous client."""
-        if self._scripts is None:
-            self._scripts = redis_ops.Scripts(self.redis)
-        return self._scripts
-
-    def async_redis(self) -> redis.asyncio.Redis:
-        """The asyncio client of the running event loop (one per loop, created on first use)."""
-        loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            for old in [old for old in self._async_clients if old.is_closed()]:
-                del self._async_clients[old]
-                self._async_scripts.pop(old, None)
-            client = self._async_clients[loop] = connection.async_client(self.url)
-            self._async_scripts[loop] = redis_ops.Scripts(client)
-        return client
-
-    def async_scripts(self) -> redis_ops.Scripts:
-        """The Lua scripts, on the running event loop's asyncio client."""
-        self.async_redis()
-        return self._async_scripts[asyncio.get_running_loop()]
-
-    def translate_errors(self) -> contextlib.AbstractContextManager[None]:
-        """A block in which Redis connection errors become ConnectionFailed (URL redacted)."""
-        return connection.translate_errors(self.url)
-
-    def register_queue_sync(self, queue: str) -> None:
-        if queue not in self._registered:
-            redis_ops.register(self.redis, queue_registry(self.namespace), queue)
-            self._registered.add(queue)
-
-    async def register_queue_async(self, queue: str, client: redis.asyncio.Redis) -> None:
-        if queue not in self._registered:
-            await redis_ops.register(client, queue_registry(self.namespace), queue)
-            self._registered.add(queue)
-
-    def register_topic_sync(self, topic: str) -> None:
-        if ("topic", topic) not in self._registered:
-            redis_ops.register(self.redis, topic_registry(self.namespace), topic)
-            self._registered.add(("topic", topic))
-
-    async def register_topic_async(self, topic: str, client: redis.asyncio.Redis) -> None:
-        if ("topic", topic) not in self._registered:
-            await redis_ops.register(client, topic_registry(self.namespace), topic)
-            self._registered.add(("topic", topic))
-
     def purge(self, queue: str, *, delayed: bool = True) -> tuple[int, int]:
         """Delete `queue`'s messages that no worker has received yet (and, with `delayed`,
         its delayed messages and retries); returns (waiting, delayed) counts deleted.
@@ -403,9 +298,9 @@ class App:
         source = self.queue_source(queue)
         waiting = scheduled = 0
         is_first = True
-        with self.translate_errors():
+        with self.connection.translate_errors():
             while True:
-                deleted, dropped = self.scripts.purge(source, 1000, delayed and is_first)
+                deleted, dropped = self.connection.scripts.purge(source, 1000, delayed and is_first)
                 is_first = False
                 waiting += deleted
                 scheduled += dropped
@@ -414,28 +309,15 @@ class App:
 
     def ping(self) -> None:
         """Check that Redis answers; raise ConnectionFailed with what to do if not."""
-        with self.translate_errors():
-            self.redis.ping()
+        self.connection.ping()
 
     def close(self) -> None:
         """Close the synchronous client (asyncio clients close with `aclose`)."""
-        if self._redis is not None:
-            self._redis.close()
-            self._redis = None
-            self._scripts = None
+        self.connection.close()
 
     async def aclose(self) -> None:
         """Close this event loop's asyncio client."""
-        self._async_scripts.pop(asyncio.get_running_loop(), None)
-        client = self._async_clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
-
-
-def _check_count(name: str, value: int, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ConfigurationError(f"{name} must be a whole number >= {least}, got {value!r}")
-    return value
+        await self.connection.aclose()
 
 
 _MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)

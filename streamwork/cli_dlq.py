@@ -96,11 +96,11 @@ def dlq_list(
     last error of each."""
     app, (queue,) = _app_and_rest(names, 1, 1, url, namespace)
     source = dlq_source(app, queue, group)
-    entries = dead_letters.list_dead_letters(app, source, limit)
+    entries = dead_letters.list_dead_letters(app.connection, source, limit)
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2, default=repr))
         return
-    total = dead_letters.count(app, source)
+    total = dead_letters.count(app.connection, source)
     if not entries:
         click.echo(f"no dead letters in {source.name!r}")
         return
@@ -126,7 +126,7 @@ def dlq_show(
 ) -> None:
     """Show one dead letter in full, with its traceback."""
     app, (queue, entry_id) = _app_and_rest(names, 2, 2, url, namespace)
-    entry = dead_letters.show(app, dlq_source(app, queue, group), entry_id)
+    entry = dead_letters.show(app.connection, dlq_source(app, queue, group), entry_id)
     data = entry.as_dict()
     if as_json:
         click.echo(json.dumps(data, indent=2, default=repr))
@@ -159,7 +159,7 @@ def dlq_replay(
     if bool(entry_ids) == replay_all:
         raise click.UsageError("give the IDs to replay, or --all (not both)")
     source = dlq_source(app, queue, group)
-    report = dead_letters.replay(app, source, None if replay_all else list(entry_ids))
+    report = dead_letters.replay(app.connection, source, None if replay_all else list(entry_ids))
     done = f"replayed {report.replayed} dead letter(s) onto {source.name!r}"
     if report.skipped:
         click.echo(
@@ -183,9 +183,11 @@ def dlq_purge(
     app, (queue,) = _app_and_rest(names, 1, 1, url, namespace)
     source = dlq_source(app, queue, group)
     if not yes:
-        total = dead_letters.count(app, source)
+        total = dead_letters.count(app.connection, source)
         click.confirm(f"delete {total} dead letter(s) of {source.name!r}?", abort=True)
-    click.echo(f"purged {dead_letters.purge(app, source)} dead letter(s) from {source.name!r}")
+    click.echo(
+        f"purged {dead_letters.purge(app.connection, source)} dead letter(s) from {source.name!r}"
+    )
 
 
 def _why(letter: Any) -> str:

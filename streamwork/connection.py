@@ -1,19 +1,21 @@
-"""Redis clients from a URL, and the translation of redis-py errors where they enter.
+"""The Redis side of an app: `Connection`, and the translation of redis-py errors.
 
-Owns: building sync and asyncio clients (with explicit socket timeouts: blocking commands
-block at most `MAX_BLOCK` per call, well under `SOCKET_TIMEOUT`), hiding passwords in URLs
-(`redact`), and the one table (`ERRORS`) that turns every redis-py error into streamwork's
-hierarchy with a message that says what to do. It never sends a command itself, except the
-one-time cluster probe.
+Owns: the clients of one URL (a sync client, one asyncio client per event loop, per-node
+clients on a cluster) with explicit socket timeouts (blocking commands block at most
+`MAX_BLOCK` per call, well under `SOCKET_TIMEOUT`), the Lua script wrappers on each, the
+registry writes a producer makes once per name, hiding passwords in URLs (`redact`), and
+the one table (`ERRORS`) that turns every redis-py error into streamwork's hierarchy with
+a message that says what to do. It never decides what a key or message means.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import redis
@@ -22,6 +24,7 @@ import redis.asyncio.cluster
 import redis.cluster
 import redis.exceptions
 
+from . import redis_ops
 from .errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -282,3 +285,145 @@ def translate_errors(url: str) -> Iterator[None]:
         if mapped is None:
             raise
         raise mapped from exc
+
+
+class Connection:
+    """The clients of one Redis URL, created on first use; no event loop is captured.
+
+    `redis` is the synchronous client; `async_redis()` the running loop's asyncio client
+    (one per loop). On a Redis Cluster both are redis-py's cluster clients. Errors met in a
+    `translate_errors()` block become streamwork's (see `ERRORS`).
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = resolve_url(url)
+        self._redis: Any = None
+        self._scripts: redis_ops.Scripts | None = None
+        self._async_clients: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._async_scripts: dict[asyncio.AbstractEventLoop, redis_ops.Scripts] = {}
+        self._registered: set[tuple[str, str]] = set()
+        self._async_nodes: dict[tuple[asyncio.AbstractEventLoop, str, int], Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<Connection {redact(self.url)}>"
+
+    @property
+    def redis(self) -> Any:
+        """The synchronous client (a cluster client on a Redis Cluster)."""
+        if self._redis is None:
+            self._redis = sync_client(self.url)
+        return self._redis
+
+    @property
+    def scripts(self) -> redis_ops.Scripts:
+        """The Lua scripts, on the synchronous client."""
+        if self._scripts is None:
+            self._scripts = redis_ops.Scripts(self.redis)
+        return self._scripts
+
+    def async_redis(self) -> Any:
+        """The asyncio client of the running event loop (one per loop, created on first use)."""
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            for old in [old for old in self._async_clients if old.is_closed()]:
+                del self._async_clients[old]
+                self._async_scripts.pop(old, None)
+            client = self._async_clients[loop] = async_client(self.url)
+            self._async_scripts[loop] = redis_ops.Scripts(client)
+        return client
+
+    def async_scripts(self) -> redis_ops.Scripts:
+        """The Lua scripts, on the running event loop's asyncio client."""
+        self.async_redis()
+        return self._async_scripts[asyncio.get_running_loop()]
+
+    def node_client(self, key: str) -> Any:
+        """A plain client of the node that holds `key` (the client itself off a cluster)."""
+        client = self.redis
+        if isinstance(client, redis.cluster.RedisCluster):
+            return client.get_redis_connection(client.get_node_from_key(key))
+        return client
+
+    def refresh_nodes(self) -> None:
+        """After a node failed under a `node_client`: learn the cluster's slots again (the
+        cluster client does this itself for the commands it sends)."""
+        client = self.redis
+        if isinstance(client, redis.cluster.RedisCluster):
+            with contextlib.suppress(redis.exceptions.RedisError):
+                client.nodes_manager.initialize()
+
+    async def async_node_client(self, key: str) -> Any:
+        """A plain asyncio client of the node that holds `key` (the loop's client itself off
+        a cluster), for commands that must share one connection (a write and its WAIT)."""
+        client = self.async_redis()
+        if not isinstance(client, redis.asyncio.cluster.RedisCluster):
+            return client
+        await client.initialize()
+        node = client.get_node_from_key(key)
+        name = (asyncio.get_running_loop(), node.host, node.port)
+        if name not in self._async_nodes:
+            netloc = urlsplit(self.url).netloc
+            at = netloc.rpartition("@")
+            node_url = self.url.replace(netloc, f"{at[0]}{at[1]}{node.host}:{node.port}", 1)
+            self._async_nodes[name] = redis.asyncio.Redis.from_url(_plain(node_url), **_OPTIONS)
+        return self._async_nodes[name]
+
+    async def refresh_nodes_async(self) -> None:
+        """After a node failed under an `async_node_client`: learn the slots again."""
+        client = self.async_redis()
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            with contextlib.suppress(redis.exceptions.RedisError):
+                await client.nodes_manager.initialize()
+
+    def translate_errors(self) -> contextlib.AbstractContextManager[None]:
+        """A block in which redis-py errors become streamwork's (URL redacted)."""
+        return translate_errors(self.url)
+
+    def register(self, registry: str, name: str) -> None:
+        """Add `name` to a registry set, once per connection (producers call it per send)."""
+        if (registry, name) not in self._registered:
+            redis_ops.register(self.redis, registry, name)
+            self._registered.add((registry, name))
+
+    async def register_async(self, registry: str, name: str) -> None:
+        if (registry, name) not in self._registered:
+            await redis_ops.register(self.async_redis(), registry, name)
+            self._registered.add((registry, name))
+
+    def ping(self) -> None:
+        """Check that Redis answers; raise ConnectionFailed with what to do if not."""
+        with self.translate_errors():
+            self.redis.ping()
+
+    def close(self) -> None:
+        """Close the synchronous client (asyncio clients close with `aclose`)."""
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+            self._scripts = None
+
+    async def aclose(self) -> None:
+        """Close this event loop's asyncio client."""
+        loop = asyncio.get_running_loop()
+        self._async_scripts.pop(loop, None)
+        client = self._async_clients.pop(loop, None)
+        if client is not None:
+            await client.aclose()
+        for name in [name for name in self._async_nodes if name[0] is loop]:
+            await self._async_nodes.pop(name).aclose()
+
+
+class NamespaceView(Protocol):
+    """What tools that read queues need of an app (an App is one): its connection, its
+    key namespace, and the queues and topics it declares (listed first by tools)."""
+
+    @property
+    def connection(self) -> Connection: ...
+
+    @property
+    def namespace(self) -> str: ...
+
+    def queues(self) -> list[str]: ...
+
+    def topics(self) -> list[str]: ...

@@ -16,7 +16,7 @@ from .errors import DecodeError, StreamworkError
 from .keys import Source
 
 if TYPE_CHECKING:
-    from .app import App
+    from .connection import Connection
 
 PAGE = 100
 
@@ -59,21 +59,23 @@ def _entries(rows: list[tuple[bytes, dict[bytes, Any]]]) -> list[DeadLetterEntry
     return entries
 
 
-def list_dead_letters(app: App, source: Source, limit: int = PAGE) -> list[DeadLetterEntry]:
+def list_dead_letters(
+    connection: Connection, source: Source, limit: int = PAGE
+) -> list[DeadLetterEntry]:
     """The oldest `limit` dead letters of a queue or subscriber group."""
-    with app.translate_errors():
-        return _entries(app.redis.xrange(source.dead_letters, count=limit))
+    with connection.translate_errors():
+        return _entries(connection.redis.xrange(source.dead_letters, count=limit))
 
 
-def count(app: App, source: Source) -> int:
-    with app.translate_errors():
-        return int(app.redis.xlen(source.dead_letters))
+def count(connection: Connection, source: Source) -> int:
+    with connection.translate_errors():
+        return int(connection.redis.xlen(source.dead_letters))
 
 
-def show(app: App, source: Source, entry_id: str) -> DeadLetterEntry:
+def show(connection: Connection, source: Source, entry_id: str) -> DeadLetterEntry:
     """One dead letter by its id; StreamworkError if there is none."""
-    with app.translate_errors():
-        rows = app.redis.xrange(source.dead_letters, entry_id, entry_id)
+    with connection.translate_errors():
+        rows = connection.redis.xrange(source.dead_letters, entry_id, entry_id)
     if not rows:
         raise StreamworkError(f"no dead letter {entry_id} in {source.name!r}")
     return _entries(rows)[0]
@@ -101,15 +103,15 @@ class ReplayReport:
     """Ids asked for that are not (or no longer) in the dead letters."""
 
 
-def replay(app: App, source: Source, ids: list[str] | None = None) -> ReplayReport:
+def replay(connection: Connection, source: Source, ids: list[str] | None = None) -> ReplayReport:
     """Put dead letters back (the given ids, or all): on their queue, or for a subscriber
     group on that group's retry stream, so other groups do not receive them again."""
     report = ReplayReport()
-    with app.translate_errors():
+    with connection.translate_errors():
         if ids is None:
-            pages = _all_pages(app, source.dead_letters)
+            pages = _all_pages(connection, source.dead_letters)
         else:
-            pages = [_by_ids(app, source.dead_letters, ids, report.missing)]
+            pages = [_by_ids(connection, source.dead_letters, ids, report.missing)]
         for page in pages:
             moves = []
             for entry in page:
@@ -119,22 +121,24 @@ def replay(app: App, source: Source, ids: list[str] | None = None) -> ReplayRepo
                 else:
                     moves.append((entry.id.encode(), body))
             if moves:
-                report.replayed += int(app.scripts.replay(source, moves))
+                report.replayed += int(connection.scripts.replay(source, moves))
     return report
 
 
-def _all_pages(app: App, key: str) -> Any:
+def _all_pages(connection: Connection, key: str) -> Any:
     start = "-"
     while True:
-        rows = app.redis.xrange(key, start, "+", count=PAGE)
+        rows = connection.redis.xrange(key, start, "+", count=PAGE)
         if not rows:
             return
         yield _entries(rows)
         start = "(" + rows[-1][0].decode()
 
 
-def _by_ids(app: App, key: str, ids: list[str], missing: list[str]) -> list[DeadLetterEntry]:
-    pipe = app.redis.pipeline(transaction=False)
+def _by_ids(
+    connection: Connection, key: str, ids: list[str], missing: list[str]
+) -> list[DeadLetterEntry]:
+    pipe = connection.redis.pipeline(transaction=False)
     for entry_id in ids:
         pipe.xrange(key, entry_id, entry_id)
     found = []
@@ -146,10 +150,10 @@ def _by_ids(app: App, key: str, ids: list[str], missing: list[str]) -> list[Dead
     return found
 
 
-def purge(app: App, source: Source) -> int:
+def purge(connection: Connection, source: Source) -> int:
     """Delete every dead letter of a queue or subscriber group; returns how many there were."""
-    with app.translate_errors():
-        pipe = app.redis.pipeline(transaction=True)
+    with connection.translate_errors():
+        pipe = connection.redis.pipeline(transaction=True)
         pipe.xlen(source.dead_letters)
         pipe.delete(source.dead_letters)
         length, _ = pipe.execute()

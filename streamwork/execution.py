@@ -13,24 +13,18 @@ import functools
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 
 from . import metrics, protocol
 from .errors import DecodeError, EncodeError, Reject, Retry, StreamworkError
+from .handler import Handler
 from .keys import Source
 from .message import Message
-
-if TYPE_CHECKING:
-    from .app import App
-    from .task import Task
-    from .topic import Subscriber
-
-    Handler = Task | Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +87,21 @@ class Run:
 
 
 class Runner:
-    """Decides and runs deliveries for one worker process."""
+    """Decides and runs deliveries for one worker process.
 
-    def __init__(self, app: App, consumer: str, threads: ThreadPoolExecutor) -> None:
-        self.app = app
+    `tasks` maps task names to their handlers, `subscribers` (topic, group) pairs to theirs:
+    the registries of the App, which the Runner only reads.
+    """
+
+    def __init__(
+        self,
+        tasks: Mapping[str, Handler],
+        subscribers: Mapping[tuple[str, str], Handler],
+        consumer: str,
+        threads: ThreadPoolExecutor,
+    ) -> None:
+        self.tasks = tasks
+        self.subscribers = subscribers
         self.consumer = consumer
         self.threads = threads
         self.timed_out_threads = 0
@@ -126,7 +131,7 @@ class Runner:
     def _handler(self, source: Source, envelope: protocol.Envelope) -> Handler | str:
         """The task or subscriber that runs `envelope` from `source`, or why there is none."""
         if source.topic is not None:
-            subscriber = self.app.subscribers.get((source.topic, source.group))
+            subscriber = self.subscribers.get((source.topic, source.group))
             if subscriber is None:
                 return f"no subscriber for topic {source.topic!r} group {source.group!r}"
             if not envelope.topic:
@@ -134,9 +139,9 @@ class Runner:
             return subscriber
         if envelope.topic:
             return f"event of topic {envelope.topic!r} found on queue {source.name!r}"
-        task = self.app.tasks.get(envelope.task)
+        task = self.tasks.get(envelope.task)
         if task is None:
-            known = ", ".join(sorted(self.app.tasks)) or "none"
+            known = ", ".join(sorted(self.tasks)) or "none"
             return f"unknown task {envelope.task!r} (this worker knows: {known})"
         return task
 
@@ -301,7 +306,7 @@ class Runner:
         return Outcome(
             "done",
             run.delivery.entry_id,
-            result_key=task.keys.result(run.envelope.id),
+            result_key=task.result_key(run.envelope.id),
             result=result,
             task=task.name,
         )
@@ -377,7 +382,7 @@ class Runner:
             task=UNKNOWN_TASK if task is None else task.name,
         )
         if task is not None and task.options.store_result:
-            outcome.result_key = task.keys.result(envelope.id)
+            outcome.result_key = task.result_key(envelope.id)
             outcome.result = _error_result(error_type, error)
         return outcome
 

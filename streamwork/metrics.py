@@ -29,8 +29,11 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from . import stats
+from .errors import StreamworkError
+
 if TYPE_CHECKING:
-    from .app import App
+    from .connection import NamespaceView
     from .keys import Source
 
 log = logging.getLogger(__name__)
@@ -189,7 +192,7 @@ def prepare_multiprocess_dir() -> str:
 class SupervisorMetrics:
     """The supervisor's /metrics: every worker process's metrics, plus its own."""
 
-    def __init__(self, path: str, app: App | None = None) -> None:
+    def __init__(self, path: str, app: NamespaceView | None = None) -> None:
         self.path = path
         self.registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(self.registry, path=path)
@@ -230,12 +233,10 @@ class QueueCollector:
     answer, the scrape still succeeds with `streamwork_redis_up 0`.
     """
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: NamespaceView) -> None:
         self.app = app
 
     def collect(self) -> Iterator[Any]:
-        from . import stats
-        from .errors import StreamworkError
 
         up = GaugeMetricFamily("streamwork_redis_up", "1 when Redis answered this scrape.")
         try:

@@ -104,16 +104,17 @@ class Scripts:
 
     def enqueue_unique(
         self,
-        keys: QueueKeys,
-        key: str,
+        dedupe_key: str,
+        stream: str,
+        delayed: str,
         message_id: str,
         body: bytes,
         ttl_ms: int,
         due_ms: int | None,
     ) -> Any:
-        """Enqueue unless `key` is held; returns the id of the message holding the key."""
+        """Enqueue unless `dedupe_key` is held; returns the id of the message holding it."""
         return self._scripts["enqueue_unique"](
-            keys=[keys.dedupe(key), keys.stream, keys.delayed],
+            keys=[dedupe_key, stream, delayed],
             args=[message_id, body, ttl_ms, due_ms or 0],
         )
 

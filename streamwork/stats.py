@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import redis_ops
-from .keys import queue_registry, topic_registry, topic_sources
+from .keys import TopicKeys, queue_registry, queue_source, topic_registry, topic_sources
 from .settings import WorkerSettings
 
 if TYPE_CHECKING:
-    from .app import App
+    from .connection import NamespaceView
 
 
 @dataclass(frozen=True)
@@ -115,16 +115,16 @@ def _oldest_ms(pending: Any) -> int | None:
     return int((oldest.decode() if isinstance(oldest, bytes) else oldest).split("-")[0])
 
 
-def queue_states(app: App, queues: Sequence[str]) -> list[QueueState]:
+def queue_states(app: NamespaceView, queues: Sequence[str]) -> list[QueueState]:
     """The counts and totals of `queues`, read in one round trip."""
-    sources = [app.queue_source(queue) for queue in queues]
-    with app.translate_errors():
-        replies = redis_ops.queue_counts(app.redis, sources)
+    sources = [queue_source(app.namespace, queue) for queue in queues]
+    with app.connection.translate_errors():
+        replies = redis_ops.queue_counts(app.connection.redis, sources)
     at = time.monotonic()
     return [_state(queue, reply, at) for queue, reply in zip(queues, replies, strict=True)]
 
 
-def queue_state(app: App, queue: str) -> QueueState:
+def queue_state(app: NamespaceView, queue: str) -> QueueState:
     return queue_states(app, [queue])[0]
 
 
@@ -162,18 +162,18 @@ class TopicState:
         return data
 
 
-def topic_states(app: App, topics: Sequence[str]) -> list[TopicState]:
+def topic_states(app: NamespaceView, topics: Sequence[str]) -> list[TopicState]:
     """Each topic's length and, per subscriber group, lag, pending, consumers and failures."""
-    streams = [app.topic_keys(topic).stream for topic in topics]
-    with app.translate_errors():
-        infos = redis_ops.topic_info(app.redis, streams)
+    streams = [TopicKeys(app.namespace, topic).stream for topic in topics]
+    with app.connection.translate_errors():
+        infos = redis_ops.topic_info(app.connection.redis, streams)
         groups_of = [[] if isinstance(g, Exception) else g for _, g in infos]
         pairs = [
             topic_sources(app.namespace, topic, group["name"].decode())
             for topic, groups in zip(topics, groups_of, strict=True)
             for group in groups
         ]
-        counts = iter(redis_ops.group_counts(app.redis, pairs))
+        counts = iter(redis_ops.group_counts(app.connection.redis, pairs))
     at = time.monotonic()
     states = []
     for topic, (info, _), groups in zip(topics, infos, groups_of, strict=True):
@@ -210,18 +210,18 @@ def topic_states(app: App, topics: Sequence[str]) -> list[TopicState]:
     return states
 
 
-def known_topics(app: App) -> list[str]:
+def known_topics(app: NamespaceView) -> list[str]:
     """The app's topics, then any other topic registered in its namespace."""
-    with app.translate_errors():
-        names = redis_ops.registered(app.redis, topic_registry(app.namespace))
+    with app.connection.translate_errors():
+        names = redis_ops.registered(app.connection.redis, topic_registry(app.namespace))
     registered = sorted(name.decode() for name in names)
     return list(dict.fromkeys([*app.topics(), *registered]))
 
 
-def known_queues(app: App) -> list[str]:
+def known_queues(app: NamespaceView) -> list[str]:
     """The app's queues, then any other queue registered in its namespace."""
-    with app.translate_errors():
-        names = redis_ops.registered(app.redis, queue_registry(app.namespace))
+    with app.connection.translate_errors():
+        names = redis_ops.registered(app.connection.redis, queue_registry(app.namespace))
     registered = sorted(name.decode() for name in names)
     return list(dict.fromkeys([*app.queues(), *registered]))
 
@@ -299,7 +299,7 @@ class Look:
     topics: list[TopicState]
 
 
-def look(app: App, queues: Sequence[str], topics: Sequence[str]) -> Look:
+def look(app: NamespaceView, queues: Sequence[str], topics: Sequence[str]) -> Look:
     return Look(queue_states(app, queues), topic_states(app, topics))
 
 
@@ -336,7 +336,7 @@ def compare(before: Look, after: Look) -> Overview:
     )
 
 
-def measure(app: App, interval: float) -> Overview:
+def measure(app: NamespaceView, interval: float) -> Overview:
     """Look at every known queue and topic twice, `interval` seconds apart."""
     queues, topics = known_queues(app), known_topics(app)
     before = look(app, queues, topics)

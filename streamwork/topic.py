@@ -3,26 +3,22 @@
 A topic is one stream read by one consumer group per subscriber group: every group gets
 every event, and inside a group the events are shared between its consumers. Subscribers
 run through exactly the same worker code as tasks (acks, retries, dead letters); this
-module only declares them and writes events. It never runs a handler.
+module declares them and builds events (producer.py writes them). It never runs a handler.
 """
 
 from __future__ import annotations
 
 import inspect
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import metrics, protocol, redis_ops
+from . import protocol
 from .errors import ConfigurationError
-from .keys import Source, TopicKeys, topic_sources
+from .handler import HandlerOptions
+from .keys import Source, TopicKeys, topic_registry, topic_sources
+from .producer import Destination
 from .settings import to_seconds
-from .task import write_batches
-
-if TYPE_CHECKING:
-    from .app import App
-    from .task import TaskOptions
 
 STARTS = ("new", "beginning")
 
@@ -54,11 +50,11 @@ class Subscriber:
 
     def __init__(
         self,
-        app: App,
+        namespace: str,
         fn: Callable[..., Any],
         topic: str,
         group: str,
-        options: TaskOptions,
+        options: HandlerOptions,
         start: str,
     ) -> None:
         if start not in STARTS:
@@ -69,7 +65,6 @@ class Subscriber:
             raise ConfigurationError(
                 f"subscriber {fn.__name__!r} must take exactly one argument: the Message"
             ) from None
-        self.app = app
         self.fn = fn
         self.topic = topic
         self.group = group
@@ -78,7 +73,7 @@ class Subscriber:
         self.name = f"{topic}/{group}"
         self.is_async = inspect.iscoroutinefunction(fn)
         self.sources: tuple[Source, Source] = topic_sources(
-            app.namespace, topic, group, from_beginning=start == "beginning"
+            namespace, topic, group, from_beginning=start == "beginning"
         )
         self.__wrapped__ = fn
 
@@ -91,72 +86,27 @@ class Subscriber:
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Events carry a payload, not arguments: nothing to check."""
 
+    def result_key(self, message_id: str) -> str:
+        """Subscribers store no results (an event has no single caller to read one)."""
+        raise ConfigurationError(f"subscriber {self.name} stores no results")
+
+
+def destination(namespace: str, topic: str) -> Destination:
+    """Where events published to `topic` go: its stream, or its delayed set until due."""
+    keys = TopicKeys(namespace, topic)
+    return Destination(
+        name=topic, registry=topic_registry(namespace), stream=keys.stream, delayed=keys.delayed
+    )
+
 
 def event(
-    app: App, topic: str, payload: Any, headers: dict[str, Any] | None, due_ms: int | None = None
-) -> tuple[str, bytes]:
-    """The id and encoded message of one event (ready now, or at `due_ms`)."""
-    event_id = protocol.new_id()
-    body = protocol.encode(
-        protocol.Envelope(
-            id=event_id,
-            topic=topic,
-            payload=payload,
-            headers=headers or {},
-            enqueued_ms=due_ms or protocol.now_ms(),
-        )
+    topic: str, payload: Any, headers: dict[str, Any] | None, due_ms: int | None = None
+) -> protocol.Envelope:
+    """The envelope of one event (ready now, or at `due_ms`)."""
+    return protocol.Envelope(
+        id=protocol.new_id(),
+        topic=topic,
+        payload=payload,
+        headers=headers or {},
+        enqueued_ms=due_ms or protocol.now_ms(),
     )
-    return event_id, protocol.check_size(
-        body, app.max_message_bytes, f"an event of topic {topic!r}"
-    )
-
-
-def _write(client: Any, keys: TopicKeys, body: bytes, due_ms: int | None) -> Any:
-    if due_ms is None:
-        return redis_ops.append(client, keys.stream, body)
-    return redis_ops.schedule(client, keys.delayed, body, due_ms)
-
-
-def publish(
-    app: App, topic: str, payload: Any, headers: dict[str, Any] | None, due_ms: int | None
-) -> str:
-    event_id, body = event(app, topic, payload, headers, due_ms)
-    started = time.perf_counter()
-    with app.translate_errors():
-        app.register_topic_sync(topic)
-        _write(app.redis, TopicKeys(app.namespace, topic), body, due_ms)
-    metrics.sent(topic, 1, time.perf_counter() - started)
-    return event_id
-
-
-async def publish_async(
-    app: App, topic: str, payload: Any, headers: dict[str, Any] | None, due_ms: int | None
-) -> str:
-    event_id, body = event(app, topic, payload, headers, due_ms)
-    started = time.perf_counter()
-    with app.translate_errors():
-        client = app.async_redis()
-        await app.register_topic_async(topic, client)
-        await _write(client, TopicKeys(app.namespace, topic), body, due_ms)
-    metrics.sent(topic, 1, time.perf_counter() - started)
-    return event_id
-
-
-def publish_many(
-    app: App, topic: str, payloads: Iterable[Any], headers: dict[str, Any] | None
-) -> list[str]:
-    encoded = [event(app, topic, payload, headers) for payload in payloads]
-    keys = TopicKeys(app.namespace, topic)
-    started = time.perf_counter()
-    with app.translate_errors():
-        app.register_topic_sync(topic)
-    ids = [event_id for event_id, _ in encoded]
-    write_batches(
-        app,
-        [body for _, body in encoded],
-        lambda bodies: app.scripts.add_many(keys.stream, bodies),
-        ids,
-        "event(s)",
-    )
-    metrics.sent(topic, len(encoded), time.perf_counter() - started)
-    return ids

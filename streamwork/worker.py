@@ -194,7 +194,7 @@ class Worker:
         client = connection.async_client(self.app.url)
         scripts = Scripts(client)
         threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="streamwork")
-        self.runner = Runner(self.app, self.consumer, threads)
+        self.runner = Runner(self.app.tasks, self.app.subscribers, self.consumer, threads)
         self.scanner = Scanner(
             client,
             scripts,

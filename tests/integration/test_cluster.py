@@ -28,9 +28,9 @@ def nodes_of(cluster, queues):
 def test_the_app_detects_the_cluster(cluster):
     import redis.cluster
 
-    assert isinstance(App(cluster.url).redis, redis.cluster.RedisCluster)
+    assert isinstance(App(cluster.url).connection.redis, redis.cluster.RedisCluster)
     forced = App(cluster.url.replace("redis://", "redis+cluster://"))
-    assert isinstance(forced.redis, redis.cluster.RedisCluster)
+    assert isinstance(forced.connection.redis, redis.cluster.RedisCluster)
 
 
 def test_tasks_on_queues_on_every_node_run_exactly_once(cluster, cluster_app):
@@ -91,10 +91,10 @@ def test_delays_retries_dead_letters_replay_and_purge_on_a_cluster(cluster_app):
     assert charge.send_with(args=(2,), key="order-2").is_duplicate
     source = cluster_app.queue_source("payments")
     with WorkerThread(cluster_app):
-        wait_until(lambda: dead_letters.count(cluster_app, source) == 1, timeout=30)
+        wait_until(lambda: dead_letters.count(cluster_app.connection, source) == 1, timeout=30)
         wait_until(lambda: attempts[1] == 1 and attempts[2] == 1, timeout=30)
     assert attempts == Counter({0: 3, 1: 1, 2: 1})
-    assert dead_letters.replay(cluster_app, source).replayed == 1
+    assert dead_letters.replay(cluster_app.connection, source).replayed == 1
     charge.send_many(range(10, 20))
     charge.send_with(args=(99,), delay=60)
     assert cluster_app.purge("payments") == (11, 1)

@@ -22,9 +22,9 @@ def test_replayed_dead_letter_runs_again_with_attempts_reset(app):
     flaky = fail_once_app(app, attempts)
     handle = flaky.send(5)
     drain(app)
-    [entry] = dead_letters.list_dead_letters(app, app.queue_source("default"))
+    [entry] = dead_letters.list_dead_letters(app.connection, app.queue_source("default"))
     assert entry.letter.error == "downstream was down"
-    report = dead_letters.replay(app, app.queue_source("default"), [entry.id])
+    report = dead_letters.replay(app.connection, app.queue_source("default"), [entry.id])
     assert (report.replayed, report.skipped, report.missing) == (1, [], [])
     assert queue_state(app, "default").dead_letters == 0
     drain(app)
@@ -39,10 +39,10 @@ def test_replay_all_pages_through_every_dead_letter(app, client):
 
     doomed.send_many(range(250))
     drain(app, concurrency=50)
-    assert dead_letters.count(app, app.queue_source("default")) == 250
-    assert dead_letters.replay(app, app.queue_source("default")).replayed == 250
+    assert dead_letters.count(app.connection, app.queue_source("default")) == 250
+    assert dead_letters.replay(app.connection, app.queue_source("default")).replayed == 250
     assert client.xlen(app.keys("default").stream) == 250
-    assert dead_letters.count(app, app.queue_source("default")) == 0
+    assert dead_letters.count(app.connection, app.queue_source("default")) == 0
 
 
 def test_replay_leaves_undecodable_letters_and_reports_missing_ids(app, client):
@@ -51,10 +51,10 @@ def test_replay_leaves_undecodable_letters_and_reports_missing_ids(app, client):
 
     client.xadd(app.keys("default").stream, {b"m": b"\xc1junk"})
     drain(app)
-    [entry] = dead_letters.list_dead_letters(app, app.queue_source("default"))
-    report = dead_letters.replay(app, app.queue_source("default"), [entry.id, "1-1"])
+    [entry] = dead_letters.list_dead_letters(app.connection, app.queue_source("default"))
+    report = dead_letters.replay(app.connection, app.queue_source("default"), [entry.id, "1-1"])
     assert (report.replayed, report.skipped, report.missing) == (0, [entry.id], ["1-1"])
-    assert dead_letters.count(app, app.queue_source("default")) == 1
+    assert dead_letters.count(app.connection, app.queue_source("default")) == 1
 
 
 def test_replaying_the_same_letter_twice_enqueues_it_once(app, client):
@@ -62,10 +62,10 @@ def test_replaying_the_same_letter_twice_enqueues_it_once(app, client):
     flaky = fail_once_app(app, attempts)
     flaky.send(1)
     drain(app)
-    [entry] = dead_letters.list_dead_letters(app, app.queue_source("default"))
+    [entry] = dead_letters.list_dead_letters(app.connection, app.queue_source("default"))
     # e.g. an operator ran replay again after an interrupted first run
-    first = dead_letters.replay(app, app.queue_source("default"), [entry.id])
-    second = dead_letters.replay(app, app.queue_source("default"), [entry.id])
+    first = dead_letters.replay(app.connection, app.queue_source("default"), [entry.id])
+    second = dead_letters.replay(app.connection, app.queue_source("default"), [entry.id])
     assert (first.replayed, second.replayed, second.missing) == (1, 0, [entry.id])
     assert client.xlen(app.keys("default").stream) == 1
 
@@ -82,12 +82,17 @@ def test_replay_is_atomic_under_concurrent_replayers(app, client):
     doomed.send_many(range(300))
     drain(app, concurrency=50)
     ids = [
-        e.id for e in dead_letters.list_dead_letters(app, app.queue_source("default"), limit=300)
+        e.id
+        for e in dead_letters.list_dead_letters(
+            app.connection, app.queue_source("default"), limit=300
+        )
     ]
     apps = [App(app.url) for _ in range(4)]
     with ThreadPoolExecutor(4) as pool:
         reports = list(
-            pool.map(lambda a: dead_letters.replay(a, a.queue_source("default"), ids), apps)
+            pool.map(
+                lambda a: dead_letters.replay(a.connection, a.queue_source("default"), ids), apps
+            )
         )
     assert sum(r.replayed for r in reports) == 300
     bodies = [protocol.decode(f[b"m"]) for _, f in client.xrange(app.keys("default").stream)]
@@ -101,8 +106,8 @@ def test_purge_deletes_every_dead_letter(app):
 
     doomed.send_many([()] * 3)
     drain(app)
-    assert dead_letters.purge(app, app.queue_source("default")) == 3
-    assert dead_letters.count(app, app.queue_source("default")) == 0
+    assert dead_letters.purge(app.connection, app.queue_source("default")) == 3
+    assert dead_letters.count(app.connection, app.queue_source("default")) == 0
 
 
 def test_dead_letter_as_dict_decodes_the_message(app):
@@ -112,7 +117,7 @@ def test_dead_letter_as_dict_decodes_the_message(app):
 
     doomed.send(7, note="x")
     drain(app)
-    [entry] = dead_letters.list_dead_letters(app, app.queue_source("default"))
+    [entry] = dead_letters.list_dead_letters(app.connection, app.queue_source("default"))
     data = entry.as_dict()
     assert data["message"] == {"args": [7], "kwargs": {"note": "x"}, "headers": {}}
     assert data["error_type"] == "ValueError"
@@ -132,6 +137,6 @@ def test_a_message_that_kills_its_worker_every_time_is_dead_lettered(app, client
     client.xclaim(stream, "workers", "ghost-2", 0, [entry["message_id"]])  # delivery 2
     with WorkerThread(app, visibility_timeout=0.2):
         wait_until(lambda: queue_state(app, "default").dead_letters == 1)
-    [letter] = dead_letters.list_dead_letters(app, app.queue_source("default"))
+    [letter] = dead_letters.list_dead_letters(app.connection, app.queue_source("default"))
     assert letter.letter.reason.startswith("delivered 3 times without an outcome")
     assert queue_state(app, "default").is_empty

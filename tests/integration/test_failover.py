@@ -54,7 +54,9 @@ def send_through_failover(cluster, replicas):
     finally:
         stop.set()
         producer.join(30)
-    present = {protocol.decode(fields[b"m"]).id for _, fields in app.redis.xrange(stream)}
+    present = {
+        protocol.decode(fields[b"m"]).id for _, fields in app.connection.redis.xrange(stream)
+    }
     app.close()
     lost = [index for index, mid in enumerate(acknowledged) if mid not in present]
     return lost, errors, failed_over_at

@@ -52,6 +52,6 @@ def test_replicas_on_a_cluster_wait_on_the_queues_node(cluster_app):
 def test_seed_node_list_reaches_the_cluster(cluster):
     seeds = ",".join(f"127.0.0.1:{server.port}" for server in cluster.servers)
     app = App(f"redis://{seeds}/0")
-    assert isinstance(app.redis, redis.cluster.RedisCluster)
+    assert isinstance(app.connection.redis, redis.cluster.RedisCluster)
     app.task(queue="seeded", name="job")(lambda: None).send()
     assert queue_state(app, "seeded").ready == 1

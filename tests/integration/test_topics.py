@@ -17,7 +17,10 @@ FAST = Backoff(base=0.01, cap=0.05)
 def groups_ready(app, topic, count):
     """True once `count` consumer groups read `topic` (workers create them at start)."""
     stream = app.topic_keys(topic).stream
-    return app.redis.exists(stream) and len(app.redis.xinfo_groups(stream)) == count
+    return (
+        app.connection.redis.exists(stream)
+        and len(app.connection.redis.xinfo_groups(stream)) == count
+    )
 
 
 class Seen:
@@ -106,7 +109,7 @@ def test_a_failing_group_retries_and_dead_letters_without_touching_the_others(ap
     with WorkerThread(app):
         wait_until(lambda: groups_ready(app, "orders.created", 2))
         app.publish_many("orders.created", [1, 2])
-        wait_until(lambda: dead_letters.count(app, billing_source) == 2, timeout=20)
+        wait_until(lambda: dead_letters.count(app.connection, billing_source) == 2, timeout=20)
     assert sorted(r[1:] for r in seen.rows if r[0] == "billing") == [
         (1, 1),
         (1, 2),
@@ -116,8 +119,8 @@ def test_a_failing_group_retries_and_dead_letters_without_touching_the_others(ap
         (3, 2),
     ]
     assert sorted(r[1:] for r in seen.rows if r[0] == "shipping") == [(1, 1), (1, 2)]
-    assert dead_letters.count(app, app.topic_source("orders.created", "shipping")) == 0
-    [letter, _] = dead_letters.list_dead_letters(app, billing_source)
+    assert dead_letters.count(app.connection, app.topic_source("orders.created", "shipping")) == 0
+    [letter, _] = dead_letters.list_dead_letters(app.connection, billing_source)
     assert letter.letter.reason == "failed 3 attempts (max_retries=2)"
     assert letter.letter.queue == "orders.created/billing"
 
@@ -140,9 +143,9 @@ def test_replaying_a_groups_dead_letter_reaches_that_group_only(app):
     app.publish("orders.created", 42)
     drain(app)
     source = app.topic_source("orders.created", "billing")
-    assert dead_letters.count(app, source) == 1
+    assert dead_letters.count(app.connection, source) == 1
     fail["on"] = False
-    assert dead_letters.replay(app, source).replayed == 1
+    assert dead_letters.replay(app.connection, source).replayed == 1
     drain(app)
     assert seen.payloads("billing") == [42, 42]
     assert seen.payloads("shipping") == [42]
@@ -163,8 +166,8 @@ def test_a_group_created_later_starts_where_it_chose(redis_url, start, expected)
         wait_until(lambda: runner.worker.scanner is not None and runner.worker.in_flight == 0)
         wait_until(
             lambda: (
-                app.redis.exists(app.topic_keys("news").stream)
-                and app.redis.xinfo_groups(app.topic_keys("news").stream)
+                app.connection.redis.exists(app.topic_keys("news").stream)
+                and app.connection.redis.xinfo_groups(app.topic_keys("news").stream)
             )
         )
         publisher.publish("news", 3)
@@ -268,7 +271,7 @@ def test_retention_with_drop_unread_drops_and_counts(app, client):
     assert Scripts(client).trim_topic(stream, 5, None, True) == [0, 0, 15]
     assert client.xlen(stream) == 5
     with WorkerThread(app, topics=["firehose"], visibility_timeout=0.2):
-        wait_until(lambda: app.redis.xinfo_groups(stream)[0]["consumers"] == 1)
+        wait_until(lambda: app.connection.redis.xinfo_groups(stream)[0]["consumers"] == 1)
         app.publish_many("firehose", range(20))
         wait_until(lambda: client.xlen(stream) == 5, timeout=20)
     after = (

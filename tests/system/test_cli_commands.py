@@ -22,7 +22,9 @@ TASKS = """
 
 
 def sent(app, queue):
-    return [protocol.decode(f[b"m"]) for _, f in app.redis.xrange(app.keys(queue).stream)]
+    return [
+        protocol.decode(f[b"m"]) for _, f in app.connection.redis.xrange(app.keys(queue).stream)
+    ]
 
 
 def test_send_parses_json_arguments_and_prints_the_id(processes, write_app, redis_url):
@@ -94,8 +96,10 @@ def test_purge_deletes_waiting_and_delayed_but_not_running_messages(
     build = app.task(queue="reports", name="build")(lambda day: None)
     build.send_many(range(3))
     stream = app.keys("reports").stream
-    app.redis.xgroup_create(stream, "workers", id="0")
-    app.redis.xreadgroup("workers", "busy-worker", {stream: ">"}, count=1)  # one is running
+    app.connection.redis.xgroup_create(stream, "workers", id="0")
+    app.connection.redis.xreadgroup(
+        "workers", "busy-worker", {stream: ">"}, count=1
+    )  # one is running
     build.send_many(range(2500))
     build.send_with(args=(1,), delay=60)
     refused = processes.run("purge", "tasks:app", "reports")

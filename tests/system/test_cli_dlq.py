@@ -36,24 +36,26 @@ def test_list_and_show(processes, redis_url):
 
 def test_replay_ids_then_all(processes, redis_url):
     app = make_dead_letters(redis_url)
-    ids = [e.id for e in dead_letters.list_dead_letters(app, app.queue_source("payments"))]
+    ids = [
+        e.id for e in dead_letters.list_dead_letters(app.connection, app.queue_source("payments"))
+    ]
     first = processes.run("dlq", "replay", "payments", ids[0])
     assert first.returncode == 0, first.stderr
     assert "replayed 1 dead letter(s)" in first.stdout
     rest = processes.run("dlq", "replay", "payments", "--all")
     assert "replayed 2 dead letter(s)" in rest.stdout
-    assert app.redis.xlen(app.keys("payments").stream) == 3
-    assert dead_letters.count(app, app.queue_source("payments")) == 0
+    assert app.connection.redis.xlen(app.keys("payments").stream) == 3
+    assert dead_letters.count(app.connection, app.queue_source("payments")) == 0
 
 
 def test_purge_needs_confirmation(processes, redis_url):
     app = make_dead_letters(redis_url)
     refused = processes.run("dlq", "purge", "payments")  # no stdin: the prompt aborts
     assert refused.returncode == 1
-    assert dead_letters.count(app, app.queue_source("payments")) == 3
+    assert dead_letters.count(app.connection, app.queue_source("payments")) == 3
     purged = processes.run("dlq", "purge", "payments", "--yes")
     assert "purged 3 dead letter(s)" in purged.stdout
-    assert dead_letters.count(app, app.queue_source("payments")) == 0
+    assert dead_letters.count(app.connection, app.queue_source("payments")) == 0
 
 
 def test_errors_are_one_line(processes, redis_url):

@@ -65,7 +65,7 @@ def test_dlq_takes_module_app_and_shows_the_last_error(processes, write_app, red
         raise RuntimeError(f"card declined for order {order_id}")
 
     charge.send(7)
-    app.redis.xadd(app.keys("payments").stream, {b"m": b"\xc1 not msgpack"})
+    app.connection.redis.xadd(app.keys("payments").stream, {b"m": b"\xc1 not msgpack"})
     drain(app)
     # without MODULE:APP the default namespace has none; with it, the app's are found
     assert "no dead letters" in processes.run("dlq", "list", "payments").stdout
@@ -81,7 +81,7 @@ def test_dlq_takes_module_app_and_shows_the_last_error(processes, write_app, red
     assert "card declined for order 7" in shown.stdout, shown.stderr
     replayed = processes.run("dlq", "replay", "tasks:app", "payments", entry_id)
     assert replayed.stdout.strip() == "replayed 1 dead letter(s) onto 'payments'"
-    assert [protocol.decode(f[b"m"]).args for _, f in app.redis.xrange(
+    assert [protocol.decode(f[b"m"]).args for _, f in app.connection.redis.xrange(
         app.keys("payments").stream)] == [(7,)]  # fmt: skip
 
 

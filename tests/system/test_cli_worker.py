@@ -202,9 +202,9 @@ def test_poison_message_costs_its_neighbours_at_most_one_rerun(processes, write_
         timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    runs = {n: int(app.redis.get(f"runs:{n}") or 0) for n in range(6)}
+    runs = {n: int(app.connection.redis.get(f"runs:{n}") or 0) for n in range(6)}
     assert all(1 <= count <= 2 for count in runs.values()), runs
     assert "alone" in done.stderr
-    [(_, fields)] = app.redis.xrange(app.keys("jobs").dead_letters)
+    [(_, fields)] = app.connection.redis.xrange(app.keys("jobs").dead_letters)
     assert protocol.decode_dead_letter(fields[b"m"]).task == "poison"
     assert queue_state(app, "jobs").is_empty

@@ -110,6 +110,6 @@ def test_message_that_kills_every_worker_is_dead_lettered_after_max_deliveries(
     assert run.returncode == 0, run.stderr
     assert run.stderr.count("exited with code 17; restarting") == 2
     assert len(events(tmp_path)) == 2
-    [entry] = dead_letters.list_dead_letters(app, app.queue_source("pay"))
+    [entry] = dead_letters.list_dead_letters(app.connection, app.queue_source("pay"))
     assert "delivered 3 times without an outcome (max_deliveries=2)" in entry.letter.reason
     assert queue_state(app, "pay").is_empty

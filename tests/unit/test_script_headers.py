@@ -7,7 +7,7 @@ import pytest
 
 from streamwork import redis_ops
 from streamwork.execution import Outcome
-from streamwork.keys import QueueKeys, queue_source
+from streamwork.keys import queue_source
 
 HEADER_KEY = re.compile(r"^-- KEYS\[(\d+)(\.\.)?\]", re.MULTILINE)
 
@@ -42,7 +42,7 @@ CALLS = {
     "move_due": lambda s: s.move_due("d", "s", 0),
     "renew_lease": lambda s: s.renew_lease(SOURCE, "c", [b"1-0"]),
     "remove_idle_consumers": lambda s: s.remove_idle_consumers(SOURCE, 1),
-    "enqueue_unique": lambda s: s.enqueue_unique(QueueKeys("sw", "q"), "k", "id", b"m", 1, None),
+    "enqueue_unique": lambda s: s.enqueue_unique("sw:{q}:dedupe:k", "s", "d", "id", b"m", 1, None),
     "replay": lambda s: s.replay(SOURCE, [(b"1-0", b"m")]),
     "purge": lambda s: s.purge(SOURCE, 1, True),
     "trim_topic": lambda s: s.trim_topic("t", None, None, False),

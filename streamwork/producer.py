@@ -1,0 +1,274 @@
+"""Producer: the write side of every send and publish — one plan, then sync or async I/O.
+
+Owns turning a send (a task message or a topic event; now or delayed; keyed or not; one or
+many; waiting for replicas or not) into a `Plan`: the encoded bodies, checked against
+`max_message_bytes`, the keys they go to, the due time, the idempotency key. `write` and
+`write_async` only perform a plan's I/O, step for step the same, so the sync and async
+paths cannot drift. It never builds an envelope's arguments (task.py and topic.py do) and
+never decides what a message means to a worker.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import redis.exceptions
+
+from . import metrics, protocol, redis_ops
+from .connection import Connection
+from .errors import ConfigurationError, ReplicationTimeout, SendIncomplete, StreamworkError
+from .settings import Duration, to_seconds
+
+SEND_BATCH = 1000
+"""How many messages a many-send writes in one atomic command (one round trip)."""
+DEFAULT_KEY_TTL = 86400.0
+"""How long an idempotency key holds by default: one day."""
+
+
+def due_ms(delay: Duration | None, eta: datetime | None) -> int | None:
+    """When a message sent with `delay` or `eta` is due (Unix ms); None for now."""
+    if delay is not None and eta is not None:
+        raise ConfigurationError("give either delay or eta, not both")
+    if eta is not None:
+        if eta.tzinfo is None:
+            raise ConfigurationError("eta must be a timezone-aware datetime (e.g. UTC)")
+        return int(eta.astimezone(timezone.utc).timestamp() * 1000)
+    if delay is None:
+        return None
+    seconds = to_seconds("delay", delay)
+    if seconds == 0:
+        return None
+    return protocol.now_ms() + math.ceil(seconds * 1000)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where messages go: a queue (with its idempotency keys) or a topic."""
+
+    name: str
+    """The queue or topic name (metrics label, registry member)."""
+    registry: str
+    stream: str
+    delayed: str
+    dedupe_prefix: str | None = None
+    """`NS:{QUEUE}:dedupe:` for a queue; None for a topic (no idempotent publish)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one send call writes, decided before any I/O."""
+
+    destination: Destination
+    ids: list[str]
+    bodies: list[bytes]
+    due_ms: int | None = None
+    is_many: bool = False
+    dedupe_key: str | None = None
+    """The full idempotency key (single sends only)."""
+    key_ttl_ms: int = 0
+    replicas: int = 0
+    replica_timeout_ms: int = 0
+
+
+class Producer:
+    """Plans and writes sends on one Connection."""
+
+    def __init__(self, connection: Connection, max_message_bytes: int) -> None:
+        self.connection = connection
+        self.max_message_bytes = max_message_bytes
+
+    def plan(
+        self,
+        destination: Destination,
+        envelopes: Sequence[protocol.Envelope],
+        what: str,
+        *,
+        due: int | None = None,
+        is_many: bool = False,
+        key: str | None = None,
+        key_ttl: Duration = DEFAULT_KEY_TTL,
+        replicas: int = 0,
+        replica_timeout: Duration = 1.0,
+    ) -> Plan:
+        """Encode `envelopes` and check every option; raise before anything is sent."""
+        bodies = [
+            protocol.check_size(protocol.encode(envelope), self.max_message_bytes, what)
+            for envelope in envelopes
+        ]
+        dedupe_key, key_ttl_ms = None, 0
+        if key is not None:
+            if not isinstance(key, str) or not key:
+                raise ConfigurationError(f"key must be a non-empty string, got {key!r}")
+            if destination.dedupe_prefix is None:
+                raise ConfigurationError("idempotency keys are for task sends, not publishes")
+            dedupe_key = destination.dedupe_prefix + key
+            key_ttl_ms = int(to_seconds("key_ttl", key_ttl, allow_zero=False) * 1000)
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            raise ConfigurationError(f"replicas must be a whole number >= 0, got {replicas!r}")
+        return Plan(
+            destination=destination,
+            ids=[envelope.id for envelope in envelopes],
+            bodies=bodies,
+            due_ms=due,
+            is_many=is_many,
+            dedupe_key=dedupe_key,
+            key_ttl_ms=key_ttl_ms,
+            replicas=replicas,
+            replica_timeout_ms=int(to_seconds("replica_timeout", replica_timeout) * 1000),
+        )
+
+    # -- the I/O, twinned -----------------------------------------------------------------
+
+    def write(self, plan: Plan) -> str:
+        """Perform `plan`; returns the id of the message holding the plan's key (its own
+        id when it has none, or when it queued it). Raises streamwork's errors."""
+        started = time.perf_counter()
+        connection = self.connection
+        with connection.translate_errors():
+            connection.register(plan.destination.registry, plan.destination.name)
+        if plan.is_many:
+            _write_batches(connection, plan, lambda batch: self._many(connection, plan, batch))
+            holder = plan.ids[0] if plan.ids else ""
+        else:
+            with connection.translate_errors():
+                if plan.replicas:
+                    holder = self._replicated(plan)
+                else:
+                    holder = _holder(plan, _one(connection.redis, connection.scripts, plan))
+        metrics.sent(plan.destination.name, len(plan.ids), time.perf_counter() - started)
+        return holder
+
+    async def write_async(self, plan: Plan) -> str:
+        """Like `write`, on the running event loop's client."""
+        started = time.perf_counter()
+        connection = self.connection
+        with connection.translate_errors():
+            await connection.register_async(plan.destination.registry, plan.destination.name)
+        if plan.is_many:
+            done = 0
+            try:
+                with connection.translate_errors():
+                    for start in range(0, len(plan.bodies), SEND_BATCH):
+                        await self._many_async(plan, plan.bodies[start : start + SEND_BATCH])
+                        done = min(start + SEND_BATCH, len(plan.bodies))
+            except StreamworkError as exc:
+                raise _incomplete(plan, done, exc) from exc
+            holder = plan.ids[0] if plan.ids else ""
+        else:
+            with connection.translate_errors():
+                if plan.replicas:
+                    holder = await self._replicated_async(plan)
+                else:
+                    client = connection.async_redis()
+                    written = await _one(client, connection.async_scripts(), plan)
+                    holder = _holder(plan, written)
+        metrics.sent(plan.destination.name, len(plan.ids), time.perf_counter() - started)
+        return holder
+
+    def _many(self, connection: Connection, plan: Plan, batch: list[bytes]) -> None:
+        if plan.due_ms is None:
+            connection.scripts.add_many(plan.destination.stream, batch)
+        else:
+            redis_ops.schedule_many(connection.redis, plan.destination.delayed, batch, plan.due_ms)
+
+    async def _many_async(self, plan: Plan, batch: list[bytes]) -> None:
+        connection = self.connection
+        if plan.due_ms is None:
+            await connection.async_scripts().add_many(plan.destination.stream, batch)
+        else:
+            client = connection.async_redis()
+            await redis_ops.schedule_many(client, plan.destination.delayed, batch, plan.due_ms)
+
+    def _replicated(self, plan: Plan) -> str:
+        """The write and a WAIT on one connection of the node that holds the queue."""
+        client = self.connection.node_client(plan.destination.stream)
+        pipe = client.pipeline(transaction=False)
+        _one(pipe, redis_ops.Scripts(pipe), plan)
+        pipe.execute_command("WAIT", plan.replicas, plan.replica_timeout_ms)
+        try:
+            written, acknowledged = pipe.execute()
+        except redis.exceptions.RedisError:
+            self.connection.refresh_nodes()  # a node failed or the slot moved: ask again
+            raise
+        return _replicated_holder(plan, written, acknowledged)
+
+    async def _replicated_async(self, plan: Plan) -> str:
+        client = await self.connection.async_node_client(plan.destination.stream)
+        pipe = client.pipeline(transaction=False)
+        _one(pipe, redis_ops.Scripts(pipe), plan)
+        pipe.execute_command("WAIT", plan.replicas, plan.replica_timeout_ms)
+        try:
+            written, acknowledged = await pipe.execute()
+        except redis.exceptions.RedisError:
+            await self.connection.refresh_nodes_async()
+            raise
+        return _replicated_holder(plan, written, acknowledged)
+
+
+def _one(client: Any, scripts: redis_ops.Scripts, plan: Plan) -> Any:
+    """The command of a single send on `client` (sync, asyncio or a pipeline): what it
+    returns, an awaitable of it, or the pipeline."""
+    body, destination = plan.bodies[0], plan.destination
+    if plan.dedupe_key is not None:
+        return scripts.enqueue_unique(
+            plan.dedupe_key,
+            destination.stream,
+            destination.delayed,
+            plan.ids[0],
+            body,
+            plan.key_ttl_ms,
+            plan.due_ms,
+        )
+    if plan.due_ms is None:
+        return redis_ops.append(client, destination.stream, body)
+    return redis_ops.schedule(client, destination.delayed, body, plan.due_ms)
+
+
+def _holder(plan: Plan, written: Any) -> str:
+    """The id of the message holding the plan's key: the script's reply, else its own."""
+    if plan.dedupe_key is None:
+        return plan.ids[0]
+    return written.decode() if isinstance(written, bytes) else str(written)
+
+
+def _replicated_holder(plan: Plan, written: Any, acknowledged: int) -> str:
+    if acknowledged < plan.replicas:
+        raise ReplicationTimeout(
+            f"message {plan.ids[0]} is queued, but only {acknowledged} of {plan.replicas} "
+            f"replica(s) acknowledged it within {plan.replica_timeout_ms} ms: a failover "
+            "now could lose it"
+        )
+    return _holder(plan, written)
+
+
+def _write_batches(connection: Connection, plan: Plan, write: Callable[[list[bytes]], Any]) -> None:
+    """Write a many-send in batches of SEND_BATCH, each one atomic command.
+
+    If a batch fails after earlier ones were written, raise SendIncomplete carrying what
+    was queued and the index to resume from; if the first fails, nothing was queued and the
+    Redis error itself is raised.
+    """
+    done = 0
+    try:
+        with connection.translate_errors():
+            for start in range(0, len(plan.bodies), SEND_BATCH):
+                write(plan.bodies[start : start + SEND_BATCH])
+                done = min(start + SEND_BATCH, len(plan.bodies))
+    except StreamworkError as exc:
+        raise _incomplete(plan, done, exc) from exc
+
+
+def _incomplete(plan: Plan, done: int, exc: StreamworkError) -> StreamworkError:
+    if done == 0:
+        return exc
+    return SendIncomplete(
+        f"queued {done} of {len(plan.bodies)} message(s) (items 0-{done - 1}), then failed: "
+        f"{exc} — items {done} on were not queued; resend them (items[{done}:])",
+        plan.ids[:done],
+        done,
+    )
