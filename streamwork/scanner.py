@@ -23,6 +23,7 @@ import redis.exceptions
 
 from . import metrics, protocol, redis_ops
 from .execution import Delivery
+from .in_flight import InFlight
 from .keys import Source, TopicKeys
 from .redis_ops import Scripts
 from .settings import WorkerSettings
@@ -54,10 +55,8 @@ class Scanner:
         sources: Sequence[Source],
         settings: WorkerSettings,
         *,
-        running: Callable[[Source], list[bytes]],
-        free_slots: Callable[[], int],
+        in_flight: InFlight,
         dispatch: Callable[[list[Delivery]], Awaitable[None]],
-        on_lost: Callable[[Source, list[bytes]], None],
         retention: Callable[[str], Retention] | None = None,
     ) -> None:
         self._client = client
@@ -65,10 +64,8 @@ class Scanner:
         self._consumer = consumer
         self._sources = sources
         self._settings = settings
-        self._running = running
-        self._free_slots = free_slots
+        self._in_flight = in_flight
         self._dispatch = dispatch
-        self._on_lost = on_lost
         self._retention = retention
         # Each delayed set once (a topic group's two sources share one), and for each topic
         # its delayed events, which go to the topic stream for every group.
@@ -166,12 +163,12 @@ class Scanner:
     async def renew_leases(self) -> float:
         """Renew the lease of every entry this worker runs; report the ones it lost."""
         for source in self._sources:
-            ids = self._running(source)
+            ids = self._in_flight.running(source)
             if not ids:
                 continue
             lost = await self._scripts.renew_lease(source, self._consumer, ids)
             if lost:
-                self._on_lost(source, list(lost))
+                self._in_flight.lose(source, list(lost))
         return self._settings.lease_interval
 
     async def claim_stale(self) -> float:
@@ -179,7 +176,7 @@ class Scanner:
         min_idle_ms = int(self._settings.visibility_timeout * 1000)
         for source in self._sources:
             start = b"0-0"
-            while (free := self._free_slots()) > 0:
+            while (free := self._in_flight.free_slots()) > 0:
                 start, entries, deleted = await redis_ops.claim_stale(
                     self._client, source, self._consumer, min_idle_ms, start, free
                 )

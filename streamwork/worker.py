@@ -1,10 +1,13 @@
 """Worker: one process, one asyncio loop — fetch in batches, run within a bound, settle.
 
-Owns the fetch loop (XREADGROUP BLOCK, one call per consumer group for all its streams),
-the bound on messages in flight (`concurrency`), the thread pool for sync handlers, and a
-clean stop: stop fetching, let running messages finish, write their outcomes. Deciding
-outcomes (Runner), writing them (Settler) and recovery timers (Scanner) live in their own
-modules. Starting several processes and handling signals belongs to the CLI/supervisor.
+Owns what a run of one worker process is made of (a `Session`: the client, the thread pool
+for sync handlers, the Runner, Settler, Scanner and Fetcher, and what is in flight), the
+start of each message's run (alone, for a redelivered one), and a clean stop: stop fetching,
+let running messages finish within the grace period, write their outcomes, leave the groups.
+Fetching (fetcher.py), deciding outcomes (execution.py), writing them (settler.py), recovery
+timers (scanner.py), what is in flight (in_flight.py), recycling (recycling.py) and the
+checks on Redis (preflight.py) live in their own modules. Starting several processes and
+handling signals belongs to the CLI and the supervisor.
 """
 
 from __future__ import annotations
@@ -13,20 +16,22 @@ import asyncio
 import logging
 import os
 import socket
-import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio.cluster
 import redis.exceptions
-from redis.crc import key_slot
 
 from . import connection, redis_ops
 from .errors import ConfigurationError
 from .execution import Delivery, Outcome, Run, Runner
+from .fetcher import Fetcher
+from .in_flight import InFlight
 from .keys import Source, registry_of
+from .preflight import check_durability, preflight
+from .recycling import RecyclePolicy
 from .redis_ops import Scripts
 from .scanner import Scanner
 from .settings import WorkerSettings
@@ -36,32 +41,6 @@ if TYPE_CHECKING:
     from .app import App
 
 log = logging.getLogger(__name__)
-
-TRANSIENT = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    # A cluster resharding or failing over: redis-py retried already; wait and read again.
-    redis.exceptions.ClusterError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
-    redis.exceptions.AskError,
-)
-"""Errors a fetch loop waits out with backoff instead of stopping the worker."""
-
-BURST_BLOCK = 0.1
-"""How long a burst worker's reads wait: it exits soon after the queues are found drained."""
-
-
-def resident_memory_mb() -> float:
-    """This process's resident memory in MiB (Linux /proc; elsewhere the peak from rusage)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            pages = int(statm.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _choose(
@@ -81,6 +60,21 @@ def _choose(
 def consumer_name() -> str:
     """A name unique to this process: host, pid and a random suffix (pids are reused)."""
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+@dataclass
+class Session:
+    """Everything one `Worker.run` works with, built together when it starts."""
+
+    client: Any
+    threads: ThreadPoolExecutor
+    in_flight: InFlight
+    runner: Runner
+    settler: Settler
+    scanner: Scanner
+    fetcher: Fetcher
+    isolation: asyncio.Task[None] | None = field(default=None)
+    """The task running redelivered messages alone, while there are any."""
 
 
 class Worker:
@@ -112,33 +106,24 @@ class Worker:
                 self.sources += subscriber.sources
         self.topics = chosen_topics
         self.consumer = consumer_name()
-        self._leased: dict[Source, set[bytes]] = defaultdict(set)
-        """Entries running under a lease (late and manual ack modes), renewed by the scanner."""
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._isolated: deque[Run] = deque()
-        """Redelivered runs waiting to run alone (see `_isolate`)."""
-        self._isolation: asyncio.Task[None] | None = None
-        self._slot_free: asyncio.Event | None = None
-        self._stopping = False
+        self.session: Session | None = None
+        """The collaborators of the current (or last) run; None before the first."""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.settler: Settler | None = None
-        self.scanner: Scanner | None = None
-        self.runner: Runner | None = None
+        self._recycling = RecyclePolicy(self.settings.max_tasks, self.settings.max_memory_mb)
+        self._is_stop_asked = False
         self.processed = 0
-        self._memory_checked = 0.0
         self.recycle_reason: str | None = None
-        self._warn_persistence = True
-        self._left_behind = ""
         """Why the worker stopped itself to be restarted (max tasks, memory, stuck thread)."""
+        self._left_behind = ""
 
     @property
     def in_flight(self) -> int:
         """Messages running now."""
-        return len(self._tasks)
+        return 0 if self.session is None else len(self.session.in_flight)
 
     @property
     def is_stopping(self) -> bool:
-        return self._stopping
+        return self._is_stop_asked
 
     @property
     def queues(self) -> list[str]:
@@ -154,7 +139,7 @@ class Worker:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._request_stop)
         else:
-            self._stopping = True
+            self._is_stop_asked = True
 
     def recycle(self, reason: str) -> None:
         """Stop gracefully so that the supervisor starts a fresh process (call on the loop)."""
@@ -164,15 +149,20 @@ class Worker:
         self._request_stop()
 
     def _request_stop(self) -> None:
-        if self._slot_free is not None:
-            self._slot_free.set()  # wake fetch loops waiting for a free slot
-        if not self._stopping:
+        if not self._is_stop_asked:
             log.info(
                 "worker %s stopping: finishing %d running message(s)",
                 self.consumer,
                 self.in_flight,
             )
-        self._stopping = True
+        self._is_stop_asked = True
+        if self.session is not None:
+            self.session.in_flight.is_stopping = True
+            self.session.in_flight.wake()  # fetch loops waiting for a slot see the stop
+
+    async def preflight(self) -> None:
+        """Check Redis before starting processes: reachable, not evicting (raise if not)."""
+        await preflight(self.app.url, self.settings.allow_evicting_redis)
 
     async def run(
         self,
@@ -186,99 +176,92 @@ class Worker:
         `on_ready` is called once the worker has checked Redis and starts fetching.
         `warn_persistence=False`: a supervisor warned already that Redis persists nothing.
         """
-        self._warn_persistence = warn_persistence
         self._loop = asyncio.get_running_loop()
-        self._slot_free = asyncio.Event()
-        settings = self.settings
+        session = self.session = self._session()
+        session.in_flight.is_stopping = self._is_stop_asked
         is_started = False
+        try:
+            with connection.translate_errors(self.app.url):
+                await self._prepare(session.client, warn_persistence)
+            is_started = True
+            session.settler.start()
+            session.scanner.start()
+            log.info("worker %s serving %s", self.consumer, ", ".join(self.queues))
+            if on_ready is not None:
+                on_ready()
+            await session.fetcher.run(burst)
+            if session.fetcher.is_done:
+                self._left_behind = await self._pending_elsewhere(session.client)
+        finally:
+            await self._finish(session, is_started)
+
+    def _session(self) -> Session:
+        settings = self.settings
         client = connection.async_client(self.app.url)
         scripts = Scripts(client)
         threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="streamwork")
-        self.runner = Runner(self.app.tasks, self.app.subscribers, self.consumer, threads)
-        self.scanner = Scanner(
+        in_flight = InFlight(settings.concurrency)
+        scanner = Scanner(
             client,
             scripts,
             self.consumer,
             self.sources,
             settings,
-            running=lambda source: list(self._leased[source]),
-            free_slots=self._free_slots,
+            in_flight=in_flight,
             dispatch=self._dispatch,
-            on_lost=self._on_lost,
             retention=self.app.retention_of,
         )
-        self.settler = Settler(
-            client, scripts, self.consumer, settings.result_ttl, self.scanner.expect_due
+        fetcher = Fetcher(
+            client,
+            self.app.url,
+            self.consumer,
+            self.sources,
+            settings,
+            in_flight,
+            self._dispatch,
+            self._is_drained,
         )
-        try:
-            with connection.translate_errors(self.app.url):
-                await self._prepare(client)
-            is_started = True
-            self.settler.start()
-            self.scanner.start()
-            log.info("worker %s serving %s", self.consumer, ", ".join(self.queues))
-            if on_ready is not None:
-                on_ready()
-            await self._fetch_forever(client, burst)
-        finally:
-            await self._finish(client, threads, is_started)
+        return Session(
+            client=client,
+            threads=threads,
+            in_flight=in_flight,
+            runner=Runner(self.app.tasks, self.app.subscribers, self.consumer, threads),
+            settler=Settler(
+                client, scripts, self.consumer, settings.result_ttl, scanner.expect_due
+            ),
+            scanner=scanner,
+            fetcher=fetcher,
+        )
 
-    async def _prepare(self, client: Any) -> None:
+    async def _prepare(self, client: Any, warn_persistence: bool) -> None:
         await client.ping()
-        await self._check_durability(client)
+        await check_durability(client, self.settings.allow_evicting_redis, warn_persistence)
         for source in self.sources:
             await redis_ops.ensure_group(client, source)
             registry = registry_of(self.app.namespace, source)
             await redis_ops.register(client, registry, source.topic or source.name)
 
-    async def preflight(self) -> None:
-        """Check Redis before starting processes: reachable, not evicting (raise if not)."""
-        client = connection.async_client(self.app.url)
-        try:
-            with connection.translate_errors(self.app.url):
-                await client.ping()
-                await self._check_durability(client)
-        finally:
-            await client.aclose()
-
-    async def _check_durability(self, client: Any) -> None:
-        """Refuse a Redis that may evict queues; warn about one that persists nothing."""
-        policy, persists = await redis_ops.durability(client)
-        if policy != "noeviction":
-            if not self.settings.allow_evicting_redis:
-                raise ConfigurationError(
-                    f"Redis maxmemory-policy is {policy}: under memory pressure Redis may "
-                    "evict a queue's keys and lose work — set maxmemory-policy noeviction "
-                    "(or start anyway with --allow-evicting-redis)"
-                )
-            log.warning("Redis maxmemory-policy is %s: queues may be evicted", policy)
-        if persists is False and self._warn_persistence:
-            log.warning(
-                "Redis persists nothing (no AOF, no RDB snapshots): a Redis restart loses "
-                "every queued message; enable appendonly yes with appendfsync everysec"
-            )
-
-    async def _finish(self, client: Any, threads: ThreadPoolExecutor, is_started: bool) -> None:
-        if self._isolation is not None:
-            await asyncio.wait([self._isolation], timeout=self.settings.grace)
-        if self._tasks:
-            _, cut_off = await asyncio.wait(set(self._tasks), timeout=self.settings.grace)
+    async def _finish(self, session: Session, is_started: bool) -> None:
+        grace = self.settings.grace
+        if session.isolation is not None:
+            await asyncio.wait([session.isolation], timeout=grace)
+        if session.in_flight.tasks:
+            _, cut_off = await asyncio.wait(set(session.in_flight.tasks), timeout=grace)
             if cut_off:
                 log.warning(
                     "%d message(s) still running after the %.0fs grace period were cut off; "
                     "they stay pending and run again after the visibility timeout",
                     len(cut_off),
-                    self.settings.grace,
+                    grace,
                 )
                 for task in cut_off:
                     task.cancel()
                 await asyncio.wait(cut_off, timeout=1)
         try:
             if is_started:
-                assert self.settler is not None and self.scanner is not None
-                await self.settler.stop()
-                await self.scanner.stop()
-                await self._leave_groups(client)
+                await session.settler.stop()
+                await session.scanner.stop()
+                await self._leave_groups(session.client)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             log.error(
                 "worker %s stopped without settling everything: %s (its entries stay "
@@ -287,8 +270,8 @@ class Worker:
                 exc,
             )
         finally:
-            threads.shutdown(wait=False, cancel_futures=True)
-            await client.aclose()
+            session.threads.shutdown(wait=False, cancel_futures=True)
+            await session.client.aclose()
         log.info(
             "worker %s stopped after %d message(s)%s",
             self.consumer,
@@ -326,132 +309,45 @@ class Worker:
                     raise
                 # The group is gone (FLUSHALL): nothing of this consumer is left to remove.
 
-    # -- fetching ------------------------------------------------------------------------
-
-    def _free_slots(self) -> int:
-        if self._stopping or self._isolated or self.in_isolation:
-            return 0
-        return self.settings.concurrency - self.in_flight
-
-    @property
-    def in_isolation(self) -> bool:
-        """Whether a redelivered message is running alone (or waiting to) in this process."""
-        return bool(self._isolated) or (self._isolation is not None and not self._isolation.done())
-
-    async def _fetch_forever(self, client: Any, burst: bool) -> None:
-        """One fetch loop per consumer group (all queues share one), until stopped.
-
-        On Redis Cluster, one XREADGROUP may only name streams of one slot, so there the
-        loops are per group and slot (a queue's stream, or a topic and its group's retries).
-        """
-        is_cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
-        reads: dict[tuple[str, int], dict[str, str]] = defaultdict(dict)
-        for source in self.sources:
-            slot = key_slot(source.stream.encode()) if is_cluster else 0
-            reads[(source.group, slot)][source.stream] = ">"
-        self._idle_groups: set[tuple[str, int]] = set()
-        self._is_done = False
-        await asyncio.gather(
-            *(
-                self._fetch_group(client, read, streams, burst, len(reads))
-                for read, streams in reads.items()
-            )
-        )
-
-    async def _fetch_group(
-        self,
-        client: Any,
-        read: tuple[str, int],
-        streams: dict[str, str],
-        burst: bool,
-        n_groups: int,
-    ) -> None:
-        assert self._slot_free is not None  # set in run()
-        group = read[0]
-        by_stream = {
-            s.stream.encode(): s for s in self.sources if s.group == group and s.stream in streams
-        }
-        # Never block past connection.MAX_BLOCK: the reply must come within the socket timeout.
-        block = min(self.settings.block, BURST_BLOCK if burst else connection.MAX_BLOCK)
-        block_ms = int(1000 * block)
-        failures = 0
-        while not self._stopping and not self._is_done:
-            count = min(self.settings.batch_size, self._free_slots())
-            if count <= 0:
-                self._slot_free.clear()
-                await self._slot_free.wait()
-                continue
-            try:
-                reply = await redis_ops.read(client, group, self.consumer, streams, count, block_ms)
-                failures = 0
-            except TRANSIENT as exc:
-                failures += 1
-                pause = min(10.0, 0.1 * 2**failures)
-                log.error("%s; retrying in %.1fs", connection.describe(exc, self.app.url), pause)
-                await asyncio.sleep(pause)
-                continue
-            except redis.exceptions.ResponseError as exc:
-                # NOGROUP: the group is gone; UNBLOCKED: the stream was deleted while this
-                # read waited on it (FLUSHALL, DEL). Either way: make them again, go on.
-                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
-                    raise
-                log.warning(
-                    "consumer group %s or its stream is missing (deleted, FLUSHALL?); "
-                    "creating it again",
-                    group,
-                )
-                for source in by_stream.values():
-                    await redis_ops.ensure_group(client, source)
-                continue
-            got_any = False
-            for stream, entries in reply or ():
-                got_any = got_any or bool(entries)
-                source = by_stream[stream]
-                await self._dispatch([Delivery(source, i, f) for i, f in entries])
-            if not burst:
-                continue
-            if got_any:
-                self._idle_groups.discard(read)
-                continue
-            self._idle_groups.add(read)
-            if len(self._idle_groups) == n_groups and await self._is_drained():
-                log.info("queues drained; burst worker exits")
-                self._left_behind = await self._pending_elsewhere(client)
-                self._is_done = True
-
     async def _is_drained(self) -> bool:
         """Nothing running, nothing to write, nothing due, nothing abandoned to claim."""
-        assert self.settler is not None and self.scanner is not None
-        if self.in_flight or self.in_isolation or not self.settler.is_idle:
+        session = self.session
+        if session is None:
             return False
-        moved, _ = await self.scanner.move_due_now()
-        claimed_before = self.scanner.claimed
-        await self.scanner.claim_stale()
+        in_flight, settler, scanner = session.in_flight, session.settler, session.scanner
+        if in_flight.tasks or in_flight.in_isolation or not settler.is_idle:
+            return False
+        moved, _ = await scanner.move_due_now()
+        claimed_before = scanner.claimed
+        await scanner.claim_stale()
         return (
             moved == 0
-            and self.scanner.claimed == claimed_before
-            and self.in_flight == 0
-            and self.settler.is_idle
+            and scanner.claimed == claimed_before
+            and not in_flight.tasks
+            and not in_flight.in_isolation
+            and settler.is_idle
         )
 
     # -- running -------------------------------------------------------------------------
 
     async def _dispatch(self, deliveries: list[Delivery]) -> None:
         """Start a run for each delivery; entries that cannot run are dead-lettered."""
-        assert self.runner is not None and self.settler is not None
+        session = self.session
+        if session is None:
+            return
         runs: list[Run] = []
         acked_on_receipt: dict[Source, list[Run]] = defaultdict(list)
         for delivery in deliveries:
-            prepared = self.runner.prepare(delivery)
+            prepared = session.runner.prepare(delivery)
             if isinstance(prepared, Outcome):
-                self.settler.submit(delivery.source, prepared, True)
+                session.settler.submit(delivery.source, prepared, True)
             elif prepared.task.options.ack_mode == "auto":
                 acked_on_receipt[delivery.source].append(prepared)
             else:
                 runs.append(prepared)
         for source, auto_runs in acked_on_receipt.items():
             # At-most-once: the XACK is written before any of these handlers starts.
-            await self.settler.write(
+            await session.settler.write(
                 source, [Outcome("ack", r.delivery.entry_id) for r in auto_runs], True
             )
             for run in auto_runs:
@@ -459,18 +355,18 @@ class Worker:
             runs += auto_runs
         for run in runs:
             if run.delivery.delivery_count > 1:
-                self._isolate(run)
+                self._isolate(session, run)
             else:
-                self._start(run)
+                self._start(session, run)
 
-    def _start(self, run: Run) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._execute(run))
-        self._tasks.add(task)
+    def _start(self, session: Session, run: Run) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._execute(session, run))
+        session.in_flight.tasks.add(task)
         if run.is_pending:
-            self._leased[run.delivery.source].add(run.delivery.entry_id)
+            session.in_flight.lease(run.delivery.source, run.delivery.entry_id)
         return task
 
-    def _isolate(self, run: Run) -> None:
+    def _isolate(self, session: Session, run: Run) -> None:
         """Queue a redelivered run to run alone in this process.
 
         A redelivered entry's last delivery ended without an outcome: its worker died (a
@@ -478,42 +374,45 @@ class Worker:
         workers, running it alone means it takes no neighbour down with it: a poison
         message costs the messages running beside it at most one re-run (the first crash).
         """
-        self._isolated.append(run)
-        self._leased[run.delivery.source].add(run.delivery.entry_id)  # keep its lease meanwhile
-        if self._isolation is None or self._isolation.done():
-            self._isolation = asyncio.create_task(self._run_isolated(), name="streamwork-isolated")
-
-    async def _run_isolated(self) -> None:
-        assert self._slot_free is not None  # set in run()
-        while self._isolated and not self._stopping:
-            run = self._isolated[0]
-            while self.in_flight and not self._stopping:  # no fetch starts more meanwhile
-                self._slot_free.clear()
-                await self._slot_free.wait()
-            if self._stopping:
-                break
-            self._isolated.popleft()
-            log.warning(
-                "running redelivered entry %s on %s (task %s, delivery %d) alone: its last "
-                "delivery ended without an outcome (its worker died?)",
-                run.delivery.entry_id.decode(),
-                run.delivery.source.name,
-                run.envelope.task or run.delivery.source.name,
-                run.delivery.delivery_count,
+        session.in_flight.isolated.append(run)
+        session.in_flight.lease(run.delivery.source, run.delivery.entry_id)  # renewed meanwhile
+        if session.isolation is None or session.isolation.done():
+            session.isolation = asyncio.create_task(
+                self._run_isolated(session), name="streamwork-isolated"
             )
-            await asyncio.wait([self._start(run)])
-        for left in self._isolated:  # stopping: they stay pending, claimed again later
-            self._leased[left.delivery.source].discard(left.delivery.entry_id)
-        self._isolated.clear()
-        self._slot_free.set()
 
-    async def _execute(self, run: Run) -> None:
-        assert self.runner is not None and self.settler is not None
+    async def _run_isolated(self, session: Session) -> None:
+        in_flight = session.in_flight
+        in_flight.is_isolating = True
+        try:
+            while in_flight.isolated and not in_flight.is_stopping:
+                while in_flight.tasks and not in_flight.is_stopping:  # nothing new starts
+                    await in_flight.wait()
+                if in_flight.is_stopping:
+                    break
+                run = in_flight.isolated.popleft()
+                log.warning(
+                    "running redelivered entry %s on %s (task %s, delivery %d) alone: its "
+                    "last delivery ended without an outcome (its worker died?)",
+                    run.delivery.entry_id.decode(),
+                    run.delivery.source.name,
+                    run.envelope.task or run.delivery.source.name,
+                    run.delivery.delivery_count,
+                )
+                await asyncio.wait([self._start(session, run)])
+            for left in in_flight.isolated:  # stopping: they stay pending, claimed later
+                in_flight.release(left.delivery.source, left.delivery.entry_id)
+            in_flight.isolated.clear()
+        finally:
+            in_flight.is_isolating = False
+            in_flight.wake()
+
+    async def _execute(self, session: Session, run: Run) -> None:
         source = run.delivery.source
         try:
-            outcome = await self.runner.run(run, self.settler.submit)
+            outcome = await session.runner.run(run, session.settler.submit)
             if outcome is not None:
-                self.settler.submit(source, outcome, run.is_pending)
+                session.settler.submit(source, outcome, run.is_pending)
         except Exception:
             log.exception(
                 "internal error running task %s id %s; its entry stays pending and is "
@@ -523,39 +422,11 @@ class Worker:
             )
         finally:
             self.processed += 1
-            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
-            self._leased[source].discard(run.delivery.entry_id)
-            if self._slot_free is not None:
-                self._slot_free.set()
-            self._check_recycle()
-
-    def _check_recycle(self) -> None:
-        """After a message: recycle past max_tasks, max memory, or a stuck sync handler."""
-        limit = self.settings.max_tasks
-        if limit is not None and self.processed >= limit:
-            self.recycle(f"ran {self.processed} messages (max_tasks={limit})")
-        elif self.runner is not None and self.runner.timed_out_threads:
-            self.recycle("a sync handler is still running past its timeout")
-        elif self.settings.max_memory_mb is not None:
-            now = time.monotonic()
-            if now - self._memory_checked < 1.0:  # reading /proc per message costs too much
-                return
-            self._memory_checked = now
-            rss = resident_memory_mb()
-            if rss > self.settings.max_memory_mb:
-                self.recycle(
-                    f"resident memory {rss:.0f} MiB is over "
-                    f"max_memory_mb={self.settings.max_memory_mb:g}"
-                )
-
-    def _on_lost(self, source: Source, entry_ids: list[bytes]) -> None:
-        for entry_id in entry_ids:
-            if entry_id in self._leased[source]:
-                self._leased[source].discard(entry_id)
-                log.warning(
-                    "lost the lease on entry %s on %s while running it (another worker "
-                    "claimed it after this one paused past the visibility timeout, or the "
-                    "entry was deleted); its outcome will be dropped",
-                    entry_id.decode(),
-                    source.name,
-                )
+            task = asyncio.current_task()
+            if task is not None:
+                session.in_flight.tasks.discard(task)
+            session.in_flight.release(source, run.delivery.entry_id)
+            session.in_flight.wake()
+            reason = self._recycling.reason(self.processed, session.runner.timed_out_threads)
+            if reason is not None:
+                self.recycle(reason)

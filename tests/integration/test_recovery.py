@@ -27,7 +27,7 @@ def test_entries_of_a_dead_consumer_are_claimed_and_run_once(app, client):
     with WorkerThread(app, visibility_timeout=0.3) as runner:
         wait_until(lambda: len(runs) == 3 and queue_state(app, "default").is_empty)
     assert sorted(runs) == [(0, 2, True), (1, 2, True), (2, 2, True)]
-    assert runner.worker.scanner.claimed == 3
+    assert runner.worker.session.scanner.claimed == 3
 
 
 def test_entry_deleted_while_pending_is_counted_lost_not_run(app, client):
@@ -42,7 +42,7 @@ def test_entry_deleted_while_pending_is_counted_lost_not_run(app, client):
     client.xdel(app.keys("default").stream, entries[0][0])  # e.g. an XTRIM by someone else
     with WorkerThread(app, visibility_timeout=0.3) as runner:
         wait_until(lambda: runs == [1])
-        wait_until(lambda: runner.worker.scanner.deleted_while_pending == 1)
+        wait_until(lambda: runner.worker.session.scanner.deleted_while_pending == 1)
     assert queue_state(app, "default").pending == 0
 
 
@@ -86,7 +86,7 @@ def test_outcome_of_an_entry_claimed_by_another_worker_is_dropped(app, client):
         # Another worker's scanner takes the entry (as after a freeze past the timeout).
         client.xclaim(stream, "workers", "other-worker", 0, [entry["message_id"]])
         release.set()
-        wait_until(lambda: runner.worker.settler.lost_ownership == 1)
+        wait_until(lambda: runner.worker.session.settler.lost_ownership == 1)
     [still] = client.xpending_range(stream, "workers", "-", "+", 10)
     assert still["consumer"] == b"other-worker"
     state = queue_state(app, "default")

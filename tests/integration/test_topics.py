@@ -163,7 +163,7 @@ def test_a_group_created_later_starts_where_it_chose(redis_url, start, expected)
         got.append(message.payload)
 
     with WorkerThread(app) as runner:
-        wait_until(lambda: runner.worker.scanner is not None and runner.worker.in_flight == 0)
+        wait_until(lambda: runner.worker.session is not None and runner.worker.in_flight == 0)
         wait_until(
             lambda: (
                 app.connection.redis.exists(app.topic_keys("news").stream)

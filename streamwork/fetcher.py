@@ -1,0 +1,144 @@
+"""Fetcher: the fetch loops of one worker process — XREADGROUP BLOCK, in batches.
+
+One loop per consumer group, all its streams in one read; on Redis Cluster one per group and
+slot, since one read may only name streams of one slot. A loop asks for no more entries than
+there are free slots, waits out transient errors (Redis away, a cluster failing over) with
+backoff, makes a deleted group or stream again (NOGROUP; UNBLOCKED after a FLUSHALL), and in
+burst mode ends once every loop found nothing new and `is_drained` agrees. It hands what it
+reads to `dispatch`; it never runs a message and never writes an outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import redis.asyncio.cluster
+import redis.exceptions
+from redis.crc import key_slot
+
+from . import redis_ops
+from .connection import MAX_BLOCK, describe
+from .execution import Delivery
+from .in_flight import InFlight
+from .keys import Source
+from .settings import WorkerSettings
+
+log = logging.getLogger("streamwork.worker")
+
+TRANSIENT = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    # A cluster resharding or failing over: redis-py retried already; wait and read again.
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.AskError,
+)
+"""Errors a fetch loop waits out with backoff instead of stopping the worker."""
+
+BURST_BLOCK = 0.1
+"""How long a burst worker's reads wait: it exits soon after the queues are found drained."""
+
+
+class Fetcher:
+    """Reads entries for `sources` as `consumer` until stopped (or, in burst, drained)."""
+
+    def __init__(
+        self,
+        client: Any,
+        url: str,
+        consumer: str,
+        sources: Sequence[Source],
+        settings: WorkerSettings,
+        in_flight: InFlight,
+        dispatch: Callable[[list[Delivery]], Awaitable[None]],
+        is_drained: Callable[[], Awaitable[bool]],
+    ) -> None:
+        self._client = client
+        self._url = url
+        self._consumer = consumer
+        self._sources = sources
+        self._settings = settings
+        self._in_flight = in_flight
+        self._dispatch = dispatch
+        self._is_drained = is_drained
+        self._idle_reads: set[tuple[str, int]] = set()
+        self.is_done = False
+        """Set when a burst fetch found everything drained."""
+
+    def reads(self) -> dict[tuple[str, int], dict[str, str]]:
+        """The streams each loop reads, keyed by (group, slot): slot 0 off a cluster."""
+        is_cluster = isinstance(self._client, redis.asyncio.cluster.RedisCluster)
+        reads: dict[tuple[str, int], dict[str, str]] = defaultdict(dict)
+        for source in self._sources:
+            slot = key_slot(source.stream.encode()) if is_cluster else 0
+            reads[(source.group, slot)][source.stream] = ">"
+        return reads
+
+    async def run(self, burst: bool) -> None:
+        """Every loop, until stopped (or, with `burst`, until the sources are drained)."""
+        reads = self.reads()
+        self._idle_reads = set()
+        self.is_done = False
+        await asyncio.gather(
+            *(self._loop(read, streams, burst, len(reads)) for read, streams in reads.items())
+        )
+
+    async def _loop(
+        self, read: tuple[str, int], streams: dict[str, str], burst: bool, n_reads: int
+    ) -> None:
+        group = read[0]
+        by_stream = {
+            s.stream.encode(): s for s in self._sources if s.group == group and s.stream in streams
+        }
+        # Never block past MAX_BLOCK: the reply must come within the socket timeout.
+        block_ms = int(1000 * min(self._settings.block, BURST_BLOCK if burst else MAX_BLOCK))
+        in_flight = self._in_flight
+        failures = 0
+        while not in_flight.is_stopping and not self.is_done:
+            count = min(self._settings.batch_size, in_flight.free_slots())
+            if count <= 0:
+                await in_flight.wait()
+                continue
+            try:
+                reply = await redis_ops.read(
+                    self._client, group, self._consumer, streams, count, block_ms
+                )
+                failures = 0
+            except TRANSIENT as exc:
+                failures += 1
+                pause = min(10.0, 0.1 * 2**failures)
+                log.error("%s; retrying in %.1fs", describe(exc, self._url), pause)
+                await asyncio.sleep(pause)
+                continue
+            except redis.exceptions.ResponseError as exc:
+                # NOGROUP: the group is gone; UNBLOCKED: the stream was deleted while this
+                # read waited on it (FLUSHALL, DEL). Either way: make them again, go on.
+                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
+                    raise
+                log.warning(
+                    "consumer group %s or its stream is missing (deleted, FLUSHALL?); "
+                    "creating it again",
+                    group,
+                )
+                for source in by_stream.values():
+                    await redis_ops.ensure_group(self._client, source)
+                continue
+            got_any = False
+            for stream, entries in reply or ():
+                got_any = got_any or bool(entries)
+                source = by_stream[stream]
+                await self._dispatch([Delivery(source, i, f) for i, f in entries])
+            if not burst:
+                continue
+            if got_any:
+                self._idle_reads.discard(read)
+                continue
+            self._idle_reads.add(read)
+            if len(self._idle_reads) == n_reads and await self._is_drained():
+                log.info("queues drained; burst worker exits")
+                self.is_done = True
