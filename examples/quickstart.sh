@@ -74,7 +74,7 @@ answers() {
 
 if [ -n "$redis_url" ]; then
     export STREAMWORK_REDIS_URL="$redis_url"
-    echo "== using the Redis you named: $("$PYTHON" -c 'import sys; from streamwork.connection import redact; print(redact(sys.argv[1]))' "$redis_url")"
+    echo "== using the Redis you named: $("$PYTHON" -c 'import sys; from streamwork.urls import redact; print(redact(sys.argv[1]))' "$redis_url")"
 else
     unset STREAMWORK_REDIS_URL
     start_private=1

@@ -4,8 +4,9 @@ One loop per consumer group, all its streams in one read; on Redis Cluster one p
 slot, since one read may only name streams of one slot. A loop asks for no more entries than
 there are free slots, waits out transient errors (Redis away, a cluster failing over) with
 backoff, makes a deleted group or stream again (NOGROUP; UNBLOCKED after a FLUSHALL), and in
-burst mode ends once every loop found nothing new and `is_drained` agrees. It hands what it
-reads to `dispatch`; it never runs a message and never writes an outcome.
+burst mode ends once every loop found nothing new and nothing is running, unwritten, due or
+claimable, then says what other consumers still hold. It hands what it reads to
+`dispatch`; it never runs a message and never writes an outcome.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ import redis.exceptions
 from redis.crc import key_slot
 
 from . import redis_ops
-from .connection import MAX_BLOCK, describe
+from .connection import MAX_BLOCK
 from .execution import Delivery
 from .in_flight import InFlight
 from .keys import Source
+from .redis_errors import describe
+from .scanner import Scanner
 from .settings import WorkerSettings
+from .settler import Settler
 
 log = logging.getLogger("streamwork.worker")
 
@@ -56,7 +60,7 @@ class Fetcher:
         settings: WorkerSettings,
         in_flight: InFlight,
         dispatch: Callable[[list[Delivery]], Awaitable[None]],
-        is_drained: Callable[[], Awaitable[bool]],
+        writers: tuple[Settler, Scanner],
     ) -> None:
         self._client = client
         self._url = url
@@ -65,10 +69,12 @@ class Fetcher:
         self._settings = settings
         self._in_flight = in_flight
         self._dispatch = dispatch
-        self._is_drained = is_drained
+        self._settler, self._scanner = writers
         self._idle_reads: set[tuple[str, int]] = set()
         self.is_done = False
         """Set when a burst fetch found everything drained."""
+        self.left_behind = ""
+        """After a burst: what other consumers still hold, for the worker's last log line."""
 
     def reads(self) -> dict[tuple[str, int], dict[str, str]]:
         """The streams each loop reads, keyed by (group, slot): slot 0 off a cluster."""
@@ -141,4 +147,40 @@ class Fetcher:
             self._idle_reads.add(read)
             if len(self._idle_reads) == n_reads and await self._is_drained():
                 log.info("queues drained; burst worker exits")
+                self.left_behind = await self._pending_elsewhere()
                 self.is_done = True
+
+    async def _is_drained(self) -> bool:
+        """Nothing running, nothing to write, nothing due, nothing abandoned to claim."""
+        in_flight, settler, scanner = self._in_flight, self._settler, self._scanner
+        if in_flight.tasks or in_flight.in_isolation or not settler.is_idle:
+            return False
+        moved, _ = await scanner.move_due_now()
+        claimed_before = scanner.claimed
+        await scanner.claim_stale()
+        return (
+            moved == 0
+            and scanner.claimed == claimed_before
+            and not in_flight.tasks
+            and not in_flight.in_isolation
+            and settler.is_idle
+        )
+
+    async def _pending_elsewhere(self) -> str:
+        """What a drained burst worker leaves behind: entries pending in other consumers'
+        hands (running elsewhere, or a dead worker's, not yet idle past the visibility
+        timeout, so not claimable yet), as the end of its last log line."""
+        count, longest_ms = 0, 0
+        for source in self._sources:
+            rows = await redis_ops.pending_entries(self._client, source, 100)
+            others = [row for row in rows if row["consumer"].decode() != self._consumer]
+            count += len(others)
+            longest_ms = max([longest_ms, *(int(row["time_since_delivered"]) for row in others)])
+        if not count:
+            return "; nothing left pending"
+        return (
+            f"; left {count}{'+' if count >= 100 else ''} entr{'y' if count == 1 else 'ies'} "
+            f"pending with other consumers (longest idle {longest_ms / 1000:.1f}s): running "
+            "elsewhere, or a dead worker's, claimed by a worker once idle past the "
+            f"{self._settings.visibility_timeout:g}s visibility timeout"
+        )

@@ -4,7 +4,7 @@ Records may carry `task`, `task_id` and `outcome` (passed as `extra=`); the JSON
 puts them in their own fields for log shippers. Control characters in a message (newlines,
 terminal escapes — a task name read from a stream may carry any) are escaped, so one event
 is always one line and nobody who can XADD can forge a log line. Never formats a URL
-itself: callers pass URLs through `connection.redact` first.
+itself: callers pass URLs through `urls.redact` first.
 """
 
 from __future__ import annotations

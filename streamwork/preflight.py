@@ -7,8 +7,9 @@ import logging
 from typing import Any
 
 from . import redis_ops
-from .connection import async_client, translate_errors
+from .connection import async_client
 from .errors import ConfigurationError
+from .redis_errors import translate_errors
 
 log = logging.getLogger("streamwork.worker")
 

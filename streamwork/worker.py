@@ -32,6 +32,7 @@ from .in_flight import InFlight
 from .keys import Source, registry_of
 from .preflight import check_durability, preflight
 from .recycling import RecyclePolicy
+from .redis_errors import translate_errors
 from .redis_ops import Scripts
 from .scanner import Scanner
 from .settings import WorkerSettings
@@ -181,7 +182,7 @@ class Worker:
         session.in_flight.is_stopping = self._is_stop_asked
         is_started = False
         try:
-            with connection.translate_errors(self.app.url):
+            with translate_errors(self.app.url):
                 await self._prepare(session.client, warn_persistence)
             is_started = True
             session.settler.start()
@@ -190,8 +191,7 @@ class Worker:
             if on_ready is not None:
                 on_ready()
             await session.fetcher.run(burst)
-            if session.fetcher.is_done:
-                self._left_behind = await self._pending_elsewhere(session.client)
+            self._left_behind = session.fetcher.left_behind
         finally:
             await self._finish(session, is_started)
 
@@ -211,6 +211,7 @@ class Worker:
             dispatch=self._dispatch,
             retention=self.app.retention_of,
         )
+        settler = Settler(client, scripts, self.consumer, settings.result_ttl, scanner.expect_due)
         fetcher = Fetcher(
             client,
             self.app.url,
@@ -219,16 +220,14 @@ class Worker:
             settings,
             in_flight,
             self._dispatch,
-            self._is_drained,
+            (settler, scanner),
         )
         return Session(
             client=client,
             threads=threads,
             in_flight=in_flight,
             runner=Runner(self.app.tasks, self.app.subscribers, self.consumer, threads),
-            settler=Settler(
-                client, scripts, self.consumer, settings.result_ttl, scanner.expect_due
-            ),
+            settler=settler,
             scanner=scanner,
             fetcher=fetcher,
         )
@@ -279,25 +278,6 @@ class Worker:
             self._left_behind,
         )
 
-    async def _pending_elsewhere(self, client: Any) -> str:
-        """What a drained burst worker leaves behind: entries pending in other consumers'
-        hands (running elsewhere, or a dead worker's, not yet idle past the visibility
-        timeout, so not claimable yet), as the end of its last log line."""
-        count, longest_ms = 0, 0
-        for source in self.sources:
-            rows = await redis_ops.pending_entries(client, source, 100)
-            others = [row for row in rows if row["consumer"].decode() != self.consumer]
-            count += len(others)
-            longest_ms = max([longest_ms, *(int(row["time_since_delivered"]) for row in others)])
-        if not count:
-            return "; nothing left pending"
-        return (
-            f"; left {count}{'+' if count >= 100 else ''} entr{'y' if count == 1 else 'ies'} "
-            f"pending with other consumers (longest idle {longest_ms / 1000:.1f}s): running "
-            "elsewhere, or a dead worker's, claimed by a worker once idle past the "
-            f"{self.settings.visibility_timeout:g}s visibility timeout"
-        )
-
     async def _leave_groups(self, client: Any) -> None:
         """Remove this consumer from its groups when it holds nothing pending."""
         for source in self.sources:
@@ -308,25 +288,6 @@ class Worker:
                 if "NOGROUP" not in str(exc):
                     raise
                 # The group is gone (FLUSHALL): nothing of this consumer is left to remove.
-
-    async def _is_drained(self) -> bool:
-        """Nothing running, nothing to write, nothing due, nothing abandoned to claim."""
-        session = self.session
-        if session is None:
-            return False
-        in_flight, settler, scanner = session.in_flight, session.settler, session.scanner
-        if in_flight.tasks or in_flight.in_isolation or not settler.is_idle:
-            return False
-        moved, _ = await scanner.move_due_now()
-        claimed_before = scanner.claimed
-        await scanner.claim_stale()
-        return (
-            moved == 0
-            and scanner.claimed == claimed_before
-            and not in_flight.tasks
-            and not in_flight.in_isolation
-            and settler.is_idle
-        )
 
     # -- running -------------------------------------------------------------------------
 

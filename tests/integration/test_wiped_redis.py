@@ -36,7 +36,9 @@ def test_worker_survives_flushall_and_goes_on(app, client, caplog):
         job.send(3)
         wait_until(lambda: sorted(done) == [1, 2, 3], timeout=15, message="runs after FLUSHALL")
         # the scanner's steps also meet the missing groups, and recover
-        wait_until(lambda: worker.worker.session.scanner.claimed == 0 and worker.worker.in_flight == 0)
+        wait_until(
+            lambda: worker.worker.session.scanner.claimed == 0 and worker.worker.in_flight == 0
+        )
     # leaving the block stopped the worker; it would have raised what it died of
     assert "another worker claimed it" not in caplog.text
     assert "Traceback" not in caplog.text

@@ -1,7 +1,7 @@
 import pytest
 
 from streamwork import App, BadArguments, ConfigurationError, Message, StreamworkError
-from streamwork.connection import DEFAULT_URL, redact
+from streamwork.urls import DEFAULT_URL, redact
 
 
 def test_url_comes_from_argument_then_environment_then_default(monkeypatch):

@@ -1,4 +1,4 @@
-"""Every redis-py error a caller can meet maps to one streamwork error (connection.ERRORS),
+"""Every redis-py error a caller can meet maps to one streamwork error (redis_errors.ERRORS),
 most specific first, with the original kept as __cause__ and no password in the text."""
 
 import pytest
@@ -13,7 +13,7 @@ from streamwork import (
     RedisCommandError,
     RedisUnavailable,
 )
-from streamwork.connection import ERRORS, translate, translate_errors
+from streamwork.redis_errors import ERRORS, translate, translate_errors
 
 URL = "redis://user:secret@127.0.0.1:6390/0"
 
