@@ -1,0 +1,149 @@
+"""The Runner's decisions, without Redis: done, retry (with backoff or the delay asked for),
+dead letter (rejected, not retryable, out of retries, too many deliveries, bad input), and
+timeouts. Each test builds a delivery as XREADGROUP would hand it and looks at the Outcome."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import msgpack
+import pytest
+
+from streamwork import App, Backoff, Reject, Retry, protocol
+from streamwork.execution import Delivery, Outcome, Run, Runner
+
+
+@pytest.fixture
+def app():
+    return App("redis://127.0.0.1:1/0", max_retries=2, backoff=Backoff(base=1, cap=1))
+
+
+def delivery(app, task="job", args=(), attempt=1, count=1, body=None, queue="default"):
+    if body is None:
+        envelope = protocol.Envelope(
+            id="m1", task=task, args=args, attempt=attempt, enqueued_ms=protocol.now_ms()
+        )
+        body = protocol.encode(envelope)
+    return Delivery(app.queue_source(queue), b"1-0", {b"m": body}, count)
+
+
+def decide(app, item):
+    """The Outcome the Runner writes for `item`, and what a handler submitted by itself."""
+    submitted = []
+    with ThreadPoolExecutor(2) as threads:
+        runner = Runner(app.tasks, app.subscribers, "consumer-1", threads)
+        prepared = runner.prepare(item)
+        if isinstance(prepared, Outcome):
+            return prepared, submitted
+
+        async def go():
+            outcome = await runner.run(prepared, lambda *args: submitted.append(args))
+            await asyncio.sleep(0)  # let a manual decision's call_soon_threadsafe run
+            return outcome
+
+        assert isinstance(prepared, Run)
+        return asyncio.run(go()), submitted
+
+
+def letter(outcome):
+    assert outcome.kind == "dead", outcome
+    return protocol.decode_dead_letter(outcome.data)
+
+
+def test_a_handler_that_returns_is_done(app):
+    app.task(name="job")(lambda: None)
+    outcome, _ = decide(app, delivery(app))
+    assert outcome.kind == "done" and outcome.result_key is None and outcome.run_ms >= 0
+
+
+def test_a_stored_result_goes_with_the_outcome(app):
+    app.task(name="job", store_result=True)(lambda x: x * 2)
+    outcome, _ = decide(app, delivery(app, args=(21,)))
+    assert outcome.result_key == "sw:{default}:result:m1"
+    assert msgpack.unpackb(outcome.result) == {"ok": True, "value": 42}
+
+
+def test_a_failure_with_retries_left_is_retried_with_backoff(app):
+    def job():
+        raise ValueError("flaky")
+
+    app.task(name="job")(job)
+    before = protocol.now_ms()
+    outcome, _ = decide(app, delivery(app))
+    assert outcome.kind == "retry"
+    retry = protocol.decode(outcome.data)
+    assert (retry.id, retry.attempt) == ("m1", 2)
+    assert before + 500 <= outcome.due_ms <= protocol.now_ms() + 1000  # base 1 s, equal jitter
+
+
+def test_retry_asks_for_its_own_delay(app):
+    def job():
+        raise Retry(delay=30)
+
+    app.task(name="job")(job)
+    outcome, _ = decide(app, delivery(app))
+    assert outcome.kind == "retry"
+    assert abs(outcome.due_ms - (protocol.now_ms() + 30_000)) < 1000
+
+
+def test_the_last_attempt_is_dead_lettered_with_the_error(app):
+    def job():
+        raise ValueError("still broken")
+
+    app.task(name="job")(job)
+    dead = letter(decide(app, delivery(app, attempt=3))[0])
+    assert dead.reason == "failed 3 attempts (max_retries=2)"
+    assert (dead.error_type, dead.error) == ("ValueError", "still broken")
+    assert "raise ValueError" in dead.traceback
+
+
+def test_reject_dead_letters_at_once(app):
+    def job():
+        raise Reject("card stolen")
+
+    app.task(name="job")(job)
+    assert letter(decide(app, delivery(app))[0]).reason == "rejected: card stolen"
+
+
+def test_an_exception_outside_retry_on_is_not_retried(app):
+    def job():
+        raise ValueError("bad data")
+
+    app.task(name="job", retry_on=(ConnectionError,))(job)
+    assert letter(decide(app, delivery(app))[0]).reason == "not retryable"
+
+
+def test_too_many_deliveries_dead_letter_without_running(app):
+    ran = []
+    app.task(name="job", max_deliveries=3)(lambda: ran.append(1))
+    dead = letter(decide(app, delivery(app, count=4))[0])
+    assert "delivered 4 times without an outcome (max_deliveries=3)" in dead.reason
+    assert ran == []
+
+
+def test_an_async_handler_past_its_timeout_fails_and_is_retried(app):
+    async def job():
+        await asyncio.sleep(5)
+
+    app.task(name="job", timeout=0.05)(job)
+    outcome, _ = decide(app, delivery(app))
+    assert outcome.kind == "retry"
+
+
+def test_bad_input_is_dead_lettered_with_the_reason(app):
+    app.task(name="job")(lambda x: None)
+    assert "unknown task 'nope'" in letter(decide(app, delivery(app, task="nope"))[0]).reason
+    assert "bad arguments" in letter(decide(app, delivery(app, args=(1, 2)))[0]).reason
+    undecodable = letter(decide(app, delivery(app, body=b"\xc1"))[0])
+    assert undecodable.reason.startswith("undecodable message")
+
+
+def test_manual_ack_submits_the_handlers_decision(app):
+    def job(message):
+        message.ack()
+
+    app.task(name="job", ack_mode="manual", bind=True)(job)
+    outcome, submitted = decide(app, delivery(app))
+    assert outcome is None  # the handler decided: nothing more to write
+    [(source, decided, is_pending)] = submitted
+    assert source.name == "default"
+    assert decided.kind == "done" and is_pending
