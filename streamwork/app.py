@@ -23,7 +23,7 @@ from .errors import AppNotFound, ConfigurationError
 from .handler import Defaults, HandlerArgs, HandlerOptions, check_count
 from .keys import QueueKeys, Source, TopicKeys, check_name, queue_source, topic_sources
 from .producer import Producer, due_ms
-from .settings import AckMode, Backoff, Duration
+from .settings import AckMode, Backoff, Duration, to_seconds
 from .task import Task
 from .topic import Retention, Subscriber, destination, event
 
@@ -192,7 +192,8 @@ class App:
         drop_unread: bool = False,
     ) -> Retention:
         """Set how long topic `name` keeps events (default: one day, never unread ones)."""
-        retention = Retention(max_len=max_len, max_age=max_age, drop_unread=drop_unread)
+        age = None if max_age is None else to_seconds("max_age", max_age, allow_zero=False)
+        retention = Retention(max_len=max_len, max_age=age, drop_unread=drop_unread)
         self.retention[check_name("topic", name)] = retention
         return retention
 

@@ -19,6 +19,7 @@ import click
 from . import dead_letters
 from .app import App
 from .cli_app import load_app
+from .protocol import DeadLetter
 
 
 def dlq_source(app: App, name: str, group: str | None) -> Any:
@@ -190,7 +191,7 @@ def dlq_purge(
     )
 
 
-def _why(letter: Any) -> str:
+def _why(letter: DeadLetter) -> str:
     """The reason, then the last error (type: message) when it says more than the reason."""
     error = f"{letter.error_type}: {letter.error}" if letter.error_type else letter.error
     if not letter.error or letter.error == letter.reason:

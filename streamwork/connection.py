@@ -32,12 +32,12 @@ MAX_BLOCK = 5.0
 """The longest one blocking command (BLMOVE, XREADGROUP BLOCK) blocks: longer waits are made
 of several calls, so every reply comes well within SOCKET_TIMEOUT."""
 
-_OPTIONS = {
+_OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 5,
     "socket_timeout": SOCKET_TIMEOUT,
     "health_check_interval": 30,
 }
-_CLUSTER_OPTIONS = {"socket_connect_timeout": 5, "socket_timeout": SOCKET_TIMEOUT}
+_CLUSTER_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": SOCKET_TIMEOUT}
 _is_cluster: dict[str, bool] = {}
 
 
@@ -160,7 +160,9 @@ class Connection:
             return client
         await client.initialize()
         node = client.get_node_from_key(key)
-        name = (asyncio.get_running_loop(), node.host, node.port)
+        if node is None:  # the slot has no known node: let the cluster client find out
+            return client
+        name = (asyncio.get_running_loop(), str(node.host), int(node.port))
         if name not in self._async_nodes:
             netloc = urlsplit(self.url).netloc
             at = netloc.rpartition("@")

@@ -393,7 +393,8 @@ def _event(task: str, task_id: str, outcome: str) -> dict[str, str]:
 
 
 def _error_result(error_type: str, error: str) -> bytes:
-    return msgpack.packb({"ok": False, "error_type": error_type, "error": error})
+    packed: bytes = msgpack.packb({"ok": False, "error_type": error_type, "error": error})
+    return packed
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -108,12 +108,13 @@ def check_size(body: bytes, limit: int, what: str) -> bytes:
 
 def _pack(value: dict[str, Any]) -> bytes:
     try:
-        return msgpack.packb(value, use_bin_type=True)
+        packed: bytes = msgpack.packb(value, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise EncodeError(
             f"cannot encode message: {exc} — only None, bool, int, float, str, bytes, "
             "lists, tuples and dicts with string keys can be sent"
         ) from None
+    return packed
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -224,7 +225,7 @@ def entry_body(fields: dict[bytes, Any]) -> Any:
 class DeadLetter:
     """A message set aside for people: the original entry and why it failed."""
 
-    message: bytes | dict[str, Any]
+    message: bytes | dict[Any, Any]
     """The original `m` bytes, or the entry's raw fields when it had no `m`."""
     reason: str
     queue: str

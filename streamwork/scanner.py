@@ -196,7 +196,7 @@ class Scanner:
                 if start in (b"0-0", "0-0"):
                     break
             removed = await self._scripts.remove_idle_consumers(
-                source, int(self._settings.consumer_idle_timeout * 1000)
+                source, int(self._settings.consumer_idle_seconds * 1000)
             )
             if removed:
                 log.info(
@@ -205,12 +205,12 @@ class Scanner:
                     source.name,
                     ", ".join(n.decode() for n in removed),
                 )
-        return self._settings.scan_interval
+        return self._settings.scan_seconds
 
     async def trim_topics(self) -> float:
         """Apply each served topic's retention, never dropping what a group still needs."""
         if self._retention is None:
-            return self._settings.scan_interval
+            return self._settings.scan_seconds
         topics = {s.topic: s.stream for s in self._sources if s.topic and not s.deletes_on_ack}
         for topic, stream in topics.items():
             retention = self._retention(topic)
@@ -237,7 +237,7 @@ class Scanner:
                 )
             if trimmed:
                 log.debug("topic %s: retention trimmed %d event(s)", topic, trimmed)
-        return self._settings.scan_interval
+        return self._settings.scan_seconds
 
     async def _hand_over(self, source: Source, entries: list[tuple[bytes, Any]]) -> None:
         counts = {

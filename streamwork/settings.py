@@ -53,7 +53,7 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before the attempt after failed attempt number `attempt` (1-based)."""
-        ceiling = min(self.cap, self.base * 2 ** min(attempt - 1, 60))
+        ceiling = min(self.cap, self.base * 2.0 ** min(attempt - 1, 60))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
@@ -109,6 +109,16 @@ class WorkerSettings:
             value = getattr(self, name)
             seconds = to_seconds(name, default if value is None else value, allow_zero=False)
             object.__setattr__(self, name, seconds)
+
+    @property
+    def scan_seconds(self) -> float:
+        """`scan_interval` as resolved (never None after construction)."""
+        return float(self.scan_interval or self.visibility_timeout / 2)
+
+    @property
+    def consumer_idle_seconds(self) -> float:
+        """`consumer_idle_timeout` as resolved (never None after construction)."""
+        return float(self.consumer_idle_timeout or self.visibility_timeout * 10)
 
     @property
     def lease_interval(self) -> float:

@@ -60,7 +60,7 @@ def _source_of(function: Callable[..., Any]) -> str:
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 class RedisServer:
@@ -274,7 +274,7 @@ class RedisClusterServers:
             client = redis.Redis(port=server.port)
             try:
                 wait_until(
-                    lambda c=client: c.cluster("info").get("cluster_state") == "ok",
+                    lambda c=client: c.cluster("info").get("cluster_state") == "ok",  # type: ignore[misc]
                     timeout,
                     interval=0.05,
                     message="the cluster did not reach cluster_state:ok",
@@ -285,7 +285,7 @@ class RedisClusterServers:
             client = redis.Redis(port=server.port)
             try:
                 wait_until(
-                    lambda c=client: (
+                    lambda c=client: (  # type: ignore[misc]
                         c.info("replication")["role"] == "master"
                         or c.info("replication").get("master_link_status") == "up"
                     ),
