@@ -10,6 +10,7 @@ never decides what a message means to a worker.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -200,7 +201,9 @@ class Producer:
     async def _replicated_async(self, plan: Plan) -> str:
         client = await self.connection.async_node_client(plan.destination.stream)
         pipe = client.pipeline(transaction=False)
-        _one(pipe, redis_ops.Scripts(pipe), plan)
+        queued = _one(pipe, redis_ops.Scripts(pipe), plan)
+        if inspect.isawaitable(queued):  # an asyncio script queues itself when awaited
+            await queued
         pipe.execute_command("WAIT", plan.replicas, plan.replica_timeout_ms)
         try:
             written, acknowledged = await pipe.execute()

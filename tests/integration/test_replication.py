@@ -55,3 +55,44 @@ def test_seed_node_list_reaches_the_cluster(cluster):
     assert isinstance(app.connection.redis, redis.cluster.RedisCluster)
     app.task(queue="seeded", name="job")(lambda: None).send()
     assert queue_state(app, "seeded").ready == 1
+
+
+def test_async_send_waits_for_replicas_too(primary_with_replica):
+    import asyncio
+
+    primary, replica = primary_with_replica
+    app = App(primary.url)
+
+    @app.task(queue="payments")
+    def charge(order_id): ...
+
+    async def sends():
+        await charge.send_with_async(args=(1,), replicas=1, replica_timeout=5)
+        keyed = await charge.send_with_async(args=(2,), key="order-2", replicas=1)
+        again = await charge.send_with_async(args=(2,), key="order-2", replicas=1)
+        assert again.is_duplicate and again.id == keyed.id
+        with pytest.raises(ReplicationTimeout, match=r"only 1 of 2"):
+            await charge.send_with_async(args=(3,), replicas=2, replica_timeout=0.2)
+        await app.aclose()
+
+    asyncio.run(sends())
+    copy = redis.Redis(port=replica.port)
+    wait_until(lambda: copy.xlen(app.keys("payments").stream) == 3)
+    copy.close()
+
+
+def test_async_replicas_on_a_cluster_wait_on_the_queues_node(cluster_app):
+    import asyncio
+
+    @cluster_app.task(queue="payments")
+    def charge(order_id): ...
+
+    async def send():
+        try:
+            with pytest.raises(ReplicationTimeout, match="only 0 of 1"):
+                await charge.send_with_async(args=(1,), replicas=1, replica_timeout=0.1)
+        finally:
+            await cluster_app.aclose()
+
+    asyncio.run(send())
+    assert queue_state(cluster_app, "payments").ready == 1
