@@ -213,7 +213,7 @@ class App:
         is_many: bool,
     ) -> Any:
         topic = check_name("topic", topic)
-        envelopes = [event(topic, payload, headers, due) for payload in payloads]
+        envelopes = (event(topic, payload, headers, due) for payload in payloads)
         what = f"an event of topic {topic!r}"
         target = destination(self.namespace, topic)
         return self._producer.plan(target, envelopes, what, due=due, is_many=is_many)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -60,7 +60,7 @@ class Destination:
     """`NS:{QUEUE}:dedupe:` for a queue; None for a topic (no idempotent publish)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Plan:
     """Everything one send call writes, decided before any I/O."""
 
@@ -86,7 +86,7 @@ class Producer:
     def plan(
         self,
         destination: Destination,
-        envelopes: Sequence[protocol.Envelope],
+        envelopes: Iterable[protocol.Envelope],
         what: str,
         *,
         due: int | None = None,
@@ -97,10 +97,17 @@ class Producer:
         replica_timeout: Duration = 1.0,
     ) -> Plan:
         """Encode `envelopes` and check every option; raise before anything is sent."""
-        bodies = [
-            protocol.check_size(protocol.encode(envelope), self.max_message_bytes, what)
-            for envelope in envelopes
-        ]
+        # One envelope at a time: each is garbage once encoded (thousands of live envelopes
+        # would keep the garbage collector busy on the hot path of send_many).
+        encode = protocol.encode
+        ids: list[str] = []
+        bodies: list[bytes] = []
+        for envelope in envelopes:
+            ids.append(envelope.id)
+            bodies.append(encode(envelope))
+        if bodies and max(map(len, bodies)) > self.max_message_bytes:
+            for body in bodies:
+                protocol.check_size(body, self.max_message_bytes, what)
         dedupe_key, key_ttl_ms = None, 0
         if key is not None:
             if not isinstance(key, str) or not key:
@@ -113,14 +120,16 @@ class Producer:
             raise ConfigurationError(f"replicas must be a whole number >= 0, got {replicas!r}")
         return Plan(
             destination=destination,
-            ids=[envelope.id for envelope in envelopes],
+            ids=ids,
             bodies=bodies,
             due_ms=due,
             is_many=is_many,
             dedupe_key=dedupe_key,
             key_ttl_ms=key_ttl_ms,
             replicas=replicas,
-            replica_timeout_ms=int(to_seconds("replica_timeout", replica_timeout) * 1000),
+            replica_timeout_ms=(
+                int(to_seconds("replica_timeout", replica_timeout) * 1000) if replicas else 0
+            ),
         )
 
     # -- the I/O, twinned -----------------------------------------------------------------
@@ -130,13 +139,14 @@ class Producer:
         id when it has none, or when it queued it). Raises streamwork's errors."""
         started = time.perf_counter()
         connection = self.connection
-        with connection.translate_errors():
-            connection.register(plan.destination.registry, plan.destination.name)
         if plan.is_many:
+            with connection.translate_errors():
+                connection.register(plan.destination.registry, plan.destination.name)
             _write_batches(connection, plan, lambda batch: self._many(connection, plan, batch))
             holder = plan.ids[0] if plan.ids else ""
         else:
             with connection.translate_errors():
+                connection.register(plan.destination.registry, plan.destination.name)
                 if plan.replicas:
                     holder = self._replicated(plan)
                 else:
@@ -148,12 +158,13 @@ class Producer:
         """Like `write`, on the running event loop's client."""
         started = time.perf_counter()
         connection = self.connection
-        with connection.translate_errors():
-            await connection.register_async(plan.destination.registry, plan.destination.name)
         if plan.is_many:
             done = 0
             try:
                 with connection.translate_errors():
+                    await connection.register_async(
+                        plan.destination.registry, plan.destination.name
+                    )
                     for start in range(0, len(plan.bodies), SEND_BATCH):
                         await self._many_async(plan, plan.bodies[start : start + SEND_BATCH])
                         done = min(start + SEND_BATCH, len(plan.bodies))
@@ -162,6 +173,7 @@ class Producer:
             holder = plan.ids[0] if plan.ids else ""
         else:
             with connection.translate_errors():
+                await connection.register_async(plan.destination.registry, plan.destination.name)
                 if plan.replicas:
                     holder = await self._replicated_async(plan)
                 else:

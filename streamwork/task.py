@@ -272,7 +272,7 @@ class Task:
 
     def _plan_many(self, calls: Iterable[Any], delay: Duration | None) -> Any:
         due = due_ms(delay, None)
-        envelopes = [self.envelope(*_call(item), due=due) for item in calls]
+        envelopes = (self.envelope(*_call(item), due=due) for item in calls)
         what = f"a message of task {self.name!r}"
         return self.producer.plan(self.destination, envelopes, what, due=due, is_many=True)
 
