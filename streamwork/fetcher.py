@@ -31,7 +31,7 @@ from .scanner import Scanner
 from .settings import WorkerSettings
 from .settler import Settler
 
-log = logging.getLogger("streamwork.worker")
+log = logging.getLogger(__name__)
 
 TRANSIENT = (
     redis.exceptions.ConnectionError,

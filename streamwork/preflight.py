@@ -11,7 +11,7 @@ from .connection import async_client
 from .errors import ConfigurationError
 from .redis_errors import translate_errors
 
-log = logging.getLogger("streamwork.worker")
+log = logging.getLogger(__name__)
 
 
 async def check_durability(client: Any, allow_evicting: bool, warn_persistence: bool) -> None:

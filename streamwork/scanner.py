@@ -119,23 +119,25 @@ class Scanner:
         # Redis client call can be lost, and the loop would then never end.
         wake = self._wakes[what]
         failures = 0
+        is_group_missing = False
         while not self._stopping:
             wake.clear()  # before the step: a nudge during the step is kept
             try:
+                if is_group_missing:  # deleted under us (FLUSHALL?): make the groups again
+                    for source in self._sources:
+                        await redis_ops.ensure_group(self._client, source)
+                    is_group_missing = False
                 pause = await step()
                 failures = 0
-            except redis.exceptions.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                # The stream or group was deleted under us (FLUSHALL?): make them again.
-                log.warning("scanner %s: a consumer group is missing; creating it again", what)
-                for source in self._sources:
-                    await redis_ops.ensure_group(self._client, source)
-                pause = 0.0
             except Exception as exc:
-                failures += 1
-                pause = min(10.0, 0.1 * 2**failures)
-                log.error("scanner %s step failed (%s); retrying in %.1fs", what, exc, pause)
+                if isinstance(exc, redis.exceptions.ResponseError) and "NOGROUP" in str(exc):
+                    log.warning("scanner %s: a consumer group is missing; creating it again", what)
+                    is_group_missing = True
+                    pause = 0.0
+                else:
+                    failures += 1
+                    pause = min(10.0, 0.1 * 2**failures)
+                    log.error("scanner %s step failed (%s); retrying in %.1fs", what, exc, pause)
             if self._stopping:
                 return
             with contextlib.suppress(TimeoutError):

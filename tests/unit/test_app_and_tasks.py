@@ -118,3 +118,15 @@ def test_queue_name_error_says_ascii():
         @app.task(queue="émails")
         def job():
             pass
+
+
+def test_handler_options_are_checked_where_they_are_declared():
+    app = App("redis://127.0.0.1:1/0", max_retries=7)
+    with pytest.raises(ConfigurationError, match=r"unknown handler option\(s\): max_retry"):
+        app.task(max_retry=2)(lambda: None)
+    with pytest.raises(ConfigurationError, match="max_deliveries must be a whole number >= 1"):
+        app.subscriber("t", group="g", max_deliveries=0)(lambda message: None)
+    declared = app.task(name="job", timeout=2)(lambda: None)
+    assert (declared.options.max_retries, declared.options.timeout) == (7, 2.0)
+    listener = app.subscriber("t", group="g", ack_mode="manual")(lambda message: None)
+    assert (listener.options.ack_mode, listener.options.bind) == ("manual", True)
