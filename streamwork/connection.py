@@ -21,7 +21,7 @@ import redis.asyncio.cluster
 import redis.cluster
 import redis.exceptions
 
-from . import redis_ops
+from . import memory, redis_ops
 from .redis_errors import translate_errors
 from .urls import redact, resolve_url, seed_nodes
 
@@ -45,6 +45,8 @@ def is_cluster(url: str) -> bool:
     """Whether `url` is a Redis Cluster: `redis+cluster://` says so, else INFO tells
     (`cluster_enabled:1`), asked once per URL. An unreachable server counts as not a cluster
     here; the client made for it then reports the connection error."""
+    if memory.is_memory(url):
+        return False
     if "+cluster://" in url or len(seed_nodes(url)) > 1:
         return True
     if url not in _is_cluster:
@@ -73,7 +75,10 @@ def _cluster(url: str, cluster_class: Any, node_class: Any) -> Any:
 
 
 def sync_client(url: str) -> Any:
-    """A client for `url`: redis-py's cluster client when it is a Redis Cluster."""
+    """A client for `url`: redis-py's cluster client when it is a Redis Cluster, an in-process
+    server's for memory://."""
+    if memory.is_memory(url):
+        return memory.sync_client(url)
     if is_cluster(url):
         return _cluster(url, redis.cluster.RedisCluster, redis.cluster.ClusterNode)
     return redis.Redis.from_url(url, **_OPTIONS)
@@ -81,6 +86,8 @@ def sync_client(url: str) -> Any:
 
 def async_client(url: str) -> Any:
     """An asyncio client for `url`: the asyncio cluster client when it is a Redis Cluster."""
+    if memory.is_memory(url):
+        return memory.async_client(url)
     if is_cluster(url):
         return _cluster(url, redis.asyncio.cluster.RedisCluster, redis.asyncio.cluster.ClusterNode)
     return redis.asyncio.Redis.from_url(url, **_OPTIONS)

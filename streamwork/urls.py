@@ -14,7 +14,7 @@ from .errors import ConfigurationError
 
 DEFAULT_URL = "redis://localhost:6379/0"
 URL_ENV = "STREAMWORK_REDIS_URL"
-_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "memory")
 
 
 def resolve_url(url: str | None) -> str:
@@ -24,7 +24,7 @@ def resolve_url(url: str | None) -> str:
     if scheme not in _SCHEMES:
         raise ConfigurationError(
             f"unsupported Redis URL {redact(chosen)!r}: it must start with redis://, "
-            "rediss://, unix:// or redis+cluster://"
+            "rediss://, unix://, redis+cluster:// or memory://"
         )
     return chosen
 

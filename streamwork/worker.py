@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 
-from . import connection, redis_ops
+from . import connection, memory, redis_ops
 from .errors import ConfigurationError
 from .execution import Delivery, Outcome, Run, Runner
 from .fetcher import Fetcher
@@ -234,7 +234,8 @@ class Worker:
 
     async def _prepare(self, client: Any, warn_persistence: bool) -> None:
         await client.ping()
-        await check_durability(client, self.settings.allow_evicting_redis, warn_persistence)
+        if not memory.is_memory(self.app.url):  # in-process: never persists, never evicts
+            await check_durability(client, self.settings.allow_evicting_redis, warn_persistence)
         for source in self.sources:
             await redis_ops.ensure_group(client, source)
             registry = registry_of(self.app.namespace, source)
