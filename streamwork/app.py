@@ -13,9 +13,10 @@ import importlib
 import os
 import re
 import sys
+import weakref
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from . import protocol
 from .connection import Connection
@@ -70,12 +71,25 @@ class App:
                 f"on one value), got {max_message_bytes}"
             )
         self._producer = Producer(self.connection, max_message_bytes)
+        App.instances.add(self)
         self.tasks: dict[str, Task] = {}
         self.subscribers: dict[tuple[str, str], Subscriber] = {}
         self.retention: dict[str, Retention] = {}
 
+    instances: ClassVar[weakref.WeakSet[App]] = weakref.WeakSet()
+    """Every App alive in this process (the pytest plugin re-points them at memory://)."""
+
     def __repr__(self) -> str:
         return f"<App {self.connection!r} namespace={self.namespace!r}>"
+
+    def reconnect(self, target: str | Connection | None) -> Connection:
+        """Point the app at another Redis (a URL, a Connection, or None for the default):
+        sends and workers made from now on use it. Returns the connection it used before
+        (not closed), so a test can put it back."""
+        previous = self.connection
+        self.connection = target if isinstance(target, Connection) else Connection(target)
+        self._producer.connection = self.connection
+        return previous
 
     @property
     def url(self) -> str:

@@ -13,8 +13,10 @@ import traceback
 import click
 
 from . import app as app_module
+from . import memory
 from .app import App
 from .errors import AppNotFound
+from .urls import URL_ENV
 
 log = logging.getLogger("streamwork")
 
@@ -32,11 +34,23 @@ def load_app(spec: str) -> App:
     at --log-level debug.
     """
     try:
-        return app_module.load_app(spec)
+        app = app_module.load_app(spec)
     except AppNotFound as exc:
         if exc.__cause__ is not None and log.isEnabledFor(logging.DEBUG):
             click.echo(_user_traceback(exc.__cause__), err=True)
         raise BadAppSpec(str(exc)) from None
+    return refuse_memory(app)
+
+
+def refuse_memory(app: App) -> App:
+    """`app`, unless it is on memory://, which no other process can see (exit 2)."""
+    if memory.is_memory(app.url):
+        raise BadAppSpec(
+            f"{app.url} is an in-process Redis: a command in another process cannot see it — "
+            "run its work in the same process (streamwork.testing.run_until_idle), or "
+            f"point {URL_ENV} at a redis-server"
+        )
+    return app
 
 
 def _user_traceback(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ import click
 
 from . import dead_letters
 from .app import App
-from .cli_app import load_app
+from .cli_app import load_app, refuse_memory
 from .protocol import DeadLetter
 
 
@@ -45,7 +45,7 @@ def _app_and_rest(
         and ":" in rest[0]
         and (most is not None or not _ENTRY_ID.fullmatch(rest[1]))
     )
-    app = load_app(rest.pop(0)) if has_app else App(url, namespace=namespace)
+    app = load_app(rest.pop(0)) if has_app else refuse_memory(App(url, namespace=namespace))
     if len(rest) < least or (most is not None and len(rest) > most):
         raise click.UsageError(f"expected {least}{'' if most == least else '+'} argument(s)")
     return app, rest

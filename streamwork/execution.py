@@ -99,8 +99,11 @@ class Runner:
         subscribers: Mapping[tuple[str, str], Handler],
         consumer: str,
         threads: ThreadPoolExecutor,
+        on_error: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         self.tasks = tasks
+        self.on_error = on_error
+        """Told of every exception a handler raised other than Retry and Reject (tests)."""
         self.subscribers = subscribers
         self.consumer = consumer
         self.threads = threads
@@ -192,6 +195,8 @@ class Runner:
             value = await self._call(task, args, envelope.kwargs)
         except Exception as exc:
             metrics.run_ended(source, task.name, time.monotonic() - run.started, True)
+            if self.on_error is not None and not isinstance(exc, (Retry, Reject)):
+                self.on_error(task.name, exc)
             if message.decision is not None:
                 log.error(
                     "task %s id %s raised after it was %sed: %s",

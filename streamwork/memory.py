@@ -37,8 +37,7 @@ def server(url: str) -> Any:
         from .errors import ConfigurationError
 
         raise ConfigurationError(
-            "memory:// needs fakeredis with Lua: pip install 'streamwork[testing]' "
-            "(fakeredis[lua])"
+            "memory:// needs fakeredis with Lua: pip install 'streamwork[testing]' (fakeredis[lua])"
         ) from exc
     name = _name(url)
     with _LOCK:

@@ -33,8 +33,25 @@ def new_id() -> str:
     return os.urandom(16).hex()
 
 
+_clock_offset_ms = 0
+"""Added to the wall clock by `now_ms`: testing.run_until_idle(advance_time=True) moves it so
+delayed messages and retries fall due without real sleeping. Always 0 outside such tests."""
+
+
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    """Unix time in ms, as every due time, `ts` and delayed-set score is written and read."""
+    return int(time.time() * 1000) + _clock_offset_ms
+
+
+def advance_clock(ms: int) -> None:
+    """Move `now_ms` forward by `ms` (tests only: see testing.run_until_idle)."""
+    global _clock_offset_ms
+    _clock_offset_ms += max(0, int(ms))
+
+
+def reset_clock() -> None:
+    global _clock_offset_ms
+    _clock_offset_ms = 0
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,14 @@ def schedule_many(client: Any, delayed: str, bodies: Sequence[bytes], due_ms: in
     return client.zadd(delayed, dict.fromkeys(bodies, due_ms))
 
 
+def first_due(client: Any, delayed_sets: Sequence[str]) -> Any:
+    """Each delayed set's first [(member, due ms)] (or []), in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for key in delayed_sets:
+        pipe.zrange(key, 0, 0, withscores=True)
+    return pipe.execute()
+
+
 def append(client: Any, stream: str, body: bytes) -> Any:
     """XADD one message to a stream."""
     return client.xadd(stream, {b"m": body})

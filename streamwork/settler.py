@@ -39,7 +39,9 @@ class Settler:
         consumer: str,
         result_ttl: float,
         on_retry: Callable[[int], None] = lambda due_ms: None,
+        on_written: Callable[[Source, Outcome], None] | None = None,
     ) -> None:
+        self._on_written = on_written
         self._client = client
         self._on_retry = on_retry
         self._scripts = scripts
@@ -111,6 +113,8 @@ class Settler:
                     self._on_retry(outcome.due_ms)
                 if outcome.kind != "ack":
                     metrics.outcome_written(source, outcome.task, outcome.kind)
+                    if self._on_written is not None:
+                        self._on_written(source, outcome)
                 continue
             self.lost_ownership += 1
             metrics.count_lost_ownership(source.name)

@@ -22,6 +22,20 @@ from typing import Any, TypeVar
 import redis
 import redis.crc
 
+from .inprocess import RunSummary, run_until_idle, run_until_idle_async
+
+__all__ = [
+    "RedisClusterServers",
+    "RedisServer",
+    "RunSummary",
+    "WorkerThread",
+    "drain",
+    "free_port",
+    "run_until_idle",
+    "run_until_idle_async",
+    "wait_until",
+]
+
 T = TypeVar("T")
 
 INSTALL_HINT = (

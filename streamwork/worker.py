@@ -82,7 +82,9 @@ class Worker:
     """Runs the tasks and subscribers of `app`.
 
     By default it serves every queue the app's tasks use and every topic its subscribers
-    read; given `queues` or `topics`, only those.
+    read; given `queues` or `topics`, only those. `on_written` is told of every outcome
+    written (done, retry, dead), `on_error` of every exception a handler raised other than
+    Retry and Reject: testing.run_until_idle counts and re-raises with them.
     """
 
     def __init__(
@@ -91,8 +93,13 @@ class Worker:
         queues: Sequence[str] | None = None,
         settings: WorkerSettings | None = None,
         topics: Sequence[str] | None = None,
+        *,
+        on_written: Callable[[Source, Outcome], None] | None = None,
+        on_error: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         self.app = app
+        self._on_written = on_written
+        self._on_error = on_error
         self.settings = settings or WorkerSettings()
         is_everything = not queues and not topics
         chosen_queues = _choose("queue", queues, app.queues(), is_everything, "tasks use")
@@ -211,7 +218,14 @@ class Worker:
             dispatch=self._dispatch,
             retention=self.app.retention_of,
         )
-        settler = Settler(client, scripts, self.consumer, settings.result_ttl, scanner.expect_due)
+        settler = Settler(
+            client,
+            scripts,
+            self.consumer,
+            settings.result_ttl,
+            scanner.expect_due,
+            self._on_written,
+        )
         fetcher = Fetcher(
             client,
             self.app.url,
@@ -226,7 +240,9 @@ class Worker:
             client=client,
             threads=threads,
             in_flight=in_flight,
-            runner=Runner(self.app.tasks, self.app.subscribers, self.consumer, threads),
+            runner=Runner(
+                self.app.tasks, self.app.subscribers, self.consumer, threads, self._on_error
+            ),
             settler=settler,
             scanner=scanner,
             fetcher=fetcher,

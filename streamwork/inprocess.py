@@ -1,0 +1,164 @@
+"""Running an app's work in this process until nothing is left: `run_until_idle` and its twin.
+
+Owns the loop a test uses instead of worker processes: a burst `Worker` in the caller's
+thread (or, for `run_until_idle_async`, its event loop) runs every ready message of the
+app's tasks and subscribers through the real worker code — decode, run, retry, dead-letter,
+the same Lua scripts. With `advance_time`, the clock that due times are written and read
+with (`protocol.now_ms`) then jumps to the next delayed message or retry and another round
+runs: no real sleeping. It works on memory:// and on a real Redis alike. It never starts a
+process and never changes what a message means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import protocol, redis_ops
+from .execution import Outcome
+from .keys import Source, TopicKeys
+from .settings import WorkerSettings
+from .worker import Worker
+
+if TYPE_CHECKING:
+    from .app import App
+
+DEFAULT_MAX_ROUNDS = 100
+
+
+@dataclass
+class RunSummary:
+    """What a `run_until_idle` ran: outcomes written, in total and per task."""
+
+    done: int = 0
+    retried: int = 0
+    dead: int = 0
+    by_task: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per task (or "topic/group"): {"done": n, "retry": n, "dead": n}."""
+    rounds: int = 0
+    """Burst runs made: one, plus one per jump of the clock."""
+    errors: list[BaseException] = field(default_factory=list, repr=False)
+    """Exceptions handlers raised (other than Retry and Reject), in order."""
+
+    def _written(self, source: Source, outcome: Outcome) -> None:
+        counts = self.by_task.setdefault(outcome.task, {"done": 0, "retry": 0, "dead": 0})
+        counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
+        if outcome.kind == "done":
+            self.done += 1
+        elif outcome.kind == "retry":
+            self.retried += 1
+        elif outcome.kind == "dead":
+            self.dead += 1
+
+    def _failed(self, task: str, exc: BaseException) -> None:
+        self.errors.append(exc)
+
+
+def _worker(
+    app: App,
+    queues: Sequence[str] | None,
+    topics: Sequence[str] | None,
+    settings: WorkerSettings | None,
+    summary: RunSummary,
+) -> Worker:
+    return Worker(
+        app,
+        queues,
+        settings or WorkerSettings(block=0.05),
+        topics,
+        on_written=summary._written,
+        on_error=summary._failed,
+    )
+
+
+def _delayed_sets(worker: Worker) -> list[str]:
+    """Every delayed set the worker moves from: its sources' and their topics'."""
+    keys = {source.delayed for source in worker.sources}
+    for source in worker.sources:
+        if source.topic is not None:
+            keys.add(TopicKeys(source.namespace, source.topic).delayed)
+    return sorted(keys)
+
+
+def _earliest(replies: list[Any]) -> int | None:
+    scores = [int(reply[0][1]) for reply in replies if reply]
+    return min(scores) if scores else None
+
+
+def _advance_to(due_ms: int) -> None:
+    protocol.advance_clock(due_ms - protocol.now_ms() + 1)
+
+
+def _finish(summary: RunSummary, raise_errors: bool) -> RunSummary:
+    if raise_errors and summary.errors:
+        raise summary.errors[0]  # with its original traceback
+    return summary
+
+
+def _too_many(max_rounds: int) -> RuntimeError:
+    return RuntimeError(
+        f"still not idle after {max_rounds} rounds: a task keeps scheduling more work "
+        "(raise max_rounds, or send less)"
+    )
+
+
+def run_until_idle(
+    app: App,
+    *,
+    queues: Sequence[str] | None = None,
+    topics: Sequence[str] | None = None,
+    advance_time: bool = False,
+    raise_errors: bool = False,
+    max_rounds: int = DEFAULT_MAX_ROUNDS,
+    settings: WorkerSettings | None = None,
+) -> RunSummary:
+    """Run, in this thread, every ready message of the app's tasks and subscribers (or of
+    `queues` / `topics`) and what they lead to, until nothing is ready; returns a summary.
+
+    With `advance_time`, delayed messages and retries run too: the clock jumps to each next
+    due time (it stays advanced for the rest of the process; the pytest plugin resets it).
+    With `raise_errors`, the first exception a handler raised (not Retry or Reject) is
+    raised again, with its traceback, once the run ends. Call it outside an event loop; in
+    asyncio code use `run_until_idle_async`.
+    """
+    import asyncio
+
+    summary = RunSummary()
+    for _ in range(max_rounds):
+        worker = _worker(app, queues, topics, settings, summary)
+        asyncio.run(worker.run(burst=True, warn_persistence=False))
+        summary.rounds += 1
+        if not advance_time:
+            return _finish(summary, raise_errors)
+        due = _earliest(redis_ops.first_due(app.connection.redis, _delayed_sets(worker)))
+        if due is None:
+            return _finish(summary, raise_errors)
+        _advance_to(due)
+    raise _too_many(max_rounds)
+
+
+async def run_until_idle_async(
+    app: App,
+    *,
+    queues: Sequence[str] | None = None,
+    topics: Sequence[str] | None = None,
+    advance_time: bool = False,
+    raise_errors: bool = False,
+    max_rounds: int = DEFAULT_MAX_ROUNDS,
+    settings: WorkerSettings | None = None,
+) -> RunSummary:
+    """Like `run_until_idle`, on the running event loop (for pytest-asyncio tests)."""
+    summary = RunSummary()
+    for _ in range(max_rounds):
+        worker = _worker(app, queues, topics, settings, summary)
+        await worker.run(burst=True, warn_persistence=False)
+        summary.rounds += 1
+        if not advance_time:
+            return _finish(summary, raise_errors)
+        client = app.connection.async_redis()
+        due = _earliest(await redis_ops.first_due(client, _delayed_sets(worker)))
+        if due is None:
+            return _finish(summary, raise_errors)
+        _advance_to(due)
+    raise _too_many(max_rounds)

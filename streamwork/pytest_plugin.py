@@ -1,0 +1,86 @@
+"""The pytest plugin (entry point "streamwork"): test tasks on memory://, no redis-server.
+
+Fixtures:
+- `streamwork_memory`: a fresh memory:// server for the test. Every App alive when the test
+  starts, and every App created during it without a URL, runs on it; afterwards each App
+  gets its own connection back, the server is forgotten and the test clock is reset.
+- `run_tasks`: `run_until_idle` bound to it — `run_tasks()` runs the work of the app (the
+  only App, or the one passed), with `advance_time=True` and `raise_errors=True` by default.
+
+    def test_add(streamwork_memory, run_tasks):
+        handle = add.send(2, 3)
+        run_tasks()
+        assert handle.result() == 5
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from . import memory, protocol
+from .app import App
+from .inprocess import RunSummary, run_until_idle
+from .urls import URL_ENV
+
+
+class MemoryServer:
+    """What `streamwork_memory` gives a test: the memory:// URL all its apps use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._previous: dict[App, Any] = {}
+
+    def use(self, app: App) -> App:
+        """Point `app` at this server (every App alive at the start already is)."""
+        if app not in self._previous:
+            self._previous[app] = app.reconnect(self.url)
+        return app
+
+    def restore(self) -> None:
+        for app, connection in self._previous.items():
+            app.close()
+            app.reconnect(connection)
+        self._previous.clear()
+
+
+@pytest.fixture
+def streamwork_memory(request: pytest.FixtureRequest) -> Iterator[MemoryServer]:
+    url = f"{memory.SCHEME}pytest-{abs(hash(request.node.nodeid))}-{os.urandom(4).hex()}"
+    server = MemoryServer(url)
+    for app in list(App.instances):
+        server.use(app)
+    previous_env = os.environ.get(URL_ENV)
+    os.environ[URL_ENV] = url  # Apps created during the test without a URL
+    try:
+        yield server
+    finally:
+        if previous_env is None:
+            os.environ.pop(URL_ENV, None)
+        else:
+            os.environ[URL_ENV] = previous_env
+        server.restore()
+        memory.forget(url)
+        protocol.reset_clock()
+
+
+@pytest.fixture
+def run_tasks(streamwork_memory: MemoryServer) -> Callable[..., RunSummary]:
+    def run(app: App | None = None, **options: Any) -> RunSummary:
+        if app is None:
+            apps = [a for a in App.instances if a.url == streamwork_memory.url]
+            if len(apps) != 1:
+                raise ValueError(
+                    f"run_tasks() found {len(apps)} apps on the test's memory server: "
+                    "pass the one to run, run_tasks(app)"
+                )
+            app = apps[0]
+        streamwork_memory.use(app)
+        options.setdefault("advance_time", True)
+        options.setdefault("raise_errors", True)
+        return run_until_idle(app, **options)
+
+    return run
