@@ -1,0 +1,111 @@
+"""Every Lua script, called directly, does the same on Redis and on memory:// (fakeredis runs
+them with Lua 5.1 and streamwork's cmsgpack module)."""
+
+from streamwork import protocol
+from streamwork.execution import Outcome
+from streamwork.keys import TopicKeys
+
+
+def setup_pending(app, consumer="me", n=3):
+    source = app.queue_source("default")
+    client = app.connection.redis
+    client.xgroup_create(source.stream, source.group, id="0", mkstream=True)
+    ids = [client.xadd(source.stream, {"m": b"x"}) for _ in range(n)]
+    client.xreadgroup(source.group, consumer, {source.stream: ">"})
+    return source, client, ids
+
+
+def test_settle_writes_outcomes_and_drops_those_it_does_not_own(app):
+    source, client, ids = setup_pending(app, n=4)
+    client.xclaim(source.stream, source.group, "thief", 0, [ids[1]])
+    client.xack(source.stream, source.group, ids[3])  # finished elsewhere: not pending
+    outcomes = [
+        Outcome("retry", ids[0], b"retry-0", 5),
+        Outcome("retry", ids[1], b"retry-1", 6),
+        Outcome("dead", ids[2], b"letter", run_ms=3, wait_ms=2),
+        Outcome("done", ids[3]),
+    ]
+    result_key = "sw:{default}:result:r1"
+    outcomes[2].result_key, outcomes[2].result = result_key, b"stored"
+    scripts = app.connection.scripts
+    written = scripts.settle(source, "me", outcomes, is_pending=True, result_ttl_ms=60_000)
+    assert written == [1, 0, 1, -1]
+    assert client.zrange(source.delayed, 0, -1, withscores=True) == [(b"retry-0", 5.0)]
+    assert [fields[b"m"] for _, fields in client.xrange(source.dead_letters)] == [b"letter"]
+    assert client.lrange(result_key, 0, -1) == [b"stored"] and client.pttl(result_key) > 0
+    assert client.hgetall(source.stats) == {
+        b"retry": b"1", b"dead": b"1", b"runs": b"1", b"waited": b"1", b"wait_ms": b"2",
+        b"run_ms": b"3",
+    }  # fmt: skip
+
+
+def test_move_due_moves_only_what_is_due(app):
+    keys = app.keys("default")
+    client = app.connection.redis
+    now = protocol.now_ms()
+    client.zadd(keys.delayed, {b"due": now - 1, b"later": now + 60_000})
+    moved, next_due = app.connection.scripts.move_due(keys.delayed, keys.stream, now)
+    assert (moved, next_due) == (1, now + 60_000)
+    assert [f[b"m"] for _, f in client.xrange(keys.stream)] == [b"due"]
+
+
+def test_renew_lease_keeps_owned_entries_and_reports_lost_ones(app):
+    source, client, ids = setup_pending(app, n=2)
+    client.xclaim(source.stream, source.group, "thief", 0, [ids[1]])
+    lost = app.connection.scripts.renew_lease(source, "me", ids)
+    assert lost == [ids[1]]
+
+
+def test_remove_idle_consumers_keeps_those_holding_entries(app):
+    source, client, _ = setup_pending(app, n=1)
+    client.xgroup_createconsumer(source.stream, source.group, "empty")
+    assert app.connection.scripts.remove_idle_consumers(source, 0) == [b"empty"]
+
+
+def test_enqueue_unique_queues_once_per_key(app):
+    keys = app.keys("default")
+    scripts = app.connection.scripts
+    first = scripts.enqueue_unique(
+        keys.dedupe("k"), keys.stream, keys.delayed, "a", b"m1", 60_000, None
+    )
+    again = scripts.enqueue_unique(
+        keys.dedupe("k"), keys.stream, keys.delayed, "b", b"m2", 60_000, None
+    )
+    assert (first, again) == (b"a", b"a")
+    assert app.connection.redis.xlen(keys.stream) == 1
+
+
+def test_replay_moves_dead_letters_back(app):
+    source = app.queue_source("default")
+    client = app.connection.redis
+    letter_id = client.xadd(source.dead_letters, {"m": b"letter"})
+    assert app.connection.scripts.replay(source, [(letter_id, b"fresh")]) == 1
+    assert client.xlen(source.dead_letters) == 0
+    assert [f[b"m"] for _, f in client.xrange(source.stream)] == [b"fresh"]
+
+
+def test_purge_deletes_undelivered_entries_and_the_delayed_set(app):
+    source, client, _ = setup_pending(app, n=2)  # both delivered: they stay
+    client.xadd(source.stream, {"m": b"waiting"})
+    client.zadd(source.delayed, {b"later": 1})
+    assert app.connection.scripts.purge(source, 100, True) == [1, 1]
+    assert client.xlen(source.stream) == 2 and client.zcard(source.delayed) == 0
+
+
+def test_trim_topic_never_drops_what_a_group_has_not_read(app):
+    stream = TopicKeys(app.namespace, "t").stream
+    client = app.connection.redis
+    for n in range(5):
+        client.xadd(stream, {"m": b"%d" % n})
+    client.xgroup_create(stream, "slow", id="0")
+    client.xreadgroup("slow", "c", {stream: ">"}, count=2)
+    client.xack(stream, "slow", *[e[0] for e in client.xrange(stream, count=2)])
+    trimmed, held, dropped = app.connection.scripts.trim_topic(stream, 1, None, False)
+    assert (trimmed, held, dropped) == (2, 2, 0)
+    assert client.xlen(stream) == 3
+
+
+def test_add_many_adds_every_message(app):
+    stream = app.keys("default").stream
+    assert app.connection.scripts.add_many(stream, [b"a", b"b", b"c"]) == 3
+    assert [f[b"m"] for _, f in app.connection.redis.xrange(stream)] == [b"a", b"b", b"c"]
