@@ -22,7 +22,7 @@ from . import protocol
 from .connection import Connection
 from .errors import AppNotFound, ConfigurationError
 from .handler import Defaults, HandlerArgs, HandlerOptions, check_count
-from .keys import QueueKeys, Source, TopicKeys, check_name, queue_source, topic_sources
+from .keys import NAME, QueueKeys, Source, TopicKeys, check_name, queue_source, topic_sources
 from .producer import Producer, due_ms
 from .settings import AckMode, Backoff, Duration, to_seconds
 from .task import Task
@@ -150,6 +150,10 @@ class App:
                 raise ConfigurationError(
                     "ack_mode='manual' needs bind=True, so the handler receives the "
                     "Message it must ack or nack"
+                )
+            if name is None and not NAME.fullmatch(getattr(function, "__name__", "")):
+                raise ConfigurationError(
+                    f"{function!r} has no name a task can have: give it one with name=..."
                 )
             task_name = check_name("task", function.__name__ if name is None else name)
             if task_name in self.tasks:

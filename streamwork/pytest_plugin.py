@@ -15,6 +15,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -51,6 +52,7 @@ class MemoryServer:
 def streamwork_memory(request: pytest.FixtureRequest) -> Iterator[MemoryServer]:
     url = f"{memory.SCHEME}pytest-{abs(hash(request.node.nodeid))}-{os.urandom(4).hex()}"
     server = MemoryServer(url)
+    gc.collect()  # apps of earlier tests, kept only by reference cycles, are gone
     for app in list(App.instances):
         server.use(app)
     previous_env = os.environ.get(URL_ENV)
@@ -71,7 +73,11 @@ def streamwork_memory(request: pytest.FixtureRequest) -> Iterator[MemoryServer]:
 def run_tasks(streamwork_memory: MemoryServer) -> Callable[..., RunSummary]:
     def run(app: App | None = None, **options: Any) -> RunSummary:
         if app is None:
-            apps = [a for a in App.instances if a.url == streamwork_memory.url]
+            apps = [
+                a
+                for a in App.instances
+                if a.url == streamwork_memory.url and (a.tasks or a.subscribers)
+            ]
             if len(apps) != 1:
                 raise ValueError(
                     f"run_tasks() found {len(apps)} apps on the test's memory server: "
