@@ -1,6 +1,6 @@
 """Testing tasks with no redis-server: the streamwork pytest plugin runs them on memory://.
 
-    cd examples && python -m pytest test_shop.py
+cd examples && python -m pytest test_shop.py
 """
 
 import pytest
