@@ -11,6 +11,7 @@ msgpack. Only this process sees a memory:// server: a worker started in another 
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -31,6 +32,8 @@ def _name(url: str) -> str:
 
 def server(url: str) -> Any:
     """The fakeredis server of `url`, created (with the cmsgpack module) on first use."""
+    # Redis runs Lua 5.1 (`unpack`, not `table.unpack`): so must fakeredis, whatever its default.
+    os.environ.setdefault("FAKEREDIS_LUA_VERSION", "5.1")
     try:
         import fakeredis
     except ImportError as exc:  # pragma: no cover - depends on the environment

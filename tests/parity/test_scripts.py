@@ -109,3 +109,11 @@ def test_add_many_adds_every_message(app):
     stream = app.keys("default").stream
     assert app.connection.scripts.add_many(stream, [b"a", b"b", b"c"]) == 3
     assert [f[b"m"] for _, f in app.connection.redis.xrange(stream)] == [b"a", b"b", b"c"]
+
+
+def test_scripts_run_on_lua_5_1_with_cmsgpack(app):
+    client = app.connection.redis
+    assert client.eval("return _VERSION", 0) == b"Lua 5.1"
+    packed = client.eval("return cmsgpack.pack({1, 'a', {2}})", 0)
+    assert client.eval("return cmsgpack.unpack(ARGV[1])[3][1]", 0, packed) == 2
+    assert client.eval("return select('#', unpack({7, 8}))", 0) == 2
