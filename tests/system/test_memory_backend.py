@@ -62,3 +62,34 @@ def test_the_cli_refuses_memory_urls_in_one_line(processes, write_app):
         assert run.returncode == 2, run.stderr
         [line] = run.stderr.strip().splitlines()
         assert "in-process Redis: a command in another process cannot see it" in line
+
+
+def test_an_idle_worker_on_memory_does_not_spin_and_still_serves(monkeypatch):
+    """fakeredis answers XREADGROUP BLOCK at once; the fetch loop paces itself instead."""
+    import time
+
+    from streamwork import redis_ops
+    from streamwork.testing import WorkerThread, wait_until
+
+    reads = []
+    real_read = redis_ops.read
+
+    def counted(*args, **kwargs):
+        reads.append(1)
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(redis_ops, "read", counted)
+    app = App("memory://idle")
+    done = []
+    app.task(name="job")(lambda: done.append(1))
+    try:
+        with WorkerThread(app, block=1.0):
+            wait_until(lambda: reads, message="the first read")
+            time.sleep(0.5)  # idle on purpose: what is measured is what an idle loop does
+            idle_reads = len(reads)
+            app.tasks["job"].send()
+            wait_until(lambda: done == [1], message="the job sent to the idle worker to run")
+        assert idle_reads <= 50, f"{idle_reads} reads in 0.5 s: the fetch loop spins"
+    finally:
+        app.close()
+        memory.forget("memory://idle")
