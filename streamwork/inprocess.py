@@ -11,6 +11,7 @@ process and never changes what a message means.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -122,20 +123,22 @@ def run_until_idle(
     raised again, with its traceback, once the run ends. Call it outside an event loop; in
     asyncio code use `run_until_idle_async`.
     """
-    import asyncio
 
-    summary = RunSummary()
-    for _ in range(max_rounds):
-        worker = _worker(app, queues, topics, settings, summary)
-        asyncio.run(worker.run(burst=True, warn_persistence=False))
-        summary.rounds += 1
-        if not advance_time:
-            return _finish(summary, raise_errors)
-        due = _earliest(redis_ops.first_due(app.connection.redis, _delayed_sets(worker)))
-        if due is None:
-            return _finish(summary, raise_errors)
-        _advance_to(due)
-    raise _too_many(max_rounds)
+    async def run_and_close() -> RunSummary:
+        try:
+            return await run_until_idle_async(
+                app,
+                queues=queues,
+                topics=topics,
+                advance_time=advance_time,
+                raise_errors=raise_errors,
+                max_rounds=max_rounds,
+                settings=settings,
+            )
+        finally:
+            await app.connection.aclose()  # this loop's client: the loop ends here
+
+    return asyncio.run(run_and_close())
 
 
 async def run_until_idle_async(
