@@ -114,12 +114,6 @@ class Connection:
         return f"<Connection {redact(self.url)}>"
 
     @property
-    def is_memory(self) -> bool:
-        """Whether this is an in-process memory:// server (its blocking commands do not
-        block: callers that wait poll instead)."""
-        return memory.is_memory(self.url)
-
-    @property
     def redis(self) -> Any:
         """The synchronous client (a cluster client on a Redis Cluster)."""
         if self._redis is None:

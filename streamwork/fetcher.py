@@ -104,7 +104,6 @@ class Fetcher:
         # Never block past MAX_BLOCK: the reply must come within the socket timeout.
         block_ms = int(1000 * min(self._settings.block, BURST_BLOCK if burst else MAX_BLOCK))
         in_flight = self._in_flight
-        loop = asyncio.get_running_loop()
         failures = 0
         while not in_flight.is_stopping and not self.is_done:
             count = min(self._settings.batch_size, in_flight.free_slots())
@@ -112,14 +111,10 @@ class Fetcher:
                 await in_flight.wait()
                 continue
             try:
-                started = loop.time()
                 reply = await redis_ops.read(
                     self._client, group, self._consumer, streams, count, block_ms
                 )
                 failures = 0
-                if not reply and loop.time() - started < block_ms / 2000:
-                    # The server did not block (memory://): pace the loop instead of spinning.
-                    await asyncio.sleep(min(0.02, block_ms / 1000))
             except TRANSIENT as exc:
                 failures += 1
                 pause = min(10.0, 0.1 * 2**failures)

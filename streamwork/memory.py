@@ -5,14 +5,18 @@ Owns one fakeredis server per URL within this process — `memory://` is one def
 that URL, so a producer and an in-process worker see the same data. It runs streamwork's Lua
 scripts unchanged: fakeredis runs Lua 5.1 as Redis does, and the `cmsgpack` module Redis's
 Lua has (the settle script reads its batch with it) is added here, backed by Python's
-msgpack. Only this process sees a memory:// server: a worker started in another process
-(`streamwork worker`) cannot, so the CLI refuses memory:// URLs.
+msgpack. fakeredis answers BLMOVE and XREADGROUP BLOCK at once; the clients made here wait
+(polling every 10 ms) as Redis would, so no caller needs a special case. Only this process
+sees a memory:// server: a worker started in another process (`streamwork worker`) cannot,
+so the CLI refuses memory:// URLs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import time
 from typing import Any
 
 import msgpack
@@ -61,16 +65,58 @@ def forget(url: str | None = None) -> None:
             _SERVERS.pop(_name(url), None)
 
 
+POLL = 0.01
+"""How often a blocking command looks again while it waits (fakeredis's never block)."""
+
+
 def sync_client(url: str) -> Any:
     import fakeredis
 
-    return fakeredis.FakeRedis(server=server(url), version=(7,))
+    class Blocking(fakeredis.FakeRedis):
+        """BLMOVE and XREADGROUP BLOCK wait as on Redis (fakeredis answers them at once)."""
+
+        def blmove(self, first: Any, second: Any, timeout: float, *sides: Any) -> Any:
+            deadline = time.monotonic() + float(timeout)
+            while True:
+                moved = self.lmove(first, second, *sides)
+                if moved is not None or (timeout and time.monotonic() >= deadline):
+                    return moved
+                time.sleep(POLL)
+
+        def xreadgroup(self, *args: Any, block: int | None = None, **kwargs: Any) -> Any:
+            deadline = time.monotonic() + (block or 0) / 1000
+            while True:
+                reply = super().xreadgroup(*args, **kwargs)
+                if reply or block is None or (block and time.monotonic() >= deadline):
+                    return reply
+                time.sleep(POLL)
+
+    return Blocking(server=server(url), version=(7,))
 
 
 def async_client(url: str) -> Any:
     import fakeredis.aioredis
 
-    return fakeredis.aioredis.FakeRedis(server=server(url), version=(7,))
+    class Blocking(fakeredis.aioredis.FakeRedis):
+        """BLMOVE and XREADGROUP BLOCK wait as on Redis (fakeredis answers them at once)."""
+
+        async def blmove(self, first: Any, second: Any, timeout: float, *sides: Any) -> Any:
+            deadline = time.monotonic() + float(timeout)
+            while True:
+                moved = await self.lmove(first, second, *sides)
+                if moved is not None or (timeout and time.monotonic() >= deadline):
+                    return moved
+                await asyncio.sleep(POLL)
+
+        async def xreadgroup(self, *args: Any, block: int | None = None, **kwargs: Any) -> Any:
+            deadline = time.monotonic() + (block or 0) / 1000
+            while True:
+                reply = await super().xreadgroup(*args, **kwargs)
+                if reply or block is None or (block and time.monotonic() >= deadline):
+                    return reply
+                await asyncio.sleep(POLL)
+
+    return Blocking(server=server(url), version=(7,))
 
 
 def _add_cmsgpack(fake: Any) -> None:

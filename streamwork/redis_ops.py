@@ -237,11 +237,6 @@ def remove_consumer(client: Any, source: Source, consumer: str) -> Any:
     return client.xgroup_delconsumer(source.stream, source.group, consumer)
 
 
-def peek_result(client: Any, key: str) -> Any:
-    """The result at `key` if it is there yet (None if not), without blocking."""
-    return client.lindex(key, -1)
-
-
 def wait_result(client: Any, key: str, timeout: float) -> Any:
     """Block until the result list at `key` has its element, and return it (kept in place)."""
     return client.blmove(key, key, timeout, "RIGHT", "RIGHT")

@@ -7,7 +7,6 @@ a handler (the worker does) and never decides retries.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import time
 from collections.abc import Callable, Iterable
@@ -31,9 +30,6 @@ from .handler import HandlerOptions
 from .keys import QueueKeys, queue_registry
 from .producer import DEFAULT_KEY_TTL, Destination, Producer, due_ms
 from .settings import Duration
-
-POLL = 0.01
-"""How often a result is looked for on memory://, where blocking commands do not block."""
 
 
 @dataclass(frozen=True)
@@ -63,12 +59,6 @@ class TaskHandle:
         with connection.translate_errors():
             while True:  # blocks of at most MAX_BLOCK: each reply within the socket timeout
                 block = _block_for(deadline)
-                if connection.is_memory:  # fakeredis's BLMOVE does not block: poll
-                    raw = redis_ops.peek_result(connection.redis, self._key)
-                    if raw is None and time.monotonic() < deadline:
-                        time.sleep(min(POLL, block))
-                        continue
-                    break
                 raw = redis_ops.wait_result(connection.redis, self._key, block)
                 if raw is not None or block < MAX_BLOCK:
                     break
@@ -82,14 +72,7 @@ class TaskHandle:
         with connection.translate_errors():
             while True:
                 block = _block_for(deadline)
-                client = connection.async_redis()
-                if connection.is_memory:
-                    raw = await redis_ops.peek_result(client, self._key)
-                    if raw is None and time.monotonic() < deadline:
-                        await asyncio.sleep(min(POLL, block))
-                        continue
-                    break
-                raw = await redis_ops.wait_result(client, self._key, block)
+                raw = await redis_ops.wait_result(connection.async_redis(), self._key, block)
                 if raw is not None or block < MAX_BLOCK:
                     break
         return self._decode(raw, timeout)
