@@ -39,6 +39,8 @@ class RunSummary:
     """Per task (or "topic/group"): {"done": n, "retry": n, "dead": n}."""
     rounds: int = 0
     """Burst runs made: one, plus one per jump of the clock."""
+    ran: int = 0
+    """Handler runs started (manual acks and messages still running at the end included)."""
     errors: list[BaseException] = field(default_factory=list, repr=False)
     """Exceptions handlers raised (other than Retry and Reject), in order."""
 
@@ -157,10 +159,12 @@ async def run_until_idle_async(
         worker = _worker(app, queues, topics, settings, summary)
         await worker.run(burst=True, warn_persistence=False)
         summary.rounds += 1
+        summary.ran += worker.processed
         if not advance_time:
             return _finish(summary, raise_errors)
-        client = app.connection.async_redis()
-        due = _earliest(await redis_ops.first_due(client, _delayed_sets(worker)))
+        with app.connection.translate_errors():
+            client = app.connection.async_redis()
+            due = _earliest(await redis_ops.first_due(client, _delayed_sets(worker)))
         if due is None:
             return _finish(summary, raise_errors)
         _advance_to(due)

@@ -227,13 +227,12 @@ def drain(
     **settings: Any,
 ) -> int:
     """Run a burst worker until `queues` and `topics` are drained; returns how many
-    messages it ran (default: everything the app serves)."""
+    messages it ran (default: everything the app serves). `run_until_idle` with
+    WorkerSettings(**settings), counted."""
     from .settings import WorkerSettings
-    from .worker import Worker
 
-    worker = Worker(app, queues, WorkerSettings(**settings), topics)
-    asyncio.run(worker.run(burst=True))
-    return worker.processed
+    summary = run_until_idle(app, queues=queues, topics=topics, settings=WorkerSettings(**settings))
+    return summary.ran
 
 
 def free_cluster_port() -> int:

@@ -208,6 +208,10 @@ class Worker:
         scripts = Scripts(client)
         threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="streamwork")
         in_flight = InFlight(settings.concurrency)
+
+        async def dispatch(deliveries: list[Delivery]) -> None:
+            await self._dispatch(session, deliveries)  # `session` is bound below
+
         scanner = Scanner(
             client,
             scripts,
@@ -215,7 +219,7 @@ class Worker:
             self.sources,
             settings,
             in_flight=in_flight,
-            dispatch=self._dispatch,
+            dispatch=dispatch,
             retention=self.app.retention_of,
         )
         settler = Settler(
@@ -233,10 +237,10 @@ class Worker:
             self.sources,
             settings,
             in_flight,
-            self._dispatch,
+            dispatch,
             (settler, scanner),
         )
-        return Session(
+        session = Session(
             client=client,
             threads=threads,
             in_flight=in_flight,
@@ -247,6 +251,7 @@ class Worker:
             scanner=scanner,
             fetcher=fetcher,
         )
+        return session
 
     async def _prepare(self, client: Any, warn_persistence: bool) -> None:
         await client.ping()
@@ -308,11 +313,8 @@ class Worker:
 
     # -- running -------------------------------------------------------------------------
 
-    async def _dispatch(self, deliveries: list[Delivery]) -> None:
+    async def _dispatch(self, session: Session, deliveries: list[Delivery]) -> None:
         """Start a run for each delivery; entries that cannot run are dead-lettered."""
-        session = self.session
-        if session is None:
-            return
         runs: list[Run] = []
         acked_on_receipt: dict[Source, list[Run]] = defaultdict(list)
         for delivery in deliveries:

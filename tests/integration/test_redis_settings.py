@@ -1,10 +1,11 @@
 """A worker checks the Redis it is given: evicting policies are refused, no persistence warned."""
 
+import asyncio
 import logging
 
 import pytest
 
-from streamwork import App, ConfigurationError
+from streamwork import App, ConfigurationError, Worker
 from streamwork.testing import RedisServer, drain
 
 
@@ -36,7 +37,7 @@ def test_worker_starts_on_an_evicting_redis_when_told_to(evicting_redis, caplog)
 def test_worker_warns_when_redis_persists_nothing(redis_url, caplog):
     # The suite's server runs with --save "" --appendonly no.
     with caplog.at_level(logging.WARNING):
-        drain(make_app(redis_url))
+        asyncio.run(Worker(make_app(redis_url)).run(burst=True))  # a worker, as it starts
     assert "Redis persists nothing" in caplog.text
 
 
@@ -44,7 +45,7 @@ def test_no_warning_when_redis_keeps_an_append_only_file(redis_server, client, c
     client.config_set("appendonly", "yes")
     try:
         with caplog.at_level(logging.WARNING):
-            drain(make_app(redis_server.url))
+            asyncio.run(Worker(make_app(redis_server.url)).run(burst=True))
     finally:
         client.config_set("appendonly", "no")
     assert "persists nothing" not in caplog.text

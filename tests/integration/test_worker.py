@@ -261,7 +261,10 @@ def test_stats_count_live_consumers_only(app, client, monkeypatch):
     client.xadd(source.stream, {"m": b"x"})
     client.xreadgroup(source.group, "dead-worker", {source.stream: ">"}, count=1)
     assert stats.queue_state(app, "default").consumers == 1
-    time.sleep(0.6)  # the dead worker's idle time must pass the window: nothing to poll
+    wait_until(
+        lambda: client.xinfo_consumers(source.stream, source.group)[0]["idle"] >= 500,
+        message="the dead worker to be idle past the 0.5 s window",
+    )
     client.xadd(source.stream, {"m": b"y"})
     client.xreadgroup(source.group, "live-worker", {source.stream: ">"}, count=1)
     state = stats.queue_state(app, "default")
@@ -285,6 +288,15 @@ def test_burst_worker_reports_what_it_leaves_pending(app, client, caplog):
     assert "left 1 entry pending with other consumers (longest idle" in last
     assert "30s visibility timeout" in last
     caplog.clear()
+    wait_until(
+        lambda: (
+            client.xpending_range(source.stream, source.group, "-", "+", 1)[0][
+                "time_since_delivered"
+            ]
+            >= 100
+        ),
+        message="the ghost's entry to be idle past 0.1 s",
+    )
     drain(app, visibility_timeout=0.1)  # now it may be claimed: it runs, nothing is left
     [last] = [r.getMessage() for r in caplog.records if "stopped after" in r.getMessage()]
     assert last.endswith("stopped after 1 message(s); nothing left pending")
