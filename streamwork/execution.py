@@ -102,9 +102,9 @@ class Runner:
         on_error: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         self.tasks = tasks
+        self.subscribers = subscribers
         self.on_error = on_error
         """Told of every exception a handler raised other than Retry and Reject (tests)."""
-        self.subscribers = subscribers
         self.consumer = consumer
         self.threads = threads
         self.timed_out_threads = 0
@@ -156,6 +156,7 @@ class Runner:
             reason,
         )
         body = delivery.fields.get(protocol.FIELD)
+        failed_ms = protocol.now_ms()
         letter = protocol.DeadLetter(
             message=body if isinstance(body, bytes) else dict(delivery.fields),
             reason=reason,
@@ -164,8 +165,8 @@ class Runner:
             error_type="DecodeError",
             error=reason,
             attempts=0,
-            first_failure_ms=protocol.now_ms(),
-            last_failure_ms=protocol.now_ms(),
+            first_failure_ms=failed_ms,
+            last_failure_ms=failed_ms,
             worker=self.consumer,
         )
         return Outcome("dead", delivery.entry_id, protocol.encode_dead_letter(letter))

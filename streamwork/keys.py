@@ -16,14 +16,13 @@ QUEUE_GROUP = "workers"
 
 NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
 """What a queue, topic, group, namespace or task name may be (also on the wire)."""
+NAME_RULE = "use 1-200 ASCII letters, digits, '_', '.', ':' or '-'"
 
 
 def check_name(kind: str, name: str) -> str:
     """Return `name` if it can be a queue, topic, group, namespace or task name, else raise."""
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise ConfigurationError(
-            f"invalid {kind} name {name!r}: use 1-200 ASCII letters, digits, '_', '.', ':' or '-'"
-        )
+        raise ConfigurationError(f"invalid {kind} name {name!r}: {NAME_RULE}")
     return name
 
 

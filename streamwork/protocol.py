@@ -17,7 +17,7 @@ from typing import Any
 import msgpack
 
 from .errors import DecodeError, EncodeError
-from .keys import NAME
+from .keys import NAME, NAME_RULE
 
 VERSION = 1
 FIELD = b"m"
@@ -210,9 +210,7 @@ def decode(raw: Any) -> Envelope:
     for name in ("task", "topic"):
         value = fields[name]
         if isinstance(value, str) and value and not NAME.fullmatch(value):
-            raise DecodeError(
-                f"invalid {name} name {value!r}: 1-200 ASCII letters, digits, '_', '.', ':', '-'"
-            )
+            raise DecodeError(f"invalid {name} name {value!r}: {NAME_RULE}")
     for name, value in fields.items():
         kind = _FIELDS[name][0]
         # bool is an int in Python, never a count or a time on the wire

@@ -86,7 +86,7 @@ def _state(queue: str, replies: list[Any], at: float) -> QueueState:
         retried=total.get("retry", 0),
         dead=total.get("dead", 0),
         runs=total.get("runs", 0),
-        waited=total.get("waited", total.get("runs", 0)),
+        waited=total.get("waited", 0),
         wait_ms=total.get("wait_ms", 0),
         run_ms=total.get("run_ms", 0),
         oldest_pending_ms=_oldest_ms(pending),
