@@ -366,14 +366,13 @@ def load_app(spec: str) -> App:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+    except Exception as exc:
+        missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+        if missing and module_name.startswith(missing):  # the module itself, not its import
             raise AppNotFound(
                 f"cannot import module {module_name!r}: no such module "
                 "(run from the directory that holds it, or set PYTHONPATH)"
             ) from None
-        raise AppNotFound(f"could not import {module_name!r}: {type(exc).__name__}: {exc}") from exc
-    except Exception as exc:
         raise AppNotFound(f"could not import {module_name!r}: {type(exc).__name__}: {exc}") from exc
     app = getattr(module, attr, None)
     if not isinstance(app, App):
