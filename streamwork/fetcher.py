@@ -26,7 +26,7 @@ from .connection import MAX_BLOCK
 from .execution import Delivery
 from .in_flight import InFlight
 from .keys import Source
-from .redis_errors import describe
+from .redis_errors import describe, is_client_race
 from .scanner import Scanner
 from .settings import WorkerSettings
 from .settler import Settler
@@ -43,6 +43,15 @@ TRANSIENT = (
     redis.exceptions.AskError,
 )
 """Errors a fetch loop waits out with backoff instead of stopping the worker."""
+
+
+def is_missing_group(exc: BaseException) -> bool:
+    """NOGROUP: the group is gone; UNBLOCKED: the stream was deleted while a read waited on
+    it (FLUSHALL, DEL). Either way a fetch loop makes them again and reads on."""
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(
+        ("NOGROUP", "UNBLOCKED")
+    )
+
 
 BURST_BLOCK = 0.1
 """How long a burst worker's reads wait: it exits soon after the queues are found drained."""
@@ -115,24 +124,22 @@ class Fetcher:
                     self._client, group, self._consumer, streams, count, block_ms
                 )
                 failures = 0
-            except TRANSIENT as exc:
+            except Exception as exc:
+                if is_missing_group(exc):
+                    log.warning(
+                        "consumer group %s or its stream is missing (deleted, FLUSHALL?); "
+                        "creating it again",
+                        group,
+                    )
+                    for source in by_stream.values():
+                        await redis_ops.ensure_group(self._client, source)
+                    continue
+                if not (isinstance(exc, TRANSIENT) or is_client_race(exc)):
+                    raise
                 failures += 1
                 pause = min(10.0, 0.1 * 2**failures)
                 log.error("%s; retrying in %.1fs", describe(exc, self._url), pause)
                 await asyncio.sleep(pause)
-                continue
-            except redis.exceptions.ResponseError as exc:
-                # NOGROUP: the group is gone; UNBLOCKED: the stream was deleted while this
-                # read waited on it (FLUSHALL, DEL). Either way: make them again, go on.
-                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
-                    raise
-                log.warning(
-                    "consumer group %s or its stream is missing (deleted, FLUSHALL?); "
-                    "creating it again",
-                    group,
-                )
-                for source in by_stream.values():
-                    await redis_ops.ensure_group(self._client, source)
                 continue
             got_any = False
             for stream, entries in reply or ():

@@ -172,3 +172,21 @@ def translate_errors(url: str) -> Iterator[None]:
         if mapped is None:
             raise
         raise mapped from exc
+
+
+def is_client_race(exc: BaseException) -> bool:
+    """True for an AttributeError or TypeError raised inside redis-py itself: its async
+    cluster client can use a node connection that a failover tore down under it
+    (`'NoneType' object has no attribute 'writelines'`; redis-py#3546, #3815, #3835).
+    Such an error is transient — the next command reconnects — not a bug of ours."""
+    if not isinstance(exc, (AttributeError, TypeError)):
+        return False
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    if last is None:
+        return False
+    filename = last.tb_frame.f_code.co_filename.replace("\\", "/")
+    return "/redis/" in filename or "/asyncio/streams.py" in filename

@@ -43,3 +43,46 @@ def test_worker_survives_flushall_and_goes_on(app, client, caplog):
     assert "another worker claimed it" not in caplog.text
     assert "Traceback" not in caplog.text
     assert client.xlen(app.keys("default").stream) == 0
+
+
+def test_a_redis_py_connection_race_is_waited_out(app, monkeypatch, caplog):
+    """redis-py's async cluster client can write to a node connection a failover tore down
+    (AttributeError inside redis-py); the fetch loop waits that out like a lost connection."""
+    import redis.asyncio.connection
+
+    from streamwork import redis_ops
+
+    real_read = redis_ops.read
+    raced = []
+
+    async def racy_read(client, *args):
+        if not raced:
+            raced.append(True)
+            torn_down = redis.asyncio.connection.Connection()
+            await torn_down._send_packed_command([b"PING"])  # its writer is None
+        return await real_read(client, *args)
+
+    monkeypatch.setattr(redis_ops, "read", racy_read)
+    done = []
+
+    @app.task
+    def job(n):
+        done.append(n)
+
+    with WorkerThread(app):
+        job.send(1)
+        wait_until(lambda: done == [1], message="the run after the race")
+    assert raced and "retrying in" in caplog.text
+
+
+def test_only_errors_raised_inside_redis_py_count_as_its_races():
+    from streamwork.redis_errors import is_client_race
+
+    def ours():
+        return None.missing  # type: ignore[attr-defined]
+
+    try:
+        ours()
+    except AttributeError as exc:
+        assert not is_client_race(exc)
+    assert not is_client_race(ConnectionError("refused"))
