@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from . import protocol
 from .connection import Connection
-from .errors import AppNotFound, ConfigurationError
+from .errors import AppNotFound, BadArguments, ConfigurationError, EncodeError
 from .handler import Defaults, HandlerArgs, HandlerOptions, check_count
 from .keys import NAME, QueueKeys, Source, TopicKeys, check_name, queue_source, topic_sources
 from .producer import Producer, due_ms
+from .schedules import Definition, Schedule, Schedules, define
 from .settings import AckMode, Backoff, Duration, to_seconds
 from .task import Task
 from .topic import Retention, Subscriber, destination, event
@@ -75,6 +76,9 @@ class App:
         self.tasks: dict[str, Task] = {}
         self.subscribers: dict[tuple[str, str], Subscriber] = {}
         self.retention: dict[str, Retention] = {}
+        self.declared_schedules: dict[str, Definition] = {}
+        self._paused_at_start: dict[str, bool] = {}
+        """Schedules declared in code (`schedule`, `@periodic`): workers write them at start."""
 
     instances: ClassVar[weakref.WeakSet[App]] = weakref.WeakSet()
     """Every App alive in this process (the pytest plugin re-points them at memory://)."""
@@ -168,6 +172,197 @@ class App:
         if fn is not None:
             return declare(fn)
         return declare
+
+    # -- schedules ------------------------------------------------------------------------
+
+    def _define(
+        self,
+        id: str,
+        task: Task | str,
+        *,
+        cron: str | None,
+        every: Duration | None,
+        tz: str,
+        args: Iterable[Any],
+        kwargs: dict[str, Any] | None,
+        start: datetime | None,
+        end: datetime | None,
+        catch_up: str,
+        overlap: bool,
+    ) -> Definition:
+        if isinstance(task, str):
+            if task not in self.tasks:
+                raise ConfigurationError(f"schedule {id!r}: the app has no task {task!r}")
+            task = self.tasks[task]
+        elif not isinstance(task, Task) or self.tasks.get(task.name) is not task:
+            raise ConfigurationError(f"schedule {id!r}: {task!r} is not a task of this app")
+        try:
+            return define(
+                id,
+                task,
+                cron=cron,
+                every=every,
+                tz=tz,
+                args=args,
+                kwargs=kwargs,
+                start=start,
+                end=end,
+                catch_up=catch_up,
+                overlap=overlap,
+            )
+        except (BadArguments, EncodeError) as exc:
+            raise ConfigurationError(f"schedule {id!r}: {exc}") from None
+
+    def schedule(
+        self,
+        id: str,
+        task: Task | str,
+        *,
+        cron: str | None = None,
+        every: Duration | None = None,
+        tz: str = "UTC",
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        catch_up: str = "latest",
+        overlap: bool = True,
+        paused: bool = False,
+    ) -> Definition:
+        """Declare a schedule: run `task` on a `cron` expression (5 fields, or 6 with seconds
+        first, in time zone `tz`) or `every` N seconds (or a timedelta).
+
+        Declaring writes nothing: workers write the app's declared schedules when they
+        start (and remove the ones it declared before and no longer does). `catch_up` says
+        what a tick missed while no worker ran becomes: "latest" (one run), "none", "all"
+        (up to 100); with `overlap=False` a tick is skipped while the previous run is still
+        queued or running. `paused` is the state a new schedule starts in.
+        """
+        definition = self._define(
+            id,
+            task,
+            cron=cron,
+            every=every,
+            tz=tz,
+            args=args,
+            kwargs=kwargs,
+            start=start,
+            end=end,
+            catch_up=catch_up,
+            overlap=overlap,
+        )
+        if id in self.declared_schedules:
+            raise ConfigurationError(f"schedule {id!r} is declared twice")
+        self.declared_schedules[id] = definition
+        self._paused_at_start[id] = paused
+        return definition
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: Duration | None = None,
+        tz: str = "UTC",
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        catch_up: str = "latest",
+        overlap: bool = True,
+        paused: bool = False,
+        queue: str = DEFAULT_QUEUE,
+        name: str | None = None,
+        bind: bool = False,
+        **options: Unpack[HandlerArgs],
+    ) -> Callable[[Callable[..., Any]], Task]:
+        """Declare a task and its schedule (the schedule's id is the task's name):
+        `@app.periodic(cron="*/5 * * * *", queue="maintenance")`. Takes the schedule's
+        arguments (see `schedule`) and the task's (see `task`)."""
+
+        def declare(function: Callable[..., Any]) -> Task:
+            declared = self.task(queue=queue, name=name, bind=bind, **options)(function)
+            self.schedule(
+                declared.name,
+                declared,
+                cron=cron,
+                every=every,
+                tz=tz,
+                args=args,
+                kwargs=kwargs,
+                start=start,
+                end=end,
+                catch_up=catch_up,
+                overlap=overlap,
+                paused=paused,
+            )
+            return declared
+
+        return declare
+
+    def add_schedule(
+        self,
+        id: str,
+        task: Task | str,
+        *,
+        cron: str | None = None,
+        every: Duration | None = None,
+        tz: str = "UTC",
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        catch_up: str = "latest",
+        overlap: bool = True,
+        paused: bool = False,
+    ) -> Schedule:
+        """Write a schedule now (created, or its definition updated): a schedule added at
+        runtime lasts until `unschedule`, whatever code workers run. Same arguments as
+        `schedule`; returns it as stored."""
+        definition = self._define(
+            id,
+            task,
+            cron=cron,
+            every=every,
+            tz=tz,
+            args=args,
+            kwargs=kwargs,
+            start=start,
+            end=end,
+            catch_up=catch_up,
+            overlap=overlap,
+        )
+        store = self._schedules()
+        store.put(definition, origin="runtime", paused=paused)
+        return store.get(id)
+
+    def _schedules(self) -> Schedules:
+        return Schedules(self.connection, self.namespace)
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule stored in the app's namespace (declared ones once a worker wrote
+        them), by id."""
+        return self._schedules().all()
+
+    def get_schedule(self, id: str) -> Schedule:
+        """One stored schedule; UnknownSchedule if there is none with that id."""
+        return self._schedules().get(id)
+
+    def unschedule(self, id: str) -> None:
+        """Remove a schedule (UnknownSchedule if there is none). One the app declares in
+        code comes back when a worker starts with code that still declares it."""
+        self._schedules().remove(id)
+
+    def pause_schedule(self, id: str) -> None:
+        """Stop enqueuing ticks of `id` until `resume_schedule`."""
+        self._schedules().pause(id)
+
+    def resume_schedule(self, id: str) -> None:
+        """Enqueue ticks of `id` again from its next tick (ticks missed meanwhile never run)."""
+        self._schedules().resume(id)
+
+    def trigger_schedule(self, id: str) -> str:
+        """Enqueue one run of `id` now (its next tick is unchanged); returns the message id."""
+        return self._schedules().trigger(id)
 
     # -- topics --------------------------------------------------------------------------
 

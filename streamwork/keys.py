@@ -60,6 +60,43 @@ class QueueKeys:
         return f"{self.tag}:dedupe:{key}"
 
 
+@dataclass(frozen=True)
+class ScheduleKeys:
+    """The keys of one schedule, all in its target queue's slot (the tick script writes the
+    schedule, its claim key and the queue's stream in one step)."""
+
+    namespace: str
+    queue: str
+    id: str
+
+    @property
+    def tag(self) -> str:
+        return f"{self.namespace}:{{{self.queue}}}"
+
+    @property
+    def schedule(self) -> str:
+        """A hash: the definition, its revision, paused, last run, counters."""
+        return f"{self.tag}:schedule:{self.id}"
+
+    @property
+    def due(self) -> str:
+        """A sorted set of the queue's active schedules by next due time (Unix ms)."""
+        return f"{self.tag}:schedules"
+
+    @property
+    def stream(self) -> str:
+        return f"{self.tag}:stream"
+
+    def claim(self, due_ms: int) -> str:
+        """Set (NX) by the step that enqueues the tick due at `due_ms`."""
+        return f"{self.tag}:tick:{self.id}:{due_ms}"
+
+
+def schedule_index(namespace: str) -> str:
+    """A hash of every schedule in `namespace`: id -> target queue."""
+    return f"{namespace}:schedules"
+
+
 def queue_registry(namespace: str) -> str:
     """The set of every queue name that was sent to or served in `namespace`."""
     return f"{namespace}:queues"

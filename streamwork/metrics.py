@@ -295,3 +295,16 @@ class QueueCollector:
 
 def _age(oldest_ms: int | None, now_ms: float) -> float:
     return 0.0 if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000)
+
+
+SCHEDULE_TICKS = Counter(
+    "streamwork_schedule_ticks",
+    "Schedule ticks by outcome: enqueued, skipped (overlap=False and the previous run was "
+    "still queued or running), missed (no worker ran in time; catch-up did not run it).",
+    ["schedule", "outcome"],
+)
+
+
+def schedule_ticks(schedule: str, outcome: str, n: int) -> None:
+    if n:
+        SCHEDULE_TICKS.labels(schedule, outcome).inc(n)

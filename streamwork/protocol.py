@@ -43,6 +43,11 @@ def now_ms() -> int:
     return int(time.time() * 1000) + _clock_offset_ms
 
 
+def clock_offset_ms() -> int:
+    """How far `now_ms` is ahead of the wall clock (0 outside tests that advance time)."""
+    return _clock_offset_ms
+
+
 def advance_clock(ms: int) -> None:
     """Move `now_ms` forward by `ms` (tests only: see testing.run_until_idle)."""
     global _clock_offset_ms

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import msgpack
 import redis.exceptions
 
-from .keys import QueueKeys, Source
+from .keys import QueueKeys, ScheduleKeys, Source
 
 _SCRIPTS = resources.files(__package__).joinpath("scripts")
 LUA = {
@@ -143,6 +143,65 @@ class Scripts:
         """XADD many messages to one stream in one command; returns how many."""
         return self._scripts["add_many"](keys=[stream], args=bodies)
 
+    def schedule_put(
+        self,
+        keys: ScheduleKeys,
+        rev: str,
+        first_due_ms: int | None,
+        paused: bool,
+        origin: str,
+        fields: dict[str, Any],
+    ) -> Any:
+        """Create or update a schedule: 0 unchanged, 1 created, 2 updated."""
+        pairs = [item for pair in fields.items() for item in pair]
+        return self._scripts["schedule_put"](
+            keys=[keys.schedule, keys.due],
+            args=[keys.id, rev, _ms_or_empty(first_due_ms), "1" if paused else "0", origin, *pairs],
+        )
+
+    def schedule_tick(
+        self,
+        keys: ScheduleKeys,
+        due: int | None,
+        rev: str,
+        next_due_ms: int | None,
+        overlap: bool,
+        claim_ttl_ms: int,
+        missed: int,
+        messages: Sequence[tuple[int, str, bytes]],
+    ) -> Any:
+        """Enqueue ticks (due ms, task id, body) once: [enqueued, skipped, status]. `due`
+        None is a trigger: a run now, the due time untouched."""
+        args: list[Any] = [
+            keys.id,
+            "trigger" if due is None else due,
+            rev,
+            _ms_or_empty(next_due_ms),
+            "1" if overlap else "0",
+            claim_ttl_ms,
+            missed,
+        ]
+        for message in messages:
+            args.extend(message)
+        claims = [keys.claim(due_ms) for due_ms, _, _ in messages]
+        return self._scripts["schedule_tick"](
+            keys=[keys.schedule, keys.due, keys.stream, *claims], args=args
+        )
+
+    def schedule_state(self, keys: ScheduleKeys, action: str, next_due_ms: int | None) -> Any:
+        """Pause, resume or remove a schedule: 1 done, 0 no such schedule."""
+        return self._scripts["schedule_state"](
+            keys=[keys.schedule, keys.due], args=[keys.id, action, _ms_or_empty(next_due_ms)]
+        )
+
+    def schedules_due(self, due_set: str, offset_ms: int, limit: int = 100) -> Any:
+        """[now ms, earliest due ms or -1, id, due ms, ...] by Redis's clock (+ `offset_ms`)."""
+        return self._scripts["schedules_due"](keys=[due_set], args=[offset_ms, limit])
+
+
+def _ms_or_empty(ms: int | None) -> int | str:
+    return "" if ms is None else ms
+
 
 def schedule_many(client: Any, delayed: str, bodies: Sequence[bytes], due_ms: int) -> Any:
     """ZADD many messages, all due at `due_ms`, in one command."""
@@ -177,6 +236,19 @@ def add(client: Any, keys: QueueKeys, body: bytes, due_ms: int | None = None) ->
 def register(client: Any, registry: str, name: str) -> Any:
     """Record a queue or topic in a registry set, so tools find it without KEYS or SCAN."""
     return client.sadd(registry, name)
+
+
+def schedule_queues(client: Any, index: str) -> Any:
+    """The schedule index: {id: target queue}."""
+    return client.hgetall(index)
+
+
+def read_schedules(client: Any, keys: Sequence[ScheduleKeys]) -> Any:
+    """Each schedule's hash (empty when gone), in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hgetall(key.schedule)
+    return pipe.execute()
 
 
 def registered(client: Any, registry: str) -> Any:

@@ -1,6 +1,6 @@
 """Scanner: the timers that keep delivery whole — claims, leases and delayed messages.
 
-Four loops, each on its own timer, for every source a worker serves:
+Four loops (five with schedules), each on its own timer, for every source a worker serves:
 - claim: XAUTOCLAIM entries idle past the visibility timeout (their worker died or froze)
   and hand them to the worker to run again; entries deleted while pending are counted lost;
   consumers long idle with nothing pending (dead workers, emptied) leave the group.
@@ -8,6 +8,7 @@ Four loops, each on its own timer, for every source a worker serves:
   taken from a live worker (it renews only entries it still owns).
 - move: move due delayed messages and retries into the stream (one Lua step each time).
 - trim: apply each served topic's retention, never dropping what a group has not read.
+- tick: enqueue due schedule ticks (ticker.py), when the worker runs schedules.
 It never runs a handler and never writes an outcome.
 """
 
@@ -29,6 +30,7 @@ from .redis_ops import Scripts
 from .settings import WorkerSettings
 
 if TYPE_CHECKING:
+    from .ticker import Ticker
     from .topic import Retention
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class Scanner:
         in_flight: InFlight,
         dispatch: Callable[[list[Delivery]], Awaitable[None]],
         retention: Callable[[str], Retention] | None = None,
+        ticker: Ticker | None = None,
     ) -> None:
         self._client = client
         self._scripts = scripts
@@ -67,6 +70,7 @@ class Scanner:
         self._in_flight = in_flight
         self._dispatch = dispatch
         self._retention = retention
+        self._ticker = ticker
         # Each delayed set once (a topic group's two sources share one), and for each topic
         # its delayed events, which go to the topic stream for every group.
         movers = {(s.delayed, s.ready) for s in sources}
@@ -95,6 +99,8 @@ class Scanner:
             "claim": self.claim_stale,
             "trim": self.trim_topics,
         }
+        if self._ticker is not None:
+            loops["tick"] = self._ticker.tick
         self._wakes = {what: asyncio.Event() for what in loops}
         self._move_soon = self._wakes["move"]
         self._tasks = [

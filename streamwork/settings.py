@@ -83,6 +83,8 @@ class WorkerSettings:
     """Recycle the process (stop gracefully, exit for a restart) after this many messages."""
     max_memory_mb: float | None = None
     """Recycle the process once its resident memory passes this many MiB."""
+    schedules: bool = True
+    """Run the schedule ticker (every worker process does by default; no leader needed)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):

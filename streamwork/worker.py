@@ -37,6 +37,7 @@ from .redis_ops import Scripts
 from .scanner import Scanner
 from .settings import WorkerSettings
 from .settler import Settler
+from .ticker import Ticker
 
 if TYPE_CHECKING:
     from .app import App
@@ -74,6 +75,7 @@ class Session:
     settler: Settler
     scanner: Scanner
     fetcher: Fetcher
+    ticker: Ticker
     isolation: asyncio.Task[None] | None = field(default=None)
     """The task running redelivered messages alone, while there are any."""
 
@@ -190,7 +192,7 @@ class Worker:
         is_started = False
         try:
             with translate_errors(self.app.url):
-                await self._prepare(session.client, warn_persistence)
+                await self._prepare(session, warn_persistence)
             is_started = True
             session.settler.start()
             session.scanner.start()
@@ -212,6 +214,7 @@ class Worker:
         async def dispatch(deliveries: list[Delivery]) -> None:
             await self._dispatch(session, deliveries)  # `session` is bound below
 
+        ticker = Ticker(client, scripts, self.app.namespace, self.app.max_message_bytes)
         scanner = Scanner(
             client,
             scripts,
@@ -221,6 +224,7 @@ class Worker:
             in_flight=in_flight,
             dispatch=dispatch,
             retention=self.app.retention_of,
+            ticker=ticker if settings.schedules else None,
         )
         settler = Settler(
             client,
@@ -250,10 +254,12 @@ class Worker:
             settler=settler,
             scanner=scanner,
             fetcher=fetcher,
+            ticker=ticker,
         )
         return session
 
-    async def _prepare(self, client: Any, warn_persistence: bool) -> None:
+    async def _prepare(self, session: Session, warn_persistence: bool) -> None:
+        client = session.client
         await client.ping()
         if not memory.is_memory(self.app.url):  # in-process: never persists, never evicts
             await check_durability(client, self.settings.allow_evicting_redis, warn_persistence)
@@ -261,6 +267,11 @@ class Worker:
             await redis_ops.ensure_group(client, source)
             registry = registry_of(self.app.namespace, source)
             await redis_ops.register(client, registry, source.topic or source.name)
+        if self.settings.schedules:
+            app = self.app
+            await session.ticker.reconcile(
+                list(app.declared_schedules.values()), app.queues(), app._paused_at_start
+            )
 
     async def _finish(self, session: Session, is_started: bool) -> None:
         grace = self.settings.grace

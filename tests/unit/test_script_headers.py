@@ -7,7 +7,7 @@ import pytest
 
 from streamwork import redis_ops
 from streamwork.execution import Outcome
-from streamwork.keys import queue_source
+from streamwork.keys import ScheduleKeys, queue_source
 
 HEADER_KEY = re.compile(r"^-- KEYS\[(\d+)(\.\.)?\]", re.MULTILINE)
 
@@ -36,6 +36,7 @@ class Recorder:
 
 
 SOURCE = queue_source("sw", "q")
+SCHEDULE = ScheduleKeys("sw", "q", "s")
 WITH_RESULT = Outcome("done", b"1-0", result_key="sw:{q}:result:x", result=b"r")
 CALLS = {
     "settle": lambda s: s.settle(SOURCE, "c", [WITH_RESULT], is_pending=True, result_ttl_ms=1),
@@ -47,6 +48,10 @@ CALLS = {
     "purge": lambda s: s.purge(SOURCE, 1, True),
     "trim_topic": lambda s: s.trim_topic("t", None, None, False),
     "add_many": lambda s: s.add_many("s", [b"m"]),
+    "schedule_put": lambda s: s.schedule_put(SCHEDULE, "r", 1, False, "code", {"task": "t"}),
+    "schedule_tick": lambda s: s.schedule_tick(SCHEDULE, 1, "r", 2, True, 1, 0, [(1, "i", b"m")]),
+    "schedule_state": lambda s: s.schedule_state(SCHEDULE, "pause", None),
+    "schedules_due": lambda s: s.schedules_due("sw:{q}:schedules", 0),
 }
 
 

@@ -1,0 +1,76 @@
+-- schedule_tick.lua: enqueue a schedule's due tick(s) once, and move it to its next tick.
+--
+-- KEYS[1]  the schedule's hash
+-- KEYS[2]  the queue's due set
+-- KEYS[3]  the queue's stream
+-- KEYS[4..] one claim key per message (NS:{QUEUE}:tick:ID:DUE_MS), in ARGV's order
+-- ARGV[1]  the schedule id
+-- ARGV[2]  the due time the caller read (Unix ms), or "trigger": a run now that neither
+--          checks nor moves the due time, nor looks at overlap
+-- ARGV[3]  the revision the caller computed the ticks from
+-- ARGV[4]  the next due time after these ticks (Unix ms), or "" when there is none
+-- ARGV[5]  "0": skip (overlap) while the last message enqueued is still queued or running
+-- ARGV[6]  how long a claim key lives, in ms
+-- ARGV[7]  ticks the caller found missed and does not enqueue (catch-up policy)
+-- ARGV[8..] per message: its due time (Unix ms), its task id, its body (three values each)
+--
+-- Returns {enqueued, skipped, status}: status 1 written; 0 the due time moved (another
+-- worker took this tick); -1 the definition changed since it was read; -2 paused;
+-- -3 the schedule is gone.
+--
+-- Invariant: a tick's message is added only by the step that sets its claim key, in the
+-- slot of the queue's stream, and only while the due time is the one read: any number of
+-- workers racing for a tick enqueue it once.
+
+local id, expected, rev = ARGV[1], ARGV[2], ARGV[3]
+local is_trigger = expected == "trigger"
+if redis.call("EXISTS", KEYS[1]) == 0 then
+    return {0, 0, -3}
+end
+if not is_trigger then
+    local score = redis.call("ZSCORE", KEYS[2], id)
+    if not score or tonumber(score) ~= tonumber(expected) then
+        return {0, 0, 0}
+    end
+    if redis.call("HGET", KEYS[1], "rev") ~= rev then
+        return {0, 0, -1}
+    end
+    if redis.call("HGET", KEYS[1], "paused") == "1" then
+        redis.call("ZREM", KEYS[2], id)
+        return {0, 0, -2}
+    end
+end
+local enqueued, skipped = 0, 0
+if not is_trigger and ARGV[5] == "0" then
+    local last = redis.call("HGET", KEYS[1], "last_entry")
+    if last and #redis.call("XRANGE", KEYS[3], last, last, "COUNT", 1) > 0 then
+        skipped = (#ARGV - 7) / 3
+    end
+end
+if skipped == 0 then
+    local ttl = ARGV[6]
+    for i = 8, #ARGV, 3 do
+        local claim = KEYS[4 + (i - 8) / 3]
+        if is_trigger or redis.call("SET", claim, "1", "NX", "PX", ttl) then
+            local entry = redis.call("XADD", KEYS[3], "*", "m", ARGV[i + 2])
+            redis.call("HSET", KEYS[1], "last_run", ARGV[i], "last_message", ARGV[i + 1],
+                "last_entry", entry)
+            enqueued = enqueued + 1
+        end
+    end
+end
+if not is_trigger then
+    if ARGV[4] == "" then
+        redis.call("ZREM", KEYS[2], id)
+    else
+        redis.call("ZADD", KEYS[2], ARGV[4], id)
+    end
+end
+redis.call("HINCRBY", KEYS[1], "enqueued", enqueued)
+if skipped > 0 then
+    redis.call("HINCRBY", KEYS[1], "skipped", skipped)
+end
+if tonumber(ARGV[7]) > 0 then
+    redis.call("HINCRBY", KEYS[1], "missed", ARGV[7])
+end
+return {enqueued, skipped, 1}

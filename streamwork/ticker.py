@@ -1,0 +1,160 @@
+"""Ticker: enqueues the due ticks of a namespace's schedules, in every worker process.
+
+At least every 0.5 s it reads, by Redis's clock, which schedules are due (a due set per
+queue), plans the ticks to enqueue (catch-up policy) and hands them to one Lua step on the
+queue's slot that checks the due time is still the one read, claims each tick (SET NX) and
+XADDs its message, then moves the schedule on: any number of workers enqueue a tick once.
+At a worker's start it reconciles the app's declared schedules. It never runs a handler and
+never decides what a schedule is (schedules.py does).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from . import metrics, protocol, redis_ops
+from .keys import ScheduleKeys, queue_registry, schedule_index
+from .schedules import TICK_EVERY, Definition, claim_ttl_ms, tick_body
+
+log = logging.getLogger(__name__)
+
+
+class Ticker:
+    """Enqueues the due ticks of every schedule in a namespace; reconciles an app's declared
+    schedules. Runs on a worker's event loop, with its async client."""
+
+    def __init__(self, client: Any, scripts: Any, namespace: str, max_message_bytes: int) -> None:
+        self._client = client
+        self._scripts = scripts
+        self.namespace = namespace
+        self._max_message_bytes = max_message_bytes
+        self._unreadable: set[tuple[str, bytes]] = set()
+        self.enqueued = 0
+
+    def _keys(self, queue: str, id: str) -> ScheduleKeys:
+        return ScheduleKeys(self.namespace, queue, id)
+
+    async def _index(self) -> dict[str, str]:
+        raw = await redis_ops.schedule_queues(self._client, schedule_index(self.namespace))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def reconcile(
+        self,
+        declared: Sequence[Definition],
+        owned_queues: Iterable[str],
+        paused: Mapping[str, bool] | None = None,
+    ) -> None:
+        """Write the app's declared schedules (created, or their definition updated: paused
+        state and last run kept); remove code-declared schedules of the app's queues that
+        it no longer declares. Runtime schedules (add_schedule) are never touched."""
+        index = await self._index()
+        now = protocol.now_ms()
+        for definition in declared:
+            old_queue = index.get(definition.id)
+            if old_queue is not None and old_queue != definition.queue:
+                await self._scripts.schedule_state(
+                    self._keys(old_queue, definition.id), "remove", None
+                )
+            await self._client.hset(schedule_index(self.namespace), definition.id, definition.queue)
+            await self._client.sadd(queue_registry(self.namespace), definition.queue)
+            written = await self._scripts.schedule_put(
+                self._keys(definition.queue, definition.id),
+                definition.rev,
+                definition.next_after(now),
+                (paused or {}).get(definition.id, False),
+                "code",
+                definition.fields(),
+            )
+            if written:
+                log.info("schedule %s %s", definition.id, "created" if written == 1 else "updated")
+        names = {d.id for d in declared}
+        owned = set(owned_queues)
+        for id, queue in index.items():
+            if id in names or queue not in owned:
+                continue
+            keys = self._keys(queue, id)
+            if await self._client.hget(keys.schedule, "origin") != b"code":
+                continue
+            await self._client.hdel(schedule_index(self.namespace), id)
+            await self._scripts.schedule_state(keys, "remove", None)
+            log.info("schedule %s removed: the app no longer declares it", id)
+
+    async def tick(self) -> float:
+        """Enqueue every due tick; returns how long to wait before looking again (s)."""
+        wait = TICK_EVERY
+        offset = protocol.clock_offset_ms()
+        for queue in sorted(set((await self._index()).values())):
+            due_set = self._keys(queue, "").due
+            reply = await self._scripts.schedules_due(due_set, offset)
+            now, earliest = int(reply[0]), int(reply[1])
+            for i in range(2, len(reply), 2):
+                await self._fire(queue, reply[i].decode(), int(float(reply[i + 1])), now)
+            if earliest > now:
+                wait = min(wait, (earliest - now) / 1000)
+        return max(0.005, wait)
+
+    async def next_due(self) -> int | None:
+        """The earliest due time over every schedule of the namespace (Unix ms), or None."""
+        earliest = None
+        for queue in set((await self._index()).values()):
+            first = await self._client.zrange(self._keys(queue, "").due, 0, 0, withscores=True)
+            if first:
+                due = int(first[0][1])
+                earliest = due if earliest is None else min(earliest, due)
+        return earliest
+
+    async def _fire(self, queue: str, id: str, due: int, now: int) -> None:
+        keys = self._keys(queue, id)
+        raw = await self._client.hgetall(keys.schedule)
+        if not raw:
+            await self._client.zrem(keys.due, id)  # removed under us: forget its due time
+            return
+        try:
+            definition = Definition.from_fields(id, raw)
+        except ValueError as exc:
+            self._unreadable_once(id, raw, str(exc))
+            return
+        ticks, missed, next_due = definition.plan(due, now)
+        messages = []
+        for tick in ticks:
+            message_id = protocol.new_id()
+            body = tick_body(definition, message_id, tick, now)
+            protocol.check_size(body, self._max_message_bytes, f"schedule {id!r}'s message")
+            messages.append((tick, message_id, body))
+        enqueued, skipped, status = await self._scripts.schedule_tick(
+            keys,
+            due,
+            raw.get(b"rev", b"").decode(),
+            next_due,
+            definition.overlap,
+            claim_ttl_ms(definition, now),
+            missed,
+            messages,
+        )
+        if status != 1:
+            return  # another worker took it, or it changed, paused or went: nothing to do
+        self.enqueued += int(enqueued)
+        metrics.schedule_ticks(id, "enqueued", int(enqueued))
+        if skipped:
+            metrics.schedule_ticks(id, "skipped", int(skipped))
+            log.warning(
+                "schedule %s: tick skipped, its previous run is still queued or running "
+                "(overlap=False)",
+                id,
+            )
+        if missed:
+            metrics.schedule_ticks(id, "missed", missed)
+            log.warning(
+                "schedule %s: %d tick(s) missed while no worker ran (catch_up=%r)",
+                id,
+                missed,
+                definition.catch_up,
+            )
+
+    def _unreadable_once(self, id: str, raw: dict[bytes, bytes], reason: str) -> None:
+        key = (id, raw.get(b"rev", b""))
+        if key not in self._unreadable:
+            self._unreadable.add(key)
+            log.error("%s; its ticks are not enqueued", reason)
