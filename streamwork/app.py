@@ -199,7 +199,9 @@ class App:
         try:
             return define(
                 id,
-                task,
+                task.name,
+                task.options.queue,
+                task.check_arguments,
                 cron=cron,
                 every=every,
                 tz=tz,

@@ -18,6 +18,7 @@ import click
 
 from . import __version__, logs
 from . import cli_dlq as dlq_commands
+from . import cli_schedules as schedule_commands
 from . import cli_stats as stats_commands
 from . import stats as queue_stats
 from .cli_app import load_app
@@ -139,6 +140,12 @@ def main(log_level: str) -> None:
     help="Start even if Redis's maxmemory-policy may evict queues.",
 )
 @click.option("--log-level", type=click.Choice(logs.LEVELS), default="info", show_default=True)
+@click.option(
+    "--schedules/--no-schedules",
+    default=True,
+    show_default=True,
+    help="Run the schedule ticker (every worker process may; each tick is enqueued once).",
+)
 @click.option("--log-format", type=click.Choice(logs.FORMATS), default="text", show_default=True)
 def worker(
     app_spec: str,
@@ -154,6 +161,7 @@ def worker(
     metrics_port: int | None,
     metrics_address: str,
     allow_evicting_redis: bool,
+    schedules: bool,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -167,6 +175,7 @@ def worker(
         grace=grace,
         max_tasks=max_tasks,
         max_memory_mb=max_memory,
+        schedules=schedules,
     )
     probe = Worker(app, _split(queues) or None, settings, _split(topics) or None)  # checks names
     asyncio.run(probe.preflight())  # Redis reachable and not evicting, before any process
@@ -181,6 +190,9 @@ def worker(
             ) from None
     metrics_text = f"http://{metrics_address}:{metrics_port}/metrics" if metrics else "off"
     burst_text = "  (burst)" if burst else ""
+    schedules_text = (
+        f"ticker on; {len(app.declared_schedules)} declared in code" if schedules else "off"
+    )
     if log_format == "json":  # one JSON line, like every other line a log shipper reads
         banner = {
             "time": datetime.now(timezone.utc).isoformat(),
@@ -196,6 +208,7 @@ def worker(
             "concurrency": concurrency,
             "burst": burst,
             "metrics": metrics_text,
+            "schedules": len(app.declared_schedules) if schedules else "off",
         }
         click.echo(json.dumps(banner), err=True)
     else:
@@ -206,7 +219,8 @@ def worker(
             f"  queues:      {', '.join(probe.queues) or '-'}\n"
             f"  topics:      {', '.join(probe.groups) or '-'}\n"
             f"  processes:   {processes} x concurrency {concurrency}{burst_text}\n"
-            f"  metrics:     {metrics_text}",
+            f"  metrics:     {metrics_text}\n"
+            f"  schedules:   {schedules_text}",
             err=True,
         )
     spec = ProcessSpec(
@@ -308,5 +322,6 @@ def purge(app_spec: str, queues: tuple[str, ...], delayed: bool, yes: bool) -> N
 
 
 main.add_command(dlq_commands.dlq)
+main.add_command(schedule_commands.schedules)
 main.add_command(stats_commands.stats)
 main.add_command(stats_commands.top)

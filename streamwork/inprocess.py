@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from . import protocol, redis_ops
 from .execution import Outcome
 from .keys import Source, TopicKeys
-from .settings import WorkerSettings
+from .settings import Duration, WorkerSettings, to_seconds
+from .ticker import Ticker
 from .worker import Worker
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def run_until_idle(
     *,
     queues: Sequence[str] | None = None,
     topics: Sequence[str] | None = None,
-    advance_time: bool = False,
+    advance_time: bool | Duration = False,
     raise_errors: bool = False,
     max_rounds: int = DEFAULT_MAX_ROUNDS,
     settings: WorkerSettings | None = None,
@@ -121,6 +122,10 @@ def run_until_idle(
 
     With `advance_time`, delayed messages and retries run too: the clock jumps to each next
     due time (it stays advanced for the rest of the process; the pytest plugin resets it).
+    Given a duration instead of True (seconds or a timedelta), schedules tick too, for that
+    long from now: each tick is enqueued at its own time, and ticks of schedules with
+    overlap allowed are run together once the clock reaches the next delayed message (a
+    day of a 5-minute cron takes a fraction of a second).
     With `raise_errors`, the first exception a handler raised (not Retry or Reject) is
     raised again, with its traceback, once the run ends. Call it outside an event loop; in
     asyncio code use `run_until_idle_async`.
@@ -148,14 +153,18 @@ async def run_until_idle_async(
     *,
     queues: Sequence[str] | None = None,
     topics: Sequence[str] | None = None,
-    advance_time: bool = False,
+    advance_time: bool | Duration = False,
     raise_errors: bool = False,
     max_rounds: int = DEFAULT_MAX_ROUNDS,
     settings: WorkerSettings | None = None,
 ) -> RunSummary:
     """Like `run_until_idle`, on the running event loop (for pytest-asyncio tests)."""
     summary = RunSummary()
-    for _ in range(max_rounds):
+    horizon = None
+    if advance_time is not True and advance_time is not False:
+        horizon = protocol.now_ms() + int(to_seconds("advance_time", advance_time) * 1000)
+    jumps = 0
+    while True:
         worker = _worker(app, queues, topics, settings, summary)
         await worker.run(burst=True, warn_persistence=False)
         summary.rounds += 1
@@ -165,7 +174,36 @@ async def run_until_idle_async(
         with app.connection.translate_errors():
             client = app.connection.async_redis()
             due = _earliest(await redis_ops.first_due(client, _delayed_sets(worker)))
-        if due is None:
+            if horizon is not None:
+                ticker = Ticker(
+                    client,
+                    app.connection.async_scripts(),
+                    app.namespace,
+                    app.max_message_bytes,
+                    worker.queues,
+                )
+                if await _tick_until(ticker, min(horizon, due or horizon)):
+                    continue  # run what the ticks enqueued
+        if due is None or (horizon is not None and due > horizon):
             return _finish(summary, raise_errors)
+        jumps += 1
+        if jumps >= max_rounds:
+            raise _too_many(max_rounds)
         _advance_to(due)
-    raise _too_many(max_rounds)
+
+
+async def _tick_until(ticker: Ticker, until_ms: int) -> bool:
+    """Jump the clock from tick to tick of the namespace's schedules up to `until_ms`,
+    enqueuing each; stop after a tick of a schedule without overlap (its run must come
+    first). Returns whether any tick was enqueued."""
+    ticked = False
+    while True:
+        due = await ticker.next_due()
+        if due is None or due > until_ms:
+            return ticked
+        _advance_to(due)
+        ticker.exclusive_enqueued = False
+        await ticker.tick()
+        ticked = ticked or ticker.enqueued > 0
+        if ticker.exclusive_enqueued:
+            return ticked

@@ -31,6 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import stats
 from .errors import StreamworkError
+from .schedules import Schedules, period_of
 
 if TYPE_CHECKING:
     from .connection import NamespaceView
@@ -291,6 +292,44 @@ class QueueCollector:
                 add([topic.topic, group.group], group.lag, group, group.retrying)
         yield from family.values()
         yield added
+        yield from _schedule_families(self.app, now_ms)
+
+
+def _schedule_families(app: NamespaceView, now_ms: float) -> Iterator[Any]:
+    """Per schedule: last and next run, period, paused (read from Redis at scrape time)."""
+    try:
+        found = Schedules(app.connection, app.namespace).all()
+    except (StreamworkError, redis.exceptions.RedisError) as exc:
+        log.error("metrics: cannot read schedules from Redis: %s", exc)
+        return
+    labels = ["schedule", "task", "queue"]
+    last = GaugeMetricFamily(
+        "streamwork_schedule_last_run_timestamp_seconds",
+        "Due time of the schedule's last tick enqueued (Unix seconds).",
+        labels=labels,
+    )
+    nxt = GaugeMetricFamily(
+        "streamwork_schedule_next_run_timestamp_seconds",
+        "When the schedule's next tick is due (Unix seconds); absent when paused or ended.",
+        labels=labels,
+    )
+    period = GaugeMetricFamily(
+        "streamwork_schedule_period_seconds",
+        "Seconds between two ticks (cron: the next two).",
+        labels=labels,
+    )
+    paused = GaugeMetricFamily(
+        "streamwork_schedule_paused", "1 while the schedule is paused.", labels=labels
+    )
+    for schedule in found:
+        key = [schedule.id, schedule.task, schedule.queue]
+        if schedule.last_run is not None:
+            last.add_metric(key, schedule.last_run.timestamp())
+        if schedule.next_run is not None:
+            nxt.add_metric(key, schedule.next_run.timestamp())
+        period.add_metric(key, period_of(schedule, int(now_ms)))
+        paused.add_metric(key, 1 if schedule.paused else 0)
+    yield from (last, nxt, period, paused)
 
 
 def _age(oldest_ms: int | None, now_ms: float) -> float:

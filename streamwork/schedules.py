@@ -5,10 +5,11 @@ ticks are computed (croniter, in the schedule's time zone, for cron), and its Re
 hash per schedule and a due set per queue, both in the target queue's slot, plus an index
 of every schedule of the namespace (id -> queue).
 
-Every worker process runs a `Ticker` (ticker.py), which enqueues each due tick with one Lua
-step that claims it (SET NX) and XADDs the message. Workers racing for a tick thus
-enqueue it once. Declaring a schedule in code writes nothing: a worker reconciles the app's
-declared schedules when it starts. Nothing here runs a handler.
+Every worker process serving a queue runs a `Ticker` (ticker.py) for that queue's
+schedules; it enqueues each due tick with one Lua step that claims it (SET NX) and XADDs the
+message, so workers racing for a tick enqueue it once. Declaring a schedule in code writes
+nothing: a worker reconciles the app's declared schedules when it starts. Nothing here runs
+a handler.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import msgpack
 from croniter import croniter
@@ -28,9 +29,6 @@ from . import protocol, redis_ops
 from .errors import ConfigurationError, StreamworkError
 from .keys import ScheduleKeys, check_name, queue_registry, schedule_index
 from .settings import Duration, to_seconds
-
-if TYPE_CHECKING:
-    from .task import Task
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +220,9 @@ class Definition:
 
 def define(
     id: str,
-    task: Task,
+    task: str,
+    queue: str,
+    check_arguments: Callable[[tuple[Any, ...], dict[str, Any]], None],
     *,
     cron: str | None,
     every: Duration | None,
@@ -262,7 +262,7 @@ def define(
         )
     call_args = tuple(args)
     call_kwargs = dict(kwargs or {})
-    task.check_arguments(call_args, call_kwargs)
+    check_arguments(call_args, call_kwargs)
     protocol.check_plain(call_args, "args")
     protocol.check_plain(call_kwargs, "kwargs")
     start_ms, end_ms = _ms(start, "start"), _ms(end, "end")
@@ -270,8 +270,8 @@ def define(
         raise ConfigurationError(f"schedule {id!r}: end must be after start")
     return Definition(
         id=id,
-        task=task.name,
-        queue=task.options.queue,
+        task=task,
+        queue=queue,
         cron=cron,
         every_ms=every_ms,
         tz=tz,

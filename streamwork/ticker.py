@@ -11,7 +11,7 @@ never decides what a schedule is (schedules.py does).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from . import metrics, protocol, redis_ops
@@ -22,16 +22,29 @@ log = logging.getLogger(__name__)
 
 
 class Ticker:
-    """Enqueues the due ticks of every schedule in a namespace; reconciles an app's declared
-    schedules. Runs on a worker's event loop, with its async client."""
+    """Enqueues the due ticks of the schedules of `queues` (every queue of the namespace if
+    None); reconciles an app's declared schedules. Runs on a worker's event loop, with its
+    async client. A schedule whose queue no running worker serves is not ticked: its ticks
+    are missed, and its catch-up policy applies when a worker for it starts."""
 
-    def __init__(self, client: Any, scripts: Any, namespace: str, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        client: Any,
+        scripts: Any,
+        namespace: str,
+        max_message_bytes: int,
+        queues: Collection[str] | None = None,
+    ) -> None:
         self._client = client
+        self._queues = None if queues is None else frozenset(queues)
         self._scripts = scripts
         self.namespace = namespace
         self._max_message_bytes = max_message_bytes
         self._unreadable: set[tuple[str, bytes]] = set()
         self.enqueued = 0
+        self.exclusive_enqueued = False
+        """Set when a tick of a schedule with overlap=False was enqueued (run_until_idle
+        runs it before ticking on)."""
 
     def _keys(self, queue: str, id: str) -> ScheduleKeys:
         return ScheduleKeys(self.namespace, queue, id)
@@ -39,6 +52,11 @@ class Ticker:
     async def _index(self) -> dict[str, str]:
         raw = await redis_ops.schedule_queues(self._client, schedule_index(self.namespace))
         return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def _served(self) -> list[str]:
+        """The queues holding schedules this ticker ticks: those of the queues it serves."""
+        queues = set((await self._index()).values())
+        return sorted(queues if self._queues is None else queues & self._queues)
 
     async def reconcile(
         self,
@@ -85,7 +103,7 @@ class Ticker:
         """Enqueue every due tick; returns how long to wait before looking again (s)."""
         wait = TICK_EVERY
         offset = protocol.clock_offset_ms()
-        for queue in sorted(set((await self._index()).values())):
+        for queue in await self._served():
             due_set = self._keys(queue, "").due
             reply = await self._scripts.schedules_due(due_set, offset)
             now, earliest = int(reply[0]), int(reply[1])
@@ -98,7 +116,7 @@ class Ticker:
     async def next_due(self) -> int | None:
         """The earliest due time over every schedule of the namespace (Unix ms), or None."""
         earliest = None
-        for queue in set((await self._index()).values()):
+        for queue in await self._served():
             first = await self._client.zrange(self._keys(queue, "").due, 0, 0, withscores=True)
             if first:
                 due = int(first[0][1])
@@ -136,6 +154,8 @@ class Ticker:
         if status != 1:
             return  # another worker took it, or it changed, paused or went: nothing to do
         self.enqueued += int(enqueued)
+        if enqueued and not definition.overlap:
+            self.exclusive_enqueued = True
         metrics.schedule_ticks(id, "enqueued", int(enqueued))
         if skipped:
             metrics.schedule_ticks(id, "skipped", int(skipped))

@@ -214,7 +214,9 @@ class Worker:
         async def dispatch(deliveries: list[Delivery]) -> None:
             await self._dispatch(session, deliveries)  # `session` is bound below
 
-        ticker = Ticker(client, scripts, self.app.namespace, self.app.max_message_bytes)
+        ticker = Ticker(
+            client, scripts, self.app.namespace, self.app.max_message_bytes, self.queues
+        )
         scanner = Scanner(
             client,
             scripts,
