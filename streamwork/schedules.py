@@ -40,7 +40,7 @@ TICK_EVERY = 0.5
 CATCH_UP_LIMIT = 100
 """The most missed ticks `catch_up="all"` enqueues (the latest ones)."""
 ON_TIME_MS = 10_000
-"""A tick found at most this late is on time, not missed (`catch_up="none"` still runs it)."""
+"""With `catch_up="none"`, a tick runs if it is the only one due and at most this late."""
 COUNT_LIMIT = 10_000
 """Missed ticks are counted up to this many (a schedule down for longer counts this)."""
 
@@ -211,8 +211,10 @@ class Definition:
         latest = ticks[-1]
         if self.catch_up == "all":
             chosen = ticks
-        elif self.catch_up == "latest" or now_ms - latest <= ON_TIME_MS:
+        elif self.catch_up == "latest":
             chosen = [latest]
+        elif counted == 1 and now_ms - latest <= ON_TIME_MS:
+            chosen = [latest]  # "none": the one tick due now, found on time, is not missed
         else:
             chosen = []
         return chosen, counted - len(chosen), nxt
@@ -253,7 +255,10 @@ def define(
             raise ConfigurationError(f"schedule {id!r}: invalid cron expression {cron!r}")
     else:
         assert every is not None
-        every_ms = round(to_seconds("every", every, allow_zero=False) * 1000)
+        try:
+            every_ms = round(to_seconds("every", every, allow_zero=False) * 1000)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"schedule {id!r}: {exc}") from None
         if every_ms < 1000:
             raise ConfigurationError(f"schedule {id!r}: every must be at least 1 second")
     if catch_up not in CATCH_UP:
@@ -265,7 +270,10 @@ def define(
     check_arguments(call_args, call_kwargs)
     protocol.check_plain(call_args, "args")
     protocol.check_plain(call_kwargs, "kwargs")
-    start_ms, end_ms = _ms(start, "start"), _ms(end, "end")
+    try:
+        start_ms, end_ms = _ms(start, "start"), _ms(end, "end")
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"schedule {id!r}: {exc}") from None
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
         raise ConfigurationError(f"schedule {id!r}: end must be after start")
     return Definition(

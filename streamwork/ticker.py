@@ -42,6 +42,8 @@ class Ticker:
         self._max_message_bytes = max_message_bytes
         self._unreadable: set[tuple[str, bytes]] = set()
         self.enqueued = 0
+        self.passes = 0
+        """Looks at the due sets so far."""
         self.exclusive_enqueued = False
         """Set when a tick of a schedule with overlap=False was enqueued (run_until_idle
         runs it before ticking on)."""
@@ -111,6 +113,7 @@ class Ticker:
                 await self._fire(queue, reply[i].decode(), int(float(reply[i + 1])), now)
             if earliest > now:
                 wait = min(wait, (earliest - now) / 1000)
+        self.passes += 1
         return max(0.005, wait)
 
     async def next_due(self) -> int | None:

@@ -1,0 +1,255 @@
+"""Schedules against a real redis-server: each tick enqueued once whatever races for it,
+catch-up after downtime, overlap, reconciliation at worker start, runtime control.
+
+Time moves by the test clock (`protocol.advance_clock`), which the ticker adds to Redis's
+TIME: ticks fall due without sleeping."""
+
+import asyncio
+import threading
+
+import pytest
+import redis
+
+from streamwork import App, protocol
+from streamwork.keys import ScheduleKeys
+from streamwork.redis_ops import Scripts
+from streamwork.schedules import UnknownSchedule, tick_body
+from streamwork.testing import WorkerThread, run_until_idle, wait_until
+from streamwork.ticker import Ticker
+
+
+@pytest.fixture(autouse=True)
+def real_clock():
+    yield
+    protocol.reset_clock()
+
+
+def tick(app, queues=None):
+    """One pass of a worker's ticker; returns it (its `enqueued` count)."""
+
+    async def once():
+        connection = app.connection
+        ticker = Ticker(
+            connection.async_redis(),
+            connection.async_scripts(),
+            app.namespace,
+            app.max_message_bytes,
+            queues,
+        )
+        try:
+            await ticker.tick()
+        finally:
+            await connection.aclose()
+        return ticker
+
+    return asyncio.run(once())
+
+
+def queued(app, queue="default"):
+    """The messages in a queue's stream, decoded, oldest first."""
+    entries = app.connection.redis.xrange(app.keys(queue).stream)
+    return [protocol.decode(protocol.entry_body(fields)) for _, fields in entries]
+
+
+def ticks_of(app, queue="default"):
+    return [m.headers["scheduled_for"] for m in queued(app, queue)]
+
+
+@pytest.fixture
+def job(app):
+    @app.task
+    def job(n=0):
+        pass
+
+    return job
+
+
+def test_eight_threads_racing_for_one_tick_enqueue_one_message(app, job, redis_url):
+    app.add_schedule("race", job, every=1)
+    keys = ScheduleKeys("sw", "default", "race")
+    due = int(app.connection.redis.zscore(keys.due, "race"))
+    rev = app.connection.redis.hget(keys.schedule, "rev").decode()
+    definition = app._schedules()._load("race")[1]
+    barrier = threading.Barrier(8)
+    replies = []
+
+    def race():
+        client = redis.Redis.from_url(redis_url)
+        scripts = Scripts(client)
+        message_id = protocol.new_id()
+        body = tick_body(definition, message_id, due, due)
+        barrier.wait()
+        replies.append(
+            scripts.schedule_tick(
+                keys, due, rev, due + 1000, True, 10_000, 0, [(due, message_id, body)]
+            )
+        )
+        client.close()
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(replies) == [[0, 0, 0]] * 7 + [[1, 0, 1]]
+    assert ticks_of(app) == [due]
+    assert int(app.connection.redis.zscore(keys.due, "race")) == due + 1000
+
+
+def test_a_tick_already_enqueued_is_not_enqueued_again_when_its_due_time_comes_back(app, job):
+    """The claim key (SET NX) holds even if the due set is set back to an enqueued tick."""
+    app.add_schedule("once", job, every=1)
+    keys = ScheduleKeys("sw", "default", "once")
+    due = int(app.connection.redis.zscore(keys.due, "once"))
+    protocol.advance_clock(due - protocol.now_ms() + 10)
+    assert tick(app).enqueued == 1
+    app.connection.redis.zadd(keys.due, {"once": due})  # e.g. a stale writer
+    assert tick(app).enqueued == 0
+    assert ticks_of(app) == [due]
+
+
+def test_ticks_carry_their_schedule_and_due_time_and_arguments(app):
+    seen = []
+
+    @app.task(bind=True)
+    def report(message, customer, *, full=False):
+        seen.append((message.headers, customer, full))
+
+    app.add_schedule("report-42", report, every=60, args=(42,), kwargs={"full": True})
+    due = app.get_schedule("report-42").next_run
+    protocol.advance_clock(int(due.timestamp() * 1000) - protocol.now_ms() + 5)
+    run_until_idle(app)
+    due_ms = int(due.timestamp() * 1000)
+    assert seen == [({"schedule": "report-42", "scheduled_for": due_ms}, 42, True)]
+    stored = app.get_schedule("report-42")
+    assert stored.last_run == due and stored.enqueued == 1 and stored.last_message_id
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "enqueued", "missed"),
+    [("latest", [5], 4), ("none", [], 5), ("all", [1, 2, 3, 4, 5], 0)],
+)
+def test_catch_up_after_five_ticks_with_no_worker(app, job, catch_up, enqueued, missed):
+    app.add_schedule("beat", job, every=1, catch_up=catch_up)
+    first = int(app.get_schedule("beat").next_run.timestamp() * 1000)
+    protocol.advance_clock(first + 4500 - protocol.now_ms())  # ticks 1..5 are due
+    tick(app)
+    assert [(t - first) // 1000 + 1 for t in ticks_of(app)] == enqueued
+    stored = app.get_schedule("beat")
+    assert stored.missed == missed
+    assert int(stored.next_run.timestamp() * 1000) == first + 5000  # the next future tick
+
+
+def test_overlap_false_skips_a_tick_while_the_previous_run_is_queued(app, job):
+    app.add_schedule("slow", job, every=1, overlap=False)
+    first = int(app.get_schedule("slow").next_run.timestamp() * 1000)
+    protocol.advance_clock(first - protocol.now_ms() + 5)
+    assert tick(app).enqueued == 1
+    protocol.advance_clock(1000)
+    assert tick(app).enqueued == 0  # the first run is still queued
+    assert app.get_schedule("slow").skipped == 1
+    assert run_until_idle(app).done == 1
+    protocol.advance_clock(1000)
+    assert tick(app).enqueued == 1
+    assert ticks_of(app) == [first + 2000]
+
+
+def test_pause_resume_trigger_and_remove(app, job):
+    app.add_schedule("beat", job, every=1)
+    app.pause_schedule("beat")
+    paused = app.get_schedule("beat")
+    assert paused.paused and paused.next_run is None
+    protocol.advance_clock(5000)
+    assert tick(app).enqueued == 0
+    app.resume_schedule("beat")
+    resumed = app.get_schedule("beat")
+    now = protocol.now_ms()
+    assert not resumed.paused
+    assert now < resumed.next_run.timestamp() * 1000 <= now + 1000  # from now: no catch-up
+    message_id = app.trigger_schedule("beat")
+    [message] = queued(app)
+    assert message.id == message_id and message.headers["schedule"] == "beat"
+    assert app.get_schedule("beat").next_run == resumed.next_run  # unchanged by a trigger
+    app.unschedule("beat")
+    assert app.schedules() == []
+    for call in (
+        app.unschedule,
+        app.pause_schedule,
+        app.resume_schedule,
+        app.trigger_schedule,
+        app.get_schedule,
+    ):
+        with pytest.raises(UnknownSchedule, match="no schedule 'beat' in namespace 'sw'"):
+            call("beat")
+
+
+def test_a_schedule_past_its_end_stops(app, job):
+    from datetime import datetime, timedelta, timezone
+
+    start = datetime.now(timezone.utc) + timedelta(seconds=10)
+    app.add_schedule("short", job, every=1, start=start, end=start + timedelta(seconds=2))
+    protocol.advance_clock(int(start.timestamp() * 1000) - protocol.now_ms() + 5)
+    for _ in range(5):
+        tick(app)
+        protocol.advance_clock(1000)
+    assert len(ticks_of(app)) == 3  # start, +1 s, +2 s
+    assert app.get_schedule("short").next_run is None
+
+
+def test_workers_reconcile_declared_schedules_when_they_start(redis_url):
+    def declare(cron, keep):
+        app = App(redis_url)
+
+        @app.periodic(cron=cron)
+        def nightly():
+            pass
+
+        @app.task
+        def job():
+            pass
+
+        if keep:
+            app.schedule("keep", job, every=3600)
+        return app
+
+    first = declare("0 3 * * *", keep=True)
+    first.add_schedule("adhoc", "job", every=60)
+    assert [s.id for s in first.schedules()] == ["adhoc"]  # declaring writes nothing
+    other = App(redis_url, namespace="other")
+    other_task = other.task(name="theirs")(lambda: None)
+    other.schedule("theirs", other_task, every=60)
+
+    with WorkerThread(first):
+        wait_until(lambda: len(first.schedules()) == 3, message="declared schedules written")
+    stored = {s.id: s for s in first.schedules()}
+    assert stored["nightly"].cron == "0 3 * * *" and stored["nightly"].origin == "code"
+    assert stored["adhoc"].origin == "runtime"
+    first.pause_schedule("nightly")
+
+    with WorkerThread(other):
+        wait_until(lambda: [s.id for s in other.schedules()] == ["theirs"])
+
+    second = declare("0 4 * * *", keep=False)  # the cron changed; "keep" is gone from code
+    with WorkerThread(second):
+        wait_until(
+            lambda: [s.id for s in second.schedules()] == ["adhoc", "nightly"],
+            message="keep removed",
+        )
+    nightly = second.get_schedule("nightly")
+    assert nightly.cron == "0 4 * * *" and nightly.paused  # updated, its state kept
+    assert [s.id for s in other.schedules()] == ["theirs"]  # another namespace: untouched
+
+
+def test_a_running_worker_does_not_recreate_a_removed_schedule(app):
+    @app.periodic(every=3600)
+    def hourly():
+        pass
+
+    with WorkerThread(app) as worker:
+        wait_until(lambda: [s.id for s in app.schedules()] == ["hourly"])
+        app.unschedule("hourly")
+        protocol.advance_clock(3_700_000)  # its tick would be due now
+        ticker = worker.worker.session.ticker
+        passes = ticker.passes
+        wait_until(lambda: ticker.passes >= passes + 2, message="two ticker passes")
+        assert app.schedules() == [] and queued(app) == []
