@@ -178,6 +178,18 @@ def overview() -> dict[str, Any]:
             (f"sum(increase(streamwork_lost_entries_total[{RATE}])) or vector(0)",
              "entries deleted while pending"),
         ], description="Both should stay at 0; see README, Pitfalls."),
+        panel("Schedule ticks by outcome", [(
+            f"sum by (schedule, outcome) (increase(streamwork_schedule_ticks_total[{RATE}]))",
+            "{{schedule}} {{outcome}}")],
+            description="Ticks enqueued; skipped (overlap=False, the previous run still "
+            "queued or running); missed (no worker served the schedule's queue in time)."),
+        panel("Schedules: time since last run, and period", [
+            ("max by (schedule) (time() - streamwork_schedule_last_run_timestamp_seconds)",
+             "{{schedule}} since last run"),
+            ("max by (schedule) (streamwork_schedule_period_seconds)", "{{schedule}} period"),
+        ], unit="s",
+            description="A schedule whose time since last run passes twice its period is "
+            "not being ticked: no worker serves its queue (alert StreamworkScheduleNotRunning)."),
     ]  # fmt: skip
     return dashboard("streamwork-overview", "streamwork — overview", [queue_var], panels)
 

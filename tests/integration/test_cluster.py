@@ -122,3 +122,44 @@ def test_resharding_a_busy_queue_loses_and_duplicates_nothing(cluster, cluster_a
     assert cluster.node_of(stream) is target
     assert set(runs.values()) == {1}
     assert queue_states(cluster_app, ["busy"])[0].dead_letters == 0
+
+
+def test_schedules_tick_once_on_every_node(cluster, cluster_app):
+    from streamwork.keys import ScheduleKeys
+
+    queues = ["ticks-0", "ticks-1", "ticks-2", "ticks-3", "ticks-4", "ticks-5"]
+    assert len(set(nodes_of(cluster, queues).values())) >= 2
+    runs = Counter()
+    lock = threading.Lock()
+    for queue in queues:
+
+        @cluster_app.periodic(every=1, queue=queue, name=f"beat_{queue}", bind=True)
+        def beat(message):
+            with lock:
+                runs[(message.headers["schedule"], message.headers["scheduled_for"])] += 1
+
+    def ticks_per_schedule():
+        with lock:
+            return Counter(schedule for schedule, _ in runs)
+
+    with WorkerThread(cluster_app), WorkerThread(cluster_app):
+        wait_until(
+            lambda: len(ticks_per_schedule()) == 6 and min(ticks_per_schedule().values()) >= 2,
+            timeout=20,
+            message="two ticks of every schedule",
+        )
+    assert set(runs.values()) == {1}  # no tick ran twice (nothing crashed: runs = enqueues)
+    for queue in queues:
+        keys = ScheduleKeys("sw", queue, f"beat_{queue}")
+        slots = {
+            key_slot(k.encode()) for k in (keys.schedule, keys.due, keys.stream, keys.claim(1))
+        }
+        assert len(slots) == 1
+    stored = {s.id: s for s in cluster_app.schedules()}
+    assert set(stored) == {f"beat_{q}" for q in queues}
+    cluster_app.pause_schedule("beat_ticks-0")
+    assert cluster_app.get_schedule("beat_ticks-0").paused
+    message_id = cluster_app.trigger_schedule("beat_ticks-1")
+    assert message_id and cluster_app.get_schedule("beat_ticks-1").last_message_id == message_id
+    cluster_app.unschedule("beat_ticks-2")
+    assert len(cluster_app.schedules()) == 5

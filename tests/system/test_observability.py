@@ -116,6 +116,14 @@ OBSERVED = """
     @app.subscriber("events", group="audit")
     def audit(message):
         pass
+
+    @app.periodic(every=1, queue="orders")
+    def heartbeat():
+        pass
+
+    @app.periodic(every=1, queue="unserved")
+    def stale():
+        pass  # no worker serves its queue: StreamworkScheduleNotRunning
 """
 
 
