@@ -2,6 +2,7 @@
 tick one schedule and each tick is enqueued once, through a SIGKILL; list, pause, resume,
 trigger and remove from the command line."""
 
+import itertools
 import json
 import signal
 from collections import defaultdict
@@ -63,7 +64,7 @@ def test_three_workers_enqueue_each_tick_once_through_a_sigkill(
     ticks = enqueued_ticks(client)
     dues = sorted(ticks)
     assert all(len(ids) == 1 for ids in ticks.values()), ticks  # no tick enqueued twice
-    assert [b - a for a, b in zip(dues, dues[1:])] == [1000] * (len(dues) - 1)  # none lost
+    assert [b - a for a, b in itertools.pairwise(dues)] == [1000] * (len(dues) - 1)  # none lost
     app = App(redis_url)
     beat = app.get_schedule("beat")
     assert beat.enqueued >= len(dues) and beat.missed == 0
