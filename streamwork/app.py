@@ -24,7 +24,7 @@ from .errors import AppNotFound, BadArguments, ConfigurationError, EncodeError
 from .handler import Defaults, HandlerArgs, HandlerOptions, check_count
 from .keys import NAME, QueueKeys, Source, TopicKeys, check_name, queue_source, topic_sources
 from .producer import Producer, due_ms
-from .schedules import Definition, Schedule, Schedules, define
+from .schedules import Definition, Schedule, Schedules, define, tick_body
 from .settings import AckMode, Backoff, Duration, to_seconds
 from .task import Task
 from .topic import Retention, Subscriber, destination, event
@@ -197,7 +197,7 @@ class App:
         elif not isinstance(task, Task) or self.tasks.get(task.name) is not task:
             raise ConfigurationError(f"schedule {id!r}: {task!r} is not a task of this app")
         try:
-            return define(
+            definition = define(
                 id,
                 task.name,
                 task.options.queue,
@@ -212,6 +212,9 @@ class App:
                 catch_up=catch_up,
                 overlap=overlap,
             )
+            sample = tick_body(definition, protocol.new_id(), 0, 0)
+            protocol.check_size(sample, self.max_message_bytes, "its message")
+            return definition
         except (BadArguments, EncodeError) as exc:
             raise ConfigurationError(f"schedule {id!r}: {exc}") from None
 

@@ -128,7 +128,7 @@ class Definition:
 
         catch_up = text("catch_up")
         if catch_up not in CATCH_UP or not text("task"):
-            raise ValueError(f"schedule {id!r}: not a schedule this version can read")
+            raise ValueError("not a schedule this version of streamwork can read")
         return cls(
             id=id,
             task=text("task"),

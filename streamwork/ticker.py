@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from . import metrics, protocol, redis_ops
+from .errors import StreamworkError
 from .keys import ScheduleKeys, queue_registry, schedule_index
 from .schedules import TICK_EVERY, Definition, claim_ttl_ms, tick_body
 
@@ -134,16 +135,18 @@ class Ticker:
             return
         try:
             definition = Definition.from_fields(id, raw)
-        except ValueError as exc:
-            self._unreadable_once(id, raw, str(exc))
+            ticks, missed, next_due = definition.plan(due, now)
+            messages = []
+            for tick in ticks:
+                message_id = protocol.new_id()
+                body = tick_body(definition, message_id, tick, now)
+                protocol.check_size(body, self._max_message_bytes, f"schedule {id!r}'s message")
+                messages.append((tick, message_id, body))
+        except (ValueError, TypeError, StreamworkError) as exc:
+            # One schedule that cannot be read or encoded (written by another version, or
+            # with another max_message_bytes) must not stop the others' ticks.
+            self._unreadable_once(id, raw, f"schedule {id!r}: {exc}")
             return
-        ticks, missed, next_due = definition.plan(due, now)
-        messages = []
-        for tick in ticks:
-            message_id = protocol.new_id()
-            body = tick_body(definition, message_id, tick, now)
-            protocol.check_size(body, self._max_message_bytes, f"schedule {id!r}'s message")
-            messages.append((tick, message_id, body))
         enqueued, skipped, status = await self._scripts.schedule_tick(
             keys,
             due,

@@ -24,10 +24,11 @@ def real_clock():
     protocol.reset_clock()
 
 
-def tick(app, queues=None):
-    """One pass of a worker's ticker; returns it (its `enqueued` count)."""
+def tick(app, queues=None, passes=1):
+    """`passes` passes of one ticker, the clock moved 1 s between them; returns the ticker
+    (its `enqueued` count)."""
 
-    async def once():
+    async def run():
         connection = app.connection
         ticker = Ticker(
             connection.async_redis(),
@@ -37,12 +38,15 @@ def tick(app, queues=None):
             queues,
         )
         try:
-            await ticker.tick()
+            for n in range(passes):
+                if n:
+                    protocol.advance_clock(1000)
+                await ticker.tick()
         finally:
             await connection.aclose()
         return ticker
 
-    return asyncio.run(once())
+    return asyncio.run(run())
 
 
 def queued(app, queue="default"):
@@ -253,3 +257,18 @@ def test_a_running_worker_does_not_recreate_a_removed_schedule(app):
         passes = ticker.passes
         wait_until(lambda: ticker.passes >= passes + 2, message="two ticker passes")
         assert app.schedules() == [] and queued(app) == []
+
+
+def test_a_schedule_the_ticker_cannot_read_does_not_stop_the_others(app, job, caplog):
+    app.add_schedule("good", job, every=1)
+    app.add_schedule("bad", job, every=1)
+    bad = ScheduleKeys("sw", "default", "bad")
+    app.connection.redis.hset(bad.schedule, "catch_up", "sometimes")  # another version's
+    protocol.advance_clock(1500)
+    tick(app, passes=2)
+    assert [m.headers["schedule"] for m in queued(app)] == ["good", "good"]
+    errors = [r.message for r in caplog.records if "not a schedule this version" in r.message]
+    assert errors == [
+        "schedule 'bad': not a schedule this version of streamwork can read; "
+        "its ticks are not enqueued"
+    ]

@@ -190,3 +190,14 @@ def test_far_behind_schedules_jump_to_the_latest_tick(app):
     ticks, missed, next_due = definition.plan(due, due + 7 * 86_400_000 + 500)
     assert ticks == [due + 7 * 86_400_000] and next_due == ticks[0] + 1000
     assert missed >= 10_000 - 1
+
+
+def test_a_schedule_whose_message_would_be_too_large_is_refused():
+    app = App("memory://unit-schedules-small", max_message_bytes=200)
+
+    @app.task
+    def store(blob):
+        pass
+
+    with pytest.raises(ConfigurationError, match=r"schedule .big.: its message is .* over max_"):
+        app.schedule("big", store, every=60, args=("x" * 500,))
