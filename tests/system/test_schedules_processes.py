@@ -121,3 +121,16 @@ def test_schedules_cli(processes, write_app, redis_url):
     assert missing.returncode == 2 and "Missing argument 'ID'" in missing.stderr
     bad_app = processes.run("schedules", "nomodule:app")
     assert bad_app.returncode == 2
+
+
+def test_schedules_cli_with_redis_unreachable_is_a_one_line_error(processes, write_app):
+    from system.test_cli_worker import one_line_error
+
+    from streamwork.testing import free_port
+
+    write_app("scheduled", SCHEDULED)
+    url = f"redis://user:s3cret@127.0.0.1:{free_port()}/0"
+    for args in (("schedules", "scheduled:app"), ("schedules", "pause", "scheduled:app", "beat")):
+        result = processes.run(*args, STREAMWORK_REDIS_URL=url)
+        one_line_error(result, 1, "cannot reach Redis at redis://user:***@127.0.0.1")
+        assert "s3cret" not in result.stderr
