@@ -124,9 +124,8 @@ def test_schedules_cli(processes, write_app, redis_url):
 
 
 def test_schedules_cli_with_redis_unreachable_is_a_one_line_error(processes, write_app):
-    from system.test_cli_worker import one_line_error
-
     from streamwork.testing import free_port
+    from system.test_cli_worker import one_line_error
 
     write_app("scheduled", SCHEDULED)
     url = f"redis://user:s3cret@127.0.0.1:{free_port()}/0"
