@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from . import protocol
 from .connection import Connection
-from .errors import AppNotFound, BadArguments, ConfigurationError, EncodeError
+from .errors import AppNotFound, BadArguments, ConfigurationError, EncodeError, UnknownTask
 from .handler import Defaults, HandlerArgs, HandlerOptions, check_count
 from .keys import NAME, QueueKeys, Source, TopicKeys, check_name, queue_source, topic_sources
 from .producer import Producer, due_ms
 from .schedules import Definition, Schedule, Schedules, define, tick_body
 from .settings import AckMode, Backoff, Duration, to_seconds
-from .task import Task
+from .task import Task, TaskHandle
 from .topic import Retention, Subscriber, destination, event
 
 if TYPE_CHECKING:
@@ -44,7 +44,8 @@ class App:
     app writes starts with `namespace`, so several apps can share one Redis. The handler
     arguments (`ack_mode` ... `retry_on`) are defaults for the tasks and subscribers the app
     declares; a message over `max_message_bytes` encoded (default 64 MiB) is refused at send
-    with EncodeError.
+    with EncodeError. A message's status (`handle.status()`) is kept for `status_ttl` after
+    its last change (default one day).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class App:
         backoff: Backoff | None = None,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         max_message_bytes: int = protocol.MAX_MESSAGE_BYTES,
+        status_ttl: Duration = 86400.0,
     ) -> None:
         self.connection = Connection(url)
         """The Redis side: clients, scripts, error translation (see connection.py)."""
@@ -71,7 +73,9 @@ class App:
                 f"max_message_bytes must be at most {protocol.REDIS_MAX_BULK} (Redis's limit "
                 f"on one value), got {max_message_bytes}"
             )
-        self._producer = Producer(self.connection, max_message_bytes)
+        self.status_ttl_ms = int(to_seconds("status_ttl", status_ttl, allow_zero=False) * 1000)
+        """How long a message's status is kept after its last change (default one day)."""
+        self._producer = Producer(self.connection, max_message_bytes, self.status_ttl_ms)
         App.instances.add(self)
         self.tasks: dict[str, Task] = {}
         self.subscribers: dict[tuple[str, str], Subscriber] = {}
@@ -172,6 +176,17 @@ class App:
         if fn is not None:
             return declare(fn)
         return declare
+
+    def handle(self, task: Task | str, id: str) -> TaskHandle:
+        """The handle of a message sent earlier (by this process or another: a web request
+        that got the id back), to read its status, cancel it or wait for its result."""
+        if isinstance(task, str):
+            if task not in self.tasks:
+                raise UnknownTask(f"the app has no task {task!r}")
+            task = self.tasks[task]
+        if not isinstance(id, str) or not protocol.ID.fullmatch(id):
+            raise ConfigurationError(f"invalid message id {id!r}: {protocol.ID_RULE}")
+        return task.handle(id)
 
     # -- schedules ------------------------------------------------------------------------
 
@@ -341,7 +356,7 @@ class App:
         return store.get(id)
 
     def _schedules(self) -> Schedules:
-        return Schedules(self.connection, self.namespace)
+        return Schedules(self.connection, self.namespace, self.status_ttl_ms)
 
     def schedules(self) -> list[Schedule]:
         """Every schedule stored in the app's namespace (declared ones once a worker wrote

@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +24,7 @@ from . import metrics, protocol
 from .errors import DecodeError, EncodeError, Reject, Retry, StreamworkError
 from .handler import Handler
 from .keys import Source
+from .lifecycle import ProgressReporter
 from .message import Message
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ UNKNOWN_TASK = "(unknown)"
 class Outcome:
     """What one run of a message decided, to be written together with its XACK."""
 
-    kind: str  # "ack" (on receipt, ack mode auto) | "done" | "retry" | "dead"
+    kind: str  # "ack" (on receipt, ack mode auto) | "done" | "retry" | "dead" | "cancelled"
     entry_id: bytes
     data: bytes = b""
     """For "retry", the next attempt's message; for "dead", the dead letter."""
@@ -49,7 +50,16 @@ class Outcome:
     """How long the handler ran; -1 when no handler ran (bad input, poison message)."""
     task: str = UNKNOWN_TASK
     """The handler's name, for metrics (never sent to Redis)."""
+    status_key: str | None = None
+    """The message's status hash (queue messages with a known id), written with the outcome."""
+    state: str = ""
+    """The status state the outcome sets: done, retrying, failed, dead or cancelled."""
+    error: str = ""
+    """For the status: what failed ("ErrorType: message"), or why it was cancelled."""
 
+
+WriteProgress = Callable[[str, float, str], Coroutine[Any, Any, Any]]
+"""Writes (status key, fraction, note) to a running message's status."""
 
 Submit = Callable[[Source, Outcome, bool], None]
 """Hands an outcome to the settler: (source, outcome, is_pending)."""
@@ -78,6 +88,21 @@ class Run:
     """time.monotonic() when the handler started."""
     wait_ms: int = 0
     """How long the message waited to be run, from its `ts` (ready time); -1 if unknown."""
+    cancel_reason: str | None = None
+    """Set when a cancellation reached the message while it ran."""
+    handler: asyncio.Future[Any] | None = None
+    """An async handler's running coroutine (cancelled to stop it)."""
+    message: Message | None = None
+
+    def request_cancel(self, reason: str) -> None:
+        """Stop this run: an async handler is cancelled; a sync one sees message.cancelled."""
+        if self.cancel_reason is not None:
+            return
+        self.cancel_reason = reason
+        if self.message is not None:
+            self.message._cancelled = True
+        if self.handler is not None and not self.handler.done():
+            self.handler.cancel()
 
     def timed(self, outcome: Outcome) -> Outcome:
         """`outcome` with this run's wait and run times, for the queue's stats."""
@@ -100,7 +125,10 @@ class Runner:
         consumer: str,
         threads: ThreadPoolExecutor,
         on_error: Callable[[str, BaseException], None] | None = None,
+        write_progress: WriteProgress | None = None,
     ) -> None:
+        self.write_progress = write_progress
+        """Writes a run's progress to its status (None: progress is not recorded)."""
         self.tasks = tasks
         self.subscribers = subscribers
         self.on_error = on_error
@@ -193,8 +221,16 @@ class Runner:
         source = run.delivery.source
         metrics.run_started(source, task.name, run.wait_ms / 1000 if run.wait_ms >= 0 else None)
         try:
-            value = await self._call(task, args, envelope.kwargs)
+            value = await self._call(run, args, envelope.kwargs)
+        except asyncio.CancelledError:
+            if run.cancel_reason is None:
+                raise  # the worker is stopping: the entry stays pending
+            metrics.run_ended(source, task.name, time.monotonic() - run.started, False)
+            return run.timed(self._cancelled(run))
         except Exception as exc:
+            if run.cancel_reason is not None and message.decision is None:
+                metrics.run_ended(source, task.name, time.monotonic() - run.started, False)
+                return run.timed(self._cancelled(run))
             metrics.run_ended(source, task.name, time.monotonic() - run.started, True)
             if self.on_error is not None and not isinstance(exc, (Retry, Reject)):
                 self.on_error(task.name, exc)
@@ -211,6 +247,8 @@ class Runner:
             return run.timed(self._failure(run, exc, traceback.format_exc()))
         is_nacked = message.decision == "nack"
         metrics.run_ended(source, task.name, time.monotonic() - run.started, is_nacked)
+        if run.cancel_reason is not None and message.decision is None:
+            return run.timed(self._cancelled(run))  # it saw message.cancelled, or finished
         if task.options.ack_mode == "manual":
             if message.decision is None:
                 log.warning(
@@ -233,10 +271,17 @@ class Runner:
         )
         return outcome
 
-    async def _call(self, task: Handler, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _cancelled(self, run: Run) -> Outcome:
+        return cancelled_outcome(
+            run, run.delivery.source.status(run.envelope.id), run.cancel_reason or ""
+        )
+
+    async def _call(self, run: Run, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        task = run.task
         timeout = task.options.timeout
         if task.is_async:
-            return await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
+            run.handler = asyncio.ensure_future(task.fn(*args, **kwargs))
+            return await asyncio.wait_for(run.handler, timeout)
         future = asyncio.get_running_loop().run_in_executor(
             self.threads, functools.partial(task.fn, *args, **kwargs)
         )
@@ -259,7 +304,12 @@ class Runner:
         decide = None
         if run.task.options.ack_mode == "manual":
             decide = functools.partial(self._decide, run, submit, asyncio.get_running_loop())
-        return Message(
+        progress = None
+        status = run.delivery.source.status(envelope.id)
+        if status is not None and self.write_progress is not None:
+            write = functools.partial(self.write_progress, status)
+            progress = ProgressReporter(asyncio.get_running_loop(), write).report
+        run.message = Message(
             id=envelope.id,
             entry_id=run.delivery.entry_id.decode(),
             queue=run.delivery.source.name,
@@ -274,7 +324,9 @@ class Runner:
             topic=run.delivery.source.topic,
             group=run.delivery.source.group if run.delivery.source.topic else None,
             decide=decide,
+            progress=progress,
         )
+        return run.message
 
     def _decide(
         self,
@@ -299,8 +351,11 @@ class Runner:
 
     def _done(self, run: Run, value: Any) -> Outcome:
         task = run.task
+        status = run.delivery.source.status(run.envelope.id)
         if not task.options.store_result:
-            return Outcome("done", run.delivery.entry_id, task=task.name)
+            return Outcome(
+                "done", run.delivery.entry_id, task=task.name, status_key=status, state="done"
+            )
         try:
             protocol.check_plain(value, "the result")
             result = msgpack.packb({"ok": True, "value": value}, use_bin_type=True)
@@ -315,6 +370,8 @@ class Runner:
             result_key=task.result_key(run.envelope.id),
             result=result,
             task=task.name,
+            status_key=status,
+            state="done",
         )
 
     def _failure(self, run: Run, exc: BaseException, trace: str) -> Outcome:
@@ -343,7 +400,16 @@ class Runner:
         )
         due_ms = failed_ms + int(delay * 1000)
         retry = protocol.encode(envelope.next_attempt(failed_ms, due_ms))
-        return Outcome("retry", run.delivery.entry_id, retry, due_ms, task=task.name)
+        return Outcome(
+            "retry",
+            run.delivery.entry_id,
+            retry,
+            due_ms,
+            task=task.name,
+            status_key=run.delivery.source.status(envelope.id),
+            state="retrying",
+            error=_brief(exc),
+        )
 
     def _dead(
         self,
@@ -381,16 +447,54 @@ class Runner:
             task=envelope.task,
             task_id=envelope.id,
         )
+        # "failed": the handler failed for good (not retryable, or out of retries);
+        # "dead": set aside without a handler failure (rejected, bad input, poison).
+        is_failure = exc is not None and not isinstance(exc, Reject)
         outcome = Outcome(
             "dead",
             delivery.entry_id,
             protocol.encode_dead_letter(letter),
             task=UNKNOWN_TASK if task is None else task.name,
+            status_key=delivery.source.status(envelope.id) if envelope.id else None,
+            state="failed" if is_failure else "dead",
+            error=_brief(exc) if is_failure else reason[:STATUS_ERROR_CHARS],
         )
         if task is not None and task.options.store_result:
             outcome.result_key = task.result_key(envelope.id)
             outcome.result = _error_result(error_type, error)
         return outcome
+
+
+def cancelled_outcome(run: Run, status_key: str | None, reason: str) -> Outcome:
+    """The outcome of a message cancelled before or while it ran: acknowledged, never
+    retried or dead-lettered, its status "cancelled"."""
+    metrics.run_cancelled(*metrics.labels_of(run.delivery.source), run.task.name)
+    log.info(
+        "task %s id %s cancelled%s",
+        run.task.name,
+        run.envelope.id,
+        f": {reason}" if reason else "",
+        extra=_event(run.task.name, run.envelope.id, "cancelled"),
+    )
+    return Outcome(
+        "cancelled",
+        run.delivery.entry_id,
+        task=run.task.name,
+        status_key=status_key,
+        state="cancelled",
+        error=reason[:STATUS_ERROR_CHARS],
+    )
+
+
+STATUS_ERROR_CHARS = 500
+"""The longest error text a status keeps (the dead letter keeps all of it)."""
+
+
+def _brief(exc: BaseException | None) -> str:
+    """ "ErrorType: message" for a status, cut to STATUS_ERROR_CHARS."""
+    if exc is None:
+        return ""
+    return f"{type(exc).__name__}: {exc}"[:STATUS_ERROR_CHARS]
 
 
 def _event(task: str, task_id: str, outcome: str) -> dict[str, str]:

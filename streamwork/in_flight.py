@@ -28,6 +28,8 @@ class InFlight:
     def __init__(self, concurrency: int) -> None:
         self.concurrency = concurrency
         self.tasks: set[asyncio.Task[None]] = set()
+        self.runs: dict[asyncio.Task[None], Run] = {}
+        """The run each task runs (the scanner checks them for cancellations)."""
         self.leased: dict[Source, set[bytes]] = defaultdict(set)
         """Entries running (or waiting to run alone) under a lease, per source."""
         self.isolated: deque[Run] = deque()

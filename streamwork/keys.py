@@ -59,6 +59,10 @@ class QueueKeys:
     def dedupe(self, key: str) -> str:
         return f"{self.tag}:dedupe:{key}"
 
+    def status(self, task_id: str) -> str:
+        """A small hash: a message's lifecycle state, attempts, progress, cancellation."""
+        return f"{self.tag}:status:{task_id}"
+
 
 @dataclass(frozen=True)
 class ScheduleKeys:
@@ -90,6 +94,9 @@ class ScheduleKeys:
     def claim(self, due_ms: int) -> str:
         """Set (NX) by the step that enqueues the tick due at `due_ms`."""
         return f"{self.tag}:tick:{self.id}:{due_ms}"
+
+    def status(self, task_id: str) -> str:
+        return f"{self.tag}:status:{task_id}"
 
 
 def schedule_index(namespace: str) -> str:
@@ -159,6 +166,13 @@ class Source:
     start: str = "0"
     """Where a new consumer group starts: "0" (every retained entry) or "$" (new ones only)."""
     namespace: str = "sw"
+
+    def status(self, task_id: str) -> str | None:
+        """The status hash of message `task_id` read from this source (None for topics:
+        events have no per-message status)."""
+        if self.topic is not None:
+            return None
+        return f"{self.namespace}:{{{self.name}}}:status:{task_id}"
 
     def __hash__(self) -> int:
         # Sources key the worker's per-message dicts: hash the two fields that tell them

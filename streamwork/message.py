@@ -1,7 +1,8 @@
 """Message: the envelope a handler sees — ids, attempt, headers, and ack/nack in manual mode.
 
 A Message is read-only except for its one decision (ack or nack), which it hands to the
-worker that delivered it; it never talks to Redis itself. Its methods are safe to call
+worker that delivered it, and its progress, which it hands to a throttled writer; it never
+talks to Redis itself. Its methods are safe to call
 from a sync handler's thread.
 """
 
@@ -20,9 +21,11 @@ class Message:
     """One delivery of a message to a handler."""
 
     __slots__ = (
+        "_cancelled",
         "_decide",
         "_decision",
         "_lock",
+        "_progress",
         "args",
         "attempt",
         "delivery_count",
@@ -55,6 +58,7 @@ class Message:
         topic: str | None = None,
         group: str | None = None,
         decide: Decide | None = None,
+        progress: Callable[[float, str | None], None] | None = None,
     ) -> None:
         self.id = id
         """The message's stable id: the same across retries and redeliveries."""
@@ -77,6 +81,8 @@ class Message:
         self.group = group
         """The subscriber group it was delivered to (None for a task)."""
         self._decide = decide
+        self._progress = progress
+        self._cancelled = False
         self._decision: str | None = None
         self._lock = threading.Lock() if decide is not None else None
 
@@ -84,6 +90,24 @@ class Message:
     def redelivered(self) -> bool:
         """True when an earlier delivery of this entry may have run (part of) the handler."""
         return self.delivery_count > 1
+
+    @property
+    def cancelled(self) -> bool:
+        """True once someone cancelled this message while it runs (`handle.cancel()`): a
+        sync handler should check it and return early; its outcome is "cancelled" either
+        way (not a failure, never retried). Async handlers are cancelled outright."""
+        return self._cancelled
+
+    def progress(self, fraction: float, note: str | None = None) -> None:
+        """Record how far the run is (0..1) and a short note, for `handle.status()` and
+        `streamwork status`. Cheap to call often: writes are throttled to a few per second,
+        the latest value written last. Task messages only (an event has no status)."""
+        if self._progress is None:
+            raise StreamworkError(
+                "progress is recorded for task messages run by a worker; this message has "
+                "no status (a topic's event, or a Message made by hand)"
+            )
+        self._progress(fraction, note)
 
     @property
     def decision(self) -> str | None:

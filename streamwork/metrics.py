@@ -163,6 +163,17 @@ def sent(queue: str, count: int, seconds: float) -> None:
     SEND_TIME.labels(queue).observe(seconds)
 
 
+CANCELLED = Counter(
+    "streamwork_runs_cancelled",
+    "Messages cancelled: before they ran (settled unrun) or while running.",
+    RUN_LABELS,
+)
+
+
+def run_cancelled(queue: str, group: str, task: str) -> None:
+    CANCELLED.labels(queue, group, task).inc()
+
+
 def count_lost_ownership(queue: str, n: int = 1) -> None:
     LOST_OWNERSHIP.labels(queue).inc(n)
 

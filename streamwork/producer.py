@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -58,6 +58,10 @@ class Destination:
     delayed: str
     dedupe_prefix: str | None = None
     """`NS:{QUEUE}:dedupe:` for a queue; None for a topic (no idempotent publish)."""
+    status_prefix: str | None = None
+    """`NS:{QUEUE}:status:` for a queue's messages; None for a topic's events."""
+    task: str = ""
+    """The task a queue destination's messages run (their status names it)."""
 
 
 @dataclass(slots=True)
@@ -74,14 +78,23 @@ class Plan:
     key_ttl_ms: int = 0
     replicas: int = 0
     replica_timeout_ms: int = 0
+    state: tuple[str, int, int] = ("", 0, 0)
+    """For the status of each message: (task, now ms, status time-to-live ms)."""
+
+    def statuses(self, ids: Sequence[str]) -> list[str]:
+        prefix = self.destination.status_prefix
+        return [] if prefix is None else [prefix + message_id for message_id in ids]
 
 
 class Producer:
     """Plans and writes sends on one Connection."""
 
-    def __init__(self, connection: Connection, max_message_bytes: int) -> None:
+    def __init__(
+        self, connection: Connection, max_message_bytes: int, status_ttl_ms: int = 86_400_000
+    ) -> None:
         self.connection = connection
         self.max_message_bytes = max_message_bytes
+        self.status_ttl_ms = status_ttl_ms
 
     def plan(
         self,
@@ -130,6 +143,7 @@ class Producer:
             replica_timeout_ms=(
                 int(to_seconds("replica_timeout", replica_timeout) * 1000) if replicas else 0
             ),
+            state=(destination.task, protocol.now_ms(), self.status_ttl_ms),
         )
 
     # -- the I/O, twinned -----------------------------------------------------------------
@@ -142,7 +156,9 @@ class Producer:
         if plan.is_many:
             with connection.translate_errors():
                 connection.register(plan.destination.registry, plan.destination.name)
-            _write_batches(connection, plan, lambda batch: self._many(connection, plan, batch))
+            _write_batches(
+                connection, plan, lambda batch, start: self._many(connection, plan, batch, start)
+            )
             holder = plan.ids[0] if plan.ids else ""
         else:
             with connection.translate_errors():
@@ -166,7 +182,8 @@ class Producer:
                         plan.destination.registry, plan.destination.name
                     )
                     for start in range(0, len(plan.bodies), SEND_BATCH):
-                        await self._many_async(plan, plan.bodies[start : start + SEND_BATCH])
+                        batch = plan.bodies[start : start + SEND_BATCH]
+                        await self._many_async(plan, batch, start)
                         done = min(start + SEND_BATCH, len(plan.bodies))
             except StreamworkError as exc:
                 raise _incomplete(plan, done, exc) from exc
@@ -183,19 +200,11 @@ class Producer:
         metrics.sent(plan.destination.name, len(plan.ids), time.perf_counter() - started)
         return holder
 
-    def _many(self, connection: Connection, plan: Plan, batch: list[bytes]) -> None:
-        if plan.due_ms is None:
-            connection.scripts.add_many(plan.destination.stream, batch)
-        else:
-            redis_ops.schedule_many(connection.redis, plan.destination.delayed, batch, plan.due_ms)
+    def _many(self, connection: Connection, plan: Plan, batch: list[bytes], start: int) -> None:
+        _add_many(connection.scripts, plan, batch, start)
 
-    async def _many_async(self, plan: Plan, batch: list[bytes]) -> None:
-        connection = self.connection
-        if plan.due_ms is None:
-            await connection.async_scripts().add_many(plan.destination.stream, batch)
-        else:
-            client = connection.async_redis()
-            await redis_ops.schedule_many(client, plan.destination.delayed, batch, plan.due_ms)
+    async def _many_async(self, plan: Plan, batch: list[bytes], start: int) -> None:
+        await _add_many(self.connection.async_scripts(), plan, batch, start)
 
     def _replicated(self, plan: Plan) -> str:
         """The write and a WAIT on one connection of the node that holds the queue."""
@@ -225,19 +234,38 @@ class Producer:
         return _replicated_holder(plan, written, acknowledged)
 
 
+def _add_many(scripts: redis_ops.Scripts, plan: Plan, batch: list[bytes], start: int) -> Any:
+    destination = plan.destination
+    return scripts.add_many(
+        destination.stream,
+        destination.delayed,
+        batch,
+        due_ms=plan.due_ms,
+        statuses=plan.statuses(plan.ids[start : start + len(batch)]),
+        state=plan.state,
+    )
+
+
 def _one(client: Any, scripts: redis_ops.Scripts, plan: Plan) -> Any:
     """The command of a single send on `client` (sync, asyncio or a pipeline): what it
     returns, an awaitable of it, or the pipeline."""
     body, destination = plan.bodies[0], plan.destination
+    statuses = plan.statuses(plan.ids)
     if plan.dedupe_key is not None:
         return scripts.enqueue_unique(
             plan.dedupe_key,
             destination.stream,
             destination.delayed,
+            statuses[0],
             plan.ids[0],
             body,
             plan.key_ttl_ms,
             plan.due_ms,
+            plan.state,
+        )
+    if statuses:
+        return scripts.enqueue(
+            destination.stream, destination.delayed, statuses[0], body, plan.due_ms, plan.state
         )
     if plan.due_ms is None:
         return redis_ops.append(client, destination.stream, body)
@@ -261,7 +289,9 @@ def _replicated_holder(plan: Plan, written: Any, acknowledged: int) -> str:
     return _holder(plan, written)
 
 
-def _write_batches(connection: Connection, plan: Plan, write: Callable[[list[bytes]], Any]) -> None:
+def _write_batches(
+    connection: Connection, plan: Plan, write: Callable[[list[bytes], int], Any]
+) -> None:
     """Write a many-send in batches of SEND_BATCH, each one atomic command.
 
     If a batch fails after earlier ones were written, raise SendIncomplete carrying what
@@ -272,7 +302,7 @@ def _write_batches(connection: Connection, plan: Plan, write: Callable[[list[byt
     try:
         with connection.translate_errors():
             for start in range(0, len(plan.bodies), SEND_BATCH):
-                write(plan.bodies[start : start + SEND_BATCH])
+                write(plan.bodies[start : start + SEND_BATCH], start)
                 done = min(start + SEND_BATCH, len(plan.bodies))
     except StreamworkError as exc:
         raise _incomplete(plan, done, exc) from exc

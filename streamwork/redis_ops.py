@@ -38,6 +38,9 @@ class SettleRow(Protocol):
     result: bytes
     wait_ms: int
     run_ms: int
+    status_key: str | None
+    state: str
+    error: str
 
 
 class Scripts:
@@ -54,15 +57,20 @@ class Scripts:
         *,
         is_pending: bool,
         result_ttl_ms: int,
+        status_ttl_ms: int = 86_400_000,
+        now_ms: int = 0,
     ) -> Any:
         """Write `outcomes` and XACK their entries; one 1 (written) or 0 (lost) per outcome."""
         keys = [source.stream, source.delayed, source.dead_letters, source.stats]
         rows = []
         for outcome in outcomes:
-            index = 0
+            index = status = 0
             if outcome.result_key is not None:
                 keys.append(outcome.result_key)
                 index = len(keys)
+            if outcome.status_key is not None:
+                keys.append(outcome.status_key)
+                status = len(keys)
             rows.append(
                 (
                     outcome.kind,
@@ -73,6 +81,9 @@ class Scripts:
                     outcome.result,
                     outcome.wait_ms,
                     outcome.run_ms,
+                    status,
+                    outcome.state,
+                    outcome.error,
                 )
             )
         args = [
@@ -83,6 +94,8 @@ class Scripts:
             result_ttl_ms,
             # Redis's Lua cmsgpack reads msgpack's older raw type, not bin.
             msgpack.packb(rows, use_bin_type=False),
+            status_ttl_ms,
+            now_ms,
         ]
         return self._scripts["settle"](keys=keys, args=args)
 
@@ -102,21 +115,57 @@ class Scripts:
             keys=[source.stream], args=[source.group, min_idle_ms]
         )
 
+    def enqueue(
+        self, stream: str, delayed: str, status: str, body: bytes, due_ms: int | None, state: Any
+    ) -> Any:
+        """Add one message (to the stream, or the delayed set when due later) with its
+        status; `state` is (task, now ms, status ttl ms)."""
+        task, now_ms, ttl_ms = state
+        return self._scripts["enqueue"](
+            keys=[stream, delayed, status], args=[body, due_ms or 0, task, now_ms, ttl_ms]
+        )
+
     def enqueue_unique(
         self,
         dedupe_key: str,
         stream: str,
         delayed: str,
+        status: str,
         message_id: str,
         body: bytes,
         ttl_ms: int,
         due_ms: int | None,
+        state: Any,
     ) -> Any:
         """Enqueue unless `dedupe_key` is held; returns the id of the message holding it."""
+        task, now_ms, status_ttl_ms = state
         return self._scripts["enqueue_unique"](
-            keys=[dedupe_key, stream, delayed],
-            args=[message_id, body, ttl_ms, due_ms or 0],
+            keys=[dedupe_key, stream, delayed, status],
+            args=[message_id, body, ttl_ms, due_ms or 0, task, now_ms, status_ttl_ms],
         )
+
+    def start(
+        self,
+        statuses: Sequence[str],
+        runs: Sequence[tuple[str, int]],
+        worker: str,
+        now_ms: int,
+        ttl_ms: int,
+    ) -> Any:
+        """Mark messages running (status keys; (task, attempt) each); per message 0 to run
+        it, or the reason it was cancelled before it started."""
+        args: list[Any] = [now_ms, worker, ttl_ms]
+        for task, attempt in runs:
+            args += [task, attempt]
+        return self._scripts["start"](keys=list(statuses), args=args)
+
+    def cancel(self, status: str, delayed: str, reason: str, now_ms: int, ttl_ms: int) -> Any:
+        """Cancel the message whose status is `status`: [what it did, the state before]."""
+        return self._scripts["cancel"](keys=[status, delayed], args=[reason, now_ms, ttl_ms])
+
+    def progress(self, status: str, fraction: float, note: str, now_ms: int, ttl_ms: int) -> Any:
+        """Record a running message's progress: 1 written, 0 not running any more."""
+        return self._scripts["progress"](keys=[status], args=[fraction, note, now_ms, ttl_ms])
 
     def replay(self, source: Source, moves: Sequence[tuple[bytes, bytes]]) -> Any:
         """Move dead letters (entry id, message to enqueue) back to the source's ready stream."""
@@ -139,9 +188,23 @@ class Scripts:
             args=[max_len or 0, f"{oldest_ms or 0}-0", "1" if drop_unread else "0"],
         )
 
-    def add_many(self, stream: str, bodies: Sequence[bytes]) -> Any:
-        """XADD many messages to one stream in one command; returns how many."""
-        return self._scripts["add_many"](keys=[stream], args=bodies)
+    def add_many(
+        self,
+        stream: str,
+        delayed: str,
+        bodies: Sequence[bytes],
+        *,
+        due_ms: int | None = None,
+        statuses: Sequence[str] = (),
+        state: Any = ("", 0, 0),
+    ) -> Any:
+        """Add many messages (to the stream, or the delayed set when due later) in one
+        command, each with its status when `statuses` names them; returns how many."""
+        task, now_ms, ttl_ms = state
+        return self._scripts["add_many"](
+            keys=[stream, delayed, *statuses],
+            args=[due_ms or 0, task, now_ms, ttl_ms, *bodies],
+        )
 
     def schedule_put(
         self,
@@ -169,6 +232,7 @@ class Scripts:
         claim_ttl_ms: int,
         missed: int,
         messages: Sequence[tuple[int, str, bytes]],
+        status_ttl_ms: int = 86_400_000,
     ) -> Any:
         """Enqueue ticks (due ms, task id, body) once: [enqueued, skipped, status]. `due`
         None is a trigger: a run now, the due time untouched."""
@@ -180,12 +244,14 @@ class Scripts:
             "1" if overlap else "0",
             claim_ttl_ms,
             missed,
+            status_ttl_ms,
         ]
+        per_message: list[str] = []
         for message in messages:
             args.extend(message)
-        claims = [keys.claim(due_ms) for due_ms, _, _ in messages]
+            per_message += [keys.claim(message[0]), keys.status(message[1])]
         return self._scripts["schedule_tick"](
-            keys=[keys.schedule, keys.due, keys.stream, *claims], args=args
+            keys=[keys.schedule, keys.due, keys.stream, *per_message], args=args
         )
 
     def schedule_state(self, keys: ScheduleKeys, action: str, next_due_ms: int | None) -> Any:
@@ -201,11 +267,6 @@ class Scripts:
 
 def _ms_or_empty(ms: int | None) -> int | str:
     return "" if ms is None else ms
-
-
-def schedule_many(client: Any, delayed: str, bodies: Sequence[bytes], due_ms: int) -> Any:
-    """ZADD many messages, all due at `due_ms`, in one command."""
-    return client.zadd(delayed, dict.fromkeys(bodies, due_ms))
 
 
 def first_due(client: Any, delayed_sets: Sequence[str]) -> Any:
@@ -248,6 +309,19 @@ def read_schedules(client: Any, keys: Sequence[ScheduleKeys]) -> Any:
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.hgetall(key.schedule)
+    return pipe.execute()
+
+
+def read_status(client: Any, status: str) -> Any:
+    """A message's status hash ({} when it has none)."""
+    return client.hgetall(status)
+
+
+def cancel_flags(client: Any, statuses: Sequence[str]) -> Any:
+    """For each status hash: [cancel flag, reason], in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for key in statuses:
+        pipe.hmget(key, "cancel", "reason")
     return pipe.execute()
 
 

@@ -1,6 +1,6 @@
 """Scanner: the timers that keep delivery whole — claims, leases and delayed messages.
 
-Four loops (five with schedules), each on its own timer, for every source a worker serves:
+Five loops (six with schedules), each on its own timer, for every source a worker serves:
 - claim: XAUTOCLAIM entries idle past the visibility timeout (their worker died or froze)
   and hand them to the worker to run again; entries deleted while pending are counted lost;
   consumers long idle with nothing pending (dead workers, emptied) leave the group.
@@ -8,6 +8,8 @@ Four loops (five with schedules), each on its own timer, for every source a work
   taken from a live worker (it renews only entries it still owns).
 - move: move due delayed messages and retries into the stream (one Lua step each time).
 - trim: apply each served topic's retention, never dropping what a group has not read.
+- cancel: every half second, look whether a running queue message was cancelled
+  (`handle.cancel()`), and stop its run.
 - tick: enqueue due schedule ticks (ticker.py), when the worker runs schedules.
 It never runs a handler and never writes an outcome.
 """
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CANCEL_CHECK = 0.5
+"""Seconds between two looks for cancellations of running messages: a cancelled async
+handler stops within about this long."""
 MOVE_LIMIT = 500
 """The most delayed messages one mover call moves."""
 MAX_MOVE_WAIT = 0.5
@@ -98,6 +103,7 @@ class Scanner:
             "lease": self.renew_leases,
             "claim": self.claim_stale,
             "trim": self.trim_topics,
+            "cancel": self.check_cancellations,
         }
         if self._ticker is not None:
             loops["tick"] = self._ticker.tick
@@ -167,6 +173,21 @@ class Scanner:
                 wait = min(wait, max(0.005, (next_due - now) / 1000))
         self._next_move_ms = now + int(wait * 1000)
         return total, wait
+
+    async def check_cancellations(self) -> float:
+        """Stop the runs whose message was cancelled while running; seconds to the next look."""
+        runs = [
+            (key, run)
+            for run in self._in_flight.runs.values()
+            if run.cancel_reason is None
+            and (key := run.delivery.source.status(run.envelope.id)) is not None
+        ]
+        if runs:
+            replies = await redis_ops.cancel_flags(self._client, [key for key, _ in runs])
+            for (_, run), (flag, reason) in zip(runs, replies, strict=True):
+                if flag == b"1":
+                    run.request_cancel(reason.decode(errors="replace") if reason else "")
+        return CANCEL_CHECK
 
     async def renew_leases(self) -> float:
         """Renew the lease of every entry this worker runs; report the ones it lost."""

@@ -392,9 +392,10 @@ class Schedules:
     Synchronous (the app's sync client); the worker's `Ticker` has the async side.
     """
 
-    def __init__(self, connection: Any, namespace: str) -> None:
+    def __init__(self, connection: Any, namespace: str, status_ttl_ms: int = 86_400_000) -> None:
         self.connection = connection
         self.namespace = namespace
+        self.status_ttl_ms = status_ttl_ms
 
     def keys(self, queue: str, id: str) -> ScheduleKeys:
         return ScheduleKeys(self.namespace, queue, id)
@@ -500,7 +501,15 @@ class Schedules:
         body = tick_body(definition, message_id, now, now)
         with self.connection.translate_errors():
             _, _, status = self.connection.scripts.schedule_tick(
-                keys, None, definition.rev, None, True, 1, 0, [(now, message_id, body)]
+                keys,
+                None,
+                definition.rev,
+                None,
+                True,
+                1,
+                0,
+                [(now, message_id, body)],
+                self.status_ttl_ms,
             )
         if status == -3:
             raise UnknownSchedule(f"no schedule {id!r} in namespace {self.namespace!r}")

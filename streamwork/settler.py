@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import metrics
+from . import metrics, protocol
 from .execution import Outcome
 from .keys import Source
 from .redis_ops import Scripts
@@ -40,8 +40,10 @@ class Settler:
         result_ttl: float,
         on_retry: Callable[[int], None] = lambda due_ms: None,
         on_written: Callable[[Source, Outcome], None] | None = None,
+        status_ttl_ms: int = 86_400_000,
     ) -> None:
         self._on_written = on_written
+        self._status_ttl_ms = status_ttl_ms
         self._client = client
         self._on_retry = on_retry
         self._scripts = scripts
@@ -104,6 +106,8 @@ class Settler:
             outcomes,
             is_pending=is_pending,
             result_ttl_ms=self._result_ttl_ms,
+            status_ttl_ms=self._status_ttl_ms,
+            now_ms=protocol.now_ms(),
         )
         owned = 0
         for outcome, flag in zip(outcomes, flags, strict=True):
@@ -112,7 +116,8 @@ class Settler:
                 if outcome.kind == "retry":
                     self._on_retry(outcome.due_ms)
                 if outcome.kind != "ack":
-                    metrics.outcome_written(source, outcome.task, outcome.kind)
+                    if outcome.kind != "cancelled":  # counted when decided
+                        metrics.outcome_written(source, outcome.task, outcome.kind)
                     if self._on_written is not None:
                         self._on_written(source, outcome)
                 continue

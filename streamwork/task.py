@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from . import protocol, redis_ops
+from . import metrics, protocol, redis_ops
 from .connection import MAX_BLOCK
 from .errors import (
     BadArguments,
@@ -28,6 +28,7 @@ from .errors import (
 )
 from .handler import HandlerOptions
 from .keys import QueueKeys, queue_registry
+from .lifecycle import CancelResult, TaskStatus, decode_cancel, parse_status
 from .producer import DEFAULT_KEY_TTL, Destination, Producer, due_ms
 from .settings import Duration
 
@@ -76,6 +77,62 @@ class TaskHandle:
                 if raw is not None or block < MAX_BLOCK:
                     break
         return self._decode(raw, timeout)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def _status_key(self) -> str:
+        return self.task.keys.status(self.id)
+
+    def status(self) -> TaskStatus:
+        """Where the message is now: queued, delayed, running (with progress), retrying,
+        done, failed, dead, cancelled, or unknown (never sent, or its status expired)."""
+        connection = self.task.producer.connection
+        with connection.translate_errors():
+            raw = redis_ops.read_status(connection.redis, self._status_key)
+        return parse_status(raw, protocol.now_ms())
+
+    async def status_async(self) -> TaskStatus:
+        """Like `status`, for asyncio code."""
+        connection = self.task.producer.connection
+        with connection.translate_errors():
+            raw = await redis_ops.read_status(connection.async_redis(), self._status_key)
+        return parse_status(raw, protocol.now_ms())
+
+    def cancel(self, reason: str | None = None) -> CancelResult:
+        """Cancel the message; returns what that did: "cancelled" (it was queued or delayed:
+        it never runs), "cancelling" (it is running: its worker stops it — an async handler
+        at once, a sync one when it checks `message.cancelled`), "finished" (it had already
+        ended: nothing changes) or "unknown" (no such message, or its status expired)."""
+        connection = self.task.producer.connection
+        with connection.translate_errors():
+            reply = connection.scripts.cancel(*self._cancel_args(reason))
+        return self._cancelled(reply)
+
+    async def cancel_async(self, reason: str | None = None) -> CancelResult:
+        """Like `cancel`, for asyncio code."""
+        connection = self.task.producer.connection
+        with connection.translate_errors():
+            reply = await connection.async_scripts().cancel(*self._cancel_args(reason))
+        return self._cancelled(reply)
+
+    def _cancel_args(self, reason: str | None) -> tuple[str, str, str, int, int]:
+        if reason is not None and not isinstance(reason, str):
+            raise ConfigurationError(f"reason must be a string, got {reason!r}")
+        return (
+            self._status_key,
+            self.task.keys.delayed,
+            (reason or "")[:500],
+            protocol.now_ms(),
+            self.task.producer.status_ttl_ms,
+        )
+
+    def _cancelled(self, reply: Any) -> CancelResult:
+        what, before = decode_cancel(reply)
+        if what == "cancelled" and before != "queued":
+            # delayed or waiting to retry: it left the delayed set now, no worker sees it
+            metrics.run_cancelled(self.task.options.queue, "", self.task.name)
+        return what
 
     def _decode(self, raw: bytes | None, timeout: float) -> Any:
         if raw is None:
@@ -134,6 +191,8 @@ class Task:
             stream=self.keys.stream,
             delayed=self.keys.delayed,
             dedupe_prefix=self.keys.dedupe(""),
+            status_prefix=self.keys.status(""),
+            task=name,
         )
         self._shapes_that_fit: set[Any] = set()
         self.__doc__ = fn.__doc__

@@ -35,8 +35,10 @@ class Ticker:
         namespace: str,
         max_message_bytes: int,
         queues: Collection[str] | None = None,
+        status_ttl_ms: int = 86_400_000,
     ) -> None:
         self._client = client
+        self._status_ttl_ms = status_ttl_ms
         self._queues = None if queues is None else frozenset(queues)
         self._scripts = scripts
         self.namespace = namespace
@@ -156,6 +158,7 @@ class Ticker:
             claim_ttl_ms(definition, now),
             missed,
             messages,
+            self._status_ttl_ms,
         )
         if status != 1:
             return  # another worker took it, or it changed, paused or went: nothing to do

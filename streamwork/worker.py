@@ -13,6 +13,7 @@ handling signals belongs to the CLI and the supervisor.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -24,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 
-from . import connection, memory, redis_ops
+from . import connection, memory, protocol, redis_ops
 from .errors import ConfigurationError
-from .execution import Delivery, Outcome, Run, Runner
+from .execution import Delivery, Outcome, Run, Runner, cancelled_outcome
 from .fetcher import Fetcher
 from .in_flight import InFlight
 from .keys import Source, registry_of
@@ -59,6 +60,12 @@ def _choose(
     return chosen
 
 
+async def _write_progress(
+    scripts: Scripts, ttl_ms: int, status: str, fraction: float, note: str
+) -> Any:
+    return await scripts.progress(status, fraction, note, protocol.now_ms(), ttl_ms)
+
+
 def consumer_name() -> str:
     """A name unique to this process: host, pid and a random suffix (pids are reused)."""
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
@@ -76,6 +83,7 @@ class Session:
     scanner: Scanner
     fetcher: Fetcher
     ticker: Ticker
+    scripts: Scripts
     isolation: asyncio.Task[None] | None = field(default=None)
     """The task running redelivered messages alone, while there are any."""
 
@@ -215,7 +223,12 @@ class Worker:
             await self._dispatch(session, deliveries)  # `session` is bound below
 
         ticker = Ticker(
-            client, scripts, self.app.namespace, self.app.max_message_bytes, self.queues
+            client,
+            scripts,
+            self.app.namespace,
+            self.app.max_message_bytes,
+            self.queues,
+            status_ttl_ms=self.app.status_ttl_ms,
         )
         scanner = Scanner(
             client,
@@ -235,6 +248,7 @@ class Worker:
             settings.result_ttl,
             scanner.expect_due,
             self._on_written,
+            status_ttl_ms=self.app.status_ttl_ms,
         )
         fetcher = Fetcher(
             client,
@@ -251,12 +265,18 @@ class Worker:
             threads=threads,
             in_flight=in_flight,
             runner=Runner(
-                self.app.tasks, self.app.subscribers, self.consumer, threads, self._on_error
+                self.app.tasks,
+                self.app.subscribers,
+                self.consumer,
+                threads,
+                self._on_error,
+                write_progress=functools.partial(_write_progress, scripts, self.app.status_ttl_ms),
             ),
             settler=settler,
             scanner=scanner,
             fetcher=fetcher,
             ticker=ticker,
+            scripts=scripts,
         )
         return session
 
@@ -328,16 +348,20 @@ class Worker:
 
     async def _dispatch(self, session: Session, deliveries: list[Delivery]) -> None:
         """Start a run for each delivery; entries that cannot run are dead-lettered."""
-        runs: list[Run] = []
-        acked_on_receipt: dict[Source, list[Run]] = defaultdict(list)
+        prepared_runs: list[Run] = []
         for delivery in deliveries:
             prepared = session.runner.prepare(delivery)
             if isinstance(prepared, Outcome):
                 session.settler.submit(delivery.source, prepared, True)
-            elif prepared.task.options.ack_mode == "auto":
-                acked_on_receipt[delivery.source].append(prepared)
             else:
-                runs.append(prepared)
+                prepared_runs.append(prepared)
+        runs: list[Run] = []
+        acked_on_receipt: dict[Source, list[Run]] = defaultdict(list)
+        for run in await self._mark_started(session, prepared_runs):
+            if run.task.options.ack_mode == "auto":
+                acked_on_receipt[run.delivery.source].append(run)
+            else:
+                runs.append(run)
         for source, auto_runs in acked_on_receipt.items():
             # At-most-once: the XACK is written before any of these handlers starts.
             await session.settler.write(
@@ -352,9 +376,44 @@ class Worker:
             else:
                 self._start(session, run)
 
+    async def _mark_started(self, session: Session, runs: list[Run]) -> list[Run]:
+        """Mark queue messages running in their status, in one step per batch; returns the
+        runs to start. Messages cancelled while queued are settled as cancelled, unrun. If
+        Redis fails here, none starts: their entries stay pending and are delivered again
+        after the visibility timeout."""
+        statuses = [run.delivery.source.status(run.envelope.id) for run in runs]
+        marked = [(run, key) for run, key in zip(runs, statuses, strict=True) if key is not None]
+        if not marked:
+            return runs
+        try:
+            replies = await session.scripts.start(
+                [key for _, key in marked],
+                [(run.task.name, run.envelope.attempt) for run, _ in marked],
+                self.consumer,
+                protocol.now_ms(),
+                self.app.status_ttl_ms,
+            )
+        except Exception as exc:
+            log.error(
+                "cannot mark %d message(s) running (%s); they stay pending and are "
+                "delivered again after the visibility timeout",
+                len(marked),
+                exc,
+            )
+            return [run for run, key in zip(runs, statuses, strict=True) if key is None]
+        cancelled = set()
+        for (run, key), reply in zip(marked, replies, strict=True):
+            if reply == 0:
+                continue
+            cancelled.add(id(run))
+            reason = reply.decode() if isinstance(reply, bytes) else str(reply)
+            session.settler.submit(run.delivery.source, cancelled_outcome(run, key, reason), True)
+        return [run for run in runs if id(run) not in cancelled]
+
     def _start(self, session: Session, run: Run) -> asyncio.Task[None]:
         task = asyncio.create_task(self._execute(session, run))
         session.in_flight.tasks.add(task)
+        session.in_flight.runs[task] = run
         if run.is_pending:
             session.in_flight.lease(run.delivery.source, run.delivery.entry_id)
         return task
@@ -418,6 +477,7 @@ class Worker:
             task = asyncio.current_task()
             if task is not None:
                 session.in_flight.tasks.discard(task)
+                session.in_flight.runs.pop(task, None)
             session.in_flight.release(source, run.delivery.entry_id)
             session.in_flight.wake()
             reason = self._recycling.reason(self.processed, session.runner.timed_out_threads)

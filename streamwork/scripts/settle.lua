@@ -5,24 +5,30 @@
 -- KEYS[3]   the dead-letter stream
 -- KEYS[4]   the queue's stats hash (running totals: done, retry, dead, runs, run_ms, and
 --           waited / wait_ms over the runs whose wait is known)
--- KEYS[5..] result keys (lists), referenced by index from the outcomes
+-- KEYS[5..] result keys (lists) and status hashes, referenced by index from the outcomes
 -- ARGV[1]   consumer group
 -- ARGV[2]   consumer name
 -- ARGV[3]   "1": the entries are still pending — check ownership, then XACK;
 --           "0": they were acknowledged on receipt (ack mode auto) — write outcomes only
 -- ARGV[4]   "1": XDEL each acknowledged entry (queues: a stream holds backlog + in-flight only)
 -- ARGV[5]   result time-to-live in milliseconds
--- ARGV[6]   the outcomes, msgpack-encoded (one argument instead of eight per outcome keeps
---           the client's command packing off the hot path): an array of arrays of
---           eight values each:
---           kind ("ack" | "done" | "retry" | "dead"), entry id, data, score, result key index,
---           result, wait ms (queued before the run; -1: unknown, the message had no `ts`),
---           run ms (-1: no handler ran)
---             ack:   acknowledge on receipt (ack mode auto); the run's outcome comes later
---             done:  nothing to write but the result
---             retry: ZADD KEYS[2] score data     (data = the next attempt's message)
---             dead:  XADD KEYS[3] * m data       (data = the dead letter)
+-- ARGV[6]   the outcomes, msgpack-encoded (one argument instead of eleven per outcome
+--           keeps the client's command packing off the hot path): an array of arrays of
+--           eleven values each:
+--           kind ("ack" | "done" | "retry" | "dead" | "cancelled"), entry id, data, score,
+--           result key index, result, wait ms (queued before the run; -1: unknown, the
+--           message had no `ts`), run ms (-1: no handler ran), status key index, state,
+--           error
+--             ack:       acknowledge on receipt (ack mode auto); the run's outcome comes later
+--             done:      nothing to write but the result
+--             retry:     ZADD KEYS[2] score data     (data = the next attempt's message)
+--             dead:      XADD KEYS[3] * m data       (data = the dead letter)
+--             cancelled: nothing to write: the message was cancelled (not a failure)
 --           result key index 0 means no result is stored; else RPUSH KEYS[index] result.
+--           status key index 0 means no status (topics, acks); else HSET KEYS[index] the
+--           state ("done", "retrying", "failed", "dead", "cancelled") and error.
+-- ARGV[7]   how long a status lives once nothing changes it, in ms
+-- ARGV[8]   now, in ms (the status's `updated`)
 --
 -- Returns one integer per outcome: 1 written; 0 dropped because another consumer owns the
 -- entry now ("lost ownership": the scanner gave it to another worker, whose outcome counts);
@@ -36,13 +42,15 @@ local group, consumer = ARGV[1], ARGV[2]
 local pending, delete = ARGV[3] == "1", ARGV[4] == "1"
 local ttl = tonumber(ARGV[5])
 local written = {}
-local totals = {ack = 0, done = 0, retry = 0, dead = 0, runs = 0, waited = 0, wait_ms = 0,
-    run_ms = 0}
+local status_ttl, now_ms = tonumber(ARGV[7]), ARGV[8]
+local totals = {ack = 0, done = 0, retry = 0, dead = 0, cancelled = 0, runs = 0, waited = 0,
+    wait_ms = 0, run_ms = 0}
 
 for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
     local kind, id, data, score = outcome[1], outcome[2], outcome[3], outcome[4]
     local result_key, result = outcome[5], outcome[6]
     local wait_ms, run_ms = outcome[7], outcome[8]
+    local status_key, state, error = outcome[9], outcome[10], outcome[11]
     local owned, gone = true, false
     if pending then
         -- pcall: a missing group (NOGROUP) means the entry is gone, not a failed batch
@@ -62,6 +70,19 @@ for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
             redis.call("DEL", key)
             redis.call("RPUSH", key, result)
             redis.call("PEXPIRE", key, ttl)
+        end
+        if status_key > 0 then
+            local key = KEYS[status_key]
+            redis.call("HSET", key, "state", state, "updated", now_ms)
+            if error ~= "" then
+                redis.call("HSET", key, "error", error)
+            end
+            if kind == "retry" then
+                redis.call("HSET", key, "due", score, "body", data)
+                redis.call("PEXPIREAT", key, score + status_ttl)
+            else
+                redis.call("PEXPIRE", key, status_ttl)
+            end
         end
         if pending then
             redis.call("XACK", KEYS[1], group, id)
@@ -85,7 +106,8 @@ for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
         written[#written + 1] = 0
     end
 end
-for _, name in ipairs({"done", "retry", "dead", "runs", "waited", "wait_ms", "run_ms"}) do
+for _, name in ipairs({"done", "retry", "dead", "cancelled", "runs", "waited", "wait_ms",
+        "run_ms"}) do
     if totals[name] > 0 then
         redis.call("HINCRBY", KEYS[4], name, totals[name])
     end

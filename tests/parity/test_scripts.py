@@ -65,14 +65,38 @@ def test_remove_idle_consumers_keeps_those_holding_entries(app):
 def test_enqueue_unique_queues_once_per_key(app):
     keys = app.keys("default")
     scripts = app.connection.scripts
+    state = ("job", 1000, 60_000)
     first = scripts.enqueue_unique(
-        keys.dedupe("k"), keys.stream, keys.delayed, "a", b"m1", 60_000, None
+        keys.dedupe("k"),
+        keys.stream,
+        keys.delayed,
+        keys.status("a"),
+        "a",
+        b"m1",
+        60_000,
+        None,
+        state,
     )
     again = scripts.enqueue_unique(
-        keys.dedupe("k"), keys.stream, keys.delayed, "b", b"m2", 60_000, None
+        keys.dedupe("k"),
+        keys.stream,
+        keys.delayed,
+        keys.status("b"),
+        "b",
+        b"m2",
+        60_000,
+        None,
+        state,
     )
     assert (first, again) == (b"a", b"a")
-    assert app.connection.redis.xlen(keys.stream) == 1
+    client = app.connection.redis
+    assert client.xlen(keys.stream) == 1
+    assert client.hgetall(keys.status("a")) == {
+        b"state": b"queued",
+        b"task": b"job",
+        b"updated": b"1000",
+    }
+    assert not client.exists(keys.status("b"))  # not queued: no status
 
 
 def test_replay_moves_dead_letters_back(app):
@@ -106,9 +130,24 @@ def test_trim_topic_never_drops_what_a_group_has_not_read(app):
 
 
 def test_add_many_adds_every_message(app):
-    stream = app.keys("default").stream
-    assert app.connection.scripts.add_many(stream, [b"a", b"b", b"c"]) == 3
-    assert [f[b"m"] for _, f in app.connection.redis.xrange(stream)] == [b"a", b"b", b"c"]
+    keys = app.keys("default")
+    statuses = [keys.status(n) for n in "abc"]
+    scripts, client = app.connection.scripts, app.connection.redis
+    state = ("job", 1000, 60_000)
+    added = scripts.add_many(
+        keys.stream, keys.delayed, [b"a", b"b", b"c"], statuses=statuses, state=state
+    )
+    assert added == 3
+    assert [f[b"m"] for _, f in client.xrange(keys.stream)] == [b"a", b"b", b"c"]
+    assert [client.hget(key, "state") for key in statuses] == [b"queued"] * 3
+    assert 0 < client.pttl(statuses[0]) <= 60_000
+    later = [keys.status("d")]
+    due = 4_000_000_000_000  # in 2096: the status lives until then + its ttl
+    scripts.add_many(keys.stream, keys.delayed, [b"d"], due_ms=due, statuses=later, state=state)
+    assert client.zrange(keys.delayed, 0, -1, withscores=True) == [(b"d", float(due))]
+    assert client.hmget(later[0], "state", "due", "body") == [b"delayed", str(due).encode(), b"d"]
+    topic = app.topic_keys("t").stream  # a topic's events have no status
+    assert scripts.add_many(topic, "unused", [b"e"]) == 1 and client.xlen(topic) == 1
 
 
 def test_scripts_run_on_lua_5_1_with_cmsgpack(app):

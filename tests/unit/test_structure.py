@@ -72,6 +72,8 @@ PAIRS = [
     (Task, "send_with"),
     (Task, "send_many"),
     (TaskHandle, "result"),
+    (TaskHandle, "status"),
+    (TaskHandle, "cancel"),
     (App, "publish"),
     (App, "publish_many"),
     (App, "close"),

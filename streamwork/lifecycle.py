@@ -1,0 +1,174 @@
+"""Lifecycle: what state a message is in, cancelling it, and its progress.
+
+Owns `TaskStatus` (read from the small status hash each queue message has, in its queue's
+slot: written by the same Lua steps that send, start and settle it), `cancel` (cancel.lua:
+a queued or delayed message never runs, a running one is stopped by its worker) and
+`ProgressReporter`, the throttled writer behind `message.progress()`. It never runs a
+handler and never decides an outcome (execution.py does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from . import protocol, redis_ops
+from .errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+STATES = (
+    "queued",
+    "delayed",
+    "running",
+    "retrying",
+    "done",
+    "failed",
+    "dead",
+    "cancelled",
+    "unknown",
+)
+FINAL_STATES = ("done", "failed", "dead", "cancelled")
+
+CancelResult = Literal["cancelled", "cancelling", "finished", "unknown"]
+
+PROGRESS_EVERY = 0.25
+"""Seconds between two progress writes of one run (the latest value is written last)."""
+NOTE_CHARS = 200
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """Where a message is in its life (see `STATES`), as its status hash says."""
+
+    state: str
+    """queued | delayed | running | retrying | done | failed | dead | cancelled | unknown.
+    failed: the handler failed for good (not retryable, or out of retries); dead: set aside
+    without a handler failure (rejected, bad input, delivered too often); both are in the
+    dead letters. unknown: no status (never sent, or its status expired)."""
+    attempts: int = 0
+    """Runs started so far (retries included)."""
+    progress: float | None = None
+    """The last fraction (0..1) the handler reported with `message.progress()`."""
+    note: str | None = None
+    updated_at: datetime | None = None
+    error: str | None = None
+    """For retrying, failed and dead: what failed; for cancelled: the reason, if given."""
+    task: str | None = None
+    worker: str | None = None
+    """The consumer running it (or that last ran it)."""
+    cancel_requested: bool = False
+    """A cancellation reached it while running: its worker is stopping it."""
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+def parse_status(raw: dict[bytes, bytes], now_ms: int) -> TaskStatus:
+    """The TaskStatus of a status hash's fields ({} -> unknown)."""
+    if not raw:
+        return TaskStatus("unknown")
+
+    def text(name: str) -> str | None:
+        value = raw.get(name.encode())
+        return None if value is None else value.decode(errors="replace")
+
+    state = text("state") or "unknown"
+    due = text("due")
+    if state == "delayed" and due is not None and int(due) <= now_ms:
+        state = "queued"  # due: moved to the stream, or about to be
+    progress = text("progress")
+    updated = text("updated")
+    error = text("error") if state != "cancelled" else text("reason") or None
+    return TaskStatus(
+        state=state,
+        attempts=int(text("attempts") or 0),
+        progress=None if progress is None else float(progress),
+        note=text("note") or None,
+        updated_at=None
+        if updated is None
+        else datetime.fromtimestamp(int(updated) / 1000, timezone.utc),
+        error=error or None,
+        task=text("task"),
+        worker=text("worker"),
+        cancel_requested=state == "running" and text("cancel") == "1",
+    )
+
+
+def decode_cancel(reply: Any) -> tuple[CancelResult, str]:
+    what, before = (v.decode() if isinstance(v, bytes) else str(v) for v in reply)
+    return what, before  # type: ignore[return-value]
+
+
+def check_progress(fraction: float, note: str | None) -> tuple[float, str]:
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        raise ConfigurationError(f"progress must be a number from 0 to 1, got {fraction!r}")
+    if not 0 <= fraction <= 1:
+        raise ConfigurationError(f"progress must be from 0 to 1, got {fraction}")
+    if note is not None and not isinstance(note, str):
+        raise ConfigurationError(f"a progress note must be a string, got {note!r}")
+    return float(fraction), (note or "")[:NOTE_CHARS]
+
+
+class ProgressReporter:
+    """Writes one run's progress from any thread, at most once per PROGRESS_EVERY seconds:
+    a handler calling `message.progress()` in a tight loop costs a few writes per second,
+    and the latest value is always written last."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        write: Callable[[float, str], Coroutine[Any, Any, Any]],
+    ) -> None:
+        self._loop = loop
+        self._write = write
+        self._lock = threading.Lock()
+        self._latest: tuple[float, str] | None = None
+        self._is_scheduled = False
+        self._last_write = 0.0
+        self._writes: set[asyncio.Task[Any]] = set()
+        self.written = 0
+
+    def report(self, fraction: float, note: str | None) -> None:
+        value = check_progress(fraction, note)
+        with self._lock:
+            self._latest = value
+            if self._is_scheduled:
+                return
+            self._is_scheduled = True
+            delay = max(0.0, self._last_write + PROGRESS_EVERY - time.monotonic())
+        self._loop.call_soon_threadsafe(self._loop.call_later, delay, self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:
+            value, self._latest = self._latest, None
+            self._is_scheduled = False
+            self._last_write = time.monotonic()
+        if value is None:
+            return
+        task = self._loop.create_task(self._write(*value))
+        self._writes.add(task)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[Any]) -> None:
+        self._writes.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.warning("cannot record progress: %s", exc)
+        else:
+            self.written += 1
+
+
+async def write_progress(
+    scripts: redis_ops.Scripts, status: str, fraction: float, note: str, ttl_ms: int
+) -> Any:
+    return await scripts.progress(status, fraction, note, protocol.now_ms(), ttl_ms)
