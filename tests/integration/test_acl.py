@@ -11,11 +11,12 @@ from streamwork.testing import drain
 # The rules README.md documents (keep them in sync).
 PRODUCER = (
     "on >producer-secret ~sw:* resetchannels -@all +ping +info "
-    "+xadd +zadd +sadd +evalsha +eval +script|load +get +set +blmove"
+    "+xadd +zadd +zrem +zscore +sadd +hset +hget +hgetall +hdel +pexpire +pexpireat "
+    "+evalsha +eval +script|load +get +set +blmove"
 )
 WORKER = (
     "on >worker-secret ~sw:* resetchannels -@all +@connection +@stream +@sortedset +@set "
-    "+@hash +@list +@string +@scripting +del +exists +pexpire -@dangerous +info"
+    "+@hash +@list +@string +@scripting +del +exists +pexpire +pexpireat +time -@dangerous +info"
 )
 
 
@@ -46,8 +47,12 @@ def test_producer_sends_and_worker_runs_as_least_privilege_users(users):
     send.send_many([(1, 1), (2, 2)])
     send.send_with(args=(5, 5), key="order-5")
     assert send.send_with(args=(5, 5), key="order-5").is_duplicate
-    assert drain(worker) == 4
+    later = send.send_with(args=(1, 1), delay=600)
+    assert later.cancel("not needed") == "cancelled"  # status and cancel as the producer
+    producer.add_schedule("nightly", send, cron="0 2 * * *", args=(1, 2))
+    assert drain(worker) == 4  # the worker's ticker reads Redis TIME
     assert handle.result(timeout=5) == 5  # the producer may read its results
+    assert handle.status().state == "done" and later.status().state == "cancelled"
     assert queue_state(worker, "orders").is_empty
     assert worker.purge("orders") == (0, 0)
 
