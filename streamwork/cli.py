@@ -18,6 +18,7 @@ import click
 
 from . import __version__, logs
 from . import cli_dlq as dlq_commands
+from . import cli_lifecycle as lifecycle_commands
 from . import cli_schedules as schedule_commands
 from . import cli_stats as stats_commands
 from . import stats as queue_stats
@@ -323,5 +324,7 @@ def purge(app_spec: str, queues: tuple[str, ...], delayed: bool, yes: bool) -> N
 
 main.add_command(dlq_commands.dlq)
 main.add_command(schedule_commands.schedules)
+main.add_command(lifecycle_commands.status)
+main.add_command(lifecycle_commands.cancel)
 main.add_command(stats_commands.stats)
 main.add_command(stats_commands.top)

@@ -1,0 +1,106 @@
+"""`streamwork status MODULE:APP ID` and `streamwork cancel MODULE:APP ID [--reason R]`:
+one message's lifecycle from the command line.
+
+Thin, like the rest of the CLI: it finds which queue holds the message's status (the app's
+queues, then every queue registered in its namespace; `--queue` to say), reads or cancels
+it through lifecycle.py, and prints. Added to the `streamwork` command group by cli.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from . import protocol, redis_ops, stats
+from .app import App
+from .cli_app import load_app
+from .errors import StreamworkError
+from .lifecycle import TaskStatus, decode_cancel, parse_status
+
+
+class UnknownMessage(StreamworkError, LookupError):
+    """No queue of the app holds a status for that message id."""
+
+
+def _check_id(message_id: str) -> str:
+    if not protocol.ID.fullmatch(message_id):
+        raise click.BadParameter(f"{message_id!r} is not a message id ({protocol.ID_RULE})")
+    return message_id
+
+
+def find(app: App, message_id: str, queue: str | None) -> tuple[str, dict[bytes, bytes]]:
+    """(the queue whose status hash holds `message_id`, its fields)."""
+    queues = [queue] if queue else stats.known_queues(app)
+    client = app.connection.redis
+    with app.connection.translate_errors():
+        for name in queues:
+            raw = redis_ops.read_status(client, app.keys(name).status(message_id))
+            if raw:
+                return name, raw
+    where = f"queue {queue!r}" if queue else f"any queue of namespace {app.namespace!r}"
+    raise UnknownMessage(
+        f"no status for message {message_id} in {where} (never sent, or its status expired)"
+    )
+
+
+def _show(queue: str, message_id: str, status: TaskStatus) -> dict[str, Any]:
+    return {
+        "id": message_id,
+        "queue": queue,
+        "task": status.task,
+        "state": status.state,
+        "attempts": status.attempts,
+        "progress": status.progress,
+        "note": status.note,
+        "error": status.error,
+        "worker": status.worker,
+        "cancel_requested": status.cancel_requested,
+        "updated_at": None if status.updated_at is None else status.updated_at.isoformat(),
+    }
+
+
+@click.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.argument("message_id", metavar="ID", callback=lambda ctx, param, value: _check_id(value))
+@click.option("--queue", default=None, help="The message's queue (default: look in every one).")
+@click.option("--json", "as_json", is_flag=True, help="Print it as one JSON object.")
+def status(app_spec: str, message_id: str, queue: str | None, as_json: bool) -> None:
+    """Show where message ID is: its state, attempts, progress, error, worker."""
+    app = load_app(app_spec)
+    name, raw = find(app, message_id, queue)
+    shown = _show(name, message_id, parse_status(raw, protocol.now_ms()))
+    if as_json:
+        click.echo(json.dumps(shown))
+        return
+    if shown["progress"] is not None:
+        shown["progress"] = f"{shown['progress']:.0%}"
+    for key, value in shown.items():
+        if value is not None and value is not False:
+            click.echo(f"{key + ':':<17} {value}")
+
+
+@click.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.argument("message_id", metavar="ID", callback=lambda ctx, param, value: _check_id(value))
+@click.option("--reason", default="", help="Why (kept in its status).")
+@click.option("--queue", default=None, help="The message's queue (default: look in every one).")
+def cancel(app_spec: str, message_id: str, reason: str, queue: str | None) -> None:
+    """Cancel message ID: a queued or delayed one never runs; a running one is stopped."""
+    app = load_app(app_spec)
+    name, _ = find(app, message_id, queue)
+    keys = app.keys(name)
+    with app.connection.translate_errors():
+        reply = app.connection.scripts.cancel(
+            keys.status(message_id), keys.delayed, reason, protocol.now_ms(), app.status_ttl_ms
+        )
+    what, before = decode_cancel(reply)
+    click.echo(
+        {
+            "cancelled": f"cancelled: it was {before}, it will not run",
+            "cancelling": "cancelling: it is running; its worker stops it",
+            "finished": f"not cancelled: it had already ended ({before})",
+            "unknown": "not cancelled: its status expired",
+        }[what]
+    )
