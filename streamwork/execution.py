@@ -93,6 +93,7 @@ class Run:
     handler: asyncio.Future[Any] | None = None
     """An async handler's running coroutine (cancelled to stop it)."""
     message: Message | None = None
+    progress: ProgressReporter | None = None
 
     def request_cancel(self, reason: str) -> None:
         """Stop this run: an async handler is cancelled; a sync one sees message.cancelled."""
@@ -221,7 +222,11 @@ class Runner:
         source = run.delivery.source
         metrics.run_started(source, task.name, run.wait_ms / 1000 if run.wait_ms >= 0 else None)
         try:
-            value = await self._call(run, args, envelope.kwargs)
+            try:
+                value = await self._call(run, args, envelope.kwargs)
+            finally:
+                if run.progress is not None:
+                    await run.progress.drain()  # its last progress lands before its outcome
         except asyncio.CancelledError:
             if run.cancel_reason is None:
                 raise  # the worker is stopping: the entry stays pending
@@ -308,7 +313,8 @@ class Runner:
         status = run.delivery.source.status(envelope.id)
         if status is not None and self.write_progress is not None:
             write = functools.partial(self.write_progress, status)
-            progress = ProgressReporter(asyncio.get_running_loop(), write).report
+            run.progress = ProgressReporter(asyncio.get_running_loop(), write)
+            progress = run.progress.report
         run.message = Message(
             id=envelope.id,
             entry_id=run.delivery.entry_id.decode(),

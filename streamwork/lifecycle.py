@@ -146,6 +146,13 @@ class ProgressReporter:
             delay = max(0.0, self._last_write + PROGRESS_EVERY - time.monotonic())
         self._loop.call_soon_threadsafe(self._loop.call_later, delay, self._flush)
 
+    async def drain(self) -> None:
+        """Write what is pending now and wait for every write (the run is ending: its last
+        progress lands before its outcome)."""
+        self._flush()
+        if self._writes:
+            await asyncio.wait(set(self._writes))
+
     def _flush(self) -> None:
         with self._lock:
             value, self._latest = self._latest, None

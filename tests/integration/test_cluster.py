@@ -165,3 +165,32 @@ def test_schedules_tick_once_on_every_node(cluster, cluster_app):
     assert message_id and cluster_app.get_schedule("beat_ticks-1").last_message_id == message_id
     cluster_app.unschedule("beat_ticks-2")
     assert len(cluster_app.schedules()) == 5
+
+
+def test_status_and_cancel_on_a_cluster(cluster, cluster_app):
+    import asyncio
+
+    started = threading.Event()
+
+    @cluster_app.task(queue="video", bind=True)
+    async def transcode(message, n):
+        message.progress(0.1, note="probing")
+        if n == 0:
+            started.set()
+            await asyncio.sleep(30)
+
+    running, queued, delayed = (
+        transcode.send(0),
+        transcode.send(1),
+        transcode.send_with(args=(2,), delay=600),
+    )
+    keys = cluster_app.keys("video")
+    assert len({key_slot(k.encode()) for k in (keys.stream, keys.status(running.id))}) == 1
+    assert queued.cancel() == "cancelled" and delayed.cancel() == "cancelled"
+    with WorkerThread(cluster_app):
+        assert started.wait(10)
+        wait_until(lambda: running.status().progress == 0.1)
+        assert running.cancel("enough") == "cancelling"
+        wait_until(lambda: running.status().state == "cancelled", timeout=5)
+    assert [h.status().state for h in (running, queued, delayed)] == ["cancelled"] * 3
+    assert queue_states(cluster_app, ["video"])[0].is_empty

@@ -1,0 +1,44 @@
+"""Status, cancellation and progress behave the same on Redis and on memory://."""
+
+from streamwork import protocol
+from streamwork.testing import run_until_idle
+
+
+def test_status_follows_a_message_to_done_and_through_retries(app):
+    calls = []
+
+    @app.task(bind=True, max_retries=2)
+    def flaky(message):
+        calls.append(message.attempt)
+        message.progress(0.25 * message.attempt, note=f"attempt {message.attempt}")
+        if message.attempt < 3:
+            raise ConnectionError("not yet")
+
+    handle = flaky.send()
+    assert handle.status().state == "queued"
+    run_until_idle(app)
+    retrying = handle.status()
+    assert (retrying.state, retrying.attempts) == ("retrying", 1)
+    assert retrying.error == "ConnectionError: not yet"
+    run_until_idle(app, advance_time=True)
+    done = handle.status()
+    assert (done.state, done.attempts, done.progress, done.note) == ("done", 3, 0.75, "attempt 3")
+    assert calls == [1, 2, 3]
+
+
+def test_cancelled_messages_never_run(app):
+    ran = []
+
+    @app.task
+    def job(n):
+        ran.append(n)
+
+    queued, delayed, kept = job.send(1), job.send_with(args=(2,), delay=60), job.send(3)
+    assert queued.cancel("dup") == "cancelled"
+    assert delayed.cancel() == "cancelled"
+    summary = run_until_idle(app, advance_time=True)
+    assert ran == [3] and summary.ran == 1
+    assert [h.status().state for h in (queued, delayed, kept)] == ["cancelled"] * 2 + ["done"]
+    assert queued.status().error == "dup"
+    assert kept.cancel() == "finished"
+    assert app.handle(job, protocol.new_id()).cancel() == "unknown"
