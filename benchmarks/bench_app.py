@@ -24,6 +24,17 @@ async def noop_async(n: int) -> None:
     pass
 
 
+# The same no-op with message status off (App(track_status=False)): what status costs.
+untracked_app = App(
+    namespace=os.environ.get("STREAMWORK_BENCH_NAMESPACE", "swbench"), track_status=False
+)
+
+
+@untracked_app.task(queue="untracked")
+async def noop_untracked(n: int) -> None:
+    pass
+
+
 @app.task(queue="latency", store_result=True, bind=True)
 async def timed(message: Message, sent_ns: int) -> int:
     """Returns how long after its send the handler started, in nanoseconds."""

@@ -215,11 +215,15 @@ class Bench:
         self.app.purge("sync")
 
     def sw_send_many(self) -> None:
+        self._send_many(self.bench.noop_sync, "sync", "")
+        self._send_many(self.bench.noop_untracked, "untracked", ", track_status=False")
+
+    def _send_many(self, task: Any, queue: str, label: str) -> None:
         before = self.redis.info("memory")["used_memory"]
         started = time.perf_counter()
-        self.bench.noop_sync.send_many(range(self.tasks))
+        task.send_many(range(self.tasks))
         self.record(
-            "task.send_many",
+            f"task.send_many{label}",
             "task/s",
             self.tasks / (time.perf_counter() - started),
             baseline="raw XADD, pipelined x1000",
@@ -227,19 +231,19 @@ class Bench:
         )
         used = self.redis.info("memory")["used_memory"] - before
         self.record(
-            "Redis memory per queued task",
+            f"Redis memory per queued task{label}",
             "bytes",
             used / self.tasks,
-            target=("<=", 200),
+            target=("<=", 200 if label else 400),
             higher_is_better=False,
         )
-        self.app.purge("sync")
+        self.app.purge(queue)
 
-    def sw_drain(self, queue: str, task: Any, label: str, target: float) -> None:
+    def sw_drain(self, queue: str, task: Any, label: str, target: float, app: Any = None) -> None:
         from streamwork import Worker, WorkerSettings
 
         task.send_many(range(self.tasks))
-        worker = Worker(self.app, [queue], WorkerSettings(concurrency=100, block=0.1))
+        worker = Worker(app or self.app, [queue], WorkerSettings(concurrency=100, block=0.1))
         started = time.perf_counter()
         asyncio.run(worker.run(burst=True))
         self.record(
@@ -255,6 +259,10 @@ class Bench:
 
     def sw_drain_async(self) -> None:
         self.sw_drain("async", self.bench.noop_async, "async", 0.50)
+        untracked = self.bench.untracked_app
+        self.sw_drain(
+            "untracked", self.bench.noop_untracked, "async, track_status=False", 0.50, untracked
+        )
 
     def sw_drain_processes(self) -> None:
         stream = self.app.keys("async").stream

@@ -45,7 +45,8 @@ class App:
     arguments (`ack_mode` ... `retry_on`) are defaults for the tasks and subscribers the app
     declares; a message over `max_message_bytes` encoded (default 64 MiB) is refused at send
     with EncodeError. A message's status (`handle.status()`) is kept for `status_ttl` after
-    its last change (default one day).
+    its last change (default one day); `track_status=False` turns status, cancellation and
+    progress off, for throughput.
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class App:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         max_message_bytes: int = protocol.MAX_MESSAGE_BYTES,
         status_ttl: Duration = 86400.0,
+        track_status: bool = True,
     ) -> None:
         self.connection = Connection(url)
         """The Redis side: clients, scripts, error translation (see connection.py)."""
@@ -75,7 +77,12 @@ class App:
             )
         self.status_ttl_ms = int(to_seconds("status_ttl", status_ttl, allow_zero=False) * 1000)
         """How long a message's status is kept after its last change (default one day)."""
-        self._producer = Producer(self.connection, max_message_bytes, self.status_ttl_ms)
+        self.track_status = bool(track_status)
+        """Whether messages get a status hash (status, cancel, progress); off trades them for
+        throughput (see benchmarks/README.md)."""
+        self._producer = Producer(
+            self.connection, max_message_bytes, self.status_ttl_ms, self.track_status
+        )
         App.instances.add(self)
         self.tasks: dict[str, Task] = {}
         self.subscribers: dict[tuple[str, str], Subscriber] = {}
@@ -515,7 +522,9 @@ class App:
 
     def queue_source(self, queue: str) -> Source:
         """How workers read `queue` (its stream, group and outcome keys)."""
-        return queue_source(self.namespace, check_name("queue", queue))
+        return queue_source(
+            self.namespace, check_name("queue", queue), tracks_status=self.track_status
+        )
 
     def topic_source(self, topic: str, group: str) -> Source:
         """How subscriber group `group` reads `topic` (the topic stream's source)."""

@@ -90,10 +90,12 @@ class Run:
     """How long the message waited to be run, from its `ts` (ready time); -1 if unknown."""
     cancel_reason: str | None = None
     """Set when a cancellation reached the message while it ran."""
-    handler: asyncio.Future[Any] | None = None
-    """An async handler's running coroutine (cancelled to stop it)."""
+    handler: asyncio.Task[Any] | None = None
+    """The asyncio task awaiting an async handler, while it runs (cancelled to stop it)."""
     message: Message | None = None
     progress: ProgressReporter | None = None
+    status_key: str | None = None
+    """The message's status hash (None for a topic's events)."""
 
     def request_cancel(self, reason: str) -> None:
         """Stop this run: an async handler is cancelled; a sync one sees message.cancelled."""
@@ -158,7 +160,7 @@ class Runner:
                 f"(max_deliveries={limit}): it may be killing its worker"
             )
             return self._dead(delivery, envelope, task, reason)
-        return Run(delivery, envelope, task)
+        return Run(delivery, envelope, task, status_key=delivery.source.status(envelope.id))
 
     def _handler(self, source: Source, envelope: protocol.Envelope) -> Handler | str:
         """The task or subscriber that runs `envelope` from `source`, or why there is none."""
@@ -277,16 +279,19 @@ class Runner:
         return outcome
 
     def _cancelled(self, run: Run) -> Outcome:
-        return cancelled_outcome(
-            run, run.delivery.source.status(run.envelope.id), run.cancel_reason or ""
-        )
+        return cancelled_outcome(run, run.status_key, run.cancel_reason or "")
 
     async def _call(self, run: Run, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         task = run.task
         timeout = task.options.timeout
         if task.is_async:
-            run.handler = asyncio.ensure_future(task.fn(*args, **kwargs))
-            return await asyncio.wait_for(run.handler, timeout)
+            # A cancellation stops this asyncio task (no task of its own per handler: that
+            # would cost every run); Runner.run turns it into the "cancelled" outcome.
+            run.handler = asyncio.current_task()
+            try:
+                return await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
+            finally:
+                run.handler = None
         future = asyncio.get_running_loop().run_in_executor(
             self.threads, functools.partial(task.fn, *args, **kwargs)
         )
@@ -310,11 +315,10 @@ class Runner:
         if run.task.options.ack_mode == "manual":
             decide = functools.partial(self._decide, run, submit, asyncio.get_running_loop())
         progress = None
-        status = run.delivery.source.status(envelope.id)
-        if status is not None and self.write_progress is not None:
-            write = functools.partial(self.write_progress, status)
-            run.progress = ProgressReporter(asyncio.get_running_loop(), write)
-            progress = run.progress.report
+        if run.status_key is not None and self.write_progress is not None:
+            progress = functools.partial(
+                self._report_progress, run, asyncio.get_running_loop(), self.write_progress
+            )
         run.message = Message(
             id=envelope.id,
             entry_id=run.delivery.entry_id.decode(),
@@ -333,6 +337,19 @@ class Runner:
             progress=progress,
         )
         return run.message
+
+    @staticmethod
+    def _report_progress(
+        run: Run,
+        loop: asyncio.AbstractEventLoop,
+        write: WriteProgress,
+        fraction: float,
+        note: str | None,
+    ) -> None:
+        if run.progress is None:  # made on first use: most handlers never report progress
+            assert run.status_key is not None
+            run.progress = ProgressReporter(loop, functools.partial(write, run.status_key))
+        run.progress.report(fraction, note)
 
     def _decide(
         self,
@@ -357,7 +374,7 @@ class Runner:
 
     def _done(self, run: Run, value: Any) -> Outcome:
         task = run.task
-        status = run.delivery.source.status(run.envelope.id)
+        status = run.status_key
         if not task.options.store_result:
             return Outcome(
                 "done", run.delivery.entry_id, task=task.name, status_key=status, state="done"
@@ -412,7 +429,7 @@ class Runner:
             retry,
             due_ms,
             task=task.name,
-            status_key=run.delivery.source.status(envelope.id),
+            status_key=run.status_key,
             state="retrying",
             error=_brief(exc),
         )

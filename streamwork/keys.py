@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ConfigurationError
 
@@ -166,11 +167,13 @@ class Source:
     start: str = "0"
     """Where a new consumer group starts: "0" (every retained entry) or "$" (new ones only)."""
     namespace: str = "sw"
+    tracks_status: bool = True
+    """Whether its messages have a status hash (queues of an App with track_status)."""
 
     def status(self, task_id: str) -> str | None:
         """The status hash of message `task_id` read from this source (None for topics:
-        events have no per-message status)."""
-        if self.topic is not None:
+        events have no per-message status; and when the app does not track status)."""
+        if self.topic is not None or not self.tracks_status:
             return None
         return f"{self.namespace}:{{{self.name}}}:status:{task_id}"
 
@@ -180,9 +183,10 @@ class Source:
         return hash((self.stream, self.group))
 
 
-def queue_source(namespace: str, queue: str) -> Source:
+def queue_source(namespace: str, queue: str, *, tracks_status: bool = True) -> Source:
     keys = QueueKeys(namespace, queue)
     return Source(
+        tracks_status=tracks_status,
         name=queue,
         stream=keys.stream,
         group=QUEUE_GROUP,
@@ -203,7 +207,7 @@ def topic_sources(
     """
     keys = TopicKeys(namespace, topic)
     retry = keys.group(group, "retry")
-    shared = {
+    shared: dict[str, Any] = {
         "name": f"{topic}/{group}",
         "group": group,
         "delayed": keys.group(group, "delayed"),

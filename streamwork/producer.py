@@ -90,11 +90,16 @@ class Producer:
     """Plans and writes sends on one Connection."""
 
     def __init__(
-        self, connection: Connection, max_message_bytes: int, status_ttl_ms: int = 86_400_000
+        self,
+        connection: Connection,
+        max_message_bytes: int,
+        status_ttl_ms: int = 86_400_000,
+        track_status: bool = True,
     ) -> None:
         self.connection = connection
         self.max_message_bytes = max_message_bytes
         self.status_ttl_ms = status_ttl_ms
+        self.track_status = track_status
 
     def plan(
         self,

@@ -177,13 +177,13 @@ class Scanner:
     async def check_cancellations(self) -> float:
         """Stop the runs whose message was cancelled while running; seconds to the next look."""
         runs = [
-            (key, run)
+            (run.status_key, run)
             for run in self._in_flight.runs.values()
-            if run.cancel_reason is None
-            and (key := run.delivery.source.status(run.envelope.id)) is not None
+            if run.cancel_reason is None and run.status_key is not None
         ]
         if runs:
-            replies = await redis_ops.cancel_flags(self._client, [key for key, _ in runs])
+            keys = [key for key, _ in runs if key is not None]
+            replies = await redis_ops.cancel_flags(self._client, keys)
             for (_, run), (flag, reason) in zip(runs, replies, strict=True):
                 if flag == b"1":
                     run.request_cancel(reason.decode(errors="replace") if reason else "")

@@ -82,6 +82,11 @@ class TaskHandle:
 
     @property
     def _status_key(self) -> str:
+        if not self.task.producer.track_status:
+            raise ConfigurationError(
+                "this app does not track message status (App(track_status=False)): there is "
+                "no status to read and nothing to cancel"
+            )
         return self.task.keys.status(self.id)
 
     def status(self) -> TaskStatus:
@@ -191,7 +196,7 @@ class Task:
             stream=self.keys.stream,
             delayed=self.keys.delayed,
             dedupe_prefix=self.keys.dedupe(""),
-            status_prefix=self.keys.status(""),
+            status_prefix=self.keys.status("") if producer.track_status else None,
             task=name,
         )
         self._shapes_that_fit: set[Any] = set()

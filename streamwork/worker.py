@@ -381,7 +381,7 @@ class Worker:
         runs to start. Messages cancelled while queued are settled as cancelled, unrun. If
         Redis fails here, none starts: their entries stay pending and are delivered again
         after the visibility timeout."""
-        statuses = [run.delivery.source.status(run.envelope.id) for run in runs]
+        statuses = [run.status_key for run in runs]
         marked = [(run, key) for run, key in zip(runs, statuses, strict=True) if key is not None]
         if not marked:
             return runs

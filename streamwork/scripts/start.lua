@@ -19,10 +19,15 @@ for i, status in ipairs(KEYS) do
     if state == "cancelled" then
         replies[i] = redis.call("HGET", status, "reason") or ""
     else
-        redis.call("HSET", status, "state", "running", "task", ARGV[2 + 2 * i],
-            "attempts", ARGV[3 + 2 * i], "worker", worker, "updated", now)
-        redis.call("HDEL", status, "body", "due")
-        redis.call("PEXPIRE", status, ttl)
+        redis.call("HSET", status, "state", "running", "attempts", ARGV[3 + 2 * i],
+            "worker", worker, "updated", now)
+        if state == "delayed" or state == "retrying" then
+            redis.call("HDEL", status, "body", "due")
+        elseif not state then
+            -- sent without a status (another producer, or it expired): make one that ends
+            redis.call("HSET", status, "task", ARGV[2 + 2 * i])
+            redis.call("PEXPIRE", status, ttl)
+        end
         replies[i] = 0
     end
 end

@@ -258,3 +258,27 @@ def test_status_and_cancellation_survive_worker_and_redis_restarts():
         server.restart()
         assert [state(h) for h in (done, dropped, waiting)] == ["done", "cancelled", "done"]
         app.close()
+
+
+def test_an_app_that_does_not_track_status_writes_none_and_says_so(redis_url):
+    from streamwork.errors import ConfigurationError
+
+    app = App(redis_url, track_status=False)
+    ran = []
+
+    @app.task(bind=True)
+    def job(message, n):
+        ran.append(n)
+        with pytest.raises(Exception, match="progress is recorded for task messages"):
+            message.progress(0.5)
+
+    handle = job.send(1)
+    job.send_many([(2,), (3,)])
+    job.send_with(args=(4,), delay=0.01)
+    wait_until(lambda: drain(app) == 0 and len(ran) == 4, message="all four ran")
+    assert sorted(ran) == [1, 2, 3, 4]
+    assert app.connection.redis.keys("sw:{default}:status:*") == []
+    with pytest.raises(ConfigurationError, match=r"track_status=False"):
+        handle.status()
+    with pytest.raises(ConfigurationError, match=r"track_status=False"):
+        handle.cancel()
