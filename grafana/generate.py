@@ -212,6 +212,11 @@ def task_drilldown() -> dict[str, Any]:
             f"sum by (task) (rate(streamwork_task_run_seconds_sum{{{t}}}[{RATE}])) / "
             f"clamp_min(sum by (task) (rate(streamwork_task_run_seconds_count{{{t}}}[{RATE}])), "
             "1e-9)", "{{task}}")], unit="s"),
+        panel("Cancellations", [(
+            f"sum by (task) (increase(streamwork_runs_cancelled_total{{{t}}}[{RATE}]))",
+            "{{task}}")],
+            description="Messages cancelled (handle.cancel(), streamwork cancel): settled "
+            "unrun, or stopped while running. Never counted as failures."),
         panel("Busy handlers (λ x run time)", [(
             f"sum by (task) (rate(streamwork_task_run_seconds_sum{{{t}}}[{RATE}]))",
             "{{task}}")],

@@ -117,6 +117,12 @@ OBSERVED = """
     def audit(message):
         pass
 
+    @app.task(queue="orders")
+    async def sleeper():
+        import asyncio
+
+        await asyncio.sleep(30)  # cancelled by the test while it runs
+
     @app.periodic(every=1, queue="orders")
     def heartbeat():
         pass
@@ -164,6 +170,7 @@ def test_every_dashboard_query_and_alert_rule_gives_data(
     ok = app.task(queue="orders", name="ok")(lambda n: None)
     broken = app.task(queue="orders", name="broken")(lambda n: None)
     later = app.task(queue="unserved", name="later")(lambda n: None)
+    sleeper = app.task(queue="orders", name="sleeper")(lambda: None)
     stop = threading.Event()
 
     def feed():
@@ -173,6 +180,10 @@ def test_every_dashboard_query_and_alert_rule_gives_data(
             broken.send(n)
             later.send(n)
             app.publish("events", n)
+            if n % 4 == 0:
+                running = sleeper.send()
+                stop.wait(0.3)
+                running.cancel("test")
             n += 1
             stop.wait(0.25)
 
