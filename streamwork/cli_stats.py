@@ -13,6 +13,7 @@ from datetime import datetime
 
 import click
 
+from . import lifecycle
 from . import stats as queue_stats
 from .cli_app import load_app
 from .urls import redact
@@ -61,17 +62,21 @@ def stats(app_spec: str, interval: float, as_json: bool) -> None:
     help="Stop after this many refreshes (default: until Ctrl-C).",
 )
 def top(app_spec: str, interval: float, iterations: int) -> None:
-    """A live view of queues, topics and workers, refreshed in place."""
+    """A live view of queues, topics, workers and the messages running (with their
+    progress), refreshed in place."""
     app = load_app(app_spec)
     queues, topics = queue_stats.known_queues(app), queue_stats.known_topics(app)
     is_terminal = sys.stdout.isatty()
     before = queue_stats.look(app, queues, topics)
+    sources = [app.queue_source(queue) for queue in queues]
     shown = 0
     try:
         while iterations == 0 or shown < iterations:
             time.sleep(interval)
             after = queue_stats.look(app, queues, topics)
             lines = render_overview(queue_stats.compare(before, after), interval)
+            with app.connection.translate_errors():
+                lines += render_running(lifecycle.running(app.connection.redis, sources))
             stamp = datetime.now().strftime("%H:%M:%S")
             header = f"streamwork top — {app_spec} — {redact(app.url)} — {stamp} (Ctrl-C quits)"
             # Home and clear: the view is redrawn in place on a terminal.
@@ -113,6 +118,22 @@ def render_overview(overview: queue_stats.Overview, interval: float) -> list[str
         f"rates over {interval:g}s; LIVE: worker processes (consumers) seen in the last "
         f"{queue_stats.LIVE_WITHIN:g}s"
     )
+    return lines
+
+
+def render_running(running: list[lifecycle.Running]) -> list[str]:
+    """The messages running now, with their progress (oldest first)."""
+    if not running:
+        return ["\nnothing running"]
+    lines = [
+        f"\n{'RUNNING':<34} {'QUEUE':<14} {'TASK':<20} {'AGE':>7} {'DONE':>5}  NOTE",
+    ]
+    for item in running:
+        done = "-" if item.progress is None else f"{item.progress:.0%}"
+        lines.append(
+            f"{item.id[:34]:<34} {item.queue[:14]:<14} {item.task[:20]:<20} "
+            f"{_seconds(item.age):>7} {done:>5}  {(item.note or '')[:40]}"
+        )
     return lines
 
 

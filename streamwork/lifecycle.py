@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+import redis.exceptions
+
 from . import protocol, redis_ops
-from .errors import ConfigurationError
+from .errors import ConfigurationError, StreamworkError
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +177,63 @@ class ProgressReporter:
             self.written += 1
 
 
-async def write_progress(
-    scripts: redis_ops.Scripts, status: str, fraction: float, note: str, ttl_ms: int
-) -> Any:
-    return await scripts.progress(status, fraction, note, protocol.now_ms(), ttl_ms)
+@dataclass(frozen=True)
+class Running:
+    """A message being run now, as `streamwork top` lists it."""
+
+    queue: str
+    id: str
+    task: str
+    worker: str
+    age: float
+    """Seconds since it was ready (sent, or due): its wait and its run so far."""
+    progress: float | None
+    note: str | None
+
+
+def running(client: Any, sources: list[Any], limit: int = 20) -> list[Running]:
+    """Up to `limit` messages pending in the queues of `sources` (being run), with the
+    progress their status holds; oldest first."""
+    found: list[Running] = []
+    now = protocol.now_ms()
+    for source in sources:
+        try:
+            rows = redis_ops.pending_entries(client, source, limit)
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            continue  # no worker ever served it: nothing runs
+        if not rows:
+            continue
+        pipe = client.pipeline(transaction=False)
+        for row in rows:
+            pipe.xrange(source.stream, row["message_id"], row["message_id"], count=1)
+        entries = pipe.execute()
+        messages = []
+        for row, entry in zip(rows, entries, strict=True):
+            if not entry:
+                continue
+            try:
+                envelope = protocol.decode(protocol.entry_body(entry[0][1]))
+            except StreamworkError:
+                continue
+            messages.append((row, envelope))
+        pipe = client.pipeline(transaction=False)
+        for _, envelope in messages:
+            pipe.hmget(source.status(envelope.id) or "", "progress", "note", "updated")
+        statuses = pipe.execute()
+        for (row, envelope), (progress, note, _) in zip(messages, statuses, strict=True):
+            enqueued = envelope.enqueued_ms or now
+            found.append(
+                Running(
+                    queue=source.name,
+                    id=envelope.id,
+                    task=envelope.task,
+                    worker=row["consumer"].decode(),
+                    age=max(0.0, (now - enqueued) / 1000),
+                    progress=None if progress is None else float(progress),
+                    note=None if note is None else note.decode(errors="replace"),
+                )
+            )
+    found.sort(key=lambda item: -item.age)
+    return found[:limit]

@@ -124,3 +124,36 @@ def test_top_redraws_a_live_view_of_queues_topics_and_workers(processes, write_a
     assert reports.split()[1] == "7"  # READY
     assert "audit" in run.stdout  # the topic, found through the registry
     assert "LIVE" in run.stdout
+
+
+def test_top_lists_running_messages_with_their_progress(processes, write_app, redis_url):
+    write_app("tasks", TASKS)
+    app = App(redis_url)
+    build = app.task(queue="reports", name="build")(lambda day: None)
+    first, second = build.send(1), build.send(2)
+    stream = app.keys("reports").stream
+    app.connection.redis.xgroup_create(stream, "workers", id="0", mkstream=True)
+    app.connection.redis.xreadgroup("workers", "busy-worker", {stream: ">"}, count=2)
+    scripts = app.connection.scripts
+    scripts.start(
+        [app.keys("reports").status(h.id) for h in (first, second)],
+        [("build", 1), ("build", 1)],
+        "busy-worker",
+        protocol.now_ms(),
+        60_000,
+    )
+    scripts.progress(
+        app.keys("reports").status(first.id), 0.4, "encoding", protocol.now_ms(), 60_000
+    )
+    run = processes.run("top", "tasks:app", "--interval", "0.1", "--iterations", "1")
+    assert run.returncode == 0, run.stderr
+    rows = {
+        line.split()[0]: line
+        for line in run.stdout.splitlines()
+        if line[:8] in (first.id[:8], second.id[:8])
+    }
+    assert rows[first.id].split()[1:3] == ["reports", "build"]
+    assert rows[first.id].split()[-2:] == ["40%", "encoding"]
+    assert rows[second.id].split()[-1] == "-"  # no progress reported
+    idle = processes.run("top", "tasks:app", "--interval", "0.1", "--iterations", "1")
+    assert "RUNNING" in idle.stdout
