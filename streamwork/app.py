@@ -46,7 +46,8 @@ class App:
     declares; a message over `max_message_bytes` encoded (default 64 MiB) is refused at send
     with EncodeError. A message's status (`handle.status()`) is kept for `status_ttl` after
     its last change (default one day); `track_status=False` turns status, cancellation and
-    progress off, for throughput.
+    progress off, for throughput. `events=True` (or a list of queues) records each queue's
+    lifecycle events in a stream capped at about `events_max_len` entries (`app.events`).
     """
 
     def __init__(
@@ -62,6 +63,8 @@ class App:
         max_message_bytes: int = protocol.MAX_MESSAGE_BYTES,
         status_ttl: Duration = 86400.0,
         track_status: bool = True,
+        events: bool | Iterable[str] = False,
+        events_max_len: int = 10_000,
     ) -> None:
         self.connection = Connection(url)
         """The Redis side: clients, scripts, error translation (see connection.py)."""
@@ -80,8 +83,19 @@ class App:
         self.track_status = bool(track_status)
         """Whether messages get a status hash (status, cancel, progress); off trades them for
         throughput (see benchmarks/README.md)."""
+        check_count("events_max_len", events_max_len, 1)
+        self.events_max_len = events_max_len
+        self._events: bool | frozenset[str] = (
+            events
+            if isinstance(events, bool)
+            else frozenset(check_name("queue", q) for q in events)
+        )
         self._producer = Producer(
-            self.connection, max_message_bytes, self.status_ttl_ms, self.track_status
+            self.connection,
+            max_message_bytes,
+            self.status_ttl_ms,
+            self.track_status,
+            self.events_cap,
         )
         App.instances.add(self)
         self.tasks: dict[str, Task] = {}
@@ -105,6 +119,14 @@ class App:
         self.connection = target if isinstance(target, Connection) else Connection(target)
         self._producer.connection = self.connection
         return previous
+
+    def events_cap(self, queue: str) -> int:
+        """The cap of `queue`'s event stream, or 0 when the app records no events for it."""
+        if not self.track_status:
+            return 0
+        if self._events is True or (self._events is not False and queue in self._events):
+            return self.events_max_len
+        return 0
 
     @property
     def url(self) -> str:
@@ -523,7 +545,10 @@ class App:
     def queue_source(self, queue: str) -> Source:
         """How workers read `queue` (its stream, group and outcome keys)."""
         return queue_source(
-            self.namespace, check_name("queue", queue), tracks_status=self.track_status
+            self.namespace,
+            check_name("queue", queue),
+            tracks_status=self.track_status,
+            events_max_len=self.events_cap(queue),
         )
 
     def topic_source(self, topic: str, group: str) -> Source:

@@ -93,7 +93,12 @@ def cancel(app_spec: str, message_id: str, reason: str, queue: str | None) -> No
     keys = app.keys(name)
     with app.connection.translate_errors():
         reply = app.connection.scripts.cancel(
-            keys.status(message_id), keys.delayed, reason, protocol.now_ms(), app.status_ttl_ms
+            keys.status(message_id),
+            keys.delayed,
+            reason,
+            protocol.now_ms(),
+            app.status_ttl_ms,
+            (keys.events, app.events_cap(name), message_id),
         )
     what, before = decode_cancel(reply)
     click.echo(

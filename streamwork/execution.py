@@ -56,10 +56,13 @@ class Outcome:
     """The status state the outcome sets: done, retrying, failed, dead or cancelled."""
     error: str = ""
     """For the status: what failed ("ErrorType: message"), or why it was cancelled."""
+    message_id: str = ""
+    """The message's id and attempt, for its lifecycle event."""
+    attempt: int = 0
 
 
-WriteProgress = Callable[[str, float, str], Coroutine[Any, Any, Any]]
-"""Writes (status key, fraction, note) to a running message's status."""
+WriteProgress = Callable[["Run", float, str], Coroutine[Any, Any, Any]]
+"""Writes (run, fraction, note) to a running message's status (and event stream)."""
 
 Submit = Callable[[Source, Outcome, bool], None]
 """Hands an outcome to the settler: (source, outcome, is_pending)."""
@@ -347,8 +350,7 @@ class Runner:
         note: str | None,
     ) -> None:
         if run.progress is None:  # made on first use: most handlers never report progress
-            assert run.status_key is not None
-            run.progress = ProgressReporter(loop, functools.partial(write, run.status_key))
+            run.progress = ProgressReporter(loop, functools.partial(write, run))
         run.progress.report(fraction, note)
 
     def _decide(
@@ -377,7 +379,13 @@ class Runner:
         status = run.status_key
         if not task.options.store_result:
             return Outcome(
-                "done", run.delivery.entry_id, task=task.name, status_key=status, state="done"
+                "done",
+                run.delivery.entry_id,
+                task=task.name,
+                status_key=status,
+                state="done",
+                message_id=run.envelope.id,
+                attempt=run.envelope.attempt,
             )
         try:
             protocol.check_plain(value, "the result")
@@ -395,6 +403,8 @@ class Runner:
             task=task.name,
             status_key=status,
             state="done",
+            message_id=run.envelope.id,
+            attempt=run.envelope.attempt,
         )
 
     def _failure(self, run: Run, exc: BaseException, trace: str) -> Outcome:
@@ -432,6 +442,8 @@ class Runner:
             status_key=run.status_key,
             state="retrying",
             error=_brief(exc),
+            message_id=envelope.id,
+            attempt=envelope.attempt,
         )
 
     def _dead(
@@ -481,6 +493,8 @@ class Runner:
             status_key=delivery.source.status(envelope.id) if envelope.id else None,
             state="failed" if is_failure else "dead",
             error=_brief(exc) if is_failure else reason[:STATUS_ERROR_CHARS],
+            message_id=envelope.id,
+            attempt=envelope.attempt,
         )
         if task is not None and task.options.store_result:
             outcome.result_key = task.result_key(envelope.id)
@@ -506,6 +520,8 @@ def cancelled_outcome(run: Run, status_key: str | None, reason: str) -> Outcome:
         status_key=status_key,
         state="cancelled",
         error=reason[:STATUS_ERROR_CHARS],
+        message_id=run.envelope.id,
+        attempt=run.envelope.attempt,
     )
 
 

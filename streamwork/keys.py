@@ -64,6 +64,11 @@ class QueueKeys:
         """A small hash: a message's lifecycle state, attempts, progress, cancellation."""
         return f"{self.tag}:status:{task_id}"
 
+    @property
+    def events(self) -> str:
+        """A capped stream of the queue's lifecycle events (when the app records them)."""
+        return f"{self.tag}:events"
+
 
 @dataclass(frozen=True)
 class ScheduleKeys:
@@ -169,6 +174,13 @@ class Source:
     namespace: str = "sw"
     tracks_status: bool = True
     """Whether its messages have a status hash (queues of an App with track_status)."""
+    events_max_len: int = 0
+    """The cap of the queue's event stream; 0: it records no events."""
+
+    @property
+    def events(self) -> str:
+        """The queue's event stream (written only when `events_max_len` > 0)."""
+        return f"{self.namespace}:{{{self.name}}}:events"
 
     def status(self, task_id: str) -> str | None:
         """The status hash of message `task_id` read from this source (None for topics:
@@ -183,10 +195,13 @@ class Source:
         return hash((self.stream, self.group))
 
 
-def queue_source(namespace: str, queue: str, *, tracks_status: bool = True) -> Source:
+def queue_source(
+    namespace: str, queue: str, *, tracks_status: bool = True, events_max_len: int = 0
+) -> Source:
     keys = QueueKeys(namespace, queue)
     return Source(
         tracks_status=tracks_status,
+        events_max_len=events_max_len if tracks_status else 0,
         name=queue,
         stream=keys.stream,
         group=QUEUE_GROUP,

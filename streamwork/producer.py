@@ -62,6 +62,8 @@ class Destination:
     """`NS:{QUEUE}:status:` for a queue's messages; None for a topic's events."""
     task: str = ""
     """The task a queue destination's messages run (their status names it)."""
+    events: str = ""
+    """The queue's event stream (`NS:{QUEUE}:events`)."""
 
 
 @dataclass(slots=True)
@@ -78,8 +80,9 @@ class Plan:
     key_ttl_ms: int = 0
     replicas: int = 0
     replica_timeout_ms: int = 0
-    state: tuple[str, int, int] = ("", 0, 0)
-    """For the status of each message: (task, now ms, status time-to-live ms)."""
+    state: tuple[str, int, int, str, int] = ("", 0, 0, "", 0)
+    """For the status and event of each message: (task, now ms, status time-to-live ms,
+    event stream, its cap or 0)."""
 
     def statuses(self, ids: Sequence[str]) -> list[str]:
         prefix = self.destination.status_prefix
@@ -95,11 +98,14 @@ class Producer:
         max_message_bytes: int,
         status_ttl_ms: int = 86_400_000,
         track_status: bool = True,
+        events_cap: Callable[[str], int] = lambda queue: 0,
     ) -> None:
         self.connection = connection
         self.max_message_bytes = max_message_bytes
         self.status_ttl_ms = status_ttl_ms
         self.track_status = track_status
+        self.events_cap = events_cap
+        """The cap of a queue's event stream (0: no events)."""
 
     def plan(
         self,
@@ -148,7 +154,13 @@ class Producer:
             replica_timeout_ms=(
                 int(to_seconds("replica_timeout", replica_timeout) * 1000) if replicas else 0
             ),
-            state=(destination.task, protocol.now_ms(), self.status_ttl_ms),
+            state=(
+                destination.task,
+                protocol.now_ms(),
+                self.status_ttl_ms,
+                destination.events,
+                self.events_cap(destination.name) if destination.status_prefix else 0,
+            ),
         )
 
     # -- the I/O, twinned -----------------------------------------------------------------
@@ -245,6 +257,7 @@ def _add_many(scripts: redis_ops.Scripts, plan: Plan, batch: list[bytes], start:
         destination.stream,
         destination.delayed,
         batch,
+        ids=plan.ids[start : start + len(batch)],
         due_ms=plan.due_ms,
         statuses=plan.statuses(plan.ids[start : start + len(batch)]),
         state=plan.state,
@@ -270,7 +283,13 @@ def _one(client: Any, scripts: redis_ops.Scripts, plan: Plan) -> Any:
         )
     if statuses:
         return scripts.enqueue(
-            destination.stream, destination.delayed, statuses[0], body, plan.due_ms, plan.state
+            destination.stream,
+            destination.delayed,
+            statuses[0],
+            plan.ids[0],
+            body,
+            plan.due_ms,
+            plan.state,
         )
     if plan.due_ms is None:
         return redis_ops.append(client, destination.stream, body)

@@ -41,6 +41,9 @@ class SettleRow(Protocol):
     status_key: str | None
     state: str
     error: str
+    message_id: str
+    task: str
+    attempt: int
 
 
 class Scripts:
@@ -61,7 +64,7 @@ class Scripts:
         now_ms: int = 0,
     ) -> Any:
         """Write `outcomes` and XACK their entries; one 1 (written) or 0 (lost) per outcome."""
-        keys = [source.stream, source.delayed, source.dead_letters, source.stats]
+        keys = [source.stream, source.delayed, source.dead_letters, source.stats, source.events]
         rows = []
         for outcome in outcomes:
             index = status = 0
@@ -84,6 +87,9 @@ class Scripts:
                     status,
                     outcome.state,
                     outcome.error,
+                    outcome.message_id,
+                    outcome.task,
+                    outcome.attempt,
                 )
             )
         args = [
@@ -96,6 +102,7 @@ class Scripts:
             msgpack.packb(rows, use_bin_type=False),
             status_ttl_ms,
             now_ms,
+            source.events_max_len,
         ]
         return self._scripts["settle"](keys=keys, args=args)
 
@@ -116,13 +123,22 @@ class Scripts:
         )
 
     def enqueue(
-        self, stream: str, delayed: str, status: str, body: bytes, due_ms: int | None, state: Any
+        self,
+        stream: str,
+        delayed: str,
+        status: str,
+        message_id: str,
+        body: bytes,
+        due_ms: int | None,
+        state: Any,
     ) -> Any:
         """Add one message (to the stream, or the delayed set when due later) with its
-        status; `state` is (task, now ms, status ttl ms)."""
-        task, now_ms, ttl_ms = state
+        status and "sent" event; `state` is (task, now ms, status ttl ms, event stream,
+        its cap or 0)."""
+        task, now_ms, ttl_ms, events, cap = state
         return self._scripts["enqueue"](
-            keys=[stream, delayed, status], args=[body, due_ms or 0, task, now_ms, ttl_ms]
+            keys=[stream, delayed, status, events or stream],
+            args=[body, due_ms or 0, task, now_ms, ttl_ms, cap, message_id],
         )
 
     def enqueue_unique(
@@ -138,34 +154,60 @@ class Scripts:
         state: Any,
     ) -> Any:
         """Enqueue unless `dedupe_key` is held; returns the id of the message holding it."""
-        task, now_ms, status_ttl_ms = state
+        task, now_ms, status_ttl_ms, events, cap = state
         return self._scripts["enqueue_unique"](
-            keys=[dedupe_key, stream, delayed, status],
-            args=[message_id, body, ttl_ms, due_ms or 0, task, now_ms, status_ttl_ms],
+            keys=[dedupe_key, stream, delayed, status, events or stream],
+            args=[message_id, body, ttl_ms, due_ms or 0, task, now_ms, status_ttl_ms, cap],
         )
 
     def start(
         self,
+        source: Source,
         statuses: Sequence[str],
-        runs: Sequence[tuple[str, int]],
+        runs: Sequence[tuple[str, int, str]],
         worker: str,
         now_ms: int,
         ttl_ms: int,
     ) -> Any:
-        """Mark messages running (status keys; (task, attempt) each); per message 0 to run
-        it, or the reason it was cancelled before it started."""
-        args: list[Any] = [now_ms, worker, ttl_ms]
-        for task, attempt in runs:
-            args += [task, attempt]
-        return self._scripts["start"](keys=list(statuses), args=args)
+        """Mark messages of `source` running (status keys; (task, attempt, id) each); per
+        message 0 to run it, or the reason it was cancelled before it started."""
+        args: list[Any] = [now_ms, worker, ttl_ms, source.events_max_len]
+        for run in runs:
+            args.extend(run)
+        return self._scripts["start"](keys=[source.events, *statuses], args=args)
 
-    def cancel(self, status: str, delayed: str, reason: str, now_ms: int, ttl_ms: int) -> Any:
-        """Cancel the message whose status is `status`: [what it did, the state before]."""
-        return self._scripts["cancel"](keys=[status, delayed], args=[reason, now_ms, ttl_ms])
+    def cancel(
+        self,
+        status: str,
+        delayed: str,
+        reason: str,
+        now_ms: int,
+        ttl_ms: int,
+        events: tuple[str, int, str] = ("", 0, ""),
+    ) -> Any:
+        """Cancel the message whose status is `status`: [what it did, the state before].
+        `events`: (the queue's event stream, its cap or 0, the message id)."""
+        stream, cap, message_id = events
+        return self._scripts["cancel"](
+            keys=[status, delayed, stream or delayed],
+            args=[reason, now_ms, ttl_ms, cap, message_id],
+        )
 
-    def progress(self, status: str, fraction: float, note: str, now_ms: int, ttl_ms: int) -> Any:
+    def progress(
+        self,
+        status: str,
+        fraction: float,
+        note: str,
+        now_ms: int,
+        ttl_ms: int,
+        events: tuple[str, int, str] = ("", 0, ""),
+    ) -> Any:
         """Record a running message's progress: 1 written, 0 not running any more."""
-        return self._scripts["progress"](keys=[status], args=[fraction, note, now_ms, ttl_ms])
+        stream, cap, message_id = events
+        return self._scripts["progress"](
+            keys=[status, stream or status],
+            args=[fraction, note, now_ms, ttl_ms, cap, message_id],
+        )
 
     def replay(self, source: Source, moves: Sequence[tuple[bytes, bytes]]) -> Any:
         """Move dead letters (entry id, message to enqueue) back to the source's ready stream."""
@@ -194,16 +236,20 @@ class Scripts:
         delayed: str,
         bodies: Sequence[bytes],
         *,
+        ids: Sequence[str] = (),
         due_ms: int | None = None,
         statuses: Sequence[str] = (),
-        state: Any = ("", 0, 0),
+        state: Any = ("", 0, 0, "", 0),
     ) -> Any:
         """Add many messages (to the stream, or the delayed set when due later) in one
-        command, each with its status when `statuses` names them; returns how many."""
-        task, now_ms, ttl_ms = state
+        command, each with its status and "sent" event when `statuses` names them; returns
+        how many."""
+        task, now_ms, ttl_ms, events, cap = state
+        args: list[Any] = [due_ms or 0, task, now_ms, ttl_ms, cap if statuses else 0]
+        for message_id, body in zip(ids or [""] * len(bodies), bodies, strict=True):
+            args += [message_id, body]
         return self._scripts["add_many"](
-            keys=[stream, delayed, *statuses],
-            args=[due_ms or 0, task, now_ms, ttl_ms, *bodies],
+            keys=[stream, delayed, events or stream, *statuses], args=args
         )
 
     def schedule_put(

@@ -121,15 +121,19 @@ class TaskHandle:
             reply = await connection.async_scripts().cancel(*self._cancel_args(reason))
         return self._cancelled(reply)
 
-    def _cancel_args(self, reason: str | None) -> tuple[str, str, str, int, int]:
+    def _cancel_args(
+        self, reason: str | None
+    ) -> tuple[str, str, str, int, int, tuple[str, int, str]]:
         if reason is not None and not isinstance(reason, str):
             raise ConfigurationError(f"reason must be a string, got {reason!r}")
+        producer = self.task.producer
         return (
             self._status_key,
             self.task.keys.delayed,
             (reason or "")[:500],
             protocol.now_ms(),
-            self.task.producer.status_ttl_ms,
+            producer.status_ttl_ms,
+            (self.task.keys.events, producer.events_cap(self.task.options.queue), self.id),
         )
 
     def _cancelled(self, reply: Any) -> CancelResult:
@@ -198,6 +202,7 @@ class Task:
             dedupe_prefix=self.keys.dedupe(""),
             status_prefix=self.keys.status("") if producer.track_status else None,
             task=name,
+            events=self.keys.events,
         )
         self._shapes_that_fit: set[Any] = set()
         self.__doc__ = fn.__doc__

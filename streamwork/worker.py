@@ -61,9 +61,12 @@ def _choose(
 
 
 async def _write_progress(
-    scripts: Scripts, ttl_ms: int, status: str, fraction: float, note: str
+    scripts: Scripts, ttl_ms: int, run: Run, fraction: float, note: str
 ) -> Any:
-    return await scripts.progress(status, fraction, note, protocol.now_ms(), ttl_ms)
+    source = run.delivery.source
+    assert run.status_key is not None  # progress is reported for queue messages only
+    events = (source.events, source.events_max_len, run.envelope.id)
+    return await scripts.progress(run.status_key, fraction, note, protocol.now_ms(), ttl_ms, events)
 
 
 def consumer_name() -> str:
@@ -377,38 +380,44 @@ class Worker:
                 self._start(session, run)
 
     async def _mark_started(self, session: Session, runs: list[Run]) -> list[Run]:
-        """Mark queue messages running in their status, in one step per batch; returns the
-        runs to start. Messages cancelled while queued are settled as cancelled, unrun. If
-        Redis fails here, none starts: their entries stay pending and are delivered again
-        after the visibility timeout."""
-        statuses = [run.status_key for run in runs]
-        marked = [(run, key) for run, key in zip(runs, statuses, strict=True) if key is not None]
-        if not marked:
-            return runs
-        try:
-            replies = await session.scripts.start(
-                [key for _, key in marked],
-                [(run.task.name, run.envelope.attempt) for run, _ in marked],
-                self.consumer,
-                protocol.now_ms(),
-                self.app.status_ttl_ms,
-            )
-        except Exception as exc:
-            log.error(
-                "cannot mark %d message(s) running (%s); they stay pending and are "
-                "delivered again after the visibility timeout",
-                len(marked),
-                exc,
-            )
-            return [run for run, key in zip(runs, statuses, strict=True) if key is None]
-        cancelled = set()
-        for (run, key), reply in zip(marked, replies, strict=True):
-            if reply == 0:
+        """Mark queue messages running in their status (with their "started" event), in one
+        step per source; returns the runs to start. Messages cancelled while queued are
+        settled as cancelled, unrun. If Redis fails here, none of a source's starts: their
+        entries stay pending and are delivered again after the visibility timeout."""
+        by_source: dict[Source, list[Run]] = defaultdict(list)
+        starting: list[Run] = []
+        for run in runs:
+            if run.status_key is None:
+                starting.append(run)
+            else:
+                by_source[run.delivery.source].append(run)
+        for source, marked in by_source.items():
+            try:
+                replies = await session.scripts.start(
+                    source,
+                    [run.status_key for run in marked if run.status_key is not None],
+                    [(run.task.name, run.envelope.attempt, run.envelope.id) for run in marked],
+                    self.consumer,
+                    protocol.now_ms(),
+                    self.app.status_ttl_ms,
+                )
+            except Exception as exc:
+                log.error(
+                    "cannot mark %d message(s) of %s running (%s); they stay pending and "
+                    "are delivered again after the visibility timeout",
+                    len(marked),
+                    source.name,
+                    exc,
+                )
                 continue
-            cancelled.add(id(run))
-            reason = reply.decode() if isinstance(reply, bytes) else str(reply)
-            session.settler.submit(run.delivery.source, cancelled_outcome(run, key, reason), True)
-        return [run for run in runs if id(run) not in cancelled]
+            for run, reply in zip(marked, replies, strict=True):
+                if reply == 0:
+                    starting.append(run)
+                    continue
+                reason = reply.decode() if isinstance(reply, bytes) else str(reply)
+                outcome = cancelled_outcome(run, run.status_key, reason)
+                session.settler.submit(source, outcome, True)
+        return starting
 
     def _start(self, session: Session, run: Run) -> asyncio.Task[None]:
         task = asyncio.create_task(self._execute(session, run))

@@ -2,36 +2,46 @@
 --
 -- KEYS[1]   the stream
 -- KEYS[2]   the delayed set
--- KEYS[3..] one status hash per message, in ARGV's order (none for a topic's events)
+-- KEYS[3]   the queue's event stream
+-- KEYS[4..] one status hash per message, in ARGV's order (none for a topic's events)
 -- ARGV[1]   due time in ms for delayed messages, or 0 to add them now
 -- ARGV[2]   the task name (status)
 -- ARGV[3]   now, in ms (status)
 -- ARGV[4]   how long a status lives once nothing changes it, in ms
--- ARGV[5..] the messages
+-- ARGV[5]   the event stream's length cap (approximate); 0: no events
+-- ARGV[6..] per message: its id and the message (two values each)
 --
 -- Returns how many were added.
 --
 -- Why a script: one command carrying a thousand messages costs the client far less to
 -- encode and parse than a thousand pipelined XADDs, and it is still one slot.
--- Invariant: each message is added together with its status, when it has one.
+-- Invariant: each message is added together with its status and "sent" event, when the
+-- queue has them.
 
 local due, task, now, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
-local with_status = #KEYS > 2
-for i = 5, #ARGV do
-    local status = KEYS[i - 2]
+local cap = tonumber(ARGV[5])
+local with_status = #KEYS > 3
+local n = 0
+for i = 6, #ARGV, 2 do
+    n = n + 1
+    local status, message = KEYS[3 + n], ARGV[i + 1]
     if due > 0 then
-        redis.call("ZADD", KEYS[2], due, ARGV[i])
+        redis.call("ZADD", KEYS[2], due, message)
         if with_status then
             redis.call("HSET", status, "state", "delayed", "task", task, "updated", now,
-                "due", due, "body", ARGV[i])
+                "due", due, "body", message)
             redis.call("PEXPIREAT", status, due + ttl)
         end
     else
-        redis.call("XADD", KEYS[1], "*", "m", ARGV[i])
+        redis.call("XADD", KEYS[1], "*", "m", message)
         if with_status then
             redis.call("HSET", status, "state", "queued", "task", task, "updated", now)
             redis.call("PEXPIRE", status, ttl)
         end
     end
+    if cap > 0 then
+        redis.call("XADD", KEYS[3], "MAXLEN", "~", cap, "*", "event", "sent", "id", ARGV[i],
+            "task", task, "attempt", 1, "time", now, "due", due)
+    end
 end
-return #ARGV - 4
+return n

@@ -2,9 +2,12 @@
 --
 -- KEYS[1]  the message's status hash
 -- KEYS[2]  the queue's delayed set (where a delayed message or a retry waits)
+-- KEYS[3]  the queue's event stream
 -- ARGV[1]  the reason ("" for none)
 -- ARGV[2]  now, in ms
 -- ARGV[3]  how long a status lives once nothing changes it, in ms
+-- ARGV[4]  the event stream's length cap (approximate); 0: the queue records no events
+-- ARGV[5]  the message id
 --
 -- Returns {what, state before}: what is "unknown" (no status: never sent, or expired),
 -- "finished" (done, failed, dead or cancelled already: nothing changes), "cancelled" (it was
@@ -13,7 +16,8 @@
 -- running: its worker stops it, and records it cancelled).
 --
 -- Invariant: decided on the same hash as start.lua, atomically: a message either never
--- starts, or is cancelled as a running one.
+-- starts, or is cancelled as a running one. A message cancelled before it ran gets its
+-- "cancelled" event here; one cancelled while running, from the step that settles it.
 
 local state = redis.call("HGET", KEYS[1], "state")
 if not state then
@@ -33,4 +37,10 @@ end
 redis.call("HSET", KEYS[1], "state", "cancelled", "reason", ARGV[1], "updated", ARGV[2])
 redis.call("HDEL", KEYS[1], "body", "due")
 redis.call("PEXPIRE", KEYS[1], ARGV[3])
+local cap = tonumber(ARGV[4])
+if cap > 0 then
+    local task, attempt = unpack(redis.call("HMGET", KEYS[1], "task", "attempts"))
+    redis.call("XADD", KEYS[3], "MAXLEN", "~", cap, "*", "event", "cancelled", "id", ARGV[5],
+        "task", task or "", "attempt", attempt or "0", "time", ARGV[2], "error", ARGV[1])
+end
 return {"cancelled", state}

@@ -5,7 +5,8 @@
 -- KEYS[3]   the dead-letter stream
 -- KEYS[4]   the queue's stats hash (running totals: done, retry, dead, runs, run_ms, and
 --           waited / wait_ms over the runs whose wait is known)
--- KEYS[5..] result keys (lists) and status hashes, referenced by index from the outcomes
+-- KEYS[5]   the queue's event stream
+-- KEYS[6..] result keys (lists) and status hashes, referenced by index from the outcomes
 -- ARGV[1]   consumer group
 -- ARGV[2]   consumer name
 -- ARGV[3]   "1": the entries are still pending — check ownership, then XACK;
@@ -14,11 +15,11 @@
 -- ARGV[5]   result time-to-live in milliseconds
 -- ARGV[6]   the outcomes, msgpack-encoded (one argument instead of eleven per outcome
 --           keeps the client's command packing off the hot path): an array of arrays of
---           eleven values each:
+--           fourteen values each:
 --           kind ("ack" | "done" | "retry" | "dead" | "cancelled"), entry id, data, score,
 --           result key index, result, wait ms (queued before the run; -1: unknown, the
 --           message had no `ts`), run ms (-1: no handler ran), status key index, state,
---           error
+--           error, message id, task, attempt
 --             ack:       acknowledge on receipt (ack mode auto); the run's outcome comes later
 --             done:      nothing to write but the result
 --             retry:     ZADD KEYS[2] score data     (data = the next attempt's message)
@@ -29,6 +30,9 @@
 --           state ("done", "retrying", "failed", "dead", "cancelled") and error.
 -- ARGV[7]   how long a status lives once nothing changes it, in ms
 -- ARGV[8]   now, in ms (the status's `updated`)
+-- ARGV[9]   the event stream's length cap (approximate); 0: the queue records no events:
+--           else each outcome with a status writes its event (retried, done, failed,
+--           dead, cancelled) with its status
 --
 -- Returns one integer per outcome: 1 written; 0 dropped because another consumer owns the
 -- entry now ("lost ownership": the scanner gave it to another worker, whose outcome counts);
@@ -42,7 +46,8 @@ local group, consumer = ARGV[1], ARGV[2]
 local pending, delete = ARGV[3] == "1", ARGV[4] == "1"
 local ttl = tonumber(ARGV[5])
 local written = {}
-local status_ttl, now_ms = tonumber(ARGV[7]), ARGV[8]
+local status_ttl, now_ms, cap = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+local EVENTS = {done = "done", retry = "retried", cancelled = "cancelled"}
 local totals = {ack = 0, done = 0, retry = 0, dead = 0, cancelled = 0, runs = 0, waited = 0,
     wait_ms = 0, run_ms = 0}
 
@@ -51,6 +56,7 @@ for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
     local result_key, result = outcome[5], outcome[6]
     local wait_ms, run_ms = outcome[7], outcome[8]
     local status_key, state, error = outcome[9], outcome[10], outcome[11]
+    local message_id, task, attempt = outcome[12], outcome[13], outcome[14]
     local owned, gone = true, false
     if pending then
         -- pcall: a missing group (NOGROUP) means the entry is gone, not a failed batch
@@ -73,6 +79,14 @@ for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
         end
         if status_key > 0 then
             local key = KEYS[status_key]
+            -- a message cancelled while queued had its event when it was cancelled
+            local was_cancelled = kind == "cancelled"
+                and redis.call("HGET", key, "state") == "cancelled"
+            if cap > 0 and not was_cancelled then
+                redis.call("XADD", KEYS[5], "MAXLEN", "~", cap, "*", "event",
+                    EVENTS[kind] or state, "id", message_id, "task", task, "attempt", attempt,
+                    "time", now_ms, "worker", consumer, "error", error)
+            end
             redis.call("HSET", key, "state", state, "updated", now_ms)
             if error ~= "" then
                 redis.call("HSET", key, "error", error)

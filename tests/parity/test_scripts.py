@@ -65,7 +65,7 @@ def test_remove_idle_consumers_keeps_those_holding_entries(app):
 def test_enqueue_unique_queues_once_per_key(app):
     keys = app.keys("default")
     scripts = app.connection.scripts
-    state = ("job", 1000, 60_000)
+    state = ("job", 1000, 60_000, keys.events, 0)
     first = scripts.enqueue_unique(
         keys.dedupe("k"),
         keys.stream,
@@ -133,9 +133,14 @@ def test_add_many_adds_every_message(app):
     keys = app.keys("default")
     statuses = [keys.status(n) for n in "abc"]
     scripts, client = app.connection.scripts, app.connection.redis
-    state = ("job", 1000, 60_000)
+    state = ("job", 1000, 60_000, keys.events, 0)
     added = scripts.add_many(
-        keys.stream, keys.delayed, [b"a", b"b", b"c"], statuses=statuses, state=state
+        keys.stream,
+        keys.delayed,
+        [b"a", b"b", b"c"],
+        ids=list("abc"),
+        statuses=statuses,
+        state=state,
     )
     assert added == 3
     assert [f[b"m"] for _, f in client.xrange(keys.stream)] == [b"a", b"b", b"c"]
@@ -143,11 +148,13 @@ def test_add_many_adds_every_message(app):
     assert 0 < client.pttl(statuses[0]) <= 60_000
     later = [keys.status("d")]
     due = 4_000_000_000_000  # in 2096: the status lives until then + its ttl
-    scripts.add_many(keys.stream, keys.delayed, [b"d"], due_ms=due, statuses=later, state=state)
+    scripts.add_many(
+        keys.stream, keys.delayed, [b"d"], ids=["d"], due_ms=due, statuses=later, state=state
+    )
     assert client.zrange(keys.delayed, 0, -1, withscores=True) == [(b"d", float(due))]
     assert client.hmget(later[0], "state", "due", "body") == [b"delayed", str(due).encode(), b"d"]
     topic = app.topic_keys("t").stream  # a topic's events have no status
-    assert scripts.add_many(topic, "unused", [b"e"]) == 1 and client.xlen(topic) == 1
+    assert scripts.add_many(topic, "unused", [b"e"], ids=["e"]) == 1 and client.xlen(topic) == 1
 
 
 def test_scripts_run_on_lua_5_1_with_cmsgpack(app):

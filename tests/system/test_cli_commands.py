@@ -136,8 +136,9 @@ def test_top_lists_running_messages_with_their_progress(processes, write_app, re
     app.connection.redis.xreadgroup("workers", "busy-worker", {stream: ">"}, count=2)
     scripts = app.connection.scripts
     scripts.start(
+        app.queue_source("reports"),
         [app.keys("reports").status(h.id) for h in (first, second)],
-        [("build", 1), ("build", 1)],
+        [("build", 1, first.id), ("build", 1, second.id)],
         "busy-worker",
         protocol.now_ms(),
         60_000,

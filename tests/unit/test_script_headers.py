@@ -44,16 +44,16 @@ CALLS = {
     "renew_lease": lambda s: s.renew_lease(SOURCE, "c", [b"1-0"]),
     "remove_idle_consumers": lambda s: s.remove_idle_consumers(SOURCE, 1),
     "enqueue_unique": lambda s: s.enqueue_unique(
-        "sw:{q}:dedupe:k", "s", "d", "st", "id", b"m", 1, None, ("t", 0, 1)
+        "sw:{q}:dedupe:k", "s", "d", "st", "id", b"m", 1, None, ("t", 0, 1, "e", 0)
     ),
     "cancel": lambda s: s.cancel("st", "d", "", 0, 1),
     "progress": lambda s: s.progress("st", 0.5, "", 0, 1),
-    "start": lambda s: s.start(["st"], [("t", 1)], "c", 0, 1),
-    "enqueue": lambda s: s.enqueue("s", "d", "st", b"m", None, ("t", 0, 1)),
+    "start": lambda s: s.start(SOURCE, ["st"], [("t", 1, "i")], "c", 0, 1),
+    "enqueue": lambda s: s.enqueue("s", "d", "st", "i", b"m", None, ("t", 0, 1, "e", 0)),
     "replay": lambda s: s.replay(SOURCE, [(b"1-0", b"m")]),
     "purge": lambda s: s.purge(SOURCE, 1, True),
     "trim_topic": lambda s: s.trim_topic("t", None, None, False),
-    "add_many": lambda s: s.add_many("s", "d", [b"m"], statuses=["st"]),
+    "add_many": lambda s: s.add_many("s", "d", [b"m"], ids=["i"], statuses=["st"]),
     "schedule_put": lambda s: s.schedule_put(SCHEDULE, "r", 1, False, "code", {"task": "t"}),
     "schedule_tick": lambda s: s.schedule_tick(SCHEDULE, 1, "r", 2, True, 1, 0, [(1, "i", b"m")]),
     "schedule_state": lambda s: s.schedule_state(SCHEDULE, "pause", None),
