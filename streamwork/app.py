@@ -14,13 +14,15 @@ import os
 import re
 import sys
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
+from . import events as events_module
 from . import protocol
 from .connection import Connection
 from .errors import AppNotFound, BadArguments, ConfigurationError, EncodeError, UnknownTask
+from .events import Event, Since
 from .handler import Defaults, HandlerArgs, HandlerOptions, check_count
 from .keys import NAME, QueueKeys, Source, TopicKeys, check_name, queue_source, topic_sources
 from .producer import Producer, due_ms
@@ -216,6 +218,27 @@ class App:
         if not isinstance(id, str) or not protocol.ID.fullmatch(id):
             raise ConfigurationError(f"invalid message id {id!r}: {protocol.ID_RULE}")
         return task.handle(id)
+
+    def events(
+        self, queue: str | None = None, *, since: Since = "$", count: int = 100
+    ) -> AsyncIterator[Event]:
+        """The lifecycle events of `queue` (or of every queue that records events) after
+        `since` ("$": new ones only; "0": the oldest kept; an event id; a datetime; or
+        {queue: id}), then each new one as it happens: `async for event in app.events()`.
+        Resumable: pass the last event's id back as `since`."""
+        return events_module.follow(self, queue, since, count)
+
+    def read_events(
+        self,
+        queue: str | None = None,
+        *,
+        since: Since = "0",
+        count: int = 100,
+        block: float | None = None,
+    ) -> list[Event]:
+        """The sync variant of `events`: up to `count` events per queue after `since`, in
+        one look (waiting up to `block` seconds when there are none)."""
+        return events_module.read(self, queue, since, count, block)
 
     # -- schedules ------------------------------------------------------------------------
 

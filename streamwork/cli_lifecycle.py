@@ -1,5 +1,6 @@
-"""`streamwork status MODULE:APP ID` and `streamwork cancel MODULE:APP ID [--reason R]`:
-one message's lifecycle from the command line.
+"""`streamwork status MODULE:APP ID`, `streamwork cancel MODULE:APP ID [--reason R]` and
+`streamwork events MODULE:APP [--queue Q] [--since ID] [--follow] [--json]`: messages'
+lifecycles from the command line.
 
 Thin, like the rest of the CLI: it finds which queue holds the message's status (the app's
 queues, then every queue registered in its namespace; `--queue` to say), reads or cancels
@@ -17,6 +18,7 @@ from . import protocol, redis_ops, stats
 from .app import App
 from .cli_app import load_app
 from .errors import StreamworkError
+from .events import Event, event_queues
 from .lifecycle import TaskStatus, decode_cancel, parse_status
 
 
@@ -109,3 +111,49 @@ def cancel(app_spec: str, message_id: str, reason: str, queue: str | None) -> No
             "unknown": "not cancelled: its status expired",
         }[what]
     )
+
+
+@click.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.option("--queue", default=None, help="One queue (default: every queue with events).")
+@click.option(
+    "--since",
+    default="0",
+    show_default=True,
+    help="Where to start: 0 (the oldest kept), $ (new ones only), or an event id.",
+)
+@click.option("--follow", is_flag=True, help="Keep printing new events (Ctrl-C stops).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def events(app_spec: str, queue: str | None, since: str, follow: bool, as_json: bool) -> None:
+    """Print the lifecycle events of the app's queues (sent, started, progress, retried,
+    done, failed, dead, cancelled): the app must record them (App(events=...))."""
+    app = load_app(app_spec)
+    names = [queue] if queue else event_queues(app, None)
+    positions = {name: _last(app, name) if since == "$" else since for name in names}
+    try:
+        while True:
+            found = app.read_events(queue, since=positions, block=1.0 if follow else None)
+            for event in found:
+                click.echo(json.dumps(event.as_dict()) if as_json else _line(event))
+                positions[event.queue] = event.id
+            if not follow:
+                return
+    except KeyboardInterrupt:
+        pass
+
+
+def _last(app: App, queue: str) -> str:
+    with app.connection.translate_errors():
+        last = app.connection.redis.xrevrange(app.keys(queue).events, "+", "-", count=1)
+    return last[0][0].decode() if last else "0-0"
+
+
+def _line(event: Event) -> str:
+    detail = event.error or ""
+    if event.event == "progress":
+        detail = f"{event.progress:.0%} {event.note or ''}".strip()
+    return (
+        f"{event.time.strftime('%H:%M:%S.%f')[:-3]}  {event.queue:<12} {event.event:<9} "
+        f"{event.message_id}  {event.task:<16} attempt {event.attempt}  "
+        f"{event.worker or '-':<20} {detail}"
+    ).rstrip()
