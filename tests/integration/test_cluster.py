@@ -194,3 +194,33 @@ def test_status_and_cancel_on_a_cluster(cluster, cluster_app):
         wait_until(lambda: running.status().state == "cancelled", timeout=5)
     assert [h.status().state for h in (running, queued, delayed)] == ["cancelled"] * 3
     assert queue_states(cluster_app, ["video"])[0].is_empty
+
+
+def test_events_of_queues_on_every_node(cluster, cluster_app):
+    import asyncio
+
+    app = App(cluster.url, events=True)
+    queues = [f"ev{n}" for n in range(6)]
+    assert len(set(nodes_of(cluster, queues).values())) >= 2
+    handles = []
+    for queue in queues:
+        task = app.task(queue=queue, name=f"job_{queue}")(lambda: None)
+        handles.append(task.send())
+    drain(app)
+    events = app.read_events(count=100)
+    assert {(e.queue, e.event) for e in events} == {
+        (q, kind) for q in queues for kind in ("sent", "started", "done")
+    }
+
+    async def first(n):
+        seen = []
+        async for event in app.events(since="0"):
+            seen.append(event)
+            if len(seen) == n:
+                break
+        await app.aclose()
+        return seen
+
+    followed = asyncio.run(first(18))
+    assert sorted((e.queue, e.id) for e in followed) == sorted((e.queue, e.id) for e in events)
+    app.close()

@@ -42,3 +42,29 @@ def test_cancelled_messages_never_run(app):
     assert queued.status().error == "dup"
     assert kept.cancel() == "finished"
     assert app.handle(job, protocol.new_id()).cancel() == "unknown"
+
+
+def test_events_record_each_state_change(app):
+    from streamwork import App
+
+    events_app = App(app.url, events=True)
+    ran = []
+
+    @events_app.task(max_retries=1)
+    def job(n):
+        ran.append(n)
+        if n == 2 and len(ran) < 3:
+            raise ConnectionError("again")
+
+    first, second, dropped = job.send(1), job.send(2), job.send(3)
+    dropped.cancel()
+    run_until_idle(events_app, advance_time=True)
+    events = events_app.read_events(count=100)
+    by_message = {}
+    for event in events:
+        by_message.setdefault(event.message_id, []).append(event.event)
+    assert by_message[first.id] == ["sent", "started", "done"]
+    assert by_message[second.id] == ["sent", "started", "retried", "started", "done"]
+    assert by_message[dropped.id] == ["sent", "cancelled"]
+    resumed = events_app.read_events(since=events[2].id, count=100)
+    assert [e.id for e in resumed] == [e.id for e in events[3:]]

@@ -1,9 +1,10 @@
 """`streamwork status` and `streamwork cancel` in subprocesses against a real Redis."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 from streamwork import App
-from streamwork.testing import drain
+from streamwork.testing import drain, wait_until
 
 TASKS = """
     from streamwork import App
@@ -55,3 +56,51 @@ def test_status_and_cancel(processes, write_app, redis_url):
     assert bad.returncode == 2 and "is not a message id" in bad.stderr
     elsewhere = processes.run("status", "media:app", done.id, "--queue", "emails")
     assert elsewhere.returncode == 1 and "in queue 'emails'" in elsewhere.stderr
+
+
+EVENTFUL = """
+    from streamwork import App
+
+    app = App(events=True)
+
+    @app.task(queue="video")
+    def transcode(n):
+        pass
+"""
+
+
+def test_events_command(processes, write_app, redis_url):
+    write_app("eventful", EVENTFUL)
+    app = App(redis_url, events=True)
+    transcode = app.task(queue="video", name="transcode")(lambda n: None)
+    handle = transcode.send(1)
+    drain(app)
+    shown = processes.run("events", "eventful:app")
+    assert shown.returncode == 0, shown.stderr
+    rows = [line.split() for line in shown.stdout.splitlines()]
+    assert [row[2] for row in rows] == ["sent", "started", "done"]
+    assert all(row[1] == "video" and row[3] == handle.id for row in rows)
+    as_json = [
+        json.loads(line)
+        for line in processes.run("events", "eventful:app", "--json").stdout.splitlines()
+    ]
+    assert [e["event"] for e in as_json] == ["sent", "started", "done"]
+    after = processes.run("events", "eventful:app", "--since", as_json[1]["id"], "--json")
+    assert [json.loads(line)["event"] for line in after.stdout.splitlines()] == ["done"]
+
+    follower = processes.start("events", "eventful:app", "--follow", "--since", "$", "--json")
+    try:
+        clients = app.connection.redis.client_list
+        wait_until(lambda: any(c["cmd"] == "xread" for c in clients()), message="a blocked read")
+        later = transcode.send(2)
+        with ThreadPoolExecutor(1) as pool:
+            line = pool.submit(follower.stdout.readline).result(timeout=20)
+        assert json.loads(line)["message_id"] == later.id
+    finally:
+        follower.kill()
+        follower.wait(10)
+
+    write_app("quiet", TASKS)
+    refused = processes.run("events", "quiet:app")
+    assert refused.returncode == 1
+    assert "this app records no events: create it with events=True" in refused.stderr

@@ -1,0 +1,164 @@
+"""Lifecycle events against a real redis-server: one per state change, written with it;
+readers resume by id with no gap and no duplicate; they survive a Redis restart with AOF;
+the stream's cap holds."""
+
+import asyncio
+import threading
+
+import pytest
+
+from streamwork import App, protocol
+from streamwork.errors import ConfigurationError
+from streamwork.testing import RedisServer, WorkerThread, drain, wait_until
+
+
+def kinds(events, message_id):
+    return [e.event for e in events if e.message_id == message_id]
+
+
+def test_each_state_change_writes_one_event(redis_url):
+    app = App(redis_url, events=True)
+    started = threading.Event()
+
+    @app.task(bind=True, max_retries=1, retry_on=(ConnectionError,))
+    def job(message, n):
+        message.progress(0.5, note="half")
+        if n == 2:
+            raise ConnectionError("flaky")
+        if n == 3:
+            raise ValueError("broken")
+
+    @app.task
+    async def slow():
+        started.set()
+        await asyncio.sleep(30)
+
+    ok, retried, failed, dropped = job.send(1), job.send(2), job.send(3), job.send(4)
+    assert dropped.cancel("duplicate") == "cancelled"
+    running = slow.send()
+    with WorkerThread(app):
+        assert started.wait(10)
+        running.cancel("user")
+        wait_until(lambda: running.status().state == "cancelled")
+        wait_until(lambda: failed.status().state == "failed" and ok.status().state == "done")
+    events = app.read_events(count=1000)
+    assert kinds(events, ok.id) == ["sent", "started", "progress", "done"]
+    assert kinds(events, retried.id)[:4] == ["sent", "started", "progress", "retried"]
+    assert kinds(events, failed.id) == ["sent", "started", "progress", "failed"]
+    assert kinds(events, dropped.id) == ["sent", "cancelled"]  # once, though a worker saw it
+    assert kinds(events, running.id) == ["sent", "started", "cancelled"]
+    [failure] = [e for e in events if e.message_id == failed.id and e.event == "failed"]
+    assert (failure.task, failure.attempt, failure.error) == ("job", 1, "ValueError: broken")
+    assert failure.worker and failure.queue == "default"
+    [progress] = [e for e in events if e.message_id == ok.id and e.event == "progress"]
+    assert (progress.progress, progress.note) == (0.5, "half")
+    [cancelled] = [e for e in events if e.message_id == dropped.id and e.event == "cancelled"]
+    assert cancelled.error == "duplicate"
+
+
+def test_a_reader_resumes_after_a_restart_with_no_gap_and_no_duplicate(redis_url):
+    app = App(redis_url, events=["orders"])
+
+    @app.task(queue="orders")
+    def order(n):
+        pass
+
+    seen = []
+
+    async def read(since, stop_after):
+        async for event in app.events("orders", since=since):
+            seen.append(event)
+            if len(seen) == stop_after:
+                break
+        await app.aclose()
+
+    order.send_many([(n,) for n in range(50)])
+    asyncio.run(read("0", 20))  # a consumer reads 20, then stops (a restart)
+    order.send_many([(n,) for n in range(50, 80)])
+    asyncio.run(read(seen[-1].id, 80))  # resumes after the last id it saw
+    expected = app.connection.redis.xrange(app.keys("orders").events)
+    assert [e.id for e in seen] == [entry_id.decode() for entry_id, _ in expected]
+    assert len({e.message_id for e in seen}) == 80
+
+
+def test_since_dollar_sees_only_new_events_and_follow_blocks_for_them(redis_url):
+    app = App(redis_url, events=True)
+
+    @app.task
+    def job():
+        pass
+
+    job.send()
+
+    async def first_new():
+        stream = app.events(since="$")
+        reader = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.3)
+        assert not reader.done()  # blocked: nothing new yet
+        await job.send_async()
+        event = await asyncio.wait_for(reader, 10)
+        await stream.aclose()
+        await app.aclose()
+        return event
+
+    event = asyncio.run(first_new())
+    assert event.event == "sent" and len(app.read_events()) == 2
+
+
+def test_events_survive_a_redis_restart_with_aof():
+    with RedisServer(["--appendonly", "yes", "--appendfsync", "always"]) as server:
+        app = App(server.url, events=True)
+
+        @app.task
+        def job(n):
+            pass
+
+        job.send_many([(n,) for n in range(10)])
+        drain(app)
+        before = [e.id for e in app.read_events(count=1000)]
+        server.restart()
+        app.connection.close()
+        assert [e.id for e in app.read_events(count=1000)] == before and len(before) == 30
+        app.close()
+
+
+def test_the_cap_holds(redis_url):
+    app = App(redis_url, events=True, events_max_len=200)
+
+    @app.task
+    def job(n):
+        pass
+
+    job.send_many([(n,) for n in range(3000)])
+    length = app.connection.redis.xlen(app.keys("default").events)
+    assert 200 <= length < 400  # approximate trimming: whole stream nodes (100 entries)
+
+
+def test_events_are_off_by_default_and_reading_them_says_how_to_turn_them_on(app):
+    @app.task
+    def job():
+        pass
+
+    job.send()
+    drain(app)
+    assert not app.connection.redis.exists(app.keys("default").events)
+    with pytest.raises(ConfigurationError, match="create it with events=True"):
+        app.read_events()
+    with pytest.raises(ConfigurationError, match="queue 'default' records no events"):
+        app.read_events("default")
+
+
+def test_since_a_datetime(redis_url):
+    from datetime import datetime, timezone
+
+    app = App(redis_url, events=True)
+
+    @app.task
+    def job():
+        pass
+
+    job.send()
+    middle = datetime.fromtimestamp((protocol.now_ms() + 5) / 1000, timezone.utc)
+    wait_until(lambda: protocol.now_ms() > middle.timestamp() * 1000 + 5)
+    later = job.send()
+    assert [e.message_id for e in app.read_events(since=middle)] == [later.id]
