@@ -408,7 +408,7 @@ class App:
         return store.get(id)
 
     def _schedules(self) -> Schedules:
-        return Schedules(self.connection, self.namespace, self.status_ttl_ms)
+        return Schedules(self.connection, self.namespace, self.status_ttl_ms, self.events_cap)
 
     def schedules(self) -> list[Schedule]:
         """Every schedule stored in the app's namespace (declared ones once a worker wrote

@@ -160,7 +160,8 @@ def dlq_replay(
     if bool(entry_ids) == replay_all:
         raise click.UsageError("give the IDs to replay, or --all (not both)")
     source = dlq_source(app, queue, group)
-    report = dead_letters.replay(app.connection, source, None if replay_all else list(entry_ids))
+    chosen = None if replay_all else list(entry_ids)
+    report = dead_letters.replay(app.connection, source, chosen, app.status_ttl_ms)
     done = f"replayed {report.replayed} dead letter(s) onto {source.name!r}"
     if report.skipped:
         click.echo(

@@ -103,7 +103,12 @@ class ReplayReport:
     """Ids asked for that are not (or no longer) in the dead letters."""
 
 
-def replay(connection: Connection, source: Source, ids: list[str] | None = None) -> ReplayReport:
+def replay(
+    connection: Connection,
+    source: Source,
+    ids: list[str] | None = None,
+    status_ttl_ms: int = 86_400_000,
+) -> ReplayReport:
     """Put dead letters back (the given ids, or all): on their queue, or for a subscriber
     group on that group's retry stream, so other groups do not receive them again."""
     report = ReplayReport()
@@ -119,9 +124,12 @@ def replay(connection: Connection, source: Source, ids: list[str] | None = None)
                 if body is None:
                     report.skipped.append(entry.id)
                 else:
-                    moves.append((entry.id.encode(), body))
+                    letter = entry.letter
+                    moves.append((entry.id.encode(), body, letter.task_id, letter.task))
             if moves:
-                report.replayed += int(connection.scripts.replay(source, moves))
+                now = protocol.now_ms()
+                replayed = connection.scripts.replay(source, moves, now, status_ttl_ms)
+                report.replayed += int(replayed)
     return report
 
 

@@ -182,6 +182,7 @@ async def run_until_idle_async(
                     app.max_message_bytes,
                     worker.queues,
                     status_ttl_ms=app.status_ttl_ms,
+                    events_cap=app.events_cap,
                 )
                 if await _tick_until(ticker, min(horizon, due or horizon)):
                     continue  # run what the ticks enqueued

@@ -104,6 +104,10 @@ class ScheduleKeys:
     def status(self, task_id: str) -> str:
         return f"{self.tag}:status:{task_id}"
 
+    @property
+    def events(self) -> str:
+        return f"{self.tag}:events"
+
 
 def schedule_index(namespace: str) -> str:
     """A hash of every schedule in `namespace`: id -> target queue."""

@@ -209,10 +209,25 @@ class Scripts:
             args=[fraction, note, now_ms, ttl_ms, cap, message_id],
         )
 
-    def replay(self, source: Source, moves: Sequence[tuple[bytes, bytes]]) -> Any:
-        """Move dead letters (entry id, message to enqueue) back to the source's ready stream."""
-        args = [value for move in moves for value in move]
-        return self._scripts["replay"](keys=[source.dead_letters, source.ready], args=args)
+    def replay(
+        self,
+        source: Source,
+        moves: Sequence[tuple[bytes, bytes, str, str]],
+        now_ms: int = 0,
+        status_ttl_ms: int = 86_400_000,
+    ) -> Any:
+        """Move dead letters (entry id, message to enqueue, message id, task) back to the
+        source's ready stream, their status queued again and a "replayed" event each."""
+        args: list[Any] = [source.events_max_len, now_ms, status_ttl_ms]
+        statuses = []
+        for entry_id, body, message_id, task in moves:
+            args += [entry_id, body, message_id, task]
+            status = source.status(message_id) if message_id else None
+            statuses.append(status or source.status("-") or "")
+        keys = [source.dead_letters, source.ready, source.events]
+        if source.status("-") is not None:
+            keys += statuses
+        return self._scripts["replay"](keys=keys, args=args)
 
     def purge(self, source: Source, limit: int, with_delayed: bool) -> Any:
         """Delete up to `limit` undelivered entries (and the delayed set): [entries, delayed]."""
@@ -279,6 +294,7 @@ class Scripts:
         missed: int,
         messages: Sequence[tuple[int, str, bytes]],
         status_ttl_ms: int = 86_400_000,
+        events_cap: int = 0,
     ) -> Any:
         """Enqueue ticks (due ms, task id, body) once: [enqueued, skipped, status]. `due`
         None is a trigger: a run now, the due time untouched."""
@@ -291,13 +307,14 @@ class Scripts:
             claim_ttl_ms,
             missed,
             status_ttl_ms,
+            events_cap,
         ]
         per_message: list[str] = []
         for message in messages:
             args.extend(message)
             per_message += [keys.claim(message[0]), keys.status(message[1])]
         return self._scripts["schedule_tick"](
-            keys=[keys.schedule, keys.due, keys.stream, *per_message], args=args
+            keys=[keys.schedule, keys.due, keys.stream, keys.events, *per_message], args=args
         )
 
     def schedule_state(self, keys: ScheduleKeys, action: str, next_due_ms: int | None) -> Any:

@@ -392,10 +392,17 @@ class Schedules:
     Synchronous (the app's sync client); the worker's `Ticker` has the async side.
     """
 
-    def __init__(self, connection: Any, namespace: str, status_ttl_ms: int = 86_400_000) -> None:
+    def __init__(
+        self,
+        connection: Any,
+        namespace: str,
+        status_ttl_ms: int = 86_400_000,
+        events_cap: Callable[[str], int] = lambda queue: 0,
+    ) -> None:
         self.connection = connection
         self.namespace = namespace
         self.status_ttl_ms = status_ttl_ms
+        self.events_cap = events_cap
 
     def keys(self, queue: str, id: str) -> ScheduleKeys:
         return ScheduleKeys(self.namespace, queue, id)
@@ -510,6 +517,7 @@ class Schedules:
                 0,
                 [(now, message_id, body)],
                 self.status_ttl_ms,
+                self.events_cap(definition.queue),
             )
         if status == -3:
             raise UnknownSchedule(f"no schedule {id!r} in namespace {self.namespace!r}")

@@ -11,7 +11,7 @@ never decides what a schedule is (schedules.py does).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from . import metrics, protocol, redis_ops
@@ -36,9 +36,11 @@ class Ticker:
         max_message_bytes: int,
         queues: Collection[str] | None = None,
         status_ttl_ms: int = 86_400_000,
+        events_cap: Callable[[str], int] = lambda queue: 0,
     ) -> None:
         self._client = client
         self._status_ttl_ms = status_ttl_ms
+        self._events_cap = events_cap
         self._queues = None if queues is None else frozenset(queues)
         self._scripts = scripts
         self.namespace = namespace
@@ -159,6 +161,7 @@ class Ticker:
             missed,
             messages,
             self._status_ttl_ms,
+            self._events_cap(queue),
         )
         if status != 1:
             return  # another worker took it, or it changed, paused or went: nothing to do

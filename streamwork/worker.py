@@ -232,6 +232,7 @@ class Worker:
             self.app.max_message_bytes,
             self.queues,
             status_ttl_ms=self.app.status_ttl_ms,
+            events_cap=self.app.events_cap,
         )
         scanner = Scanner(
             client,

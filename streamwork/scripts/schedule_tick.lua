@@ -3,7 +3,8 @@
 -- KEYS[1]  the schedule's hash
 -- KEYS[2]  the queue's due set
 -- KEYS[3]  the queue's stream
--- KEYS[4..] per message, in ARGV's order: its claim key (NS:{QUEUE}:tick:ID:DUE_MS) and
+-- KEYS[4]  the queue's event stream
+-- KEYS[5..] per message, in ARGV's order: its claim key (NS:{QUEUE}:tick:ID:DUE_MS) and
 --           its status hash (two keys each)
 -- ARGV[1]  the schedule id
 -- ARGV[2]  the due time the caller read (Unix ms), or "trigger": a run now that neither
@@ -14,7 +15,8 @@
 -- ARGV[6]  how long a claim key lives, in ms
 -- ARGV[7]  ticks the caller found missed and does not enqueue (catch-up policy)
 -- ARGV[8]  how long a message's status lives once nothing changes it, in ms
--- ARGV[9..] per message: its due time (Unix ms), its task id, its body (three values each)
+-- ARGV[9]  the event stream's length cap (approximate); 0: the queue records no events
+-- ARGV[10..] per message: its due time (Unix ms), its task id, its body (three values each)
 --
 -- Returns {enqueued, skipped, status}: status 1 written; 0 the due time moved (another
 -- worker took this tick); -1 the definition changed since it was read; -2 paused;
@@ -46,7 +48,7 @@ local enqueued, skipped = 0, 0
 if not is_trigger and ARGV[5] == "0" then
     local last = redis.call("HGET", KEYS[1], "last_entry")
     if last and #redis.call("XRANGE", KEYS[3], last, last, "COUNT", 1) > 0 then
-        skipped = (#ARGV - 8) / 3
+        skipped = (#ARGV - 9) / 3
     end
 end
 if skipped == 0 then
@@ -54,13 +56,18 @@ if skipped == 0 then
     local task = redis.call("HGET", KEYS[1], "task")
     local now = redis.call("TIME")
     now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-    for i = 9, #ARGV, 3 do
-        local claim = KEYS[4 + 2 * (i - 9) / 3]
-        local status = KEYS[5 + 2 * (i - 9) / 3]
+    local cap = tonumber(ARGV[9])
+    for i = 10, #ARGV, 3 do
+        local claim = KEYS[5 + 2 * (i - 10) / 3]
+        local status = KEYS[6 + 2 * (i - 10) / 3]
         if is_trigger or redis.call("SET", claim, "1", "NX", "PX", ttl) then
             local entry = redis.call("XADD", KEYS[3], "*", "m", ARGV[i + 2])
             redis.call("HSET", status, "state", "queued", "task", task, "updated", now)
             redis.call("PEXPIRE", status, ARGV[8])
+            if cap > 0 then
+                redis.call("XADD", KEYS[4], "MAXLEN", "~", cap, "*", "event", "sent", "id",
+                    ARGV[i + 1], "task", task, "attempt", 1, "time", now, "schedule", id)
+            end
             redis.call("HSET", KEYS[1], "last_run", ARGV[i], "last_message", ARGV[i + 1],
                 "last_entry", entry)
             enqueued = enqueued + 1

@@ -162,3 +162,47 @@ def test_since_a_datetime(redis_url):
     wait_until(lambda: protocol.now_ms() > middle.timestamp() * 1000 + 5)
     later = job.send()
     assert [e.message_id for e in app.read_events(since=middle)] == [later.id]
+
+
+def test_a_replayed_dead_letter_is_queued_again_with_a_replayed_event(redis_url):
+    from streamwork import Reject, dead_letters
+
+    app = App(redis_url, events=True)
+    calls = []
+
+    @app.task
+    def picky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise Reject("not yet")
+
+    handle = picky.send()
+    drain(app)
+    assert handle.status().state == "dead"
+    report = dead_letters.replay(app.connection, app.queue_source("default"))
+    assert report.replayed == 1
+    assert (handle.status().state, handle.status().error) == ("queued", None)
+    drain(app)
+    assert handle.status().state == "done"
+    events = kinds(app.read_events(count=100), handle.id)
+    assert events == ["sent", "started", "dead", "replayed", "started", "done"]
+
+
+def test_schedule_ticks_and_triggers_write_sent_events(redis_url):
+    app = App(redis_url, events=True)
+
+    @app.task
+    def report():
+        pass
+
+    app.add_schedule("hourly", report, every=3600)
+    message_id = app.trigger_schedule("hourly")
+    protocol.advance_clock(3_600_500)
+    try:
+        drain(app)  # its ticker enqueues the tick now due; the worker runs both
+    finally:
+        protocol.reset_clock()
+    events = app.read_events(count=100)
+    sent = [e.message_id for e in events if e.event == "sent"]
+    assert sent[0] == message_id and len(sent) == 2
+    assert kinds(events, sent[1]) == ["sent", "started", "done"]

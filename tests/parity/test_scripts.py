@@ -103,7 +103,7 @@ def test_replay_moves_dead_letters_back(app):
     source = app.queue_source("default")
     client = app.connection.redis
     letter_id = client.xadd(source.dead_letters, {"m": b"letter"})
-    assert app.connection.scripts.replay(source, [(letter_id, b"fresh")]) == 1
+    assert app.connection.scripts.replay(source, [(letter_id, b"fresh", "", "")]) == 1
     assert client.xlen(source.dead_letters) == 0
     assert [f[b"m"] for _, f in client.xrange(source.stream)] == [b"fresh"]
 

@@ -50,7 +50,7 @@ CALLS = {
     "progress": lambda s: s.progress("st", 0.5, "", 0, 1),
     "start": lambda s: s.start(SOURCE, ["st"], [("t", 1, "i")], "c", 0, 1),
     "enqueue": lambda s: s.enqueue("s", "d", "st", "i", b"m", None, ("t", 0, 1, "e", 0)),
-    "replay": lambda s: s.replay(SOURCE, [(b"1-0", b"m")]),
+    "replay": lambda s: s.replay(SOURCE, [(b"1-0", b"m", "i", "t")]),
     "purge": lambda s: s.purge(SOURCE, 1, True),
     "trim_topic": lambda s: s.trim_topic("t", None, None, False),
     "add_many": lambda s: s.add_many("s", "d", [b"m"], ids=["i"], statuses=["st"]),
