@@ -24,7 +24,16 @@ from .connection import Connection
 from .errors import AppNotFound, BadArguments, ConfigurationError, EncodeError, UnknownTask
 from .events import Event, Since
 from .handler import Defaults, HandlerArgs, HandlerOptions, check_count
-from .keys import NAME, QueueKeys, Source, TopicKeys, check_name, queue_source, topic_sources
+from .keys import (
+    NAME,
+    QueueKeys,
+    Source,
+    TopicKeys,
+    check_events_name,
+    check_name,
+    queue_source,
+    topic_sources,
+)
 from .producer import Producer, due_ms
 from .schedules import Definition, Schedule, Schedules, define, tick_body
 from .settings import AckMode, Backoff, Duration, to_seconds
@@ -88,9 +97,7 @@ class App:
         check_count("events_max_len", events_max_len, 1)
         self.events_max_len = events_max_len
         self._events: bool | frozenset[str] = (
-            events
-            if isinstance(events, bool)
-            else frozenset(check_name("queue", q) for q in events)
+            events if isinstance(events, bool) else frozenset(map(check_events_name, events))
         )
         self._producer = Producer(
             self.connection,
@@ -123,8 +130,9 @@ class App:
         return previous
 
     def events_cap(self, queue: str) -> int:
-        """The cap of `queue`'s event stream, or 0 when the app records no events for it."""
-        if not self.track_status:
+        """The cap of the event stream of `queue` (or of a subscriber group, "topic/group"),
+        or 0 when the app records no events for it."""
+        if not self.track_status and "/" not in queue:
             return 0
         if self._events is True or (self._events is not False and queue in self._events):
             return self.events_max_len
@@ -462,7 +470,15 @@ class App:
                     f"topic {topic!r} already has a subscriber group {group!r}"
                 )
             resolved = HandlerOptions.resolve(self.defaults, topic, options, bind=True)
-            declared = Subscriber(self.namespace, function, topic, group, resolved, start)
+            declared = Subscriber(
+                self.namespace,
+                function,
+                topic,
+                group,
+                resolved,
+                start,
+                self.events_cap(f"{topic}/{group}"),
+            )
             self.subscribers[key] = declared
             return declared
 
@@ -484,6 +500,10 @@ class App:
 
     def retention_of(self, topic: str) -> Retention:
         return self.retention.get(topic, DEFAULT_RETENTION)
+
+    def subscriber_groups(self) -> list[tuple[str, str]]:
+        """(topic, group) of each subscriber, in declaration order."""
+        return list(self.subscribers)
 
     def topics(self) -> list[str]:
         """The topics this app's subscribers read, in declaration order."""

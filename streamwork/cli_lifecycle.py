@@ -19,6 +19,7 @@ from .app import App
 from .cli_app import load_app
 from .errors import StreamworkError
 from .events import Event, event_queues
+from .keys import events_stream
 from .lifecycle import TaskStatus, decode_cancel, parse_status
 
 
@@ -144,7 +145,9 @@ def events(app_spec: str, queue: str | None, since: str, follow: bool, as_json: 
 
 def _last(app: App, queue: str) -> str:
     with app.connection.translate_errors():
-        last = app.connection.redis.xrevrange(app.keys(queue).events, "+", "-", count=1)
+        last = app.connection.redis.xrevrange(
+            events_stream(app.namespace, queue), "+", "-", count=1
+        )
     return last[0][0].decode() if last else "0-0"
 
 

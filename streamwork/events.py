@@ -23,7 +23,7 @@ from redis.crc import key_slot
 
 from .connection import MAX_BLOCK, NamespaceView
 from .errors import ConfigurationError
-from .keys import QueueKeys
+from .keys import events_stream
 from .stats import known_queues
 
 
@@ -31,6 +31,8 @@ class EventsView(NamespaceView, Protocol):
     """What reading events needs of an app (an App is one)."""
 
     def events_cap(self, queue: str) -> int: ...
+
+    def subscriber_groups(self) -> list[tuple[str, str]]: ...
 
 
 KINDS = ("sent", "started", "progress", "retried", "done", "failed", "dead", "cancelled")
@@ -47,6 +49,7 @@ class Event:
     id: str
     """The event's entry id in its queue's event stream: resume after it with since=id."""
     queue: str
+    """The queue, or "topic/group" for a subscriber group's events."""
     event: str
     """sent | started | progress | retried | done | failed | dead | cancelled"""
     message_id: str
@@ -87,20 +90,22 @@ def parse(queue: str, entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> E
 
 
 def event_queues(app: EventsView, queue: str | None) -> list[str]:
-    """The queues to read: `queue`, or every queue of the app that records events."""
+    """The queues (and "topic/group" subscriber groups) to read: `queue`, or every one of
+    the app that records events."""
     if queue is not None:
         if not app.events_cap(queue):
             raise ConfigurationError(
-                f"queue {queue!r} records no events: create the App with events=True "
+                f"{queue!r} records no events: create the App with events=True "
                 f"(or events=[{queue!r}, ...])"
             )
         return [queue]
-    queues = [name for name in known_queues(app) if app.events_cap(name)]
-    if not queues:
+    groups = [f"{topic}/{group}" for topic, group in app.subscriber_groups()]
+    names = [name for name in [*known_queues(app), *groups] if app.events_cap(name)]
+    if not names:
         raise ConfigurationError(
             "this app records no events: create it with events=True (or a list of queues)"
         )
-    return queues
+    return names
 
 
 def _start(since: Since, queue: str) -> str:
@@ -127,7 +132,7 @@ def _by_slot(client: Any, streams: Iterable[str]) -> list[list[str]]:
 
 def _positions(app: EventsView, queues: list[str], since: Since) -> dict[str, tuple[str, str]]:
     """{event stream: (queue, the id to read after)}."""
-    return {QueueKeys(app.namespace, q).events: (q, _start(since, q)) for q in queues}
+    return {events_stream(app.namespace, q): (q, _start(since, q)) for q in queues}
 
 
 def _last_ids(client: Any, streams: list[str]) -> list[Any]:

@@ -114,6 +114,24 @@ def schedule_index(namespace: str) -> str:
     return f"{namespace}:schedules"
 
 
+def events_stream(namespace: str, name: str) -> str:
+    """The lifecycle event stream of a queue, or of a subscriber group named "topic/group"."""
+    if "/" in name:
+        topic, group = name.split("/", 1)
+        return TopicKeys(namespace, topic).group(group, "events")
+    return QueueKeys(namespace, name).events
+
+
+def check_events_name(name: str) -> str:
+    """A queue name, or "topic/group" for a subscriber group's events."""
+    if isinstance(name, str) and "/" in name:
+        topic, group = name.split("/", 1)
+        check_name("topic", topic)
+        check_name("group", group)
+        return name
+    return check_name("queue", name)
+
+
 def queue_registry(namespace: str) -> str:
     """The set of every queue name that was sent to or served in `namespace`."""
     return f"{namespace}:queues"
@@ -183,8 +201,9 @@ class Source:
 
     @property
     def events(self) -> str:
-        """The queue's event stream (written only when `events_max_len` > 0)."""
-        return f"{self.namespace}:{{{self.name}}}:events"
+        """The event stream of the queue, or of the topic's subscriber group (written only
+        when `events_max_len` > 0)."""
+        return events_stream(self.namespace, self.name)
 
     def status(self, task_id: str) -> str | None:
         """The status hash of message `task_id` read from this source (None for topics:
@@ -218,7 +237,12 @@ def queue_source(
 
 
 def topic_sources(
-    namespace: str, topic: str, group: str, *, from_beginning: bool = False
+    namespace: str,
+    topic: str,
+    group: str,
+    *,
+    from_beginning: bool = False,
+    events_max_len: int = 0,
 ) -> tuple[Source, Source]:
     """The topic stream and the group's retry stream, as subscriber group `group` reads them.
 
@@ -235,6 +259,7 @@ def topic_sources(
         "ready": retry,
         "topic": topic,
         "namespace": namespace,
+        "events_max_len": events_max_len,
     }
     return (
         Source(

@@ -375,6 +375,14 @@ def read_schedules(client: Any, keys: Sequence[ScheduleKeys]) -> Any:
     return pipe.execute()
 
 
+def add_events(client: Any, stream: str, cap: int, events: Sequence[dict[str, Any]]) -> Any:
+    """XADD lifecycle events to a capped event stream, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for event in events:
+        pipe.xadd(stream, event, maxlen=cap, approximate=True)
+    return pipe.execute()
+
+
 def read_status(client: Any, status: str) -> Any:
     """A message's status hash ({} when it has none)."""
     return client.hgetall(status)

@@ -56,6 +56,7 @@ class Subscriber:
         group: str,
         options: HandlerOptions,
         start: str,
+        events_max_len: int = 0,
     ) -> None:
         if start not in STARTS:
             raise ConfigurationError(f"start must be 'new' or 'beginning', got {start!r}")
@@ -73,7 +74,11 @@ class Subscriber:
         self.name = f"{topic}/{group}"
         self.is_async = inspect.iscoroutinefunction(fn)
         self.sources: tuple[Source, Source] = topic_sources(
-            namespace, topic, group, from_beginning=start == "beginning"
+            namespace,
+            topic,
+            group,
+            from_beginning=start == "beginning",
+            events_max_len=events_max_len,
         )
         self.__wrapped__ = fn
 

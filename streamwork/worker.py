@@ -387,11 +387,16 @@ class Worker:
         entries stay pending and are delivered again after the visibility timeout."""
         by_source: dict[Source, list[Run]] = defaultdict(list)
         starting: list[Run] = []
+        unmarked: dict[Source, list[Run]] = defaultdict(list)
         for run in runs:
             if run.status_key is None:
                 starting.append(run)
+                if run.delivery.source.events_max_len:
+                    unmarked[run.delivery.source].append(run)
             else:
                 by_source[run.delivery.source].append(run)
+        for source, started in unmarked.items():  # a subscriber group's events: no status
+            await self._started_events(session, source, started)
         for source, marked in by_source.items():
             try:
                 replies = await session.scripts.start(
@@ -419,6 +424,24 @@ class Worker:
                 outcome = cancelled_outcome(run, run.status_key, reason)
                 session.settler.submit(source, outcome, True)
         return starting
+
+    async def _started_events(self, session: Session, source: Source, runs: list[Run]) -> None:
+        now = protocol.now_ms()
+        events = [
+            {
+                "event": "started",
+                "id": run.envelope.id,
+                "task": run.task.name,
+                "attempt": run.envelope.attempt,
+                "time": now,
+                "worker": self.consumer,
+            }
+            for run in runs
+        ]
+        try:
+            await redis_ops.add_events(session.client, source.events, source.events_max_len, events)
+        except Exception as exc:  # an event is not worth holding the runs back for
+            log.warning("cannot record %d started event(s) on %s: %s", len(runs), source.name, exc)
 
     def _start(self, session: Session, run: Run) -> asyncio.Task[None]:
         task = asyncio.create_task(self._execute(session, run))

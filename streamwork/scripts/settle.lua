@@ -5,7 +5,7 @@
 -- KEYS[3]   the dead-letter stream
 -- KEYS[4]   the queue's stats hash (running totals: done, retry, dead, runs, run_ms, and
 --           waited / wait_ms over the runs whose wait is known)
--- KEYS[5]   the queue's event stream
+-- KEYS[5]   the event stream of the queue (or of the topic's subscriber group)
 -- KEYS[6..] result keys (lists) and status hashes, referenced by index from the outcomes
 -- ARGV[1]   consumer group
 -- ARGV[2]   consumer name
@@ -77,16 +77,18 @@ for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
             redis.call("RPUSH", key, result)
             redis.call("PEXPIRE", key, ttl)
         end
-        if status_key > 0 then
-            local key = KEYS[status_key]
+        if cap > 0 and kind ~= "ack" and message_id ~= "" then
             -- a message cancelled while queued had its event when it was cancelled
-            local was_cancelled = kind == "cancelled"
-                and redis.call("HGET", key, "state") == "cancelled"
-            if cap > 0 and not was_cancelled then
+            local was_cancelled = kind == "cancelled" and status_key > 0
+                and redis.call("HGET", KEYS[status_key], "state") == "cancelled"
+            if not was_cancelled then
                 redis.call("XADD", KEYS[5], "MAXLEN", "~", cap, "*", "event",
                     EVENTS[kind] or state, "id", message_id, "task", task, "attempt", attempt,
                     "time", now_ms, "worker", consumer, "error", error)
             end
+        end
+        if status_key > 0 then
+            local key = KEYS[status_key]
             redis.call("HSET", key, "state", state, "updated", now_ms)
             if error ~= "" then
                 redis.call("HSET", key, "error", error)

@@ -144,7 +144,7 @@ def test_events_are_off_by_default_and_reading_them_says_how_to_turn_them_on(app
     assert not app.connection.redis.exists(app.keys("default").events)
     with pytest.raises(ConfigurationError, match="create it with events=True"):
         app.read_events()
-    with pytest.raises(ConfigurationError, match="queue 'default' records no events"):
+    with pytest.raises(ConfigurationError, match="'default' records no events"):
         app.read_events("default")
 
 
@@ -206,3 +206,42 @@ def test_schedule_ticks_and_triggers_write_sent_events(redis_url):
     sent = [e.message_id for e in events if e.event == "sent"]
     assert sent[0] == message_id and len(sent) == 2
     assert kinds(events, sent[1]) == ["sent", "started", "done"]
+
+
+def test_subscriber_groups_record_their_own_events(redis_url):
+    app = App(redis_url, events=["orders.created/billing"])
+    seen = []
+
+    @app.subscriber("orders.created", group="billing", max_retries=1)
+    def bill(message):
+        seen.append(message.payload)
+        if message.payload == "bad" and message.attempt == 1:
+            raise ConnectionError("later")
+
+    @app.subscriber("orders.created", group="audit")
+    def audit(message):
+        pass
+
+    stream = app.topic_keys("orders.created").stream
+    with WorkerThread(app):
+        wait_until(
+            lambda: (
+                app.connection.redis.exists(stream)
+                and len(app.connection.redis.xinfo_groups(stream)) == 2
+            ),
+            message="both groups created",
+        )
+        app.publish("orders.created", "ok")
+        app.publish("orders.created", "bad")
+        wait_until(lambda: seen.count("bad") == 2, timeout=10)
+        wait_until(lambda: len(app.read_events(count=100)) >= 6)
+    events = app.read_events(count=100)
+    assert {e.queue for e in events} == {"orders.created/billing"}  # audit records none
+    by_message = {}
+    for event in events:
+        by_message.setdefault(event.message_id, []).append(event.event)
+    assert sorted(by_message.values()) == [
+        ["started", "done"],
+        ["started", "retried", "started", "done"],
+    ]
+    assert app.read_events("orders.created/billing", count=100) == events
