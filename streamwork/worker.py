@@ -398,24 +398,9 @@ class Worker:
         for source, started in unmarked.items():  # a subscriber group's events: no status
             await self._started_events(session, source, started)
         for source, marked in by_source.items():
-            try:
-                replies = await session.scripts.start(
-                    source,
-                    [run.status_key for run in marked if run.status_key is not None],
-                    [(run.task.name, run.envelope.attempt, run.envelope.id) for run in marked],
-                    self.consumer,
-                    protocol.now_ms(),
-                    self.app.status_ttl_ms,
-                )
-            except Exception as exc:
-                log.error(
-                    "cannot mark %d message(s) of %s running (%s); they stay pending and "
-                    "are delivered again after the visibility timeout",
-                    len(marked),
-                    source.name,
-                    exc,
-                )
-                continue
+            replies = await self._start_step(session, source, marked)
+            if replies is None:
+                continue  # stopping with Redis away: they stay pending, delivered again
             for run, reply in zip(marked, replies, strict=True):
                 if reply == 0:
                     starting.append(run)
@@ -424,6 +409,41 @@ class Worker:
                 outcome = cancelled_outcome(run, run.status_key, reason)
                 session.settler.submit(source, outcome, True)
         return starting
+
+    async def _start_step(self, session: Session, source: Source, runs: list[Run]) -> Any:
+        """The start step's replies for `runs`, retried with backoff while Redis is away
+        (their entries are this worker's, pending); None if the worker stops first."""
+        failures = 0
+        while True:
+            try:
+                return await session.scripts.start(
+                    source,
+                    [run.status_key for run in runs if run.status_key is not None],
+                    [(run.task.name, run.envelope.attempt, run.envelope.id) for run in runs],
+                    self.consumer,
+                    protocol.now_ms(),
+                    self.app.status_ttl_ms,
+                )
+            except Exception as exc:
+                if session.in_flight.is_stopping:
+                    log.error(
+                        "cannot mark %d message(s) of %s running (%s); stopping: they stay "
+                        "pending and are delivered again after the visibility timeout",
+                        len(runs),
+                        source.name,
+                        exc,
+                    )
+                    return None
+                failures += 1
+                pause = min(5.0, 0.05 * 2**failures)
+                log.error(
+                    "cannot mark %d message(s) of %s running (%s); retrying in %.1fs",
+                    len(runs),
+                    source.name,
+                    exc,
+                    pause,
+                )
+                await asyncio.sleep(pause)
 
     async def _started_events(self, session: Session, source: Source, runs: list[Run]) -> None:
         now = protocol.now_ms()

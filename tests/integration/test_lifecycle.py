@@ -282,3 +282,29 @@ def test_an_app_that_does_not_track_status_writes_none_and_says_so(redis_url):
         handle.status()
     with pytest.raises(ConfigurationError, match=r"track_status=False"):
         handle.cancel()
+
+
+def test_a_start_step_that_meets_redis_away_is_retried_not_abandoned(app, monkeypatch, caplog):
+    import redis
+
+    real = Scripts.start
+    failures = []
+
+    def flaky(self, *args):
+        if len(failures) < 2:
+            failures.append(1)
+            raise redis.exceptions.ConnectionError("Redis went away")
+        return real(self, *args)
+
+    monkeypatch.setattr(Scripts, "start", flaky)
+    ran = []
+
+    @app.task
+    def job():
+        ran.append(1)
+
+    handle = job.send()
+    with WorkerThread(app, visibility_timeout=30):
+        wait_until(lambda: handle.status().state == "done", timeout=10)  # not after 30 s
+    assert ran == [1] and len(failures) == 2
+    assert "cannot mark 1 message(s) of default running (Redis went away); retrying" in caplog.text
