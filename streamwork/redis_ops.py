@@ -295,9 +295,11 @@ class Scripts:
         messages: Sequence[tuple[int, str, bytes]],
         status_ttl_ms: int = 86_400_000,
         events_cap: int = 0,
+        last_message: str | None = None,
     ) -> Any:
         """Enqueue ticks (due ms, task id, body) once: [enqueued, skipped, status]. `due`
-        None is a trigger: a run now, the due time untouched."""
+        None is a trigger: a run now, the due time untouched. `last_message`: the id of the
+        schedule's last message (overlap=False looks at its status)."""
         args: list[Any] = [
             keys.id,
             "trigger" if due is None else due,
@@ -314,7 +316,15 @@ class Scripts:
             args.extend(message)
             per_message += [keys.claim(message[0]), keys.status(message[1])]
         return self._scripts["schedule_tick"](
-            keys=[keys.schedule, keys.due, keys.stream, keys.events, *per_message], args=args
+            keys=[
+                keys.schedule,
+                keys.due,
+                keys.stream,
+                keys.events,
+                keys.status(last_message) if last_message else keys.schedule,
+                *per_message,
+            ],
+            args=args,
         )
 
     def schedule_state(self, keys: ScheduleKeys, action: str, next_due_ms: int | None) -> Any:

@@ -162,6 +162,7 @@ class Ticker:
             messages,
             self._status_ttl_ms,
             self._events_cap(queue),
+            (raw.get(b"last_message") or b"").decode() or None,
         )
         if status != 1:
             return  # another worker took it, or it changed, paused or went: nothing to do

@@ -4,14 +4,16 @@
 -- KEYS[2]  the queue's due set
 -- KEYS[3]  the queue's stream
 -- KEYS[4]  the queue's event stream
--- KEYS[5..] per message, in ARGV's order: its claim key (NS:{QUEUE}:tick:ID:DUE_MS) and
+-- KEYS[5]  the status hash of the last message enqueued (KEYS[1] when there is none)
+-- KEYS[6..] per message, in ARGV's order: its claim key (NS:{QUEUE}:tick:ID:DUE_MS) and
 --           its status hash (two keys each)
 -- ARGV[1]  the schedule id
 -- ARGV[2]  the due time the caller read (Unix ms), or "trigger": a run now that neither
 --          checks nor moves the due time, nor looks at overlap
 -- ARGV[3]  the revision the caller computed the ticks from
 -- ARGV[4]  the next due time after these ticks (Unix ms), or "" when there is none
--- ARGV[5]  "0": skip (overlap) while the last message enqueued is still queued or running
+-- ARGV[5]  "0": skip (overlap) while the last message enqueued is still queued, running or
+--          waiting to retry (its entry in the stream, or its status says so)
 -- ARGV[6]  how long a claim key lives, in ms
 -- ARGV[7]  ticks the caller found missed and does not enqueue (catch-up policy)
 -- ARGV[8]  how long a message's status lives once nothing changes it, in ms
@@ -47,7 +49,13 @@ end
 local enqueued, skipped = 0, 0
 if not is_trigger and ARGV[5] == "0" then
     local last = redis.call("HGET", KEYS[1], "last_entry")
-    if last and #redis.call("XRANGE", KEYS[3], last, last, "COUNT", 1) > 0 then
+    local busy = last and #redis.call("XRANGE", KEYS[3], last, last, "COUNT", 1) > 0
+    if not busy and KEYS[5] ~= KEYS[1] then
+        local state = redis.call("HGET", KEYS[5], "state")
+        busy = state == "queued" or state == "delayed" or state == "running"
+            or state == "retrying"
+    end
+    if busy then
         skipped = (#ARGV - 9) / 3
     end
 end
@@ -58,8 +66,8 @@ if skipped == 0 then
     now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
     local cap = tonumber(ARGV[9])
     for i = 10, #ARGV, 3 do
-        local claim = KEYS[5 + 2 * (i - 10) / 3]
-        local status = KEYS[6 + 2 * (i - 10) / 3]
+        local claim = KEYS[6 + 2 * (i - 10) / 3]
+        local status = KEYS[7 + 2 * (i - 10) / 3]
         if is_trigger or redis.call("SET", claim, "1", "NX", "PX", ttl) then
             local entry = redis.call("XADD", KEYS[3], "*", "m", ARGV[i + 2])
             redis.call("HSET", status, "state", "queued", "task", task, "updated", now)

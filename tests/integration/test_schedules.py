@@ -272,3 +272,20 @@ def test_a_schedule_the_ticker_cannot_read_does_not_stop_the_others(app, job, ca
         "schedule 'bad': not a schedule this version of streamwork can read; "
         "its ticks are not enqueued"
     ]
+
+
+def test_overlap_false_also_waits_for_a_run_waiting_out_a_retry(app):
+    @app.task(max_retries=5)
+    def flaky():
+        raise ConnectionError("upstream down")
+
+    app.add_schedule("sync-upstream", flaky, every=60, overlap=False)
+    first = int(app.get_schedule("sync-upstream").next_run.timestamp() * 1000)
+    protocol.advance_clock(first - protocol.now_ms() + 5)
+    assert tick(app).enqueued == 1
+    run_until_idle(app)  # it failed: its retry waits in the delayed set, not in the stream
+    [retrying] = [app.handle("flaky", app.get_schedule("sync-upstream").last_message_id)]
+    assert retrying.status().state == "retrying"
+    protocol.advance_clock(60_000)
+    assert tick(app).enqueued == 0  # the previous run is not over: skipped
+    assert app.get_schedule("sync-upstream").skipped == 1
