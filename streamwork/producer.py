@@ -269,27 +269,18 @@ def _one(client: Any, scripts: redis_ops.Scripts, plan: Plan) -> Any:
     returns, an awaitable of it, or the pipeline."""
     body, destination = plan.bodies[0], plan.destination
     statuses = plan.statuses(plan.ids)
-    if plan.dedupe_key is not None:
-        return scripts.enqueue_unique(
-            plan.dedupe_key,
-            destination.stream,
-            destination.delayed,
-            statuses[0],
-            plan.ids[0],
-            body,
-            plan.key_ttl_ms,
-            plan.due_ms,
-            plan.state,
-        )
-    if statuses:
+    if statuses or plan.dedupe_key is not None:  # a status, a key, or both: one script
+        dedupe = None if plan.dedupe_key is None else (plan.dedupe_key, plan.key_ttl_ms)
+        state = plan.state if statuses else (*plan.state[:2], 0, *plan.state[3:])
         return scripts.enqueue(
             destination.stream,
             destination.delayed,
-            statuses[0],
+            statuses[0] if statuses else destination.stream,
             plan.ids[0],
             body,
             plan.due_ms,
-            plan.state,
+            state,
+            dedupe,
         )
     if plan.due_ms is None:
         return redis_ops.append(client, destination.stream, body)

@@ -131,33 +131,17 @@ class Scripts:
         body: bytes,
         due_ms: int | None,
         state: Any,
+        dedupe: tuple[str, int] | None = None,
     ) -> Any:
         """Add one message (to the stream, or the delayed set when due later) with its
-        status and "sent" event; `state` is (task, now ms, status ttl ms, event stream,
-        its cap or 0)."""
+        status and "sent" event; `state` is (task, now ms, status ttl ms, event stream, its
+        cap or 0); `dedupe` (idempotency key, ms it holds) enqueues it at most once per
+        key. Returns the id of the message holding the key (its own when it has none)."""
         task, now_ms, ttl_ms, events, cap = state
+        key, key_ttl_ms = dedupe or (status, 0)
         return self._scripts["enqueue"](
-            keys=[stream, delayed, status, events or stream],
-            args=[body, due_ms or 0, task, now_ms, ttl_ms, cap, message_id],
-        )
-
-    def enqueue_unique(
-        self,
-        dedupe_key: str,
-        stream: str,
-        delayed: str,
-        status: str,
-        message_id: str,
-        body: bytes,
-        ttl_ms: int,
-        due_ms: int | None,
-        state: Any,
-    ) -> Any:
-        """Enqueue unless `dedupe_key` is held; returns the id of the message holding it."""
-        task, now_ms, status_ttl_ms, events, cap = state
-        return self._scripts["enqueue_unique"](
-            keys=[dedupe_key, stream, delayed, status, events or stream],
-            args=[message_id, body, ttl_ms, due_ms or 0, task, now_ms, status_ttl_ms, cap],
+            keys=[stream, delayed, status, events or stream, key],
+            args=[body, due_ms or 0, task, now_ms, ttl_ms, cap, message_id, key_ttl_ms],
         )
 
     def start(

@@ -1,36 +1,54 @@
--- enqueue.lua: add one message to a queue (or its delayed set) and record its status.
+-- enqueue.lua: add one message to a queue (or its delayed set) with its status and event,
+-- at most once per idempotency key when it has one.
 --
 -- KEYS[1]  the stream
 -- KEYS[2]  the delayed set
--- KEYS[3]  the message's status hash (NS:{QUEUE}:status:ID)
+-- KEYS[3]  the message's status hash (NS:{QUEUE}:status:ID; unused when ARGV[5] is 0)
 -- KEYS[4]  the queue's event stream (NS:{QUEUE}:events)
+-- KEYS[5]  the idempotency key (NS:{QUEUE}:dedupe:KEY), or KEYS[3] again when it has none
 -- ARGV[1]  the message
 -- ARGV[2]  due time in ms for a delayed message, or 0 to enqueue now
 -- ARGV[3]  the task name
 -- ARGV[4]  now, in ms
--- ARGV[5]  how long a status lives once nothing changes it, in ms
+-- ARGV[5]  how long a status lives once nothing changes it, in ms; 0: no status (the app
+--          does not track status)
 -- ARGV[6]  the event stream's length cap (approximate); 0: the queue records no events
 -- ARGV[7]  the message id
+-- ARGV[8]  how long the idempotency key holds, in ms; 0: the message has no key
 --
--- Returns 1.
+-- Returns the id of the message that holds the key: ARGV[7] when this call enqueued it,
+-- else the id of the message enqueued earlier under the same key.
 --
--- Invariant: a message is queued together with its status ("queued" or "delayed") and its
--- "sent" event, so a status exists for every message sent (until its time-to-live runs out).
+-- Invariant: a message is queued together with its status ("queued" or "delayed"), its
+-- "sent" event and its idempotency key, so a status exists for every message sent (until
+-- its time-to-live runs out) and two producers racing with one key enqueue one message.
 
-local due = tonumber(ARGV[2])
+local key_ttl = tonumber(ARGV[8])
+if key_ttl > 0 then
+    local holder = redis.call("GET", KEYS[5])
+    if holder then
+        return holder
+    end
+    redis.call("SET", KEYS[5], ARGV[7], "PX", key_ttl)
+end
+local due, ttl = tonumber(ARGV[2]), tonumber(ARGV[5])
 if due > 0 then
     redis.call("ZADD", KEYS[2], due, ARGV[1])
-    redis.call("HSET", KEYS[3], "state", "delayed", "task", ARGV[3], "updated", ARGV[4],
-        "due", due, "body", ARGV[1])
-    redis.call("PEXPIREAT", KEYS[3], due + tonumber(ARGV[5]))
+    if ttl > 0 then
+        redis.call("HSET", KEYS[3], "state", "delayed", "task", ARGV[3], "updated", ARGV[4],
+            "due", due, "body", ARGV[1])
+        redis.call("PEXPIREAT", KEYS[3], due + ttl)
+    end
 else
     redis.call("XADD", KEYS[1], "*", "m", ARGV[1])
-    redis.call("HSET", KEYS[3], "state", "queued", "task", ARGV[3], "updated", ARGV[4])
-    redis.call("PEXPIRE", KEYS[3], ARGV[5])
+    if ttl > 0 then
+        redis.call("HSET", KEYS[3], "state", "queued", "task", ARGV[3], "updated", ARGV[4])
+        redis.call("PEXPIRE", KEYS[3], ARGV[5])
+    end
 end
 local cap = tonumber(ARGV[6])
 if cap > 0 then
     redis.call("XADD", KEYS[4], "MAXLEN", "~", cap, "*", "event", "sent", "id", ARGV[7],
         "task", ARGV[3], "attempt", 1, "time", ARGV[4], "due", ARGV[2])
 end
-return 1
+return ARGV[7]

@@ -275,8 +275,10 @@ def test_an_app_that_does_not_track_status_writes_none_and_says_so(redis_url):
     handle = job.send(1)
     job.send_many([(2,), (3,)])
     job.send_with(args=(4,), delay=0.01)
-    wait_until(lambda: drain(app) == 0 and len(ran) == 4, message="all four ran")
-    assert sorted(ran) == [1, 2, 3, 4]
+    assert not job.send_with(args=(5,), key="once").is_duplicate
+    assert job.send_with(args=(5,), key="once").is_duplicate  # keys hold without status
+    wait_until(lambda: drain(app) == 0 and len(ran) == 5, message="all five ran")
+    assert sorted(ran) == [1, 2, 3, 4, 5]
     assert app.connection.redis.keys("sw:{default}:status:*") == []
     with pytest.raises(ConfigurationError, match=r"track_status=False"):
         handle.status()

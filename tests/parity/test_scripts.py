@@ -62,34 +62,18 @@ def test_remove_idle_consumers_keeps_those_holding_entries(app):
     assert app.connection.scripts.remove_idle_consumers(source, 0) == [b"empty"]
 
 
-def test_enqueue_unique_queues_once_per_key(app):
+def test_enqueue_queues_once_per_key_with_a_status(app):
     keys = app.keys("default")
-    scripts = app.connection.scripts
+    scripts, client = app.connection.scripts, app.connection.redis
     state = ("job", 1000, 60_000, keys.events, 0)
-    first = scripts.enqueue_unique(
-        keys.dedupe("k"),
-        keys.stream,
-        keys.delayed,
-        keys.status("a"),
-        "a",
-        b"m1",
-        60_000,
-        None,
-        state,
+    dedupe = (keys.dedupe("k"), 60_000)
+    first = scripts.enqueue(
+        keys.stream, keys.delayed, keys.status("a"), "a", b"m1", None, state, dedupe
     )
-    again = scripts.enqueue_unique(
-        keys.dedupe("k"),
-        keys.stream,
-        keys.delayed,
-        keys.status("b"),
-        "b",
-        b"m2",
-        60_000,
-        None,
-        state,
+    again = scripts.enqueue(
+        keys.stream, keys.delayed, keys.status("b"), "b", b"m2", None, state, dedupe
     )
     assert (first, again) == (b"a", b"a")
-    client = app.connection.redis
     assert client.xlen(keys.stream) == 1
     assert client.hgetall(keys.status("a")) == {
         b"state": b"queued",
@@ -97,6 +81,9 @@ def test_enqueue_unique_queues_once_per_key(app):
         b"updated": b"1000",
     }
     assert not client.exists(keys.status("b"))  # not queued: no status
+    untracked = ("job", 1000, 0, keys.events, 0)  # status ttl 0: the app tracks no status
+    scripts.enqueue(keys.stream, keys.delayed, keys.status("c"), "c", b"m3", None, untracked)
+    assert client.xlen(keys.stream) == 2 and not client.exists(keys.status("c"))
 
 
 def test_replay_moves_dead_letters_back(app):

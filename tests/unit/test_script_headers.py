@@ -43,9 +43,6 @@ CALLS = {
     "move_due": lambda s: s.move_due("d", "s", 0),
     "renew_lease": lambda s: s.renew_lease(SOURCE, "c", [b"1-0"]),
     "remove_idle_consumers": lambda s: s.remove_idle_consumers(SOURCE, 1),
-    "enqueue_unique": lambda s: s.enqueue_unique(
-        "sw:{q}:dedupe:k", "s", "d", "st", "id", b"m", 1, None, ("t", 0, 1, "e", 0)
-    ),
     "cancel": lambda s: s.cancel("st", "d", "", 0, 1),
     "progress": lambda s: s.progress("st", 0.5, "", 0, 1),
     "start": lambda s: s.start(SOURCE, ["st"], [("t", 1, "i")], "c", 0, 1),
