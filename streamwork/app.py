@@ -35,13 +35,26 @@ from .keys import (
     topic_sources,
 )
 from .producer import Producer, due_ms
-from .schedules import Definition, Schedule, Schedules, define, tick_body
+from .schedules import (
+    SCHEDULE_ARGS,
+    Definition,
+    Schedule,
+    ScheduleArgs,
+    Schedules,
+    define,
+    tick_body,
+)
 from .settings import AckMode, Backoff, Duration, to_seconds
 from .task import Task, TaskHandle
 from .topic import Retention, Subscriber, destination, event
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+
+class PeriodicArgs(ScheduleArgs, HandlerArgs, total=False):
+    """`@app.periodic`'s keyword arguments: the schedule's and the task's handler options."""
+
 
 DEFAULT_RETENTION = Retention()
 
@@ -250,21 +263,7 @@ class App:
 
     # -- schedules ------------------------------------------------------------------------
 
-    def _define(
-        self,
-        id: str,
-        task: Task | str,
-        *,
-        cron: str | None,
-        every: Duration | None,
-        tz: str,
-        args: Iterable[Any],
-        kwargs: dict[str, Any] | None,
-        start: datetime | None,
-        end: datetime | None,
-        catch_up: str,
-        overlap: bool,
-    ) -> Definition:
+    def _define(self, id: str, task: Task | str, rule: ScheduleArgs) -> Definition:
         if isinstance(task, str):
             if task not in self.tasks:
                 raise ConfigurationError(f"schedule {id!r}: the app has no task {task!r}")
@@ -272,21 +271,7 @@ class App:
         elif not isinstance(task, Task) or self.tasks.get(task.name) is not task:
             raise ConfigurationError(f"schedule {id!r}: {task!r} is not a task of this app")
         try:
-            definition = define(
-                id,
-                task.name,
-                task.options.queue,
-                task.check_arguments,
-                cron=cron,
-                every=every,
-                tz=tz,
-                args=args,
-                kwargs=kwargs,
-                start=start,
-                end=end,
-                catch_up=catch_up,
-                overlap=overlap,
-            )
+            definition = define(id, task.name, task.options.queue, task.check_arguments, rule)
             sample = tick_body(definition, protocol.new_id(), 0, 0)
             protocol.check_size(sample, self.max_message_bytes, "its message")
             return definition
@@ -294,43 +279,19 @@ class App:
             raise ConfigurationError(f"schedule {id!r}: {exc}") from None
 
     def schedule(
-        self,
-        id: str,
-        task: Task | str,
-        *,
-        cron: str | None = None,
-        every: Duration | None = None,
-        tz: str = "UTC",
-        args: Iterable[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        catch_up: str = "latest",
-        overlap: bool = True,
-        paused: bool = False,
+        self, id: str, task: Task | str, *, paused: bool = False, **rule: Unpack[ScheduleArgs]
     ) -> Definition:
         """Declare a schedule: run `task` on a `cron` expression (5 fields, or 6 with seconds
-        first, in time zone `tz`) or `every` N seconds (or a timedelta).
+        first, in time zone `tz`) or `every` N seconds (or a timedelta); the arguments are
+        `schedules.ScheduleArgs`.
 
         Declaring writes nothing: workers write the app's declared schedules when they
         start (and remove the ones it declared before and no longer does). `catch_up` says
         what a tick missed while no worker ran becomes: "latest" (one run), "none", "all"
-        (up to 100); with `overlap=False` a tick is skipped while the previous run is still
-        queued or running. `paused` is the state a new schedule starts in.
+        (up to 100); with `overlap=False` a tick is skipped while the previous run is not
+        over. `paused` is the state a new schedule starts in.
         """
-        definition = self._define(
-            id,
-            task,
-            cron=cron,
-            every=every,
-            tz=tz,
-            args=args,
-            kwargs=kwargs,
-            start=start,
-            end=end,
-            catch_up=catch_up,
-            overlap=overlap,
-        )
+        definition = self._define(id, task, rule)
         if id in self.declared_schedules:
             raise ConfigurationError(f"schedule {id!r} is declared twice")
         self.declared_schedules[id] = definition
@@ -340,79 +301,33 @@ class App:
     def periodic(
         self,
         *,
-        cron: str | None = None,
-        every: Duration | None = None,
-        tz: str = "UTC",
-        args: Iterable[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        catch_up: str = "latest",
-        overlap: bool = True,
         paused: bool = False,
         queue: str = DEFAULT_QUEUE,
         name: str | None = None,
         bind: bool = False,
-        **options: Unpack[HandlerArgs],
+        **options: Unpack[PeriodicArgs],
     ) -> Callable[[Callable[..., Any]], Task]:
         """Declare a task and its schedule (the schedule's id is the task's name):
         `@app.periodic(cron="*/5 * * * *", queue="maintenance")`. Takes the schedule's
         arguments (see `schedule`) and the task's (see `task`)."""
+        rule: Any = {k: v for k, v in options.items() if k in SCHEDULE_ARGS}
+        handler: Any = {k: v for k, v in options.items() if k not in SCHEDULE_ARGS}
 
         def declare(function: Callable[..., Any]) -> Task:
-            declared = self.task(queue=queue, name=name, bind=bind, **options)(function)
-            self.schedule(
-                declared.name,
-                declared,
-                cron=cron,
-                every=every,
-                tz=tz,
-                args=args,
-                kwargs=kwargs,
-                start=start,
-                end=end,
-                catch_up=catch_up,
-                overlap=overlap,
-                paused=paused,
-            )
+            declared = self.task(queue=queue, name=name, bind=bind, **handler)(function)
+            self.schedule(declared.name, declared, paused=paused, **rule)
             return declared
 
         return declare
 
     def add_schedule(
-        self,
-        id: str,
-        task: Task | str,
-        *,
-        cron: str | None = None,
-        every: Duration | None = None,
-        tz: str = "UTC",
-        args: Iterable[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        catch_up: str = "latest",
-        overlap: bool = True,
-        paused: bool = False,
+        self, id: str, task: Task | str, *, paused: bool = False, **rule: Unpack[ScheduleArgs]
     ) -> Schedule:
         """Write a schedule now (created, or its definition updated): a schedule added at
         runtime lasts until `unschedule`, whatever code workers run. Same arguments as
         `schedule`; returns it as stored."""
-        definition = self._define(
-            id,
-            task,
-            cron=cron,
-            every=every,
-            tz=tz,
-            args=args,
-            kwargs=kwargs,
-            start=start,
-            end=end,
-            catch_up=catch_up,
-            overlap=overlap,
-        )
         store = self._schedules()
-        store.put(definition, origin="runtime", paused=paused)
+        store.put(self._define(id, task, rule), origin="runtime", paused=paused)
         return store.get(id)
 
     def _schedules(self) -> Schedules:

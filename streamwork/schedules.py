@@ -20,7 +20,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import msgpack
 from croniter import croniter
@@ -220,23 +220,44 @@ class Definition:
         return chosen, counted - len(chosen), nxt
 
 
+class ScheduleArgs(TypedDict, total=False):
+    """What decides a schedule's ticks and messages (`app.schedule`, `@app.periodic`,
+    `app.add_schedule`): exactly one of `cron` / `every`; the rest optional."""
+
+    cron: str
+    """5 fields, or 6 with seconds first, in time zone `tz`."""
+    every: Duration
+    """Seconds (or a timedelta) between ticks, at least one."""
+    tz: str
+    """An IANA time zone ("UTC" when not given)."""
+    args: Iterable[Any]
+    kwargs: dict[str, Any]
+    start: datetime
+    end: datetime
+    catch_up: CatchUp
+    """What missed ticks become: "latest" (default), "none", "all" (up to 100)."""
+    overlap: bool
+    """False: skip a tick while the previous run is not over (default True)."""
+
+
+SCHEDULE_ARGS = frozenset(ScheduleArgs.__annotations__)
+
+
 def define(
     id: str,
     task: str,
     queue: str,
     check_arguments: Callable[[tuple[Any, ...], dict[str, Any]], None],
-    *,
-    cron: str | None,
-    every: Duration | None,
-    tz: str,
-    args: Iterable[Any],
-    kwargs: dict[str, Any] | None,
-    start: datetime | None,
-    end: datetime | None,
-    catch_up: str,
-    overlap: bool,
+    rule: ScheduleArgs,
 ) -> Definition:
     """A checked definition; raise ConfigurationError naming what is wrong."""
+    unknown = set(rule) - SCHEDULE_ARGS
+    if unknown:
+        raise ConfigurationError(
+            f"schedule {id!r}: unknown argument(s): {', '.join(sorted(unknown))}"
+        )
+    cron, every = rule.get("cron"), rule.get("every")
+    tz, catch_up = rule.get("tz", "UTC"), rule.get("catch_up", "latest")
     check_name("schedule", id)
     if (cron is None) == (every is None):
         raise ConfigurationError(f"schedule {id!r}: give exactly one of cron= or every=")
@@ -265,13 +286,13 @@ def define(
         raise ConfigurationError(
             f"schedule {id!r}: catch_up must be one of {', '.join(CATCH_UP)}, got {catch_up!r}"
         )
-    call_args = tuple(args)
-    call_kwargs = dict(kwargs or {})
+    call_args = tuple(rule.get("args", ()))
+    call_kwargs = dict(rule.get("kwargs") or {})
     check_arguments(call_args, call_kwargs)
     protocol.check_plain(call_args, "args")
     protocol.check_plain(call_kwargs, "kwargs")
     try:
-        start_ms, end_ms = _ms(start, "start"), _ms(end, "end")
+        start_ms, end_ms = _ms(rule.get("start"), "start"), _ms(rule.get("end"), "end")
     except ConfigurationError as exc:
         raise ConfigurationError(f"schedule {id!r}: {exc}") from None
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
@@ -287,8 +308,8 @@ def define(
         kwargs=call_kwargs,
         start_ms=start_ms,
         end_ms=end_ms,
-        catch_up=catch_up,  # type: ignore[arg-type]
-        overlap=bool(overlap),
+        catch_up=catch_up,
+        overlap=bool(rule.get("overlap", True)),
     )
 
 

@@ -201,3 +201,10 @@ def test_a_schedule_whose_message_would_be_too_large_is_refused():
 
     with pytest.raises(ConfigurationError, match=r"schedule .big.: its message is .* over max_"):
         app.schedule("big", store, every=60, args=("x" * 500,))
+
+
+def test_a_misspelt_argument_is_refused(app):
+    with pytest.raises(ConfigurationError, match=r"schedule 'x': unknown argument\(s\): crom"):
+        app.schedule("x", "report", crom="* * * * *", args=(1,))
+    with pytest.raises(ConfigurationError, match="unknown handler option"):
+        app.periodic(every=60, max_retry=3)(lambda: None)
