@@ -71,17 +71,11 @@ class QueueKeys:
 
 
 @dataclass(frozen=True)
-class ScheduleKeys:
+class ScheduleKeys(QueueKeys):
     """The keys of one schedule, all in its target queue's slot (the tick script writes the
-    schedule, its claim key and the queue's stream in one step)."""
+    schedule, its claim key and the queue's stream, statuses and events in one step)."""
 
-    namespace: str
-    queue: str
     id: str
-
-    @property
-    def tag(self) -> str:
-        return f"{self.namespace}:{{{self.queue}}}"
 
     @property
     def schedule(self) -> str:
@@ -93,20 +87,9 @@ class ScheduleKeys:
         """A sorted set of the queue's active schedules by next due time (Unix ms)."""
         return f"{self.tag}:schedules"
 
-    @property
-    def stream(self) -> str:
-        return f"{self.tag}:stream"
-
     def claim(self, due_ms: int) -> str:
         """Set (NX) by the step that enqueues the tick due at `due_ms`."""
         return f"{self.tag}:tick:{self.id}:{due_ms}"
-
-    def status(self, task_id: str) -> str:
-        return f"{self.tag}:status:{task_id}"
-
-    @property
-    def events(self) -> str:
-        return f"{self.tag}:events"
 
 
 def schedule_index(namespace: str) -> str:
