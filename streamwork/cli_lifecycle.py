@@ -18,8 +18,7 @@ from . import protocol, redis_ops, stats
 from .app import App
 from .cli_app import load_app
 from .errors import StreamworkError
-from .events import Event, event_queues
-from .keys import events_stream
+from .events import Event, start_positions
 from .lifecycle import TaskStatus, decode_cancel, parse_status
 
 
@@ -93,15 +92,14 @@ def cancel(app_spec: str, message_id: str, reason: str, queue: str | None) -> No
     """Cancel message ID: a queued or delayed one never runs; a running one is stopped."""
     app = load_app(app_spec)
     name, _ = find(app, message_id, queue)
-    keys = app.keys(name)
     with app.connection.translate_errors():
         reply = app.connection.scripts.cancel(
-            keys.status(message_id),
-            keys.delayed,
+            app.keys(name),
+            message_id,
             reason,
             protocol.now_ms(),
             app.status_ttl_ms,
-            (keys.events, app.events_cap(name), message_id),
+            app.events_cap(name),
         )
     what, before = decode_cancel(reply)
     click.echo(
@@ -129,8 +127,7 @@ def events(app_spec: str, queue: str | None, since: str, follow: bool, as_json: 
     """Print the lifecycle events of the app's queues (sent, started, progress, retried,
     done, failed, dead, cancelled): the app must record them (App(events=...))."""
     app = load_app(app_spec)
-    names = [queue] if queue else event_queues(app, None)
-    positions = {name: _last(app, name) if since == "$" else since for name in names}
+    positions = start_positions(app, queue, since)
     try:
         while True:
             found = app.read_events(queue, since=positions, block=1.0 if follow else None)
@@ -141,14 +138,6 @@ def events(app_spec: str, queue: str | None, since: str, follow: bool, as_json: 
                 return
     except KeyboardInterrupt:
         pass
-
-
-def _last(app: App, queue: str) -> str:
-    with app.connection.translate_errors():
-        last = app.connection.redis.xrevrange(
-            events_stream(app.namespace, queue), "+", "-", count=1
-        )
-    return last[0][0].decode() if last else "0-0"
 
 
 def _line(event: Event) -> str:

@@ -21,6 +21,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.crc import key_slot
 
+from . import redis_ops
 from .connection import MAX_BLOCK, NamespaceView
 from .errors import ConfigurationError
 from .keys import events_stream
@@ -135,18 +136,27 @@ def _positions(app: EventsView, queues: list[str], since: Since) -> dict[str, tu
     return {events_stream(app.namespace, q): (q, _start(since, q)) for q in queues}
 
 
-def _last_ids(client: Any, streams: list[str]) -> list[Any]:
-    pipe = client.pipeline(transaction=False)
-    for stream in streams:
-        pipe.xrevrange(stream, "+", "-", count=1)
-    return pipe.execute()  # type: ignore[no-any-return]
-
-
 def _pin(positions: dict[str, tuple[str, str]], replies: list[Any]) -> None:
     """Turn "$" into the stream's last id, so reads that follow miss nothing between them."""
     for (stream, (queue, start)), reply in zip(list(positions.items()), replies, strict=True):
         if start == "$":
             positions[stream] = (queue, reply[0][0].decode() if reply else "0-0")
+
+
+def _pinned(app: EventsView, queue: str | None, since: Since) -> dict[str, tuple[str, str]]:
+    """{event stream: (name, the id to read after)}, "$" pinned to each stream's last id."""
+    positions = _positions(app, event_queues(app, queue), since)
+    if any(start == "$" for _, start in positions.values()):
+        with app.connection.translate_errors():
+            _pin(positions, redis_ops.last_entries(app.connection.redis, list(positions)))
+    return positions
+
+
+def start_positions(app: EventsView, queue: str | None, since: Since) -> dict[str, str]:
+    """{name: the id to read after} for every stream `read(app, queue, ...)` reads, with
+    "$" pinned to each stream's last id now: a reader that keeps passing it back (updated
+    with each event's id) misses nothing between its reads."""
+    return dict(_pinned(app, queue, since).values())
 
 
 def _collect(positions: dict[str, tuple[str, str]], reply: Any, into: list[Event]) -> None:
@@ -168,12 +178,10 @@ def read(
 ) -> list[Event]:
     """Up to `count` events per queue after `since`, oldest first within each queue;
     waits up to `block` seconds for some when there are none."""
-    queues = event_queues(app, queue)
-    positions = _positions(app, queues, since)
+    positions = _pinned(app, queue, since)
     client = app.connection.redis
     found: list[Event] = []
     with app.connection.translate_errors():
-        _pin(positions, _last_ids(client, list(positions)))
         for streams in _by_slot(client, positions):
             wait = None if block is None else max(1, int(min(block, MAX_BLOCK) * 1000))
             reply = client.xread({s: positions[s][1] for s in streams}, count=count, block=wait)
@@ -192,7 +200,7 @@ async def follow(
     connection = app.connection
     with connection.translate_errors():
         client = connection.async_redis()
-        _pin(positions, await _last_ids_async(client, list(positions)))
+        _pin(positions, await redis_ops.last_entries(client, list(positions)))
     groups = _by_slot(client, positions)
     block_ms = int(MAX_BLOCK * 1000) if len(groups) == 1 else 100
     while True:
@@ -206,10 +214,3 @@ async def follow(
             for event in found:
                 yield event
         await asyncio.sleep(0)
-
-
-async def _last_ids_async(client: Any, streams: list[str]) -> list[Any]:
-    pipe = client.pipeline(transaction=False)
-    for stream in streams:
-        pipe.xrevrange(stream, "+", "-", count=1)
-    return await pipe.execute()  # type: ignore[no-any-return]

@@ -162,19 +162,18 @@ class Scripts:
 
     def cancel(
         self,
-        status: str,
-        delayed: str,
+        keys: QueueKeys,
+        message_id: str,
         reason: str,
         now_ms: int,
         ttl_ms: int,
-        events: tuple[str, int, str] = ("", 0, ""),
+        events_cap: int = 0,
     ) -> Any:
-        """Cancel the message whose status is `status`: [what it did, the state before].
-        `events`: (the queue's event stream, its cap or 0, the message id)."""
-        stream, cap, message_id = events
+        """Cancel message `message_id` of the queue of `keys`: [what it did, the state
+        before]; with its "cancelled" event when `events_cap` > 0."""
         return self._scripts["cancel"](
-            keys=[status, delayed, stream or delayed],
-            args=[reason, now_ms, ttl_ms, cap, message_id],
+            keys=[keys.status(message_id), keys.delayed, keys.events],
+            args=[reason, now_ms, ttl_ms, events_cap, message_id],
         )
 
     def progress(
@@ -374,6 +373,14 @@ def add_events(client: Any, stream: str, cap: int, events: Sequence[dict[str, An
     pipe = client.pipeline(transaction=False)
     for event in events:
         pipe.xadd(stream, event, maxlen=cap, approximate=True)
+    return pipe.execute()
+
+
+def last_entries(client: Any, streams: Sequence[str]) -> Any:
+    """Each stream's last entry ([] when empty), in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for stream in streams:
+        pipe.xrevrange(stream, "+", "-", count=1)
     return pipe.execute()
 
 

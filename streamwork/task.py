@@ -80,13 +80,16 @@ class TaskHandle:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    @property
-    def _status_key(self) -> str:
+    def _check_tracked(self) -> None:
         if not self.task.producer.track_status:
             raise ConfigurationError(
                 "this app does not track message status (App(track_status=False)): there is "
                 "no status to read and nothing to cancel"
             )
+
+    @property
+    def _status_key(self) -> str:
+        self._check_tracked()
         return self.task.keys.status(self.id)
 
     def status(self) -> TaskStatus:
@@ -121,19 +124,18 @@ class TaskHandle:
             reply = await connection.async_scripts().cancel(*self._cancel_args(reason))
         return self._cancelled(reply)
 
-    def _cancel_args(
-        self, reason: str | None
-    ) -> tuple[str, str, str, int, int, tuple[str, int, str]]:
+    def _cancel_args(self, reason: str | None) -> tuple[QueueKeys, str, str, int, int, int]:
         if reason is not None and not isinstance(reason, str):
             raise ConfigurationError(f"reason must be a string, got {reason!r}")
+        self._check_tracked()
         producer = self.task.producer
         return (
-            self._status_key,
-            self.task.keys.delayed,
+            self.task.keys,
+            self.id,
             (reason or "")[:500],
             protocol.now_ms(),
             producer.status_ttl_ms,
-            (self.task.keys.events, producer.events_cap(self.task.options.queue), self.id),
+            producer.events_cap(self.task.options.queue),
         )
 
     def _cancelled(self, reply: Any) -> CancelResult:

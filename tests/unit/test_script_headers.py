@@ -7,7 +7,7 @@ import pytest
 
 from streamwork import redis_ops
 from streamwork.execution import Outcome
-from streamwork.keys import ScheduleKeys, queue_source
+from streamwork.keys import QueueKeys, ScheduleKeys, queue_source
 
 HEADER_KEY = re.compile(r"^-- KEYS\[(\d+)(\.\.)?\]", re.MULTILINE)
 
@@ -37,13 +37,14 @@ class Recorder:
 
 SOURCE = queue_source("sw", "q")
 SCHEDULE = ScheduleKeys("sw", "q", "s")
+SOURCE_KEYS = QueueKeys("sw", "q")
 WITH_RESULT = Outcome("done", b"1-0", result_key="sw:{q}:result:x", result=b"r")
 CALLS = {
     "settle": lambda s: s.settle(SOURCE, "c", [WITH_RESULT], is_pending=True, result_ttl_ms=1),
     "move_due": lambda s: s.move_due("d", "s", 0),
     "renew_lease": lambda s: s.renew_lease(SOURCE, "c", [b"1-0"]),
     "remove_idle_consumers": lambda s: s.remove_idle_consumers(SOURCE, 1),
-    "cancel": lambda s: s.cancel("st", "d", "", 0, 1),
+    "cancel": lambda s: s.cancel(SOURCE_KEYS, "i", "", 0, 1),
     "progress": lambda s: s.progress("st", 0.5, "", 0, 1),
     "start": lambda s: s.start(SOURCE, ["st"], [("t", 1, "i")], "c", 0, 1),
     "enqueue": lambda s: s.enqueue("s", "d", "st", "i", b"m", None, ("t", 0, 1, "e", 0)),
