@@ -66,6 +66,7 @@ class Scripts:
         """Write `outcomes` and XACK their entries; one 1 (written) or 0 (lost) per outcome."""
         keys = [source.stream, source.delayed, source.dead_letters, source.stats, source.events]
         rows = []
+        with_events = source.events_max_len > 0  # else leave the event fields out of rows
         for outcome in outcomes:
             index = status = 0
             if outcome.result_key is not None:
@@ -87,9 +88,9 @@ class Scripts:
                     status,
                     outcome.state,
                     outcome.error,
-                    outcome.message_id,
-                    outcome.task,
-                    outcome.attempt,
+                    outcome.message_id if with_events else "",
+                    outcome.task if with_events else "",
+                    outcome.attempt if with_events else 0,
                 )
             )
         args = [

@@ -93,7 +93,9 @@ def test_since_dollar_sees_only_new_events_and_follow_blocks_for_them(redis_url)
     async def first_new():
         stream = app.events(since="$")
         reader = asyncio.ensure_future(stream.__anext__())
-        await asyncio.sleep(0.3)
+        client = app.connection.redis
+        while not any("b" in c["flags"] for c in client.client_list()):
+            await asyncio.sleep(0.01)  # until Redis shows the reader blocked
         assert not reader.done()  # blocked: nothing new yet
         await job.send_async()
         event = await asyncio.wait_for(reader, 10)

@@ -2,7 +2,6 @@
 written by the worker, ticks enqueued once each through a day of test time, catch-up,
 overlap, pause and trigger."""
 
-import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -17,13 +16,10 @@ def test_a_day_of_a_five_minute_cron_runs_each_tick_once(app):
     def cleanup(message):
         ticks[message.headers["scheduled_for"]] += 1
 
-    started = time.perf_counter()
     summary = run_until_idle(app, advance_time=timedelta(days=1))
-    elapsed = time.perf_counter() - started
     assert len(ticks) == 288 and set(ticks.values()) == {1}
     assert all(due % 300_000 == 0 for due in ticks)  # on the cron's minutes
-    assert summary.done == 288 and summary.rounds < 10  # ticks run together: fast
-    assert elapsed < 30  # a day of ticks without a day of waiting (tens of ms on memory://)
+    assert summary.done == 288 and summary.rounds < 10  # ticks run together, no waiting
     schedule = app.get_schedule("cleanup")
     assert schedule.enqueued == 288 and schedule.missed == 0 and schedule.origin == "code"
 

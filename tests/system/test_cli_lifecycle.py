@@ -91,7 +91,7 @@ def test_events_command(processes, write_app, redis_url):
     follower = processes.start("events", "eventful:app", "--follow", "--since", "$", "--json")
     try:
         clients = app.connection.redis.client_list
-        wait_until(lambda: any(c["cmd"] == "xread" for c in clients()), message="a blocked read")
+        wait_until(lambda: any("b" in c["flags"] for c in clients()), message="a blocked read")
         later = transcode.send(2)
         with ThreadPoolExecutor(1) as pool:
             line = pool.submit(follower.stdout.readline).result(timeout=20)
