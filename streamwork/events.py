@@ -36,8 +36,6 @@ class EventsView(NamespaceView, Protocol):
     def subscriber_groups(self) -> list[tuple[str, str]]: ...
 
 
-KINDS = ("sent", "started", "progress", "retried", "done", "failed", "dead", "cancelled")
-
 Since = str | datetime | Mapping[str, str]
 """Where to start: "$" (new events only), "0" (the oldest kept), an entry id, a datetime,
 or {queue: entry id} to resume several queues where a reader left them."""

@@ -25,17 +25,6 @@ from .errors import ConfigurationError, StreamworkError
 
 log = logging.getLogger(__name__)
 
-STATES = (
-    "queued",
-    "delayed",
-    "running",
-    "retrying",
-    "done",
-    "failed",
-    "dead",
-    "cancelled",
-    "unknown",
-)
 FINAL_STATES = ("done", "failed", "dead", "cancelled")
 
 CancelResult = Literal["cancelled", "cancelling", "finished", "unknown"]
@@ -47,7 +36,7 @@ NOTE_CHARS = 200
 
 @dataclass(frozen=True)
 class TaskStatus:
-    """Where a message is in its life (see `STATES`), as its status hash says."""
+    """Where a message is in its life, as its status hash says."""
 
     state: str
     """queued | delayed | running | retrying | done | failed | dead | cancelled | unknown.

@@ -31,7 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import stats
 from .errors import StreamworkError
-from .schedules import Schedules, period_of
+from .schedules import Schedules
 
 if TYPE_CHECKING:
     from .connection import NamespaceView
@@ -303,10 +303,10 @@ class QueueCollector:
                 add([topic.topic, group.group], group.lag, group, group.retrying)
         yield from family.values()
         yield added
-        yield from _schedule_families(self.app, now_ms)
+        yield from _schedule_families(self.app)
 
 
-def _schedule_families(app: NamespaceView, now_ms: float) -> Iterator[Any]:
+def _schedule_families(app: NamespaceView) -> Iterator[Any]:
     """Per schedule: last and next run, period, paused (read from Redis at scrape time)."""
     try:
         found = Schedules(app.connection, app.namespace).all()
@@ -338,7 +338,7 @@ def _schedule_families(app: NamespaceView, now_ms: float) -> Iterator[Any]:
             last.add_metric(key, schedule.last_run.timestamp())
         if schedule.next_run is not None:
             nxt.add_metric(key, schedule.next_run.timestamp())
-        period.add_metric(key, period_of(schedule, int(now_ms)))
+        period.add_metric(key, schedule.period)
         paused.add_metric(key, 1 if schedule.paused else 0)
     yield from (last, nxt, period, paused)
 

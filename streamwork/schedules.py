@@ -18,7 +18,7 @@ import hashlib
 import logging
 import zoneinfo
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal, TypedDict
 
@@ -187,9 +187,9 @@ class Definition:
         """The time between two ticks (for cron: the next two from now, an estimate)."""
         if self.every_ms is not None:
             return self.every_ms
-        probe = Definition(self.id, self.task, self.queue, self.cron, None, self.tz)
-        first = probe.next_after(now_ms)
-        second = probe.next_after(first) if first is not None else None
+        unbounded = replace(self, start_ms=None, end_ms=None)
+        first = unbounded.next_after(now_ms)
+        second = unbounded.next_after(first) if first is not None else None
         return max(1000, (second or 0) - (first or 0)) if second else 86_400_000
 
     def plan(self, due_ms: int, now_ms: int) -> tuple[list[int], int, int | None]:
@@ -343,6 +343,8 @@ class Schedule:
     """Ticks skipped because the previous run was still queued or running (overlap=False)."""
     missed: int = 0
     """Ticks no worker enqueued in time and the catch-up policy did not run."""
+    period: float = 0.0
+    """Seconds between two ticks (cron: the next two from now)."""
 
     @classmethod
     def from_hash(
@@ -376,6 +378,7 @@ class Schedule:
             enqueued=number("enqueued"),
             skipped=number("skipped"),
             missed=number("missed"),
+            period=definition.period_ms(protocol.now_ms()) / 1000,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -543,13 +546,3 @@ class Schedules:
         if status == -3:
             raise UnknownSchedule(f"no schedule {id!r} in namespace {self.namespace!r}")
         return message_id
-
-
-def period_of(schedule: Schedule, now_ms: int) -> float:
-    """Seconds between two ticks of `schedule` (cron: the next two from now)."""
-    if schedule.every is not None:
-        return schedule.every
-    definition = Definition(
-        schedule.id, schedule.task, schedule.queue, schedule.cron, None, schedule.tz
-    )
-    return definition.period_ms(now_ms) / 1000

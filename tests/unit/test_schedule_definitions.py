@@ -208,3 +208,13 @@ def test_a_misspelt_argument_is_refused(app):
         app.schedule("x", "report", crom="* * * * *", args=(1,))
     with pytest.raises(ConfigurationError, match="unknown handler option"):
         app.periodic(every=60, max_retry=3)(lambda: None)
+
+
+def test_period_is_the_time_between_two_ticks(app):
+    assert app.schedule("e", "report", every=90, args=(1,)).period_ms(0) == 90_000
+    daily = app.schedule("d", "report", cron="0 2 * * *", args=(1,))
+    assert daily.period_ms(ms(datetime(2026, 1, 1, tzinfo=timezone.utc))) == 86_400_000
+    ended = app.schedule(
+        "x", "report", cron="*/5 * * * *", args=(1,), end=datetime(2020, 1, 1, tzinfo=timezone.utc)
+    )
+    assert ended.period_ms(ms(datetime(2026, 1, 1, tzinfo=timezone.utc))) == 300_000
