@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import zoneinfo
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import click
 
+from .app import App
 from .cli_app import load_app
 from .schedules import Schedule
 
@@ -85,31 +87,44 @@ def list_schedules(app_spec: str, as_json: bool) -> None:
         click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _action(name: str, help_text: str) -> None:
+def _pause(app: App, id: str) -> str:
+    app.pause_schedule(id)
+    return f"schedule {id!r} paused"
+
+
+def _resume(app: App, id: str) -> str:
+    app.resume_schedule(id)
+    next_run = app.get_schedule(id).next_run
+    return (
+        f"schedule {id!r} resumed; next run "
+        f"{next_run.isoformat() if next_run else 'none (past its end)'}"
+    )
+
+
+def _trigger(app: App, id: str) -> str:
+    return f"schedule {id!r} triggered: message {app.trigger_schedule(id)}"
+
+
+def _remove(app: App, id: str) -> str:
+    app.unschedule(id)
+    return f"schedule {id!r} removed"
+
+
+ACTIONS: dict[str, tuple[Callable[[App, str], str], str]] = {
+    "pause": (_pause, "Stop enqueuing the schedule's ticks (until resume)."),
+    "resume": (_resume, "Enqueue the schedule's ticks again, from its next tick."),
+    "trigger": (_trigger, "Enqueue one run now; the next tick is unchanged."),
+    "remove": (_remove, "Delete the schedule (a code-declared one returns when a worker starts)."),
+}
+
+
+def _register(name: str, act: Callable[[App, str], str], help_text: str) -> None:
     @schedules.command(name, help=help_text)
     @click.argument("app_spec", metavar="MODULE:APP")
     @click.argument("schedule_id", metavar="ID")
     def command(app_spec: str, schedule_id: str) -> None:
-        app = load_app(app_spec)
-        if name == "pause":
-            app.pause_schedule(schedule_id)
-            click.echo(f"schedule {schedule_id!r} paused")
-        elif name == "resume":
-            app.resume_schedule(schedule_id)
-            next_run = app.get_schedule(schedule_id).next_run
-            click.echo(
-                f"schedule {schedule_id!r} resumed; next run "
-                f"{next_run.isoformat() if next_run else 'none (past its end)'}"
-            )
-        elif name == "trigger":
-            message_id = app.trigger_schedule(schedule_id)
-            click.echo(f"schedule {schedule_id!r} triggered: message {message_id}")
-        else:
-            app.unschedule(schedule_id)
-            click.echo(f"schedule {schedule_id!r} removed")
+        click.echo(act(load_app(app_spec), schedule_id))
 
 
-_action("pause", "Stop enqueuing the schedule's ticks (until resume).")
-_action("resume", "Enqueue the schedule's ticks again, from its next tick.")
-_action("trigger", "Enqueue one run now; the next tick is unchanged.")
-_action("remove", "Delete the schedule (a code-declared one returns when a worker starts).")
+for _name, (_act, _help) in ACTIONS.items():
+    _register(_name, _act, _help)
