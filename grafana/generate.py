@@ -45,6 +45,19 @@ def panel(
     }
 
 
+def row(title: str) -> dict[str, Any]:
+    """A full-width row header grouping the panels after it."""
+    return {
+        "type": "row",
+        "title": title,
+        "collapsed": False,
+        "datasource": DATASOURCE,
+        "targets": [],
+        "panels": [],
+        "gridPos": {"h": 1, "w": 24, "x": 0, "y": 0},
+    }
+
+
 def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Number the panels and place them left to right, row by row (24 columns)."""
     x = y = row_height = 0
@@ -178,6 +191,7 @@ def overview() -> dict[str, Any]:
             (f"sum(increase(streamwork_lost_entries_total[{RATE}])) or vector(0)",
              "entries deleted while pending"),
         ], description="Both should stay at 0; see README, Pitfalls."),
+        row("Schedules"),
         panel("Schedule ticks by outcome", [(
             f"sum by (schedule, outcome) (increase(streamwork_schedule_ticks_total[{RATE}]))",
             "{{schedule}} {{outcome}}")],
