@@ -244,9 +244,15 @@ class Scripts:
         command, each with its status and "sent" event when `statuses` names them; returns
         how many."""
         task, now_ms, ttl_ms, events, cap = state
-        args: list[Any] = [due_ms or 0, task, now_ms, ttl_ms, cap if statuses else 0]
-        for message_id, body in zip(ids or [""] * len(bodies), bodies, strict=True):
-            args += [message_id, body]
+        with_ids = bool(statuses)  # ids are only for statuses and events
+        args: list[Any] = [due_ms or 0, task, now_ms, ttl_ms, cap if with_ids else 0]
+        if with_ids:
+            args.append("1")
+            for message_id, body in zip(ids, bodies, strict=True):
+                args += [message_id, body]
+        else:
+            args.append("0")
+            args.extend(bodies)
         return self._scripts["add_many"](
             keys=[stream, delayed, events or stream, *statuses], args=args
         )

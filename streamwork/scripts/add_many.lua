@@ -9,7 +9,8 @@
 -- ARGV[3]   now, in ms (status)
 -- ARGV[4]   how long a status lives once nothing changes it, in ms
 -- ARGV[5]   the event stream's length cap (approximate); 0: no events
--- ARGV[6..] per message: its id and the message (two values each)
+-- ARGV[6]   "1": each message comes with its id (for its status and event); "0": not
+-- ARGV[7..] per message: its id and the message (two values each), or the message alone
 --
 -- Returns how many were added.
 --
@@ -21,10 +22,11 @@
 local due, task, now, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local cap = tonumber(ARGV[5])
 local with_status = #KEYS > 3
+local step = ARGV[6] == "1" and 2 or 1
 local n = 0
-for i = 6, #ARGV, 2 do
+for i = 7, #ARGV, step do
     n = n + 1
-    local status, message = KEYS[3 + n], ARGV[i + 1]
+    local status, message = KEYS[3 + n], ARGV[i + step - 1]
     if due > 0 then
         redis.call("ZADD", KEYS[2], due, message)
         if with_status then
