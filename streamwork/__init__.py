@@ -26,10 +26,21 @@ from .errors import (
     UnknownTask,
 )
 from .message import Message
+from .protocol import ChildFailed
 from .settings import Backoff, WorkerSettings
 from .task import Task, TaskHandle
 from .topic import Retention, Subscriber
 from .worker import Worker
+from .workflows import (
+    UnknownWorkflow,
+    WorkflowCancelled,
+    WorkflowFailed,
+    WorkflowHandle,
+    WorkflowStatus,
+    chain,
+    chord,
+    group,
+)
 
 try:
     __version__ = _metadata.version("streamwork")
@@ -41,6 +52,7 @@ __all__ = [
     "AppNotFound",
     "Backoff",
     "BadArguments",
+    "ChildFailed",
     "ConfigurationError",
     "ConnectionFailed",
     "DecodeError",
@@ -64,7 +76,15 @@ __all__ = [
     "TaskHandle",
     "UnknownQueue",
     "UnknownTask",
+    "UnknownWorkflow",
     "Worker",
     "WorkerSettings",
+    "WorkflowCancelled",
+    "WorkflowFailed",
+    "WorkflowHandle",
+    "WorkflowStatus",
     "__version__",
+    "chain",
+    "chord",
+    "group",
 ]

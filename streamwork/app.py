@@ -47,6 +47,7 @@ from .schedules import (
 from .settings import AckMode, Backoff, Duration, to_seconds
 from .task import Task, TaskHandle
 from .topic import Retention, Subscriber, destination, event
+from .workflows import WorkflowHandle
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -72,6 +73,8 @@ class App:
     its last change (default one day); `track_status=False` turns status, cancellation and
     progress off, for throughput. `events=True` (or a list of queues) records each queue's
     lifecycle events in a stream capped at about `events_max_len` entries (`app.events`).
+    A workflow's record (its tree, states and results) is kept for `workflow_ttl` after it
+    ends (default one day), and never expires while it runs.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class App:
         track_status: bool = True,
         events: bool | Iterable[str] = False,
         events_max_len: int = 10_000,
+        workflow_ttl: Duration = 86400.0,
     ) -> None:
         self.connection = Connection(url)
         """The Redis side: clients, scripts, error translation (see connection.py)."""
@@ -118,6 +122,7 @@ class App:
             self.status_ttl_ms,
             self.track_status,
             self.events_cap,
+            int(to_seconds("workflow_ttl", workflow_ttl, allow_zero=False) * 1000),
         )
         App.instances.add(self)
         self.tasks: dict[str, Task] = {}
@@ -239,6 +244,12 @@ class App:
         if not isinstance(id, str) or not protocol.ID.fullmatch(id):
             raise ConfigurationError(f"invalid message id {id!r}: {protocol.ID_RULE}")
         return task.handle(id)
+
+    def workflow(self, id: str) -> WorkflowHandle:
+        """The handle of a workflow sent earlier (e.g. by another process), from its id."""
+        if not isinstance(id, str) or not protocol.ID.fullmatch(id):
+            raise ConfigurationError(f"invalid workflow id {id!r}: {protocol.ID_RULE}")
+        return WorkflowHandle(id, self._producer, self.namespace)
 
     def events(
         self, queue: str | None = None, *, since: Since = "$", count: int = 100

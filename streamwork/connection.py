@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -31,6 +32,13 @@ own default changed between versions, and 8.x's 5 s cut blocking commands short)
 MAX_BLOCK = 5.0
 """The longest one blocking command (BLMOVE, XREADGROUP BLOCK) blocks: longer waits are made
 of several calls, so every reply comes well within SOCKET_TIMEOUT."""
+
+
+def block_for(deadline: float) -> float:
+    """How long the next blocking read may block, to `deadline` (time.monotonic()): what is
+    left, at most MAX_BLOCK, and never 0 (which Redis reads as "forever")."""
+    return min(MAX_BLOCK, max(0.001, round(deadline - time.monotonic(), 3)))
+
 
 _OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 5,

@@ -26,6 +26,7 @@ from .handler import Handler
 from .keys import Source
 from .lifecycle import ProgressReporter
 from .message import Message
+from .workflows import Step, failure_of, step_of
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class Outcome:
     message_id: str = ""
     """The message's id and attempt, for its lifecycle event."""
     attempt: int = 0
+    workflow: Step | None = None
+    """A workflow child's final outcome: recorded in its workflow before the XACK."""
 
 
 WriteProgress = Callable[["Run", float, str], Coroutine[Any, Any, Any]]
@@ -375,37 +378,33 @@ class Runner:
     # -- outcomes ------------------------------------------------------------------------
 
     def _done(self, run: Run, value: Any) -> Outcome:
-        task = run.task
-        status = run.status_key
-        if not task.options.store_result:
-            return Outcome(
-                "done",
-                run.delivery.entry_id,
-                task=task.name,
-                status_key=status,
-                state="done",
-                message_id=run.envelope.id,
-                attempt=run.envelope.attempt,
-            )
-        try:
-            protocol.check_plain(value, "the result")
-            result = msgpack.packb({"ok": True, "value": value}, use_bin_type=True)
-        except (TypeError, ValueError, OverflowError) as exc:
-            # The caller could never read it: a failure of the task, not a success.
-            error = EncodeError(f"task returned a value that cannot be stored: {exc}")
-            reason = "result cannot be encoded"
-            return self._dead(run.delivery, run.envelope, task, reason, error)
-        return Outcome(
+        task, envelope = run.task, run.envelope
+        outcome = Outcome(
             "done",
             run.delivery.entry_id,
-            result_key=task.result_key(run.envelope.id),
-            result=result,
             task=task.name,
-            status_key=status,
+            status_key=run.status_key,
             state="done",
-            message_id=run.envelope.id,
-            attempt=run.envelope.attempt,
+            message_id=envelope.id,
+            attempt=envelope.attempt,
         )
+        is_child = bool(envelope.headers) and "workflow" in envelope.headers
+        if not task.options.store_result and not is_child:
+            return outcome
+        try:
+            protocol.check_plain(value, "the result")
+            packed = protocol.pack_value(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            # The caller (or the next step) could never read it: a failure, not a success.
+            error = EncodeError(f"task returned a value that cannot be stored: {exc}")
+            reason = "result cannot be encoded"
+            return self._dead(run.delivery, envelope, task, reason, error)
+        if is_child:
+            outcome.workflow = step_of(envelope, packed)
+        if task.options.store_result:
+            outcome.result_key = task.result_key(envelope.id)
+            outcome.result = protocol.pack_value({"ok": True, "value": value})
+        return outcome
 
     def _failure(self, run: Run, exc: BaseException, trace: str) -> Outcome:
         task, envelope = run.task, run.envelope
@@ -499,6 +498,7 @@ class Runner:
         if task is not None and task.options.store_result:
             outcome.result_key = task.result_key(envelope.id)
             outcome.result = _error_result(error_type, error)
+        outcome.workflow = failure_of(envelope, error_type, error)
         return outcome
 
 
@@ -522,6 +522,7 @@ def cancelled_outcome(run: Run, status_key: str | None, reason: str) -> Outcome:
         error=reason[:STATUS_ERROR_CHARS],
         message_id=run.envelope.id,
         attempt=run.envelope.attempt,
+        workflow=failure_of(run.envelope, "Cancelled", reason),
     )
 
 

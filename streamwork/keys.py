@@ -92,6 +92,33 @@ class ScheduleKeys(QueueKeys):
         return f"{self.tag}:tick:{self.id}:{due_ms}"
 
 
+@dataclass(frozen=True)
+class WorkflowKeys:
+    """The keys of one workflow, under a hash tag of its own (`{wf:ID}`): every step on a
+    workflow is one slot, whichever queues its children run on."""
+
+    namespace: str
+    id: str
+
+    @property
+    def tag(self) -> str:
+        return f"{self.namespace}:{{wf:{self.id}}}"
+
+    @property
+    def workflow(self) -> str:
+        """A hash: the tree of nodes, each node's state and value, the workflow's state."""
+        return f"{self.tag}:workflow"
+
+    @property
+    def finished(self) -> str:
+        """A list holding the final state once the workflow ends (waiters block on it)."""
+        return f"{self.tag}:finished"
+
+    def dedupe(self, node: int) -> str:
+        """The idempotency key a child is sent under (in its queue's `dedupe:` space)."""
+        return f"wf:{self.id}:{node}"
+
+
 def schedule_index(namespace: str) -> str:
     """A hash of every schedule in `namespace`: id -> target queue."""
     return f"{namespace}:schedules"

@@ -358,3 +358,24 @@ SCHEDULE_TICKS = Counter(
 def schedule_ticks(schedule: str, outcome: str, n: int) -> None:
     if n:
         SCHEDULE_TICKS.labels(schedule, outcome).inc(n)
+
+
+WORKFLOWS_STARTED = Counter(
+    "streamwork_workflows_started",
+    "Workflows sent by this process, by the kind of their root.",
+    ["kind"],
+)
+WORKFLOWS_FINISHED = Counter(
+    "streamwork_workflows_finished",
+    "Workflows that ended (done, failed, cancelled) or resumed after a failure (a replayed "
+    "child succeeded), as recorded by this process.",
+    ["outcome"],
+)
+
+
+def workflow_started(kind: str) -> None:
+    WORKFLOWS_STARTED.labels(kind).inc()
+
+
+def workflow_finished(outcome: str) -> None:
+    WORKFLOWS_FINISHED.labels(outcome).inc()

@@ -99,8 +99,11 @@ class Producer:
         status_ttl_ms: int = 86_400_000,
         track_status: bool = True,
         events_cap: Callable[[str], int] = lambda queue: 0,
+        workflow_ttl_ms: int = 86_400_000,
     ) -> None:
         self.connection = connection
+        self.workflow_ttl_ms = workflow_ttl_ms
+        """How long a workflow's record is kept after it ends."""
         self.max_message_bytes = max_message_bytes
         self.status_ttl_ms = status_ttl_ms
         self.track_status = track_status

@@ -128,9 +128,50 @@ def check_size(body: bytes, limit: int, what: str) -> bytes:
     return body
 
 
+@dataclass(frozen=True)
+class ChildFailed:
+    """In a workflow, the value a failed child leaves in place of its result: a chord with
+    on_failure="continue" passes it to its callback among the results of the others."""
+
+    task: str
+    error_type: str
+    """"Cancelled" for a child that was cancelled; else the exception's type."""
+    error: str
+
+
+CHILD_FAILED_EXT = 1
+"""The msgpack ext type code of a ChildFailed: an array [task, error type, error]."""
+
+
+def _ext_default(value: Any) -> Any:
+    if isinstance(value, ChildFailed):
+        data = msgpack.packb([value.task, value.error_type, value.error], use_bin_type=True)
+        return msgpack.ExtType(CHILD_FAILED_EXT, data)
+    raise TypeError(f"can not serialize {type(value).__name__!r} object")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == CHILD_FAILED_EXT:
+        task, error_type, error = msgpack.unpackb(data, raw=False)
+        return ChildFailed(task, error_type, error)
+    return msgpack.ExtType(code, data)
+
+
+def pack_value(value: Any) -> bytes:
+    """A result (or any value) as msgpack, ChildFailed values included; TypeError or
+    ValueError if it is not plain data."""
+    packed: bytes = msgpack.packb(value, use_bin_type=True, default=_ext_default)
+    return packed
+
+
+def unpack_value(raw: bytes) -> Any:
+    """The value `pack_value` packed."""
+    return msgpack.unpackb(raw, raw=False, ext_hook=_ext_hook)
+
+
 def _pack(value: dict[str, Any]) -> bytes:
     try:
-        packed: bytes = msgpack.packb(value, use_bin_type=True)
+        packed: bytes = msgpack.packb(value, use_bin_type=True, default=_ext_default)
     except (TypeError, ValueError, OverflowError) as exc:
         raise EncodeError(
             f"cannot encode message: {exc} — only None, bool, int, float, str, bytes, "
@@ -174,7 +215,7 @@ def _unpack(raw: Any) -> Any:
     if not isinstance(raw, (bytes, bytearray)):
         raise DecodeError(f"expected msgpack bytes, got {type(raw).__name__}")
     try:
-        return msgpack.unpackb(raw, raw=False, strict_map_key=True)
+        return msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_ext_hook)
     except Exception as exc:
         raise DecodeError(f"not valid msgpack: {exc}") from None
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import msgpack
 import redis.exceptions
 
-from .keys import QueueKeys, ScheduleKeys, Source
+from .keys import QueueKeys, ScheduleKeys, Source, WorkflowKeys
 
 _SCRIPTS = resources.files(__package__).joinpath("scripts")
 LUA = {
@@ -133,16 +133,20 @@ class Scripts:
         due_ms: int | None,
         state: Any,
         dedupe: tuple[str, int] | None = None,
+        workflow: str = "",
     ) -> Any:
         """Add one message (to the stream, or the delayed set when due later) with its
         status and "sent" event; `state` is (task, now ms, status ttl ms, event stream, its
         cap or 0); `dedupe` (idempotency key, ms it holds) enqueues it at most once per
-        key. Returns the id of the message holding the key (its own when it has none)."""
+        key; `workflow` names the workflow of a child. Returns the id of the message
+        holding the key (its own when it has none)."""
         task, now_ms, ttl_ms, events, cap = state
         key, key_ttl_ms = dedupe or (status, 0)
+        args = [body, due_ms or 0, task, now_ms, ttl_ms, cap, message_id, key_ttl_ms]
+        if workflow:
+            args.append(workflow)
         return self._scripts["enqueue"](
-            keys=[stream, delayed, status, events or stream, key],
-            args=[body, due_ms or 0, task, now_ms, ttl_ms, cap, message_id, key_ttl_ms],
+            keys=[stream, delayed, status, events or stream, key], args=args
         )
 
     def start(
@@ -169,12 +173,29 @@ class Scripts:
         now_ms: int,
         ttl_ms: int,
         events_cap: int = 0,
+        unsent: bool = False,
     ) -> Any:
         """Cancel message `message_id` of the queue of `keys`: [what it did, the state
-        before]; with its "cancelled" event when `events_cap` > 0."""
+        before]; with its "cancelled" event when `events_cap` > 0. `unsent`: a workflow
+        child that may not be sent yet is cancelled even without a status."""
         return self._scripts["cancel"](
             keys=[keys.status(message_id), keys.delayed, keys.events],
-            args=[reason, now_ms, ttl_ms, events_cap, message_id],
+            args=[reason, now_ms, ttl_ms, events_cap, message_id, "1" if unsent else "0"],
+        )
+
+    def workflow_record(
+        self, keys: WorkflowKeys, node: int, ok: bool, value: bytes, now_ms: int
+    ) -> Any:
+        """Record a workflow child's final outcome: [transition, (node, spec, input)...]."""
+        return self._scripts["workflow_record"](
+            keys=[keys.workflow, keys.finished],
+            args=[node, "done" if ok else "failed", value, now_ms],
+        )
+
+    def workflow_cancel(self, keys: WorkflowKeys, reason: str, now_ms: int) -> Any:
+        """Cancel a workflow: [what it did, the state before, spec of each child to cancel...]."""
+        return self._scripts["workflow_cancel"](
+            keys=[keys.workflow, keys.finished], args=[reason, now_ms]
         )
 
     def progress(

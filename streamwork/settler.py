@@ -6,7 +6,8 @@ messages and an idle one adds no delay. An outcome the script reports as not own
 "lost ownership": another worker holds the entry now, or it is in no pending list any more
 (another worker finished it, or the stream was wiped), so it is dropped and counted. If
 Redis is unreachable, outcomes stay buffered and are retried; their entries stay pending
-in Redis meanwhile, so a crash loses nothing (they are delivered again).
+in Redis meanwhile, so a crash loses nothing (they are delivered again). The outcome of a
+workflow child is recorded in its workflow before its XACK is written (workflows.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from . import metrics, protocol
@@ -41,7 +42,10 @@ class Settler:
         on_retry: Callable[[int], None] = lambda due_ms: None,
         on_written: Callable[[Source, Outcome], None] | None = None,
         status_ttl_ms: int = 86_400_000,
+        record: Callable[[Sequence[Outcome]], Awaitable[None]] | None = None,
     ) -> None:
+        self._record = record
+        """Records the steps of workflow children, before their outcomes are written."""
         self._on_written = on_written
         self._status_ttl_ms = status_ttl_ms
         self._client = client
@@ -100,6 +104,8 @@ class Settler:
 
     async def write(self, source: Source, outcomes: Sequence[Outcome], is_pending: bool) -> int:
         """Write up to MAX_PER_CALL `outcomes` in one call; returns how many were still owned."""
+        if self._record is not None:
+            await self._record(outcomes)  # before the XACK: see workflows.py
         flags = await self._scripts.settle(
             source,
             self._consumer,

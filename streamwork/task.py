@@ -17,7 +17,7 @@ from typing import Any
 import msgpack
 
 from . import metrics, protocol, redis_ops
-from .connection import MAX_BLOCK
+from .connection import MAX_BLOCK, block_for
 from .errors import (
     BadArguments,
     ConfigurationError,
@@ -31,6 +31,7 @@ from .keys import QueueKeys, queue_registry
 from .lifecycle import CancelResult, TaskStatus, decode_cancel, parse_status
 from .producer import DEFAULT_KEY_TTL, Destination, Producer, due_ms
 from .settings import Duration
+from .workflows import Signature
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class TaskHandle:
         deadline = time.monotonic() + timeout
         with connection.translate_errors():
             while True:  # blocks of at most MAX_BLOCK: each reply within the socket timeout
-                block = _block_for(deadline)
+                block = block_for(deadline)
                 raw = redis_ops.wait_result(connection.redis, self._key, block)
                 if raw is not None or block < MAX_BLOCK:
                     break
@@ -72,7 +73,7 @@ class TaskHandle:
         deadline = time.monotonic() + timeout
         with connection.translate_errors():
             while True:
-                block = _block_for(deadline)
+                block = block_for(deadline)
                 raw = await redis_ops.wait_result(connection.async_redis(), self._key, block)
                 if raw is not None or block < MAX_BLOCK:
                     break
@@ -152,20 +153,14 @@ class TaskHandle:
                 "is a worker running for queue " + repr(self.task.options.queue) + "?"
             )
         try:
-            outcome = msgpack.unpackb(raw, raw=False)
-        except (ValueError, msgpack.UnpackException) as exc:
+            outcome = protocol.unpack_value(raw)
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
             raise DecodeError(f"the stored result of {self.id} cannot be read: {exc}") from None
         if not isinstance(outcome, dict):
             raise DecodeError(f"the stored result of {self.id} is not a streamwork result")
         if outcome.get("ok"):
             return outcome.get("value")
         raise TaskFailed(outcome.get("error_type", "Error"), outcome.get("error", ""))
-
-
-def _block_for(deadline: float) -> float:
-    """How long the next blocking read may block: what is left, at most MAX_BLOCK, and never
-    0 (which Redis reads as "forever")."""
-    return min(MAX_BLOCK, max(0.001, round(deadline - time.monotonic(), 3)))
 
 
 class Task:
@@ -216,6 +211,15 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.options.queue}>"
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature for a workflow: in a chain, it receives the previous step's result
+        as its first argument, before `args`."""
+        return Signature(self, args, kwargs, immutable=False)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: it runs with exactly these arguments, wherever it is."""
+        return Signature(self, args, kwargs, immutable=True)
 
     def handle(self, message_id: str) -> TaskHandle:
         """The handle of a message sent earlier (e.g. by another process), from its id."""

@@ -39,6 +39,7 @@ from .scanner import Scanner
 from .settings import WorkerSettings
 from .settler import Settler
 from .ticker import Ticker
+from .workflows import Recorder, Sender
 
 if TYPE_CHECKING:
     from .app import App
@@ -245,6 +246,8 @@ class Worker:
             retention=self.app.retention_of,
             ticker=ticker if settings.schedules else None,
         )
+        app = self.app
+        sender = Sender(app.namespace, app.status_ttl_ms if app.track_status else 0, app.events_cap)
         settler = Settler(
             client,
             scripts,
@@ -253,6 +256,7 @@ class Worker:
             scanner.expect_due,
             self._on_written,
             status_ttl_ms=self.app.status_ttl_ms,
+            record=Recorder(client, scripts, sender).record,
         )
         fetcher = Fetcher(
             client,

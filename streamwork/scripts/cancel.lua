@@ -8,6 +8,8 @@
 -- ARGV[3]  how long a status lives once nothing changes it, in ms
 -- ARGV[4]  the event stream's length cap (approximate); 0: the queue records no events
 -- ARGV[5]  the message id
+-- ARGV[6]  "1": a workflow child that may not be sent yet: with no status, write a
+--          "cancelled" one, which stops the step that sends it (enqueue.lua)
 --
 -- Returns {what, state before}: what is "unknown" (no status: never sent, or expired),
 -- "finished" (done, failed, dead or cancelled already: nothing changes), "cancelled" (it was
@@ -20,7 +22,7 @@
 -- "cancelled" event here; one cancelled while running, from the step that settles it.
 
 local state = redis.call("HGET", KEYS[1], "state")
-if not state then
+if not state and ARGV[6] ~= "1" then
     return {"unknown", ""}
 end
 if state == "done" or state == "failed" or state == "dead" or state == "cancelled" then
@@ -30,7 +32,7 @@ if state == "running" then
     redis.call("HSET", KEYS[1], "cancel", "1", "reason", ARGV[1], "updated", ARGV[2])
     return {"cancelling", state}
 end
-local body = redis.call("HGET", KEYS[1], "body")
+local body = state and redis.call("HGET", KEYS[1], "body")
 if body then
     redis.call("ZREM", KEYS[2], body)
 end
@@ -43,4 +45,4 @@ if cap > 0 then
     redis.call("XADD", KEYS[3], "MAXLEN", "~", cap, "*", "event", "cancelled", "id", ARGV[5],
         "task", task or "", "attempt", attempt or "0", "time", ARGV[2], "error", ARGV[1])
 end
-return {"cancelled", state}
+return {"cancelled", state or "waiting"}

@@ -15,6 +15,9 @@
 -- ARGV[6]  the event stream's length cap (approximate); 0: the queue records no events
 -- ARGV[7]  the message id
 -- ARGV[8]  how long the idempotency key holds, in ms; 0: the message has no key
+-- ARGV[9]  the workflow the message is a child of ("" or absent: none): its status and
+--          "sent" event name it, and it is not sent if its status says it was cancelled
+--          already (its workflow was cancelled before this step sent it)
 --
 -- Returns the id of the message that holds the key: ARGV[7] when this call enqueued it,
 -- else the id of the message enqueued earlier under the same key.
@@ -24,14 +27,20 @@
 -- its time-to-live runs out) and two producers racing with one key enqueue one message.
 
 local key_ttl = tonumber(ARGV[8])
+local workflow = ARGV[9] or ""
+local due, ttl = tonumber(ARGV[2]), tonumber(ARGV[5])
 if key_ttl > 0 then
     local holder = redis.call("GET", KEYS[5])
     if holder then
         return holder
     end
+end
+if workflow ~= "" and ttl > 0 and redis.call("HGET", KEYS[3], "state") == "cancelled" then
+    return ARGV[7]
+end
+if key_ttl > 0 then
     redis.call("SET", KEYS[5], ARGV[7], "PX", key_ttl)
 end
-local due, ttl = tonumber(ARGV[2]), tonumber(ARGV[5])
 if due > 0 then
     redis.call("ZADD", KEYS[2], due, ARGV[1])
     if ttl > 0 then
@@ -46,9 +55,17 @@ else
         redis.call("PEXPIRE", KEYS[3], ARGV[5])
     end
 end
+if workflow ~= "" and ttl > 0 then
+    redis.call("HSET", KEYS[3], "workflow", workflow)
+end
 local cap = tonumber(ARGV[6])
 if cap > 0 then
-    redis.call("XADD", KEYS[4], "MAXLEN", "~", cap, "*", "event", "sent", "id", ARGV[7],
-        "task", ARGV[3], "attempt", 1, "time", ARGV[4], "due", ARGV[2])
+    if workflow ~= "" then
+        redis.call("XADD", KEYS[4], "MAXLEN", "~", cap, "*", "event", "sent", "id", ARGV[7],
+            "task", ARGV[3], "attempt", 1, "time", ARGV[4], "due", ARGV[2], "workflow", workflow)
+    else
+        redis.call("XADD", KEYS[4], "MAXLEN", "~", cap, "*", "event", "sent", "id", ARGV[7],
+            "task", ARGV[3], "attempt", 1, "time", ARGV[4], "due", ARGV[2])
+    end
 end
 return ARGV[7]
