@@ -59,6 +59,7 @@ def _show(queue: str, message_id: str, status: TaskStatus) -> dict[str, Any]:
         "error": status.error,
         "worker": status.worker,
         "cancel_requested": status.cancel_requested,
+        "workflow": status.workflow,
         "updated_at": None if status.updated_at is None else status.updated_at.isoformat(),
     }
 

@@ -56,6 +56,8 @@ class TaskStatus:
     """The consumer running it (or that last ran it)."""
     cancel_requested: bool = False
     """A cancellation reached it while running: its worker is stopping it."""
+    workflow: str | None = None
+    """The id of the workflow it is a child of (`app.workflow(id)`), if any."""
 
     @property
     def is_final(self) -> bool:
@@ -90,6 +92,7 @@ def parse_status(raw: dict[bytes, bytes], now_ms: int) -> TaskStatus:
         task=text("task"),
         worker=text("worker"),
         cancel_requested=state == "running" and text("cancel") == "1",
+        workflow=text("workflow"),
     )
 
 

@@ -720,7 +720,8 @@ class WorkflowHandle:
                 raw = redis_ops.wait_result(self._connection.redis, self.keys.finished, block)
                 if raw is not None or block < MAX_BLOCK:
                     break
-        self._check_finished(raw, timeout)
+            if raw is None:
+                self._not_finished(self._connection.redis.exists(self.keys.workflow), timeout)
 
     async def _wait_async(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -731,14 +732,16 @@ class WorkflowHandle:
                 raw = await redis_ops.wait_result(client, self.keys.finished, block)
                 if raw is not None or block < MAX_BLOCK:
                     break
-        self._check_finished(raw, timeout)
+            if raw is None:
+                self._not_finished(await client.exists(self.keys.workflow), timeout)
 
-    def _check_finished(self, raw: Any, timeout: float) -> None:
-        if raw is None:
-            raise ResultTimeout(
-                f"workflow {self.id} did not finish within {timeout}s — are workers running "
-                "for the queues of its tasks? (handle.status() shows where it is)"
-            )
+    def _not_finished(self, exists: int, timeout: float) -> None:
+        if not exists:
+            raise UnknownWorkflow(f"no workflow {self.id}: never sent, or it expired")
+        raise ResultTimeout(
+            f"workflow {self.id} did not finish within {timeout}s — are workers running "
+            "for the queues of its tasks? (handle.status() shows where it is)"
+        )
 
     def _value(self, status: WorkflowStatus, which: str) -> Any:
         if status.state == "unknown":
