@@ -60,6 +60,8 @@ class Event:
     """For retried, failed, dead: what failed; for cancelled: the reason."""
     progress: float | None = None
     note: str | None = None
+    workflow: str | None = None
+    """For "sent": the workflow the message is a child of (`app.workflow(id)`)."""
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -85,6 +87,7 @@ def parse(queue: str, entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> E
         error=text("error"),
         progress=None if progress is None else float(progress),
         note=text("note"),
+        workflow=text("workflow"),
     )
 
 

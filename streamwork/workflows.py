@@ -41,8 +41,8 @@ from .keys import QueueKeys, WorkflowKeys, queue_registry
 from .protocol import ChildFailed
 
 if TYPE_CHECKING:
+    from .handler import HandlerOptions
     from .producer import Producer
-    from .task import Task
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,17 @@ class UnknownWorkflow(StreamworkError, LookupError):
 # -- the canvas -----------------------------------------------------------------------------
 
 
+class SignedTask(Protocol):
+    """What a signature needs of its task (task.Task is one)."""
+
+    name: str
+    options: HandlerOptions
+    producer: Producer
+    keys: QueueKeys
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
+
+
 class Canvas:
     """What can be sent as a workflow: a signature, a chain, a group or a chord."""
 
@@ -91,7 +102,7 @@ class Canvas:
                     connection.register(queue_registry(plan.keys.namespace), child.queue)
                     plan.sender.send(connection.scripts, child, body)
             except BaseException:
-                connection.redis.delete(plan.keys.workflow)  # nothing will ever finish it
+                plan.discard(connection.redis)
                 raise
         metrics.workflow_started(plan.kind)
         return WorkflowHandle(plan.keys.id, plan.producer, plan.keys.namespace)
@@ -111,7 +122,7 @@ class Canvas:
                     *(plan.sender.send(scripts, child, body) for child, body in plan.first)
                 )
             except BaseException:
-                await client.delete(plan.keys.workflow)
+                await plan.discard(client)
                 raise
         metrics.workflow_started(plan.kind)
         return WorkflowHandle(plan.keys.id, plan.producer, plan.keys.namespace)
@@ -125,7 +136,7 @@ class Signature(Canvas):
     its first argument in a chain) or `task.si(...)` (immutable: does not)."""
 
     def __init__(
-        self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], immutable: bool
+        self, task: SignedTask, args: tuple[Any, ...], kwargs: dict[str, Any], immutable: bool
     ) -> None:
         if task.options.ack_mode == "auto":
             raise ConfigurationError(
@@ -287,6 +298,12 @@ class _Plan:
 
     def create(self, client: Any) -> Any:
         return client.hset(self.keys.workflow, mapping=self.fields)
+
+    def discard(self, client: Any) -> Any:
+        """Drop the record of a workflow whose first children could not all be sent (none
+        of them would ever finish it): expire it now (PEXPIRE: a producer's ACL rules
+        need no DEL)."""
+        return client.pexpire(self.keys.workflow, 1)
 
 
 def _plan(root: Canvas) -> _Plan:
@@ -721,7 +738,8 @@ class WorkflowHandle:
                 if raw is not None or block < MAX_BLOCK:
                     break
             if raw is None:
-                self._not_finished(self._connection.redis.exists(self.keys.workflow), timeout)
+                client = self._connection.redis
+                self._not_finished(client.hget(self.keys.workflow, "state"), timeout)
 
     async def _wait_async(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -733,10 +751,10 @@ class WorkflowHandle:
                 if raw is not None or block < MAX_BLOCK:
                     break
             if raw is None:
-                self._not_finished(await client.exists(self.keys.workflow), timeout)
+                self._not_finished(await client.hget(self.keys.workflow, "state"), timeout)
 
-    def _not_finished(self, exists: int, timeout: float) -> None:
-        if not exists:
+    def _not_finished(self, state: bytes | None, timeout: float) -> None:
+        if state is None:
             raise UnknownWorkflow(f"no workflow {self.id}: never sent, or it expired")
         raise ResultTimeout(
             f"workflow {self.id} did not finish within {timeout}s — are workers running "

@@ -25,14 +25,14 @@ end
 local ttl = redis.call("HGET", wf, "ttl")
 redis.call("HSET", wf, "state", "cancelled", "reason", ARGV[1], "finished", ARGV[2])
 redis.call("PEXPIRE", wf, ttl)
-redis.call("DEL", finished)
-redis.call("RPUSH", finished, "cancelled")
+redis.call("RPUSH", finished, "cancelled") -- its only element: no DEL in a producer's rules
+redis.call("LTRIM", finished, -1, -1)
 redis.call("PEXPIRE", finished, ttl)
 local out = {"cancelled", state}
 local count = tonumber(redis.call("HGET", wf, "n"))
 for node = 0, count - 1 do
-    local released, outcome = unpack(redis.call("HMGET", wf, "q:" .. node, "s:" .. node))
-    if released and not outcome then
+    -- HGET, not HMGET: the producer's ACL rules name the hash commands one by one
+    if redis.call("HGET", wf, "q:" .. node) and not redis.call("HGET", wf, "s:" .. node) then
         out[#out + 1] = redis.call("HGET", wf, "m:" .. node)
     end
 end

@@ -86,8 +86,8 @@ local function finish(new_state)
     local ttl = get("ttl")
     redis.call("HSET", wf, "state", new_state, "finished", now)
     redis.call("PEXPIRE", wf, ttl)
-    redis.call("DEL", finished)
     redis.call("RPUSH", finished, new_state)
+    redis.call("LTRIM", finished, -1, -1)
     redis.call("PEXPIRE", finished, ttl)
     transition = new_state
 end

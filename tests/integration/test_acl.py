@@ -4,7 +4,7 @@ or delete queues; a worker can run everything it needs."""
 import pytest
 import redis
 
-from streamwork import App
+from streamwork import App, UnknownWorkflow, chain
 from streamwork.stats import queue_state
 from streamwork.testing import drain
 
@@ -12,7 +12,7 @@ from streamwork.testing import drain
 PRODUCER = (
     "on >producer-secret ~sw:* resetchannels -@all +ping +info "
     "+xadd +zadd +zrem +zscore +sadd +hset +hget +hgetall +hdel +pexpire +pexpireat "
-    "+evalsha +eval +script|load +get +set +blmove"
+    "+evalsha +eval +script|load +get +set +blmove +rpush +ltrim"
 )
 WORKER = (
     "on >worker-secret ~sw:* resetchannels -@all +@connection +@stream +@sortedset +@set "
@@ -50,8 +50,14 @@ def test_producer_sends_and_worker_runs_as_least_privilege_users(users):
     later = send.send_with(args=(1, 1), delay=600)
     assert later.cancel("not needed") == "cancelled"  # status and cancel as the producer
     producer.add_schedule("nightly", send, cron="0 2 * * *", args=(1, 2))
-    assert drain(worker) == 4  # the worker's ticker reads Redis TIME
+    flow = chain(send.s(1, 1), send.s(2)).send()
+    cancelled = chain(send.s(1, 1), send.s(2)).send()
+    assert cancelled.cancel() == "cancelled"
+    assert drain(worker) == 6  # the worker's ticker reads Redis TIME
     assert handle.result(timeout=5) == 5  # the producer may read its results
+    assert flow.result(timeout=5) == 4 and flow.status().state == "done"
+    with pytest.raises(UnknownWorkflow):
+        producer.workflow("0" * 32).result(timeout=0.01)
     assert handle.status().state == "done" and later.status().state == "cancelled"
     assert queue_state(worker, "orders").is_empty
     assert worker.purge("orders") == (0, 0)

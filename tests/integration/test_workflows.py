@@ -93,7 +93,7 @@ def test_a_worker_dying_after_recording_a_child_loses_and_doubles_nothing(app):
     client.xgroup_create(source.stream, source.group, id="0", mkstream=True)
     # A worker takes the child, runs it, records its outcome in the workflow (which sends
     # the next step) — and dies before its XACK: the entry stays pending in its name.
-    [[_, [(entry_id, _)]]] = client.xreadgroup(source.group, "dead-worker", {source.stream: ">"})
+    [[_, [_entry]]] = client.xreadgroup(source.group, "dead-worker", {source.stream: ">"})
     (node,) = header_nodes(handle)
     record_concurrently(app, [Step(handle.id, node.index, True, protocol.pack_value(10))])
     assert app.connection.redis.xlen(app.keys("totals").stream) == 1

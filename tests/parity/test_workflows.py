@@ -89,7 +89,9 @@ def test_pipe_builds_a_chain(app, tasks):
 
 
 def test_a_failed_header_child_fails_the_chord_and_the_callback_never_runs(app, tasks):
-    handle = chain(chord([tasks.add.s(1), tasks.boom.s(2)], tasks.collect.s()), tasks.add.s(1)).send()
+    handle = chain(
+        chord([tasks.add.s(1), tasks.boom.s(2)], tasks.collect.s()), tasks.add.s(1)
+    ).send()
     run_until_idle(app)
     status = handle.status()
     assert status.state == "failed"

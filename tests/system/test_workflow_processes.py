@@ -74,7 +74,9 @@ def test_chord_callback_runs_once_when_a_worker_is_killed_mid_child(
     assert lines[2] == "├─ group  done"
     assert lines[-1].startswith("└─ total  [totals]") and lines[-1].endswith("done")
     assert sum(" part  [parts] " in line for line in lines) == 200
-    as_json = json.loads(processes.run("workflow", "show", "chords:app", handle.id, "--json").stdout)
+    as_json = json.loads(
+        processes.run("workflow", "show", "chords:app", handle.id, "--json").stdout
+    )
     assert as_json["state"] == "done" and len(as_json["nodes"]) == 203
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from streamwork import redis_ops
 from streamwork.execution import Outcome
-from streamwork.keys import QueueKeys, ScheduleKeys, queue_source
+from streamwork.keys import QueueKeys, ScheduleKeys, WorkflowKeys, queue_source
 
 HEADER_KEY = re.compile(r"^-- KEYS\[(\d+)(\.\.)?\]", re.MULTILINE)
 
@@ -38,6 +38,7 @@ class Recorder:
 SOURCE = queue_source("sw", "q")
 SCHEDULE = ScheduleKeys("sw", "q", "s")
 SOURCE_KEYS = QueueKeys("sw", "q")
+WORKFLOW = WorkflowKeys("sw", "w")
 WITH_RESULT = Outcome("done", b"1-0", result_key="sw:{q}:result:x", result=b"r")
 CALLS = {
     "settle": lambda s: s.settle(SOURCE, "c", [WITH_RESULT], is_pending=True, result_ttl_ms=1),
@@ -56,6 +57,8 @@ CALLS = {
     "schedule_tick": lambda s: s.schedule_tick(SCHEDULE, 1, "r", 2, True, 1, 0, [(1, "i", b"m")]),
     "schedule_state": lambda s: s.schedule_state(SCHEDULE, "pause", None),
     "schedules_due": lambda s: s.schedules_due("sw:{q}:schedules", 0),
+    "workflow_record": lambda s: s.workflow_record(WORKFLOW, 1, True, b"v", 0),
+    "workflow_cancel": lambda s: s.workflow_cancel(WORKFLOW, "", 0),
 }
 
 
