@@ -204,6 +204,17 @@ def overview() -> dict[str, Any]:
         ], unit="s",
             description="A schedule whose time since last run passes twice its period is "
             "not being ticked: no worker serves its queue (alert StreamworkScheduleNotRunning)."),
+        row("Workflows"),
+        panel("Workflows started and ended", [
+            (f"sum by (kind) (increase(streamwork_workflows_started_total[{RATE}]))",
+             "started ({{kind}})"),
+            (f"sum by (outcome) (increase(streamwork_workflows_finished_total[{RATE}]))",
+             "{{outcome}}"),
+        ], width=24,
+            description="Workflows (chain, group, chord) sent, and ended: done, failed (a child "
+            "dead-lettered or cancelled under on_failure=\"fail\"), cancelled, or resumed (a "
+            "replayed child succeeded). Started is counted by the sending process, so it shows "
+            "only where producers are scraped; the others by workers."),
     ]  # fmt: skip
     return dashboard("streamwork-overview", "streamwork — overview", [queue_var], panels)
 

@@ -192,3 +192,61 @@ def test_the_workflow_ttl_is_the_apps(redis_url):
         assert handle.result(timeout=10) == 1
     assert 0 < app.connection.redis.pttl(handle.keys.workflow) <= 60_000
     app.close()
+
+
+def test_a_child_of_a_deleted_workflow_still_settles(app, caplog):
+    @app.task
+    def one():
+        return 1
+
+    handle = chain(one.si(), one.si()).send()
+    app.connection.redis.delete(handle.keys.workflow)
+    with WorkerThread(app):
+        wait_until(lambda: queue_state(app, "default").done == 1, message="the first child settled")
+    assert "is gone (expired or deleted): its outcome is not recorded" in caplog.text
+    assert queue_state(app, "default").is_empty
+
+
+def test_a_corrupt_workflow_record_is_logged_and_the_child_settles(app, caplog):
+    @app.task
+    def one():
+        return 1
+
+    handle = chain(one.si(), one.si()).send()
+    client = app.connection.redis
+    client.delete(handle.keys.workflow)
+    client.set(handle.keys.workflow, "not a hash")  # WRONGTYPE for the record step
+    with WorkerThread(app):
+        wait_until(lambda: queue_state(app, "default").done == 1, message="the first child settled")
+    assert f"cannot record node 1 of workflow {handle.id}" in caplog.text
+    assert "WRONGTYPE" in caplog.text
+
+
+def test_workflow_metrics_count_starts_and_outcomes(app):
+    from prometheus_client import REGISTRY
+
+    def sample(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0
+
+    @app.task(max_retries=0)
+    def maybe(fail):
+        if fail:
+            raise ValueError("no")
+        return 1
+
+    before = {
+        "started": sample("streamwork_workflows_started_total", kind="group"),
+        "done": sample("streamwork_workflows_finished_total", outcome="done"),
+        "failed": sample("streamwork_workflows_finished_total", outcome="failed"),
+        "cancelled": sample("streamwork_workflows_finished_total", outcome="cancelled"),
+    }
+    group(maybe.s(False)).send()
+    group(maybe.s(True)).send()
+    group(maybe.s(False)).send().cancel()
+    with WorkerThread(app):
+        wait_until(lambda: queue_state(app, "default").is_empty)
+        wait_until(lambda: sample("streamwork_workflows_finished_total", outcome="failed"))
+    assert sample("streamwork_workflows_started_total", kind="group") - before["started"] == 3
+    for outcome in ("done", "failed", "cancelled"):
+        after = sample("streamwork_workflows_finished_total", outcome=outcome)
+        assert after - before[outcome] == 1, outcome

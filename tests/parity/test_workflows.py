@@ -212,3 +212,39 @@ def test_bad_workflows_are_refused_before_anything_is_sent(app, tasks):
         app.workflow(protocol.new_id()).result(timeout=0.01)
     with pytest.raises(ConfigurationError, match="invalid workflow id"):
         app.workflow("not an id!")
+
+
+def test_values_pass_between_steps_unchanged(app):
+    values = [b"\x00\xffbytes", 1.5, 2**63 - 1, -(2**40), None, True, "ünï", {"k": [1, {"n": None}]}]
+
+    @app.task
+    def echo(value):
+        return value
+
+    @app.task
+    def keep(values):
+        return values
+
+    handle = chord([echo.s(v) for v in values] * 3, keep.s()).send()
+    run_until_idle(app)
+    assert handle.result(timeout=1) == values * 3
+
+
+def test_a_child_failed_value_travels_as_an_argument(app):
+    @app.task
+    def passes(values):
+        return values
+
+    @app.task
+    def inspect(values):
+        (failed,) = values
+        assert isinstance(failed, ChildFailed)
+        return [failed.task, failed.error_type, failed.error]
+
+    @app.task(max_retries=0)
+    def boom():
+        raise KeyError("gone")
+
+    handle = chain(chord([boom.si()], passes.s(), on_failure="continue"), group(inspect.s())).send()
+    run_until_idle(app)
+    assert handle.result(timeout=1) == [["boom", "KeyError", "'gone'"]]

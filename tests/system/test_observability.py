@@ -130,6 +130,12 @@ OBSERVED = """
     @app.periodic(every=1, queue="unserved")
     def stale():
         pass  # no worker serves its queue: StreamworkScheduleNotRunning
+
+    @app.periodic(every=1, queue="orders")
+    def flows():
+        from streamwork import chain
+
+        chain(ok.si(1), ok.si(2)).send()  # started and finished by worker processes
 """
 
 
