@@ -394,7 +394,11 @@ def _plan(root: Canvas) -> _Plan:
 
     start(0, False)
     release(0)
-    sender = Sender(keys.namespace, producer.status_ttl_ms if producer.track_status else 0)
+    sender = Sender(
+        keys.namespace,
+        producer.status_ttl_ms if producer.track_status else 0,
+        producer.events_cap,
+    )
     sent = []
     for index in first:
         fields[f"q:{index}"] = 1

@@ -215,7 +215,16 @@ def test_bad_workflows_are_refused_before_anything_is_sent(app, tasks):
 
 
 def test_values_pass_between_steps_unchanged(app):
-    values = [b"\x00\xffbytes", 1.5, 2**63 - 1, -(2**40), None, True, "ünï", {"k": [1, {"n": None}]}]
+    values = [
+        b"\x00\xffbytes",
+        1.5,
+        2**63 - 1,
+        -(2**40),
+        None,
+        True,
+        "ünï",
+        {"k": [1, {"n": None}]},
+    ]
 
     @app.task
     def echo(value):
@@ -248,3 +257,34 @@ def test_a_child_failed_value_travels_as_an_argument(app):
     handle = chain(chord([boom.si()], passes.s(), on_failure="continue"), group(inspect.s())).send()
     run_until_idle(app)
     assert handle.result(timeout=1) == [["boom", "KeyError", "'gone'"]]
+
+
+def test_a_cancelled_child_fails_its_workflow_and_its_sent_event_names_it(app):
+    from streamwork import App
+
+    events_app = App(app.url, events=True)
+
+    @events_app.task
+    def job(n):
+        return n
+
+    @events_app.task
+    def join(values):
+        return values
+
+    handle = chord([group(job.s(1), job.s(2)), job.s(3)], join.s()).send()
+    status = handle.status()
+    second = next(n for n in status.nodes if n.task == "job" and n.index == 3)
+    assert events_app.handle("job", second.message_id).cancel("not this one") == "cancelled"
+    run_until_idle(events_app)
+    status = handle.status()
+    assert status.state == "failed"
+    assert [(f.node, f.failed.error_type, f.failed.error) for f in status.failures] == [
+        (3, "Cancelled", "not this one")
+    ]
+    sent = [e for e in events_app.read_events("default", since="0") if e.event == "sent"]
+    assert {e.workflow for e in sent} == {handle.id} and len(sent) == 3
+
+    handle = chord([group(job.s(1), job.s(2)), job.s(3)], join.s()).send()
+    run_until_idle(events_app)
+    assert handle.result(timeout=1) == [[1, 2], 3]  # a group inside a chord's header
