@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from streamwork import App, Message
 
@@ -22,6 +23,12 @@ def noop_sync(n: int) -> None:
 @app.task(queue="async")
 async def noop_async(n: int) -> None:
     pass
+
+
+@app.task(queue="async")
+async def count(values: list[Any]) -> int:
+    """A chord's callback: how many header results it received."""
+    return len(values)
 
 
 # The same no-op with message status off (App(track_status=False)): what status costs.

@@ -264,6 +264,34 @@ class Bench:
             "untracked", self.bench.noop_untracked, "async, track_status=False", 0.50, untracked
         )
 
+    def sw_workflow(self) -> None:
+        """A group and a chord of `tasks` / 3 no-op children: sending them, and draining them
+        (recording each child in its workflow before its XACK), against plain sends and the
+        plain async drain of this run."""
+        from streamwork import Worker, WorkerSettings, chord, group
+
+        size = max(1000, self.tasks // 3)
+        noop, count = self.bench.noop_async, self.bench.count
+        started = time.perf_counter()
+        handle = group(noop.s(n) for n in range(size)).send()
+        self.record(
+            f"group of {size}: send", "task/s", size / (time.perf_counter() - started),
+            baseline="raw XADD, one at a time",
+        )  # fmt: skip
+        for what, baseline in (("group", handle), ("chord", None)):
+            if baseline is None:
+                handle = chord([noop.s(n) for n in range(size)], count.s()).send()
+            worker = Worker(self.app, ["async"], WorkerSettings(concurrency=100, block=0.1))
+            started = time.perf_counter()
+            asyncio.run(worker.run(burst=True))
+            elapsed = time.perf_counter() - started
+            assert handle.status().state == "done", handle.status().state
+            self.record(
+                f"{what} of {size}: drain to its result", "task/s", size / elapsed,
+                baseline="drain, one process, async handlers",
+            )  # fmt: skip
+        assert handle.result(timeout=10) == size
+
     def sw_drain_processes(self) -> None:
         stream = self.app.keys("async").stream
         for processes in (1, 2):
@@ -393,6 +421,7 @@ SCENARIOS = {
     "baselines": ["raw_single_xadd", "raw_pipelined_xadd", "raw_drain"],
     "send": ["sw_send", "sw_send_many"],
     "drain": ["sw_drain_sync", "sw_drain_async", "sw_drain_processes"],
+    "workflow": ["sw_workflow"],
     "latency": ["sw_latency"],
     "fanout": ["sw_fanout"],
     "recovery": ["sw_recovery"],

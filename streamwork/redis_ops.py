@@ -184,13 +184,14 @@ class Scripts:
         )
 
     def workflow_record(
-        self, keys: WorkflowKeys, node: int, ok: bool, value: bytes, now_ms: int
+        self, keys: WorkflowKeys, children: Sequence[tuple[int, bool, bytes]], now_ms: int
     ) -> Any:
-        """Record a workflow child's final outcome: [transition, (node, spec, input)...]."""
-        return self._scripts["workflow_record"](
-            keys=[keys.workflow, keys.finished],
-            args=[node, "done" if ok else "failed", value, now_ms],
-        )
+        """Record the final outcomes (node, ok, value) of children of one workflow:
+        [transitions, (node, spec, input)...] — what to send now."""
+        args: list[Any] = [now_ms]
+        for node, ok, value in children:
+            args += [node, "done" if ok else "failed", value]
+        return self._scripts["workflow_record"](keys=[keys.workflow, keys.finished], args=args)
 
     def workflow_cancel(self, keys: WorkflowKeys, reason: str, now_ms: int) -> Any:
         """Cancel a workflow: [what it did, the state before, spec of each child to cancel...]."""

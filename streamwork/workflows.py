@@ -27,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import redis
 import redis.exceptions
 
 from . import metrics, protocol, redis_ops
@@ -98,9 +99,9 @@ class Canvas:
         with connection.translate_errors():
             plan.create(connection.redis)
             try:
-                for child, body in plan.first:
-                    connection.register(queue_registry(plan.keys.namespace), child.queue)
-                    plan.sender.send(connection.scripts, child, body)
+                for queue in {child.queue for child, _ in plan.first}:
+                    connection.register(queue_registry(plan.keys.namespace), queue)
+                _send_first(connection, plan)
             except BaseException:
                 plan.discard(connection.redis)
                 raise
@@ -118,8 +119,8 @@ class Canvas:
                 scripts = connection.async_scripts()
                 for queue in {child.queue for child, _ in plan.first}:
                     await connection.register_async(queue_registry(plan.keys.namespace), queue)
-                await asyncio.gather(
-                    *(plan.sender.send(scripts, child, body) for child, body in plan.first)
+                await bounded(
+                    [plan.sender.send(scripts, child, body) for child, body in plan.first]
                 )
             except BaseException:
                 await plan.discard(client)
@@ -409,6 +410,27 @@ def _plan(root: Canvas) -> _Plan:
     return _Plan(keys, producer, KINDS[nodes[0].kind], fields, sent, sender)
 
 
+PIPELINE = 1000
+"""How many first children a sync send writes per round trip (one Redis server)."""
+
+
+def _send_first(connection: Any, plan: _Plan) -> None:
+    """Send the children a workflow starts with: pipelined on one Redis (a group of
+    thousands is a few round trips), one script call each on a cluster (their queues
+    may be on different nodes)."""
+    client = connection.redis
+    if not isinstance(client, redis.Redis) or len(plan.first) == 1:
+        for child, body in plan.first:
+            plan.sender.send(connection.scripts, child, body)
+        return
+    for start in range(0, len(plan.first), PIPELINE):
+        pipe = client.pipeline(transaction=False)
+        scripts = redis_ops.Scripts(pipe)
+        for child, body in plan.first[start : start + PIPELINE]:
+            plan.sender.send(scripts, child, body)
+        pipe.execute()
+
+
 class Sender:
     """Sends a workflow's children: each with its status naming the workflow, under its
     own idempotency key, and not at all if it was cancelled before it was sent."""
@@ -508,42 +530,48 @@ class Recorder:
         self._registered: set[str] = set()
 
     async def record(self, outcomes: Sequence[HasStep]) -> None:
-        """Record each outcome's step; raises if Redis fails (the caller retries: the steps
-        are idempotent). A step is cleared once recorded and its releases sent."""
-        pending = [outcome for outcome in outcomes if outcome.workflow is not None]
-        if pending:
-            await asyncio.gather(*(self._record(outcome) for outcome in pending))
+        """Record the outcomes' steps, one call per workflow; raises if Redis fails (the
+        caller retries: the steps are idempotent). A step is cleared once recorded and its
+        releases sent, so a retry does only what is left."""
+        by_workflow: dict[str, list[HasStep]] = {}
+        for outcome in outcomes:
+            if outcome.workflow is not None:
+                by_workflow.setdefault(outcome.workflow.workflow, []).append(outcome)
+        if by_workflow:
+            await bounded([self._record(id, found) for id, found in by_workflow.items()])
 
-    async def _record(self, outcome: HasStep) -> None:
-        step = outcome.workflow
-        assert step is not None
-        keys = WorkflowKeys(self._sender.namespace, step.workflow)
+    async def _record(self, workflow: str, outcomes: list[HasStep]) -> None:
+        steps = [outcome.workflow for outcome in outcomes if outcome.workflow is not None]
+        keys = WorkflowKeys(self._sender.namespace, workflow)
+        children = [(step.node, step.ok, step.value) for step in steps]
         try:
-            reply = await self._scripts.workflow_record(
-                keys, step.node, step.ok, step.value, protocol.now_ms()
-            )
+            reply = await self._scripts.workflow_record(keys, children, protocol.now_ms())
         except redis.exceptions.ResponseError as exc:
             # Not Redis being away (that is retried): the record is not what it should be.
-            log.error("cannot record node %d of workflow %s: %s", step.node, step.workflow, exc)
-            outcome.workflow = None
+            log.error("cannot record node %s of workflow %s: %s", _nodes_of(steps), workflow, exc)
+            for outcome in outcomes:
+                outcome.workflow = None
             return
-        transition = _text(reply[0])
-        if transition == "gone":
+        transitions = _text(reply[0])
+        if transitions == "gone":
             log.warning(
                 "workflow %s of task %s is gone (expired or deleted): its outcome is not recorded",
-                step.workflow,
-                outcome.task,
+                workflow,
+                outcomes[0].task,
             )
-        elif transition:
-            metrics.workflow_finished(transition)
-        sends = []
+        elif transitions:
+            for transition in transitions.split(","):
+                metrics.workflow_finished(transition)
+        sends = {}
         for at in range(1, len(reply), 3):
             child = Child.from_spec(int(reply[at]), reply[at + 1])
             given = reply[at + 2] or None
-            body = protocol.encode(child.envelope(step.workflow, given))
-            sends.append(self._send(child, body, step.workflow))
-        await asyncio.gather(*sends)
-        outcome.workflow = None
+            sends[child.node] = self._send(
+                child, protocol.encode(child.envelope(workflow, given)), workflow
+            )
+        await bounded(list(sends.values()))
+        for outcome in outcomes:
+            outcome.workflow = None
 
     async def _send(self, child: Child, body: bytes, workflow: str) -> None:
         if child.queue not in self._registered:
@@ -818,8 +846,8 @@ class WorkflowHandle:
                 self.keys, (reason or "")[:500], protocol.now_ms()
             )
             what = _text(reply[0])
-            await asyncio.gather(
-                *(scripts.cancel(*self._cancel_args(c, reason)) for c in self._to_cancel(reply))
+            await bounded(
+                [scripts.cancel(*self._cancel_args(c, reason)) for c in self._to_cancel(reply)]
             )
         if what == "cancelled":
             metrics.workflow_finished("cancelled")
@@ -841,6 +869,29 @@ class WorkflowHandle:
             producer.events_cap(child.queue),
             True,
         )
+
+
+SEND_CONCURRENCY = 16
+"""The most commands one worker (or one async send) has in flight for workflow steps: a
+big group must not take every connection of the pool."""
+
+
+async def bounded(calls: Sequence[Awaitable[Any]], limit: int = SEND_CONCURRENCY) -> None:
+    """Await `calls`, at most `limit` at a time; the first error is raised once all end."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Awaitable[Any]) -> None:
+        async with gate:
+            await call
+
+    results = await asyncio.gather(*(one(call) for call in calls), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+def _nodes_of(steps: Sequence[Step]) -> str:
+    return ", ".join(str(step.node) for step in steps)
 
 
 def _text(value: Any) -> str:

@@ -1,11 +1,13 @@
--- workflow_record.lua: record a workflow child's final outcome; release what it unblocks.
+-- workflow_record.lua: record the final outcomes of a workflow's children; release what
+-- they unblock.
 --
 -- KEYS[1]  the workflow hash (NS:{wf:ID}:workflow)
 -- KEYS[2]  the workflow's "finished" list (NS:{wf:ID}:finished: what waiters block on)
--- ARGV[1]  the child's node index (a task node)
--- ARGV[2]  "done" or "failed" (dead-lettered or cancelled)
--- ARGV[3]  the child's value, msgpack: its result, or its ChildFailed (an ext value)
--- ARGV[4]  now, in ms
+-- ARGV[1]  now, in ms
+-- ARGV[2..] per child, three values: its node index (a task node); "done" or "failed"
+--          (dead-lettered or cancelled); its value, msgpack: its result, or its ChildFailed
+--          (an ext value). One call records every child of one workflow a worker settles
+--          together (a big group: one call per settle batch, not one per child).
 --
 -- The workflow hash holds the tree, written once at send: per node i, "k:i" its kind
 -- (t task, c chain, g group, h chord), "p:i" its parent ("-" for the root), "x:i" its
@@ -16,10 +18,10 @@
 -- of a composite's children are failed, "a:i" set on a failed task whose failure a
 -- continue-chord absorbed, "rel:i" the task nodes a child's outcome released.
 --
--- Returns {transition, node, spec, input, node, spec, input, ...}: transition is "" or
--- the workflow's new state ("done", "failed", "resumed": a replayed child undid the only
--- failure); then each task node to send now, with its spec and its input ("" for none).
--- {"gone"} when the workflow no longer exists (it expired).
+-- Returns {transitions, node, spec, input, node, spec, input, ...}: transitions is "" or
+-- the workflow's new states, comma-separated ("done", "failed", "resumed": a replayed
+-- child undid the only failure); then each task node to send now, with its spec and its
+-- input ("" for none). {"gone"} when the workflow no longer exists (it expired).
 --
 -- Invariants: the outcome of one child is recorded once (by node index): a second record
 -- of it (a re-run after a crash before its XACK) changes nothing and returns the same
@@ -28,10 +30,10 @@
 -- of children finishing at once exactly one releases the next node.
 
 local wf, finished = KEYS[1], KEYS[2]
-local leaf, outcome, value, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now = ARGV[1]
+local leaf, outcome, value, state -- the child being recorded
 
-local state = redis.call("HGET", wf, "state")
-if not state then
+if not redis.call("HGET", wf, "state") then
     return {"gone"}
 end
 
@@ -48,7 +50,7 @@ local function children(node)
 end
 
 local released = {}
-local transition = ""
+local transitions = {}
 
 local function release(node, input)
     local kind = get("k:" .. node)
@@ -89,7 +91,8 @@ local function finish(new_state)
     redis.call("RPUSH", finished, new_state)
     redis.call("LTRIM", finished, -1, -1)
     redis.call("PEXPIRE", finished, ttl)
-    transition = new_state
+    transitions[#transitions + 1] = new_state
+    state = new_state
 end
 
 -- `node` finished with the value r:node: walk up, releasing what it unblocks.
@@ -167,7 +170,8 @@ local function unfail(node)
             redis.call("HDEL", wf, "finished")
             redis.call("PERSIST", wf)
             redis.call("DEL", finished)
-            transition = "resumed"
+            transitions[#transitions + 1] = "resumed"
+            state = "running"
             return
         end
         if redis.call("HINCRBY", wf, "f:" .. parent, -1) > 0 then
@@ -178,43 +182,50 @@ local function unfail(node)
     end
 end
 
-local function reply()
-    local out = {transition}
-    for _, node in ipairs(released) do
-        out[#out + 1] = node
-        out[#out + 1] = get("m:" .. node)
-        out[#out + 1] = get("in:" .. node) or ""
+-- Record one child; its releases are appended to `released`.
+local function record()
+    local first = #released + 1
+    local prior = get("s:" .. leaf)
+    if prior == "done" or (prior == "failed" and outcome == "failed") then
+        -- recorded already: the same releases again (their sends are idempotent)
+        local before = get("rel:" .. leaf)
+        if before then
+            for node in string.gmatch(before, "[^,]+") do
+                released[#released + 1] = node
+            end
+        end
+        return
     end
-    return out
+    redis.call("HSET", wf, "s:" .. leaf, outcome, "r:" .. leaf, value, "updated", now)
+    if state == "cancelled" then
+        return -- recorded, and nothing more is released
+    end
+    if prior == "failed" then
+        if get("a:" .. leaf) then
+            return -- a continue-chord took its failure as final: the callback had it
+        end
+        unfail(leaf)
+    end
+    if outcome == "done" then
+        complete(leaf)
+    else
+        fail(leaf)
+    end
+    if #released >= first then
+        redis.call("HSET", wf, "rel:" .. leaf, table.concat(released, ",", first))
+    end
 end
 
-local prior = get("s:" .. leaf)
-if prior == "done" or (prior == "failed" and outcome == "failed") then
-    -- recorded already: the same releases again (their sends are idempotent)
-    local before = get("rel:" .. leaf)
-    if before then
-        for node in string.gmatch(before, "[^,]+") do
-            released[#released + 1] = node
-        end
-    end
-    return reply()
+for at = 2, #ARGV, 3 do
+    leaf, outcome, value = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+    state = redis.call("HGET", wf, "state")
+    record()
 end
-redis.call("HSET", wf, "s:" .. leaf, outcome, "r:" .. leaf, value, "updated", now)
-if state == "cancelled" then
-    return reply() -- recorded, and nothing more is released
+
+local out = {table.concat(transitions, ",")}
+for _, node in ipairs(released) do
+    out[#out + 1] = node
+    out[#out + 1] = get("m:" .. node)
+    out[#out + 1] = get("in:" .. node) or ""
 end
-if prior == "failed" then
-    if get("a:" .. leaf) then
-        return reply() -- a continue-chord took its failure as final: the callback had it
-    end
-    unfail(leaf)
-end
-if outcome == "done" then
-    complete(leaf)
-else
-    fail(leaf)
-end
-if #released > 0 then
-    redis.call("HSET", wf, "rel:" .. leaf, table.concat(released, ","))
-end
-return reply()
+return out

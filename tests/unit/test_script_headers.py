@@ -57,7 +57,7 @@ CALLS = {
     "schedule_tick": lambda s: s.schedule_tick(SCHEDULE, 1, "r", 2, True, 1, 0, [(1, "i", b"m")]),
     "schedule_state": lambda s: s.schedule_state(SCHEDULE, "pause", None),
     "schedules_due": lambda s: s.schedules_due("sw:{q}:schedules", 0),
-    "workflow_record": lambda s: s.workflow_record(WORKFLOW, 1, True, b"v", 0),
+    "workflow_record": lambda s: s.workflow_record(WORKFLOW, [(1, True, b"v")], 0),
     "workflow_cancel": lambda s: s.workflow_cancel(WORKFLOW, "", 0),
 }
 
