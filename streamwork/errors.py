@@ -118,3 +118,15 @@ class Reject(Exception):
     def __init__(self, reason: str = "rejected by handler") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class RateLimited(Exception):
+    """Raised by a handler (on an HTTP 429, say) to hand its message back, to run again
+    after `retry_after` seconds: not an attempt — never retried for it, never dead-lettered."""
+
+    def __init__(self, retry_after: float = 1.0, reason: str = "rate limited") -> None:
+        if isinstance(retry_after, bool) or not isinstance(retry_after, (int, float)):
+            raise TypeError(f"retry_after must be a number of seconds, got {retry_after!r}")
+        super().__init__(reason)
+        self.retry_after = max(0.0, float(retry_after))
+        self.reason = reason

@@ -15,13 +15,13 @@ import time
 import traceback
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgpack
 
 from . import metrics, protocol
-from .errors import DecodeError, EncodeError, Reject, Retry, StreamworkError
+from .errors import DecodeError, EncodeError, RateLimited, Reject, Retry, StreamworkError
 from .handler import Handler
 from .keys import Source
 from .lifecycle import ProgressReporter
@@ -38,7 +38,9 @@ UNKNOWN_TASK = "(unknown)"
 class Outcome:
     """What one run of a message decided, to be written together with its XACK."""
 
-    kind: str  # "ack" (on receipt, ack mode auto) | "done" | "retry" | "dead" | "cancelled"
+    kind: str
+    """"ack" (on receipt, ack mode auto) | "done" | "retry" | "dead" | "cancelled" | "held"
+    (a rate limit, or RateLimited: due later, the same attempt) | "wait" (for a slot)"""
     entry_id: bytes
     data: bytes = b""
     """For "retry", the next attempt's message; for "dead", the dead letter."""
@@ -62,6 +64,8 @@ class Outcome:
     attempt: int = 0
     workflow: Step | None = None
     """A workflow child's final outcome: recorded in its workflow before the XACK."""
+    held_key: str | None = None
+    """For "wait": the held list the message waits in for a concurrency slot."""
 
 
 WriteProgress = Callable[["Run", float, str], Coroutine[Any, Any, Any]]
@@ -112,6 +116,14 @@ class Run:
             self.message._cancelled = True
         if self.handler is not None and not self.handler.done():
             self.handler.cancel()
+
+    def admitted(self) -> Run:
+        """This run, once the start step let it start: the rate slot reserved when it was
+        held back is used up (a retry or a hand-back must be admitted afresh)."""
+        if RATE_SLOT in self.envelope.headers:
+            headers = {k: v for k, v in self.envelope.headers.items() if k != RATE_SLOT}
+            self.envelope = replace(self.envelope, headers=headers)
+        return self
 
     def timed(self, outcome: Outcome) -> Outcome:
         """`outcome` with this run's wait and run times, for the queue's stats."""
@@ -244,6 +256,10 @@ class Runner:
             if run.cancel_reason is not None and message.decision is None:
                 metrics.run_ended(source, task.name, time.monotonic() - run.started, False)
                 return run.timed(self._cancelled(run))
+            if isinstance(exc, RateLimited) and message.decision is None:
+                metrics.run_ended(source, task.name, time.monotonic() - run.started, False)
+                due = protocol.now_ms() + int(exc.retry_after * 1000)
+                return run.timed(held_back(run, due, None, "rate_limited"))
             metrics.run_ended(source, task.name, time.monotonic() - run.started, True)
             if self.on_error is not None and not isinstance(exc, (Retry, Reject)):
                 self.on_error(task.name, exc)
@@ -523,6 +539,79 @@ def cancelled_outcome(run: Run, status_key: str | None, reason: str) -> Outcome:
         message_id=run.envelope.id,
         attempt=run.envelope.attempt,
         workflow=failure_of(run.envelope, "Cancelled", reason),
+    )
+
+
+RATE_SLOT = "rate_slot"
+"""The header of a message its rate limit held back: the start reserved for it (Unix ms,
+Redis's clock). The start step does not charge it again."""
+
+
+def start_row(source: Source, run: Run) -> tuple[Any, ...]:
+    """What the start step needs of one run (see redis_ops.Scripts.start)."""
+    options, name = run.task.options, run.task.name
+    rate, limit = options.rate, options.concurrency_limit
+    return (
+        name,
+        run.envelope.attempt,
+        run.envelope.id,
+        run.delivery.entry_id,
+        run.status_key,
+        None if rate is None else source.limit("rate", name),
+        0 if rate is None else rate.interval_ms,
+        0 if rate is None else rate.tolerance_ms,
+        None if limit is None else source.limit("slots", name),
+        limit or 0,
+        RATE_SLOT in run.envelope.headers,
+    )
+
+
+def held_back(run: Run, due_ms: int, held_key: str | None, reason: str = "") -> Outcome:
+    """The outcome of a message held back before (or, for RateLimited, by) its run: by its
+    rate limit until `due_ms` (its start reserved), by its concurrency limit (due_ms -1:
+    it waits in `held_key`), or handed back by the handler. Never an attempt."""
+    envelope = run.envelope
+    source = run.delivery.source
+    if due_ms < 0:
+        metrics.held_back(*metrics.labels_of(source), run.task.name, "concurrency")
+        return Outcome(
+            "wait",
+            run.delivery.entry_id,
+            protocol.entry_body(run.delivery.fields),
+            task=run.task.name,
+            status_key=run.status_key,
+            state="queued",
+            message_id=envelope.id,
+            attempt=envelope.attempt,
+            held_key=held_key,
+            run_ms=-1,
+            wait_ms=-1,
+        )
+    if reason:
+        log.info(
+            "task %s id %s handed back (%s): runs again in %.1fs, not counted as an attempt",
+            run.task.name,
+            envelope.id,
+            reason,
+            (due_ms - protocol.now_ms()) / 1000,
+            extra=_event(run.task.name, envelope.id, "held"),
+        )
+        headers = envelope.headers
+    else:
+        headers = {**envelope.headers, RATE_SLOT: due_ms}
+    metrics.held_back(*metrics.labels_of(source), run.task.name, reason or "rate")
+    return Outcome(
+        "held",
+        run.delivery.entry_id,
+        protocol.encode(replace(envelope, headers=headers)),
+        due_ms,
+        task=run.task.name,
+        status_key=run.status_key,
+        state="delayed",
+        message_id=envelope.id,
+        attempt=envelope.attempt,
+        run_ms=-1,
+        wait_ms=-1,
     )
 
 

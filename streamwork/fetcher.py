@@ -163,10 +163,12 @@ class Fetcher:
         if in_flight.tasks or in_flight.in_isolation or not settler.is_idle:
             return False
         moved, _ = await scanner.move_due_now()
+        released = await scanner.release_held_now()
         claimed_before = scanner.claimed
         await scanner.claim_stale()
         return (
             moved == 0
+            and released == 0
             and scanner.claimed == claimed_before
             and not in_flight.tasks
             and not in_flight.in_isolation

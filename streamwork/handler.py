@@ -9,6 +9,7 @@ or talks to Redis.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
@@ -27,6 +28,43 @@ class HandlerArgs(TypedDict, total=False):
     retry_on: tuple[type[BaseException], ...]
     backoff: Backoff
     timeout: Duration
+    rate_limit: str
+    rate_burst: int
+    concurrency_limit: int
+
+
+PERIODS = {"s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A rate limit as the start step applies it (GCRA): one start per `interval_ms`, and
+    up to `tolerance_ms` of them early (the burst)."""
+
+    text: str
+    """As declared: "100/s"."""
+    per_second: float
+    interval_ms: float
+    tolerance_ms: float
+
+    @classmethod
+    def parse(cls, text: str, burst: int | None = None) -> Rate:
+        """`"100/s"`, `"10/m"`, `"1000/h"`. Without `burst`, as many at once as keeps any
+        one-second window within the rate plus 20% (the first one included)."""
+        found = RATE.fullmatch(text) if isinstance(text, str) else None
+        count = float(found.group(1)) if found else 0.0
+        if found is None or count <= 0:
+            raise ConfigurationError(
+                f"rate_limit must look like '100/s', '10/m' or '1000/h', got {text!r}"
+            )
+        interval = PERIODS[found.group(2)] / count
+        per_second = 1000.0 / interval
+        if burst is None:
+            burst = max(1, int(0.2 * per_second))
+        else:
+            check_count("rate_burst", burst, 1)
+        return cls(text.strip(), per_second, interval, (burst - 1) * interval)
 
 
 def check_count(name: str, value: int, least: int) -> int:
@@ -64,6 +102,15 @@ class HandlerOptions:
     timeout: float | None = None
     store_result: bool = False
     bind: bool = False
+    rate: Rate | None = None
+    """`rate_limit` (and `rate_burst`): starts per period, across every worker."""
+    concurrency_limit: int | None = None
+    """At most this many runs at once, across every worker."""
+
+    @property
+    def is_limited(self) -> bool:
+        """Whether the start step must admit its messages (a rate or a concurrency limit)."""
+        return self.rate is not None or self.concurrency_limit is not None
 
     @classmethod
     def resolve(
@@ -81,6 +128,10 @@ class HandlerOptions:
             raise ConfigurationError(f"unknown handler option(s): {', '.join(sorted(unknown))}")
         timeout = args.get("timeout")
         retry_on = args.get("retry_on")
+        rate_limit, burst = args.get("rate_limit"), args.get("rate_burst")
+        if burst is not None and rate_limit is None:
+            raise ConfigurationError("rate_burst needs a rate_limit")
+        concurrency = args.get("concurrency_limit")
         return cls(
             queue=queue,
             ack_mode=check_ack_mode(args.get("ack_mode") or defaults.ack_mode),
@@ -95,6 +146,10 @@ class HandlerOptions:
             timeout=None if timeout is None else to_seconds("timeout", timeout, allow_zero=False),
             store_result=store_result,
             bind=bind,
+            rate=None if rate_limit is None else Rate.parse(rate_limit, burst),
+            concurrency_limit=None
+            if concurrency is None
+            else check_count("concurrency_limit", concurrency, 1),
         )
 
 

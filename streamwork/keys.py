@@ -222,6 +222,15 @@ class Source:
             return None
         return f"{self.namespace}:{{{self.name}}}:status:{task_id}"
 
+    def limit(self, kind: str, task: str) -> str:
+        """A flow-control key of the task (or of the subscriber group) read from here:
+        `rate` (GCRA: when the next start is allowed), `slots` (a set: the entries running
+        under a concurrency limit), `held` (a list: messages waiting for a slot). Both
+        sources of a subscriber group share them."""
+        if self.topic is not None:
+            return TopicKeys(self.namespace, self.topic).group(self.group, kind)
+        return f"{self.namespace}:{{{self.name}}}:{kind}:{task}"
+
     def __hash__(self) -> int:
         # Sources key the worker's per-message dicts: hash the two fields that tell them
         # apart (a stream, as one group reads it) instead of all eleven.

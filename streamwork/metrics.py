@@ -379,3 +379,16 @@ def workflow_started(kind: str) -> None:
 
 def workflow_finished(outcome: str) -> None:
     WORKFLOWS_FINISHED.labels(outcome).inc()
+
+
+HELD_BACK = Counter(
+    "streamwork_held_back",
+    "Messages held back before they ran — by a rate limit (rate), a concurrency limit "
+    "(concurrency) — or handed back by their handler (rate_limited: it raised RateLimited). "
+    "Never counted as attempts.",
+    [*RUN_LABELS, "reason"],
+)
+
+
+def held_back(queue: str, group: str, task: str, reason: str) -> None:
+    HELD_BACK.labels(queue, group, task, reason).inc()

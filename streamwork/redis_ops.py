@@ -44,6 +44,7 @@ class SettleRow(Protocol):
     message_id: str
     task: str
     attempt: int
+    held_key: str | None
 
 
 class Scripts:
@@ -75,6 +76,10 @@ class Scripts:
             if outcome.status_key is not None:
                 keys.append(outcome.status_key)
                 status = len(keys)
+            held = 0
+            if outcome.held_key is not None:
+                keys.append(outcome.held_key)
+                held = len(keys)
             rows.append(
                 (
                     outcome.kind,
@@ -91,6 +96,7 @@ class Scripts:
                     outcome.message_id if with_events else "",
                     outcome.task if with_events else "",
                     outcome.attempt if with_events else 0,
+                    held,
                 )
             )
         args = [
@@ -152,18 +158,67 @@ class Scripts:
     def start(
         self,
         source: Source,
-        statuses: Sequence[str],
-        runs: Sequence[tuple[str, int, str]],
+        runs: Sequence[tuple[Any, ...]],
         worker: str,
         now_ms: int,
         ttl_ms: int,
+        visibility_ms: int = 30_000,
+        offset_ms: int = 0,
     ) -> Any:
-        """Mark messages of `source` running (status keys; (task, attempt, id) each); per
-        message 0 to run it, or the reason it was cancelled before it started."""
-        args: list[Any] = [now_ms, worker, ttl_ms, source.events_max_len]
-        for run in runs:
-            args.extend(run)
-        return self._scripts["start"](keys=[source.events, *statuses], args=args)
+        """Admit messages of `source`: per run (task, attempt, message id, entry id, status
+        key or None, rate key or None, interval ms, tolerance ms, slot set or None, limit,
+        admitted); per message 0 to run it, the reason it was cancelled before it started,
+        -1 (held for a slot) or the Redis time its rate-limited start is due."""
+        keys = [source.events]
+        where: dict[str, int] = {}
+
+        def ref(key: str | None) -> int:
+            if key is None:
+                return 0
+            if key not in where:
+                keys.append(key)
+                where[key] = len(keys)
+            return where[key]
+
+        args: list[Any] = [
+            now_ms, worker, ttl_ms, source.events_max_len, source.group, visibility_ms, offset_ms
+        ]  # fmt: skip
+        for (
+            task,
+            attempt,
+            message_id,
+            entry,
+            status,
+            rate,
+            interval,
+            tolerance,
+            slots,
+            limit,
+            admitted,
+        ) in runs:
+            args += [
+                task,
+                attempt,
+                message_id,
+                f"{source.stream}|{_text(entry)}",
+                ref(status),
+                ref(rate),
+                interval,
+                tolerance,
+                ref(slots),
+                limit,
+                "1" if admitted else "0",
+            ]
+        return self._scripts["start"](keys=keys, args=args)
+
+    def release_held(
+        self, source: Source, slots: str, held: str, limit: int, visibility_ms: int
+    ) -> Any:
+        """Move messages waiting for a concurrency slot back to `source`'s ready stream, as
+        many as slots are free; returns how many."""
+        return self._scripts["release_held"](
+            keys=[slots, held, source.ready], args=[source.group, limit, visibility_ms]
+        )
 
     def cancel(
         self,
@@ -348,6 +403,10 @@ class Scripts:
     def schedules_due(self, due_set: str, offset_ms: int, limit: int = 100) -> Any:
         """[now ms, earliest due ms or -1, id, due ms, ...] by Redis's clock (+ `offset_ms`)."""
         return self._scripts["schedules_due"](keys=[due_set], args=[offset_ms, limit])
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _ms_or_empty(ms: int | None) -> int | str:

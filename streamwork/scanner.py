@@ -66,7 +66,10 @@ class Scanner:
         dispatch: Callable[[list[Delivery]], Awaitable[None]],
         retention: Callable[[str], Retention] | None = None,
         ticker: Ticker | None = None,
+        release: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
+        self._release = release
+        """Sends messages held for a concurrency slot back once slots are free."""
         self._client = client
         self._scripts = scripts
         self._consumer = consumer
@@ -107,6 +110,8 @@ class Scanner:
         }
         if self._ticker is not None:
             loops["tick"] = self._ticker.tick
+        if self._release is not None:
+            loops["release"] = self.release_held
         self._wakes = {what: asyncio.Event() for what in loops}
         self._move_soon = self._wakes["move"]
         self._tasks = [
@@ -154,6 +159,16 @@ class Scanner:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), pause)
+
+    async def release_held(self) -> float:
+        """Send back messages held for concurrency slots whose holders died (their entries
+        idle past the visibility timeout); outcomes release the others at once."""
+        await self.release_held_now()
+        return self._settings.scan_seconds
+
+    async def release_held_now(self) -> int:
+        """How many held messages went back to be run (0 without concurrency limits)."""
+        return 0 if self._release is None else await self._release()
 
     async def move_due(self) -> float:
         """Move due delayed messages of every source; returns seconds until the next is due."""

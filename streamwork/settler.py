@@ -43,9 +43,12 @@ class Settler:
         on_written: Callable[[Source, Outcome], None] | None = None,
         status_ttl_ms: int = 86_400_000,
         record: Callable[[Sequence[Outcome]], Awaitable[None]] | None = None,
+        after_write: Callable[[Source, Sequence[Outcome]], Awaitable[None]] | None = None,
     ) -> None:
         self._record = record
         """Records the steps of workflow children, before their outcomes are written."""
+        self._after_write = after_write
+        """Told of outcomes written (frees concurrency slots); its errors are logged only."""
         self._on_written = on_written
         self._status_ttl_ms = status_ttl_ms
         self._client = client
@@ -122,7 +125,7 @@ class Settler:
                 if outcome.kind == "retry":
                     self._on_retry(outcome.due_ms)
                 if outcome.kind != "ack":
-                    if outcome.kind != "cancelled":  # counted when decided
+                    if outcome.kind not in ("cancelled", "held", "wait"):  # counted when decided
                         metrics.outcome_written(source, outcome.task, outcome.kind)
                     if self._on_written is not None:
                         self._on_written(source, outcome)
@@ -149,6 +152,13 @@ class Settler:
                 outcome.kind,
             )
         self.written += owned
+        if self._after_write is not None:
+            try:
+                await self._after_write(source, outcomes)
+            except Exception as exc:  # written already: never write them twice for this
+                log.warning(
+                    "after writing %d outcome(s) on %s: %s", len(outcomes), source.name, exc
+                )
         return owned
 
     async def _flush_forever(self) -> None:

@@ -27,7 +27,7 @@ import redis.exceptions
 
 from . import connection, memory, protocol, redis_ops
 from .errors import ConfigurationError
-from .execution import Delivery, Outcome, Run, Runner, cancelled_outcome
+from .execution import Delivery, Outcome, Run, Runner, cancelled_outcome, held_back, start_row
 from .fetcher import Fetcher
 from .in_flight import InFlight
 from .keys import Source, registry_of
@@ -129,6 +129,8 @@ class Worker:
         self.topics = chosen_topics
         self.consumer = consumer_name()
         self.session: Session | None = None
+        self._limited: list[tuple[Source, str, int]] = []
+        """The concurrency-limited handlers served here (set per session)."""
         """The collaborators of the current (or last) run; None before the first."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._recycling = RecyclePolicy(self.settings.max_tasks, self.settings.max_memory_mb)
@@ -218,6 +220,7 @@ class Worker:
 
     def _session(self) -> Session:
         settings = self.settings
+        self._limited = self._concurrency_limited()
         client = connection.async_client(self.app.url)
         scripts = Scripts(client)
         threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="streamwork")
@@ -245,6 +248,7 @@ class Worker:
             dispatch=dispatch,
             retention=self.app.retention_of,
             ticker=ticker if settings.schedules else None,
+            release=functools.partial(self._release_all, scripts) if self._limited else None,
         )
         app = self.app
         sender = Sender(app.namespace, app.status_ttl_ms if app.track_status else 0, app.events_cap)
@@ -257,6 +261,7 @@ class Worker:
             self._on_written,
             status_ttl_ms=self.app.status_ttl_ms,
             record=Recorder(client, scripts, sender).record,
+            after_write=functools.partial(self._released_by, scripts),
         )
         fetcher = Fetcher(
             client,
@@ -287,6 +292,51 @@ class Worker:
             scripts=scripts,
         )
         return session
+
+    def _concurrency_limited(self) -> list[tuple[Source, str, int]]:
+        """(source, handler name, limit) of each concurrency-limited handler served here
+        (a subscriber group once: its two sources share the slots)."""
+        found: dict[str, tuple[Source, str, int]] = {}
+        for source in self.sources:
+            if source.topic is None:
+                handlers: list[Any] = [
+                    t for t in self.app.tasks.values() if t.options.queue == source.name
+                ]
+            else:
+                subscriber = self.app.subscribers.get((source.topic, source.group))
+                handlers = [] if subscriber is None else [subscriber]
+            for handler in handlers:
+                limit = handler.options.concurrency_limit
+                if limit is not None:
+                    found[source.limit("slots", handler.name)] = (source, handler.name, limit)
+        return list(found.values())
+
+    async def _release(self, scripts: Scripts, source: Source, name: str, limit: int) -> int:
+        moved: int = await scripts.release_held(
+            source,
+            source.limit("slots", name),
+            source.limit("held", name),
+            limit,
+            int(self.settings.visibility_timeout * 1000),
+        )
+        return moved
+
+    async def _release_all(self, scripts: Scripts) -> int:
+        """Send back held messages of every concurrency-limited handler with free slots."""
+        moved = 0
+        for source, name, limit in self._limited:
+            moved += await self._release(scripts, source, name, limit)
+        return moved
+
+    async def _released_by(
+        self, scripts: Scripts, source: Source, outcomes: Sequence[Outcome]
+    ) -> None:
+        """After outcomes of concurrency-limited handlers are written (each frees a slot,
+        or adds a held message), send back as many held messages as slots are free."""
+        names = {outcome.task for outcome in outcomes if outcome.kind != "ack"}
+        for limited, name, limit in self._limited:
+            if name in names and limited.limit("slots", name) == source.limit("slots", name):
+                await self._release(scripts, source, name, limit)
 
     async def _prepare(self, session: Session, warn_persistence: bool) -> None:
         client = session.client
@@ -385,15 +435,16 @@ class Worker:
                 self._start(session, run)
 
     async def _mark_started(self, session: Session, runs: list[Run]) -> list[Run]:
-        """Mark queue messages running in their status (with their "started" event), in one
-        step per source; returns the runs to start. Messages cancelled while queued are
-        settled as cancelled, unrun. If Redis fails here, none of a source's starts: their
+        """Admit queue messages in one start step per source: mark them running in their
+        status (with their "started" event), hold back what a rate or concurrency limit
+        does not allow now, settle those cancelled while queued as cancelled, unrun.
+        Returns the runs to start. If Redis fails here, none of a source's start: their
         entries stay pending and are delivered again after the visibility timeout."""
         by_source: dict[Source, list[Run]] = defaultdict(list)
         starting: list[Run] = []
         unmarked: dict[Source, list[Run]] = defaultdict(list)
         for run in runs:
-            if run.status_key is None:
+            if run.status_key is None and not run.task.options.is_limited:
                 starting.append(run)
                 if run.delivery.source.events_max_len:
                     unmarked[run.delivery.source].append(run)
@@ -407,26 +458,31 @@ class Worker:
                 continue  # stopping with Redis away: they stay pending, delivered again
             for run, reply in zip(marked, replies, strict=True):
                 if reply == 0:
-                    starting.append(run)
-                    continue
-                reason = reply.decode() if isinstance(reply, bytes) else str(reply)
-                outcome = cancelled_outcome(run, run.status_key, reason)
-                session.settler.submit(source, outcome, True)
+                    starting.append(run.admitted())
+                elif isinstance(reply, int):
+                    held = source.limit("held", run.task.name) if reply < 0 else None
+                    session.settler.submit(source, held_back(run, reply, held), True)
+                else:
+                    reason = reply.decode() if isinstance(reply, bytes) else str(reply)
+                    outcome = cancelled_outcome(run, run.status_key, reason)
+                    session.settler.submit(source, outcome, True)
         return starting
 
     async def _start_step(self, session: Session, source: Source, runs: list[Run]) -> Any:
         """The start step's replies for `runs`, retried with backoff while Redis is away
         (their entries are this worker's, pending); None if the worker stops first."""
         failures = 0
+        rows = [start_row(source, run) for run in runs]
         while True:
             try:
                 return await session.scripts.start(
                     source,
-                    [run.status_key for run in runs if run.status_key is not None],
-                    [(run.task.name, run.envelope.attempt, run.envelope.id) for run in runs],
+                    rows,
                     self.consumer,
                     protocol.now_ms(),
                     self.app.status_ttl_ms,
+                    int(self.settings.visibility_timeout * 1000),
+                    protocol.clock_offset_ms(),
                 )
             except Exception as exc:
                 if session.in_flight.is_stopping:

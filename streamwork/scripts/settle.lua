@@ -15,24 +15,30 @@
 -- ARGV[5]   result time-to-live in milliseconds
 -- ARGV[6]   the outcomes, msgpack-encoded (one argument instead of eleven per outcome
 --           keeps the client's command packing off the hot path): an array of arrays of
---           fourteen values each:
---           kind ("ack" | "done" | "retry" | "dead" | "cancelled"), entry id, data, score,
---           result key index, result, wait ms (queued before the run; -1: unknown, the
---           message had no `ts`), run ms (-1: no handler ran), status key index, state,
---           error, message id, task, attempt
+--           fifteen values each:
+--           kind ("ack" | "done" | "retry" | "dead" | "cancelled" | "held" | "wait"),
+--           entry id, data, score, result key index, result, wait ms (queued before the
+--           run; -1: unknown, the message had no `ts`), run ms (-1: no handler ran), status
+--           key index, state, error, message id, task, attempt, held list key index
 --             ack:       acknowledge on receipt (ack mode auto); the run's outcome comes later
 --             done:      nothing to write but the result
 --             retry:     ZADD KEYS[2] score data     (data = the next attempt's message)
 --             dead:      XADD KEYS[3] * m data       (data = the dead letter)
 --             cancelled: nothing to write: the message was cancelled (not a failure)
+--             held:      ZADD KEYS[2] score data     (held back by a rate limit, or the
+--                        handler raised RateLimited: the same attempt, due later)
+--             wait:      RPUSH KEYS[index] data      (held back by a concurrency limit:
+--                        release_held.lua sends it back when a slot is free)
 --           result key index 0 means no result is stored; else RPUSH KEYS[index] result.
 --           status key index 0 means no status (topics, acks); else HSET KEYS[index] the
---           state ("done", "retrying", "failed", "dead", "cancelled") and error.
+--           state ("done", "retrying", "failed", "dead", "cancelled", "delayed" (held),
+--           "queued" (wait)) and error.
 -- ARGV[7]   how long a status lives once nothing changes it, in ms
 -- ARGV[8]   now, in ms (the status's `updated`)
 -- ARGV[9]   the event stream's length cap (approximate); 0: the queue records no events:
 --           else each outcome with a status writes its event (retried, done, failed,
---           dead, cancelled) with its status
+--           dead, cancelled) with its status; held-back messages write none (they did not
+--           change state: still waiting to run)
 --
 -- Returns one integer per outcome: 1 written; 0 dropped because another consumer owns the
 -- entry now ("lost ownership": the scanner gave it to another worker, whose outcome counts);
@@ -48,8 +54,8 @@ local ttl = tonumber(ARGV[5])
 local written = {}
 local status_ttl, now_ms, cap = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
 local EVENTS = {done = "done", retry = "retried", cancelled = "cancelled"}
-local totals = {ack = 0, done = 0, retry = 0, dead = 0, cancelled = 0, runs = 0, waited = 0,
-    wait_ms = 0, run_ms = 0}
+local totals = {ack = 0, done = 0, retry = 0, dead = 0, cancelled = 0, held = 0, wait = 0,
+    runs = 0, waited = 0, wait_ms = 0, run_ms = 0}
 
 for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
     local kind, id, data, score = outcome[1], outcome[2], outcome[3], outcome[4]
@@ -57,6 +63,7 @@ for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
     local wait_ms, run_ms = outcome[7], outcome[8]
     local status_key, state, error = outcome[9], outcome[10], outcome[11]
     local message_id, task, attempt = outcome[12], outcome[13], outcome[14]
+    local held = outcome[15]
     local owned, gone = true, false
     if pending then
         -- pcall: a missing group (NOGROUP) means the entry is gone, not a failed batch
@@ -66,8 +73,10 @@ for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
         owned = entry ~= nil and entry[2] == consumer
     end
     if owned then
-        if kind == "retry" then
+        if kind == "retry" or kind == "held" then
             redis.call("ZADD", KEYS[2], score, data)
+        elseif kind == "wait" then
+            redis.call("RPUSH", KEYS[held], data)
         elseif kind == "dead" then
             redis.call("XADD", KEYS[3], "*", "m", data)
         end
@@ -77,7 +86,7 @@ for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
             redis.call("RPUSH", key, result)
             redis.call("PEXPIRE", key, ttl)
         end
-        if cap > 0 and kind ~= "ack" and message_id ~= "" then
+        if cap > 0 and kind ~= "ack" and kind ~= "held" and kind ~= "wait" and message_id ~= "" then
             -- a message cancelled while queued had its event when it was cancelled
             local was_cancelled = kind == "cancelled" and status_key > 0
                 and redis.call("HGET", KEYS[status_key], "state") == "cancelled"
@@ -93,7 +102,7 @@ for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
             if error ~= "" then
                 redis.call("HSET", key, "error", error)
             end
-            if kind == "retry" then
+            if kind == "retry" or kind == "held" then
                 redis.call("HSET", key, "due", score, "body", data)
                 redis.call("PEXPIREAT", key, score + status_ttl)
             else
@@ -122,8 +131,8 @@ for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
         written[#written + 1] = 0
     end
 end
-for _, name in ipairs({"done", "retry", "dead", "cancelled", "runs", "waited", "wait_ms",
-        "run_ms"}) do
+for _, name in ipairs({"done", "retry", "dead", "cancelled", "held", "wait", "runs", "waited",
+        "wait_ms", "run_ms"}) do
     if totals[name] > 0 then
         redis.call("HINCRBY", KEYS[4], name, totals[name])
     end

@@ -1,43 +1,116 @@
--- start.lua: mark a batch of delivered messages running, unless they were cancelled.
+-- start.lua: admit a batch of delivered messages: refuse the cancelled, hold back what a
+-- rate or concurrency limit does not allow now, mark the rest running.
 --
--- KEYS[1]   the queue's event stream
--- KEYS[2..] the status hash of each message, in ARGV's order
--- ARGV[1]   now, in ms
+-- KEYS[1]   the event stream of the queue (or of the subscriber group)
+-- KEYS[2..] status hashes, rate keys and slot sets, referenced by index from ARGV
+-- ARGV[1]   now, in ms (the status's `updated`)
 -- ARGV[2]   the worker (consumer name)
 -- ARGV[3]   how long a status lives once nothing changes it, in ms
--- ARGV[4]   the event stream's length cap (approximate); 0: the queue records no events
--- ARGV[5..] per message: its task name, attempt and id (three values each)
+-- ARGV[4]   the event stream's length cap (approximate); 0: no events
+-- ARGV[5]   the consumer group
+-- ARGV[6]   the visibility timeout, in ms (a slot whose entry is idle this long is free)
+-- ARGV[7]   an offset added to Redis's clock, in ms (0; tests that advance time move it)
+-- ARGV[8..] per message, eleven values: task, attempt, message id, its entry
+--           ("STREAM|ENTRY-ID": a slot's member), status key index (0: none), rate key
+--           index (0: no rate limit), emission interval ms, tolerance ms, slot set index
+--           (0: no concurrency limit), concurrency limit, admitted ("1": its start was
+--           reserved when the rate held it back: it is not charged again)
 --
--- Returns one value per message: 0 to run it; or, for a message cancelled before it
--- started, the reason given ("" when none): the worker settles it as cancelled, unrun.
+-- Returns one value per message: 0 to run it; the reason given (a string, "" when none)
+-- for a message cancelled before it started (settled as cancelled, unrun); -1 when its
+-- concurrency limit is reached (it waits in the held list for a slot); or, when its rate
+-- limit holds it back, the time (ms, Redis's clock) its reserved start is due.
 --
--- Invariant: cancel.lua and this script decide on the same hash, atomically: a message
+-- Invariants: cancel.lua and this script decide on the same hash, atomically: a message
 -- cancelled while queued never starts, and one marked running is cancelled as running.
--- A "started" event is written with each status marked running.
+-- Rates are kept on Redis's clock (GCRA: one key per task holds the theoretical arrival
+-- time), so workers whose clocks disagree share one limit. A slot is an entry id in a set;
+-- it is free again once that entry is acknowledged or idle past the visibility timeout
+-- (its worker died), so a crash never leaks a slot. Held-back messages never count as an
+-- attempt. A "started" event is written with each status marked running.
 
 local now, worker, ttl, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local group, visibility = ARGV[5], tonumber(ARGV[6])
+local clock = nil
+local function redis_now()
+    if not clock then
+        local time = redis.call("TIME")
+        clock = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+            + tonumber(ARGV[7])
+    end
+    return clock
+end
+
+local purged = {}
+local function free_slots(slots, limit)
+    if not purged[slots] then
+        purged[slots] = true
+        for _, member in ipairs(redis.call("SMEMBERS", slots)) do
+            local at = string.find(member, "|", 1, true)
+            local stream, entry = string.sub(member, 1, at - 1), string.sub(member, at + 1)
+            local reply = redis.pcall("XPENDING", stream, group, entry, entry, 1)
+            local found = type(reply) == "table" and not reply.err and reply[1] or nil
+            if not found or tonumber(found[3]) >= visibility then
+                redis.call("SREM", slots, member)
+            end
+        end
+    end
+    return limit - redis.call("SCARD", slots)
+end
+
+-- GCRA: 0 when a start is allowed now (and charged), else when the reserved one is due.
+local function rate_allows(key, interval, tolerance)
+    local at = redis_now()
+    local tat = tonumber(redis.call("GET", key) or 0)
+    if tat < at then
+        tat = at
+    end
+    local new_tat = tat + interval
+    redis.call("SET", key, string.format("%.3f", new_tat), "PX",
+        math.ceil(new_tat - at + tolerance + 1000))
+    if tat - at <= tolerance then
+        return 0
+    end
+    return math.ceil(tat - tolerance)
+end
+
 local replies = {}
-for i = 2, #KEYS do
-    local status, at = KEYS[i], 5 + 3 * (i - 2)
-    local task, attempt, id = ARGV[at], ARGV[at + 1], ARGV[at + 2]
-    local state = redis.call("HGET", status, "state")
+for at = 8, #ARGV, 11 do
+    local task, attempt, id, entry = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+    local status_index, rate_index = tonumber(ARGV[at + 4]), tonumber(ARGV[at + 5])
+    local interval, tolerance = tonumber(ARGV[at + 6]), tonumber(ARGV[at + 7])
+    local slots_index, limit = tonumber(ARGV[at + 8]), tonumber(ARGV[at + 9])
+    local admitted = ARGV[at + 10] == "1"
+    local status = status_index > 0 and KEYS[status_index] or nil
+    local state = status and redis.call("HGET", status, "state")
+    local reply = 0
     if state == "cancelled" then
-        replies[i - 1] = redis.call("HGET", status, "reason") or ""
-    else
-        redis.call("HSET", status, "state", "running", "attempts", attempt, "worker", worker,
-            "updated", now)
-        if state == "delayed" or state == "retrying" then
-            redis.call("HDEL", status, "body", "due")
-        elseif not state then
-            -- sent without a status (another producer, or it expired): make one that ends
-            redis.call("HSET", status, "task", task)
-            redis.call("PEXPIRE", status, ttl)
+        reply = redis.call("HGET", status, "reason") or ""
+    elseif slots_index > 0 and free_slots(KEYS[slots_index], limit) <= 0 then
+        reply = -1
+    elseif rate_index > 0 and not admitted then
+        reply = rate_allows(KEYS[rate_index], interval, tolerance)
+    end
+    if reply == 0 then
+        if slots_index > 0 then
+            redis.call("SADD", KEYS[slots_index], entry)
+        end
+        if status then
+            redis.call("HSET", status, "state", "running", "attempts", attempt, "worker",
+                worker, "updated", now)
+            if state == "delayed" or state == "retrying" then
+                redis.call("HDEL", status, "body", "due")
+            elseif not state then
+                -- sent without a status (another producer, or it expired): one that ends
+                redis.call("HSET", status, "task", task)
+                redis.call("PEXPIRE", status, ttl)
+            end
         end
         if cap > 0 then
             redis.call("XADD", KEYS[1], "MAXLEN", "~", cap, "*", "event", "started", "id", id,
                 "task", task, "attempt", attempt, "time", now, "worker", worker)
         end
-        replies[i - 1] = 0
     end
+    replies[#replies + 1] = reply
 end
 return replies

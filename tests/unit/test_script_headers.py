@@ -47,7 +47,10 @@ CALLS = {
     "remove_idle_consumers": lambda s: s.remove_idle_consumers(SOURCE, 1),
     "cancel": lambda s: s.cancel(SOURCE_KEYS, "i", "", 0, 1),
     "progress": lambda s: s.progress("st", 0.5, "", 0, 1),
-    "start": lambda s: s.start(SOURCE, ["st"], [("t", 1, "i")], "c", 0, 1),
+    "start": lambda s: s.start(
+        SOURCE, [("t", 1, "i", b"1-0", "st", "r", 10, 0, "sl", 2, False)], "c", 0, 1
+    ),
+    "release_held": lambda s: s.release_held(SOURCE, "sl", "h", 2, 1000),
     "enqueue": lambda s: s.enqueue("s", "d", "st", "i", b"m", None, ("t", 0, 1, "e", 0)),
     "replay": lambda s: s.replay(SOURCE, [(b"1-0", b"m", "i", "t")]),
     "purge": lambda s: s.purge(SOURCE, 1, True),
