@@ -204,6 +204,18 @@ def overview() -> dict[str, Any]:
         ], unit="s",
             description="A schedule whose time since last run passes twice its period is "
             "not being ticked: no worker serves its queue (alert StreamworkScheduleNotRunning)."),
+        row("Flow control"),
+        panel("Held back before running, by reason", [(
+            f"sum by (queue, reason) (increase(streamwork_held_back_total{{{Q}}}[{RATE}]))",
+            "{{queue}} {{reason}}")],
+            description="Messages a rate limit (rate) or a concurrency limit (concurrency) "
+            "held back, and those their handler handed back (rate_limited: it raised "
+            "RateLimited). Never attempts: nothing is retried or dead-lettered for it."),
+        panel("Waiting for a concurrency slot", [(
+            f"sum by (queue) (streamwork_held{{{Q}}})", "{{queue}}")],
+            description="Messages of tasks with concurrency_limit waiting in Redis for a "
+            "slot; a slot frees at each outcome, or a visibility timeout after its worker "
+            "died."),
         row("Workflows"),
         panel("Workflows started and ended", [
             (f"sum by (kind) (increase(streamwork_workflows_started_total[{RATE}]))",

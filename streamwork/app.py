@@ -508,6 +508,16 @@ class App:
         """The queues this app's tasks are declared on, in declaration order."""
         return list(dict.fromkeys(t.options.queue for t in self.tasks.values()))
 
+    def held_lists(self, queue: str) -> list[str]:
+        """The lists where messages of `queue` wait for a concurrency slot (one per task
+        declared with concurrency_limit)."""
+        source = self.queue_source(queue)
+        return [
+            source.limit("held", task.name)
+            for task in self.tasks.values()
+            if task.options.queue == queue and task.options.concurrency_limit is not None
+        ]
+
     def keys(self, queue: str) -> QueueKeys:
         return QueueKeys(self.namespace, check_name("queue", queue))
 

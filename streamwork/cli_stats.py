@@ -90,14 +90,14 @@ def top(app_spec: str, interval: float, iterations: int) -> None:
 def render_overview(overview: queue_stats.Overview, interval: float) -> list[str]:
     """The queue and topic tables that `stats` and `top` print."""
     lines = [
-        f"{'QUEUE':<20} {'READY':>7} {'PENDING':>7} {'DELAYED':>7} {'DEAD':>6} "
+        f"{'QUEUE':<20} {'READY':>7} {'PENDING':>7} {'DELAYED':>7} {'HELD':>6} {'DEAD':>6} "
         f"{'λ/s':>8} {'DONE/s':>8} {'W':>8} {'L=λW':>8} {'λS':>6} {'LIVE':>5}"
     ]
     for item in overview.queues:
         state = item.state
         lines.append(
             f"{state.queue[:20]:<20} {state.ready:>7} {state.pending:>7} {state.delayed:>7} "
-            f"{state.dead_letters:>6} {item.arrival_rate:>8.1f} {item.completion_rate:>8.1f} "
+            f"{state.held:>6} {state.dead_letters:>6} {item.arrival_rate:>8.1f} {item.completion_rate:>8.1f} "
             f"{_seconds(item.wait):>8} {_number(item.expected_backlog):>8} "
             f"{_number(item.busy_handlers):>6} {state.consumers:>5}"
         )

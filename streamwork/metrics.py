@@ -272,6 +272,7 @@ class QueueCollector:
                 ("dead_letters", "Messages in the dead letters."),
                 ("oldest_pending_age_seconds", "Age of the oldest unacknowledged message."),
                 ("consumers", "Live consumers (worker processes): seen in the last 30 s."),
+                ("held", "Messages waiting for a concurrency slot (concurrency_limit)."),
             )
         }  # fmt: skip
         added = CounterMetricFamily(
@@ -282,13 +283,14 @@ class QueueCollector:
         now_ms = time.time() * 1000
 
         def add(key: list[str], backlog: int | None, state: Any, delayed: int) -> None:
-            values = {
+            values: dict[str, Any] = {
                 "backlog": backlog,  # None: Redis cannot tell a group's lag after trims
                 "pending": state.pending,
                 "delayed": delayed,
                 "dead_letters": state.dead_letters,
                 "oldest_pending_age_seconds": _age(state.oldest_pending_ms, now_ms),
                 "consumers": state.consumers,
+                "held": getattr(state, "held", None),  # queues only
             }
             for name, value in values.items():
                 if value is not None:

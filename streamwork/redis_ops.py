@@ -566,9 +566,12 @@ async def durability(client: Any) -> tuple[str, bool | None]:
         return str(memory.get("maxmemory_policy", "unknown")), persists
 
 
-def queue_counts(client: Any, sources: Sequence[Source]) -> list[list[Any]]:
+def queue_counts(
+    client: Any, sources: Sequence[Source], held: Sequence[Sequence[str]] = ()
+) -> list[list[Any]]:
     """Per source, in one round trip: [stream length, pending summary, delayed count,
-    dead letters, stream info, stats totals, consumers info].
+    dead letters, stream info, stats totals, consumers info, messages waiting for a
+    concurrency slot (the lengths of its `held` lists, summed)].
 
     Pending summary and stream info are exception objects when the group or stream does
     not exist yet.
@@ -582,8 +585,16 @@ def queue_counts(client: Any, sources: Sequence[Source]) -> list[list[Any]]:
         pipe.xinfo_stream(source.stream)
         pipe.hgetall(source.stats)
         pipe.xinfo_consumers(source.stream, source.group)
+    for lists in held:
+        for key in lists:
+            pipe.llen(key)
     replies = pipe.execute(raise_on_error=False)
-    return [replies[i : i + 7] for i in range(0, len(replies), 7)]
+    counts = [replies[i : i + 7] for i in range(0, 7 * len(sources), 7)]
+    at = 7 * len(sources)
+    for count, lists in zip(counts, held or [()] * len(sources), strict=True):
+        count.append(sum(replies[at : at + len(lists)]))
+        at += len(lists)
+    return counts
 
 
 def topic_info(client: Any, streams: Sequence[str]) -> list[list[Any]]:

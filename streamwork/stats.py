@@ -51,13 +51,18 @@ class QueueState:
     """When the oldest unacknowledged entry was added (Unix ms), None if nothing pending."""
     consumers: int = 0
     """Live consumers (worker processes) of the queue's group: seen within LIVE_WITHIN."""
+    held: int = 0
+    """Messages waiting for a concurrency slot (tasks with concurrency_limit)."""
+    held_back: int = 0
+    """Times a message was held back before it ran (rate, concurrency) or handed back
+    (RateLimited), in total: never counted as attempts."""
     at: float = 0.0
     """time.monotonic() when it was read."""
 
     @property
     def is_empty(self) -> bool:
         """True when nothing is waiting, running or delayed (dead letters aside)."""
-        return self.ready == 0 and self.pending == 0 and self.delayed == 0
+        return self.ready == 0 and self.pending == 0 and self.delayed == 0 and self.held == 0
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -66,7 +71,7 @@ class QueueState:
 
 
 def _state(queue: str, replies: list[Any], at: float) -> QueueState:
-    length, pending, delayed, dead, info, totals, consumers = replies
+    length, pending, delayed, dead, info, totals, consumers, held = replies
     for value in (length, delayed, dead, totals):
         if isinstance(value, Exception):
             raise value
@@ -91,6 +96,8 @@ def _state(queue: str, replies: list[Any], at: float) -> QueueState:
         run_ms=total.get("run_ms", 0),
         oldest_pending_ms=_oldest_ms(pending),
         consumers=live_consumers(consumers),
+        held=held,
+        held_back=total.get("held", 0) + total.get("wait", 0),
         at=at,
     )
 
@@ -119,7 +126,8 @@ def queue_states(app: NamespaceView, queues: Sequence[str]) -> list[QueueState]:
     """The counts and totals of `queues`, read in one round trip."""
     sources = [queue_source(app.namespace, queue) for queue in queues]
     with app.connection.translate_errors():
-        replies = redis_ops.queue_counts(app.connection.redis, sources)
+        held = [app.held_lists(queue) for queue in queues]
+        replies = redis_ops.queue_counts(app.connection.redis, sources, held)
     at = time.monotonic()
     return [_state(queue, reply, at) for queue, reply in zip(queues, replies, strict=True)]
 

@@ -131,6 +131,16 @@ OBSERVED = """
     def stale():
         pass  # no worker serves its queue: StreamworkScheduleNotRunning
 
+    @app.task(queue="orders", rate_limit="2/s")
+    def throttled(n):
+        pass  # fed faster than 2/s: held back by its rate
+
+    @app.task(queue="orders", concurrency_limit=1)
+    async def single(n):
+        import asyncio
+
+        await asyncio.sleep(0.5)  # fed faster than it runs: messages wait for its slot
+
     @app.periodic(every=1, queue="orders")
     def flows():
         from streamwork import chain
@@ -177,6 +187,8 @@ def test_every_dashboard_query_and_alert_rule_gives_data(
     broken = app.task(queue="orders", name="broken")(lambda n: None)
     later = app.task(queue="unserved", name="later")(lambda n: None)
     sleeper = app.task(queue="orders", name="sleeper")(lambda: None)
+    throttled = app.task(queue="orders", name="throttled")(lambda n: None)
+    single = app.task(queue="orders", name="single")(lambda n: None)
     stop = threading.Event()
 
     def feed():
@@ -186,6 +198,8 @@ def test_every_dashboard_query_and_alert_rule_gives_data(
             broken.send(n)
             later.send(n)
             app.publish("events", n)
+            throttled.send_many(range(2))
+            single.send(n)
             if n % 4 == 0:
                 running = sleeper.send()
                 stop.wait(0.3)
