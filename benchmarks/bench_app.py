@@ -31,6 +31,14 @@ async def count(values: list[Any]) -> int:
     return len(values)
 
 
+RATE = "200/s"
+
+
+@app.task(queue="limited", rate_limit=RATE)
+async def noop_limited(n: int) -> None:
+    pass
+
+
 # The same no-op with message status off (App(track_status=False)): what status costs.
 untracked_app = App(
     namespace=os.environ.get("STREAMWORK_BENCH_NAMESPACE", "swbench"), track_status=False

@@ -42,7 +42,8 @@ class Result:
     baseline: str | None = None
     """The result this one is divided by (same run), for the ratio column."""
     target: tuple[str, float] | None = None
-    """(">=" or "<=", threshold) on the ratio, or on the value when there is no baseline."""
+    """(">=" or "<=", threshold), or ("±", tolerance) around 1, on the ratio, or on the
+    value when there is no baseline."""
     higher_is_better: bool = True
 
     @property
@@ -292,6 +293,30 @@ class Bench:
             )  # fmt: skip
         assert handle.result(timeout=10) == size
 
+    def sw_rate(self) -> None:
+        """A queue with rate_limit="200/s" drained by `streamwork worker -p 4`: the rate the
+        four processes hold together, against the declared one (30 s at full size)."""
+        from streamwork.handler import Rate
+
+        declared = Rate.parse(self.bench.RATE)
+        seconds = max(2.0, min(30.0, self.tasks / 3000))
+        count = int(declared.per_second * seconds)
+        burst = int(declared.tolerance_ms / declared.interval_ms) + 1
+        self.bench.noop_limited.send_many(range(count))
+        stream = self.app.keys("limited").stream
+        worker = self.worker("-q", "limited", "--burst", "-p", "4", "-c", "100")
+        self.wait_for(lambda: self.consumers(stream) >= 1)
+        started = time.perf_counter()
+        self.wait_for(lambda: self.drained("limited"), timeout=600)
+        achieved = (count - burst) / (time.perf_counter() - started)
+        worker.wait(60)
+        name = f"rate_limit={self.bench.RATE!r}"
+        self.record(f"{name}: declared", "task/s", declared.per_second)
+        self.record(
+            f"{name}: held by 4 processes over {seconds:.0f} s", "task/s", achieved,
+            baseline=f"{name}: declared", target=("±", 0.05),
+        )  # fmt: skip
+
     def sw_drain_processes(self) -> None:
         stream = self.app.keys("async").stream
         for processes in (1, 2):
@@ -422,6 +447,7 @@ SCENARIOS = {
     "send": ["sw_send", "sw_send_many"],
     "drain": ["sw_drain_sync", "sw_drain_async", "sw_drain_processes"],
     "workflow": ["sw_workflow"],
+    "limits": ["sw_rate"],
     "latency": ["sw_latency"],
     "fanout": ["sw_fanout"],
     "recovery": ["sw_recovery"],
@@ -439,9 +465,11 @@ def table(results: dict[str, Result]) -> list[dict[str, Any]]:
         if result.target:
             op, threshold = result.target
             measured = ratio if ratio is not None else result.median
-            verdict = (
-                "ok" if (measured >= threshold if op == ">=" else measured <= threshold) else "MISS"
-            )
+            if op == "±":  # within threshold of 1
+                is_met = abs(measured - 1) <= threshold
+            else:
+                is_met = measured >= threshold if op == ">=" else measured <= threshold
+            verdict = "ok" if is_met else "MISS"
         rows.append({
             "scenario": result.name, "unit": result.unit, "median": result.median,
             "min": min(result.values), "max": max(result.values), "runs": len(result.values),

@@ -122,7 +122,7 @@ class Settler:
         for outcome, flag in zip(outcomes, flags, strict=True):
             if flag == 1:
                 owned += 1
-                if outcome.kind == "retry":
+                if outcome.kind in ("retry", "held"):
                     self._on_retry(outcome.due_ms)
                 if outcome.kind != "ack":
                     if outcome.kind not in ("cancelled", "held", "wait"):  # counted when decided
