@@ -1,0 +1,84 @@
+"""Flow control on a real Redis Cluster (every step in its queue's slot) and the start
+step's accounting on a real redis-server: a held message's status, a slot held by a
+running entry and freed by its acknowledgement."""
+
+import asyncio
+import threading
+from collections import Counter
+
+from redis.crc import key_slot
+
+from streamwork import protocol
+from streamwork.stats import queue_state, queue_states
+from streamwork.testing import WorkerThread, wait_until
+
+
+def test_limits_on_queues_across_the_cluster(cluster_app):
+    queues = ["north", "south", "east"]
+    assert len({key_slot(f"sw:{{{q}}}:stream".encode()) for q in queues}) == 3
+    running, peak, done = Counter(), Counter(), Counter()
+    lock = threading.Lock()
+    tasks = []
+    for queue in queues:
+
+        @cluster_app.task(queue=queue, name=f"job_{queue}", concurrency_limit=2, rate_limit="50/s")
+        async def job(n, queue=queue):
+            with lock:
+                running[queue] += 1
+                peak[queue] = max(peak[queue], running[queue])
+            await asyncio.sleep(0.01)
+            with lock:
+                running[queue] -= 1
+                done[queue] += 1
+
+        tasks.append(job)
+    for task in tasks:
+        task.send_many(range(20))
+    with WorkerThread(cluster_app, concurrency=20):
+        wait_until(lambda: sum(done.values()) == 60, timeout=60)
+        wait_until(lambda: all(s.is_empty for s in queue_states(cluster_app, queues)), timeout=30)
+    assert set(peak.values()) == {2} and set(done.values()) == {20}
+
+
+def test_a_slot_is_held_while_its_entry_runs_and_freed_by_its_ack(app):
+    release = threading.Event()
+
+    @app.task(concurrency_limit=1)
+    def exclusive(n):
+        release.wait(10)
+
+    first, second = exclusive.send(1), exclusive.send(2)
+    source = app.queue_source("default")
+    slots, held = source.limit("slots", "exclusive"), source.limit("held", "exclusive")
+    client = app.connection.redis
+    with WorkerThread(app):
+        wait_until(lambda: first.status().state == "running")
+        wait_until(lambda: client.llen(held) == 1, message="the second waits for the slot")
+        assert second.status().state == "queued"
+        assert queue_state(app, "default").held == 1
+        assert not queue_state(app, "default").is_empty
+        (member,) = client.smembers(slots)
+        assert member.startswith(source.stream.encode() + b"|")
+        release.set()
+        wait_until(lambda: second.status().state == "done")
+    assert client.llen(held) == 0 and queue_state(app, "default").is_empty
+    state = queue_state(app, "default")
+    assert state.held_back >= 1 and state.done == 2
+
+
+def test_the_rate_is_kept_on_redis_time(app):
+    @app.task(rate_limit="1/h")
+    def hourly():
+        pass
+
+    hourly.send(), hourly.send()
+    with WorkerThread(app):
+        wait_until(lambda: queue_state(app, "default").delayed == 1)
+    rate_key = app.queue_source("default").limit("rate", "hourly")
+    redis_now_ms = int(app.connection.redis.time()[0]) * 1000
+    # the next start is reserved an hour after the first, on Redis's clock
+    assert float(app.connection.redis.get(rate_key)) >= redis_now_ms + 3_590_000
+    (body, due), *_ = app.connection.redis.zrange(
+        app.keys("default").delayed, 0, 0, withscores=True
+    )
+    assert protocol.decode(body).headers["rate_slot"] == int(due)
