@@ -97,9 +97,10 @@ def render_overview(overview: queue_stats.Overview, interval: float) -> list[str
         state = item.state
         lines.append(
             f"{state.queue[:20]:<20} {state.ready:>7} {state.pending:>7} {state.delayed:>7} "
-            f"{state.held:>6} {state.dead_letters:>6} {item.arrival_rate:>8.1f} {item.completion_rate:>8.1f} "
-            f"{_seconds(item.wait):>8} {_number(item.expected_backlog):>8} "
-            f"{_number(item.busy_handlers):>6} {state.consumers:>5}"
+            f"{state.held:>6} {state.dead_letters:>6} {item.arrival_rate:>8.1f} "
+            f"{item.completion_rate:>8.1f} {_seconds(item.wait):>8} "
+            f"{_number(item.expected_backlog):>8} {_number(item.busy_handlers):>6} "
+            f"{state.consumers:>5}"
         )
     if overview.topics:
         lines.append(
