@@ -133,12 +133,17 @@ def test_top_lists_running_messages_with_their_progress(processes, write_app, re
     first, second = build.send(1), build.send(2)
     stream = app.keys("reports").stream
     app.connection.redis.xgroup_create(stream, "workers", id="0", mkstream=True)
-    app.connection.redis.xreadgroup("workers", "busy-worker", {stream: ">"}, count=2)
+    [[_, entries]] = app.connection.redis.xreadgroup(
+        "workers", "busy-worker", {stream: ">"}, count=2
+    )
     scripts = app.connection.scripts
+    status = app.keys("reports").status
     scripts.start(
         app.queue_source("reports"),
-        [app.keys("reports").status(h.id) for h in (first, second)],
-        [("build", 1, first.id), ("build", 1, second.id)],
+        [
+            ("build", 1, h.id, entry_id, status(h.id), None, 0, 0, None, 0, False)
+            for h, (entry_id, _) in zip((first, second), entries, strict=True)
+        ],
         "busy-worker",
         protocol.now_ms(),
         60_000,
