@@ -9,6 +9,7 @@ what a message means (execution.py does).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any, Protocol
@@ -19,12 +20,22 @@ import redis.exceptions
 from .keys import QueueKeys, ScheduleKeys, Source, WorkflowKeys
 
 _SCRIPTS = resources.files(__package__).joinpath("scripts")
+_INCLUDE = re.compile(r"^-- #include (\w+)$", re.MULTILINE)
+
+
+def _script(text: str) -> str:
+    """A script's text with each `-- #include NAME` line replaced by scripts/_NAME.lua (a
+    function several scripts share: Redis has no modules for Lua)."""
+    return _INCLUDE.sub(lambda found: _SCRIPTS.joinpath(f"_{found[1]}.lua").read_text(), text)
+
+
 LUA = {
-    path.name.removesuffix(".lua"): path.read_text()
+    path.name.removesuffix(".lua"): _script(path.read_text())
     for path in sorted(_SCRIPTS.iterdir(), key=lambda p: p.name)
-    if path.name.endswith(".lua")
+    if path.name.endswith(".lua") and not path.name.startswith("_")
 }
-"""Every script in scripts/, by name (the file name without .lua)."""
+"""Every script in scripts/, by name (the file name without .lua; files named _*.lua are
+parts included by others)."""
 
 
 class SettleRow(Protocol):

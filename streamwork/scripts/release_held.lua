@@ -17,18 +17,11 @@
 -- may be released than start (another message may take the slot first); those are held
 -- again, never lost.
 
+-- #include free_slots
+
 local slots, held, ready = KEYS[1], KEYS[2], KEYS[3]
 local group, limit, visibility = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-for _, member in ipairs(redis.call("SMEMBERS", slots)) do
-    local at = string.find(member, "|", 1, true)
-    local stream, entry = string.sub(member, 1, at - 1), string.sub(member, at + 1)
-    local reply = redis.pcall("XPENDING", stream, group, entry, entry, 1)
-    local found = type(reply) == "table" and not reply.err and reply[1] or nil
-    if not found or tonumber(found[3]) >= visibility then
-        redis.call("SREM", slots, member)
-    end
-end
-local free = limit - redis.call("SCARD", slots)
+local free = limit - free_slots(slots, group, visibility)
 local moved = 0
 while moved < free do
     local body = redis.call("LPOP", held)

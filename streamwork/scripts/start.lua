@@ -41,19 +41,13 @@ local function redis_now()
     return clock
 end
 
+-- #include free_slots
+
 local purged = {}
-local function free_slots(slots, limit)
-    if not purged[slots] then
+local function free(slots, limit)
+    if not purged[slots] then -- once per call: the set changes only by this script's SADDs
         purged[slots] = true
-        for _, member in ipairs(redis.call("SMEMBERS", slots)) do
-            local at = string.find(member, "|", 1, true)
-            local stream, entry = string.sub(member, 1, at - 1), string.sub(member, at + 1)
-            local reply = redis.pcall("XPENDING", stream, group, entry, entry, 1)
-            local found = type(reply) == "table" and not reply.err and reply[1] or nil
-            if not found or tonumber(found[3]) >= visibility then
-                redis.call("SREM", slots, member)
-            end
-        end
+        return limit - free_slots(slots, group, visibility)
     end
     return limit - redis.call("SCARD", slots)
 end
@@ -86,7 +80,7 @@ for at = 8, #ARGV, 11 do
     local reply = 0
     if state == "cancelled" then
         reply = redis.call("HGET", status, "reason") or ""
-    elseif slots_index > 0 and free_slots(KEYS[slots_index], limit) <= 0 then
+    elseif slots_index > 0 and free(KEYS[slots_index], limit) <= 0 then
         reply = -1
     elseif rate_index > 0 and not admitted then
         reply = rate_allows(KEYS[rate_index], interval, tolerance)

@@ -79,3 +79,10 @@ def test_wrapper_passes_the_keys_its_script_declares(name):
         assert passed > fixed, f"{name}: {passed} keys, header declares {fixed} and more"
     else:
         assert passed == fixed, f"{name}: {passed} keys, header declares {fixed}"
+
+
+def test_included_parts_are_in_the_scripts_that_include_them():
+    for name in ("start", "release_held"):
+        assert "local function free_slots(" in redis_ops.LUA[name]
+        assert "#include" not in redis_ops.LUA[name]
+    assert not [name for name in redis_ops.LUA if name.startswith("_")]
