@@ -211,6 +211,10 @@ def overview() -> dict[str, Any]:
             description="Messages a rate limit (rate) or a concurrency limit (concurrency) "
             "held back, and those their handler handed back (rate_limited: it raised "
             "RateLimited). Never attempts: nothing is retried or dead-lettered for it."),
+        panel("Backlog by priority band", [(
+            f"sum by (queue, band) (streamwork_band_backlog{{{Q}}})", "{{queue}} {{band}}")],
+            description="Queues with priority bands: each band's ready messages. Workers "
+            "take higher bands first; a band waiting past max_starvation is taken first."),
         panel("Waiting for a concurrency slot", [(
             f"sum by (queue) (streamwork_held{{{Q}}})", "{{queue}}")],
             description="Messages of tasks with concurrency_limit waiting in Redis for a "

@@ -23,7 +23,7 @@ from . import protocol
 from .connection import Connection
 from .errors import AppNotFound, BadArguments, ConfigurationError, EncodeError, UnknownTask
 from .events import Event, Since
-from .handler import Defaults, HandlerArgs, HandlerOptions, check_count
+from .handler import BANDS, Defaults, HandlerArgs, HandlerOptions, check_count
 from .keys import (
     NAME,
     QueueKeys,
@@ -226,7 +226,9 @@ class App:
                     f"task name {task_name!r} is already taken by "
                     f"{self.tasks[task_name].fn.__module__}; give one of them name=..."
                 )
-            declared = Task(self._producer, self.namespace, function, task_name, resolved)
+            declared = Task(
+                self._producer, self.namespace, function, task_name, resolved, self.has_bands
+            )
             self.tasks[task_name] = declared
             return declared
 
@@ -521,13 +523,26 @@ class App:
     def keys(self, queue: str) -> QueueKeys:
         return QueueKeys(self.namespace, check_name("queue", queue))
 
-    def queue_source(self, queue: str) -> Source:
-        """How workers read `queue` (its stream, group and outcome keys)."""
+    def has_bands(self, queue: str) -> bool:
+        """Whether `queue` has priority bands: a task declared on it says `priority=`."""
+        return any(
+            t.options.queue == queue and t.options.priority is not None for t in self.tasks.values()
+        )
+
+    def queue_sources(self, queue: str) -> list[Source]:
+        """How workers read `queue`: one source, or one per priority band (high first)."""
+        if not self.has_bands(queue):
+            return [self.queue_source(queue)]
+        return [self.queue_source(queue, band) for band in BANDS]
+
+    def queue_source(self, queue: str, band: str | None = None) -> Source:
+        """How workers read `queue` (its stream, group and outcome keys), or one band of it."""
         return queue_source(
             self.namespace,
             check_name("queue", queue),
             tracks_status=self.track_status,
             events_max_len=self.events_cap(queue),
+            band=band,
         )
 
     def topic_source(self, topic: str, group: str) -> Source:
@@ -542,17 +557,20 @@ class App:
 
         Messages being run and dead letters are left alone.
         """
-        source = self.queue_source(queue)
         waiting = scheduled = 0
-        is_first = True
         with self.connection.translate_errors():
-            while True:
-                deleted, dropped = self.connection.scripts.purge(source, 1000, delayed and is_first)
-                is_first = False
-                waiting += deleted
-                scheduled += dropped
-                if deleted == 0:
-                    return waiting, scheduled
+            for source in self.queue_sources(queue):
+                is_first = True
+                while True:
+                    deleted, dropped = self.connection.scripts.purge(
+                        source, 1000, delayed and is_first
+                    )
+                    is_first = False
+                    waiting += deleted
+                    scheduled += dropped
+                    if deleted == 0:
+                        break
+        return waiting, scheduled
 
     def ping(self) -> None:
         """Check that Redis answers; raise ConnectionFailed with what to do if not."""

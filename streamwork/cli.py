@@ -105,6 +105,14 @@ def main(log_level: str) -> None:
     "another worker takes it.",
 )
 @click.option(
+    "--max-starvation",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds a lower priority band's message may wait before it is taken ahead of "
+    "higher bands (queues with priority bands).",
+)
+@click.option(
     "--grace",
     type=click.FloatRange(min=0),
     default=30.0,
@@ -157,6 +165,7 @@ def worker(
     concurrency: int,
     burst: bool,
     visibility_timeout: float,
+    max_starvation: float,
     grace: float,
     max_tasks: int | None,
     max_memory: float | None,
@@ -173,6 +182,7 @@ def worker(
     settings = WorkerSettings(
         concurrency=concurrency,
         visibility_timeout=visibility_timeout,
+        max_starvation=max_starvation,
         allow_evicting_redis=allow_evicting_redis,
         grace=grace,
         max_tasks=max_tasks,

@@ -68,7 +68,7 @@ def top(app_spec: str, interval: float, iterations: int) -> None:
     queues, topics = queue_stats.known_queues(app), queue_stats.known_topics(app)
     is_terminal = sys.stdout.isatty()
     before = queue_stats.look(app, queues, topics)
-    sources = [app.queue_source(queue) for queue in queues]
+    sources = [source for queue in queues for source in app.queue_sources(queue)]
     shown = 0
     try:
         while iterations == 0 or shown < iterations:

@@ -23,6 +23,7 @@ import redis.cluster
 import redis.exceptions
 
 from . import memory, redis_ops
+from .keys import Source
 from .redis_errors import translate_errors
 from .urls import redact, resolve_url, seed_nodes
 
@@ -246,4 +247,8 @@ class NamespaceView(Protocol):
 
     def held_lists(self, queue: str) -> list[str]:
         """The lists where messages of `queue` wait for a concurrency slot."""
+        ...
+
+    def queue_sources(self, queue: str) -> list[Source]:
+        """`queue`'s streams as workers read them: one, or one per priority band."""
         ...

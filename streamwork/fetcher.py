@@ -24,6 +24,7 @@ from redis.crc import key_slot
 from . import redis_ops
 from .connection import MAX_BLOCK
 from .execution import Delivery
+from .handler import BANDS
 from .in_flight import InFlight
 from .keys import Source
 from .redis_errors import describe, is_client_race
@@ -54,6 +55,17 @@ def is_missing_group(exc: BaseException) -> bool:
 
 
 BURST_BLOCK = 0.1
+
+
+def _band_order(source: Source) -> int:
+    return BANDS.index(source.band) if source.band is not None else 0
+
+
+def _fields(flat: list[Any]) -> dict[Any, Any]:
+    """An entry's fields as XREADGROUP's parser gives them, from a script's flat list."""
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
 """How long a burst worker's reads wait: it exits soon after the queues are found drained."""
 
 
@@ -79,19 +91,24 @@ class Fetcher:
         self._in_flight = in_flight
         self._dispatch = dispatch
         self._settler, self._scanner = writers
-        self._idle_reads: set[tuple[str, int]] = set()
+        self._idle_reads: set[tuple[str, int, str]] = set()
+        self._scripts: redis_ops.Scripts | None = None
+        self._block_ms = 0
         self.is_done = False
         """Set when a burst fetch found everything drained."""
         self.left_behind = ""
         """After a burst: what other consumers still hold, for the worker's last log line."""
 
-    def reads(self) -> dict[tuple[str, int], dict[str, str]]:
-        """The streams each loop reads, keyed by (group, slot): slot 0 off a cluster."""
+    def reads(self) -> dict[tuple[str, int, str], dict[str, str]]:
+        """The streams each loop reads, keyed by (group, slot, queue): slot 0 off a
+        cluster; queue "" but for a queue with priority bands, which has a loop of its own
+        (its bands are read highest first, in one step)."""
         is_cluster = isinstance(self._client, redis.asyncio.cluster.RedisCluster)
-        reads: dict[tuple[str, int], dict[str, str]] = defaultdict(dict)
-        for source in self._sources:
+        reads: dict[tuple[str, int, str], dict[str, str]] = defaultdict(dict)
+        for source in sorted(self._sources, key=_band_order):
             slot = key_slot(source.stream.encode()) if is_cluster else 0
-            reads[(source.group, slot)][source.stream] = ">"
+            queue = source.name if source.band is not None else ""
+            reads[(source.group, slot, queue)][source.stream] = ">"
         return reads
 
     async def run(self, burst: bool) -> None:
@@ -103,15 +120,37 @@ class Fetcher:
             *(self._loop(read, streams, burst, len(reads)) for read, streams in reads.items())
         )
 
+    async def _read(self, read: tuple[str, int, str], streams: dict[str, str], count: int) -> Any:
+        """New entries for one loop: [[stream, [(entry id, fields)...]]...] or None."""
+        group, _, banded = read
+        block_ms = self._block_ms
+        if banded:
+            if self._scripts is None:
+                self._scripts = redis_ops.Scripts(self._client)
+            raw = await self._scripts.read_bands(
+                list(streams),  # highest band first
+                group,
+                self._consumer,
+                count,
+                int(self._settings.max_starvation * 1000),
+            )
+            if raw:
+                return [
+                    [raw[i], [(entry, _fields(fields)) for entry, fields in raw[i + 1]]]
+                    for i in range(0, len(raw), 2)
+                ]
+            count = 1  # nothing waits: block until any band has one, then read by band again
+        return await redis_ops.read(self._client, group, self._consumer, streams, count, block_ms)
+
     async def _loop(
-        self, read: tuple[str, int], streams: dict[str, str], burst: bool, n_reads: int
+        self, read: tuple[str, int, str], streams: dict[str, str], burst: bool, n_reads: int
     ) -> None:
         group = read[0]
         by_stream = {
             s.stream.encode(): s for s in self._sources if s.group == group and s.stream in streams
         }
         # Never block past MAX_BLOCK: the reply must come within the socket timeout.
-        block_ms = int(1000 * min(self._settings.block, BURST_BLOCK if burst else MAX_BLOCK))
+        self._block_ms = int(1000 * min(self._settings.block, BURST_BLOCK if burst else MAX_BLOCK))
         in_flight = self._in_flight
         failures = 0
         while not in_flight.is_stopping and not self.is_done:
@@ -120,9 +159,7 @@ class Fetcher:
                 await in_flight.wait()
                 continue
             try:
-                reply = await redis_ops.read(
-                    self._client, group, self._consumer, streams, count, block_ms
-                )
+                reply = await self._read(read, streams, count)
                 failures = 0
             except Exception as exc:
                 if is_missing_group(exc):

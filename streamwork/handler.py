@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
 
 from .errors import ConfigurationError
 from .settings import AckMode, Backoff, Duration, check_ack_mode, to_seconds
@@ -31,6 +31,18 @@ class HandlerArgs(TypedDict, total=False):
     rate_limit: str
     rate_burst: int
     concurrency_limit: int
+    priority: Priority
+
+
+Priority = Literal["high", "default", "low"]
+BANDS: tuple[Priority, ...] = ("high", "default", "low")
+"""Priority bands, served in this order (each a stream of its own)."""
+
+
+def check_priority(priority: Any) -> Priority:
+    if priority not in BANDS:
+        raise ConfigurationError(f"priority must be 'high', 'default' or 'low', got {priority!r}")
+    return priority  # type: ignore[no-any-return]
 
 
 PERIODS = {"s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
@@ -106,6 +118,8 @@ class HandlerOptions:
     """`rate_limit` (and `rate_burst`): starts per period, across every worker."""
     concurrency_limit: int | None = None
     """At most this many runs at once, across every worker."""
+    priority: Priority | None = None
+    """Its messages' band (None: not declared; its queue has bands if any task's is)."""
 
     @property
     def is_limited(self) -> bool:
@@ -150,6 +164,7 @@ class HandlerOptions:
             concurrency_limit=None
             if concurrency is None
             else check_count("concurrency_limit", concurrency, 1),
+            priority=None if "priority" not in args else check_priority(args["priority"]),
         )
 
 

@@ -46,6 +46,14 @@ class QueueKeys:
     def delayed(self) -> str:
         return f"{self.tag}:delayed"
 
+    def band_stream(self, band: str) -> str:
+        """The stream of a priority band: the queue's stream for "default"."""
+        return self.stream if band == "default" else f"{self.tag}:stream:{band}"
+
+    def band_delayed(self, band: str) -> str:
+        """Where a band's delayed messages and retries wait (the delayed set for "default")."""
+        return self.delayed if band == "default" else f"{self.tag}:delayed:{band}"
+
     @property
     def dead_letters(self) -> str:
         return f"{self.tag}:dlq"
@@ -208,6 +216,8 @@ class Source:
     """Whether its messages have a status hash (queues of an App with track_status)."""
     events_max_len: int = 0
     """The cap of the queue's event stream; 0: it records no events."""
+    band: str | None = None
+    """The priority band it is (high, default, low) of a queue with bands; None: no bands."""
 
     @property
     def events(self) -> str:
@@ -238,20 +248,29 @@ class Source:
 
 
 def queue_source(
-    namespace: str, queue: str, *, tracks_status: bool = True, events_max_len: int = 0
+    namespace: str,
+    queue: str,
+    *,
+    tracks_status: bool = True,
+    events_max_len: int = 0,
+    band: str | None = None,
 ) -> Source:
+    """How workers read `queue` — or one priority band of it: its own stream and delayed
+    set, the queue's dead letters, stats, statuses and events."""
     keys = QueueKeys(namespace, queue)
+    stream = keys.band_stream(band or "default")
     return Source(
         tracks_status=tracks_status,
         events_max_len=events_max_len if tracks_status else 0,
         name=queue,
-        stream=keys.stream,
+        stream=stream,
         group=QUEUE_GROUP,
-        delayed=keys.delayed,
+        delayed=keys.band_delayed(band or "default"),
         dead_letters=keys.dead_letters,
         stats=keys.stats,
-        ready=keys.stream,
+        ready=stream,
         namespace=namespace,
+        band=band,
     )
 
 

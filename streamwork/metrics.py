@@ -296,15 +296,23 @@ class QueueCollector:
                 if value is not None:
                     family[name].add_metric(key, value)
 
+        bands = GaugeMetricFamily(
+            "streamwork_band_backlog",
+            "A queue with priority bands: each band's ready messages.",
+            labels=["queue", "band"],
+        )
         for queue in queues:
             add([queue.queue, ""], queue.ready, queue, queue.delayed)
             added.add_metric([queue.queue], queue.added)
+            for band, ready in (queue.bands or {}).items():
+                bands.add_metric([queue.queue, band], ready)
         for topic in topics:
             added.add_metric([topic.topic], topic.added)
             for group in topic.groups:
                 add([topic.topic, group.group], group.lag, group, group.retrying)
         yield from family.values()
         yield added
+        yield bands
         yield from _schedule_families(self.app)
 
 

@@ -222,6 +222,15 @@ class Scripts:
             ]
         return self._scripts["start"](keys=keys, args=args)
 
+    def read_bands(
+        self, streams: Sequence[str], group: str, consumer: str, count: int, starvation_ms: int
+    ) -> Any:
+        """Read up to `count` new entries of a queue's band streams (highest first), the
+        bands starving past `starvation_ms` first: [stream, entries, stream, entries...]."""
+        return self._scripts["read_bands"](
+            keys=list(streams), args=[group, consumer, count, starvation_ms]
+        )
+
     def release_held(
         self, source: Source, slots: str, held: str, limit: int, visibility_ms: int
     ) -> Any:
@@ -245,7 +254,13 @@ class Scripts:
         before]; with its "cancelled" event when `events_cap` > 0. `unsent`: a workflow
         child that may not be sent yet is cancelled even without a status."""
         return self._scripts["cancel"](
-            keys=[keys.status(message_id), keys.delayed, keys.events],
+            keys=[
+                keys.status(message_id),
+                keys.delayed,
+                keys.events,
+                keys.band_delayed("high"),
+                keys.band_delayed("low"),
+            ],
             args=[reason, now_ms, ttl_ms, events_cap, message_id, "1" if unsent else "0"],
         )
 

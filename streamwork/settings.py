@@ -77,6 +77,9 @@ class WorkerSettings:
     """Consumers idle this long with nothing pending are removed (default: 10 x visibility)."""
     allow_evicting_redis: bool = False
     """Start even when Redis may evict keys (maxmemory-policy other than noeviction)."""
+    max_starvation: float = 60.0
+    """A lower priority band's message waiting longer than this is taken before higher
+    bands' (queues with priority bands)."""
     grace: float = 30.0
     """On stop, how long running messages may take to finish before they are cut off."""
     max_tasks: int | None = None
@@ -100,7 +103,7 @@ class WorkerSettings:
             ):
                 raise ConfigurationError(f"{name} must be a number above 0, got {value!r}")
         object.__setattr__(self, "grace", to_seconds("grace", self.grace))
-        for name in ("block", "visibility_timeout", "result_ttl"):
+        for name in ("block", "visibility_timeout", "result_ttl", "max_starvation"):
             seconds = to_seconds(name, getattr(self, name), allow_zero=False)
             object.__setattr__(self, name, seconds)
         defaults = {

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import redis_ops
-from .keys import TopicKeys, queue_registry, queue_source, topic_registry, topic_sources
+from .keys import TopicKeys, queue_registry, topic_registry, topic_sources
 from .settings import WorkerSettings
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ class QueueState:
     held_back: int = 0
     """Times a message was held back before it ran (rate, concurrency) or handed back
     (RateLimited), in total: never counted as attempts."""
+    bands: dict[str, int] | None = None
+    """For a queue with priority bands: each band's ready messages (they sum to `ready`)."""
     at: float = 0.0
     """time.monotonic() when it was read."""
 
@@ -70,20 +72,40 @@ class QueueState:
         return data
 
 
-def _state(queue: str, replies: list[Any], at: float) -> QueueState:
-    length, pending, delayed, dead, info, totals, consumers, held = replies
-    for value in (length, delayed, dead, totals):
+def _state(
+    queue: str, bands: list[tuple[str | None, list[Any]]], held: int, at: float
+) -> QueueState:
+    """One queue's state from its counts: one reply per band (one without bands)."""
+    ready = pending = delayed = added = consumers = 0
+    oldest: list[int] = []
+    per_band: dict[str, int] = {}
+    for band, replies in bands:
+        length, pending_summary, band_delayed, _, info, _, band_consumers = replies[:7]
+        for value in (length, band_delayed):
+            if isinstance(value, Exception):
+                raise value
+        # An error for the pending count means no group yet: nothing was ever delivered.
+        count = 0 if isinstance(pending_summary, Exception) else int(pending_summary["pending"])
+        # Queues delete each entry once acknowledged, so the stream is backlog + pending.
+        ready += length - count
+        pending += count
+        delayed += band_delayed
+        added += 0 if isinstance(info, Exception) else int(info.get("entries-added") or 0)
+        consumers = max(consumers, live_consumers(band_consumers))
+        first = _oldest_ms(pending_summary)
+        if first is not None:
+            oldest.append(first)
+        if band is not None:
+            per_band[band] = length - count
+    dead, totals = bands[0][1][3], bands[0][1][5]
+    for value in (dead, totals):
         if isinstance(value, Exception):
             raise value
-    # An error for the pending count means no group yet: nothing was ever delivered.
-    pending_count = 0 if isinstance(pending, Exception) else int(pending["pending"])
-    added = 0 if isinstance(info, Exception) else int(info.get("entries-added") or 0)
     total = {k.decode(): int(v) for k, v in totals.items()}
-    # Queues delete each entry once acknowledged, so the stream is backlog + pending.
     return QueueState(
         queue,
-        ready=length - pending_count,
-        pending=pending_count,
+        ready=ready,
+        pending=pending,
         delayed=delayed,
         dead_letters=dead,
         added=added,
@@ -94,10 +116,11 @@ def _state(queue: str, replies: list[Any], at: float) -> QueueState:
         waited=total.get("waited", 0),
         wait_ms=total.get("wait_ms", 0),
         run_ms=total.get("run_ms", 0),
-        oldest_pending_ms=_oldest_ms(pending),
-        consumers=live_consumers(consumers),
+        oldest_pending_ms=min(oldest) if oldest else None,
+        consumers=consumers,
         held=held,
         held_back=total.get("held", 0) + total.get("wait", 0),
+        bands=per_band or None,
         at=at,
     )
 
@@ -123,13 +146,22 @@ def _oldest_ms(pending: Any) -> int | None:
 
 
 def queue_states(app: NamespaceView, queues: Sequence[str]) -> list[QueueState]:
-    """The counts and totals of `queues`, read in one round trip."""
-    sources = [queue_source(app.namespace, queue) for queue in queues]
+    """The counts and totals of `queues` (all their priority bands), in one round trip."""
+    per_queue = [app.queue_sources(queue) for queue in queues]
+    sources = [source for found in per_queue for source in found]
+    held = [
+        app.held_lists(queue) if i == 0 else []
+        for queue, found in zip(queues, per_queue, strict=True)
+        for i in range(len(found))
+    ]
     with app.connection.translate_errors():
-        held = [app.held_lists(queue) for queue in queues]
-        replies = redis_ops.queue_counts(app.connection.redis, sources, held)
+        replies = iter(redis_ops.queue_counts(app.connection.redis, sources, held))
     at = time.monotonic()
-    return [_state(queue, reply, at) for queue, reply in zip(queues, replies, strict=True)]
+    states = []
+    for queue, found in zip(queues, per_queue, strict=True):
+        bands = [(source.band, next(replies)) for source in found]
+        states.append(_state(queue, bands, sum(r[7] for _, r in bands), at))
+    return states
 
 
 def queue_state(app: NamespaceView, queue: str) -> QueueState:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from .errors import (
     SendIncomplete,
     TaskFailed,
 )
-from .handler import HandlerOptions
+from .handler import HandlerOptions, check_priority
 from .keys import QueueKeys, queue_registry
 from .lifecycle import CancelResult, TaskStatus, decode_cancel, parse_status
 from .producer import DEFAULT_KEY_TTL, Destination, Producer, due_ms
@@ -173,7 +173,11 @@ class Task:
         fn: Callable[..., Any],
         name: str,
         options: HandlerOptions,
+        has_bands: Callable[[str], bool] = lambda queue: False,
     ) -> None:
+        self._has_bands = has_bands
+        """Whether a queue has priority bands (the App knows: a task on it says priority=)."""
+        self._bands: dict[str, Destination] = {}
         self.producer = producer
         self.fn = fn
         self.name = name
@@ -270,6 +274,25 @@ class Task:
         """Like `send`, for asyncio code."""
         return await self.send_with_async(args=args, kwargs=kwargs)
 
+    def destination_for(self, priority: str | None) -> Destination:
+        """Where a send goes: the stream of its priority band (the task's own by default)."""
+        band = self.options.priority if priority is None else check_priority(priority)
+        if band is None or band == "default":
+            return self.destination
+        found = self._bands.get(band)
+        if found is None:
+            if not self._has_bands(self.options.queue):
+                raise ConfigurationError(
+                    f"queue {self.options.queue!r} has no priority bands: declare a task on "
+                    "it with priority= (e.g. priority='default') so workers read its bands"
+                )
+            found = self._bands[band] = replace(
+                self.destination,
+                stream=self.keys.band_stream(band),
+                delayed=self.keys.band_delayed(band),
+            )
+        return found
+
     def _plan_one(
         self,
         args: tuple[Any, ...] | list[Any],
@@ -281,10 +304,11 @@ class Task:
         key_ttl: Duration,
         replicas: int,
         replica_timeout: Duration,
+        priority: str | None = None,
     ) -> Any:
         due = due_ms(delay, eta)
         return self.producer.plan(
-            self.destination,
+            self.destination_for(priority),
             [self.envelope(args, kwargs, headers, due)],
             f"a message of task {self.name!r}",
             due=due,
@@ -306,8 +330,12 @@ class Task:
         key_ttl: Duration = DEFAULT_KEY_TTL,
         replicas: int = 0,
         replica_timeout: Duration = 1.0,
+        priority: str | None = None,
     ) -> TaskHandle:
         """Queue one run with options: `delay` (seconds or timedelta) or `eta`, and headers.
+
+        `priority` ("high", "default", "low"; default: the task's own) sends it in that
+        band of its queue: workers take higher bands first (see Flow control).
 
         With `key`, the run is queued at most once per key within `key_ttl` (default one
         day): a later send with the same key queues nothing and returns the handle of the
@@ -318,7 +346,7 @@ class Task:
         queued all the same, and a failover now may lose it.
         """
         plan = self._plan_one(
-            args, kwargs, delay, eta, headers, key, key_ttl, replicas, replica_timeout
+            args, kwargs, delay, eta, headers, key, key_ttl, replicas, replica_timeout, priority
         )
         return self._handle(plan.ids[0], self.producer.write(plan))
 
@@ -334,10 +362,11 @@ class Task:
         key_ttl: Duration = DEFAULT_KEY_TTL,
         replicas: int = 0,
         replica_timeout: Duration = 1.0,
+        priority: str | None = None,
     ) -> TaskHandle:
         """Like `send_with`, for asyncio code."""
         plan = self._plan_one(
-            args, kwargs, delay, eta, headers, key, key_ttl, replicas, replica_timeout
+            args, kwargs, delay, eta, headers, key, key_ttl, replicas, replica_timeout, priority
         )
         return self._handle(plan.ids[0], await self.producer.write_async(plan))
 
@@ -349,7 +378,8 @@ class Task:
         due = due_ms(delay, None)
         envelopes = (self.envelope(*_call(item), due=due) for item in calls)
         what = f"a message of task {self.name!r}"
-        return self.producer.plan(self.destination, envelopes, what, due=due, is_many=True)
+        destination = self.destination_for(None)
+        return self.producer.plan(destination, envelopes, what, due=due, is_many=True)
 
     def send_many(self, calls: Iterable[Any], *, delay: Duration | None = None) -> list[TaskHandle]:
         """Queue one run per item: one command (one round trip) per 1000 sends.

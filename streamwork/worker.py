@@ -122,7 +122,7 @@ class Worker:
             raise ConfigurationError(
                 "the app declares no tasks or subscribers, so there is nothing to serve"
             )
-        self.sources = [app.queue_source(q) for q in chosen_queues]
+        self.sources = [source for q in chosen_queues for source in app.queue_sources(q)]
         for (topic, _), subscriber in app.subscribers.items():
             if topic in chosen_topics:
                 self.sources += subscriber.sources

@@ -3,6 +3,8 @@
 -- KEYS[1]  the message's status hash
 -- KEYS[2]  the queue's delayed set (where a delayed message or a retry waits)
 -- KEYS[3]  the queue's event stream
+-- KEYS[4..] the delayed sets of the queue's other priority bands (a delayed message of a
+--          band waits in its band's set)
 -- ARGV[1]  the reason ("" for none)
 -- ARGV[2]  now, in ms
 -- ARGV[3]  how long a status lives once nothing changes it, in ms
@@ -35,6 +37,9 @@ end
 local body = state and redis.call("HGET", KEYS[1], "body")
 if body then
     redis.call("ZREM", KEYS[2], body)
+    for i = 4, #KEYS do
+        redis.call("ZREM", KEYS[i], body)
+    end
 end
 redis.call("HSET", KEYS[1], "state", "cancelled", "reason", ARGV[1], "updated", ARGV[2])
 redis.call("HDEL", KEYS[1], "body", "due")

@@ -82,3 +82,25 @@ def test_the_rate_is_kept_on_redis_time(app):
         app.keys("default").delayed, 0, 0, withscores=True
     )
     assert protocol.decode(body).headers["rate_slot"] == int(due)
+
+
+def test_priority_bands_on_the_cluster(cluster_app):
+    from streamwork import WorkerSettings
+    from streamwork.testing import run_until_idle
+
+    order = []
+
+    @cluster_app.task(queue="mixed", priority="low")
+    def chore(n):
+        order.append(("low", n))
+
+    @cluster_app.task(queue="mixed", priority="high")
+    def urgent(n):
+        order.append(("high", n))
+
+    chore.send_many(range(5))
+    urgent.send_many(range(5))
+    keys = cluster_app.keys("mixed")
+    assert key_slot(keys.band_stream("high").encode()) == key_slot(keys.stream.encode())
+    run_until_idle(cluster_app, settings=WorkerSettings(concurrency=1, batch_size=1))
+    assert order == [("high", n) for n in range(5)] + [("low", n) for n in range(5)]

@@ -135,6 +135,10 @@ OBSERVED = """
     def throttled(n):
         pass  # fed faster than 2/s: held back by its rate
 
+    @app.task(queue="orders", priority="low")
+    def backfill(n):
+        pass  # gives "orders" priority bands
+
     @app.task(queue="orders", concurrency_limit=1)
     async def single(n):
         import asyncio
@@ -189,6 +193,7 @@ def test_every_dashboard_query_and_alert_rule_gives_data(
     sleeper = app.task(queue="orders", name="sleeper")(lambda: None)
     throttled = app.task(queue="orders", name="throttled")(lambda n: None)
     single = app.task(queue="orders", name="single")(lambda n: None)
+    backfill = app.task(queue="orders", name="backfill", priority="low")(lambda n: None)
     stop = threading.Event()
 
     def feed():
@@ -199,6 +204,7 @@ def test_every_dashboard_query_and_alert_rule_gives_data(
             later.send(n)
             app.publish("events", n)
             throttled.send_many(range(2))
+            backfill.send(n)
             single.send(n)
             if n % 4 == 0:
                 running = sleeper.send()

@@ -51,6 +51,7 @@ CALLS = {
         SOURCE, [("t", 1, "i", b"1-0", "st", "r", 10, 0, "sl", 2, False)], "c", 0, 1
     ),
     "release_held": lambda s: s.release_held(SOURCE, "sl", "h", 2, 1000),
+    "read_bands": lambda s: s.read_bands(["a", "b", "c"], "g", "c", 10, 0),
     "enqueue": lambda s: s.enqueue("s", "d", "st", "i", b"m", None, ("t", 0, 1, "e", 0)),
     "replay": lambda s: s.replay(SOURCE, [(b"1-0", b"m", "i", "t")]),
     "purge": lambda s: s.purge(SOURCE, 1, True),
