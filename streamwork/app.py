@@ -523,6 +523,14 @@ class App:
     def keys(self, queue: str) -> QueueKeys:
         return QueueKeys(self.namespace, check_name("queue", queue))
 
+    def fair_prefixes(self, queue: str) -> list[tuple[str, str]]:
+        """(task, key prefix) of each task of `queue` declared with fair_by."""
+        return [
+            (task.name, task.keys.fair(task.name))
+            for task in self.tasks.values()
+            if task.options.queue == queue and task.options.fair is not None
+        ]
+
     def has_bands(self, queue: str) -> bool:
         """Whether `queue` has priority bands: a task declared on it says `priority=`."""
         return any(

@@ -249,6 +249,10 @@ class NamespaceView(Protocol):
         """The lists where messages of `queue` wait for a concurrency slot."""
         ...
 
+    def fair_prefixes(self, queue: str) -> list[tuple[str, str]]:
+        """(task, key prefix) of each fair task of `queue`."""
+        ...
+
     def queue_sources(self, queue: str) -> list[Source]:
         """`queue`'s streams as workers read them: one, or one per priority band."""
         ...

@@ -23,7 +23,7 @@ import msgpack
 from . import metrics, protocol
 from .errors import DecodeError, EncodeError, RateLimited, Reject, Retry, StreamworkError
 from .handler import Handler
-from .keys import Source
+from .keys import QueueKeys, Source
 from .lifecycle import ProgressReporter
 from .message import Message
 from .workflows import Step, failure_of, step_of
@@ -551,13 +551,18 @@ def start_row(source: Source, run: Run) -> tuple[Any, ...]:
     """What the start step needs of one run (see redis_ops.Scripts.start)."""
     options, name = run.task.options, run.task.name
     rate, limit = options.rate, options.concurrency_limit
+    rate_key = None if rate is None else source.limit("rate", name)
+    fair, key = options.fair, run.envelope.headers.get("fair_key")
+    if fair is not None and fair.rate is not None and isinstance(key, str):
+        rate = fair.rate  # per key: one GCRA key per fair key
+        rate_key = f"{QueueKeys(source.namespace, source.name).fair(name)}rate:{key}"
     return (
         name,
         run.envelope.attempt,
         run.envelope.id,
         run.delivery.entry_id,
         run.status_key,
-        None if rate is None else source.limit("rate", name),
+        rate_key,
         0 if rate is None else rate.interval_ms,
         0 if rate is None else rate.tolerance_ms,
         None if limit is None else source.limit("slots", name),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import redis.asyncio.cluster
@@ -82,7 +82,10 @@ class Fetcher:
         in_flight: InFlight,
         dispatch: Callable[[list[Delivery]], Awaitable[None]],
         writers: tuple[Settler, Scanner],
+        fair: dict[str, list[tuple[str, int]]] | None = None,
     ) -> None:
+        self._fair = fair or {}
+        """Per stream, the fair tasks fed into it before each read: (key prefix, limits)."""
         self._client = client
         self._url = url
         self._consumer = consumer
@@ -124,10 +127,9 @@ class Fetcher:
         """New entries for one loop: [[stream, [(entry id, fields)...]]...] or None."""
         group, _, banded = read
         block_ms = self._block_ms
+        await self.feed(streams, count)
         if banded:
-            if self._scripts is None:
-                self._scripts = redis_ops.Scripts(self._client)
-            raw = await self._scripts.read_bands(
+            raw = await self._get_scripts().read_bands(
                 list(streams),  # highest band first
                 group,
                 self._consumer,
@@ -141,6 +143,20 @@ class Fetcher:
                 ]
             count = 1  # nothing waits: block until any band has one, then read by band again
         return await redis_ops.read(self._client, group, self._consumer, streams, count, block_ms)
+
+    def _get_scripts(self) -> redis_ops.Scripts:
+        if self._scripts is None:
+            self._scripts = redis_ops.Scripts(self._client)
+        return self._scripts
+
+    async def feed(self, streams: Iterable[str], count: int) -> int:
+        """Feed fair tasks' messages into `streams` (round-robin between their keys), as
+        many as this worker is about to read; returns how many."""
+        fed = 0
+        for stream in streams:
+            for prefix, concurrency in self._fair.get(stream, ()):
+                fed += await self._get_scripts().fair_pull(stream, prefix, count, concurrency)
+        return fed
 
     async def _loop(
         self, read: tuple[str, int, str], streams: dict[str, str], burst: bool, n_reads: int
@@ -201,6 +217,7 @@ class Fetcher:
             return False
         moved, _ = await scanner.move_due_now()
         released = await scanner.release_held_now()
+        released += await self.feed(list(self._fair), max(1, in_flight.free_slots()))
         claimed_before = scanner.claimed
         await scanner.claim_stale()
         return (

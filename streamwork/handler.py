@@ -32,6 +32,9 @@ class HandlerArgs(TypedDict, total=False):
     rate_burst: int
     concurrency_limit: int
     priority: Priority
+    fair_by: str | Callable[..., Any]
+    per_key_concurrency: int
+    per_key_rate_limit: str
 
 
 Priority = Literal["high", "default", "low"]
@@ -79,6 +82,17 @@ class Rate:
         return cls(text.strip(), per_second, interval, (burst - 1) * interval)
 
 
+@dataclass(frozen=True)
+class Fair:
+    """A fair task: its messages wait in one list per key and are fed to the queue one key
+    after another, each key at most `concurrency` running and `rate` starting."""
+
+    by: str | Callable[..., Any]
+    """The argument whose value is the key, or a callable on (*args, **kwargs)."""
+    concurrency: int | None = None
+    rate: Rate | None = None
+
+
 def check_count(name: str, value: int, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ConfigurationError(f"{name} must be a whole number >= {least}, got {value!r}")
@@ -120,6 +134,8 @@ class HandlerOptions:
     """At most this many runs at once, across every worker."""
     priority: Priority | None = None
     """Its messages' band (None: not declared; its queue has bands if any task's is)."""
+    fair: Fair | None = None
+    """`fair_by` (with per_key_concurrency, per_key_rate_limit): round-robin between keys."""
 
     @property
     def is_limited(self) -> bool:
@@ -165,7 +181,30 @@ class HandlerOptions:
             if concurrency is None
             else check_count("concurrency_limit", concurrency, 1),
             priority=None if "priority" not in args else check_priority(args["priority"]),
+            fair=_fair(args),
         )
+
+
+def _fair(args: HandlerArgs) -> Fair | None:
+    by = args.get("fair_by")
+    if by is None:
+        for name in ("per_key_concurrency", "per_key_rate_limit"):
+            if name in args:
+                raise ConfigurationError(f"{name} needs fair_by")
+        return None
+    if not (isinstance(by, str) and by.isidentifier()) and not callable(by):
+        raise ConfigurationError(
+            f"fair_by must name an argument of the task, or be a callable, got {by!r}"
+        )
+    concurrency = args.get("per_key_concurrency")
+    rate = args.get("per_key_rate_limit")
+    if rate is not None and "rate_limit" in args:
+        raise ConfigurationError("give rate_limit or per_key_rate_limit, not both")
+    return Fair(
+        by,
+        None if concurrency is None else check_count("per_key_concurrency", concurrency, 1),
+        None if rate is None else Rate.parse(rate),
+    )
 
 
 class Handler(Protocol):

@@ -46,6 +46,12 @@ class QueueKeys:
     def delayed(self) -> str:
         return f"{self.tag}:delayed"
 
+    def fair(self, task: str) -> str:
+        """The prefix of a fair task's keys: `ring` (a list of the keys with a backlog,
+        rotated), `keys` (a set of them), and per key `q:KEY` (its backlog), `run:KEY`
+        (entries fed and not finished), `rate:KEY` (GCRA)."""
+        return f"{self.tag}:fair:{task}:"
+
     def band_stream(self, band: str) -> str:
         """The stream of a priority band: the queue's stream for "default"."""
         return self.stream if band == "default" else f"{self.tag}:stream:{band}"

@@ -301,11 +301,23 @@ class QueueCollector:
             "A queue with priority bands: each band's ready messages.",
             labels=["queue", "band"],
         )
+        fair = GaugeMetricFamily(
+            "streamwork_fair_backlog",
+            "Fair tasks: messages waiting in their keys' lists, for the keys with the largest "
+            'backlogs (at most 10 label values per queue; key="(other)" sums the rest).',
+            labels=["queue", "task", "key"],
+        )
         for queue in queues:
             add([queue.queue, ""], queue.ready, queue, queue.delayed)
             added.add_metric([queue.queue], queue.added)
             for band, ready in (queue.bands or {}).items():
                 bands.add_metric([queue.queue, band], ready)
+            if queue.fair_keys is not None:
+                shown = 0
+                for row in queue.fair_keys:
+                    fair.add_metric([queue.queue, row["task"], row["key"]], row["backlog"])
+                    shown += row["backlog"]
+                fair.add_metric([queue.queue, "", "(other)"], queue.fair_backlog - shown)
         for topic in topics:
             added.add_metric([topic.topic], topic.added)
             for group in topic.groups:
@@ -313,6 +325,7 @@ class QueueCollector:
         yield from family.values()
         yield added
         yield bands
+        yield fair
         yield from _schedule_families(self.app)
 
 

@@ -64,6 +64,8 @@ class Destination:
     """The task a queue destination's messages run (their status names it)."""
     events: str = ""
     """The queue's event stream (`NS:{QUEUE}:events`)."""
+    fair: tuple[str, int] | None = None
+    """A fair task's key prefix and per-key concurrency (0: none)."""
 
 
 @dataclass(slots=True)
@@ -83,6 +85,8 @@ class Plan:
     state: tuple[str, int, int, str, int] = ("", 0, 0, "", 0)
     """For the status and event of each message: (task, now ms, status time-to-live ms,
     event stream, its cap or 0)."""
+    fair_keys: list[str] | None = None
+    """A fair task's messages: each one's key (they wait in their keys' lists)."""
 
     def statuses(self, ids: Sequence[str]) -> list[str]:
         prefix = self.destination.status_prefix
@@ -122,6 +126,7 @@ class Producer:
         key_ttl: Duration = DEFAULT_KEY_TTL,
         replicas: int = 0,
         replica_timeout: Duration = 1.0,
+        fair_keys: list[str] | None = None,
     ) -> Plan:
         """Encode `envelopes` and check every option; raise before anything is sent."""
         # One envelope at a time: each is garbage once encoded (thousands of live envelopes
@@ -146,6 +151,7 @@ class Producer:
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
             raise ConfigurationError(f"replicas must be a whole number >= 0, got {replicas!r}")
         return Plan(
+            fair_keys=fair_keys,
             destination=destination,
             ids=ids,
             bodies=bodies,
@@ -254,7 +260,26 @@ class Producer:
         return _replicated_holder(plan, written, acknowledged)
 
 
+def _fair(scripts: redis_ops.Scripts, plan: Plan, batch: list[bytes], start: int) -> Any:
+    """A fair task's messages into their keys' lists (fair_send.lua)."""
+    destination = plan.destination
+    assert destination.fair is not None and plan.fair_keys is not None
+    prefix, concurrency = destination.fair
+    ids = plan.ids[start : start + len(batch)]
+    keys = plan.fair_keys[start : start + len(batch)]
+    return scripts.fair_send(
+        destination.stream,
+        prefix,
+        list(zip(ids, batch, keys, strict=True)),
+        plan.statuses(ids),
+        plan.state,
+        concurrency,
+    )
+
+
 def _add_many(scripts: redis_ops.Scripts, plan: Plan, batch: list[bytes], start: int) -> Any:
+    if plan.fair_keys is not None:
+        return _fair(scripts, plan, batch, start)
     destination = plan.destination
     return scripts.add_many(
         destination.stream,
@@ -270,6 +295,8 @@ def _add_many(scripts: redis_ops.Scripts, plan: Plan, batch: list[bytes], start:
 def _one(client: Any, scripts: redis_ops.Scripts, plan: Plan) -> Any:
     """The command of a single send on `client` (sync, asyncio or a pipeline): what it
     returns, an awaitable of it, or the pipeline."""
+    if plan.fair_keys is not None:
+        return _fair(scripts, plan, plan.bodies, 0)
     body, destination = plan.bodies[0], plan.destination
     statuses = plan.statuses(plan.ids)
     if statuses or plan.dedupe_key is not None:  # a status, a key, or both: one script

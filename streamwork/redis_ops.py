@@ -222,6 +222,41 @@ class Scripts:
             ]
         return self._scripts["start"](keys=keys, args=args)
 
+    def fair_send(
+        self,
+        stream: str,
+        prefix: str,
+        messages: Sequence[tuple[str, bytes, str]],
+        statuses: Sequence[str],
+        state: Any,
+        concurrency: int,
+    ) -> Any:
+        """Queue messages (id, body, key) of a fair task in their keys' lists, with their
+        statuses and "sent" events; `state` is (task, now ms, status ttl ms, event stream,
+        cap); `concurrency` per key (0: none)."""
+        task, now_ms, ttl_ms, events, cap = state
+        args: list[Any] = [prefix, task, now_ms, ttl_ms if statuses else 0, cap, concurrency]
+        for message in messages:
+            args.extend(message)
+        return self._scripts["fair_send"](
+            keys=[stream, prefix + "ring", prefix + "keys", events or stream, *statuses],
+            args=args,
+        )
+
+    def fair_pull(
+        self,
+        stream: str,
+        prefix: str,
+        count: int,
+        concurrency: int,
+    ) -> Any:
+        """Feed up to `count` of a fair task's messages to `stream`, round-robin between
+        keys, each key at most `concurrency` fed and unfinished (0: no limit); returns how
+        many."""
+        return self._scripts["fair_pull"](
+            keys=[stream, prefix + "ring", prefix + "keys"], args=[prefix, count, concurrency]
+        )
+
     def read_bands(
         self, streams: Sequence[str], group: str, consumer: str, count: int, starvation_ms: int
     ) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from . import redis_ops
@@ -58,13 +58,24 @@ class QueueState:
     (RateLimited), in total: never counted as attempts."""
     bands: dict[str, int] | None = None
     """For a queue with priority bands: each band's ready messages (they sum to `ready`)."""
+    fair_backlog: int = 0
+    """Messages of fair tasks waiting in their keys' lists (not yet in the stream)."""
+    fair_keys: list[dict[str, Any]] | None = None
+    """Fair tasks: the keys with the largest backlogs (task, key, backlog, in_flight: fed
+    to the queue and not finished), at most TOP_KEYS of them."""
     at: float = 0.0
     """time.monotonic() when it was read."""
 
     @property
     def is_empty(self) -> bool:
         """True when nothing is waiting, running or delayed (dead letters aside)."""
-        return self.ready == 0 and self.pending == 0 and self.delayed == 0 and self.held == 0
+        return (
+            self.ready == 0
+            and self.pending == 0
+            and self.delayed == 0
+            and self.held == 0
+            and self.fair_backlog == 0
+        )
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -160,8 +171,42 @@ def queue_states(app: NamespaceView, queues: Sequence[str]) -> list[QueueState]:
     states = []
     for queue, found in zip(queues, per_queue, strict=True):
         bands = [(source.band, next(replies)) for source in found]
-        states.append(_state(queue, bands, sum(r[7] for _, r in bands), at))
+        state = _state(queue, bands, sum(r[7] for _, r in bands), at)
+        prefixes = app.fair_prefixes(queue)
+        if prefixes:
+            with app.connection.translate_errors():
+                total, top = fair_keys(app.connection.redis, prefixes)
+            state = replace(state, fair_backlog=total, fair_keys=top)
+        states.append(state)
     return states
+
+
+TOP_KEYS = 10
+"""How many keys of fair tasks stats and metrics show one by one (the rest are summed)."""
+RING_SCAN = 1000
+"""How many keys of one fair task are looked at for the top keys."""
+
+
+def fair_keys(client: Any, prefixes: Sequence[tuple[str, str]]) -> tuple[int, list[dict[str, Any]]]:
+    """(the fair tasks' total backlog, their top keys by backlog) of one queue."""
+    pipe = client.pipeline(transaction=False)
+    for _, prefix in prefixes:
+        pipe.lrange(prefix + "ring", 0, RING_SCAN - 1)
+    rings = pipe.execute()
+    pipe = client.pipeline(transaction=False)
+    found = []
+    for (task, prefix), ring in zip(prefixes, rings, strict=True):
+        for key in ring:
+            found.append((task, key.decode(errors="replace")))
+            pipe.llen(prefix.encode() + b"q:" + key)
+            pipe.scard(prefix.encode() + b"run:" + key)
+    counts = pipe.execute() if found else []
+    rows = [
+        {"task": task, "key": key, "backlog": counts[2 * i], "in_flight": counts[2 * i + 1]}
+        for i, (task, key) in enumerate(found)
+    ]
+    rows.sort(key=lambda row: (-row["backlog"], -row["in_flight"], row["key"]))
+    return sum(row["backlog"] for row in rows), rows[:TOP_KEYS]
 
 
 def queue_state(app: NamespaceView, queue: str) -> QueueState:

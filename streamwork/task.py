@@ -163,6 +163,10 @@ class TaskHandle:
         raise TaskFailed(outcome.get("error_type", "Error"), outcome.get("error", ""))
 
 
+FAIR_KEY = "fair_key"
+"""The header carrying a fair task's message key (its per-key rate limit reads it)."""
+
+
 class Task:
     """A function registered with `@app.task`; calling it runs it here, `send` queues it."""
 
@@ -194,6 +198,13 @@ class Task:
                     f"task {name!r} has bind=True, so its first parameter must take the Message"
                 )
             self.signature = self.signature.replace(parameters=params[1:])
+        fair = options.fair
+        if (
+            fair is not None
+            and isinstance(fair.by, str)
+            and fair.by not in self.signature.parameters
+        ):
+            raise ConfigurationError(f"task {name!r} has no argument {fair.by!r} (its fair_by)")
         self.keys = QueueKeys(namespace, options.queue)
         self.destination = Destination(
             name=options.queue,
@@ -202,6 +213,9 @@ class Task:
             delayed=self.keys.delayed,
             dedupe_prefix=self.keys.dedupe(""),
             status_prefix=self.keys.status("") if producer.track_status else None,
+            fair=None
+            if options.fair is None
+            else (self.keys.fair(name), options.fair.concurrency or 0),
             task=name,
             events=self.keys.events,
         )
@@ -274,6 +288,33 @@ class Task:
         """Like `send`, for asyncio code."""
         return await self.send_with_async(args=args, kwargs=kwargs)
 
+    def fair_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The key a fair task's message waits under: its `fair_by` argument's value (or
+        what the `fair_by` callable returns), as a string."""
+        assert self.options.fair is not None
+        by = self.options.fair.by
+        if callable(by):
+            value = by(*args, **kwargs)
+        else:
+            bound = self.signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            value = bound.arguments[by]
+        key = value if isinstance(value, str) else str(value)
+        if not key or len(key) > 200:
+            raise BadArguments(
+                f"{self.name}(): the fair_by key must be 1-200 characters, got {key!r}"
+            )
+        return key
+
+    def _fair_keys(
+        self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]], due: int | None
+    ) -> list[str] | None:
+        """Each call's key, when the messages go to their keys' lists (a fair task sent
+        now, without an idempotency key; delayed ones go to the queue when due)."""
+        if self.options.fair is None or due is not None:
+            return None
+        return [self.fair_key(args, kwargs) for args, kwargs in calls]
+
     def destination_for(self, priority: str | None) -> Destination:
         """Where a send goes: the stream of its priority band (the task's own by default)."""
         band = self.options.priority if priority is None else check_priority(priority)
@@ -307,15 +348,23 @@ class Task:
         priority: str | None = None,
     ) -> Any:
         due = due_ms(delay, eta)
+        fair_keys = None
+        if key is None and not replicas:
+            self.check_arguments(tuple(args), kwargs or {})
+            fair_keys = self._fair_keys([(tuple(args), kwargs or {})], due)
+        if fair_keys:
+            headers = {**(headers or {}), FAIR_KEY: fair_keys[0]}
+        envelope = self.envelope(args, kwargs, headers, due)
         return self.producer.plan(
             self.destination_for(priority),
-            [self.envelope(args, kwargs, headers, due)],
+            [envelope],
             f"a message of task {self.name!r}",
             due=due,
             key=key,
             key_ttl=key_ttl,
             replicas=replicas,
             replica_timeout=replica_timeout,
+            fair_keys=fair_keys,
         )
 
     def send_with(
@@ -376,10 +425,22 @@ class Task:
 
     def _plan_many(self, calls: Iterable[Any], delay: Duration | None) -> Any:
         due = due_ms(delay, None)
-        envelopes = (self.envelope(*_call(item), due=due) for item in calls)
         what = f"a message of task {self.name!r}"
         destination = self.destination_for(None)
-        return self.producer.plan(destination, envelopes, what, due=due, is_many=True)
+        if self.options.fair is None:
+            envelopes = (self.envelope(*_call(item), due=due) for item in calls)
+            return self.producer.plan(destination, envelopes, what, due=due, is_many=True)
+        items = [_call(item) for item in calls]
+        for args, kwargs in items:
+            self.check_arguments(args, kwargs)
+        keys = self._fair_keys(items, due)
+        envelopes = (
+            self.envelope(args, kwargs, None if keys is None else {FAIR_KEY: keys[i]}, due)
+            for i, (args, kwargs) in enumerate(items)
+        )
+        return self.producer.plan(
+            destination, envelopes, what, due=due, is_many=True, fair_keys=keys
+        )
 
     def send_many(self, calls: Iterable[Any], *, delay: Duration | None = None) -> list[TaskHandle]:
         """Queue one run per item: one command (one round trip) per 1000 sends.

@@ -272,6 +272,7 @@ class Worker:
             in_flight,
             dispatch,
             (settler, scanner),
+            self._fair_tasks(),
         )
         session = Session(
             client=client,
@@ -292,6 +293,16 @@ class Worker:
             scripts=scripts,
         )
         return session
+
+    def _fair_tasks(self) -> dict[str, list[tuple[str, int]]]:
+        """Per queue stream served here, its fair tasks: (key prefix, per-key concurrency)."""
+        fair: dict[str, list[tuple[str, int]]] = {}
+        streams = {source.stream for source in self.sources}
+        for task in self.app.tasks.values():
+            spec = task.destination.fair
+            if spec is not None and task.destination.stream in streams:
+                fair.setdefault(task.destination.stream, []).append(spec)
+        return fair
 
     def _concurrency_limited(self) -> list[tuple[Source, str, int]]:
         """(source, handler name, limit) of each concurrency-limited handler served here

@@ -104,3 +104,21 @@ def test_priority_bands_on_the_cluster(cluster_app):
     assert key_slot(keys.band_stream("high").encode()) == key_slot(keys.stream.encode())
     run_until_idle(cluster_app, settings=WorkerSettings(concurrency=1, batch_size=1))
     assert order == [("high", n) for n in range(5)] + [("low", n) for n in range(5)]
+
+
+def test_fair_keys_on_the_cluster(cluster_app):
+    from streamwork import WorkerSettings
+    from streamwork.testing import run_until_idle
+
+    order = []
+
+    @cluster_app.task(queue="tenants", fair_by="tenant", per_key_concurrency=1)
+    def work(tenant, n):
+        order.append(tenant)
+
+    work.send_many([{"tenant": "a", "n": n} for n in range(50)])
+    work.send_many([{"tenant": "b", "n": n} for n in range(5)])
+    run_until_idle(cluster_app, settings=WorkerSettings(concurrency=2, batch_size=2))
+    assert len(order) == 55
+    assert max(i for i, tenant in enumerate(order) if tenant == "b") < 15
+    assert queue_state(cluster_app, "tenants").is_empty

@@ -52,6 +52,10 @@ CALLS = {
     ),
     "release_held": lambda s: s.release_held(SOURCE, "sl", "h", 2, 1000),
     "read_bands": lambda s: s.read_bands(["a", "b", "c"], "g", "c", 10, 0),
+    "fair_send": lambda s: s.fair_send(
+        "s", "p:", [("i", b"m", "k")], ["st"], ("t", 0, 1, "e", 0), 0
+    ),
+    "fair_pull": lambda s: s.fair_pull("s", "p:", 10, 0),
     "enqueue": lambda s: s.enqueue("s", "d", "st", "i", b"m", None, ("t", 0, 1, "e", 0)),
     "replay": lambda s: s.replay(SOURCE, [(b"1-0", b"m", "i", "t")]),
     "purge": lambda s: s.purge(SOURCE, 1, True),
@@ -86,4 +90,6 @@ def test_included_parts_are_in_the_scripts_that_include_them():
     for name in ("start", "release_held"):
         assert "local function free_slots(" in redis_ops.LUA[name]
         assert "#include" not in redis_ops.LUA[name]
+    for name in ("fair_send", "fair_pull"):
+        assert "local function fair_pull(" in redis_ops.LUA[name]
     assert not [name for name in redis_ops.LUA if name.startswith("_")]
