@@ -31,6 +31,15 @@ async def count(values: list[Any]) -> int:
     return len(values)
 
 
+FAIR_ORDER: list[str] = []
+"""The keys of the fair task's runs, in the order they ran (an in-process drain)."""
+
+
+@app.task(queue="fair", fair_by="customer")
+async def fair_noop(n: int, customer: str) -> None:
+    FAIR_ORDER.append(customer)
+
+
 RATE = "200/s"
 
 

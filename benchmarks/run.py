@@ -293,6 +293,29 @@ class Bench:
             )  # fmt: skip
         assert handle.result(timeout=10) == size
 
+    def sw_fairness(self) -> None:
+        """One customer's backlog of `tasks` and another's 10, on a fair task: how many runs
+        until the small customer's 10 are done, and the drain against the plain one."""
+        from streamwork import Worker, WorkerSettings
+
+        task, order = self.bench.fair_noop, self.bench.FAIR_ORDER
+        order.clear()
+        task.send_many([{"n": n, "customer": "big"} for n in range(self.tasks)])
+        task.send_many([{"n": n, "customer": "small"} for n in range(10)])
+        worker = Worker(self.app, ["fair"], WorkerSettings(concurrency=100, block=0.1))
+        started = time.perf_counter()
+        asyncio.run(worker.run(burst=True))
+        elapsed = time.perf_counter() - started
+        last = max(i for i, customer in enumerate(order) if customer == "small") + 1
+        self.record(
+            f"fair_by: runs until the small customer's 10 are done (big: {self.tasks})",
+            "runs", last, target=("<=", 110), higher_is_better=False,
+        )  # fmt: skip
+        self.record(
+            "drain, one process, a fair task (2 keys)", "task/s", len(order) / elapsed,
+            baseline="drain, one process, async handlers",
+        )  # fmt: skip
+
     def sw_rate(self) -> None:
         """A queue with rate_limit="200/s" drained by `streamwork worker -p 4`: the rate the
         four processes hold together, against the declared one (30 s at full size)."""
@@ -447,7 +470,7 @@ SCENARIOS = {
     "send": ["sw_send", "sw_send_many"],
     "drain": ["sw_drain_sync", "sw_drain_async", "sw_drain_processes"],
     "workflow": ["sw_workflow"],
-    "limits": ["sw_rate"],
+    "limits": ["sw_rate", "sw_fairness"],
     "latency": ["sw_latency"],
     "fanout": ["sw_fanout"],
     "recovery": ["sw_recovery"],

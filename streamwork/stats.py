@@ -62,7 +62,8 @@ class QueueState:
     """Messages of fair tasks waiting in their keys' lists (not yet in the stream)."""
     fair_keys: list[dict[str, Any]] | None = None
     """Fair tasks: the keys with the largest backlogs (task, key, backlog, in_flight: fed
-    to the queue and not finished), at most TOP_KEYS of them."""
+    to the queue and not finished, counted for tasks with per_key_concurrency), at most
+    TOP_KEYS of them."""
     at: float = 0.0
     """time.monotonic() when it was read."""
 
