@@ -215,6 +215,10 @@ def overview() -> dict[str, Any]:
             f"sum by (queue, band) (streamwork_band_backlog{{{Q}}})", "{{queue}} {{band}}")],
             description="Queues with priority bands: each band's ready messages. Workers "
             "take higher bands first; a band waiting past max_starvation is taken first."),
+        panel("Fair queues: backlog of the top keys", [(
+            f"sum by (queue, key) (streamwork_fair_backlog{{{Q}}})", "{{queue}} {{key}}")],
+            description="Fair tasks (fair_by): the 10 keys with the largest backlog per queue, "
+            "and (other) for the rest. Workers serve keys round-robin."),
         panel("Waiting for a concurrency slot", [(
             f"sum by (queue) (streamwork_held{{{Q}}})", "{{queue}}")],
             description="Messages of tasks with concurrency_limit waiting in Redis for a "

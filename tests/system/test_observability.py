@@ -135,6 +135,10 @@ OBSERVED = """
     def throttled(n):
         pass  # fed faster than 2/s: held back by its rate
 
+    @app.task(queue="orders", fair_by="customer")
+    def invoice(customer):
+        pass  # round-robin between customers
+
     @app.task(queue="orders", priority="low")
     def backfill(n):
         pass  # gives "orders" priority bands
@@ -194,6 +198,7 @@ def test_every_dashboard_query_and_alert_rule_gives_data(
     throttled = app.task(queue="orders", name="throttled")(lambda n: None)
     single = app.task(queue="orders", name="single")(lambda n: None)
     backfill = app.task(queue="orders", name="backfill", priority="low")(lambda n: None)
+    invoice = app.task(queue="orders", name="invoice", fair_by="customer")(lambda customer: None)
     stop = threading.Event()
 
     def feed():
@@ -205,6 +210,7 @@ def test_every_dashboard_query_and_alert_rule_gives_data(
             app.publish("events", n)
             throttled.send_many(range(2))
             backfill.send(n)
+            invoice.send(f"customer-{n % 3}")
             single.send(n)
             if n % 4 == 0:
                 running = sleeper.send()
