@@ -191,23 +191,8 @@ class Scripts:
                 where[key] = len(keys)
             return where[key]
 
-        args: list[Any] = [
-            now_ms, worker, ttl_ms, source.events_max_len, source.group, visibility_ms, offset_ms
-        ]  # fmt: skip
-        for (
-            task,
-            attempt,
-            message_id,
-            entry,
-            status,
-            rate,
-            interval,
-            tolerance,
-            slots,
-            limit,
-            admitted,
-        ) in runs:
-            args += [
+        rows = [
+            (
                 task,
                 attempt,
                 message_id,
@@ -218,8 +203,33 @@ class Scripts:
                 tolerance,
                 ref(slots),
                 limit,
-                "1" if admitted else "0",
-            ]
+                bool(admitted),
+            )
+            for (
+                task,
+                attempt,
+                message_id,
+                entry,
+                status,
+                rate,
+                interval,
+                tolerance,
+                slots,
+                limit,
+                admitted,
+            ) in runs
+        ]
+        args = [
+            now_ms,
+            worker,
+            ttl_ms,
+            source.events_max_len,
+            source.group,
+            visibility_ms,
+            offset_ms,
+            # Redis's Lua cmsgpack reads msgpack's older raw type, not bin.
+            msgpack.packb(rows, use_bin_type=False),
+        ]
         return self._scripts["start"](keys=keys, args=args)
 
     def fair_send(

@@ -10,11 +10,13 @@
 -- ARGV[5]   the consumer group
 -- ARGV[6]   the visibility timeout, in ms (a slot whose entry is idle this long is free)
 -- ARGV[7]   an offset added to Redis's clock, in ms (0; tests that advance time move it)
--- ARGV[8..] per message, eleven values: task, attempt, message id, its entry
---           ("STREAM|ENTRY-ID": a slot's member), status key index (0: none), rate key
---           index (0: no rate limit), emission interval ms, tolerance ms, slot set index
---           (0: no concurrency limit), concurrency limit, admitted ("1": its start was
---           reserved when the rate held it back: it is not charged again)
+-- ARGV[8]   the messages, msgpack-encoded (one argument, not eleven per message: the
+--           client's command packing stays off the hot path): an array of arrays of
+--           eleven values: task, attempt, message id, its entry ("STREAM|ENTRY-ID": a
+--           slot's member), status key index (0: none), rate key index (0: no rate
+--           limit), emission interval ms, tolerance ms, slot set index (0: no concurrency
+--           limit), concurrency limit, admitted (true: its start was reserved when the
+--           rate held it back: it is not charged again)
 --
 -- Returns one value per message: 0 to run it; the reason given (a string, "" when none)
 -- for a message cancelled before it started (settled as cancelled, unrun); -1 when its
@@ -69,12 +71,12 @@ local function rate_allows(key, interval, tolerance)
 end
 
 local replies = {}
-for at = 8, #ARGV, 11 do
-    local task, attempt, id, entry = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
-    local status_index, rate_index = tonumber(ARGV[at + 4]), tonumber(ARGV[at + 5])
-    local interval, tolerance = tonumber(ARGV[at + 6]), tonumber(ARGV[at + 7])
-    local slots_index, limit = tonumber(ARGV[at + 8]), tonumber(ARGV[at + 9])
-    local admitted = ARGV[at + 10] == "1"
+for _, row in ipairs(cmsgpack.unpack(ARGV[8])) do
+    local task, attempt, id, entry = row[1], row[2], row[3], row[4]
+    local status_index, rate_index = row[5], row[6]
+    local interval, tolerance = row[7], row[8]
+    local slots_index, limit = row[9], row[10]
+    local admitted = row[11] == true
     local status = status_index > 0 and KEYS[status_index] or nil
     local state = status and redis.call("HGET", status, "state")
     local reply = 0
