@@ -116,13 +116,17 @@ class App:
         self._events: bool | frozenset[str] = (
             events if isinstance(events, bool) else frozenset(map(check_events_name, events))
         )
+        self.workflow_ttl_ms = int(
+            to_seconds("workflow_ttl", workflow_ttl, allow_zero=False) * 1000
+        )
+        """How long a workflow's record is kept after it ends (default one day)."""
         self._producer = Producer(
             self.connection,
             max_message_bytes,
             self.status_ttl_ms,
             self.track_status,
             self.events_cap,
-            int(to_seconds("workflow_ttl", workflow_ttl, allow_zero=False) * 1000),
+            self.workflow_ttl_ms,
         )
         App.instances.add(self)
         self.tasks: dict[str, Task] = {}

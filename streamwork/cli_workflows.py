@@ -73,20 +73,22 @@ def _child_states(app: App, status: WorkflowStatus) -> dict[int, dict[str, Any]]
     sent = [node for node in status.nodes if node.state == "sent"]
     if not sent or not app.track_status:
         return {}
+    pipe = app.connection.redis.pipeline(transaction=False)
+    for node in sent:
+        assert node.queue is not None and node.message_id is not None
+        redis_ops.read_status(pipe, app.keys(node.queue).status(node.message_id))
     with app.connection.translate_errors():
-        found = {}
-        for node in sent:
-            assert node.queue is not None and node.message_id is not None
-            raw = redis_ops.read_status(
-                app.connection.redis, app.keys(node.queue).status(node.message_id)
-            )
-            child = parse_status(raw, protocol.now_ms())
-            found[node.index] = {
-                "state": child.state,
-                "attempts": child.attempts,
-                "progress": child.progress,
-                "error": child.error,
-            }
+        replies = pipe.execute()  # one round trip (per node on a cluster)
+    found = {}
+    now = protocol.now_ms()
+    for node, raw in zip(sent, replies, strict=True):
+        child = parse_status(raw, now)
+        found[node.index] = {
+            "state": child.state,
+            "attempts": child.attempts,
+            "progress": child.progress,
+            "error": child.error,
+        }
     return found
 
 

@@ -306,14 +306,10 @@ class Task:
             )
         return key
 
-    def _fair_keys(
-        self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]], due: int | None
-    ) -> list[str] | None:
-        """Each call's key, when the messages go to their keys' lists (a fair task sent
-        now, without an idempotency key; delayed ones go to the queue when due)."""
-        if self.options.fair is None or due is not None:
-            return None
-        return [self.fair_key(args, kwargs) for args, kwargs in calls]
+    def _keyed(self, envelope: protocol.Envelope) -> tuple[protocol.Envelope, str]:
+        """A fair task's checked envelope with its key in its headers, and the key."""
+        key = self.fair_key(envelope.args, envelope.kwargs)
+        return replace(envelope, headers={**envelope.headers, FAIR_KEY: key}), key
 
     def destination_for(self, priority: str | None) -> Destination:
         """Where a send goes: the stream of its priority band (the task's own by default)."""
@@ -348,13 +344,13 @@ class Task:
         priority: str | None = None,
     ) -> Any:
         due = due_ms(delay, eta)
-        fair_keys = None
-        if key is None and not replicas:
-            self.check_arguments(tuple(args), kwargs or {})
-            fair_keys = self._fair_keys([(tuple(args), kwargs or {})], due)
-        if fair_keys:
-            headers = {**(headers or {}), FAIR_KEY: fair_keys[0]}
         envelope = self.envelope(args, kwargs, headers, due)
+        fair_keys = None
+        # A fair task's message waits in its key's list when sent now, plainly; delayed,
+        # keyed or replicated sends go to the queue (see README, Flow control).
+        if self.options.fair is not None and due is None and key is None and not replicas:
+            envelope, fair_key = self._keyed(envelope)
+            fair_keys = [fair_key]
         return self.producer.plan(
             self.destination_for(priority),
             [envelope],
@@ -427,19 +423,16 @@ class Task:
         due = due_ms(delay, None)
         what = f"a message of task {self.name!r}"
         destination = self.destination_for(None)
-        if self.options.fair is None:
+        if self.options.fair is None or due is not None:  # delayed: to the queue when due
             envelopes = (self.envelope(*_call(item), due=due) for item in calls)
             return self.producer.plan(destination, envelopes, what, due=due, is_many=True)
-        items = [_call(item) for item in calls]
-        for args, kwargs in items:
-            self.check_arguments(args, kwargs)
-        keys = self._fair_keys(items, due)
-        envelopes = (
-            self.envelope(args, kwargs, None if keys is None else {FAIR_KEY: keys[i]}, due)
-            for i, (args, kwargs) in enumerate(items)
-        )
+        keyed = [self._keyed(self.envelope(*_call(item))) for item in calls]
         return self.producer.plan(
-            destination, envelopes, what, due=due, is_many=True, fair_keys=keys
+            destination,
+            (envelope for envelope, _ in keyed),
+            what,
+            is_many=True,
+            fair_keys=[key for _, key in keyed],
         )
 
     def send_many(self, calls: Iterable[Any], *, delay: Duration | None = None) -> list[TaskHandle]:

@@ -251,7 +251,12 @@ class Worker:
             release=functools.partial(self._release_all, scripts) if self._limited else None,
         )
         app = self.app
-        sender = Sender(app.namespace, app.status_ttl_ms if app.track_status else 0, app.events_cap)
+        sender = Sender(
+            app.namespace,
+            app.status_ttl_ms if app.track_status else 0,
+            app.events_cap,
+            app.workflow_ttl_ms,
+        )
         settler = Settler(
             client,
             scripts,
@@ -344,6 +349,8 @@ class Worker:
     ) -> None:
         """After outcomes of concurrency-limited handlers are written (each frees a slot,
         or adds a held message), send back as many held messages as slots are free."""
+        if not self._limited:
+            return
         names = {outcome.task for outcome in outcomes if outcome.kind != "ack"}
         for limited, name, limit in self._limited:
             if name in names and limited.limit("slots", name) == source.limit("slots", name):

@@ -120,7 +120,10 @@ class Canvas:
                 for queue in {child.queue for child, _ in plan.first}:
                     await connection.register_async(queue_registry(plan.keys.namespace), queue)
                 await bounded(
-                    [plan.sender.send(scripts, child, body) for child, body in plan.first]
+                    [
+                        plan.sender.send(scripts, child, body, plan.keys.id, is_release=False)
+                        for child, body in plan.first
+                    ]
                 )
             except BaseException:
                 await plan.discard(client)
@@ -421,13 +424,13 @@ def _send_first(connection: Any, plan: _Plan) -> None:
     client = connection.redis
     if not isinstance(client, redis.Redis) or len(plan.first) == 1:
         for child, body in plan.first:
-            plan.sender.send(connection.scripts, child, body)
+            plan.sender.send(connection.scripts, child, body, plan.keys.id, is_release=False)
         return
     for start in range(0, len(plan.first), PIPELINE):
         pipe = client.pipeline(transaction=False)
         scripts = redis_ops.Scripts(pipe)
         for child, body in plan.first[start : start + PIPELINE]:
-            plan.sender.send(scripts, child, body)
+            plan.sender.send(scripts, child, body, plan.keys.id, is_release=False)
         pipe.execute()
 
 
@@ -440,20 +443,32 @@ class Sender:
         namespace: str,
         status_ttl_ms: int,
         events_cap: Callable[[str], int] = lambda queue: 0,
-        key_ttl_ms: int = 7 * 86_400_000,
+        key_ttl_ms: int = 86_400_000,
     ) -> None:
         self.namespace = namespace
         self.status_ttl_ms = status_ttl_ms
         """0: the app tracks no status."""
         self.events_cap = events_cap
         self.key_ttl_ms = key_ttl_ms
+        """How long a released child's idempotency key holds (the app's workflow_ttl: a
+        re-run that repeats a release comes within a visibility timeout or so)."""
 
     def send(
-        self, scripts: redis_ops.Scripts, child: Child, body: bytes, workflow: str = ""
+        self,
+        scripts: redis_ops.Scripts,
+        child: Child,
+        body: bytes,
+        workflow: str,
+        is_release: bool = True,
     ) -> Any:
+        """Send one child; a release (by a worker: it may be repeated) under its own
+        idempotency key, a first child (sent once, by the producer) without one."""
         keys = QueueKeys(self.namespace, child.queue)
-        workflow_id = workflow or _workflow_of(body)
         status = keys.status(child.message_id)
+        dedupe = None
+        if is_release:
+            key = keys.dedupe(WorkflowKeys(self.namespace, workflow).dedupe(child.node))
+            dedupe = (key, self.key_ttl_ms)
         return scripts.enqueue(
             keys.stream,
             keys.delayed,
@@ -468,17 +483,9 @@ class Sender:
                 keys.events,
                 self.events_cap(child.queue) if self.status_ttl_ms else 0,
             ),
-            (
-                keys.dedupe(WorkflowKeys(self.namespace, workflow_id).dedupe(child.node)),
-                self.key_ttl_ms,
-            ),
-            workflow=workflow_id,
+            dedupe,
+            workflow=workflow,
         )
-
-
-def _workflow_of(body: bytes) -> str:
-    workflow = protocol.decode(body).headers.get("workflow")
-    return str(workflow)
 
 
 # -- a worker's side ------------------------------------------------------------------------
@@ -726,40 +733,48 @@ class WorkflowHandle:
     def _connection(self) -> Any:
         return self._producer.connection
 
+    def _record(self) -> dict[bytes, bytes]:
+        with self._connection.translate_errors():
+            raw: dict[bytes, bytes] = self._connection.redis.hgetall(self.keys.workflow)
+        return raw
+
+    async def _record_async(self) -> dict[bytes, bytes]:
+        with self._connection.translate_errors():
+            raw: dict[bytes, bytes] = await self._connection.async_redis().hgetall(
+                self.keys.workflow
+            )
+        return raw
+
     def status(self) -> WorkflowStatus:
         """The workflow's state and every node's (see WorkflowStatus)."""
-        with self._connection.translate_errors():
-            raw = self._connection.redis.hgetall(self.keys.workflow)
-        return parse_status(self.id, raw)
+        return parse_status(self.id, self._record())
 
     async def status_async(self) -> WorkflowStatus:
         """Like `status`, for asyncio code."""
-        with self._connection.translate_errors():
-            raw = await self._connection.async_redis().hgetall(self.keys.workflow)
-        return parse_status(self.id, raw)
+        return parse_status(self.id, await self._record_async())
 
     def result(self, timeout: float = 10.0) -> Any:
         """Wait up to `timeout` seconds for the workflow to finish; its result: the last
         step's for a chain, the callback's for a chord, the list of results for a group.
         WorkflowFailed if a child failed it, WorkflowCancelled, ResultTimeout."""
         self._wait(timeout)
-        return self._value(self.status(), "root")
+        return self._value(self._record(), "root")
 
     async def result_async(self, timeout: float = 10.0) -> Any:
         """Like `result`, for asyncio code."""
         await self._wait_async(timeout)
-        return self._value(await self.status_async(), "root")
+        return self._value(await self._record_async(), "root")
 
     def results(self, timeout: float = 10.0) -> list[Any]:
         """Wait like `result`; the results of the top-level parts, in order: a group's
         members, a chord's header, a chain's steps."""
         self._wait(timeout)
-        return self._value(self.status(), "parts")  # type: ignore[no-any-return]
+        return self._value(self._record(), "parts")  # type: ignore[no-any-return]
 
     async def results_async(self, timeout: float = 10.0) -> list[Any]:
         """Like `results`, for asyncio code."""
         await self._wait_async(timeout)
-        return self._value(await self.status_async(), "parts")  # type: ignore[no-any-return]
+        return self._value(await self._record_async(), "parts")  # type: ignore[no-any-return]
 
     def _wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -793,7 +808,9 @@ class WorkflowHandle:
             "for the queues of its tasks? (handle.status() shows where it is)"
         )
 
-    def _value(self, status: WorkflowStatus, which: str) -> Any:
+    def _value(self, raw: dict[bytes, bytes], which: str) -> Any:
+        """The root's value ("root") or its parts' ("parts"), from the record read once."""
+        status = parse_status(self.id, raw)
         if status.state == "unknown":
             raise UnknownWorkflow(f"no workflow {self.id}: never sent, or it expired")
         if status.state == "failed":
@@ -803,19 +820,19 @@ class WorkflowHandle:
             raise WorkflowCancelled(f"workflow {self.id} was cancelled{reason}")
         if status.state != "done":
             raise ResultTimeout(f"workflow {self.id} is {status.state}")
-        with self._connection.translate_errors():
-            root = status.nodes[0]
-            if which == "root":
-                return self._node_value(0)
-            if root.kind == "chord":
-                return self._node_value(root.children[0])
-            if root.kind == "task":
-                return [self._node_value(0)]
-            return [self._node_value(child) for child in root.children]
 
-    def _node_value(self, index: int) -> Any:
-        raw = self._connection.redis.hget(self.keys.workflow, f"r:{index}")
-        return None if raw is None else protocol.unpack_value(raw)
+        def value(index: int) -> Any:
+            found = raw.get(f"r:{index}".encode())
+            return None if found is None else protocol.unpack_value(found)
+
+        root = status.nodes[0]
+        if which == "root":
+            return value(0)
+        if root.kind == "chord":
+            return value(root.children[0])
+        if root.kind == "task":
+            return [value(0)]
+        return [value(child) for child in root.children]
 
     def cancel(self, reason: str | None = None) -> CancelWhat:
         """Cancel the workflow: nothing more is released, and every child sent and not

@@ -62,8 +62,12 @@ def test_children_finishing_at_once_release_the_callback_exactly_once(app):
     # Every header child finishes at the same moment, and each is recorded twice (a re-run
     # after a crash before its XACK): exactly one callback message.
     steps = [Step(handle.id, n.index, True, protocol.pack_value(i)) for i, n in enumerate(nodes)]
+    client = app.connection.redis
+    assert client.keys("*:dedupe:wf:*") == []  # first children are sent once: no keys
     record_concurrently(app, steps + steps)
     assert app.connection.redis.xlen(app.keys("totals").stream) == 1
+    (dedupe,) = client.keys("*:dedupe:wf:*")  # the release: sent under its own key
+    assert 0 < client.pttl(dedupe) <= app.workflow_ttl_ms
     status = handle.status()
     assert [n.state for n in status.nodes if n.task == "part"] == ["done"] * 8
     assert [n.state for n in status.nodes if n.task == "total"] == ["sent"]

@@ -85,6 +85,11 @@ def test_workflow_cli_refuses_bad_ids_and_unknown_workflows(processes, write_app
     app = App(redis_url)
     part = app.task(queue="parts", name="part")(lambda n: None)
     handle = chord([part.s(1)], part.s()).send()  # no worker: it stays running
+    shown = processes.run("workflow", "show", "chords:app", handle.id).stdout.splitlines()
+    assert shown[0] == f"workflow {handle.id}  chord  running"
+    assert shown[2].startswith("├─ group  running")
+    assert shown[3].startswith("│  └─ part  [parts]") and shown[3].endswith("  queued")
+    assert shown[4].startswith("└─ part  [parts]") and shown[4].endswith("  waiting")
     assert processes.run("workflow", "cancel", "chords:app", handle.id).stdout == "cancelled\n"
     again = processes.run("workflow", "cancel", "chords:app", handle.id, "--reason", "x")
     assert again.stdout == "not cancelled: it had already ended\n"
