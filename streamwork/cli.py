@@ -21,6 +21,7 @@ from . import cli_dlq as dlq_commands
 from . import cli_lifecycle as lifecycle_commands
 from . import cli_schedules as schedule_commands
 from . import cli_stats as stats_commands
+from . import cli_web as web_commands
 from . import cli_workflows as workflow_commands
 from . import stats as queue_stats
 from .cli_app import load_app
@@ -341,3 +342,4 @@ main.add_command(lifecycle_commands.events)
 main.add_command(stats_commands.stats)
 main.add_command(stats_commands.top)
 main.add_command(workflow_commands.workflow)
+main.add_command(web_commands.web)

@@ -19,7 +19,6 @@ import click
 from . import dead_letters
 from .app import App
 from .cli_app import load_app, refuse_memory
-from .protocol import DeadLetter
 
 
 def dlq_source(app: App, name: str, group: str | None) -> Any:
@@ -112,7 +111,7 @@ def dlq_list(
         letter = entry.letter
         click.echo(
             f"{entry.id:<17} {_when(letter.last_failure_ms):<19} {letter.task[:20] or '-':<20} "
-            f"{letter.attempts:>8}  {_shorten(_why(letter), 90)}"
+            f"{letter.attempts:>8}  {_shorten(dead_letters.describe(letter), 90)}"
         )
     shown = f"{len(entries)} of {total}" if total > len(entries) else f"{total}"
     click.echo(f"{shown} dead letter(s) in {source.name!r}")
@@ -190,14 +189,6 @@ def dlq_purge(
     click.echo(
         f"purged {dead_letters.purge(app.connection, source)} dead letter(s) from {source.name!r}"
     )
-
-
-def _why(letter: DeadLetter) -> str:
-    """The reason, then the last error (type: message) when it says more than the reason."""
-    error = f"{letter.error_type}: {letter.error}" if letter.error_type else letter.error
-    if not letter.error or letter.error == letter.reason:
-        return letter.reason
-    return f"{letter.reason} — {error}"
 
 
 def _when(ms: int) -> str:

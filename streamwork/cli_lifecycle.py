@@ -14,37 +14,16 @@ from typing import Any
 
 import click
 
-from . import protocol, redis_ops, stats
-from .app import App
+from . import protocol
 from .cli_app import load_app
-from .errors import StreamworkError
 from .events import Event, start_positions
-from .lifecycle import TaskStatus, decode_cancel, parse_status
-
-
-class UnknownMessage(StreamworkError, LookupError):
-    """No queue of the app holds a status for that message id."""
+from .lifecycle import CANCEL_OUTCOMES, TaskStatus, cancel_in, find, parse_status
 
 
 def _check_id(message_id: str) -> str:
     if not protocol.ID.fullmatch(message_id):
         raise click.BadParameter(f"{message_id!r} is not a message id ({protocol.ID_RULE})")
     return message_id
-
-
-def find(app: App, message_id: str, queue: str | None) -> tuple[str, dict[bytes, bytes]]:
-    """(the queue whose status hash holds `message_id`, its fields)."""
-    queues = [queue] if queue else stats.known_queues(app)
-    client = app.connection.redis
-    with app.connection.translate_errors():
-        for name in queues:
-            raw = redis_ops.read_status(client, app.keys(name).status(message_id))
-            if raw:
-                return name, raw
-    where = f"queue {queue!r}" if queue else f"any queue of namespace {app.namespace!r}"
-    raise UnknownMessage(
-        f"no status for message {message_id} in {where} (never sent, or its status expired)"
-    )
 
 
 def _show(queue: str, message_id: str, status: TaskStatus) -> dict[str, Any]:
@@ -93,24 +72,8 @@ def cancel(app_spec: str, message_id: str, reason: str, queue: str | None) -> No
     """Cancel message ID: a queued or delayed one never runs; a running one is stopped."""
     app = load_app(app_spec)
     name, _ = find(app, message_id, queue)
-    with app.connection.translate_errors():
-        reply = app.connection.scripts.cancel(
-            app.keys(name),
-            message_id,
-            reason,
-            protocol.now_ms(),
-            app.status_ttl_ms,
-            app.events_cap(name),
-        )
-    what, before = decode_cancel(reply)
-    click.echo(
-        {
-            "cancelled": f"cancelled: it was {before}, it will not run",
-            "cancelling": "cancelling: it is running; its worker stops it",
-            "finished": f"not cancelled: it had already ended ({before})",
-            "unknown": "not cancelled: its status expired",
-        }[what]
-    )
+    what, before = cancel_in(app, name, message_id, reason)
+    click.echo(CANCEL_OUTCOMES[what].format(before=before))
 
 
 @click.command()

@@ -41,7 +41,7 @@ def show(app_spec: str, workflow_id: str, as_json: bool) -> None:
     status = app.workflow(workflow_id).status()
     if status.state == "unknown":
         raise UnknownWorkflow(f"no workflow {workflow_id}: never sent, or it expired")
-    children = _child_states(app, status)
+    children = child_states(app, status)
     if as_json:
         click.echo(json.dumps(_as_dict(status, children)))
         return
@@ -68,7 +68,7 @@ def cancel(app_spec: str, workflow_id: str, reason: str | None) -> None:
     click.echo("cancelled" if what == "cancelled" else "not cancelled: it had already ended")
 
 
-def _child_states(app: App, status: WorkflowStatus) -> dict[int, dict[str, Any]]:
+def child_states(app: App, status: WorkflowStatus) -> dict[int, dict[str, Any]]:
     """The status of each child sent and not finished (when the app tracks status)."""
     sent = [node for node in status.nodes if node.state == "sent"]
     if not sent or not app.track_status:

@@ -8,6 +8,7 @@ duplicates nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,14 @@ class DeadLetterEntry:
         except DecodeError:
             letter["message"] = repr(message)
         return {"id": self.id, **letter}
+
+
+def describe(letter: protocol.DeadLetter) -> str:
+    """The reason, then the last error (type: message) when it says more than the reason."""
+    error = f"{letter.error_type}: {letter.error}" if letter.error_type else letter.error
+    if not letter.error or letter.error == letter.reason:
+        return letter.reason
+    return f"{letter.reason} — {error}"
 
 
 def _entries(rows: list[tuple[bytes, dict[bytes, Any]]]) -> list[DeadLetterEntry]:
@@ -81,6 +90,76 @@ def show(connection: Connection, source: Source, entry_id: str) -> DeadLetterEnt
     return _entries(rows)[0]
 
 
+SCAN = 2000
+"""How many dead letters one search looks at, at most: a page of a filtered search over a
+million dead letters reads this many entries, never the whole stream."""
+
+
+def matcher(task: str | None, text: str | None) -> Callable[[DeadLetterEntry], bool] | None:
+    """What a search keeps: letters of task `task` whose reason, error type, error or
+    traceback contains `text` (case-insensitive); None when both are empty (keep all)."""
+    if not task and not text:
+        return None
+    needle = (text or "").casefold()
+
+    def matches(entry: DeadLetterEntry) -> bool:
+        letter = entry.letter
+        if task and letter.task != task:
+            return False
+        if not needle:
+            return True
+        where = (letter.reason, letter.error_type, letter.error, letter.traceback)
+        return any(needle in (part or "").casefold() for part in where)
+
+    return matches
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of a dead-letter search, newest first."""
+
+    entries: list[DeadLetterEntry]
+    next_before: str | None
+    """Pass as `before` for the next page (older letters); None when none are left."""
+    scanned: int
+    """Entries looked at for this page (at most SCAN)."""
+
+
+def search(
+    connection: Connection,
+    source: Source,
+    *,
+    task: str | None = None,
+    text: str | None = None,
+    before: str | None = None,
+    limit: int = 50,
+    scan: int = SCAN,
+) -> SearchPage:
+    """Up to `limit` dead letters older than the id `before` (newest first), kept by
+    `matcher(task, text)`; reads at most `scan` entries, so a search over a huge stream
+    returns a page (perhaps a short one) and where to go on, never loading everything."""
+    match = matcher(task, text)
+    end = "+" if before is None else "(" + before
+    found: list[DeadLetterEntry] = []
+    scanned = 0
+    with connection.translate_errors():
+        while len(found) < limit and scanned < scan:
+            want = limit - len(found) if match is None else min(PAGE * 5, scan - scanned)
+            rows = connection.redis.xrevrange(source.dead_letters, end, "-", count=want)
+            if not rows:
+                return SearchPage(found, None, scanned)
+            for entry in _entries(rows):
+                scanned += 1
+                end = "(" + entry.id
+                if match is None or match(entry):
+                    found.append(entry)
+                    if len(found) == limit:
+                        break
+            if len(rows) < want and len(found) < limit:
+                return SearchPage(found, None, scanned)
+    return SearchPage(found, end[1:], scanned)
+
+
 def _fresh(letter: protocol.DeadLetter) -> bytes | None:
     """The message to enqueue again, its attempts reset; None if it cannot be run."""
     if not isinstance(letter.message, bytes):
@@ -108,9 +187,11 @@ def replay(
     source: Source,
     ids: list[str] | None = None,
     status_ttl_ms: int = 86_400_000,
+    match: Callable[[DeadLetterEntry], bool] | None = None,
 ) -> ReplayReport:
-    """Put dead letters back (the given ids, or all): on their queue, or for a subscriber
-    group on that group's retry stream, so other groups do not receive them again."""
+    """Put dead letters back (the given ids, or all, or all that `match` keeps): on their
+    queue, or for a subscriber group on that group's retry stream, so other groups do not
+    receive them again."""
     report = ReplayReport()
     with connection.translate_errors():
         if ids is None:
@@ -120,6 +201,8 @@ def replay(
         for page in pages:
             moves = []
             for entry in page:
+                if match is not None and not match(entry):
+                    continue
                 body = _fresh(entry.letter)
                 if body is None:
                     report.skipped.append(entry.id)

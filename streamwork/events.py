@@ -215,3 +215,36 @@ async def follow(
             for event in found:
                 yield event
         await asyncio.sleep(0)
+
+
+def recent(
+    app: EventsView,
+    queue: str | None = None,
+    *,
+    limit: int = 100,
+    message_id: str | None = None,
+    scan: int = 5000,
+) -> list[Event]:
+    """The newest `limit` events of `queue` (or of every queue that records events), newest
+    first; with `message_id`, only that message's, looking at most `scan` events back per
+    queue."""
+    streams = {events_stream(app.namespace, q): q for q in event_queues(app, queue)}
+    found: list[Event] = []
+    client = app.connection.redis
+    with app.connection.translate_errors():
+        for stream, name in streams.items():
+            end, looked, kept = "+", 0, 0
+            while looked < scan and kept < limit:
+                want = limit if message_id is None else min(500, scan - looked)
+                rows = client.xrevrange(stream, end, "-", count=want)
+                for entry_id, fields in rows:
+                    event = parse(name, entry_id, fields)
+                    if message_id is None or event.message_id == message_id:
+                        found.append(event)
+                        kept += 1
+                end = "(" + rows[-1][0].decode() if rows else end
+                looked += len(rows)
+                if len(rows) < want:
+                    break
+    found.sort(key=lambda event: (event.time, event.id), reverse=True)
+    return found[:limit]

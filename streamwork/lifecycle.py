@@ -16,12 +16,16 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import redis.exceptions
 
 from . import protocol, redis_ops
 from .errors import ConfigurationError, StreamworkError
+from .stats import known_queues
+
+if TYPE_CHECKING:
+    from .app import App
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +98,49 @@ def parse_status(raw: dict[bytes, bytes], now_ms: int) -> TaskStatus:
         cancel_requested=state == "running" and text("cancel") == "1",
         workflow=text("workflow"),
     )
+
+
+class UnknownMessage(StreamworkError, LookupError):
+    """No queue of the app holds a status for that message id."""
+
+
+def find(app: App, message_id: str, queue: str | None = None) -> tuple[str, dict[bytes, bytes]]:
+    """(the queue whose status hash holds `message_id`, its fields): `queue`, else the
+    app's queues, then every queue registered in its namespace; UnknownMessage if none."""
+    queues = [queue] if queue else known_queues(app)
+    client = app.connection.redis
+    with app.connection.translate_errors():
+        for name in queues:
+            raw = redis_ops.read_status(client, app.keys(name).status(message_id))
+            if raw:
+                return name, raw
+    where = f"queue {queue!r}" if queue else f"any queue of namespace {app.namespace!r}"
+    raise UnknownMessage(
+        f"no status for message {message_id} in {where} (never sent, or its status expired)"
+    )
+
+
+def cancel_in(app: App, queue: str, message_id: str, reason: str) -> tuple[CancelResult, str]:
+    """Cancel `message_id` of `queue` (cancel.lua): (what happened, the state it was in)."""
+    with app.connection.translate_errors():
+        reply = app.connection.scripts.cancel(
+            app.keys(queue),
+            message_id,
+            reason,
+            protocol.now_ms(),
+            app.status_ttl_ms,
+            app.events_cap(queue),
+        )
+    return decode_cancel(reply)
+
+
+CANCEL_OUTCOMES: dict[CancelResult, str] = {
+    "cancelled": "cancelled: it was {before}, it will not run",
+    "cancelling": "cancelling: it is running; its worker stops it",
+    "finished": "not cancelled: it had already ended ({before})",
+    "unknown": "not cancelled: its status expired",
+}
+"""What a cancel did, in words (the CLI and the web console say it)."""
 
 
 def decode_cancel(reply: Any) -> tuple[CancelResult, str]:

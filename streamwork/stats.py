@@ -383,10 +383,12 @@ class Look:
 
     queues: list[QueueState]
     topics: list[TopicState]
+    at: float = 0.0
+    """time.monotonic() when it was read."""
 
 
 def look(app: NamespaceView, queues: Sequence[str], topics: Sequence[str]) -> Look:
-    return Look(queue_states(app, queues), topic_states(app, topics))
+    return Look(queue_states(app, queues), topic_states(app, topics), time.monotonic())
 
 
 @dataclass(frozen=True)
@@ -413,7 +415,7 @@ def compare(before: Look, after: Look) -> Overview:
         max(0, a.added - b.added) / max(a.at - b.at, 1e-9)
         for b, a in zip(before.topics, after.topics, strict=True)
     ]
-    seconds = after.queues[0].at - before.queues[0].at if after.queues else 0.0
+    seconds = after.queues[0].at - before.queues[0].at if after.queues else after.at - before.at
     return Overview(
         queues=[flow(b, a) for b, a in zip(before.queues, after.queues, strict=True)],
         topics=after.topics,

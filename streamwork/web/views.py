@@ -1,0 +1,318 @@
+"""What the console's pages show, read from Redis: plain data, no HTML.
+
+Each function reads a bounded amount (a page of entries, a few hundred events) whatever the
+size of a stream, and returns dataclasses and dicts the templates render. The counts and
+Little's law come from stats.py, dead letters from dead_letters.py, statuses from
+lifecycle.py, schedules and workflows from the app: this module only gathers them per page.
+It never changes anything (console.py's actions do, through the same modules as the CLI).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import redis.exceptions
+
+from .. import events as events_module
+from .. import lifecycle, protocol, stats
+from ..app import App
+from ..errors import DecodeError, StreamworkError
+from ..keys import Source
+
+PAGE = 50
+"""Entries per page (ready, pending, delayed, dead letters)."""
+
+
+def show_value(value: Any) -> str:
+    """A decoded argument, kwarg or header as readable text (JSON where it can be)."""
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, default=_fallback)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _fallback(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return repr(value)
+    return repr(value)
+
+
+def when(ms: int | float | None) -> str:
+    """Unix ms as UTC wall-clock text, '-' when unknown."""
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- overview ----------------------------------------------------------------------------
+
+
+class Sampler:
+    """The overview's memory: the last looks at every queue and topic (taken when a page
+    asks, at most one per `every` seconds), so rates have two looks to compare and each
+    queue has a backlog history for its sparkline. Lives as long as the console."""
+
+    def __init__(self, app: App, every: float = 1.0, keep: int = 120) -> None:
+        self.app = app
+        self.every = every
+        self.looks: deque[stats.Look] = deque(maxlen=keep)
+        self._lock = threading.Lock()
+
+    def overview(self, window: float = 10.0) -> tuple[stats.Overview, dict[str, list[int]]]:
+        """The flow between a look about `window` seconds old and a new one, and each
+        queue's backlog over the kept looks."""
+        with self._lock:
+            app = self.app
+            queues, topics = stats.known_queues(app), stats.known_topics(app)
+            if not self.looks:
+                self.looks.append(stats.look(app, queues, topics))
+                time.sleep(0.5)  # a first visit still gets rates
+                self.looks.append(stats.look(app, queues, topics))
+            elif (
+                time.monotonic() - self.looks[-1].at >= self.every
+                or [q.queue for q in self.looks[-1].queues] != queues
+            ):
+                self.looks.append(stats.look(app, queues, topics))
+            latest = self.looks[-1]
+            comparable = [
+                look
+                for look in self.looks
+                if [q.queue for q in look.queues] == queues
+                and [t.topic for t in look.topics] == topics
+            ]
+            if not latest.queues and not latest.topics:
+                return stats.compare(latest, latest), {}
+            start = next(
+                (look for look in comparable if latest.at - look.at <= window), comparable[0]
+            )
+            if start is latest and len(comparable) > 1:
+                start = comparable[-2]
+            history: dict[str, list[int]] = {}
+            for look in comparable:
+                for state in look.queues:
+                    history.setdefault(state.queue, []).append(state.ready)
+            return stats.compare(start, latest), history
+
+
+def sparkline(values: list[int], width: int = 120, height: int = 24) -> str:
+    """The points of an SVG polyline drawing `values` (oldest first) in width x height."""
+    if len(values) < 2:
+        values = [*values, *values] if values else [0, 0]
+    top = max(values) or 1
+    step = width / (len(values) - 1)
+    return " ".join(
+        f"{i * step:.1f},{height - 1 - (value / top) * (height - 2):.1f}"
+        for i, value in enumerate(values)
+    )
+
+
+# -- a queue -----------------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """A message in a queue's stream or delayed set, decoded as far as it goes."""
+
+    entry_id: str
+    message_id: str = ""
+    task: str = ""
+    args: str = ""
+    attempt: int = 0
+    enqueued: str = "-"
+    band: str | None = None
+    consumer: str | None = None
+    idle: float | None = None
+    deliveries: int | None = None
+    due: str | None = None
+    error: str | None = None
+    """Why it could not be decoded."""
+
+
+def _entry(entry_id: str, body: Any, band: str | None) -> Entry:
+    entry = Entry(entry_id, band=band)
+    try:
+        envelope = protocol.decode(body)
+    except (DecodeError, StreamworkError) as exc:
+        entry.error = str(exc)
+        return entry
+    entry.message_id = envelope.id
+    entry.task = envelope.task
+    entry.attempt = envelope.attempt
+    entry.enqueued = when(envelope.enqueued_ms)
+    shown = ", ".join(
+        [*(repr(a) for a in envelope.args), *(f"{k}={v!r}" for k, v in envelope.kwargs.items())]
+    )
+    entry.args = shown if len(shown) <= 200 else shown[:199] + "…"
+    return entry
+
+
+def _body(fields: dict[bytes, Any]) -> Any:
+    try:
+        return protocol.entry_body(fields)
+    except DecodeError:
+        return fields
+
+
+@dataclass
+class QueuePage:
+    state: stats.QueueState
+    ready: list[Entry] = field(default_factory=list)
+    pending: list[Entry] = field(default_factory=list)
+    delayed: list[Entry] = field(default_factory=list)
+    next_after: str | None = None
+    """For a queue without bands: where the next page of ready entries starts."""
+
+
+def _last_delivered(client: Any, source: Source) -> str:
+    try:
+        groups = client.xinfo_groups(source.stream)
+    except redis.exceptions.ResponseError:
+        return "0-0"  # no stream yet
+    for group in groups:
+        if group["name"].decode() == source.group:
+            value = group["last-delivered-id"]
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return "0-0"
+
+
+def queue_page(app: App, queue: str, after: str | None = None) -> QueuePage:
+    """A queue's counts, then a page of its ready entries (not yet delivered, oldest
+    first, from `after`), its pending entries (with owner, idle time and deliveries) and
+    its delayed messages (soonest first)."""
+    page = QueuePage(stats.queue_state(app, queue))
+    client = app.connection.redis
+    sources = app.queue_sources(queue)
+    with app.connection.translate_errors():
+        for source in sources:
+            start = after if after and len(sources) == 1 else _last_delivered(client, source)
+            rows = client.xrange(source.stream, "(" + start, "+", count=PAGE)
+            page.ready += [_entry(i.decode(), _body(f), source.band) for i, f in rows]
+            if len(sources) == 1 and len(rows) == PAGE:
+                page.next_after = rows[-1][0].decode()
+            page.pending += _pending(client, source)
+            for body, score in client.zrange(source.delayed, 0, PAGE - 1, withscores=True):
+                entry = _entry("", body, source.band)
+                entry.due = when(score)
+                page.delayed.append(entry)
+    page.delayed.sort(key=lambda entry: entry.due or "")
+    return page
+
+
+def _pending(client: Any, source: Source) -> list[Entry]:
+    try:
+        rows = client.xpending_range(source.stream, source.group, "-", "+", PAGE)
+    except redis.exceptions.ResponseError as exc:
+        if "NOGROUP" not in str(exc):
+            raise
+        return []
+    pipe = client.pipeline(transaction=False)
+    for row in rows:
+        pipe.xrange(source.stream, row["message_id"], row["message_id"], count=1)
+    found = []
+    for row, entry in zip(rows, pipe.execute() if rows else [], strict=True):
+        entry_id = row["message_id"].decode()
+        shown = _entry(entry_id, _body(entry[0][1]), source.band) if entry else Entry(entry_id)
+        shown.consumer = row["consumer"].decode()
+        shown.idle = int(row["time_since_delivered"]) / 1000
+        shown.deliveries = int(row["times_delivered"])
+        found.append(shown)
+    return found
+
+
+# -- workers -----------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    """One consumer name (a worker process) across the queues and groups it reads."""
+
+    name: str
+    idle: float
+    """Seconds since it last read or claimed anything, anywhere."""
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    running: list[lifecycle.Running] = field(default_factory=list)
+
+    @property
+    def is_live(self) -> bool:
+        return self.idle < stats.LIVE_WITHIN
+
+    @property
+    def pending(self) -> int:
+        return sum(int(source["pending"]) for source in self.sources)
+
+
+def all_sources(app: App) -> list[Source]:
+    """Every queue (each band) and every subscriber group's topic stream of the app."""
+    queues = [s for queue in stats.known_queues(app) for s in app.queue_sources(queue)]
+    return queues + [app.topic_source(topic, group) for topic, group in app.subscriber_groups()]
+
+
+def workers(app: App) -> list[Worker]:
+    """The consumers of every queue and subscriber group, live ones first, with what each
+    runs now (its pending entries, with the progress their status holds)."""
+    client = app.connection.redis
+    sources = all_sources(app)
+    found: dict[str, Worker] = {}
+    with app.connection.translate_errors():
+        pipe = client.pipeline(transaction=False)
+        for source in sources:
+            pipe.xinfo_consumers(source.stream, source.group)
+        replies = pipe.execute(raise_on_error=False) if sources else []
+        for source, consumers in zip(sources, replies, strict=True):
+            if isinstance(consumers, Exception):
+                continue  # no stream or group yet
+            for consumer in consumers:
+                name = consumer["name"].decode()
+                idle = int(consumer["idle"]) / 1000
+                worker = found.setdefault(name, Worker(name, idle))
+                worker.idle = min(worker.idle, idle)
+                worker.sources.append({"name": source.name, "pending": consumer["pending"]})
+        queue_sources = [source for source in sources if source.topic is None]
+        for item in lifecycle.running(client, queue_sources, limit=200):
+            if item.worker in found:
+                found[item.worker].running.append(item)
+    return sorted(found.values(), key=lambda w: (not w.is_live, w.idle, w.name))
+
+
+# -- a task, workflows, events -----------------------------------------------------------
+
+
+@dataclass
+class TaskPage:
+    id: str
+    queue: str
+    status: lifecycle.TaskStatus
+    events: list[events_module.Event]
+    events_note: str | None = None
+
+
+def task_page(app: App, message_id: str) -> TaskPage:
+    """A message's status (found in whichever queue holds it) and its recorded events."""
+    queue, raw = lifecycle.find(app, message_id)
+    status = lifecycle.parse_status(raw, protocol.now_ms())
+    if not app.events_cap(queue):
+        return TaskPage(message_id, queue, status, [], f"queue {queue!r} records no events")
+    found = events_module.recent(app, queue, limit=200, message_id=message_id)
+    return TaskPage(message_id, queue, status, list(reversed(found)))
+
+
+def recent_workflows(app: App, limit: int = 50) -> list[str]:
+    """Ids of the workflows whose children were sent most recently (from the events of the
+    queues that record them; newest first)."""
+    try:
+        found = events_module.recent(app, limit=2000)
+    except StreamworkError:
+        return []
+    ids: dict[str, None] = {}
+    for event in found:
+        if event.workflow and event.workflow not in ids:
+            ids[event.workflow] = None
+            if len(ids) == limit:
+                break
+    return list(ids)
