@@ -81,12 +81,16 @@ def count(connection: Connection, source: Source) -> int:
         return int(connection.redis.xlen(source.dead_letters))
 
 
+class UnknownDeadLetter(StreamworkError, LookupError):
+    """No dead letter has that id (never, or replayed or purged since)."""
+
+
 def show(connection: Connection, source: Source, entry_id: str) -> DeadLetterEntry:
-    """One dead letter by its id; StreamworkError if there is none."""
+    """One dead letter by its id; UnknownDeadLetter if there is none."""
     with connection.translate_errors():
         rows = connection.redis.xrange(source.dead_letters, entry_id, entry_id)
     if not rows:
-        raise StreamworkError(f"no dead letter {entry_id} in {source.name!r}")
+        raise UnknownDeadLetter(f"no dead letter {entry_id} in {source.name!r}")
     return _entries(rows)[0]
 
 
