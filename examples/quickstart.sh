@@ -95,10 +95,12 @@ if [ -n "${start_private:-}" ]; then
     echo "== started a private redis-server on 127.0.0.1:$port (pid $server_pid)"
 fi
 
-# The test suite starts its own redis-server and prometheus processes: have the binaries.
+# The test suite starts its own redis-server and prometheus processes, and drives the web
+# console in Debian's Chromium: have the binaries.
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v prometheus >/dev/null || missing+=(prometheus)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ] && ! install_packages "${missing[@]}"; then
     echo "note: the test suite needs ${missing[*]} (apt-get install ${missing[*]})"
 fi
