@@ -43,6 +43,7 @@ from . import security, views
 HERE = Path(__file__).parent
 ENTRY_ID = r"\d{1,20}-\d{1,20}"
 FLASH_COOKIE = "sw_flash"
+CSRF_REFUSED = "refused: the request has no valid CSRF token (reload the page and try again)"
 SECURITY_HEADERS = {
     # Our own script and style files only: an injected <script> would not run even if a
     # value ever escaped the templates' autoescaping.
@@ -164,6 +165,12 @@ class Console:
             response.delete_cookie(FLASH_COOKIE)
         return response
 
+    def _csrf_sent(self, request: Request, form: FormData) -> bool:
+        """Whether the POST carries this browser's CSRF value (form field or header)."""
+        sent = form.get(security.CSRF_FIELD) or request.headers.get(security.CSRF_HEADER)
+        cookie = request.cookies.get(security.CSRF_COOKIE)
+        return security.csrf_ok(cookie, sent if isinstance(sent, str) else None)
+
     def problem(self, request: Request, status: int, message: str) -> HTMLResponse:
         return self.render(request, "error.html", {"status": status, "message": message}, status)
 
@@ -211,16 +218,8 @@ class Console:
                     raise HTTPProblem(403, "this console is read-only: actions are turned off")
                 form = await request.form()
                 headers = {k.lower(): v for k, v in request.headers.items()}
-                sent = form.get(security.CSRF_FIELD) or headers.get(security.CSRF_HEADER)
-                cookie = request.cookies.get(security.CSRF_COOKIE)
-                if not self.guard.by_header(headers) and not security.csrf_ok(
-                    cookie, sent if isinstance(sent, str) else None
-                ):
-                    raise HTTPProblem(
-                        403,
-                        "refused: the request has no valid CSRF token "
-                        "(reload the page and try again)",
-                    )
+                if not self.guard.by_header(headers) and not self._csrf_sent(request, form):
+                    raise HTTPProblem(403, CSRF_REFUSED)
                 location, message = await run_in_threadpool(act, request, form)
                 response = RedirectResponse(request.scope.get("root_path", "") + location, 303)
                 response.set_cookie(FLASH_COOKIE, json.dumps(message), samesite="strict")
@@ -242,6 +241,8 @@ class Console:
         if request.method == "GET":
             return self.render(request, "login.html", {"next": target, "wrong": False})
         form = await request.form()
+        if not self._csrf_sent(request, form):
+            return self.problem(request, 403, CSRF_REFUSED)
         given = form.get("token")
         if not isinstance(given, str) or not self.guard.token_matches(given):
             return self.render(request, "login.html", {"next": target, "wrong": True}, 401)
@@ -257,6 +258,8 @@ class Console:
         return response
 
     async def logout(self, request: Request) -> Response:
+        if not self._csrf_sent(request, await request.form()):
+            return self.problem(request, 403, CSRF_REFUSED)
         response = RedirectResponse(request.scope.get("root_path", "") + "/login", 303)
         response.delete_cookie(security.SESSION_COOKIE)
         return response

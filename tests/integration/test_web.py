@@ -414,8 +414,12 @@ def test_a_token_is_required_when_set(app: App) -> None:
     assert right.status_code == 303 and right.headers["location"] == "/workers"
     assert "s3cret-token" not in web.cookies.get("sw_session", "")
     assert web.get("/dead-letters/default").status_code == 200
-    web.post("/logout")
+    assert web.post("/logout").status_code == 403  # without the CSRF value
+    assert web.get("/").status_code == 200
+    web.post("/logout", data={"csrf": token})
     assert web.get("/").status_code == 401
+    forged = web.post("/login", data={"token": "s3cret-token", "csrf": "forged"})
+    assert forged.status_code == 403 and "CSRF" in forged.text
 
 
 def test_a_token_in_the_authorization_header(app: App) -> None:
