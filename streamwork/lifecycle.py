@@ -16,16 +16,15 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import redis.exceptions
 
 from . import protocol, redis_ops
+from .connection import NamespaceView
 from .errors import ConfigurationError, StreamworkError
+from .keys import QueueKeys
 from .stats import known_queues
-
-if TYPE_CHECKING:
-    from .app import App
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +99,24 @@ def parse_status(raw: dict[bytes, bytes], now_ms: int) -> TaskStatus:
     )
 
 
+class StatusView(NamespaceView, Protocol):
+    """What finding and cancelling a message by id needs of an app (an App is one)."""
+
+    @property
+    def status_ttl_ms(self) -> int: ...
+
+    def keys(self, queue: str) -> QueueKeys: ...
+
+    def events_cap(self, queue: str) -> int: ...
+
+
 class UnknownMessage(StreamworkError, LookupError):
     """No queue of the app holds a status for that message id."""
 
 
-def find(app: App, message_id: str, queue: str | None = None) -> tuple[str, dict[bytes, bytes]]:
+def find(
+    app: StatusView, message_id: str, queue: str | None = None
+) -> tuple[str, dict[bytes, bytes]]:
     """(the queue whose status hash holds `message_id`, its fields): `queue`, else the
     app's queues, then every queue registered in its namespace; UnknownMessage if none."""
     queues = [queue] if queue else known_queues(app)
@@ -120,7 +132,9 @@ def find(app: App, message_id: str, queue: str | None = None) -> tuple[str, dict
     )
 
 
-def cancel_in(app: App, queue: str, message_id: str, reason: str) -> tuple[CancelResult, str]:
+def cancel_in(
+    app: StatusView, queue: str, message_id: str, reason: str
+) -> tuple[CancelResult, str]:
     """Cancel `message_id` of `queue` (cancel.lua): (what happened, the state it was in)."""
     with app.connection.translate_errors():
         reply = app.connection.scripts.cancel(
