@@ -11,12 +11,18 @@ their sum and the queue gauges.
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
+import socket
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import redis.exceptions
 from prometheus_client import (
@@ -25,9 +31,9 @@ from prometheus_client import (
     Gauge,
     Histogram,
     multiprocess,
-    start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import MetricsHandler
 
 from . import stats
 from .errors import StreamworkError
@@ -206,6 +212,7 @@ class SupervisorMetrics:
 
     def __init__(self, path: str, app: NamespaceView | None = None) -> None:
         self.path = path
+        self.health = Health(app)
         self.registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(self.registry, path=path)
         if app is not None:
@@ -223,11 +230,98 @@ class SupervisorMetrics:
         )
 
     def serve(self, port: int, address: str) -> None:
-        start_http_server(port, address, registry=self.registry)
+        """Serve /metrics, /healthz and /readyz on `address`:`port` from a daemon thread."""
+        serve_http(port, address, self.registry, self.health)
 
     def process_exited(self, pid: int) -> None:
         """Drop the live gauges of a process that ended, so none go stale."""
         multiprocess.mark_process_dead(pid, self.path)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What the supervisor says of its worker processes, for /readyz."""
+
+    expected: int
+    serving: int
+    """Processes alive that have started serving (read their queues once)."""
+    stopping: bool = False
+
+
+class Health:
+    """The answers of /healthz and /readyz, as (HTTP status, JSON body).
+
+    - /healthz: the supervisor is up (it serves this); 200 whenever it answers.
+    - /readyz: Redis answers a PING and every worker process is serving (and the worker is
+      not stopping); else 503, saying which. Kubernetes takes a pod out of its Service's
+      endpoints while it is not ready, and restarts it when /healthz stops answering.
+    """
+
+    def __init__(self, app: NamespaceView | None) -> None:
+        self.app = app
+        self.started = time.monotonic()
+        self.processes: Callable[[], Serving] | None = None
+        """Set by the supervisor once it runs."""
+
+    def live(self) -> tuple[int, dict[str, Any]]:
+        uptime = round(time.monotonic() - self.started, 3)
+        return 200, {"status": "ok", "pid": os.getpid(), "uptime_seconds": uptime}
+
+    def ready(self) -> tuple[int, dict[str, Any]]:
+        checks: dict[str, Any] = {}
+        is_ready = True
+        if self.app is not None:
+            try:
+                self.app.connection.ping()
+                checks["redis"] = "ok"
+            except (StreamworkError, redis.exceptions.RedisError) as exc:
+                checks["redis"] = str(exc)
+                is_ready = False
+        if self.processes is None:
+            checks["processes"] = {"expected": None, "serving": 0}
+            is_ready = False
+        else:
+            state = self.processes()
+            checks["processes"] = {"expected": state.expected, "serving": state.serving}
+            if state.stopping:
+                checks["stopping"] = True
+            if state.stopping or state.serving < state.expected:
+                is_ready = False
+        body = {"status": "ready" if is_ready else "not ready", **checks}
+        return (200 if is_ready else 503), body
+
+
+def serve_http(port: int, address: str, registry: CollectorRegistry, health: Health) -> Any:
+    """Start the supervisor's HTTP server (metrics and probes) in a daemon thread."""
+
+    class Handler(MetricsHandler.factory(registry)):  # type: ignore[misc]
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            if path == "/healthz":
+                self._answer(*health.live())
+            elif path == "/readyz":
+                self._answer(*health.ready())
+            else:
+                super().do_GET()
+
+        def _answer(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # a probe every few seconds is not news
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    server = Server((address, port), Handler)
+    threading.Thread(target=server.serve_forever, name="streamwork-http", daemon=True).start()
+    return server
 
 
 def record_retention(topic: str, held: int, dropped: int) -> None:

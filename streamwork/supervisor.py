@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import logs
-from .metrics import SupervisorMetrics
+from .metrics import Serving, SupervisorMetrics
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,14 @@ class Supervisor:
         self.metrics = metrics
         self.restarts = 0
         self.exit_code = 0
+        if metrics is not None:
+            metrics.health.processes = self.serving
+
+    def serving(self) -> Serving:
+        """How many worker processes are alive and serving, of how many (for /readyz)."""
+        children = list(self.children.values())
+        serving = sum(1 for c in children if c.ready.is_set() and c.process.is_alive())
+        return Serving(self.processes, serving, self._stop_deadline is not None)
 
     # signals arrive between loop steps; the handlers only set flags
     def _on_stop_signal(self, signum: int, frame: Any) -> None:

@@ -295,3 +295,63 @@ def test_a_dead_process_leaves_no_stale_in_flight_gauge(processes, write_app, wo
     wait_until(lambda: worker_pids(supervisor.pid) and pid not in worker_pids(supervisor.pid))
     assert in_flight() == 0.0  # the killed process's live gauge went with it
     supervisor.kill()
+
+
+def probe(port, path):
+    """(status, JSON body) of GET http://127.0.0.1:port/path; (None, None) if it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+    except OSError:
+        return None, None
+
+
+def test_health_and_readiness_probes(processes, write_app, tmp_path):
+    write_app("jobs", APP)
+    server = RedisServer().start()
+    try:
+        port = free_port()
+        log = tmp_path / "supervisor.log"
+        supervisor = processes.start(
+            "worker", "jobs:app", "-p", "2", "--metrics-port", str(port),
+            "--metrics-address", "127.0.0.1", log=log, STREAMWORK_REDIS_URL=server.url,
+        )  # fmt: skip
+        status, body = wait_until(lambda: probe(port, "/healthz")[0] and probe(port, "/healthz"))
+        assert status == 200 and body["status"] == "ok" and body["pid"] == supervisor.pid
+        status, body = wait_until(lambda: (r := probe(port, "/readyz"))[0] == 200 and r, 30)
+        assert body == {
+            "status": "ready",
+            "redis": "ok",
+            "processes": {"expected": 2, "serving": 2},
+        }
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            assert b"streamwork_worker_processes 2.0" in response.read()
+
+        # a worker process dies: not ready until its replacement serves
+        os.kill(worker_pids(supervisor.pid)[0], signal.SIGKILL)
+        status, body = wait_until(lambda: (r := probe(port, "/readyz"))[0] == 503 and r, 10, 0.005)
+        assert body["status"] == "not ready" and body["processes"]["serving"] < 2
+        wait_until(lambda: probe(port, "/readyz")[0] == 200, 30)
+
+        # Redis goes away: not ready (saying why), while /healthz still answers
+        server.stop()
+        status, body = wait_until(lambda: (r := probe(port, "/readyz"))[0] == 503 and r, 30)
+        assert body["redis"] != "ok" and "127.0.0.1" in body["redis"]
+        assert probe(port, "/healthz")[0] == 200
+        server.start()
+        wait_until(lambda: probe(port, "/readyz")[0] == 200, 60)
+
+        # stopping: not ready at once, while the processes finish what they run
+        app = App(server.url)
+        app.task(queue="work", name="work")(lambda n, seconds=0.0: None).send(1, 3.0)
+        wait_until(lambda: "start-1" in [e[0] for e in events(tmp_path)], 30)
+        supervisor.send_signal(signal.SIGTERM)
+        status, body = wait_until(lambda: (r := probe(port, "/readyz"))[0] == 503 and r, 10)
+        assert body["stopping"] is True
+        supervisor.wait(30)
+        app.close()
+        assert supervisor.returncode == 0, log.read_text()
+    finally:
+        server.cleanup()
