@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from . import __version__, logs
+from . import cli_deploy as deploy_commands
 from . import cli_dlq as dlq_commands
 from . import cli_lifecycle as lifecycle_commands
 from . import cli_schedules as schedule_commands
@@ -343,3 +344,4 @@ main.add_command(stats_commands.stats)
 main.add_command(stats_commands.top)
 main.add_command(workflow_commands.workflow)
 main.add_command(web_commands.web)
+main.add_command(deploy_commands.keda)
