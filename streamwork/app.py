@@ -215,7 +215,7 @@ class App:
                 store_result=store_result,
                 bind=bind,
             )
-            if resolved.ack_mode == "manual" and not bind:
+            if resolved.ack_mode == "manual" and not bind and resolved.batch is None:
                 raise ConfigurationError(
                     "ack_mode='manual' needs bind=True, so the handler receives the "
                     "Message it must ack or nack"

@@ -231,7 +231,13 @@ class Runner:
             return self._dead(run.delivery, envelope, task, f"bad arguments: {exc}")
 
         message = self._message(run, submit)
-        args = (message, *envelope.args) if task.options.bind else envelope.args
+        kwargs = envelope.kwargs
+        if task.options.batch is not None:
+            args, kwargs = ([message],), {}  # a batch handler run alone: a batch of one
+        elif task.options.bind:
+            args = (message, *envelope.args)
+        else:
+            args = envelope.args
         # ts 0 (absent: other producers may leave it out) means the wait is unknown: -1,
         # never the whole Unix epoch added to the queue's wait.
         if envelope.enqueued_ms > 0:
@@ -243,7 +249,7 @@ class Runner:
         metrics.run_started(source, task.name, run.wait_ms / 1000 if run.wait_ms >= 0 else None)
         try:
             try:
-                value = await self._call(run, args, envelope.kwargs)
+                value = await self._call(run, args, kwargs)
             finally:
                 if run.progress is not None:
                     await run.progress.drain()  # its last progress lands before its outcome
@@ -278,6 +284,8 @@ class Runner:
         metrics.run_ended(source, task.name, time.monotonic() - run.started, is_nacked)
         if run.cancel_reason is not None and message.decision is None:
             return run.timed(self._cancelled(run))  # it saw message.cancelled, or finished
+        if message.decision is not None and task.options.ack_mode != "manual":
+            return None  # a batch handler acked or nacked it: that outcome is written
         if task.options.ack_mode == "manual":
             if message.decision is None:
                 log.warning(
@@ -300,13 +308,113 @@ class Runner:
         )
         return outcome
 
+    async def run_batch(self, runs: list[Run], submit: Submit) -> list[tuple[Run, Outcome | None]]:
+        """Run a batch handler once on the messages of `runs`; each run's Outcome (None
+        where the handler acked or nacked it, or a manual-mode message stays pending).
+
+        Returned: every message it did not decide is done. Raised: if it decided them all
+        but one, that one failed; else the batch is split and each message it did not
+        decide is run again alone (a batch of one), so one bad message fails (is retried,
+        dead-lettered) on its own and the good ones of its batch succeed.
+        """
+        results: list[tuple[Run, Outcome | None]] = []
+        ready = []
+        for run in runs:
+            if run.cancel_reason is not None:  # cancelled while it waited for its batch
+                run.started = time.monotonic()
+                results.append((run, run.timed(self._cancelled(run))))
+            else:
+                ready.append(run)
+        if not ready:
+            return results
+        task = ready[0].task
+        now, started = protocol.now_ms(), time.monotonic()
+        messages = []
+        for run in ready:
+            enqueued = run.envelope.enqueued_ms
+            run.wait_ms = max(0, now - enqueued) if enqueued > 0 else -1
+            run.started = started
+            messages.append(self._message(run, submit))
+            wait = run.wait_ms / 1000 if run.wait_ms >= 0 else None
+            metrics.run_started(run.delivery.source, task.name, wait)
+        metrics.batch_ran(ready[0].delivery.source, task.name, len(ready))
+        try:
+            await self._call(ready[0], (messages,), {}, whole=False)
+        except asyncio.CancelledError:
+            raise  # the worker is stopping: the entries stay pending
+        except Exception as exc:
+            trace = traceback.format_exc()
+            for run in ready:
+                metrics.run_ended(run.delivery.source, task.name, time.monotonic() - started, True)
+            if self.on_error is not None and not isinstance(exc, (Retry, Reject)):
+                self.on_error(task.name, exc)
+            undecided = [run for run in ready if _undecided(run)]
+            results += [(run, None) for run in ready if not _undecided(run)]
+            if not undecided:
+                return results
+            if len(undecided) == 1:
+                (run,) = undecided
+                failed = (
+                    self._cancelled(run) if run.cancel_reason else self._failure(run, exc, trace)
+                )
+                return [*results, (run, run.timed(failed))]
+            log.warning(
+                "batch of %d %s message(s) raised %s: running the %d it did not settle one by one",
+                len(ready),
+                task.name,
+                _describe(exc),
+                len(undecided),
+            )
+            for run in undecided:
+                if run.cancel_reason is not None:
+                    results.append((run, run.timed(self._cancelled(run))))
+                else:
+                    results.append((run, await self.run(run, submit)))
+            return results
+        elapsed = time.monotonic() - started
+        for run in ready:
+            assert run.message is not None
+            decided = run.message.decision is not None
+            metrics.run_ended(
+                run.delivery.source, task.name, elapsed, run.message.decision == "nack"
+            )
+            if decided:
+                results.append((run, None))
+            elif run.cancel_reason is not None:
+                results.append((run, run.timed(self._cancelled(run))))
+            elif task.options.ack_mode == "manual":
+                log.warning(
+                    "task %s id %s returned without ack or nack: it stays pending and is "
+                    "delivered again after the visibility timeout",
+                    task.name,
+                    run.envelope.id,
+                    extra=_event(task.name, run.envelope.id, "pending"),
+                )
+                results.append((run, None))
+            else:
+                results.append((run, run.timed(self._done(run, None))))
+        log.info(
+            "task %s ran a batch of %d in %.3fs",
+            task.name,
+            len(ready),
+            elapsed,
+            extra=_event(task.name, ready[0].envelope.id, "done"),
+        )
+        return results
+
     def _cancelled(self, run: Run) -> Outcome:
         return cancelled_outcome(run, run.status_key, run.cancel_reason or "")
 
-    async def _call(self, run: Run, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _call(
+        self, run: Run, args: tuple[Any, ...], kwargs: dict[str, Any], whole: bool = True
+    ) -> Any:
+        """Call the handler (in the thread pool if it is sync), within its timeout. `whole`:
+        a cancellation of `run` may cancel the call (not for a batch: the others go on)."""
         task = run.task
         timeout = task.options.timeout
         if task.is_async:
+            if not whole:
+                return await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
             # A cancellation stops this asyncio task (no task of its own per handler: that
             # would cost every run); Runner.run turns it into the "cancelled" outcome.
             run.handler = asyncio.current_task()
@@ -334,7 +442,7 @@ class Runner:
     def _message(self, run: Run, submit: Submit) -> Message:
         envelope = run.envelope
         decide = None
-        if run.task.options.ack_mode == "manual":
+        if run.task.options.ack_mode == "manual" or run.task.options.batch is not None:
             decide = functools.partial(self._decide, run, submit, asyncio.get_running_loop())
         progress = None
         if run.status_key is not None and self.write_progress is not None:
@@ -622,6 +730,10 @@ def held_back(run: Run, due_ms: int, held_key: str | None, reason: str = "") -> 
 
 STATUS_ERROR_CHARS = 500
 """The longest error text a status keeps (the dead letter keeps all of it)."""
+
+
+def _undecided(run: Run) -> bool:
+    return run.message is None or run.message.decision is None
 
 
 def _brief(exc: BaseException | None) -> str:

@@ -213,6 +213,8 @@ class Fetcher:
     async def _is_drained(self) -> bool:
         """Nothing running, nothing to write, nothing due, nothing abandoned to claim."""
         in_flight, settler, scanner = self._in_flight, self._settler, self._scanner
+        if in_flight.gathering and in_flight.flush_batches is not None:
+            in_flight.flush_batches()  # nothing more is coming: no batch waits to fill
         if in_flight.tasks or in_flight.in_isolation or not settler.is_idle:
             return False
         moved, _ = await scanner.move_due_now()

@@ -35,6 +35,8 @@ class HandlerArgs(TypedDict, total=False):
     fair_by: str | Callable[..., Any]
     per_key_concurrency: int
     per_key_rate_limit: str
+    batch_size: int
+    batch_wait: Duration
 
 
 Priority = Literal["high", "default", "low"]
@@ -93,6 +95,46 @@ class Fair:
     rate: Rate | None = None
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A batch handler: it receives a list of up to `size` messages, gathered for at most
+    `wait` seconds after the first one arrived."""
+
+    size: int
+    wait: float
+
+
+DEFAULT_BATCH_WAIT = 1.0
+
+
+def _batch(args: HandlerArgs, store_result: bool) -> Batch | None:
+    size, wait = args.get("batch_size"), args.get("batch_wait")
+    if size is None:
+        if wait is not None:
+            raise ConfigurationError("batch_wait needs a batch_size")
+        return None
+    check_count("batch_size", size, 1)
+    refused = [
+        name
+        for name, given in (
+            ("store_result", store_result),
+            ("rate_limit", "rate_limit" in args),
+            ("concurrency_limit", "concurrency_limit" in args),
+            ("fair_by", "fair_by" in args),
+        )
+        if given
+    ]
+    if refused:
+        raise ConfigurationError(
+            f"a batch handler (batch_size) takes no {', '.join(refused)}: it receives a list "
+            "of Messages and its outcome is per message"
+        )
+    seconds = (
+        DEFAULT_BATCH_WAIT if wait is None else to_seconds("batch_wait", wait, allow_zero=True)
+    )
+    return Batch(size, seconds)
+
+
 def check_count(name: str, value: int, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ConfigurationError(f"{name} must be a whole number >= {least}, got {value!r}")
@@ -136,6 +178,8 @@ class HandlerOptions:
     """Its messages' band (None: not declared; its queue has bands if any task's is)."""
     fair: Fair | None = None
     """`fair_by` (with per_key_concurrency, per_key_rate_limit): round-robin between keys."""
+    batch: Batch | None = None
+    """`batch_size` (and `batch_wait`): the handler receives a list of Messages."""
 
     @property
     def is_limited(self) -> bool:
@@ -182,6 +226,7 @@ class HandlerOptions:
             else check_count("concurrency_limit", concurrency, 1),
             priority=None if "priority" not in args else check_priority(args["priority"]),
             fair=_fair(args),
+            batch=_batch(args, store_result),
         )
 
 

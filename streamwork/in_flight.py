@@ -1,8 +1,10 @@
 """InFlight: what one worker process is running now, and the bound on it.
 
 Owns the asyncio tasks of running messages, the entries held under a lease (late and manual
-ack modes; the scanner renews them), the redelivered runs waiting to run alone, and the event
-that wakes whoever waits for a free slot (fetch loops, the isolated runner) or for a stop.
+ack modes; the scanner renews them), the redelivered runs waiting to run alone, the messages
+of batch handlers (gathering in a buffer, or running as one batch: each counts as a message
+in flight), and the event that wakes whoever waits for a free slot (fetch loops, the
+isolated runner) or for a stop.
 The fetcher and the scanner read it instead of calling back into the worker. It never
 starts a run (the worker does) and never talks to Redis.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict, deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .keys import Source
@@ -25,11 +28,22 @@ log = logging.getLogger(__name__)
 class InFlight:
     """The running messages of one worker process, at most `concurrency` at once."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, batch_room: int = 0) -> None:
         self.concurrency = concurrency
+        self.batch_room = batch_room
+        """Room for the messages of batch handlers on top of `concurrency`: one full batch
+        per batch handler served (so a batch can fill whatever the concurrency)."""
         self.tasks: set[asyncio.Task[None]] = set()
         self.runs: dict[asyncio.Task[None], Run] = {}
         """The run each task runs (the scanner checks them for cancellations)."""
+        self.batch_runs: dict[asyncio.Task[None], list[Run]] = {}
+        """The runs of each task that runs a batch."""
+        self.buffers: dict[str, list[Run]] = {}
+        """Per batch handler, the runs gathering for its next batch."""
+        self.batched = 0
+        """Messages of batch handlers in flight: in a buffer, or in a running batch."""
+        self.flush_batches: Callable[[], None] | None = None
+        """Starts every gathered batch now (a burst worker that drained its queues)."""
         self.leased: dict[Source, set[bytes]] = defaultdict(set)
         """Entries running (or waiting to run alone) under a lease, per source."""
         self.isolated: deque[Run] = deque()
@@ -40,13 +54,26 @@ class InFlight:
         self._changed = asyncio.Event()
 
     def __len__(self) -> int:
-        return len(self.tasks)
+        """Messages in flight (a running batch counts its messages)."""
+        return len(self.tasks) - len(self.batch_runs) + self.batched
 
     def free_slots(self) -> int:
         """How many more messages may start now (0 while stopping or isolating)."""
         if self.is_stopping or self.isolated or self.is_isolating:
             return 0
-        return self.concurrency - len(self.tasks)
+        return self.concurrency + self.batch_room - len(self)
+
+    def all_runs(self) -> list[Run]:
+        """Every run in flight: running alone, in a running batch, or gathering for one."""
+        found = list(self.runs.values())
+        for runs in (*self.batch_runs.values(), *self.buffers.values()):
+            found += runs
+        return found
+
+    @property
+    def gathering(self) -> int:
+        """Messages waiting in batch buffers (not running yet)."""
+        return sum(len(runs) for runs in self.buffers.values())
 
     @property
     def in_isolation(self) -> bool:

@@ -101,6 +101,12 @@ IN_FLIGHT = Gauge(
     ["queue", "group"],
     multiprocess_mode="livesum",
 )
+BATCH_SIZE = Histogram(
+    "streamwork_batch_size",
+    "Messages per call of a batch handler (batch_size): how full its batches run.",
+    RUN_LABELS,
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+)
 SENT = Counter("streamwork_sent", "Messages sent or published by this process.", ["queue"])
 SEND_TIME = Histogram(
     "streamwork_send_seconds",
@@ -158,6 +164,11 @@ def run_ended(source: Source, task: str, run_seconds: float, is_failure: bool) -
     found.in_flight.dec()
     if is_failure:
         found.failed.inc()
+
+
+def batch_ran(source: Source, task: str, size: int) -> None:
+    queue, group = labels_of(source)
+    BATCH_SIZE.labels(queue, group, task).observe(size)
 
 
 def outcome_written(source: Source, task: str, kind: str) -> None:

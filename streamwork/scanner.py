@@ -193,7 +193,7 @@ class Scanner:
         """Stop the runs whose message was cancelled while running; seconds to the next look."""
         runs = [
             (run.status_key, run)
-            for run in self._in_flight.runs.values()
+            for run in self._in_flight.all_runs()
             if run.cancel_reason is None and run.status_key is not None
         ]
         if runs:

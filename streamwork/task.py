@@ -198,6 +198,17 @@ class Task:
                     f"task {name!r} has bind=True, so its first parameter must take the Message"
                 )
             self.signature = self.signature.replace(parameters=params[1:])
+        if options.batch is not None:
+            if options.bind:
+                raise ConfigurationError(
+                    f"batch task {name!r} takes no bind=True: it receives the Messages already"
+                )
+            try:
+                self.signature.bind(None)
+            except TypeError:
+                raise ConfigurationError(
+                    f"batch task {name!r} must take exactly one argument: the list of Messages"
+                ) from None
         fair = options.fair
         if (
             fair is not None
@@ -247,7 +258,10 @@ class Task:
         return self.keys.result(message_id)
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Raise BadArguments unless `args` and `kwargs` fit the handler's signature."""
+        """Raise BadArguments unless `args` and `kwargs` fit the handler's signature (a
+        batch handler takes a list of Messages: its messages may carry any arguments)."""
+        if self.options.batch is not None:
+            return
         # Whether a call binds depends only on how many positional arguments there are and
         # which keywords: remember the shapes that fit (this runs for every message).
         shape = (len(args), *kwargs) if kwargs else len(args)

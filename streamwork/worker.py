@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 import redis.exceptions
 
 from . import connection, memory, protocol, redis_ops
+from .batching import Batches
 from .errors import ConfigurationError
 from .execution import Delivery, Outcome, Run, Runner, cancelled_outcome, held_back, start_row
 from .fetcher import Fetcher
+from .handler import Handler
 from .in_flight import InFlight
 from .keys import Source, registry_of
 from .preflight import check_durability, preflight
@@ -90,6 +92,8 @@ class Session:
     scripts: Scripts
     isolation: asyncio.Task[None] | None = field(default=None)
     """The task running redelivered messages alone, while there are any."""
+    batches: Batches | None = field(default=None)
+    """The buffers of batch handlers (set once the session is built)."""
 
 
 class Worker:
@@ -182,6 +186,8 @@ class Worker:
         self._is_stop_asked = True
         if self.session is not None:
             self.session.in_flight.is_stopping = True
+            if self.session.batches is not None:
+                self.session.batches.flush_all()  # gathered messages run now, then it stops
             self.session.in_flight.wake()  # fetch loops waiting for a slot see the stop
 
     async def preflight(self) -> None:
@@ -224,7 +230,7 @@ class Worker:
         client = connection.async_client(self.app.url)
         scripts = Scripts(client)
         threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="streamwork")
-        in_flight = InFlight(settings.concurrency)
+        in_flight = InFlight(settings.concurrency, self._batch_room())
 
         async def dispatch(deliveries: list[Delivery]) -> None:
             await self._dispatch(session, deliveries)  # `session` is bound below
@@ -297,7 +303,21 @@ class Worker:
             ticker=ticker,
             scripts=scripts,
         )
+        session.batches = Batches(in_flight, functools.partial(self._start_batch, session))
+        in_flight.flush_batches = session.batches.flush_all
         return session
+
+    def _batch_room(self) -> int:
+        """One full batch per batch handler served: room on top of the concurrency."""
+        handlers: list[Handler] = [
+            task for task in self.app.tasks.values() if task.options.queue in self.queues
+        ]
+        handlers += [
+            subscriber
+            for (topic, _), subscriber in self.app.subscribers.items()
+            if topic in self.topics
+        ]
+        return sum(h.options.batch.size for h in handlers if h.options.batch is not None)
 
     def _fair_tasks(self) -> dict[str, list[tuple[str, int]]]:
         """Per queue stream served here, its fair tasks: (key prefix, per-key concurrency)."""
@@ -373,6 +393,8 @@ class Worker:
 
     async def _finish(self, session: Session, is_started: bool) -> None:
         grace = self.settings.grace
+        if session.batches is not None:
+            session.batches.flush_all()
         if session.isolation is not None:
             await asyncio.wait([session.isolation], timeout=grace)
         if session.in_flight.tasks:
@@ -448,7 +470,9 @@ class Worker:
             runs += auto_runs
         for run in runs:
             if run.delivery.delivery_count > 1:
-                self._isolate(session, run)
+                self._isolate(session, run)  # a batch handler's too: a batch of one
+            elif run.task.options.batch is not None and session.batches is not None:
+                session.batches.add(run)
             else:
                 self._start(session, run)
 
@@ -548,6 +572,38 @@ class Worker:
         if run.is_pending:
             session.in_flight.lease(run.delivery.source, run.delivery.entry_id)
         return task
+
+    def _start_batch(self, session: Session, runs: list[Run]) -> None:
+        task = asyncio.create_task(self._execute_batch(session, runs))
+        session.in_flight.tasks.add(task)
+        session.in_flight.batch_runs[task] = runs
+
+    async def _execute_batch(self, session: Session, runs: list[Run]) -> None:
+        in_flight = session.in_flight
+        try:
+            for run, outcome in await session.runner.run_batch(runs, session.settler.submit):
+                if outcome is not None:
+                    session.settler.submit(run.delivery.source, outcome, run.is_pending)
+        except Exception:
+            log.exception(
+                "internal error running a batch of %d %s message(s); their entries stay "
+                "pending and are delivered again after the visibility timeout",
+                len(runs),
+                runs[0].task.name,
+            )
+        finally:
+            self.processed += len(runs)
+            task = asyncio.current_task()
+            if task is not None:
+                in_flight.tasks.discard(task)
+                in_flight.batch_runs.pop(task, None)
+            in_flight.batched -= len(runs)
+            for run in runs:
+                in_flight.release(run.delivery.source, run.delivery.entry_id)
+            in_flight.wake()
+            reason = self._recycling.reason(self.processed, session.runner.timed_out_threads)
+            if reason is not None:
+                self.recycle(reason)
 
     def _isolate(self, session: Session, run: Run) -> None:
         """Queue a redelivered run to run alone in this process.

@@ -148,6 +148,11 @@ class Signature(Canvas):
                 "crash would lose its place in a workflow: workflow children need 'late' or "
                 "'manual'"
             )
+        if task.options.batch is not None:
+            raise ConfigurationError(
+                f"task {task.name!r} is a batch handler (batch_size): it returns one value for "
+                "a list of messages, so it cannot be a step of a workflow"
+            )
         self.task = task
         self.args = args
         self.kwargs = kwargs
