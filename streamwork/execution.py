@@ -9,6 +9,7 @@ never writes them (the Settler does) and never fetches.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 import msgpack
 
-from . import metrics, protocol
+from . import metrics, protocol, tracing
 from .errors import DecodeError, EncodeError, RateLimited, Reject, Retry, StreamworkError
 from .handler import Handler
 from .keys import QueueKeys, Source
@@ -224,6 +225,14 @@ class Runner:
 
     async def run(self, run: Run, submit: Submit) -> Outcome | None:
         """Run the handler once; the Outcome to write, or None when a manual ack decides."""
+        if not tracing.ENABLED:
+            return await self._run_once(run, submit)
+        with tracing.run_span([run]) as span:
+            outcome = await self._run_once(run, submit)
+            tracing.record(span, run, outcome)
+            return outcome
+
+    async def _run_once(self, run: Run, submit: Submit) -> Outcome | None:
         task, envelope = run.task, run.envelope
         try:
             task.check_arguments(envelope.args, envelope.kwargs)
@@ -339,7 +348,12 @@ class Runner:
             metrics.run_started(run.delivery.source, task.name, wait)
         metrics.batch_ran(ready[0].delivery.source, task.name, len(ready))
         try:
-            await self._call(ready[0], (messages,), {}, whole=False)
+            with tracing.run_span(ready) as span:
+                try:
+                    await self._call(ready[0], (messages,), {}, whole=False)
+                except Exception as exc:
+                    tracing.failed(span, exc)
+                    raise
         except asyncio.CancelledError:
             raise  # the worker is stopping: the entries stay pending
         except Exception as exc:
@@ -422,9 +436,10 @@ class Runner:
                 return await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
             finally:
                 run.handler = None
-        future = asyncio.get_running_loop().run_in_executor(
-            self.threads, functools.partial(task.fn, *args, **kwargs)
-        )
+        call = functools.partial(task.fn, *args, **kwargs)
+        if tracing.ENABLED:  # the run's span is current in the handler's thread too
+            call = functools.partial(contextvars.copy_context().run, call)
+        future = asyncio.get_running_loop().run_in_executor(self.threads, call)
         if timeout is None:
             return await future
         try:

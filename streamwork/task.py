@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from . import metrics, protocol, redis_ops
+from . import metrics, protocol, redis_ops, tracing
 from .connection import MAX_BLOCK, block_for
 from .errors import (
     BadArguments,
@@ -290,7 +290,7 @@ class Task:
             task=self.name,
             args=args,
             kwargs=kwargs,
-            headers=headers or {},
+            headers=tracing.with_context(headers),
             enqueued_ms=due or protocol.now_ms(),
         )
 

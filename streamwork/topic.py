@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import protocol
+from . import protocol, tracing
 from .errors import ConfigurationError
 from .handler import HandlerOptions
 from .keys import Source, TopicKeys, topic_registry, topic_sources
@@ -112,6 +112,6 @@ def event(
         id=protocol.new_id(),
         topic=topic,
         payload=payload,
-        headers=headers or {},
+        headers=tracing.with_context(headers),
         enqueued_ms=due_ms or protocol.now_ms(),
     )
