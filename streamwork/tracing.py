@@ -9,25 +9,24 @@
   linked to each of its messages. The span is current while the handler runs (sync
   handlers too, in their thread), so spans the handler makes are its children.
 
-Everything here is a no-op when opentelemetry-api is not installed; with the API alone and
-no SDK configured, its spans are OpenTelemetry's non-recording ones. It never decides an
-outcome and never talks to Redis.
+Runs and outcomes are execution.py's `Run` and `Outcome` (typed Any here: execution.py
+imports this module, and the package has no import circles). Everything here is a no-op
+when opentelemetry-api is not installed; with the API alone and no SDK configured, its
+spans are OpenTelemetry's non-recording ones. It never decides an outcome and never talks
+to Redis.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 try:
     from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
 except ImportError:  # the otel extra is not installed
     trace = None  # type: ignore[assignment]
-
-if TYPE_CHECKING:
-    from .execution import Outcome, Run
 
 ENABLED = trace is not None
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
@@ -52,7 +51,7 @@ def _link(headers: dict[str, Any]) -> Any:
     return trace.Link(span_context) if span_context.is_valid else None
 
 
-def _attributes(run: Run) -> dict[str, Any]:
+def _attributes(run: Any) -> dict[str, Any]:
     source = run.delivery.source
     attributes: dict[str, Any] = {
         "messaging.system": "redis",
@@ -69,7 +68,7 @@ def _attributes(run: Run) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def run_span(runs: Sequence[Run]) -> Iterator[Any]:
+def run_span(runs: Sequence[Any]) -> Iterator[Any]:
     """The span of one handler call on `runs` (one message, or a batch); None when off."""
     if not ENABLED:
         yield None
@@ -100,7 +99,7 @@ def failed(span: Any, exc: BaseException) -> None:
         span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
 
 
-def record(span: Any, run: Run, outcome: Outcome | None) -> None:
+def record(span: Any, run: Any, outcome: Any) -> None:
     """Put a run's wait and outcome on its span: events for a retry or a dead letter."""
     if span is None:
         return
