@@ -1,7 +1,7 @@
 """Order processing and Little's law: L = λW, and peak shaving.
 
 A shop takes λ = 100 orders a second and each order takes about one second to process, so
-about L = λ × W = 100 × 1 = 100 orders are in the system at any moment (waiting or being
+about L = λW = 100/s x 1 s = 100 orders are in the system at any moment (waiting or being
 processed) — provided the workers can run 100 at once. This program starts a worker (one
 process, 300 orders at once), sends orders at a steady rate, measures λ, W and how many
 orders are in the system, and prints Little's law next to what it saw. Then it sends a
@@ -23,10 +23,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from streamwork import App
 from streamwork.stats import flow, queue_state
+from streamwork.testing import free_port
 
 app = App()
 HANDLING_SECONDS = 1.0
@@ -44,22 +46,27 @@ async def place_rush_order(order_id: int) -> None:
 
 
 def start_worker() -> subprocess.Popen[bytes]:
+    """`streamwork worker` in a subprocess (one process, 300 orders at once), once ready:
+    its /readyz answers 200 when every worker process serves."""
     here = Path(__file__).resolve().parent
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "streamwork", "worker", "order_flow:app", "-p", "1", "-c", "300"],
+        [sys.executable, "-m", "streamwork", "worker", "order_flow:app", "-p", "1", "-c", "300",
+         "--metrics-port", str(port), "--metrics-address", "127.0.0.1"],
         env=env,
         stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while (
-        queue_state(app, "checkout").consumers == 0
-        and queue_state(app, "checkout-burst").consumers == 0
-    ):
-        if time.monotonic() > deadline or worker.poll() is not None:
-            sys.exit("the worker did not start")
-        time.sleep(0.1)
-    return worker
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                return worker
+        except OSError:
+            if time.monotonic() > deadline or worker.poll() is not None:
+                worker.kill()
+                sys.exit("the worker did not start")
+            time.sleep(0.1)
 
 
 def steady(rate: float, seconds: float) -> None:
@@ -116,15 +123,15 @@ def burst(count: int) -> None:
         state = queue_state(app, "checkout-burst")
         backlog = state.ready + state.pending
         peak = max(peak, backlog)
-        print(
-            f"  t = {time.monotonic() - started:5.1f} s   backlog {state.ready:5d}   running {state.pending:4d}"
-        )
+        at = time.monotonic() - started
+        print(f"  t = {at:5.1f} s   backlog {state.ready:5d}   running {state.pending:4d}")
         if state.is_empty:
             break
         time.sleep(0.5)
     took = time.monotonic() - started
     print(
-        f"drained {count} orders in {took:.1f} s at the workers' pace ({count / took:.0f}/s); peak backlog {peak}; backlog now 0"
+        f"drained {count} orders in {took:.1f} s at the workers' pace ({count / took:.0f}/s); "
+        f"peak backlog {peak}; backlog now 0"
     )
 
 

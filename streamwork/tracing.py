@@ -1,7 +1,7 @@
 """OpenTelemetry (the `otel` extra): trace context across the queue, and a span per run.
 
-- At send (tasks, events, workflow steps): when a span is active, the W3C `traceparent`
-  and `tracestate` (and `baggage`) are injected into the message's headers.
+- At send (tasks, events, the first steps of a workflow): when a span is active, the W3C
+  `traceparent` and `tracestate` (and `baggage`) are injected into the message's headers.
 - In the worker: each run of a handler is a CONSUMER span, `<task> process`, linked to the
   context its message carried (a link, not a parent: the producer's trace may have ended
   long before), with the queue, message id, attempt and queue wait as attributes; a retry
