@@ -99,7 +99,10 @@ class RedisServer:
         return self.process.pid if self.process else None
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        if self.process is not None and self.process.poll() is not None:
+        """Start the server (a no-op if it runs: a second process would orphan the first)."""
+        if self.process is not None and self.process.poll() is None:
+            return self
+        if self.process is not None:
             self.process.wait()  # reap a server that was killed, before starting again
         command = [
             self.binary,

@@ -216,7 +216,6 @@ def test_acl_refusal_is_permission_denied(redis_server, client):
 
 def test_sending_to_a_replica_is_read_only_replica(redis_server):
     with RedisServer(["--replicaof", "127.0.0.1", str(redis_server.port)]) as replica:
-        replica.start()
         app = App(replica.url)
 
         @app.task
