@@ -63,3 +63,24 @@ def test_batch_sizes_are_measured(app: App) -> None:
             timeout=10,
         )
     assert REGISTRY.get_sample_value("streamwork_batch_size_count", labels) - before >= 3
+
+
+def test_batches_on_a_redis_cluster(cluster_app: App) -> None:
+    from streamwork.testing import run_until_idle
+
+    seen: list[list[int]] = []
+
+    @cluster_app.task(queue="sensors-a", batch_size=4)
+    def store(messages):
+        seen.append([m.args[0] for m in messages])
+
+    @cluster_app.subscriber("telemetry", group="archive", batch_size=3, start="beginning")
+    def archive(messages):
+        seen.append([m.payload for m in messages])
+
+    store.send_many([(n,) for n in range(10)])
+    for n in range(100, 105):
+        cluster_app.publish("telemetry", n)
+    summary = run_until_idle(cluster_app)
+    assert summary.done == 15
+    assert sorted(map(len, seen)) == [2, 2, 3, 4, 4]
