@@ -225,7 +225,7 @@ class Runner:
 
     async def run(self, run: Run, submit: Submit) -> Outcome | None:
         """Run the handler once; the Outcome to write, or None when a manual ack decides."""
-        if not tracing.ENABLED:
+        if not tracing.active():
             return await self._run_once(run, submit)
         with tracing.run_span([run]) as span:
             outcome = await self._run_once(run, submit)
@@ -437,7 +437,7 @@ class Runner:
             finally:
                 run.handler = None
         call = functools.partial(task.fn, *args, **kwargs)
-        if tracing.ENABLED:  # the run's span is current in the handler's thread too
+        if tracing.active():  # the run's span is current in the handler's thread too
             call = functools.partial(contextvars.copy_context().run, call)
         future = asyncio.get_running_loop().run_in_executor(self.threads, call)
         if timeout is None:

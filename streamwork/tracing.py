@@ -11,9 +11,9 @@
 
 Runs and outcomes are execution.py's `Run` and `Outcome` (typed Any here: execution.py
 imports this module, and the package has no import circles). Everything here is a no-op
-when opentelemetry-api is not installed; with the API alone and no SDK configured, its
-spans are OpenTelemetry's non-recording ones. It never decides an outcome and never talks
-to Redis.
+when opentelemetry-api is not installed, and runs get no span until a TracerProvider is
+set (`trace.set_tracer_provider`, as the SDK's setup does). It never decides an outcome
+and never talks to Redis.
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ except ImportError:  # the otel extra is not installed
 ENABLED = trace is not None
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 _TRACER_NAME = "streamwork"
+
+
+def active() -> bool:
+    """Whether runs are traced: the API is installed and a TracerProvider was set (with the
+    API's default proxy and no SDK, a span would record nothing and only cost time)."""
+    return ENABLED and not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 def with_context(headers: dict[str, Any] | None) -> dict[str, Any]:
@@ -70,7 +76,7 @@ def _attributes(run: Any) -> dict[str, Any]:
 @contextlib.contextmanager
 def run_span(runs: Sequence[Any]) -> Iterator[Any]:
     """The span of one handler call on `runs` (one message, or a batch); None when off."""
-    if not ENABLED:
+    if not active():
         yield None
         return
     first = runs[0]
