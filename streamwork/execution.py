@@ -223,10 +223,14 @@ class Runner:
 
     # -- running -------------------------------------------------------------------------
 
-    async def run(self, run: Run, submit: Submit) -> Outcome | None:
-        """Run the handler once; the Outcome to write, or None when a manual ack decides."""
-        if not tracing.active():
-            return await self._run_once(run, submit)
+    def run(self, run: Run, submit: Submit) -> Coroutine[Any, Any, Outcome | None]:
+        """Run the handler once; the Outcome to write, or None when a manual ack decides.
+        (The untraced run is awaited directly: no extra coroutine per message.)"""
+        if tracing.active():
+            return self._run_traced(run, submit)
+        return self._run_once(run, submit)
+
+    async def _run_traced(self, run: Run, submit: Submit) -> Outcome | None:
         with tracing.run_span([run]) as span:
             outcome = await self._run_once(run, submit)
             tracing.record(span, run, outcome)

@@ -19,6 +19,7 @@ and never talks to Redis.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -33,10 +34,29 @@ TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 _TRACER_NAME = "streamwork"
 
 
+_active = False
+_checked_at = float("-inf")
+RECHECK = 1.0
+"""Seconds between two looks for a TracerProvider while none is set (a look costs about a
+microsecond: too much for every run)."""
+
+
+def refresh() -> bool:
+    """Look now whether a TracerProvider is set (a worker does as it starts)."""
+    global _active, _checked_at
+    _checked_at = time.monotonic()
+    _active = ENABLED and not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return _active
+
+
 def active() -> bool:
     """Whether runs are traced: the API is installed and a TracerProvider was set (with the
     API's default proxy and no SDK, a span would record nothing and only cost time)."""
-    return ENABLED and not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    if _active or not ENABLED:
+        return _active
+    if time.monotonic() - _checked_at >= RECHECK:
+        return refresh()
+    return False
 
 
 def with_context(headers: dict[str, Any] | None) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 
-from . import connection, memory, protocol, redis_ops
+from . import connection, memory, protocol, redis_ops, tracing
 from .batching import Batches
 from .errors import ConfigurationError
 from .execution import Delivery, Outcome, Run, Runner, cancelled_outcome, held_back, start_row
@@ -226,6 +226,7 @@ class Worker:
 
     def _session(self) -> Session:
         settings = self.settings
+        tracing.refresh()  # a TracerProvider set before the worker starts traces its runs
         self._limited = self._concurrency_limited()
         client = connection.async_client(self.app.url)
         scripts = Scripts(client)
