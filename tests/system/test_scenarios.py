@@ -20,28 +20,16 @@ import pytest
 from streamwork import App
 from streamwork.testing import wait_until
 
+from .test_examples import run
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 PG_DSN = os.environ.get("PAYMENTS_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def example(*args: str, cwd: Path, redis_url: str, timeout: float = 180, **env: str) -> str:
-    done = subprocess.run(
-        [sys.executable, *args],
-        cwd=cwd,
-        env={
-            **os.environ,
-            "STREAMWORK_REDIS_URL": redis_url,
-            "PYTHONPATH": str(EXAMPLES),
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    """Run `python ARGS` from `cwd` as a user would (examples/ on the path); its stdout."""
+    return run([sys.executable, *args], cwd, redis_url, timeout=timeout, **env)
 
 
 def worker(processes: Any, module: str, *options: str, **env: str) -> subprocess.Popen[str]:
