@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -45,16 +46,20 @@ async def place_rush_order(order_id: int) -> None:
     await asyncio.sleep(BURST_HANDLING_SECONDS)
 
 
+def _env() -> dict[str, str]:
+    """This process's environment, with examples/ on the path (for MODULE:APP)."""
+    here = Path(__file__).resolve().parent
+    return {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
 def start_worker() -> subprocess.Popen[bytes]:
     """`streamwork worker` in a subprocess (one process, 300 orders at once), once ready:
     its /readyz answers 200 when every worker process serves."""
-    here = Path(__file__).resolve().parent
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     worker = subprocess.Popen(
         [sys.executable, "-m", "streamwork", "worker", "order_flow:app", "-p", "1", "-c", "300",
          "--metrics-port", str(port), "--metrics-address", "127.0.0.1"],
-        env=env,
+        env=_env(),
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 60
@@ -78,6 +83,7 @@ def steady(rate: float, seconds: float) -> None:
     before = None
     in_system: list[int] = []
     warm_up = min(2.5, seconds / 3)
+    cli: subprocess.Popen[str] | None = None
     while (elapsed := time.monotonic() - started) < seconds:
         due = int(rate * elapsed) + 1
         if due > sent:
@@ -87,6 +93,13 @@ def steady(rate: float, seconds: float) -> None:
             state = queue_state(app, "checkout")
             before = before or state
             in_system.append(state.ready + state.pending)
+            if cli is None:  # what `streamwork stats` says over the same load
+                interval = max(1.0, seconds - warm_up - 1.0)
+                cli = subprocess.Popen(
+                    [sys.executable, "-m", "streamwork", "stats", "order_flow:app",
+                     "--interval", str(interval), "--json"],
+                    env=_env(), stdout=subprocess.PIPE, text=True,
+                )  # fmt: skip
         time.sleep(tick)
     after = queue_state(app, "checkout")
     measured = flow(before, after) if before else None
@@ -104,6 +117,15 @@ def steady(rate: float, seconds: float) -> None:
         f"observed            L = {observed:7.1f} orders in the system (ready + running, averaged)"
     )
     print(f"agreement           {observed / little:7.1%}")
+    if cli is not None:
+        shown = json.loads(cli.communicate(timeout=60)[0])
+        (queue,) = [q for q in shown["queues"] if q["queue"] == "checkout"]
+        total = queue["expected_backlog"] + queue["busy_handlers"]
+        print(
+            f"streamwork stats    λ = {queue['arrival_rate']:.1f}/s, L = λW = "
+            f"{queue['expected_backlog']:.1f} waiting + λS = {queue['busy_handlers']:.1f} "
+            f"running = {total:.1f} in the system"
+        )
     deadline = time.monotonic() + 30
     while not queue_state(app, "checkout").is_empty and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -50,6 +50,8 @@ def test_orders_littles_law_and_peak_shaving(redis_url: str, tmp_path: Path) -> 
     assert 85 <= rate <= 115, out
     assert 85 <= little <= 115 and 85 <= observed <= 115, out  # L ≈ λW ≈ 100
     assert abs(observed - little) <= 0.15 * little, out
+    shown = number(r"streamwork stats .* = ([\d.]+) in the system", out)
+    assert 85 <= shown <= 115, out  # the CLI's λW + λS over the same load
     assert "drained 5000 orders" in out and "backlog now 0" in out
     assert number(r"peak backlog (\d+)", out) >= 1000, out  # the queue absorbed the peak
 
