@@ -224,6 +224,13 @@ def overview() -> dict[str, Any]:
             description="Messages of tasks with concurrency_limit waiting in Redis for a "
             "slot; a slot frees at each outcome, or a visibility timeout after its worker "
             "died."),
+        panel("Batch handlers: messages per batch", [(
+            f"sum by (queue, task) (rate(streamwork_batch_size_sum{{{Q}}}[{RATE}])) / "
+            f"sum by (queue, task) (rate(streamwork_batch_size_count{{{Q}}}[{RATE}]))",
+            "{{queue}} {{task}}")], width=24,
+            description="Tasks and subscribers with batch_size: the average number of "
+            "messages per call. Well below batch_size: batch_wait passes before a batch "
+            "fills (little traffic, or a short batch_wait)."),
         row("Workflows"),
         panel("Workflows started and ended", [
             (f"sum by (kind) (increase(streamwork_workflows_started_total[{RATE}]))",

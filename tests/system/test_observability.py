@@ -149,6 +149,10 @@ OBSERVED = """
 
         await asyncio.sleep(0.5)  # fed faster than it runs: messages wait for its slot
 
+    @app.task(queue="orders", batch_size=10, batch_wait=0.2)
+    def bulk(messages):
+        pass  # a batch handler: streamwork_batch_size
+
     @app.periodic(every=1, queue="orders")
     def flows():
         from streamwork import chain
@@ -199,6 +203,7 @@ def test_every_dashboard_query_and_alert_rule_gives_data(
     single = app.task(queue="orders", name="single")(lambda n: None)
     backfill = app.task(queue="orders", name="backfill", priority="low")(lambda n: None)
     invoice = app.task(queue="orders", name="invoice", fair_by="customer")(lambda customer: None)
+    bulk = app.task(queue="orders", name="bulk", batch_size=10)(lambda messages: None)
     stop = threading.Event()
 
     def feed():
@@ -212,6 +217,7 @@ def test_every_dashboard_query_and_alert_rule_gives_data(
             backfill.send(n)
             invoice.send(f"customer-{n % 3}")
             single.send(n)
+            bulk.send_many([(n, i) for i in range(15)])
             if n % 4 == 0:
                 running = sleeper.send()
                 stop.wait(0.3)
