@@ -30,17 +30,12 @@ PAGE = 50
 
 
 def show_value(value: Any) -> str:
-    """A decoded argument, kwarg or header as readable text (JSON where it can be)."""
+    """A decoded argument, kwarg or header as readable text (JSON where it can be; bytes
+    and other values as their repr)."""
     try:
-        return json.dumps(value, indent=2, ensure_ascii=False, default=_fallback)
+        return json.dumps(value, indent=2, ensure_ascii=False, default=repr)
     except (TypeError, ValueError):
         return repr(value)
-
-
-def _fallback(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return repr(value)
-    return repr(value)
 
 
 def when(ms: int | float | None) -> str:
