@@ -155,7 +155,7 @@ class Console:
             has_token=self.guard.token is not None,
             redis_url=redact(self.app.url),
             namespace=self.app.namespace,
-            flash=json.loads(flash) if flash and flash.startswith('"') else None,
+            flash=_flash_text(flash),
             **context,
         )
         response = HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
@@ -525,6 +525,15 @@ class Console:
             )
 
         return await self.guarded(request, run)
+
+
+def _flash_text(cookie: str | None) -> str | None:
+    """What the last action said (set by `action` as a JSON string), None if unreadable."""
+    try:
+        said = json.loads(cookie) if cookie else None
+    except ValueError:
+        return None
+    return said if isinstance(said, str) else None
 
 
 def _matches(pattern: str, value: str) -> bool:

@@ -57,41 +57,32 @@ class Sampler:
         self.app = app
         self.every = every
         self.looks: deque[stats.Look] = deque(maxlen=keep)
+        self._names: tuple[list[str], list[str]] = ([], [])
         self._lock = threading.Lock()
 
     def overview(self, window: float = 10.0) -> tuple[stats.Overview, dict[str, list[int]]]:
         """The flow between a look about `window` seconds old and a new one, and each
-        queue's backlog over the kept looks."""
+        queue's backlog over the kept looks (which start over when a queue or topic
+        appears: looks at different queues do not compare)."""
         with self._lock:
             app = self.app
-            queues, topics = stats.known_queues(app), stats.known_topics(app)
+            names = (stats.known_queues(app), stats.known_topics(app))
+            if names != self._names:
+                self._names = names
+                self.looks.clear()
             if not self.looks:
-                self.looks.append(stats.look(app, queues, topics))
+                self.looks.append(stats.look(app, *names))
                 time.sleep(0.5)  # a first visit still gets rates
-                self.looks.append(stats.look(app, queues, topics))
-            elif (
-                time.monotonic() - self.looks[-1].at >= self.every
-                or [q.queue for q in self.looks[-1].queues] != queues
-            ):
-                self.looks.append(stats.look(app, queues, topics))
+            if len(self.looks) == 1 or time.monotonic() - self.looks[-1].at >= self.every:
+                self.looks.append(stats.look(app, *names))
             latest = self.looks[-1]
-            comparable = [
-                look
-                for look in self.looks
-                if [q.queue for q in look.queues] == queues
-                and [t.topic for t in look.topics] == topics
-            ]
-            if not latest.queues and not latest.topics:
-                return stats.compare(latest, latest), {}
-            start = next(
-                (look for look in comparable if latest.at - look.at <= window), comparable[0]
-            )
-            if start is latest and len(comparable) > 1:
-                start = comparable[-2]
-            history: dict[str, list[int]] = {}
-            for look in comparable:
-                for state in look.queues:
-                    history.setdefault(state.queue, []).append(state.ready)
+            start = next(look for look in self.looks if latest.at - look.at <= window)
+            if start is latest:
+                start = self.looks[-2]
+            history = {
+                queue: [look.queues[i].ready for look in self.looks]
+                for i, queue in enumerate(names[0])
+            }
             return stats.compare(start, latest), history
 
 

@@ -545,3 +545,21 @@ def test_every_page_and_a_replay_on_a_redis_cluster(cluster: Any) -> None:
 
 def _fails(value: Any) -> None:
     raise ValueError(f"failed on {value}")
+
+
+def test_a_mangled_flash_cookie_is_ignored(app: App) -> None:
+    web = console(app)
+    for value in ('"unterminated', "[1, 2]", "not json"):
+        web.cookies.set("sw_flash", value)
+        page = web.get("/")
+        assert page.status_code == 200 and 'class="flash"' not in page.text
+
+
+def test_the_overview_starts_its_history_over_when_a_queue_appears(app: App) -> None:
+    web = console(app)
+    app.tasks["add"].send(1, 2)
+    web.get("/")
+    app.task(queue="reports", name="report")(lambda: None).send()
+    page = web.get("/")
+    assert '<tr data-queue="reports">' in page.text  # rates compare looks at the same queues
+    assert re.search(r'<tr data-queue="reports">.*?class="n backlog">1<', page.text, re.S)
