@@ -301,13 +301,7 @@ class Runner:
             return None  # a batch handler acked or nacked it: that outcome is written
         if task.options.ack_mode == "manual":
             if message.decision is None:
-                log.warning(
-                    "task %s id %s returned without ack or nack: it stays pending and is "
-                    "delivered again after the visibility timeout",
-                    task.name,
-                    envelope.id,
-                    extra=_event(task.name, envelope.id, "pending"),
-                )
+                _left_pending(run)
             return None
         outcome = run.timed(self._done(run, value))
         if outcome.kind != "done":
@@ -401,13 +395,7 @@ class Runner:
             elif run.cancel_reason is not None:
                 results.append((run, run.timed(self._cancelled(run))))
             elif task.options.ack_mode == "manual":
-                log.warning(
-                    "task %s id %s returned without ack or nack: it stays pending and is "
-                    "delivered again after the visibility timeout",
-                    task.name,
-                    run.envelope.id,
-                    extra=_event(task.name, run.envelope.id, "pending"),
-                )
+                _left_pending(run)
                 results.append((run, None))
             else:
                 results.append((run, run.timed(self._done(run, None))))
@@ -749,6 +737,18 @@ def held_back(run: Run, due_ms: int, held_key: str | None, reason: str = "") -> 
 
 STATUS_ERROR_CHARS = 500
 """The longest error text a status keeps (the dead letter keeps all of it)."""
+
+
+def _left_pending(run: Run) -> None:
+    """A manual-mode handler returned without acking or nacking: say so (no outcome)."""
+    name, message_id = run.task.name, run.envelope.id
+    log.warning(
+        "task %s id %s returned without ack or nack: it stays pending and is delivered "
+        "again after the visibility timeout",
+        name,
+        message_id,
+        extra=_event(name, message_id, "pending"),
+    )
 
 
 def _undecided(run: Run) -> bool:
