@@ -5,7 +5,7 @@ Owns metric names and labels (`streamwork_` prefix; labels `queue` — a queue, 
 of a subscriber —, `group` — the subscriber group, "" for queues —, and `task`; never ids).
 Other modules call the small functions here; nothing else imports prometheus_client.
 Worker processes write to prometheus-client's multiprocess files; the supervisor serves
-their sum and the queue gauges.
+their sum and the queue gauges, and on the same port its health probes (/healthz, /readyz).
 """
 
 from __future__ import annotations

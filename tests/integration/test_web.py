@@ -5,6 +5,7 @@ The browser tests (tests/browser) click through the same pages in Chromium."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -563,3 +564,32 @@ def test_the_overview_starts_its_history_over_when_a_queue_appears(app: App) -> 
     page = web.get("/")
     assert '<tr data-queue="reports">' in page.text  # rates compare looks at the same queues
     assert re.search(r'<tr data-queue="reports">.*?class="n backlog">1<', page.text, re.S)
+
+
+def test_the_event_stream_sends_each_new_event(app: App) -> None:
+    """Server-sent events through a real server (uvicorn), read by an HTTP client."""
+    import threading
+
+    import httpx2 as httpx
+    import uvicorn
+
+    from streamwork.testing import free_port, wait_until
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(asgi_app(app), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, timeout=10)
+        url = f"http://127.0.0.1:{port}/events/stream"
+        with httpx.stream("GET", url, timeout=10) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.iter_lines()
+            assert next(lines) == ": streamwork events"
+            handle = app.tasks["add"].send(1, 2)
+            data = next(line for line in lines if line.startswith("data: "))
+        event = json.loads(data.removeprefix("data: "))
+        assert (event["event"], event["message_id"], event["task"]) == ("sent", handle.id, "add")
+    finally:
+        server.should_exit = True
+        thread.join(10)
