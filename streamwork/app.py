@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from . import events as events_module
-from . import protocol
+from . import protocol, tracing
 from .connection import Connection
 from .errors import AppNotFound, BadArguments, ConfigurationError, EncodeError, UnknownTask
 from .events import Event, Since
@@ -450,7 +450,8 @@ class App:
         is_many: bool,
     ) -> Any:
         topic = check_name("topic", topic)
-        envelopes = (event(topic, payload, headers, due) for payload in payloads)
+        found = tracing.context()  # once for the batch, not per event
+        envelopes = (event(topic, payload, headers, due, found) for payload in payloads)
         what = f"an event of topic {topic!r}"
         target = destination(self.namespace, topic)
         return self._producer.plan(target, envelopes, what, due=due, is_many=is_many)

@@ -280,8 +280,10 @@ class Task:
         kwargs: dict[str, Any] | None = None,
         headers: dict[str, Any] | None = None,
         due: int | None = None,
+        trace_context: dict[str, str] | None = None,
     ) -> protocol.Envelope:
-        """The envelope of one call, after checking its arguments."""
+        """The envelope of one call, after checking its arguments (`trace_context`: the
+        trace headers, when the caller looked them up once for many envelopes)."""
         args = tuple(args)
         kwargs = kwargs or {}
         self.check_arguments(args, kwargs)
@@ -290,7 +292,7 @@ class Task:
             task=self.name,
             args=args,
             kwargs=kwargs,
-            headers=tracing.with_context(headers),
+            headers=tracing.with_context(headers, trace_context),
             enqueued_ms=due or protocol.now_ms(),
         )
 
@@ -437,10 +439,13 @@ class Task:
         due = due_ms(delay, None)
         what = f"a message of task {self.name!r}"
         destination = self.destination_for(None)
+        found = tracing.context()  # once for the batch, not per message
         if self.options.fair is None or due is not None:  # delayed: to the queue when due
-            envelopes = (self.envelope(*_call(item), due=due) for item in calls)
+            envelopes = (
+                self.envelope(*_call(item), due=due, trace_context=found) for item in calls
+            )
             return self.producer.plan(destination, envelopes, what, due=due, is_many=True)
-        keyed = [self._keyed(self.envelope(*_call(item))) for item in calls]
+        keyed = [self._keyed(self.envelope(*_call(item), trace_context=found)) for item in calls]
         return self.producer.plan(
             destination,
             (envelope for envelope, _ in keyed),

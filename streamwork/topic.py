@@ -105,13 +105,17 @@ def destination(namespace: str, topic: str) -> Destination:
 
 
 def event(
-    topic: str, payload: Any, headers: dict[str, Any] | None, due_ms: int | None = None
+    topic: str,
+    payload: Any,
+    headers: dict[str, Any] | None,
+    due_ms: int | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> protocol.Envelope:
     """The envelope of one event (ready now, or at `due_ms`)."""
     return protocol.Envelope(
         id=protocol.new_id(),
         topic=topic,
         payload=payload,
-        headers=tracing.with_context(headers),
+        headers=tracing.with_context(headers, trace_context),
         enqueued_ms=due_ms or protocol.now_ms(),
     )

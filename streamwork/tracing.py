@@ -59,13 +59,24 @@ def active() -> bool:
     return False
 
 
-def with_context(headers: dict[str, Any] | None) -> dict[str, Any]:
-    """`headers`, plus the active span's trace context when there is one."""
+def context() -> dict[str, str]:
+    """The active span's trace context as message headers ({} when no span is active)."""
     if not ENABLED or not trace.get_current_span().get_span_context().is_valid:
-        return headers or {}
-    carrier = dict(headers or {})
+        return {}
+    carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier
+
+
+def with_context(
+    headers: dict[str, Any] | None, found: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """`headers`, plus the trace context (`found`: looked up once for a batch of sends;
+    else the active span's now)."""
+    found = context() if found is None else found
+    if not found:
+        return headers or {}
+    return {**(headers or {}), **found}
 
 
 def _link(headers: dict[str, Any]) -> Any:

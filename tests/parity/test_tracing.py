@@ -95,3 +95,22 @@ def test_a_batch_is_one_span_linked_to_each_message(app, spans):
     (span,) = consumer_spans(spans)
     assert span.attributes["messaging.batch.message_count"] == 3
     assert len(span.links) == 3 and len({link.context.trace_id for link in span.links}) == 3
+
+
+def test_send_many_and_publish_many_carry_the_context_on_every_message(app, spans):
+    headers = []
+
+    @app.task(bind=True)
+    def job(message, n):
+        headers.append(message.headers.get("traceparent", ""))
+
+    @app.subscriber("ticks", group="g", start="beginning")
+    def tick(message):
+        headers.append(message.headers.get("traceparent", ""))
+
+    with trace.get_tracer("shop").start_as_current_span("import") as span:
+        job.send_many([(n,) for n in range(5)])
+        app.publish_many("ticks", list(range(3)))
+    run_until_idle(app)
+    trace_id = f"{span.get_span_context().trace_id:032x}"
+    assert len(headers) == 8 and all(h.split("-")[1] == trace_id for h in headers)
