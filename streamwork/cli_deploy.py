@@ -19,12 +19,12 @@ from urllib.parse import parse_qs, urlsplit
 import click
 import redis
 
-from . import stats
 from .app import App
 from .cli_app import load_app
 from .connection import is_cluster
 from .keys import Source
 from .urls import seed_nodes
+from .worker import Worker
 
 
 def _address(app: App, override: str | None) -> tuple[str, dict[str, str]]:
@@ -47,14 +47,6 @@ def _address(app: App, override: str | None) -> tuple[str, dict[str, str]]:
     if parts.password:
         metadata["passwordFromEnv"] = "REDIS_PASSWORD"
     return kind, metadata
-
-
-def worker_sources(app: App) -> list[Source]:
-    """Every stream a worker of the app reads, as (stream, consumer group)."""
-    sources = [s for queue in stats.known_queues(app) for s in app.queue_sources(queue)]
-    for subscriber in app.subscribers.values():
-        sources += subscriber.sources  # the topic stream (from where it starts), its retries
-    return sources
 
 
 def _create_groups(app: App, sources: list[Source]) -> int:
@@ -142,9 +134,9 @@ def keda(
         raise click.BadParameter("--min must not exceed --max", param_hint="--min")
     app = load_app(app_spec)
     kind, connection = _address(app, address)
-    sources = worker_sources(app)
-    if not sources:
+    if not app.tasks and not app.subscribers:
         raise click.UsageError(f"{app_spec} declares no tasks or subscribers: nothing to scale on")
+    sources = Worker(app).sources  # what `streamwork worker MODULE:APP` reads, exactly
     if create_groups:
         made = _create_groups(app, sources)
         click.echo(f"# created {made} consumer group(s)", err=True)

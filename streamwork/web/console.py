@@ -303,19 +303,16 @@ class Console:
     # -- dead letters -------------------------------------------------------------------------
 
     def _source(self, request: Request, form: FormData | None = None) -> Source:
+        """The queue named in the path, or with `group` (query or form) a topic's group."""
         name = _check_name("queue or topic", request.path_params["name"])
         group = (form.get("group") if form is not None else None) or request.query_params.get(
             "group"
         )
+        kind, known = ("topic", stats.known_topics) if group else ("queue", stats.known_queues)
+        if name not in known(self.app):
+            raise HTTPProblem(404, f"no {kind} {name!r} in namespace {self.app.namespace!r}")
         if group:
-            group = _check_name("group", str(group))
-            if (name, group) not in self.app.subscriber_groups() and name not in stats.known_topics(
-                self.app
-            ):
-                raise HTTPProblem(404, f"no topic {name!r} in namespace {self.app.namespace!r}")
-            return self.app.topic_source(name, group)
-        if name not in stats.known_queues(self.app):
-            raise HTTPProblem(404, f"no queue {name!r} in namespace {self.app.namespace!r}")
+            return self.app.topic_source(name, _check_name("group", str(group)))
         return self.app.queue_source(name)
 
     def read_dlq_index(self, request: Request) -> dict[str, Any]:

@@ -349,6 +349,7 @@ def test_events_page_of_an_app_without_events(redis_url: str) -> None:
         ("/queues/missing", 404, "no queue &#39;missing&#39;"),
         ("/queues/default?after=zzz", 400, "not a stream entry id"),
         ("/dead-letters/missing", 404, "no queue &#39;missing&#39;"),
+        ("/dead-letters/missing?group=g", 404, "no topic &#39;missing&#39;"),
         ("/dead-letters/default/not-an-id", 400, "not a stream entry id"),
         ("/dead-letters/default/1-0", 404, "no dead letter 1-0"),
         ("/dead-letters/default?before=x", 400, "not a stream entry id"),
