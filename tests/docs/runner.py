@@ -225,8 +225,7 @@ class Runner:
                 process.wait(10)
         if died:
             raise PageError(
-                f"{self.page.path}: a background command exited early: {died[0].args}"
-                + self.logs()
+                f"{self.page.path}: a background command exited early: {died[0].args}" + self.logs()
             )
 
     def logs(self) -> str:
