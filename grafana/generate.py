@@ -190,7 +190,7 @@ def overview() -> dict[str, Any]:
              "outcomes dropped (frozen worker)"),
             (f"sum(increase(streamwork_lost_entries_total[{RATE}])) or vector(0)",
              "entries deleted while pending"),
-        ], description="Both should stay at 0; see README, Pitfalls."),
+        ], description="Both should stay at 0; see docs/guides/delivery.md (When a worker dies)."),
         row("Schedules"),
         panel("Schedule ticks by outcome", [(
             f"sum by (schedule, outcome) (increase(streamwork_schedule_ticks_total[{RATE}]))",

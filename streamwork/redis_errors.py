@@ -69,7 +69,7 @@ ERRORS: tuple[tuple[tuple[type[BaseException], ...], str, type[StreamworkError],
         PermissionDenied,
         lambda exc, url: (
             f"Redis at {redact(url)} denied the command: {_reason(exc, url)} — the user needs "
-            "the ACL rules in README.md (Security)"
+            "the ACL rules in docs/guides/security.md"
         ),
     ),
     (

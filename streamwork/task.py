@@ -363,7 +363,7 @@ class Task:
         envelope = self.envelope(args, kwargs, headers, due)
         fair_keys = None
         # A fair task's message waits in its key's list when sent now, plainly; delayed,
-        # keyed or replicated sends go to the queue (see README, Flow control).
+        # keyed or replicated sends go to the queue (see docs/guides/flow-control.md).
         if self.options.fair is not None and due is None and key is None and not replicas:
             envelope, fair_key = self._keyed(envelope)
             fair_keys = [fair_key]

@@ -1,5 +1,8 @@
-"""Least-privilege ACL users, as README.md gives them: a producer can send but cannot read
-or delete queues; a worker can run everything it needs."""
+"""Least-privilege ACL users, as docs/guides/security.md gives them: a producer can send but
+cannot read or delete queues; a worker can run everything it needs."""
+
+import re
+from pathlib import Path
 
 import pytest
 import redis
@@ -8,7 +11,7 @@ from streamwork import App, UnknownWorkflow, chain
 from streamwork.stats import queue_state
 from streamwork.testing import drain
 
-# The rules README.md documents (keep them in sync).
+# The rules docs/guides/security.md documents (a test below checks they are the same).
 PRODUCER = (
     "on >producer-secret ~sw:* resetchannels -@all +ping +info "
     "+xadd +zadd +zrem +zscore +sadd +hset +hget +hgetall +hdel +pexpire +pexpireat "
@@ -102,3 +105,13 @@ def test_keys_outside_the_prefix_are_out_of_reach(users):
     for url in users.values():
         with pytest.raises(redis.exceptions.NoPermissionError):
             redis.Redis.from_url(url).xadd("other:stream", {"m": "x"})
+
+
+def test_the_security_guide_gives_these_rules():
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "guides" / "security.md").read_text()
+    documented = {}
+    for block in re.findall(r"```text\n(ACL SETUSER .*?)```", guide, re.S):
+        words = block.split()
+        documented[words[2]] = [w for w in words[3:] if not w.startswith(">")]
+    for user, rules in (("producer", PRODUCER), ("worker", WORKER)):
+        assert documented[user] == [w for w in rules.split() if not w.startswith(">")]
