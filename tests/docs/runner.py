@@ -235,6 +235,9 @@ class Runner:
 
 
 def main() -> int:
+    # this script's folder is not the reader's: only the page's working directory is importable
+    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+        sys.path.pop(0)
     page_path, workdir = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
     try:
         ran = Runner(parse(page_path), workdir).run()
