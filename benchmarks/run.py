@@ -81,6 +81,19 @@ class Bench:
             ratio = self.results[numerator].median / self.results[denominator].median
             self.results[name] = Result(name, "x", [ratio], target=(">=", target))
 
+    def redis_cpu(self) -> float:
+        """Seconds of CPU redis-server has used (user + system), from INFO."""
+        info = self.redis.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def cpu_per_message(self, label: str, python: float, redis_cpu: float, count: int) -> None:
+        """Where a drain's time went: this process's CPU and redis-server's, per message."""
+        if count:
+            self.record(f"µs per message, {label}: Python", "µs", python / count * 1e6,
+                        higher_is_better=False)  # fmt: skip
+            self.record(f"µs per message, {label}: Redis", "µs", redis_cpu / count * 1e6,
+                        higher_is_better=False)  # fmt: skip
+
     def raw_key(self, name: str) -> str:
         return f"{self.namespace}:raw:{{{name}}}"
 
@@ -182,6 +195,7 @@ class Bench:
             pipe.execute()
         self.redis.xgroup_create(key, "g", id="0")
         done = 0
+        cpu, redis_cpu = time.process_time(), self.redis_cpu()
         started = time.perf_counter()
         while True:
             reply = self.redis.xreadgroup("g", "c", {key: ">"}, count=100)
@@ -197,6 +211,9 @@ class Bench:
             "raw drain: XREADGROUP 100 + XACK + XDEL",
             "msg/s",
             done / (time.perf_counter() - started),
+        )
+        self.cpu_per_message(
+            "raw drain", time.process_time() - cpu, self.redis_cpu() - redis_cpu, done
         )
         self.redis.delete(key)
 
@@ -245,6 +262,7 @@ class Bench:
 
         task.send_many(range(self.tasks))
         worker = Worker(app or self.app, [queue], WorkerSettings(concurrency=100, block=0.1))
+        cpu, redis_cpu = time.process_time(), self.redis_cpu()
         started = time.perf_counter()
         asyncio.run(worker.run(burst=True))
         self.record(
@@ -253,6 +271,12 @@ class Bench:
             worker.processed / (time.perf_counter() - started),
             baseline="raw drain: XREADGROUP 100 + XACK + XDEL",
             target=(">=", target),
+        )
+        self.cpu_per_message(
+            f"drain, {label}",
+            time.process_time() - cpu,
+            self.redis_cpu() - redis_cpu,
+            worker.processed,
         )
 
     def sw_drain_sync(self) -> None:
