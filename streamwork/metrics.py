@@ -10,6 +10,7 @@ their sum and the queue gauges, and on the same port its health probes (/healthz
 
 from __future__ import annotations
 
+import bisect
 import glob
 import json
 import logging
@@ -125,54 +126,122 @@ def labels_of(source: Source) -> tuple[str, str]:
     return source.name, ""
 
 
+class _Observations:
+    """Observations of one histogram child not yet written: a count per bucket and a sum.
+
+    Written in one step per bucket touched (`flush`), not one multiprocess-file write per
+    observation: prometheus-client's histogram child keeps a value per bucket (`_buckets`,
+    not cumulative) and `_sum`, which `observe` increments one observation at a time."""
+
+    __slots__ = ("bounds", "child", "counts", "sum")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.bounds: list[float] = list(child._upper_bounds)
+        self.counts = [0] * len(self.bounds)
+        self.sum = 0.0
+
+    def add(self, amount: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, amount)] += 1
+        self.sum += amount
+
+    def flush(self) -> None:
+        if any(self.counts):
+            self.child._sum.inc(self.sum)
+            for i, count in enumerate(self.counts):
+                if count:
+                    self.child._buckets[i].inc(count)
+            self.counts = [0] * len(self.bounds)
+            self.sum = 0.0
+
+
 class _RunMetrics:
-    """The labelled children for one (source, task): looked up once, not per message."""
+    """The labelled children for one (source, task), looked up once, and what the runs of
+    this process added to them since the last `flush()`: counted in memory per message,
+    written to prometheus-client (a multiprocess file write each) once per batch."""
 
     def __init__(self, source: Source, task: str) -> None:
         queue, group = labels_of(source)
         labels = (queue, group, task)
         self.started = STARTED.labels(*labels)
         self.failed = FAILED.labels(*labels)
-        self.wait = WAIT_TIME.labels(*labels)
-        self.run = RUN_TIME.labels(*labels)
+        self.wait = _Observations(WAIT_TIME.labels(*labels))
+        self.run = _Observations(RUN_TIME.labels(*labels))
         self.in_flight = IN_FLIGHT.labels(queue, group)
         self.outcomes = {kind: metric.labels(*labels) for kind, metric in _OUTCOMES.items()}
+        self.n_started = 0
+        self.n_failed = 0
+        self.n_in_flight = 0
+        self.n_outcomes = dict.fromkeys(self.outcomes, 0)
+
+    def flush(self) -> None:
+        if self.n_started:
+            self.started.inc(self.n_started)
+            self.n_started = 0
+        if self.n_failed:
+            self.failed.inc(self.n_failed)
+            self.n_failed = 0
+        if self.n_in_flight:
+            self.in_flight.inc(self.n_in_flight)
+            self.n_in_flight = 0
+        self.wait.flush()
+        self.run.flush()
+        for kind, count in self.n_outcomes.items():
+            if count:
+                self.outcomes[kind].inc(count)
+                self.n_outcomes[kind] = 0
 
 
 _RUN_METRICS: dict[tuple[Source, str], _RunMetrics] = {}
+_UNWRITTEN: set[_RunMetrics] = set()
+_LOCK = threading.Lock()
+"""Runs of workers in several threads of one process (tests) share the counts."""
 
 
 def _run_metrics(source: Source, task: str) -> _RunMetrics:
     found = _RUN_METRICS.get((source, task))
     if found is None:
         found = _RUN_METRICS[(source, task)] = _RunMetrics(source, task)
+    _UNWRITTEN.add(found)
     return found
 
 
 def run_started(source: Source, task: str, wait_seconds: float | None) -> None:
     """A handler started, after waiting `wait_seconds` in the queue (None: not known)."""
-    found = _run_metrics(source, task)
-    found.started.inc()
-    if wait_seconds is not None:
-        found.wait.observe(wait_seconds)
-    found.in_flight.inc()
+    with _LOCK:
+        found = _run_metrics(source, task)
+        found.n_started += 1
+        if wait_seconds is not None:
+            found.wait.add(wait_seconds)
+        found.n_in_flight += 1
 
 
 def run_ended(source: Source, task: str, run_seconds: float, is_failure: bool) -> None:
-    found = _run_metrics(source, task)
-    found.run.observe(run_seconds)
-    found.in_flight.dec()
-    if is_failure:
-        found.failed.inc()
+    with _LOCK:
+        found = _run_metrics(source, task)
+        found.run.add(run_seconds)
+        found.n_in_flight -= 1
+        if is_failure:
+            found.n_failed += 1
+
+
+def outcome_written(source: Source, task: str, kind: str) -> None:
+    with _LOCK:
+        _run_metrics(source, task).n_outcomes[kind] += 1
+
+
+def flush() -> None:
+    """Write what runs counted since the last flush (workers call it after each batch
+    dispatched and each batch of outcomes written, and once a second)."""
+    with _LOCK:
+        for found in _UNWRITTEN:
+            found.flush()
+        _UNWRITTEN.clear()
 
 
 def batch_ran(source: Source, task: str, size: int) -> None:
     queue, group = labels_of(source)
     BATCH_SIZE.labels(queue, group, task).observe(size)
-
-
-def outcome_written(source: Source, task: str, kind: str) -> None:
-    _run_metrics(source, task).outcomes[kind].inc()
 
 
 def sent(queue: str, count: int, seconds: float) -> None:

@@ -107,6 +107,7 @@ class Scanner:
             "claim": self.claim_stale,
             "trim": self.trim_topics,
             "cancel": self.check_cancellations,
+            "metrics": self.flush_metrics,
         }
         if self._ticker is not None:
             loops["tick"] = self._ticker.tick
@@ -159,6 +160,12 @@ class Scanner:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), pause)
+
+    async def flush_metrics(self) -> float:
+        """Write the run counts not written yet by a dispatch or a settle (a run that ended
+        without an outcome to write, say), once a second."""
+        metrics.flush()
+        return 1.0
 
     async def release_held(self) -> float:
         """Send back messages held for concurrency slots whose holders died (their entries

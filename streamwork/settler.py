@@ -152,6 +152,7 @@ class Settler:
                 outcome.kind,
             )
         self.written += owned
+        metrics.flush()
         if self._after_write is not None:
             try:
                 await self._after_write(source, outcomes)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 
-from . import connection, memory, protocol, redis_ops, tracing
+from . import connection, memory, metrics, protocol, redis_ops, tracing
 from .batching import Batches
 from .errors import ConfigurationError
 from .execution import Delivery, Outcome, Run, Runner, cancelled_outcome, held_back, start_row
@@ -423,6 +423,7 @@ class Worker:
                 exc,
             )
         finally:
+            metrics.flush()
             session.threads.shutdown(wait=False, cancel_futures=True)
             await session.client.aclose()
         log.info(
@@ -476,6 +477,7 @@ class Worker:
                 session.batches.add(run)
             else:
                 self._start(session, run)
+        metrics.flush()
 
     async def _mark_started(self, session: Session, runs: list[Run]) -> list[Run]:
         """Admit queue messages in one start step per source: mark them running in their
