@@ -76,7 +76,7 @@ Submit = Callable[[Source, Outcome, bool], None]
 """Hands an outcome to the settler: (source, outcome, is_pending)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Delivery:
     """One entry as XREADGROUP or XAUTOCLAIM handed it to this worker."""
 
@@ -86,7 +86,7 @@ class Delivery:
     delivery_count: int = 1
 
 
-@dataclass
+@dataclass(slots=True)
 class Run:
     """A delivery that decoded and names a known task: ready to be run."""
 
@@ -238,19 +238,26 @@ class Runner:
 
     async def _run_once(self, run: Run, submit: Submit) -> Outcome | None:
         task, envelope = run.task, run.envelope
+        options = task.options
         try:
             task.check_arguments(envelope.args, envelope.kwargs)
         except StreamworkError as exc:
             return self._dead(run.delivery, envelope, task, f"bad arguments: {exc}")
 
-        message = self._message(run, submit)
+        # The Message is made only for a handler that can see it (bind, a batch of one) or
+        # decide with it (manual ack): the others never could, and it costs per message.
+        message = None
         kwargs = envelope.kwargs
-        if task.options.batch is not None:
+        if options.batch is not None:
+            message = self._message(run, submit)
             args, kwargs = ([message],), {}  # a batch handler run alone: a batch of one
-        elif task.options.bind:
+        elif options.bind:
+            message = self._message(run, submit)
             args = (message, *envelope.args)
         else:
             args = envelope.args
+            if options.ack_mode == "manual":
+                message = self._message(run, submit)
         # ts 0 (absent: other producers may leave it out) means the wait is unknown: -1,
         # never the whole Unix epoch added to the queue's wait.
         if envelope.enqueued_ms > 0:
@@ -272,47 +279,49 @@ class Runner:
             metrics.run_ended(source, task.name, time.monotonic() - run.started, False)
             return run.timed(self._cancelled(run))
         except Exception as exc:
-            if run.cancel_reason is not None and message.decision is None:
+            decision = None if message is None else message.decision
+            if run.cancel_reason is not None and decision is None:
                 metrics.run_ended(source, task.name, time.monotonic() - run.started, False)
                 return run.timed(self._cancelled(run))
-            if isinstance(exc, RateLimited) and message.decision is None:
+            if isinstance(exc, RateLimited) and decision is None:
                 metrics.run_ended(source, task.name, time.monotonic() - run.started, False)
                 due = protocol.now_ms() + int(exc.retry_after * 1000)
                 return run.timed(held_back(run, due, None, "rate_limited"))
             metrics.run_ended(source, task.name, time.monotonic() - run.started, True)
             if self.on_error is not None and not isinstance(exc, (Retry, Reject)):
                 self.on_error(task.name, exc)
-            if message.decision is not None:
+            if decision is not None:
                 log.error(
                     "task %s id %s raised after it was %sed: %s",
                     task.name,
                     envelope.id,
-                    message.decision,
+                    decision,
                     _describe(exc),
                     extra=_event(task.name, envelope.id, "error"),
                 )
                 return None
             return run.timed(self._failure(run, exc, traceback.format_exc()))
-        is_nacked = message.decision == "nack"
-        metrics.run_ended(source, task.name, time.monotonic() - run.started, is_nacked)
-        if run.cancel_reason is not None and message.decision is None:
+        decision = None if message is None else message.decision
+        metrics.run_ended(source, task.name, time.monotonic() - run.started, decision == "nack")
+        if run.cancel_reason is not None and decision is None:
             return run.timed(self._cancelled(run))  # it saw message.cancelled, or finished
-        if message.decision is not None and task.options.ack_mode != "manual":
+        if decision is not None and options.ack_mode != "manual":
             return None  # a batch handler acked or nacked it: that outcome is written
-        if task.options.ack_mode == "manual":
-            if message.decision is None:
+        if options.ack_mode == "manual":
+            if decision is None:
                 _left_pending(run)
             return None
         outcome = run.timed(self._done(run, value))
         if outcome.kind != "done":
             return outcome  # its result could not be stored: dead-lettered, logged
-        log.info(
-            "task %s id %s done in %.3fs",
-            task.name,
-            envelope.id,
-            outcome.run_ms / 1000,
-            extra=_event(task.name, envelope.id, "done"),
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "task %s id %s done in %.3fs",
+                task.name,
+                envelope.id,
+                outcome.run_ms / 1000,
+                extra=_event(task.name, envelope.id, "done"),
+            )
         return outcome
 
     async def run_batch(self, runs: list[Run], submit: Submit) -> list[tuple[Run, Outcome | None]]:
@@ -425,6 +434,8 @@ class Runner:
             # would cost every run); Runner.run turns it into the "cancelled" outcome.
             run.handler = asyncio.current_task()
             try:
+                if timeout is None:
+                    return await task.fn(*args, **kwargs)
                 return await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
             finally:
                 run.handler = None

@@ -234,9 +234,58 @@ _FIELDS: dict[str, tuple[type, Any]] = {
 """Each wire field's type and its default when absent (list and dict: a fresh one)."""
 
 
+_NAMES_SEEN: set[str] = set()
+"""Task and topic names that passed the NAME check (a few per app): checked once, not per
+message. Bounded: past 10,000 distinct names every message is checked again."""
+
+
 def decode(raw: Any) -> Envelope:
-    """The Envelope in `raw` (an entry's `m` value); raise DecodeError if it is not one."""
+    """The Envelope in `raw` (an entry's `m` value); raise DecodeError if it is not one.
+
+    The usual message — every field present has its type, valid names — takes the fast
+    path; anything else goes through `_decode_checked`, which says what is wrong."""
     body = _unpack(raw)
+    if type(body) is dict and body.get("v") == VERSION:
+        get = body.get
+        id_, task, topic = get("id"), get("task", ""), get("topic", "")
+        args, kwargs, headers = get("args", ()), get("kwargs"), get("headers")
+        ts, attempt, ff = get("ts", 0), get("attempt", 1), get("ff")
+        if (
+            type(id_) is str
+            and type(task) is str
+            and type(topic) is str
+            and (task or topic)
+            and (not task or task in _NAMES_SEEN)
+            and (not topic or topic in _NAMES_SEEN)
+            and type(args) in (list, tuple)
+            and (kwargs is None or type(kwargs) is dict)
+            and (headers is None or type(headers) is dict)
+            and type(ts) is int
+            and type(attempt) is int
+            and (ff is None or type(ff) is int)
+            and ID.fullmatch(id_)
+        ):
+            envelope = object.__new__(Envelope)  # frozen: no __setattr__ per field
+            envelope.__dict__.update(
+                id=id_,
+                task=task,
+                topic=topic,
+                payload=get("payload"),
+                args=tuple(args),
+                kwargs={} if kwargs is None else kwargs,
+                headers={} if headers is None else headers,
+                enqueued_ms=ts,
+                attempt=attempt,
+                first_failure_ms=ff,
+            )
+            return envelope
+    envelope = _decode_checked(body)
+    if len(_NAMES_SEEN) < 10_000:
+        _NAMES_SEEN.update(name for name in (envelope.task, envelope.topic) if name)
+    return envelope
+
+
+def _decode_checked(body: Any) -> Envelope:
     if not isinstance(body, dict):
         raise DecodeError(f"message is a msgpack {type(body).__name__}, not a map")
     version = body.get("v")

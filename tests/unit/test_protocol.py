@@ -138,3 +138,22 @@ def test_names_and_ids_that_are_unsafe_to_log_do_not_decode(field, value):
     body[field] = value
     with pytest.raises(DecodeError, match=f"invalid {field}"):
         protocol.decode(msgpack.packb(body))
+
+
+def test_the_fast_path_decodes_what_the_checked_path_decodes():
+    """decode() skips the per-field checks for the usual shape once a name was seen valid;
+    a message with one bad field still gets the checked path's error."""
+    from streamwork.protocol import _decode_checked, _unpack
+
+    envelope = protocol.Envelope(
+        id=protocol.new_id(), task="fast_path_task", args=(1, "x"), kwargs={"k": [1]},
+        headers={"h": "v"}, enqueued_ms=5, attempt=3, first_failure_ms=4,
+    )  # fmt: skip
+    raw = protocol.encode(envelope)
+    assert protocol.decode(raw) == _decode_checked(_unpack(raw)) == envelope
+    assert protocol.decode(raw) == envelope  # the name is known now: the fast path
+    body = msgpack.unpackb(raw)
+    for field, bad in [("attempt", "2"), ("ts", 1.5), ("args", {"a": 1}), ("id", "no spaces!"),
+                       ("topic", "bad name!"), ("kwargs", [1]), ("ff", "x")]:  # fmt: skip
+        with pytest.raises(protocol.DecodeError):
+            protocol.decode(msgpack.packb({**body, field: bad}))
