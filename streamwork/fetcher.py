@@ -168,9 +168,12 @@ class Fetcher:
         # Never block past MAX_BLOCK: the reply must come within the socket timeout.
         self._block_ms = int(1000 * min(self._settings.block, BURST_BLOCK if burst else MAX_BLOCK))
         in_flight = self._in_flight
+        # A read asks for at most half the concurrency: the next read (and its start step)
+        # goes to Redis while the handlers of this one run, instead of after them.
+        per_read = min(self._settings.batch_size, max(1, -(-in_flight.concurrency // 2)))
         failures = 0
         while not in_flight.is_stopping and not self.is_done:
-            count = min(self._settings.batch_size, in_flight.free_slots())
+            count = min(per_read, in_flight.free_slots())
             if count <= 0:
                 await in_flight.wait()
                 continue

@@ -7,7 +7,7 @@ script, a MULTI) stays inside one Redis Cluster slot. Nothing here talks to Redi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigurationError
@@ -224,6 +224,12 @@ class Source:
     """The cap of the queue's event stream; 0: it records no events."""
     band: str | None = None
     """The priority band it is (high, default, low) of a queue with bands; None: no bands."""
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Sources key the worker's per-message dicts: hash the two fields that tell them
+        # apart (a stream, as one group reads it), once.
+        object.__setattr__(self, "_hash", hash((self.stream, self.group)))
 
     @property
     def events(self) -> str:
@@ -248,9 +254,12 @@ class Source:
         return f"{self.namespace}:{{{self.name}}}:{kind}:{task}"
 
     def __hash__(self) -> int:
-        # Sources key the worker's per-message dicts: hash the two fields that tell them
-        # apart (a stream, as one group reads it) instead of all eleven.
-        return hash((self.stream, self.group))
+        return self._hash
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # unpickled in another process: str hashes differ there, so hash again
+        self.__dict__.update(state)
+        object.__setattr__(self, "_hash", hash((self.stream, self.group)))
 
 
 def queue_source(

@@ -64,7 +64,8 @@ class WorkerSettings:
     concurrency: int = 10
     """The most messages running at once in this process."""
     batch_size: int = 100
-    """The most entries one XREADGROUP asks for."""
+    """The most entries one XREADGROUP asks for (a read also asks for at most half the
+    concurrency, so that the next read overlaps the handlers of this one)."""
     block: float = 1.0
     """How long one XREADGROUP waits for new entries (also bounds how fast a stop is seen)."""
     visibility_timeout: float = 30.0

@@ -30,10 +30,11 @@ local function fair_pull(stream, ring, members, prefix, n, limit)
         if redis.call("LLEN", list) == 0 then
             if limit > 0 and busy(key) > 0 then
                 misses = misses + 1 -- kept while its last ones run (its limit still counts)
-            else -- nothing left of this key: forget it
+            else -- nothing left of this key: forget it (not its rate: its last messages
+                -- may not have started yet, and the GCRA key expires on its own)
                 redis.call("LREM", ring, -1, key)
                 redis.call("SREM", members, key)
-                redis.call("DEL", prefix .. "run:" .. key, prefix .. "rate:" .. key)
+                redis.call("DEL", prefix .. "run:" .. key)
                 count = count - 1
             end
         elseif limit > 0 and busy(key) >= limit then
