@@ -158,6 +158,7 @@ class Runner:
         self.consumer = consumer
         self.threads = threads
         self.timed_out_threads = 0
+        self._run_times: dict[str, float] = {}
         """Sync handlers still running after their timeout: the process should be recycled."""
 
     # -- preparing -----------------------------------------------------------------------
@@ -237,36 +238,10 @@ class Runner:
             return outcome
 
     async def _run_once(self, run: Run, submit: Submit) -> Outcome | None:
-        task, envelope = run.task, run.envelope
-        options = task.options
-        try:
-            task.check_arguments(envelope.args, envelope.kwargs)
-        except StreamworkError as exc:
-            return self._dead(run.delivery, envelope, task, f"bad arguments: {exc}")
-
-        # The Message is made only for a handler that can see it (bind, a batch of one) or
-        # decide with it (manual ack): the others never could, and it costs per message.
-        message = None
-        kwargs = envelope.kwargs
-        if options.batch is not None:
-            message = self._message(run, submit)
-            args, kwargs = ([message],), {}  # a batch handler run alone: a batch of one
-        elif options.bind:
-            message = self._message(run, submit)
-            args = (message, *envelope.args)
-        else:
-            args = envelope.args
-            if options.ack_mode == "manual":
-                message = self._message(run, submit)
-        # ts 0 (absent: other producers may leave it out) means the wait is unknown: -1,
-        # never the whole Unix epoch added to the queue's wait.
-        if envelope.enqueued_ms > 0:
-            run.wait_ms = max(0, protocol.now_ms() - envelope.enqueued_ms)
-        else:
-            run.wait_ms = -1
-        run.started = time.monotonic()
-        source = run.delivery.source
-        metrics.run_started(source, task.name, run.wait_ms / 1000 if run.wait_ms >= 0 else None)
+        ready = self._prologue(run, submit)
+        if isinstance(ready, Outcome):
+            return ready
+        args, kwargs = ready
         try:
             try:
                 value = await self._call(run, args, kwargs)
@@ -276,18 +251,65 @@ class Runner:
         except asyncio.CancelledError:
             if run.cancel_reason is None:
                 raise  # the worker is stopping: the entry stays pending
-            metrics.run_ended(source, task.name, time.monotonic() - run.started, False)
+            seconds = time.monotonic() - run.started
+            metrics.run_ended(run.delivery.source, run.task.name, seconds, False)
             return run.timed(self._cancelled(run))
         except Exception as exc:
-            decision = None if message is None else message.decision
+            trace = traceback.format_exc()
+            return self._epilogue(run, None, exc, trace, time.monotonic() - run.started)
+        return self._epilogue(run, value, None, "", time.monotonic() - run.started)
+
+    def _prologue(
+        self, run: Run, submit: Submit
+    ) -> tuple[tuple[Any, ...], dict[str, Any]] | Outcome:
+        """Check the arguments, make the Message if the handler sees it, note the start:
+        the handler's (args, kwargs), or the dead-letter Outcome of arguments that don't fit."""
+        task, envelope = run.task, run.envelope
+        options = task.options
+        try:
+            task.check_arguments(envelope.args, envelope.kwargs)
+        except StreamworkError as exc:
+            return self._dead(run.delivery, envelope, task, f"bad arguments: {exc}")
+        # The Message is made only for a handler that can see it (bind, a batch of one) or
+        # decide with it (manual ack): the others never could, and it costs per message.
+        kwargs = envelope.kwargs
+        if options.batch is not None:
+            args, kwargs = ([self._message(run, submit)],), {}  # a batch of one
+        elif options.bind:
+            args = (self._message(run, submit), *envelope.args)
+        else:
+            args = envelope.args
+            if options.ack_mode == "manual":
+                self._message(run, submit)
+        # ts 0 (absent: other producers may leave it out) means the wait is unknown: -1,
+        # never the whole Unix epoch added to the queue's wait.
+        if envelope.enqueued_ms > 0:
+            run.wait_ms = max(0, protocol.now_ms() - envelope.enqueued_ms)
+        else:
+            run.wait_ms = -1
+        run.started = time.monotonic()
+        wait = run.wait_ms / 1000 if run.wait_ms >= 0 else None
+        metrics.run_started(run.delivery.source, task.name, wait)
+        return args, kwargs
+
+    def _epilogue(
+        self, run: Run, value: Any, exc: BaseException | None, trace: str, seconds: float
+    ) -> Outcome | None:
+        """The Outcome of a run that returned `value` or raised `exc` (a CancelledError of
+        a cancelled run: `exc` None and `run.cancel_reason` set), after `seconds`."""
+        task, envelope = run.task, run.envelope
+        source, options = run.delivery.source, task.options
+        run.started = time.monotonic() - seconds  # its run time, whatever ran before it
+        decision = None if run.message is None else run.message.decision
+        if exc is not None:
             if run.cancel_reason is not None and decision is None:
-                metrics.run_ended(source, task.name, time.monotonic() - run.started, False)
+                metrics.run_ended(source, task.name, seconds, False)
                 return run.timed(self._cancelled(run))
             if isinstance(exc, RateLimited) and decision is None:
-                metrics.run_ended(source, task.name, time.monotonic() - run.started, False)
+                metrics.run_ended(source, task.name, seconds, False)
                 due = protocol.now_ms() + int(exc.retry_after * 1000)
                 return run.timed(held_back(run, due, None, "rate_limited"))
-            metrics.run_ended(source, task.name, time.monotonic() - run.started, True)
+            metrics.run_ended(source, task.name, seconds, True)
             if self.on_error is not None and not isinstance(exc, (Retry, Reject)):
                 self.on_error(task.name, exc)
             if decision is not None:
@@ -300,9 +322,8 @@ class Runner:
                     extra=_event(task.name, envelope.id, "error"),
                 )
                 return None
-            return run.timed(self._failure(run, exc, traceback.format_exc()))
-        decision = None if message is None else message.decision
-        metrics.run_ended(source, task.name, time.monotonic() - run.started, decision == "nack")
+            return run.timed(self._failure(run, exc, trace))
+        metrics.run_ended(source, task.name, seconds, decision == "nack")
         if run.cancel_reason is not None and decision is None:
             return run.timed(self._cancelled(run))  # it saw message.cancelled, or finished
         if decision is not None and options.ack_mode != "manual":
@@ -323,6 +344,49 @@ class Runner:
                 extra=_event(task.name, envelope.id, "done"),
             )
         return outcome
+
+    async def run_chunk(self, runs: list[Run], submit: Submit) -> list[tuple[Run, Outcome | None]]:
+        """Run the sync handlers of `runs` one after another in one pool thread (short
+        handlers: one thread hand-off for several messages); each run's Outcome, decided
+        exactly as for a run of its own. A run cancelled before its turn never starts."""
+        outcomes: dict[int, Outcome | None] = {}
+        calls: list[tuple[Run, Any]] = []
+        for n, run in enumerate(runs):
+            ready = self._prologue(run, submit)
+            if isinstance(ready, Outcome):
+                outcomes[n] = ready
+            else:
+                calls.append((run, functools.partial(run.task.fn, *ready[0], **ready[1])))
+        if calls:
+            loop = asyncio.get_running_loop()
+            done = iter(await loop.run_in_executor(self.threads, _call_each, calls))
+            for n, run in enumerate(runs):
+                if n in outcomes:
+                    continue
+                value, exc, trace, seconds = next(done)
+                self.observe_time(run.task.name, seconds)
+                if run.progress is not None:
+                    await run.progress.drain()  # its last progress lands before its outcome
+                outcomes[n] = self._epilogue(run, value, exc, trace, seconds)
+        return [(run, outcomes[n]) for n, run in enumerate(runs)]
+
+    def observe_time(self, task: str, seconds: float) -> None:
+        """Keep a moving average of how long `task`'s handler runs (see `chunk_size`)."""
+        average = self._run_times.get(task)
+        self._run_times[task] = seconds if average is None else 0.8 * average + 0.2 * seconds
+
+    def chunk_size(self, run: Run) -> int:
+        """How many messages of `run`'s task one pool thread may run in a row: 1 for async,
+        batch, traced and time-limited handlers, and until the handler's time is known;
+        else as many as take about CHUNK_SECONDS, at most MAX_CHUNK (0 s: MAX_CHUNK)."""
+        task = run.task
+        options = task.options
+        if task.is_async or options.batch is not None or options.timeout is not None:
+            return 1
+        average = self._run_times.get(task.name)
+        if average is None or average >= CHUNK_SECONDS or tracing.active():
+            return 1
+        return max(1, min(MAX_CHUNK, int(CHUNK_SECONDS / max(average, 1e-6))))
 
     async def run_batch(self, runs: list[Run], submit: Submit) -> list[tuple[Run, Outcome | None]]:
         """Run a batch handler once on the messages of `runs`; each run's Outcome (None
@@ -444,7 +508,10 @@ class Runner:
             call = functools.partial(contextvars.copy_context().run, call)
         future = asyncio.get_running_loop().run_in_executor(self.threads, call)
         if timeout is None:
-            return await future
+            handed_at = time.monotonic()
+            value = await future
+            self.observe_time(task.name, time.monotonic() - handed_at)
+            return value
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
@@ -748,6 +815,27 @@ def held_back(run: Run, due_ms: int, held_key: str | None, reason: str = "") -> 
 
 STATUS_ERROR_CHARS = 500
 """The longest error text a status keeps (the dead letter keeps all of it)."""
+
+
+CHUNK_SECONDS = 0.002
+"""A chunk of sync runs handed to one pool thread takes about this long, at most."""
+MAX_CHUNK = 32
+
+
+def _call_each(calls: list[tuple[Run, Any]]) -> list[tuple[Any, BaseException | None, str, float]]:
+    """In a pool thread: each call in turn, (value, exception, traceback, seconds) each; a
+    run cancelled before its turn is not called."""
+    done: list[tuple[Any, BaseException | None, str, float]] = []
+    for run, call in calls:
+        started = time.monotonic()
+        if run.cancel_reason is not None:
+            done.append((None, asyncio.CancelledError(), "", 0.0))
+            continue
+        try:
+            done.append((call(), None, "", time.monotonic() - started))
+        except Exception as exc:
+            done.append((None, exc, traceback.format_exc(), time.monotonic() - started))
+    return done
 
 
 def _left_pending(run: Run) -> None:

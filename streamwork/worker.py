@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,16 @@ import redis.exceptions
 from . import connection, memory, metrics, protocol, redis_ops, tracing
 from .batching import Batches
 from .errors import ConfigurationError
-from .execution import Delivery, Outcome, Run, Runner, cancelled_outcome, held_back, start_row
+from .execution import (
+    Delivery,
+    Outcome,
+    Run,
+    Runner,
+    Submit,
+    cancelled_outcome,
+    held_back,
+    start_row,
+)
 from .fetcher import Fetcher
 from .handler import Handler
 from .in_flight import InFlight
@@ -470,13 +479,21 @@ class Worker:
             for run in auto_runs:
                 run.is_pending = False
             runs += auto_runs
+        chunks: dict[str, list[Run]] = {}
         for run in runs:
             if run.delivery.delivery_count > 1:
                 self._isolate(session, run)  # a batch handler's too: a batch of one
             elif run.task.options.batch is not None and session.batches is not None:
                 session.batches.add(run)
+            elif (size := session.runner.chunk_size(run)) > 1:
+                chunk = chunks.setdefault(run.task.name, [])
+                chunk.append(run)
+                if len(chunk) >= size:
+                    self._start_chunk(session, chunks.pop(run.task.name))
             else:
                 self._start(session, run)
+        for chunk in chunks.values():
+            self._start_chunk(session, chunk)
         metrics.flush()
 
     async def _mark_started(self, session: Session, runs: list[Run]) -> list[Run]:
@@ -577,14 +594,33 @@ class Worker:
         return task
 
     def _start_batch(self, session: Session, runs: list[Run]) -> None:
-        task = asyncio.create_task(self._execute_batch(session, runs))
+        task = asyncio.create_task(self._execute_batch(session, runs, session.runner.run_batch))
         session.in_flight.tasks.add(task)
         session.in_flight.batch_runs[task] = runs
 
-    async def _execute_batch(self, session: Session, runs: list[Run]) -> None:
+    def _start_chunk(self, session: Session, runs: list[Run]) -> None:
+        """Run short sync handlers' messages one after another in one pool thread: one
+        hand-off for several messages (counted in flight like a batch's messages)."""
+        in_flight = session.in_flight
+        in_flight.batched += len(runs)
+        for run in runs:
+            if run.is_pending:
+                in_flight.lease(run.delivery.source, run.delivery.entry_id)
+        task = asyncio.create_task(self._execute_batch(session, runs, session.runner.run_chunk))
+        in_flight.tasks.add(task)
+        in_flight.batch_runs[task] = runs
+
+    async def _execute_batch(
+        self,
+        session: Session,
+        runs: list[Run],
+        execute: Callable[[list[Run], Submit], Awaitable[list[tuple[Run, Outcome | None]]]],
+    ) -> None:
+        """Run several messages in one asyncio task (a batch handler's batch, or a chunk of
+        short sync handlers' messages) and hand each outcome to the settler."""
         in_flight = session.in_flight
         try:
-            for run, outcome in await session.runner.run_batch(runs, session.settler.submit):
+            for run, outcome in await execute(runs, session.settler.submit):
                 if outcome is not None:
                     session.settler.submit(run.delivery.source, outcome, run.is_pending)
         except Exception:
