@@ -57,7 +57,42 @@ local EVENTS = {done = "done", retry = "retried", cancelled = "cancelled"}
 local totals = {ack = 0, done = 0, retry = 0, dead = 0, cancelled = 0, held = 0, wait = 0,
     runs = 0, waited = 0, wait_ms = 0, run_ms = 0}
 
-for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
+local outcomes = cmsgpack.unpack(ARGV[6])
+
+-- Ownership of the whole batch in one XPENDING: this consumer's pending entries between
+-- the batch's lowest and highest id. An entry not among them is checked alone (another
+-- consumer's now, or not pending at all); so is every entry if the reply may be cut short.
+local mine = nil
+if pending and #outcomes > 1 then
+    local function parts(id)
+        local ms, seq = string.match(id, "^(%d+)-(%d+)$")
+        return tonumber(ms), tonumber(seq)
+    end
+    local function before(a, b)
+        local a_ms, a_seq = parts(a)
+        local b_ms, b_seq = parts(b)
+        return a_ms < b_ms or (a_ms == b_ms and a_seq < b_seq)
+    end
+    local low, high = outcomes[1][2], outcomes[1][2]
+    for _, outcome in ipairs(outcomes) do
+        if before(outcome[2], low) then
+            low = outcome[2]
+        elseif before(high, outcome[2]) then
+            high = outcome[2]
+        end
+    end
+    local limit = 2 * #outcomes + 1000
+    local reply = redis.pcall("XPENDING", KEYS[1], group, low, high, limit, consumer)
+    if type(reply) == "table" and not reply.err and #reply < limit then
+        mine = {}
+        for _, entry in ipairs(reply) do
+            mine[entry[1]] = true
+        end
+    end
+end
+
+local acked = {}
+for _, outcome in ipairs(outcomes) do
     local kind, id, data, score = outcome[1], outcome[2], outcome[3], outcome[4]
     local result_key, result = outcome[5], outcome[6]
     local wait_ms, run_ms = outcome[7], outcome[8]
@@ -65,7 +100,7 @@ for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
     local message_id, task, attempt = outcome[12], outcome[13], outcome[14]
     local held = outcome[15]
     local owned, gone = true, false
-    if pending then
+    if pending and not (mine and mine[id]) then
         -- pcall: a missing group (NOGROUP) means the entry is gone, not a failed batch
         local reply = redis.pcall("XPENDING", KEYS[1], group, id, id, 1)
         local entry = type(reply) == "table" and not reply.err and reply[1] or nil
@@ -109,12 +144,7 @@ for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
                 redis.call("PEXPIRE", key, status_ttl)
             end
         end
-        if pending then
-            redis.call("XACK", KEYS[1], group, id)
-        end
-        if delete then
-            redis.call("XDEL", KEYS[1], id)
-        end
+        acked[#acked + 1] = id
         totals[kind] = totals[kind] + 1
         if run_ms >= 0 then
             totals.runs = totals.runs + 1
@@ -129,6 +159,16 @@ for _, outcome in ipairs(cmsgpack.unpack(ARGV[6])) do
         written[#written + 1] = -1
     else
         written[#written + 1] = 0
+    end
+end
+-- one XACK and one XDEL for the batch (in this same atomic step as the outcomes)
+for first = 1, #acked, 1000 do
+    local ids = {unpack(acked, first, math.min(first + 999, #acked))}
+    if pending then
+        redis.call("XACK", KEYS[1], group, unpack(ids))
+    end
+    if delete then
+        redis.call("XDEL", KEYS[1], unpack(ids))
     end
 end
 for _, name in ipairs({"done", "retry", "dead", "cancelled", "held", "wait", "runs", "waited",

@@ -248,7 +248,9 @@ def test_reads_and_acknowledgements_are_batched(app, client):
     # the handlers of this one), one settle script call per batch of outcomes.
     assert reads <= 1000 / 25 + 10, reads
     assert scripts <= 1000 / 10, scripts
-    assert stats["cmdstat_xack"]["calls"] == 1000  # one per entry, inside those script calls
+    # one XACK (and one XDEL) per settle call, for all its entries, inside the script
+    assert stats["cmdstat_xack"]["calls"] <= scripts
+    assert stats["cmdstat_xdel"]["calls"] <= scripts
 
 
 def test_stats_count_live_consumers_only(app, client, monkeypatch):
