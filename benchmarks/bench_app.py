@@ -76,3 +76,37 @@ def stuck_once(message: Message, marker: str) -> None:
 
 for group in ("billing", "shipping", "notify"):
     app.subscriber("fanout", group=group)(lambda message: None)
+
+
+# The features of the second wave, each on a queue of its own, set so that they never hold a
+# message back: what they cost a drain when they are only bookkeeping.
+events_app = App(namespace=os.environ.get("STREAMWORK_BENCH_NAMESPACE", "swbench"), events=True)
+
+
+@events_app.task(queue="evented")
+async def noop_evented(n: int) -> None:
+    pass
+
+
+@app.task(queue="rated", rate_limit="1000000/s")
+async def noop_rated(n: int) -> None:
+    pass
+
+
+@app.task(queue="slotted", concurrency_limit=1_000_000)
+async def noop_slotted(n: int) -> None:
+    pass
+
+
+@app.task(queue="banded", priority="high")
+async def noop_banded(n: int) -> None:
+    pass
+
+
+@app.task(queue="scheduled")
+async def noop_scheduled(n: int) -> None:
+    pass
+
+
+for number in range(10):
+    app.schedule(f"bench-{number}", noop_scheduled, every=1, args=(number,))

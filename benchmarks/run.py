@@ -259,7 +259,10 @@ class Bench:
         )
         self.app.purge(queue)
 
-    def sw_drain(self, queue: str, task: Any, label: str, target: float, app: Any = None) -> None:
+    def sw_drain(
+        self, queue: str, task: Any, label: str, target: float | None, app: Any = None,
+        suffix: str = "",
+    ) -> None:  # fmt: skip
         from streamwork import Worker, WorkerSettings
 
         task.send_many(range(self.tasks))
@@ -267,15 +270,19 @@ class Bench:
         cpu, redis_cpu = time.process_time(), self.redis_cpu()
         started = time.perf_counter()
         asyncio.run(worker.run(burst=True))
+        if target is None:  # a feature's cost: against the plain async drain
+            meta: dict[str, Any] = {"baseline": "drain, one process, async handlers"}
+        else:
+            meta = {"baseline": "raw drain: XREADGROUP 100 + XACK + XDEL",
+                    "target": (">=", target)}  # fmt: skip
         self.record(
-            f"drain, one process, {label} handlers",
+            f"drain, one process, {label} handlers{suffix}",
             "task/s",
             worker.processed / (time.perf_counter() - started),
-            baseline="raw drain: XREADGROUP 100 + XACK + XDEL",
-            target=(">=", target),
+            **meta,
         )
         self.cpu_per_message(
-            f"drain, {label}",
+            f"drain, {label}{suffix}",
             time.process_time() - cpu,
             self.redis_cpu() - redis_cpu,
             worker.processed,
@@ -290,6 +297,21 @@ class Bench:
         self.sw_drain(
             "untracked", self.bench.noop_untracked, "async, track_status=False", 0.50, untracked
         )
+
+    def sw_features(self) -> None:
+        """The drain of a no-op async task with one feature of the second wave on (events,
+        a rate limit, a concurrency limit, a priority band, ten schedules ticking), each
+        set so that it never holds a message back: its bookkeeping's cost."""
+        bench = self.bench
+        for queue, task, label, app in (
+            ("evented", bench.noop_evented, "events on", bench.events_app),
+            ("rated", bench.noop_rated, "a rate limit that never binds", None),
+            ("slotted", bench.noop_slotted, "a concurrency limit that never binds", None),
+            ("banded", bench.noop_banded, "a priority band", None),
+            ("scheduled", bench.noop_scheduled, "10 schedules ticking every second", None),
+        ):
+            self.sw_drain(queue, task, "async", None, app, suffix=f", {label}")
+            self.app.purge(queue)
 
     def sw_workflow(self) -> None:
         """A group and a chord of `tasks` / 3 no-op children: sending them, and draining them
@@ -498,6 +520,7 @@ SCENARIOS = {
     "send": ["sw_send", "sw_send_many"],
     "drain": ["sw_drain_sync", "sw_drain_async", "sw_drain_processes"],
     "workflow": ["sw_workflow"],
+    "features": ["sw_drain_async", "sw_features"],
     "limits": ["sw_rate", "sw_fairness"],
     "latency": ["sw_latency"],
     "fanout": ["sw_fanout"],
@@ -571,13 +594,14 @@ def main() -> None:
         url = server.url
     bench = Bench(url, args.tasks, args.singles)
     groups = ["baselines", *(args.only or [g for g in SCENARIOS if g != "baselines"])]
+    # a scenario in two groups (the features' baseline is the async drain) runs once
+    names = list(dict.fromkeys(name for group in groups for name in SCENARIOS[group]))
     started = time.monotonic()
     try:
         for run in range(args.runs):
-            for group in groups:
-                for name in SCENARIOS[group]:
-                    print(f"run {run + 1}/{args.runs}: {name}", file=sys.stderr, flush=True)
-                    getattr(bench, name)()
+            for name in names:
+                print(f"run {run + 1}/{args.runs}: {name}", file=sys.stderr, flush=True)
+                getattr(bench, name)()
         if not args.no_peers:
             import peers
 

@@ -1,7 +1,7 @@
 """Short sync handlers run several messages to a pool thread; on both backends each message
 still has its own outcome, status, progress and result."""
 
-from streamwork import dead_letters
+from streamwork import dead_letters, execution, tracing
 from streamwork.execution import Runner
 from streamwork.stats import queue_state
 from streamwork.testing import run_until_idle
@@ -16,6 +16,11 @@ def test_chunked_sync_runs_keep_per_message_outcomes(app, monkeypatch):
         return await chunked(self, runs, submit)
 
     monkeypatch.setattr(Runner, "run_chunk", counting)
+    # Chunking depends on measured handler times (a loaded machine can make a no-op's
+    # hand-off take milliseconds) and is off while runs are traced (an earlier test may
+    # have set a TracerProvider): take both out of this test.
+    monkeypatch.setattr(execution, "CHUNK_SECONDS", 1.0)
+    monkeypatch.setattr(tracing, "active", lambda: False)
 
     @app.task(max_retries=0, store_result=True, bind=True)
     def square(message, n):

@@ -7,7 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from streamwork import App, Backoff, protocol
+from streamwork import App, Backoff, protocol, tracing
 from streamwork.execution import CHUNK_SECONDS, MAX_CHUNK, Delivery, Run, Runner
 
 
@@ -78,7 +78,8 @@ def test_bad_arguments_in_a_chunk_are_dead_lettered_alone():
     assert [outcome.kind for _, outcome in results] == ["done", "dead", "done"]
 
 
-def test_only_handlers_known_to_be_short_are_chunked():
+def test_only_handlers_known_to_be_short_are_chunked(monkeypatch):
+    monkeypatch.setattr(tracing, "active", lambda: False)  # traced runs are never chunked
     app = App("redis://127.0.0.1:1/0")
 
     @app.task
@@ -99,6 +100,9 @@ def test_only_handlers_known_to_be_short_are_chunked():
         assert runner.chunk_size(run_of("short")) == 1  # not measured yet
         runner.observe_time("short", 0.0001)
         assert runner.chunk_size(run_of("short")) == min(MAX_CHUNK, int(CHUNK_SECONDS / 0.0001))
+        monkeypatch.setattr(tracing, "active", lambda: True)
+        assert runner.chunk_size(run_of("short")) == 1  # its span must be current in its thread
+        monkeypatch.setattr(tracing, "active", lambda: False)
         for _ in range(30):
             runner.observe_time("short", 0.05)  # it became slow: one message per thread
         assert runner.chunk_size(run_of("short")) == 1
