@@ -37,11 +37,12 @@ class InFlight:
         self.runs: dict[asyncio.Task[None], Run] = {}
         """The run each task runs (the scanner checks them for cancellations)."""
         self.batch_runs: dict[asyncio.Task[None], list[Run]] = {}
-        """The runs of each task that runs a batch."""
+        """The runs of each task that runs several messages: a batch handler's batch, or a
+        chunk of short sync handlers' messages run one after another in one pool thread."""
         self.buffers: dict[str, list[Run]] = {}
         """Per batch handler, the runs gathering for its next batch."""
         self.batched = 0
-        """Messages of batch handlers in flight: in a buffer, or in a running batch."""
+        """Messages in flight in a batch handler's buffer or running batch, or in a chunk."""
         self.flush_batches: Callable[[], None] | None = None
         """Starts every gathered batch now (a burst worker that drained its queues)."""
         self.leased: dict[Source, set[bytes]] = defaultdict(set)
