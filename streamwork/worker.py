@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import socket
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -148,6 +149,9 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._recycling = RecyclePolicy(self.settings.max_tasks, self.settings.max_memory_mb)
         self._is_stop_asked = False
+        self._stop_asked_at: float | None = None
+        """time.monotonic() of the first stop request: the grace period counts from it."""
+        self._cut_off_timer: asyncio.TimerHandle | None = None
         self.processed = 0
         self.recycle_reason: str | None = None
         """Why the worker stopped itself to be restarted (max tasks, memory, stuck thread)."""
@@ -173,6 +177,8 @@ class Worker:
 
     def stop(self) -> None:
         """Ask the worker to stop: no new fetches; running messages finish. Thread-safe."""
+        if self._stop_asked_at is None:
+            self._stop_asked_at = time.monotonic()
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._request_stop)
         else:
@@ -186,6 +192,8 @@ class Worker:
         self._request_stop()
 
     def _request_stop(self) -> None:
+        if self._stop_asked_at is None:
+            self._stop_asked_at = time.monotonic()
         if not self._is_stop_asked:
             log.info(
                 "worker %s stopping: finishing %d running message(s)",
@@ -193,6 +201,11 @@ class Worker:
                 self.in_flight,
             )
         self._is_stop_asked = True
+        if self.session is not None and self._loop is not None and self._cut_off_timer is None:
+            # Cut running messages off `grace` after the request, even while a fetch loop
+            # still waits in a blocking read (the worker's own stop steps come after it).
+            delay = max(0.0, self._grace_deadline() - time.monotonic())
+            self._cut_off_timer = self._loop.call_later(delay, self._cut_off_running)
         if self.session is not None:
             self.session.in_flight.is_stopping = True
             if self.session.batches is not None:
@@ -401,24 +414,44 @@ class Worker:
                 list(app.declared_schedules.values()), app.queues(), app._paused_at_start
             )
 
+    def _grace_deadline(self) -> float:
+        """When running messages are cut off: `grace` seconds after the stop request (or
+        from now, for a burst worker that drained its queues)."""
+        return (self._stop_asked_at or time.monotonic()) + self.settings.grace
+
+    def _cut_off_running(self) -> list[asyncio.Task[None]]:
+        """Cancel the runs still going at the end of the grace period; their entries stay
+        pending and run again elsewhere after the visibility timeout."""
+        if self.session is None:
+            return []
+        running = [task for task in self.session.in_flight.tasks if not task.done()]
+        if running:
+            log.warning(
+                "%d message(s) still running after the %gs grace period were cut off; "
+                "they stay pending and run again after the visibility timeout",
+                len(running),
+                self.settings.grace,
+            )
+            for task in running:
+                task.cancel()
+        return running
+
     async def _finish(self, session: Session, is_started: bool) -> None:
-        grace = self.settings.grace
+        deadline = self._grace_deadline()
         if session.batches is not None:
             session.batches.flush_all()
         if session.isolation is not None:
-            await asyncio.wait([session.isolation], timeout=grace)
+            await asyncio.wait([session.isolation], timeout=max(0.0, deadline - time.monotonic()))
         if session.in_flight.tasks:
-            _, cut_off = await asyncio.wait(set(session.in_flight.tasks), timeout=grace)
+            await asyncio.wait(
+                set(session.in_flight.tasks), timeout=max(0.0, deadline - time.monotonic())
+            )
+            cut_off = self._cut_off_running()
             if cut_off:
-                log.warning(
-                    "%d message(s) still running after the %.0fs grace period were cut off; "
-                    "they stay pending and run again after the visibility timeout",
-                    len(cut_off),
-                    grace,
-                )
-                for task in cut_off:
-                    task.cancel()
                 await asyncio.wait(cut_off, timeout=1)
+        if self._cut_off_timer is not None:
+            self._cut_off_timer.cancel()
+            self._cut_off_timer = None
         try:
             if is_started:
                 await session.settler.stop()

@@ -303,3 +303,22 @@ def test_burst_worker_reports_what_it_leaves_pending(app, client, caplog):
     drain(app, visibility_timeout=0.1)  # now it may be claimed: it runs, nothing is left
     [last] = [r.getMessage() for r in caplog.records if "stopped after" in r.getMessage()]
     assert last.endswith("stopped after 1 message(s); nothing left pending")
+
+
+def test_the_grace_period_counts_from_the_stop_request(app):
+    """A stop asked while the fetch loop waits in a blocking read (here up to 3 s) still cuts
+    a long run off `grace` seconds after the request, not after the read returns."""
+    steps = []
+
+    @app.task
+    async def encode(video):
+        for step in range(100):  # 2 s in all
+            await asyncio.sleep(0.02)
+            steps.append(step)
+
+    handle = encode.send("movie.mp4")
+    worker = WorkerThread(app, block=3.0, grace=0.2).start()
+    wait_until(lambda: len(steps) >= 5, message="the run to be under way")
+    worker.stop()
+    assert 5 <= len(steps) < 100  # cut off at the grace period, not run to the end
+    assert handle.status().state == "running"  # its entry stays pending for another worker
