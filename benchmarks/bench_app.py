@@ -25,6 +25,16 @@ async def noop_async(n: int) -> None:
     pass
 
 
+@app.task(queue="one_partition")
+async def noop_one_partition(n: int) -> None:
+    pass
+
+
+@app.task(queue="partitioned", partitions=6)
+async def noop_partitioned(n: int) -> None:
+    pass
+
+
 @app.task(queue="async")
 async def count(values: list[Any]) -> int:
     """A chord's callback: how many header results it received."""

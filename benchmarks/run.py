@@ -68,6 +68,8 @@ class Bench:
         self.app = bench_app.app
         self.results: dict[str, Result] = {}
         self.children: list[subprocess.Popen[bytes]] = []
+        self.cluster: Any = None
+        """A 3-master Redis Cluster on loopback, started by the first cluster scenario."""
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -407,6 +409,48 @@ class Bench:
                 meta = {"baseline": "streamwork worker --processes 1, async", "target": (">=", 1.6)}
             self.record(name, "task/s", self.tasks / elapsed, **meta)
 
+    def sw_partitions(self) -> None:
+        """One queue on a 3-master cluster: in one partition (one node's Redis does all of
+        its work) and in 6 partitions (spread over the three nodes), drained by
+        `streamwork worker -p 2` from the first read to empty."""
+        from streamwork import App, stats
+        from streamwork.testing import RedisClusterServers
+
+        if self.cluster is None:
+            self.cluster = RedisClusterServers(3).start()
+        url = self.cluster.url
+        producer = App(url, namespace=self.namespace)
+        cpu_of = {}
+        for queue, name, partitions in (
+            ("one_partition", "noop_one_partition", 1),
+            ("partitioned", "noop_partitioned", 6),
+        ):
+            task = producer.task(queue=queue, name=name, partitions=partitions)(lambda n: None)
+            task.send_many(range(self.tasks))
+            before = _node_cpu(producer)
+            worker = self.worker(
+                "-q", queue, "--burst", "-p", "2", "-c", "100", STREAMWORK_REDIS_URL=url
+            )
+            self.wait_for(lambda q=queue: stats.queue_state(producer, q).pending > 0)
+            started = time.perf_counter()
+            self.wait_for(
+                lambda q=queue: stats.queue_state(producer, q).is_empty, timeout=600, interval=0.02
+            )
+            elapsed = time.perf_counter() - started
+            worker.wait(60)
+            after = _node_cpu(producer)
+            busiest = max(after[node] - before[node] for node in after)
+            cpu_of[partitions] = busiest
+            label = f"drain on a 3-master cluster, {partitions} partition{'s' * (partitions > 1)}"
+            meta: dict[str, Any] = {}
+            if partitions > 1:
+                meta = {"baseline": "drain on a 3-master cluster, 1 partition",
+                        "target": (">=", 1.0)}  # fmt: skip
+            self.record(label, "task/s", self.tasks / elapsed, **meta)
+            self.record(f"{label}: busiest node's Redis CPU per message", "µs",
+                        busiest / self.tasks * 1e6, higher_is_better=False)  # fmt: skip
+        producer.close()
+
     def sw_latency(self, samples: int = 1000) -> None:
         worker = self.worker("-q", "latency", "-p", "1")
         self.bench.timed.send(time.time_ns()).result(timeout=60)  # waits for the worker
@@ -502,6 +546,19 @@ class Bench:
         )
 
 
+def _node_cpu(app: Any) -> dict[str, float]:
+    """Each cluster node's redis-server CPU seconds (user + system)."""
+    import redis.cluster
+
+    client = app.connection.redis
+    found = {}
+    for node in client.get_nodes():
+        info = client.info("cpu", target_nodes=node)
+        found[node.name] = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    assert isinstance(client, redis.cluster.RedisCluster)
+    return found
+
+
 def _children(pid: int) -> list[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         pids = [int(p) for p in f.read().split()]
@@ -526,6 +583,7 @@ SCENARIOS = {
     "fanout": ["sw_fanout"],
     "recovery": ["sw_recovery"],
     "memory": ["sw_memory"],
+    "partitions": ["sw_partitions"],
 }
 
 
@@ -614,6 +672,8 @@ def main() -> None:
         bench.clean()
         if server is not None:
             server.cleanup()
+        if bench.cluster is not None:
+            bench.cluster.cleanup()
     rows = table(bench.results)
     print_table(rows)
     machine = {

@@ -29,8 +29,12 @@ from .keys import (
     QueueKeys,
     Source,
     TopicKeys,
+    base_queue,
     check_events_name,
     check_name,
+    check_queue,
+    partition_name,
+    partition_number,
     queue_source,
     topic_sources,
 )
@@ -133,6 +137,8 @@ class App:
         self.subscribers: dict[tuple[str, str], Subscriber] = {}
         self.retention: dict[str, Retention] = {}
         self.declared_schedules: dict[str, Definition] = {}
+        self._partitions: dict[str, int] = {}
+        """Queues declared with partitions (`app.queue`, `@app.task(partitions=...)`)."""
         self._paused_at_start: dict[str, bool] = {}
         """Schedules declared in code (`schedule`, `@periodic`): workers write them at start."""
 
@@ -154,8 +160,10 @@ class App:
     def events_cap(self, queue: str) -> int:
         """The cap of the event stream of `queue` (or of a subscriber group, "topic/group"),
         or 0 when the app records no events for it."""
-        if not self.track_status and "/" not in queue:
-            return 0
+        if "/" not in queue:
+            if not self.track_status:
+                return 0
+            queue = base_queue(queue)  # a partition records its queue's events
         if self._events is True or (self._events is not False and queue in self._events):
             return self.events_max_len
         return 0
@@ -183,6 +191,7 @@ class App:
         name: str | None = None,
         store_result: bool = False,
         bind: bool = False,
+        partitions: int | None = None,
         **options: Unpack[HandlerArgs],
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
@@ -195,6 +204,7 @@ class App:
         name: str | None = None,
         store_result: bool = False,
         bind: bool = False,
+        partitions: int | None = None,
         **options: Unpack[HandlerArgs],
     ) -> Task | Callable[[Callable[..., Any]], Task]:
         """Declare a task: `@app.task` or `@app.task(queue=..., ...)` on a sync or async function.
@@ -204,7 +214,8 @@ class App:
         rest. `bind=True` passes the `Message` as the first argument (needed to ack by hand
         with `ack_mode="manual"`). `timeout` bounds one run; past it the run counts as
         failed. A message delivered more than `max_deliveries` times without an outcome (its
-        worker died each time) is dead-lettered instead of run again.
+        worker died each time) is dead-lettered instead of run again. `partitions=N` spreads
+        the task's queue over N streams (see `queue`).
         """
 
         def declare(function: Callable[..., Any]) -> Task:
@@ -231,9 +242,18 @@ class App:
                     f"{self.tasks[task_name].fn.__module__}; give one of them name=..."
                 )
             declared = Task(
-                self._producer, self.namespace, function, task_name, resolved, self.has_bands
+                self._producer,
+                self.namespace,
+                function,
+                task_name,
+                resolved,
+                self.has_bands,
+                self.partitions,
             )
+            self._check_partitioned(resolved.queue, [declared], partitions)
             self.tasks[task_name] = declared
+            if partitions is not None:
+                self._partitions[resolved.queue] = partitions
             return declared
 
         if fn is not None:
@@ -288,7 +308,7 @@ class App:
         elif not isinstance(task, Task) or self.tasks.get(task.name) is not task:
             raise ConfigurationError(f"schedule {id!r}: {task!r} is not a task of this app")
         try:
-            definition = define(id, task.name, task.options.queue, task.check_arguments, rule)
+            definition = define(id, task.name, task.home_queue, task.check_arguments, rule)
             sample = tick_body(definition, protocol.new_id(), 0, 0)
             protocol.check_size(sample, self.max_message_bytes, "its message")
             return definition
@@ -511,6 +531,55 @@ class App:
 
     # -- queues --------------------------------------------------------------------------
 
+    def queue(self, name: str, *, partitions: int) -> None:
+        """Declare how queue `name` is laid out: `partitions=N` spreads it over N streams,
+        each under a hash tag of its own (`NAME~0` ... `NAME~N-1`), so that on Redis Cluster
+        one busy queue uses every node. Sends go round-robin over the partitions, or, with
+        `send_with(partition_key=...)`, to the key's partition, where the messages of one
+        key run one at a time in send order. Workers read every partition; stats, metrics
+        and dead letters show the queue as one, with each partition's detail. Declare it
+        before workers start and keep N: a message waits in the partition it was sent to."""
+        queue = check_name("queue", name)
+        tasks = [task for task in self.tasks.values() if task.options.queue == queue]
+        self._check_partitioned(queue, tasks, partitions)
+        self._partitions[queue] = partitions
+
+    def partitions(self, queue: str) -> int:
+        """How many partitions `queue` has (1: a plain queue, one stream)."""
+        return self._partitions.get(queue, 1)
+
+    def _check_partitioned(self, queue: str, tasks: list[Task], partitions: int | None) -> None:
+        """Refuse a partition count that is not a whole number 1-1024, one that differs
+        from the queue's declared count, and a partitioned queue's tasks with priority
+        bands, rate or concurrency limits or fair_by (their state is one per queue)."""
+        if partitions is not None:
+            if isinstance(partitions, bool) or not isinstance(partitions, int):
+                raise ConfigurationError(f"partitions must be a whole number, got {partitions!r}")
+            if not 1 <= partitions <= 1024:
+                raise ConfigurationError(f"partitions must be 1-1024, got {partitions}")
+            known = self._partitions.get(queue)
+            if known is not None and known != partitions:
+                raise ConfigurationError(
+                    f"queue {queue!r} has {known} partitions already; got partitions={partitions}"
+                )
+        count = partitions or self._partitions.get(queue, 1)
+        if count == 1:
+            return
+        everything = [*tasks, *(t for t in self.tasks.values() if t.options.queue == queue)]
+        for task in everything:
+            options = task.options
+            for option, value in (
+                ("priority", options.priority),
+                ("rate_limit", options.rate),
+                ("concurrency_limit", options.concurrency_limit),
+                ("fair_by", options.fair),
+            ):
+                if value is not None:
+                    raise ConfigurationError(
+                        f"task {task.name!r}: {option} is not available on a partitioned "
+                        f"queue ({queue!r} has {count} partitions): its state is one per queue"
+                    )
+
     def queues(self) -> list[str]:
         """The queues this app's tasks are declared on, in declaration order."""
         return list(dict.fromkeys(t.options.queue for t in self.tasks.values()))
@@ -526,7 +595,7 @@ class App:
         ]
 
     def keys(self, queue: str) -> QueueKeys:
-        return QueueKeys(self.namespace, check_name("queue", queue))
+        return QueueKeys(self.namespace, check_queue(queue))
 
     def fair_prefixes(self, queue: str) -> list[tuple[str, str]]:
         """(task, key prefix) of each task of `queue` declared with fair_by."""
@@ -543,19 +612,26 @@ class App:
         )
 
     def queue_sources(self, queue: str) -> list[Source]:
-        """How workers read `queue`: one source, or one per priority band (high first)."""
+        """How workers read `queue`: one source, one per priority band (high first), or
+        one per partition."""
+        partitions = self.partitions(queue)
+        if partitions > 1:
+            return [self.queue_source(partition_name(queue, k)) for k in range(partitions)]
         if not self.has_bands(queue):
             return [self.queue_source(queue)]
         return [self.queue_source(queue, band) for band in BANDS]
 
     def queue_source(self, queue: str, band: str | None = None) -> Source:
-        """How workers read `queue` (its stream, group and outcome keys), or one band of it."""
+        """How workers read `queue` (its stream, group and outcome keys), or one band of it;
+        `queue` may be a partition's internal name (`orders~3`)."""
+        check_queue(queue)
         return queue_source(
             self.namespace,
-            check_name("queue", queue),
+            queue,
             tracks_status=self.track_status,
             events_max_len=self.events_cap(queue),
             band=band,
+            partition=partition_number(queue),
         )
 
     def topic_source(self, topic: str, group: str) -> Source:
@@ -568,7 +644,9 @@ class App:
         """Delete `queue`'s messages that no worker has received yet (and, with `delayed`,
         its delayed messages and retries); returns (waiting, delayed) counts deleted.
 
-        Messages being run and dead letters are left alone.
+        Messages being run and dead letters are left alone. The order of its partition
+        keys starts afresh: messages waiting for their turn are deleted, and those left
+        (running, or delayed when `delayed` is False) run without waiting for each other.
         """
         waiting = scheduled = 0
         with self.connection.translate_errors():
@@ -576,7 +654,7 @@ class App:
                 is_first = True
                 while True:
                     deleted, dropped = self.connection.scripts.purge(
-                        source, 1000, delayed and is_first
+                        source, 1000, delayed and is_first, orders=is_first
                     )
                     is_first = False
                     waiting += deleted

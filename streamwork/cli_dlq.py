@@ -16,14 +16,27 @@ from typing import Any
 
 import click
 
-from . import dead_letters
+from . import dead_letters, stats
 from .app import App
 from .cli_app import load_app, refuse_memory
+from .dead_letters import UnknownDeadLetter
+from .keys import Source
 
 
-def dlq_source(app: App, name: str, group: str | None) -> Any:
-    """A queue's source, or with --group a topic subscriber group's."""
-    return app.topic_source(name, group) if group else app.queue_source(name)
+def _label(sources: list[Source]) -> str:
+    """What messages call the dead letters' owner: the queue (or "topic/group")."""
+    return sources[0].queue if sources[0].topic is None else sources[0].name
+
+
+def dlq_sources(app: App, name: str, group: str | None) -> list[Source]:
+    """A queue's source (each partition's, for a partitioned queue: `QUEUE~N` names one),
+    or with --group a topic subscriber group's."""
+    if group:
+        return [app.topic_source(name, group)]
+    stats.known_queues(app)  # an app without the queue's code learns its partitions
+    if app.partitions(name) > 1:
+        return app.queue_sources(name)
+    return [app.queue_source(name)]
 
 
 _ENTRY_ID = re.compile(r"\d+(-\d+)?")
@@ -95,26 +108,40 @@ def dlq_list(
     """List the oldest dead letters of QUEUE (or of TOPIC's subscriber --group), with the
     last error of each."""
     app, (queue,) = _app_and_rest(names, 1, 1, url, namespace)
-    source = dlq_source(app, queue, group)
-    entries = dead_letters.list_dead_letters(app.connection, source, limit)
+    sources = dlq_sources(app, queue, group)
+    found = [
+        (source, dead_letters.list_dead_letters(app.connection, source, limit))
+        for source in sources
+    ]
     if as_json:
-        click.echo(json.dumps([e.as_dict() for e in entries], indent=2, default=repr))
+        rows = [
+            {**entry.as_dict(), **({"partition": source.name} if len(sources) > 1 else {})}
+            for source, entries in found
+            for entry in entries
+        ]
+        click.echo(json.dumps(rows, indent=2, default=repr))
         return
-    total = dead_letters.count(app.connection, source)
-    if not entries:
-        click.echo(f"no dead letters in {source.name!r}")
+    total = sum(dead_letters.count(app.connection, source) for source in sources)
+    if not total:
+        click.echo(f"no dead letters in {_label(sources)!r}")
         return
     click.echo(
         f"{'ID':<17} {'FAILED AT (UTC)':<19} {'TASK':<20} {'ATTEMPTS':>8}  REASON — LAST ERROR"
     )
-    for entry in entries:
-        letter = entry.letter
-        click.echo(
-            f"{entry.id:<17} {_when(letter.last_failure_ms):<19} {letter.task[:20] or '-':<20} "
-            f"{letter.attempts:>8}  {_shorten(dead_letters.describe(letter), 90)}"
-        )
-    shown = f"{len(entries)} of {total}" if total > len(entries) else f"{total}"
-    click.echo(f"{shown} dead letter(s) in {source.name!r}")
+    shown = 0
+    for source, entries in found:
+        if len(sources) > 1 and entries:
+            click.echo(f"-- partition {source.name}")  # its ids are the partition's
+        shown += len(entries)
+        for entry in entries:
+            letter = entry.letter
+            click.echo(
+                f"{entry.id:<17} {_when(letter.last_failure_ms):<19} "
+                f"{letter.task[:20] or '-':<20} "
+                f"{letter.attempts:>8}  {_shorten(dead_letters.describe(letter), 90)}"
+            )
+    counted = f"{shown} of {total}" if total > shown else f"{total}"
+    click.echo(f"{counted} dead letter(s) in {_label(sources)!r}")
 
 
 @dlq.command("show")
@@ -126,7 +153,7 @@ def dlq_show(
 ) -> None:
     """Show one dead letter in full, with its traceback."""
     app, (queue, entry_id) = _app_and_rest(names, 2, 2, url, namespace)
-    entry = dead_letters.show(app.connection, dlq_source(app, queue, group), entry_id)
+    entry = _show(app, dlq_sources(app, queue, group), entry_id)
     data = entry.as_dict()
     if as_json:
         click.echo(json.dumps(data, indent=2, default=repr))
@@ -138,6 +165,24 @@ def dlq_show(
         click.echo(f"{name + ':':<16} {value}")
     if trace:
         click.echo("traceback:\n" + trace.rstrip())
+
+
+def _show(app: App, sources: list[Source], entry_id: str) -> dead_letters.DeadLetterEntry:
+    """The dead letter `entry_id` of the only source, or of the partition that has it."""
+    for source in sources[:-1]:
+        try:
+            return dead_letters.show(app.connection, source, entry_id)
+        except UnknownDeadLetter:
+            continue
+    try:
+        return dead_letters.show(app.connection, sources[-1], entry_id)
+    except UnknownDeadLetter:
+        if len(sources) == 1:
+            raise
+        where = _label(sources)
+        raise UnknownDeadLetter(
+            f"no dead letter {entry_id} in any partition of {where!r}"
+        ) from None
 
 
 @dlq.command("replay")
@@ -158,17 +203,25 @@ def dlq_replay(
     app, (queue, *entry_ids) = _app_and_rest(names, 1, None, url, namespace)
     if bool(entry_ids) == replay_all:
         raise click.UsageError("give the IDs to replay, or --all (not both)")
-    source = dlq_source(app, queue, group)
     chosen = None if replay_all else list(entry_ids)
-    report = dead_letters.replay(app.connection, source, chosen, app.status_ttl_ms)
-    done = f"replayed {report.replayed} dead letter(s) onto {source.name!r}"
+    report = dead_letters.ReplayReport(missing=list(chosen or ()))
+    sources = dlq_sources(app, queue, group)
+    for source in sources:  # each partition, for a partitioned queue
+        asked = None if chosen is None else [i for i in chosen if i in report.missing]
+        if asked == []:
+            break
+        part = dead_letters.replay(app.connection, source, asked, app.status_ttl_ms)
+        report.replayed += part.replayed
+        report.skipped += part.skipped
+        report.missing = part.missing if asked is not None else []
+    done = f"replayed {report.replayed} dead letter(s) onto {_label(sources)!r}"
     if report.skipped:
         click.echo(
             f"left {len(report.skipped)} undecodable one(s) in place: " + ", ".join(report.skipped),
             err=True,
         )
     if report.missing:  # one message: what was not found, and what was replayed if anything
-        missing = f"no such dead letter(s) in {source.name!r}: " + ", ".join(report.missing)
+        missing = f"no such dead letter(s) in {_label(sources)!r}: " + ", ".join(report.missing)
         raise click.ClickException(f"{missing} ({done})" if report.replayed else missing)
     click.echo(done)
 
@@ -182,13 +235,12 @@ def dlq_purge(
 ) -> None:
     """Delete every dead letter of QUEUE (or of TOPIC's subscriber --group)."""
     app, (queue,) = _app_and_rest(names, 1, 1, url, namespace)
-    source = dlq_source(app, queue, group)
+    sources = dlq_sources(app, queue, group)
     if not yes:
-        total = dead_letters.count(app.connection, source)
-        click.confirm(f"delete {total} dead letter(s) of {source.name!r}?", abort=True)
-    click.echo(
-        f"purged {dead_letters.purge(app.connection, source)} dead letter(s) from {source.name!r}"
-    )
+        total = sum(dead_letters.count(app.connection, source) for source in sources)
+        click.confirm(f"delete {total} dead letter(s) of {_label(sources)!r}?", abort=True)
+    purged = sum(dead_letters.purge(app.connection, source) for source in sources)
+    click.echo(f"purged {purged} dead letter(s) from {_label(sources)!r}")
 
 
 def _when(ms: int) -> str:

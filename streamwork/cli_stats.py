@@ -102,6 +102,11 @@ def render_overview(overview: queue_stats.Overview, interval: float) -> list[str
             f"{_number(item.expected_backlog):>8} {_number(item.busy_handlers):>6} "
             f"{state.consumers:>5}"
         )
+        for part in state.partitions or ():  # counts per partition; rates for the queue
+            lines.append(
+                f"{'  ' + part.queue[:18]:<20} {part.ready:>7} {part.pending:>7} "
+                f"{part.delayed:>7} {'':>6} {part.dead_letters:>6}"
+            )
     if overview.topics:
         lines.append(
             f"\n{'TOPIC/GROUP':<32} {'LENGTH':>7} {'λ/s':>8} {'LAG':>7} {'PENDING':>7} "

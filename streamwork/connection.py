@@ -254,5 +254,14 @@ class NamespaceView(Protocol):
         ...
 
     def queue_sources(self, queue: str) -> list[Source]:
-        """`queue`'s streams as workers read them: one, or one per priority band."""
+        """`queue`'s streams as workers read them: one, one per priority band, or one per
+        partition."""
+        ...
+
+    def partitions(self, queue: str) -> int:
+        """How many partitions `queue` has (1: a plain queue)."""
+        ...
+
+    def queue(self, name: str, *, partitions: int) -> None:
+        """Declare that queue `name` has `partitions` partitions."""
         ...

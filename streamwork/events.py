@@ -24,7 +24,7 @@ from redis.crc import key_slot
 from . import redis_ops
 from .connection import MAX_BLOCK, NamespaceView
 from .errors import ConfigurationError
-from .keys import events_stream
+from .keys import events_stream, partition_name
 from .stats import known_queues
 
 
@@ -91,23 +91,33 @@ def parse(queue: str, entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> E
     )
 
 
+def _partitions(app: EventsView, names: list[str]) -> list[str]:
+    """`names`, each partitioned queue as its partitions (`orders~0` ...): each has its
+    own event stream, and an event names the partition it happened in."""
+    found: list[str] = []
+    for name in names:
+        count = 1 if "/" in name else app.partitions(name)
+        found += [name] if count == 1 else [partition_name(name, k) for k in range(count)]
+    return found
+
+
 def event_queues(app: EventsView, queue: str | None) -> list[str]:
     """The queues (and "topic/group" subscriber groups) to read: `queue`, or every one of
-    the app that records events."""
+    the app that records events; a partitioned queue's partitions one by one."""
     if queue is not None:
         if not app.events_cap(queue):
             raise ConfigurationError(
                 f"{queue!r} records no events: create the App with events=True "
                 f"(or events=[{queue!r}, ...])"
             )
-        return [queue]
+        return _partitions(app, [queue])
     groups = [f"{topic}/{group}" for topic, group in app.subscriber_groups()]
     names = [name for name in [*known_queues(app), *groups] if app.events_cap(name)]
     if not names:
         raise ConfigurationError(
             "this app records no events: create it with events=True (or a list of queues)"
         )
-    return names
+    return _partitions(app, names)
 
 
 def _start(since: Since, queue: str) -> str:

@@ -67,6 +67,9 @@ class Outcome:
     """A workflow child's final outcome: recorded in its workflow before the XACK."""
     held_key: str | None = None
     """For "wait": the held list the message waits in for a concurrency slot."""
+    partition_key: str = ""
+    """The message's partition key: once it is done, dead or cancelled, the next message
+    of its key may run; for "turn", the key whose turn it waits for."""
 
 
 WriteProgress = Callable[["Run", float, str], Coroutine[Any, Any, Any]]
@@ -596,6 +599,7 @@ class Runner:
             state="done",
             message_id=envelope.id,
             attempt=envelope.attempt,
+            partition_key=protocol.partition_key_of(envelope),
         )
         is_child = bool(envelope.headers) and "workflow" in envelope.headers
         if not task.options.store_result and not is_child:
@@ -703,6 +707,7 @@ class Runner:
             error=_brief(exc) if is_failure else reason[:STATUS_ERROR_CHARS],
             message_id=envelope.id,
             attempt=envelope.attempt,
+            partition_key=protocol.partition_key_of(envelope),
         )
         if task is not None and task.options.store_result:
             outcome.result_key = task.result_key(envelope.id)
@@ -732,6 +737,7 @@ def cancelled_outcome(run: Run, status_key: str | None, reason: str) -> Outcome:
         message_id=run.envelope.id,
         attempt=run.envelope.attempt,
         workflow=failure_of(run.envelope, "Cancelled", reason),
+        partition_key=protocol.partition_key_of(run.envelope),
     )
 
 
@@ -761,15 +767,39 @@ def start_row(source: Source, run: Run) -> tuple[Any, ...]:
         None if limit is None else source.limit("slots", name),
         limit or 0,
         RATE_SLOT in run.envelope.headers,
+        protocol.partition_key_of(run.envelope),
     )
+
+
+WAITS_FOR_SLOT = -1
+"""The start step's reply for a message held back by its concurrency limit."""
+WAITS_FOR_TURN = -2
+"""The start step's reply for a message sent after another of its partition key that has
+not finished."""
 
 
 def held_back(run: Run, due_ms: int, held_key: str | None, reason: str = "") -> Outcome:
     """The outcome of a message held back before (or, for RateLimited, by) its run: by its
     rate limit until `due_ms` (its start reserved), by its concurrency limit (due_ms -1:
-    it waits in `held_key`), or handed back by the handler. Never an attempt."""
+    it waits in `held_key`), by its partition key's order (due_ms -2: it waits for its
+    turn), or handed back by the handler. Never an attempt."""
     envelope = run.envelope
     source = run.delivery.source
+    if due_ms == WAITS_FOR_TURN:
+        metrics.held_back(*metrics.labels_of(source), run.task.name, "order")
+        return Outcome(
+            "turn",
+            run.delivery.entry_id,
+            protocol.entry_body(run.delivery.fields),
+            task=run.task.name,
+            status_key=run.status_key,
+            state="queued",
+            message_id=envelope.id,
+            attempt=envelope.attempt,
+            run_ms=-1,
+            wait_ms=-1,
+            partition_key=protocol.partition_key_of(envelope),
+        )
     if due_ms < 0:
         metrics.held_back(*metrics.labels_of(source), run.task.name, "concurrency")
         return Outcome(

@@ -180,7 +180,7 @@ async def run_until_idle_async(
                     app.connection.async_scripts(),
                     app.namespace,
                     app.max_message_bytes,
-                    worker.queues,
+                    worker.queue_names,
                     status_ttl_ms=app.status_ttl_ms,
                     events_cap=app.events_cap,
                 )

@@ -20,11 +20,52 @@ NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
 NAME_RULE = "use 1-200 ASCII letters, digits, '_', '.', ':' or '-'"
 
 
+PARTITION_MARK = "~"
+"""Joins a partitioned queue's name and a partition number (`orders~3`): never in a name
+a user gives, so the internal queue of a partition cannot clash with a declared queue."""
+
+
+def partition_name(queue: str, partition: int) -> str:
+    """The internal queue name of partition `partition` of `queue` (its own hash tag)."""
+    return f"{queue}{PARTITION_MARK}{partition}"
+
+
+def base_queue(name: str) -> str:
+    """The queue a partition's internal name belongs to (`orders~3` -> `orders`)."""
+    return name.split(PARTITION_MARK, 1)[0]
+
+
+def partition_number(name: str) -> int | None:
+    """The partition an internal queue name is (`orders~3` -> 3), None for a plain queue."""
+    _, mark, number = name.partition(PARTITION_MARK)
+    return int(number) if mark and number.isdigit() else None
+
+
+PARTITION_ID = "-p"
+"""Joins a message id and its partition (`<32 hex>-p3`) on a partitioned queue, so that a
+message's keys are found from its id alone."""
+
+
+def partition_of_id(message_id: str) -> int:
+    """The partition a message of a partitioned queue went to, from its id (one without
+    the `-pN` ending, e.g. a workflow's step, went to partition 0)."""
+    _, mark, number = message_id.rpartition(PARTITION_ID)
+    return int(number) if mark and number.isdigit() else 0
+
+
 def check_name(kind: str, name: str) -> str:
     """Return `name` if it can be a queue, topic, group, namespace or task name, else raise."""
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ConfigurationError(f"invalid {kind} name {name!r}: {NAME_RULE}")
     return name
+
+
+def check_queue(name: str) -> str:
+    """Return `name` if it names a queue or one partition of one (`orders~3`), else raise."""
+    if isinstance(name, str) and partition_number(name) is not None:
+        check_name("queue", base_queue(name))
+        return name
+    return check_name("queue", name)
 
 
 @dataclass(frozen=True)
@@ -82,6 +123,11 @@ class QueueKeys:
     def events(self) -> str:
         """A capped stream of the queue's lifecycle events (when the app records them)."""
         return f"{self.tag}:events"
+
+    @property
+    def order_prefix(self) -> str:
+        """Where the queue's partition key orders are kept (see Source.order_prefix)."""
+        return f"{self.tag}:"
 
 
 @dataclass(frozen=True)
@@ -161,6 +207,12 @@ def queue_registry(namespace: str) -> str:
     return f"{namespace}:queues"
 
 
+def partitions_registry(namespace: str) -> str:
+    """A hash of every partitioned queue in `namespace`: queue -> its number of partitions
+    (written by workers, read by tools that see the queues without the app's code)."""
+    return f"{namespace}:partitions"
+
+
 def topic_registry(namespace: str) -> str:
     """The set of every topic name published to or subscribed in `namespace`."""
     return f"{namespace}:topics"
@@ -224,12 +276,27 @@ class Source:
     """The cap of the queue's event stream; 0: it records no events."""
     band: str | None = None
     """The priority band it is (high, default, low) of a queue with bands; None: no bands."""
+    partition: int | None = None
+    """Which partition of a partitioned queue it is (its name is then `QUEUE~N`)."""
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Sources key the worker's per-message dicts: hash the two fields that tell them
         # apart (a stream, as one group reads it), once.
         object.__setattr__(self, "_hash", hash((self.stream, self.group)))
+
+    @property
+    def queue(self) -> str:
+        """The queue as users name it: a partition's queue, else `name`."""
+        return base_queue(self.name) if self.partition is not None else self.name
+
+    @property
+    def order_prefix(self) -> str:
+        """Where the per-key order of a queue's keyed messages is kept (`send_with(
+        partition_key=...)`): `PREFIX order:KEY` lists the ids of the key not finished, in
+        send order; `PREFIX turn:KEY` holds (id -> body) those read before their turn.
+        Empty for topics (events have no per-key order)."""
+        return "" if self.topic is not None else f"{self.namespace}:{{{self.name}}}:"
 
     @property
     def events(self) -> str:
@@ -269,9 +336,11 @@ def queue_source(
     tracks_status: bool = True,
     events_max_len: int = 0,
     band: str | None = None,
+    partition: int | None = None,
 ) -> Source:
-    """How workers read `queue` — or one priority band of it: its own stream and delayed
-    set, the queue's dead letters, stats, statuses and events."""
+    """How workers read `queue` — or one priority band of it, or one partition (`queue` is
+    then the partition's internal name): its own stream and delayed set, the queue's dead
+    letters, stats, statuses and events."""
     keys = QueueKeys(namespace, queue)
     stream = keys.band_stream(band or "default")
     return Source(
@@ -286,6 +355,7 @@ def queue_source(
         ready=stream,
         namespace=namespace,
         band=band,
+        partition=partition,
     )
 
 

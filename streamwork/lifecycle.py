@@ -23,7 +23,7 @@ import redis.exceptions
 from . import protocol, redis_ops
 from .connection import NamespaceView
 from .errors import ConfigurationError, StreamworkError
-from .keys import QueueKeys
+from .keys import QueueKeys, partition_name, partition_of_id
 from .stats import known_queues
 
 log = logging.getLogger(__name__)
@@ -118,11 +118,14 @@ def find(
     app: StatusView, message_id: str, queue: str | None = None
 ) -> tuple[str, dict[bytes, bytes]]:
     """(the queue whose status hash holds `message_id`, its fields): `queue`, else the
-    app's queues, then every queue registered in its namespace; UnknownMessage if none."""
+    app's queues, then every queue registered in its namespace; UnknownMessage if none.
+    In a partitioned queue, it is the partition's name (`orders~3`)."""
     queues = [queue] if queue else known_queues(app)
     client = app.connection.redis
     with app.connection.translate_errors():
         for name in queues:
+            if app.partitions(name) > 1:  # the id names the partition: `orders~3`
+                name = partition_name(name, partition_of_id(message_id))
             raw = redis_ops.read_status(client, app.keys(name).status(message_id))
             if raw:
                 return name, raw

@@ -123,7 +123,7 @@ def labels_of(source: Source) -> tuple[str, str]:
     """(queue, group) labels: the queue and "", or the topic and the subscriber group."""
     if source.topic is not None:
         return source.topic, source.group
-    return source.name, ""
+    return source.queue, ""  # a partition counts as its queue
 
 
 class _Observations:
@@ -481,9 +481,23 @@ class QueueCollector:
             'backlogs (at most 10 label values per queue; key="(other)" sums the rest).',
             labels=["queue", "task", "key"],
         )
+        partitions = {
+            name: GaugeMetricFamily(
+                f"streamwork_partition_{name}", text, labels=["queue", "partition"]
+            )
+            for name, text in (
+                ("backlog", "A partitioned queue: each partition's ready messages."),
+                ("pending", "A partitioned queue: each partition's running messages."),
+                ("dead_letters", "A partitioned queue: each partition's dead letters."),
+            )
+        }
         for queue in queues:
             add([queue.queue, ""], queue.ready, queue, queue.delayed)
             added.add_metric([queue.queue], queue.added)
+            for number, part in enumerate(queue.partitions or ()):
+                partitions["backlog"].add_metric([queue.queue, str(number)], part.ready)
+                partitions["pending"].add_metric([queue.queue, str(number)], part.pending)
+                partitions["dead_letters"].add_metric([queue.queue, str(number)], part.dead_letters)
             for band, ready in (queue.bands or {}).items():
                 bands.add_metric([queue.queue, band], ready)
             if queue.fair_keys is not None:
@@ -500,6 +514,7 @@ class QueueCollector:
         yield added
         yield bands
         yield fair
+        yield from partitions.values()
         yield from _schedule_families(self.app)
 
 

@@ -66,6 +66,8 @@ class Destination:
     """The queue's event stream (`NS:{QUEUE}:events`)."""
     fair: tuple[str, int] | None = None
     """A fair task's key prefix and per-key concurrency (0: none)."""
+    order_prefix: str = ""
+    """`NS:{QUEUE}:order:` for a queue: where a partition key's send order is kept."""
 
 
 @dataclass(slots=True)
@@ -87,9 +89,20 @@ class Plan:
     event stream, its cap or 0)."""
     fair_keys: list[str] | None = None
     """A fair task's messages: each one's key (they wait in their keys' lists)."""
+    partition_key: str | None = None
+    """A single send's partition key: its id joins the key's order (see Destination)."""
+    batch_destinations: list[Destination] | None = None
+    """A many-send to a partitioned queue: each batch of SEND_BATCH goes to its own
+    partition (the ids name it); None: every batch goes to `destination`."""
 
-    def statuses(self, ids: Sequence[str]) -> list[str]:
-        prefix = self.destination.status_prefix
+    def destination_at(self, start: int) -> Destination:
+        """Where the batch that starts at message `start` goes."""
+        if self.batch_destinations is None:
+            return self.destination
+        return self.batch_destinations[start // SEND_BATCH]
+
+    def statuses(self, ids: Sequence[str], start: int = 0) -> list[str]:
+        prefix = self.destination_at(start).status_prefix
         return [] if prefix is None else [prefix + message_id for message_id in ids]
 
 
@@ -127,6 +140,7 @@ class Producer:
         replicas: int = 0,
         replica_timeout: Duration = 1.0,
         fair_keys: list[str] | None = None,
+        partition_key: str | None = None,
     ) -> Plan:
         """Encode `envelopes` and check every option; raise before anything is sent."""
         # One envelope at a time: each is garbage once encoded (thousands of live envelopes
@@ -152,6 +166,7 @@ class Producer:
             raise ConfigurationError(f"replicas must be a whole number >= 0, got {replicas!r}")
         return Plan(
             fair_keys=fair_keys,
+            partition_key=partition_key,
             destination=destination,
             ids=ids,
             bodies=bodies,
@@ -280,15 +295,15 @@ def _fair(scripts: redis_ops.Scripts, plan: Plan, batch: list[bytes], start: int
 def _add_many(scripts: redis_ops.Scripts, plan: Plan, batch: list[bytes], start: int) -> Any:
     if plan.fair_keys is not None:
         return _fair(scripts, plan, batch, start)
-    destination = plan.destination
+    destination = plan.destination_at(start)
     return scripts.add_many(
         destination.stream,
         destination.delayed,
         batch,
         ids=plan.ids[start : start + len(batch)],
         due_ms=plan.due_ms,
-        statuses=plan.statuses(plan.ids[start : start + len(batch)]),
-        state=plan.state,
+        statuses=plan.statuses(plan.ids[start : start + len(batch)], start),
+        state=(*plan.state[:3], destination.events, plan.state[4]),
     )
 
 
@@ -299,9 +314,13 @@ def _one(client: Any, scripts: redis_ops.Scripts, plan: Plan) -> Any:
         return _fair(scripts, plan, plan.bodies, 0)
     body, destination = plan.bodies[0], plan.destination
     statuses = plan.statuses(plan.ids)
-    if statuses or plan.dedupe_key is not None:  # a status, a key, or both: one script
+    if statuses or plan.dedupe_key is not None or plan.partition_key is not None:
+        # a status, a key, an order, or several: one script
         dedupe = None if plan.dedupe_key is None else (plan.dedupe_key, plan.key_ttl_ms)
         state = plan.state if statuses else (*plan.state[:2], 0, *plan.state[3:])
+        order = (
+            None if plan.partition_key is None else (destination.order_prefix, plan.partition_key)
+        )
         return scripts.enqueue(
             destination.stream,
             destination.delayed,
@@ -311,6 +330,7 @@ def _one(client: Any, scripts: redis_ops.Scripts, plan: Plan) -> Any:
             plan.due_ms,
             state,
             dedupe,
+            order=order,
         )
     if plan.due_ms is None:
         return redis_ops.append(client, destination.stream, body)

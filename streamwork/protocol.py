@@ -28,6 +28,18 @@ ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 ID_RULE = "1-64 ASCII letters, digits, '_' or '-' (streamwork makes 32 lowercase hex digits)"
 
 
+PARTITION_KEY = "partition_key"
+"""The header carrying a message's partition key: the messages of one key run one at a
+time, in send order (see the partitions guide)."""
+
+
+def partition_key_of(envelope: Envelope) -> str:
+    """The message's partition key, "" when it has none."""
+    headers = envelope.headers
+    key = headers.get(PARTITION_KEY) if headers else None
+    return key if isinstance(key, str) else ""
+
+
 def new_id() -> str:
     """A fresh task id: 32 lowercase hex digits (128 random bits)."""
     return os.urandom(16).hex()

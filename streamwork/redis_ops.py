@@ -56,6 +56,7 @@ class SettleRow(Protocol):
     task: str
     attempt: int
     held_key: str | None
+    partition_key: str
 
 
 class Scripts:
@@ -104,10 +105,11 @@ class Scripts:
                     status,
                     outcome.state,
                     outcome.error,
-                    outcome.message_id if with_events else "",
+                    outcome.message_id if with_events or outcome.partition_key else "",
                     outcome.task if with_events else "",
                     outcome.attempt if with_events else 0,
                     held,
+                    outcome.partition_key,
                 )
             )
         args = [
@@ -121,6 +123,7 @@ class Scripts:
             status_ttl_ms,
             now_ms,
             source.events_max_len,
+            source.order_prefix,
         ]
         return self._scripts["settle"](keys=keys, args=args)
 
@@ -151,20 +154,23 @@ class Scripts:
         state: Any,
         dedupe: tuple[str, int] | None = None,
         workflow: str = "",
+        order: tuple[str, str] | None = None,
     ) -> Any:
         """Add one message (to the stream, or the delayed set when due later) with its
         status and "sent" event; `state` is (task, now ms, status ttl ms, event stream, its
         cap or 0); `dedupe` (idempotency key, ms it holds) enqueues it at most once per
-        key; `workflow` names the workflow of a child. Returns the id of the message
-        holding the key (its own when it has none)."""
+        key; `workflow` names the workflow of a child; `order` (the queue's order prefix,
+        the partition key) puts it last in its partition key's order. Returns the id of the
+        message holding the key (its own when it has none)."""
         task, now_ms, ttl_ms, events, cap = state
         key, key_ttl_ms = dedupe or (status, 0)
-        args = [body, due_ms or 0, task, now_ms, ttl_ms, cap, message_id, key_ttl_ms]
-        if workflow:
-            args.append(workflow)
-        return self._scripts["enqueue"](
-            keys=[stream, delayed, status, events or stream, key], args=args
-        )
+        args = [body, due_ms or 0, task, now_ms, ttl_ms, cap, message_id, key_ttl_ms, workflow]
+        keys = [stream, delayed, status, events or stream, key]
+        if order is not None:
+            prefix, partition_key = order
+            keys += [f"{prefix}order:{partition_key}", f"{prefix}ordered"]
+            args.append(partition_key)
+        return self._scripts["enqueue"](keys=keys, args=args)
 
     def start(
         self,
@@ -178,8 +184,9 @@ class Scripts:
     ) -> Any:
         """Admit messages of `source`: per run (task, attempt, message id, entry id, status
         key or None, rate key or None, interval ms, tolerance ms, slot set or None, limit,
-        admitted); per message 0 to run it, the reason it was cancelled before it started,
-        -1 (held for a slot) or the Redis time its rate-limited start is due."""
+        admitted, partition key or ""); per message 0 to run it, the reason it was cancelled
+        before it started, -1 (held for a slot), -2 (waits for its partition key's turn) or
+        the Redis time its rate-limited start is due."""
         keys = [source.events]
         where: dict[str, int] = {}
 
@@ -204,6 +211,7 @@ class Scripts:
                 ref(slots),
                 limit,
                 bool(admitted),
+                partition_key,
             )
             for (
                 task,
@@ -217,6 +225,7 @@ class Scripts:
                 slots,
                 limit,
                 admitted,
+                partition_key,
             ) in runs
         ]
         args = [
@@ -229,6 +238,7 @@ class Scripts:
             offset_ms,
             # Redis's Lua cmsgpack reads msgpack's older raw type, not bin.
             msgpack.packb(rows, use_bin_type=False),
+            source.order_prefix,
         ]
         return self._scripts["start"](keys=keys, args=args)
 
@@ -306,7 +316,16 @@ class Scripts:
                 keys.band_delayed("high"),
                 keys.band_delayed("low"),
             ],
-            args=[reason, now_ms, ttl_ms, events_cap, message_id, "1" if unsent else "0"],
+            args=[
+                reason,
+                now_ms,
+                ttl_ms,
+                events_cap,
+                message_id,
+                "1" if unsent else "0",
+                f"{keys.tag}:",
+                keys.stream,
+            ],
         )
 
     def workflow_record(
@@ -361,11 +380,18 @@ class Scripts:
             keys += statuses
         return self._scripts["replay"](keys=keys, args=args)
 
-    def purge(self, source: Source, limit: int, with_delayed: bool) -> Any:
-        """Delete up to `limit` undelivered entries (and the delayed set): [entries, delayed]."""
+    def purge(self, source: Source, limit: int, with_delayed: bool, orders: bool = False) -> Any:
+        """Delete up to `limit` undelivered entries (and the delayed set; with `orders`,
+        the partition keys' orders and the messages waiting for their turn): [entries,
+        delayed]."""
         return self._scripts["purge"](
             keys=[source.stream, source.delayed],
-            args=[source.group, limit, "1" if with_delayed else "0"],
+            args=[
+                source.group,
+                limit,
+                "1" if with_delayed else "0",
+                source.order_prefix if orders else "",
+            ],
         )
 
     def trim_topic(
@@ -558,6 +584,15 @@ def cancel_flags(client: Any, statuses: Sequence[str]) -> Any:
 
 def registered(client: Any, registry: str) -> Any:
     return client.smembers(registry)
+
+
+def register_partitions(client: Any, registry: str, partitions: dict[str, int]) -> Any:
+    """Record how many partitions each queue of `partitions` has."""
+    return client.hset(registry, mapping=partitions)
+
+
+def registered_partitions(client: Any, registry: str) -> Any:
+    return client.hgetall(registry)
 
 
 async def ensure_group(client: Any, source: Source) -> None:

@@ -125,7 +125,12 @@ class Settler:
                 if outcome.kind in ("retry", "held"):
                     self._on_retry(outcome.due_ms)
                 if outcome.kind != "ack":
-                    if outcome.kind not in ("cancelled", "held", "wait"):  # counted when decided
+                    if outcome.kind not in (
+                        "cancelled",
+                        "held",
+                        "wait",
+                        "turn",
+                    ):  # counted when decided
                         metrics.outcome_written(source, outcome.task, outcome.kind)
                     if self._on_written is not None:
                         self._on_written(source, outcome)

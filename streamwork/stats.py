@@ -18,7 +18,15 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from . import redis_ops
-from .keys import TopicKeys, queue_registry, topic_registry, topic_sources
+from .keys import (
+    NAME,
+    TopicKeys,
+    base_queue,
+    partitions_registry,
+    queue_registry,
+    topic_registry,
+    topic_sources,
+)
 from .settings import WorkerSettings
 
 if TYPE_CHECKING:
@@ -64,6 +72,9 @@ class QueueState:
     """Fair tasks: the keys with the largest backlogs (task, key, backlog, in_flight: fed
     to the queue and not finished, counted for tasks with per_key_concurrency), at most
     TOP_KEYS of them."""
+    partitions: list[QueueState] | None = None
+    """For a partitioned queue: each partition's state (named `QUEUE~N`), in order; the
+    queue's own counts and totals are their sums."""
     at: float = 0.0
     """time.monotonic() when it was read."""
 
@@ -81,7 +92,40 @@ class QueueState:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         del data["at"]
+        for partition in data["partitions"] or ():
+            del partition["at"], partition["partitions"]
         return data
+
+
+_SUMMED = (
+    "ready",
+    "pending",
+    "delayed",
+    "dead_letters",
+    "added",
+    "done",
+    "retried",
+    "dead",
+    "runs",
+    "waited",
+    "wait_ms",
+    "run_ms",
+    "held_back",
+)
+
+
+def _partitioned(queue: str, parts: list[QueueState], at: float) -> QueueState:
+    """A partitioned queue's state: its partitions' counts and totals summed, the oldest
+    pending entry of any, the most consumers of any (each worker reads every partition)."""
+    oldest = [p.oldest_pending_ms for p in parts if p.oldest_pending_ms is not None]
+    return QueueState(
+        queue,
+        **{name: sum(getattr(part, name) for part in parts) for name in _SUMMED},
+        oldest_pending_ms=min(oldest) if oldest else None,
+        consumers=max(part.consumers for part in parts),
+        partitions=parts,
+        at=at,
+    )
 
 
 def _state(
@@ -131,7 +175,7 @@ def _state(
         oldest_pending_ms=min(oldest) if oldest else None,
         consumers=consumers,
         held=held,
-        held_back=total.get("held", 0) + total.get("wait", 0),
+        held_back=total.get("held", 0) + total.get("wait", 0) + total.get("turn", 0),
         bands=per_band or None,
         at=at,
     )
@@ -171,6 +215,10 @@ def queue_states(app: NamespaceView, queues: Sequence[str]) -> list[QueueState]:
     at = time.monotonic()
     states = []
     for queue, found in zip(queues, per_queue, strict=True):
+        if found[0].partition is not None:
+            parts = [_state(source.name, [(None, next(replies))], 0, at) for source in found]
+            states.append(_partitioned(queue, parts, at))
+            continue
         bands = [(source.band, next(replies)) for source in found]
         state = _state(queue, bands, sum(r[7] for _, r in bands), at)
         prefixes = app.fair_prefixes(queue)
@@ -305,11 +353,19 @@ def known_topics(app: NamespaceView) -> list[str]:
 
 
 def known_queues(app: NamespaceView) -> list[str]:
-    """The app's queues, then any other queue registered in its namespace."""
+    """The app's queues, then any other queue registered in its namespace (a partitioned
+    queue the app does not declare gets the partitions its workers registered)."""
+    client = app.connection.redis
     with app.connection.translate_errors():
-        names = redis_ops.registered(app.connection.redis, queue_registry(app.namespace))
-    registered = sorted(name.decode() for name in names)
-    return list(dict.fromkeys([*app.queues(), *registered]))
+        names = redis_ops.registered(client, queue_registry(app.namespace))
+        partitioned = redis_ops.registered_partitions(client, partitions_registry(app.namespace))
+    declared = app.queues()
+    for name, count in partitioned.items():
+        queue = name.decode()
+        if queue not in declared and app.partitions(queue) == 1 and NAME.fullmatch(queue):
+            app.queue(queue, partitions=int(count))
+    registered = sorted({base_queue(name.decode()) for name in names})
+    return list(dict.fromkeys([*declared, *registered]))
 
 
 @dataclass(frozen=True)

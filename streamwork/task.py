@@ -8,7 +8,9 @@ a handler (the worker does) and never decides retries.
 from __future__ import annotations
 
 import inspect
+import itertools
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -27,9 +29,9 @@ from .errors import (
     TaskFailed,
 )
 from .handler import HandlerOptions, check_priority
-from .keys import QueueKeys, queue_registry
+from .keys import PARTITION_ID, QueueKeys, partition_name, partition_of_id, queue_registry
 from .lifecycle import CancelResult, TaskStatus, decode_cancel, parse_status
-from .producer import DEFAULT_KEY_TTL, Destination, Producer, due_ms
+from .producer import DEFAULT_KEY_TTL, SEND_BATCH, Destination, Producer, due_ms
 from .settings import Duration
 from .workflows import Signature
 
@@ -46,6 +48,11 @@ class TaskHandle:
     @property
     def _key(self) -> str:
         return self.task.result_key(self.id)
+
+    @property
+    def partition(self) -> int | None:
+        """The partition of its queue the message was sent to (None: a plain queue)."""
+        return self.task.partition_of(self.id)
 
     def _check(self) -> None:
         if not self.task.options.store_result:
@@ -91,7 +98,7 @@ class TaskHandle:
     @property
     def _status_key(self) -> str:
         self._check_tracked()
-        return self.task.keys.status(self.id)
+        return self.task.keys_for(self.id).status(self.id)
 
     def status(self) -> TaskStatus:
         """Where the message is now: queued, delayed, running (with progress), retrying,
@@ -131,7 +138,7 @@ class TaskHandle:
         self._check_tracked()
         producer = self.task.producer
         return (
-            self.task.keys,
+            self.task.keys_for(self.id),
             self.id,
             (reason or "")[:500],
             protocol.now_ms(),
@@ -167,6 +174,12 @@ FAIR_KEY = "fair_key"
 """The header carrying a fair task's message key (its per-key rate limit reads it)."""
 
 
+def check_partition_key(key: Any) -> str:
+    if not isinstance(key, str) or not 1 <= len(key) <= 200:
+        raise ConfigurationError(f"partition_key must be a string of 1-200 characters, got {key!r}")
+    return key
+
+
 class Task:
     """A function registered with `@app.task`; calling it runs it here, `send` queues it."""
 
@@ -178,10 +191,16 @@ class Task:
         name: str,
         options: HandlerOptions,
         has_bands: Callable[[str], bool] = lambda queue: False,
+        partitions: Callable[[str], int] = lambda queue: 1,
     ) -> None:
         self._has_bands = has_bands
         """Whether a queue has priority bands (the App knows: a task on it says priority=)."""
         self._bands: dict[str, Destination] = {}
+        self._partitions = partitions
+        """How many partitions a queue has (the App knows: app.queue, partitions=)."""
+        self._partition_destinations: list[Destination] = []
+        self._turns = itertools.count()
+        """Round-robin over the partitions for sends without a partition key."""
         self.producer = producer
         self.fn = fn
         self.name = name
@@ -217,23 +236,28 @@ class Task:
         ):
             raise ConfigurationError(f"task {name!r} has no argument {fair.by!r} (its fair_by)")
         self.keys = QueueKeys(namespace, options.queue)
-        self.destination = Destination(
-            name=options.queue,
-            registry=queue_registry(namespace),
-            stream=self.keys.stream,
-            delayed=self.keys.delayed,
-            dedupe_prefix=self.keys.dedupe(""),
-            status_prefix=self.keys.status("") if producer.track_status else None,
-            fair=None
-            if options.fair is None
-            else (self.keys.fair(name), options.fair.concurrency or 0),
-            task=name,
-            events=self.keys.events,
-        )
+        self.destination = self._destination_of(self.keys)
         self._shapes_that_fit: set[Any] = set()
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
         self.__wrapped__ = fn
+
+    def _destination_of(self, keys: QueueKeys) -> Destination:
+        options = self.options
+        return Destination(
+            name=options.queue,  # a partition's sends count and register as its queue's
+            registry=queue_registry(keys.namespace),
+            stream=keys.stream,
+            delayed=keys.delayed,
+            dedupe_prefix=keys.dedupe(""),
+            status_prefix=keys.status("") if self.producer.track_status else None,
+            fair=None
+            if options.fair is None
+            else (keys.fair(self.name), options.fair.concurrency or 0),
+            task=self.name,
+            events=keys.events,
+            order_prefix=keys.order_prefix,
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -255,7 +279,57 @@ class Task:
         return TaskHandle(message_id, self)
 
     def result_key(self, message_id: str) -> str:
-        return self.keys.result(message_id)
+        return self.keys_for(message_id).result(message_id)
+
+    @property
+    def partitions(self) -> int:
+        """How many partitions the task's queue has (1: a plain queue)."""
+        return self._partitions(self.options.queue)
+
+    @property
+    def home_queue(self) -> str:
+        """Where messages that pick no partition go (a workflow's steps, a schedule's
+        ticks): the task's queue, or partition 0 of a partitioned one."""
+        if self.partitions == 1:
+            return self.options.queue
+        return partition_name(self.options.queue, 0)
+
+    def partition_of(self, message_id: str) -> int | None:
+        """The partition a message of this task was sent to, from its id (a message id on a
+        partitioned queue ends in `-pN`; one without, e.g. a workflow's child, went to
+        partition 0); None on a plain queue."""
+        if self.partitions == 1:
+            return None
+        return partition_of_id(message_id)
+
+    def keys_for(self, message_id: str) -> QueueKeys:
+        """The keys of the queue (or partition) holding message `message_id`."""
+        partition = self.partition_of(message_id)
+        if partition is None:
+            return self.keys
+        return QueueKeys(self.keys.namespace, partition_name(self.options.queue, partition))
+
+    def _partition_destination(self, partition: int) -> Destination:
+        """Where a send to partition `partition` of the task's queue goes."""
+        count = self.partitions
+        if len(self._partition_destinations) != count:
+            self._partition_destinations = [
+                self._destination_of(
+                    QueueKeys(self.keys.namespace, partition_name(self.options.queue, k))
+                )
+                for k in range(count)
+            ]
+        return self._partition_destinations[partition]
+
+    def _choose_partition(self, partition_key: str | None) -> int | None:
+        """The partition of a send: the key's (crc32), or the next round-robin; None on a
+        plain queue."""
+        count = self.partitions
+        if count == 1:
+            return None
+        if partition_key is not None:
+            return zlib.crc32(partition_key.encode()) % count
+        return next(self._turns) % count
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise BadArguments unless `args` and `kwargs` fit the handler's signature (a
@@ -281,14 +355,17 @@ class Task:
         headers: dict[str, Any] | None = None,
         due: int | None = None,
         trace_context: dict[str, str] | None = None,
+        partition: int | None = None,
     ) -> protocol.Envelope:
         """The envelope of one call, after checking its arguments (`trace_context`: the
-        trace headers, when the caller looked them up once for many envelopes)."""
+        trace headers, when the caller looked them up once for many envelopes; `partition`:
+        the partition it goes to, which its id names)."""
         args = tuple(args)
         kwargs = kwargs or {}
         self.check_arguments(args, kwargs)
+        message_id = protocol.new_id()
         return protocol.Envelope(
-            id=protocol.new_id(),
+            id=message_id if partition is None else f"{message_id}{PARTITION_ID}{partition}",
             task=self.name,
             args=args,
             kwargs=kwargs,
@@ -327,8 +404,11 @@ class Task:
         key = self.fair_key(envelope.args, envelope.kwargs)
         return replace(envelope, headers={**envelope.headers, FAIR_KEY: key}), key
 
-    def destination_for(self, priority: str | None) -> Destination:
-        """Where a send goes: the stream of its priority band (the task's own by default)."""
+    def destination_for(self, priority: str | None, partition: int | None = None) -> Destination:
+        """Where a send goes: the stream of its priority band (the task's own by default),
+        or of partition `partition` of a partitioned queue."""
+        if partition is not None:
+            return self._partition_destination(partition)
         band = self.options.priority if priority is None else check_priority(priority)
         if band is None or band == "default":
             return self.destination
@@ -358,9 +438,24 @@ class Task:
         replicas: int,
         replica_timeout: Duration,
         priority: str | None = None,
+        partition_key: str | None = None,
     ) -> Any:
         due = due_ms(delay, eta)
-        envelope = self.envelope(args, kwargs, headers, due)
+        if partition_key is not None:
+            partition_key = check_partition_key(partition_key)
+            if self.options.ack_mode == "auto":
+                raise ConfigurationError(
+                    f"task {self.name!r} acks on receipt (ack_mode='auto'): a partition key's "
+                    "order needs each message's outcome (ack_mode 'late' or 'manual')"
+                )
+            headers = {**(headers or {}), protocol.PARTITION_KEY: partition_key}
+        # An idempotency key without a partition key picks the partition: its sends meet.
+        partition = self._choose_partition(partition_key if partition_key is not None else key)
+        if partition is not None and priority is not None:
+            raise ConfigurationError(
+                f"queue {self.options.queue!r} is partitioned: it has no priority bands"
+            )
+        envelope = self.envelope(args, kwargs, headers, due, partition=partition)
         fair_keys = None
         # A fair task's message waits in its key's list when sent now, plainly; delayed,
         # keyed or replicated sends go to the queue (see docs/guides/flow-control.md).
@@ -368,7 +463,7 @@ class Task:
             envelope, fair_key = self._keyed(envelope)
             fair_keys = [fair_key]
         return self.producer.plan(
-            self.destination_for(priority),
+            self.destination_for(priority, partition),
             [envelope],
             f"a message of task {self.name!r}",
             due=due,
@@ -377,6 +472,7 @@ class Task:
             replicas=replicas,
             replica_timeout=replica_timeout,
             fair_keys=fair_keys,
+            partition_key=partition_key,
         )
 
     def send_with(
@@ -392,11 +488,17 @@ class Task:
         replicas: int = 0,
         replica_timeout: Duration = 1.0,
         priority: str | None = None,
+        partition_key: str | None = None,
     ) -> TaskHandle:
         """Queue one run with options: `delay` (seconds or timedelta) or `eta`, and headers.
 
         `priority` ("high", "default", "low"; default: the task's own) sends it in that
         band of its queue: workers take higher bands first (see Flow control).
+
+        With `partition_key`, the messages sent with one key run one at a time, in send
+        order: a message waits until the one sent before it with the key has finished
+        (done, dead-lettered or cancelled; a retry keeps its place). On a partitioned queue
+        the key also picks the partition. See Partitions and ordering.
 
         With `key`, the run is queued at most once per key within `key_ttl` (default one
         day): a later send with the same key queues nothing and returns the handle of the
@@ -407,7 +509,17 @@ class Task:
         queued all the same, and a failover now may lose it.
         """
         plan = self._plan_one(
-            args, kwargs, delay, eta, headers, key, key_ttl, replicas, replica_timeout, priority
+            args,
+            kwargs,
+            delay,
+            eta,
+            headers,
+            key,
+            key_ttl,
+            replicas,
+            replica_timeout,
+            priority,
+            partition_key,
         )
         return self._handle(plan.ids[0], self.producer.write(plan))
 
@@ -424,10 +536,21 @@ class Task:
         replicas: int = 0,
         replica_timeout: Duration = 1.0,
         priority: str | None = None,
+        partition_key: str | None = None,
     ) -> TaskHandle:
         """Like `send_with`, for asyncio code."""
         plan = self._plan_one(
-            args, kwargs, delay, eta, headers, key, key_ttl, replicas, replica_timeout, priority
+            args,
+            kwargs,
+            delay,
+            eta,
+            headers,
+            key,
+            key_ttl,
+            replicas,
+            replica_timeout,
+            priority,
+            partition_key,
         )
         return self._handle(plan.ids[0], await self.producer.write_async(plan))
 
@@ -440,6 +563,24 @@ class Task:
         what = f"a message of task {self.name!r}"
         destination = self.destination_for(None)
         found = tracing.context()  # once for the batch, not per message
+        count = self.partitions
+        if count > 1:  # each batch of SEND_BATCH to the next partition, round-robin
+            first = next(self._turns)
+            envelopes = (
+                self.envelope(
+                    *_call(item),
+                    due=due,
+                    trace_context=found,
+                    partition=(first + i // SEND_BATCH) % count,
+                )
+                for i, item in enumerate(calls)
+            )
+            plan = self.producer.plan(destination, envelopes, what, due=due, is_many=True)
+            plan.batch_destinations = [
+                self._partition_destination((first + n) % count)
+                for n in range(-(-len(plan.ids) // SEND_BATCH))
+            ]
+            return plan
         if self.options.fair is None or due is not None:  # delayed: to the queue when due
             envelopes = (
                 self.envelope(*_call(item), due=due, trace_context=found) for item in calls

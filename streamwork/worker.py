@@ -30,6 +30,7 @@ from . import connection, memory, metrics, protocol, redis_ops, tracing
 from .batching import Batches
 from .errors import ConfigurationError
 from .execution import (
+    WAITS_FOR_SLOT,
     Delivery,
     Outcome,
     Run,
@@ -42,7 +43,7 @@ from .execution import (
 from .fetcher import Fetcher
 from .handler import Handler
 from .in_flight import InFlight
-from .keys import Source, registry_of
+from .keys import Source, partition_name, partitions_registry, registry_of
 from .preflight import check_durability, preflight
 from .recycling import RecyclePolicy
 from .redis_errors import translate_errors
@@ -168,7 +169,14 @@ class Worker:
 
     @property
     def queues(self) -> list[str]:
-        return [s.name for s in self.sources if s.topic is None]
+        """The queues served (a partitioned queue once)."""
+        return list(dict.fromkeys(s.queue for s in self.sources if s.topic is None))
+
+    @property
+    def queue_names(self) -> list[str]:
+        """The names whose keys the worker reads: each queue, or each partition's
+        (`orders~3`), where schedules and delayed messages wait."""
+        return list(dict.fromkeys(s.name for s in self.sources if s.topic is None))
 
     @property
     def groups(self) -> list[str]:
@@ -263,7 +271,7 @@ class Worker:
             scripts,
             self.app.namespace,
             self.app.max_message_bytes,
-            self.queues,
+            self.queue_names,
             status_ttl_ms=self.app.status_ttl_ms,
             events_cap=self.app.events_cap,
         )
@@ -359,7 +367,7 @@ class Worker:
         for source in self.sources:
             if source.topic is None:
                 handlers: list[Any] = [
-                    t for t in self.app.tasks.values() if t.options.queue == source.name
+                    t for t in self.app.tasks.values() if t.options.queue == source.queue
                 ]
             else:
                 subscriber = self.app.subscribers.get((source.topic, source.group))
@@ -407,11 +415,17 @@ class Worker:
         for source in self.sources:
             await redis_ops.ensure_group(client, source)
             registry = registry_of(self.app.namespace, source)
-            await redis_ops.register(client, registry, source.topic or source.name)
+            await redis_ops.register(client, registry, source.topic or source.queue)
+        app = self.app
+        partitioned = {q: app.partitions(q) for q in self.queues if app.partitions(q) > 1}
+        if partitioned:  # for tools that read the queues without the app's code
+            await redis_ops.register_partitions(
+                client, partitions_registry(app.namespace), partitioned
+            )
         if self.settings.schedules:
-            app = self.app
+            home = [partition_name(q, 0) for q in app.queues() if app.partitions(q) > 1]
             await session.ticker.reconcile(
-                list(app.declared_schedules.values()), app.queues(), app._paused_at_start
+                list(app.declared_schedules.values()), [*app.queues(), *home], app._paused_at_start
             )
 
     def _grace_deadline(self) -> float:
@@ -539,7 +553,11 @@ class Worker:
         starting: list[Run] = []
         unmarked: dict[Source, list[Run]] = defaultdict(list)
         for run in runs:
-            if run.status_key is None and not run.task.options.is_limited:
+            if (
+                run.status_key is None
+                and not run.task.options.is_limited
+                and not (run.envelope.headers and protocol.PARTITION_KEY in run.envelope.headers)
+            ):
                 starting.append(run)
                 if run.delivery.source.events_max_len:
                     unmarked[run.delivery.source].append(run)
@@ -555,7 +573,7 @@ class Worker:
                 if reply == 0:
                     starting.append(run.admitted())
                 elif isinstance(reply, int):
-                    held = source.limit("held", run.task.name) if reply < 0 else None
+                    held = source.limit("held", run.task.name) if reply == WAITS_FOR_SLOT else None
                     session.settler.submit(source, held_back(run, reply, held), True)
                 else:
                     reason = reply.decode() if isinstance(reply, bytes) else str(reply)

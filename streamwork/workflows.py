@@ -86,6 +86,11 @@ class SignedTask(Protocol):
     producer: Producer
     keys: QueueKeys
 
+    @property
+    def home_queue(self) -> str:
+        """The queue (of a partitioned one: partition 0) its workflow steps go to."""
+        ...
+
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
 
 
@@ -364,7 +369,7 @@ def _plan(root: Canvas) -> _Plan:
             children[index] = child = Child(
                 index,
                 signature.task.name,
-                signature.task.options.queue,
+                signature.task.home_queue,
                 signature.args,
                 signature.kwargs,
                 signature.immutable,

@@ -12,6 +12,9 @@
 -- ARGV[5]  the message id
 -- ARGV[6]  "1": a workflow child that may not be sent yet: with no status, write a
 --          "cancelled" one, which stops the step that sends it (enqueue.lua)
+-- ARGV[7]  where the queue's partition key orders are kept (`NS:{QUEUE}:`, see _turns)
+-- ARGV[8]  the queue's stream (in the status's slot), where the next message of a
+--          partition key goes when the one cancelled here was its turn
 --
 -- Returns {what, state before}: what is "unknown" (no status: never sent, or expired),
 -- "finished" (done, failed, dead or cancelled already: nothing changes), "cancelled" (it was
@@ -22,6 +25,8 @@
 -- Invariant: decided on the same hash as start.lua, atomically: a message either never
 -- starts, or is cancelled as a running one. A message cancelled before it ran gets its
 -- "cancelled" event here; one cancelled while running, from the step that settles it.
+
+-- #include turns
 
 local state = redis.call("HGET", KEYS[1], "state")
 if not state and ARGV[6] ~= "1" then
@@ -39,6 +44,16 @@ if body then
     redis.call("ZREM", KEYS[2], body)
     for i = 4, #KEYS do
         redis.call("ZREM", KEYS[i], body)
+    end
+end
+local partition_key = state and redis.call("HGET", KEYS[1], "partition_key")
+if partition_key and ARGV[7] then
+    -- It leaves its key's order now: from the delayed set no worker would settle it, and
+    -- one waiting for its turn would hold the key's later messages up until its turn.
+    local waiting = ARGV[7] .. "turn:" .. partition_key
+    local parked = redis.call("HDEL", waiting, ARGV[5]) == 1
+    if body or parked then
+        leave_turn(ARGV[7], partition_key, ARGV[5], ARGV[8])
     end
 end
 redis.call("HSET", KEYS[1], "state", "cancelled", "reason", ARGV[1], "updated", ARGV[2])

@@ -18,12 +18,15 @@
 -- ARGV[9]  the workflow the message is a child of ("" or absent: none): its status and
 --          "sent" event name it, and it is not sent if its status says it was cancelled
 --          already (its workflow was cancelled before this step sent it)
+-- KEYS[6..] a message sent with a partition key: its key's order list (NS:{QUEUE}:order:KEY)
+--          and the set of the queue's keys with an order (NS:{QUEUE}:ordered)
+-- ARGV[10] (with KEYS[6]) the partition key, kept in the status (cancel.lua reads it)
 --
 -- Returns the id of the message that holds the key: ARGV[7] when this call enqueued it,
 -- else the id of the message enqueued earlier under the same key.
 --
 -- Invariant: a message is queued together with its status ("queued" or "delayed"), its
--- "sent" event and its idempotency key, so a status exists for every message sent (until
+-- "sent" event, its idempotency key and its place in its partition key's order, so a status exists for every message sent (until
 -- its time-to-live runs out) and two producers racing with one key enqueue one message.
 
 local key_ttl = tonumber(ARGV[8])
@@ -41,6 +44,10 @@ end
 if key_ttl > 0 then
     redis.call("SET", KEYS[5], ARGV[7], "PX", key_ttl)
 end
+if KEYS[6] then
+    redis.call("RPUSH", KEYS[6], ARGV[7])
+    redis.call("SADD", KEYS[7], ARGV[10])
+end
 if due > 0 then
     redis.call("ZADD", KEYS[2], due, ARGV[1])
     if ttl > 0 then
@@ -57,6 +64,9 @@ else
 end
 if workflow ~= "" and ttl > 0 then
     redis.call("HSET", KEYS[3], "workflow", workflow)
+end
+if KEYS[6] and ttl > 0 then
+    redis.call("HSET", KEYS[3], "partition_key", ARGV[10])
 end
 local cap = tonumber(ARGV[6])
 if cap > 0 then

@@ -19,7 +19,8 @@
 --           kind ("ack" | "done" | "retry" | "dead" | "cancelled" | "held" | "wait"),
 --           entry id, data, score, result key index, result, wait ms (queued before the
 --           run; -1: unknown, the message had no `ts`), run ms (-1: no handler ran), status
---           key index, state, error, message id, task, attempt, held list key index
+--           key index, state, error, message id, task, attempt, held list key index,
+--           partition key ("": none)
 --             ack:       acknowledge on receipt (ack mode auto); the run's outcome comes later
 --             done:      nothing to write but the result
 --             retry:     ZADD KEYS[2] score data     (data = the next attempt's message)
@@ -29,6 +30,7 @@
 --                        handler raised RateLimited: the same attempt, due later)
 --             wait:      RPUSH KEYS[index] data      (held back by a concurrency limit:
 --                        release_held.lua sends it back when a slot is free)
+--             turn:      read before its partition key's turn: waits (see _turns.lua)
 --           result key index 0 means no result is stored; else RPUSH KEYS[index] result.
 --           status key index 0 means no status (topics, acks); else HSET KEYS[index] the
 --           state ("done", "retrying", "failed", "dead", "cancelled", "delayed" (held),
@@ -39,6 +41,9 @@
 --           else each outcome with a status writes its event (retried, done, failed,
 --           dead, cancelled) with its status; held-back messages write none (they did not
 --           change state: still waiting to run)
+-- ARGV[10]  where the queue's partition key orders are kept (`NS:{QUEUE}:`; "": a topic):
+--           a message with a partition key that is done, dead or cancelled leaves its
+--           key's order, and the next one goes back to the stream if it waits for its turn
 --
 -- Returns one integer per outcome: 1 written; 0 dropped because another consumer owns the
 -- entry now ("lost ownership": the scanner gave it to another worker, whose outcome counts);
@@ -55,9 +60,13 @@ local written = {}
 local status_ttl, now_ms, cap = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
 local EVENTS = {done = "done", retry = "retried", cancelled = "cancelled"}
 local totals = {ack = 0, done = 0, retry = 0, dead = 0, cancelled = 0, held = 0, wait = 0,
-    runs = 0, waited = 0, wait_ms = 0, run_ms = 0}
+    turn = 0, runs = 0, waited = 0, wait_ms = 0, run_ms = 0}
 
 local outcomes = cmsgpack.unpack(ARGV[6])
+local order_prefix = ARGV[10] or ""
+local FINISHED = {done = true, dead = true, cancelled = true}
+
+-- #include turns
 
 -- Ownership of the whole batch in one XPENDING: this consumer's pending entries between
 -- the batch's lowest and highest id. An entry not among them is checked alone (another
@@ -99,6 +108,7 @@ for _, outcome in ipairs(outcomes) do
     local status_key, state, error = outcome[9], outcome[10], outcome[11]
     local message_id, task, attempt = outcome[12], outcome[13], outcome[14]
     local held = outcome[15]
+    local partition_key = order_prefix ~= "" and outcome[16] or ""
     local owned, gone = true, false
     if pending and not (mine and mine[id]) then
         -- pcall: a missing group (NOGROUP) means the entry is gone, not a failed batch
@@ -112,8 +122,13 @@ for _, outcome in ipairs(outcomes) do
             redis.call("ZADD", KEYS[2], score, data)
         elseif kind == "wait" then
             redis.call("RPUSH", KEYS[held], data)
+        elseif kind == "turn" then
+            wait_turn(order_prefix, partition_key, message_id, data, KEYS[1])
         elseif kind == "dead" then
             redis.call("XADD", KEYS[3], "*", "m", data)
+        end
+        if partition_key ~= "" and FINISHED[kind] then
+            leave_turn(order_prefix, partition_key, message_id, KEYS[1])
         end
         if result_key > 0 then
             local key = KEYS[result_key]
@@ -121,7 +136,8 @@ for _, outcome in ipairs(outcomes) do
             redis.call("RPUSH", key, result)
             redis.call("PEXPIRE", key, ttl)
         end
-        if cap > 0 and kind ~= "ack" and kind ~= "held" and kind ~= "wait" and message_id ~= "" then
+        if cap > 0 and kind ~= "ack" and kind ~= "held" and kind ~= "wait" and kind ~= "turn"
+                and message_id ~= "" then
             -- a message cancelled while queued had its event when it was cancelled
             local was_cancelled = kind == "cancelled" and status_key > 0
                 and redis.call("HGET", KEYS[status_key], "state") == "cancelled"
@@ -171,7 +187,7 @@ for first = 1, #acked, 1000 do
         redis.call("XDEL", KEYS[1], unpack(ids))
     end
 end
-for _, name in ipairs({"done", "retry", "dead", "cancelled", "held", "wait", "runs", "waited",
+for _, name in ipairs({"done", "retry", "dead", "cancelled", "held", "wait", "turn", "runs", "waited",
         "wait_ms", "run_ms"}) do
     if totals[name] > 0 then
         redis.call("HINCRBY", KEYS[4], name, totals[name])

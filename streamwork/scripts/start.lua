@@ -16,12 +16,14 @@
 --           slot's member), status key index (0: none), rate key index (0: no rate
 --           limit), emission interval ms, tolerance ms, slot set index (0: no concurrency
 --           limit), concurrency limit, admitted (true: its start was reserved when the
---           rate held it back: it is not charged again)
+--           rate held it back: it is not charged again), and its partition key ("": none)
+-- ARGV[9]   where the queue's partition key orders are kept (`NS:{QUEUE}:`, see _turns)
 --
 -- Returns one value per message: 0 to run it; the reason given (a string, "" when none)
 -- for a message cancelled before it started (settled as cancelled, unrun); -1 when its
--- concurrency limit is reached (it waits in the held list for a slot); or, when its rate
--- limit holds it back, the time (ms, Redis's clock) its reserved start is due.
+-- concurrency limit is reached (it waits in the held list for a slot); -2 when a message
+-- sent before it with its partition key has not finished (it waits for its turn); or, when
+-- its rate limit holds it back, the time (ms, Redis's clock) its reserved start is due.
 --
 -- Invariants: cancel.lua and this script decide on the same hash, atomically: a message
 -- cancelled while queued never starts, and one marked running is cancelled as running.
@@ -44,6 +46,7 @@ local function redis_now()
 end
 
 -- #include free_slots
+-- #include turns
 
 local purged = {}
 local function free(slots, limit)
@@ -77,11 +80,14 @@ for _, row in ipairs(cmsgpack.unpack(ARGV[8])) do
     local interval, tolerance = row[7], row[8]
     local slots_index, limit = row[9], row[10]
     local admitted = row[11] == true
+    local partition_key = row[12] or ""
     local status = status_index > 0 and KEYS[status_index] or nil
     local state = status and redis.call("HGET", status, "state")
     local reply = 0
     if state == "cancelled" then
         reply = redis.call("HGET", status, "reason") or ""
+    elseif partition_key ~= "" and must_wait(ARGV[9], partition_key, id) then
+        reply = -2
     elseif slots_index > 0 and free(KEYS[slots_index], limit) <= 0 then
         reply = -1
     elseif rate_index > 0 and not admitted then

@@ -35,7 +35,7 @@ from ..app import App
 from ..cli_workflows import child_states
 from ..errors import ConfigurationError, ConnectionFailed, StreamworkError
 from ..events import start_positions
-from ..keys import NAME, NAME_RULE, Source
+from ..keys import NAME, NAME_RULE, Source, base_queue, partition_number
 from ..urls import redact
 from ..workflows import UnknownWorkflow
 from . import security, views
@@ -303,7 +303,11 @@ class Console:
     # -- dead letters -------------------------------------------------------------------------
 
     def _source(self, request: Request, form: FormData | None = None) -> Source:
-        """The queue named in the path, or with `group` (query or form) a topic's group."""
+        """The queue (or partition) named in the path, or with `group` (query or form) a
+        topic's group."""
+        partition = self._partition_source(request)
+        if partition is not None:
+            return partition
         name = _check_name("queue or topic", request.path_params["name"])
         group = (form.get("group") if form is not None else None) or request.query_params.get(
             "group"
@@ -315,12 +319,30 @@ class Console:
             return self.app.topic_source(name, _check_name("group", str(group)))
         return self.app.queue_source(name)
 
+    def _partition_source(self, request: Request) -> Source | None:
+        """One partition of a partitioned queue, named in the path (`orders~3`), or None."""
+        name = request.path_params["name"]
+        number = partition_number(name)
+        if number is None:
+            return None
+        queue = _check_name("queue", base_queue(name))
+        if not number < self.app.partitions(queue) or queue not in stats.known_queues(self.app):
+            raise HTTPProblem(404, f"no partition {name!r} in namespace {self.app.namespace!r}")
+        return self.app.queue_source(name)
+
     def read_dlq_index(self, request: Request) -> dict[str, Any]:
         rows = []
         queues = stats.known_queues(self.app)
-        sources = [(q, None, self.app.queue_source(q)) for q in queues] + [
-            (t, g, self.app.topic_source(t, g)) for t, g in self.app.subscriber_groups()
-        ]
+        # a partitioned queue's dead letters: a row per partition (`orders~3`)
+        sources = [
+            (source.name, None, source)
+            for queue in queues
+            for source in (
+                self.app.queue_sources(queue)
+                if self.app.partitions(queue) > 1
+                else [self.app.queue_source(queue)]
+            )
+        ] + [(t, g, self.app.topic_source(t, g)) for t, g in self.app.subscriber_groups()]
         client = self.app.connection.redis
         with self.app.connection.translate_errors():
             pipe = client.pipeline(transaction=False)

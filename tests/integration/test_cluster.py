@@ -224,3 +224,35 @@ def test_events_of_queues_on_every_node(cluster, cluster_app):
     followed = asyncio.run(first(18))
     assert sorted((e.queue, e.id) for e in followed) == sorted((e.queue, e.id) for e in events)
     app.close()
+
+
+def test_a_partitioned_queue_uses_every_node_and_keeps_each_keys_order(cluster, cluster_app):
+    partitions = [f"orders~{n}" for n in range(6)]
+    assert len(set(nodes_of(cluster, partitions).values())) == 3, "partitions span every node"
+    seen = []
+    lock = threading.Lock()
+
+    @cluster_app.task(queue="orders", partitions=6, max_retries=1, backoff=FAST)
+    async def step(key, n):
+        if key == "flaky" and n == 2 and ("flaky", -2) not in seen:
+            with lock:
+                seen.append(("flaky", -2))
+            raise RuntimeError("fails once")
+        with lock:
+            seen.append((key, n))
+
+    keys = [f"customer-{k}" for k in range(8)] + ["flaky"]
+    for n in range(20):
+        for key in keys:
+            step.send_with(args=(key, n), partition_key=key)
+    step.send_many([("any", 1000 + n) for n in range(100)])  # unkeyed: spread, unordered
+    cancelled = step.send_with(args=("flaky", 99), partition_key="flaky", delay=60)
+    assert cancelled.cancel() == "cancelled"
+    with WorkerThread(cluster_app, concurrency=50):
+        wait_until(lambda: len(seen) == len(keys) * 20 + 1 + 100, timeout=60)
+        wait_until(lambda: queue_states(cluster_app, ["orders"])[0].is_empty, timeout=30)
+    for key in keys:
+        assert [n for k, n in seen if k == key and n >= 0] == list(range(20)), key
+    state = queue_states(cluster_app, ["orders"])[0]
+    assert state.done == len(keys) * 20 + 100 and state.retried == 1
+    assert len(state.partitions) == 6 and sum(p.done for p in state.partitions) == state.done

@@ -45,3 +45,25 @@ def test_console_cancels_a_delayed_task(app):
     web.post(f"/tasks/{handle.id}/cancel", data={"csrf": web.cookies["sw_csrf"]})
     assert handle.status().state == "cancelled"
     assert run_until_idle(app, advance_time=True).done == 0
+
+
+def test_console_shows_a_partitioned_queue_and_each_partitions_dead_letters(app):
+    @app.task(queue="orders", partitions=3, max_retries=0)
+    def fragile(n):
+        raise ValueError(f"bad order {n}")
+
+    handles = [fragile.send(n) for n in range(3)]
+    web = TestClient(asgi_app(app), follow_redirects=False)
+    assert re.search(r'class="n backlog">3<', web.get("/").text)
+    run_until_idle(app)
+    index = web.get("/dead-letters").text
+    assert all(f"/dead-letters/orders~{n}" in index for n in range(3))
+    page = web.get(f"/dead-letters/orders~{handles[1].partition}")
+    assert "bad order 1" in page.text and "bad order 0" not in page.text
+    assert web.get("/dead-letters/orders~7").status_code == 404
+    assert "state-failed" in web.get(f"/tasks/{handles[2].id}").text
+    replayed = web.post(
+        "/dead-letters/orders~1/replay", data={"csrf": web.cookies["sw_csrf"], "all": "1"}
+    )
+    assert replayed.status_code == 303
+    assert app.connection.redis.xlen(app.keys("orders~1").stream) == 1

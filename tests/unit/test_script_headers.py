@@ -48,7 +48,7 @@ CALLS = {
     "cancel": lambda s: s.cancel(SOURCE_KEYS, "i", "", 0, 1),
     "progress": lambda s: s.progress("st", 0.5, "", 0, 1),
     "start": lambda s: s.start(
-        SOURCE, [("t", 1, "i", b"1-0", "st", "r", 10, 0, "sl", 2, False)], "c", 0, 1
+        SOURCE, [("t", 1, "i", b"1-0", "st", "r", 10, 0, "sl", 2, False, "")], "c", 0, 1
     ),
     "release_held": lambda s: s.release_held(SOURCE, "sl", "h", 2, 1000),
     "read_bands": lambda s: s.read_bands(["a", "b", "c"], "g", "c", 10, 0),
@@ -56,7 +56,9 @@ CALLS = {
         "s", "p:", [("i", b"m", "k")], ["st"], ("t", 0, 1, "e", 0), 0
     ),
     "fair_pull": lambda s: s.fair_pull("s", "p:", 10, 0),
-    "enqueue": lambda s: s.enqueue("s", "d", "st", "i", b"m", None, ("t", 0, 1, "e", 0)),
+    "enqueue": lambda s: s.enqueue(
+        "s", "d", "st", "i", b"m", None, ("t", 0, 1, "e", 0), order=("sw:{q}:", "k")
+    ),
     "replay": lambda s: s.replay(SOURCE, [(b"1-0", b"m", "i", "t")]),
     "purge": lambda s: s.purge(SOURCE, 1, True),
     "trim_topic": lambda s: s.trim_topic("t", None, None, False),
