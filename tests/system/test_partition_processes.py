@@ -57,8 +57,9 @@ def test_each_keys_order_holds_across_three_processes_and_a_sigkill(
         wait_until(lambda: (tmp_path / "killed").exists(), timeout=30)
         os.kill(int((tmp_path / "killed").read_text()), signal.SIGKILL)
         wait_until(
-            lambda: len({(a, n) for kind, a, n, _, _ in events(tmp_path) if kind == "done"})
-            == total,
+            lambda: (
+                len({(a, n) for kind, a, n, _, _ in events(tmp_path) if kind == "done"}) == total
+            ),
             timeout=60,
         )
     finally:
