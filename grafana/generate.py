@@ -215,6 +215,14 @@ def overview() -> dict[str, Any]:
             f"sum by (queue, band) (streamwork_band_backlog{{{Q}}})", "{{queue}} {{band}}")],
             description="Queues with priority bands: each band's ready messages. Workers "
             "take higher bands first; a band waiting past max_starvation is taken first."),
+        panel("Partitioned queues: backlog and running, by partition", [
+            (f"sum by (queue, partition) (streamwork_partition_backlog{{{Q}}})",
+             "{{queue}}~{{partition}} ready"),
+            (f"sum by (queue, partition) (streamwork_partition_pending{{{Q}}})",
+             "{{queue}}~{{partition}} running"),
+        ], description="Queues declared with partitions=N: each partition's ready and "
+            "running messages. Sends without a partition key go round-robin, so partitions "
+            "stay level; one far above the others holds a hot partition key."),
         panel("Fair queues: backlog of the top keys", [(
             f"sum by (queue, key) (streamwork_fair_backlog{{{Q}}})", "{{queue}} {{key}}")],
             description="Fair tasks (fair_by): the 10 keys with the largest backlog per queue, "

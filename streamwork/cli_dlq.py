@@ -167,22 +167,37 @@ def dlq_show(
         click.echo("traceback:\n" + trace.rstrip())
 
 
+def _locate(app: App, sources: list[Source], ids: list[str]) -> dict[str, list[Source]]:
+    """For each id, the sources (partitions) whose dead letters have an entry with it;
+    an id in several partitions must be asked of one by name (`QUEUE~N`)."""
+    if len(sources) == 1:
+        return {entry_id: sources for entry_id in ids}
+    found: dict[str, list[Source]] = {entry_id: [] for entry_id in ids}
+    with app.connection.translate_errors():
+        for source in sources:
+            pipe = app.connection.redis.pipeline(transaction=False)
+            for entry_id in ids:
+                pipe.xrange(source.dead_letters, entry_id, entry_id)
+            for entry_id, rows in zip(ids, pipe.execute(), strict=True):
+                if rows:
+                    found[entry_id].append(source)
+    for entry_id, where in found.items():
+        if len(where) > 1:
+            names = ", ".join(source.name for source in where)
+            raise click.ClickException(
+                f"dead letter {entry_id} is in partitions {names}: name one "
+                f"(e.g. {where[0].name} {entry_id})"
+            )
+    return found
+
+
 def _show(app: App, sources: list[Source], entry_id: str) -> dead_letters.DeadLetterEntry:
     """The dead letter `entry_id` of the only source, or of the partition that has it."""
-    for source in sources[:-1]:
-        try:
-            return dead_letters.show(app.connection, source, entry_id)
-        except UnknownDeadLetter:
-            continue
-    try:
-        return dead_letters.show(app.connection, sources[-1], entry_id)
-    except UnknownDeadLetter:
-        if len(sources) == 1:
-            raise
-        where = _label(sources)
-        raise UnknownDeadLetter(
-            f"no dead letter {entry_id} in any partition of {where!r}"
-        ) from None
+    where = _locate(app, sources, [entry_id])[entry_id]
+    if not where:
+        label = f"any partition of {_label(sources)!r}"
+        raise UnknownDeadLetter(f"no dead letter {entry_id} in {label}")
+    return dead_letters.show(app.connection, where[0], entry_id)
 
 
 @dlq.command("replay")
@@ -203,17 +218,24 @@ def dlq_replay(
     app, (queue, *entry_ids) = _app_and_rest(names, 1, None, url, namespace)
     if bool(entry_ids) == replay_all:
         raise click.UsageError("give the IDs to replay, or --all (not both)")
-    chosen = None if replay_all else list(entry_ids)
-    report = dead_letters.ReplayReport(missing=list(chosen or ()))
     sources = dlq_sources(app, queue, group)
-    for source in sources:  # each partition, for a partitioned queue
-        asked = None if chosen is None else [i for i in chosen if i in report.missing]
-        if asked == []:
-            break
-        part = dead_letters.replay(app.connection, source, asked, app.status_ttl_ms)
+    report = dead_letters.ReplayReport()
+    if replay_all:
+        asked: dict[Source, list[str] | None] = {source: None for source in sources}
+    else:  # each id from the partition that has it (a plain queue: its only source)
+        asked = {}
+        for entry_id, where in _locate(app, sources, list(entry_ids)).items():
+            if where or len(sources) == 1:
+                found = asked.setdefault((where or sources)[0], [])
+                assert found is not None
+                found.append(entry_id)
+            else:
+                report.missing.append(entry_id)
+    for source, ids in asked.items():
+        part = dead_letters.replay(app.connection, source, ids, app.status_ttl_ms)
         report.replayed += part.replayed
         report.skipped += part.skipped
-        report.missing = part.missing if asked is not None else []
+        report.missing += part.missing
     done = f"replayed {report.replayed} dead letter(s) onto {_label(sources)!r}"
     if report.skipped:
         click.echo(

@@ -20,6 +20,16 @@ TASKS = """
         pass
 """
 
+LEDGER = """
+    from streamwork import App
+
+    app = App()
+
+    @app.task(queue="ledger", partitions=3)
+    def post(account, n):
+        pass
+"""
+
 
 def sent(app, queue):
     return [
@@ -88,6 +98,28 @@ def test_stats_shows_counts_rates_and_littles_law(processes, write_app, redis_ur
     assert "L=λW" in table.stdout and "reports" in table.stdout and "emails" in table.stdout
 
 
+def test_stats_shows_a_partitioned_queue_as_one_with_a_row_per_partition(
+    processes, write_app, redis_url
+):
+    write_app("ledger", LEDGER)
+    post = App(redis_url).task(queue="ledger", name="post", partitions=3)(lambda a, n: None)
+    for n in range(4):
+        post.send(f"account-{n}", n)
+    run = processes.run("stats", "ledger:app", "--interval", "0.2", "--json")
+    assert run.returncode == 0, run.stderr
+    ledger = {row["queue"]: row for row in json.loads(run.stdout)["queues"]}["ledger"]
+    assert ledger["ready"] == 4
+    assert [(p["queue"], p["ready"]) for p in ledger["partitions"]] == [
+        ("ledger~0", 2),
+        ("ledger~1", 1),
+        ("ledger~2", 1),
+    ]
+    table = processes.run("stats", "ledger:app", "--interval", "0.2").stdout
+    rows = [line.split() for line in table.splitlines()]
+    assert ["ledger", "4", "0", "0", "0", "0"] == next(r for r in rows if r[0] == "ledger")[:6]
+    assert ["ledger~0", "2", "0", "0", "0"] == next(r for r in rows if r[0] == "ledger~0")
+
+
 def test_purge_deletes_waiting_and_delayed_but_not_running_messages(
     processes, write_app, redis_url
 ):
@@ -141,7 +173,7 @@ def test_top_lists_running_messages_with_their_progress(processes, write_app, re
     scripts.start(
         app.queue_source("reports"),
         [
-            ("build", 1, h.id, entry_id, status(h.id), None, 0, 0, None, 0, False)
+            ("build", 1, h.id, entry_id, status(h.id), None, 0, 0, None, 0, False, "")
             for h, (entry_id, _) in zip((first, second), entries, strict=True)
         ],
         "busy-worker",

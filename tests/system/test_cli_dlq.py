@@ -71,3 +71,50 @@ def test_errors_are_one_line(processes, redis_url):
     bad_name = processes.run("dlq", "list", "bad name")
     assert bad_name.returncode == 1 and "invalid queue name 'bad name'" in bad_name.stderr
     assert "Traceback" not in missing.stderr + both.stderr + absent.stderr + bad_name.stderr
+
+
+def test_a_partitioned_queues_dead_letters_read_as_one_queue(processes, redis_url):
+    app = App(redis_url)
+
+    @app.task(queue="ledger", partitions=3, max_retries=0)
+    def post(n):
+        raise RuntimeError(f"ledger closed for {n}")
+
+    handles = [post.send(n) for n in range(3)]
+    drain(app)  # its worker records the partitions: the CLI below has no app code
+    listed = processes.run("dlq", "list", "ledger")
+    assert listed.returncode == 0, listed.stderr
+    assert "3 dead letter(s) in 'ledger'" in listed.stdout
+    assert all(f"-- partition ledger~{n}" in listed.stdout for n in range(3))
+    rows = json.loads(processes.run("dlq", "list", "ledger", "--json").stdout)
+    assert sorted(row["partition"] for row in rows) == ["ledger~0", "ledger~1", "ledger~2"]
+    third = next(row for row in rows if row["partition"] == f"ledger~{handles[2].partition}")
+    alone = processes.run("dlq", "list", f"ledger~{handles[2].partition}")
+    assert "1 dead letter(s) in 'ledger'" in alone.stdout and "ledger closed" in alone.stdout
+    shown = processes.run("dlq", "show", f"ledger~{handles[2].partition}", third["id"])
+    assert "ledger closed for 2" in shown.stdout, shown.stderr
+    ids = {row["id"] for row in rows}
+    if len(ids) == 3:  # ids of different partitions may coincide (the same millisecond)
+        found = processes.run("dlq", "show", "ledger", third["id"])
+        assert "ledger closed for 2" in found.stdout, found.stderr
+    missing = processes.run("dlq", "replay", "ledger", "1-0")
+    assert missing.returncode == 1 and "no such dead letter(s) in 'ledger': 1-0" in missing.stderr
+    replayed = processes.run("dlq", "replay", "ledger", "--all")
+    assert "replayed 3 dead letter(s) onto 'ledger'" in replayed.stdout, replayed.stderr
+    assert sum(app.connection.redis.xlen(app.keys(f"ledger~{n}").stream) for n in range(3)) == 3
+    drain(app)
+    assert "purged 3 dead letter(s) from 'ledger'" in (
+        processes.run("dlq", "purge", "ledger", "--yes").stdout
+    )
+
+
+def test_an_id_in_two_partitions_must_be_asked_of_one(processes, redis_url):
+    app = App(redis_url)
+    app.queue("ledger", partitions=2)
+    app.task(queue="ledger", name="post")(lambda: None)
+    drain(app)
+    for n in range(2):  # the same entry id in both partitions' dead letters
+        app.connection.redis.xadd(app.keys(f"ledger~{n}").dead_letters, {"m": b"x"}, id="5-0")
+    shown = processes.run("dlq", "show", "ledger", "5-0")
+    assert shown.returncode == 1
+    assert "dead letter 5-0 is in partitions ledger~0, ledger~1: name one" in shown.stderr

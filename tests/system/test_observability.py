@@ -153,6 +153,10 @@ OBSERVED = """
     def bulk(messages):
         pass  # a batch handler: streamwork_batch_size
 
+    @app.task(queue="ledger", partitions=3)
+    def post(account, n):
+        pass  # a partitioned queue: streamwork_partition_*
+
     @app.periodic(every=1, queue="orders")
     def flows():
         from streamwork import chain
@@ -187,7 +191,8 @@ def test_every_dashboard_query_and_alert_rule_gives_data(
     write_app("observed", OBSERVED)
     port = free_port()
     worker = processes.start(
-        "worker", "observed:app", "--queues", "orders", "--topics", "events", "-p", "2",
+        "worker", "observed:app", "--queues", "orders,ledger", "--topics", "events",
+        "-p", "2",
         "--metrics-port", str(port), "--metrics-address", "127.0.0.1",
         log=tmp_path / "worker.log",
     )  # fmt: skip
@@ -204,6 +209,7 @@ def test_every_dashboard_query_and_alert_rule_gives_data(
     backfill = app.task(queue="orders", name="backfill", priority="low")(lambda n: None)
     invoice = app.task(queue="orders", name="invoice", fair_by="customer")(lambda customer: None)
     bulk = app.task(queue="orders", name="bulk", batch_size=10)(lambda messages: None)
+    post = app.task(queue="ledger", name="post", partitions=3)(lambda account, n: None)
     stop = threading.Event()
 
     def feed():
@@ -218,6 +224,7 @@ def test_every_dashboard_query_and_alert_rule_gives_data(
             invoice.send(f"customer-{n % 3}")
             single.send(n)
             bulk.send_many([(n, i) for i in range(15)])
+            post.send_with(args=(f"account-{n % 4}", n), partition_key=f"account-{n % 4}")
             if n % 4 == 0:
                 running = sleeper.send()
                 stop.wait(0.3)
