@@ -116,8 +116,8 @@ def test_stats_shows_a_partitioned_queue_as_one_with_a_row_per_partition(
     ]
     table = processes.run("stats", "ledger:app", "--interval", "0.2").stdout
     rows = [line.split() for line in table.splitlines()]
-    assert ["ledger", "4", "0", "0", "0", "0"] == next(r for r in rows if r[0] == "ledger")[:6]
-    assert ["ledger~0", "2", "0", "0", "0"] == next(r for r in rows if r[0] == "ledger~0")
+    assert next(r for r in rows if r[0] == "ledger")[:6] == ["ledger", "4", "0", "0", "0", "0"]
+    assert next(r for r in rows if r[0] == "ledger~0") == ["ledger~0", "2", "0", "0", "0"]
 
 
 def test_purge_deletes_waiting_and_delayed_but_not_running_messages(
