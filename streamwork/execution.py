@@ -349,9 +349,12 @@ class Runner:
         return outcome
 
     async def run_chunk(self, runs: list[Run], submit: Submit) -> list[tuple[Run, Outcome | None]]:
-        """Run the sync handlers of `runs` one after another in one pool thread (short
-        handlers: one thread hand-off for several messages); each run's Outcome, decided
-        exactly as for a run of its own. A run cancelled before its turn never starts."""
+        """Run the handlers of `runs` one after another: sync ones in one pool thread, async
+        ones in this asyncio task (short handlers: one hand-off, one task for several
+        messages); each run's Outcome, decided exactly as for a run of its own. A run
+        cancelled before its turn never starts."""
+        if runs[0].task.is_async:
+            return await self._run_async_chunk(runs, submit)
         outcomes: dict[int, Outcome | None] = {}
         calls: list[tuple[Run, Any]] = []
         for n, run in enumerate(runs):
@@ -373,21 +376,42 @@ class Runner:
                 outcomes[n] = self._epilogue(run, value, exc, trace, seconds)
         return [(run, outcomes[n]) for n, run in enumerate(runs)]
 
+    async def _run_async_chunk(
+        self, runs: list[Run], submit: Submit
+    ) -> list[tuple[Run, Outcome | None]]:
+        """Short async handlers' runs in turn, in this task. Cancelling a run cancels this
+        task while that run's handler runs (as for a run alone): its outcome is
+        "cancelled" and the next run goes on."""
+        current = asyncio.current_task()
+        done: list[tuple[Run, Outcome | None]] = []
+        for run in runs:
+            if run.cancel_reason is not None:  # cancelled before its turn: never started
+                run.started = time.monotonic()
+                done.append((run, run.timed(self._cancelled(run))))
+                continue
+            done.append((run, await self._run_once(run, submit)))
+            if run.cancel_reason is not None and current is not None and current.cancelling():
+                current.uncancel()  # that cancellation was the run's, not this task's
+        return done
+
     def observe_time(self, task: str, seconds: float) -> None:
         """Keep a moving average of how long `task`'s handler runs (see `chunk_size`)."""
         average = self._run_times.get(task)
         self._run_times[task] = seconds if average is None else 0.8 * average + 0.2 * seconds
 
     def chunk_size(self, run: Run) -> int:
-        """How many messages of `run`'s task one pool thread may run in a row: 1 for async,
-        batch, traced and time-limited handlers, and until the handler's time is known;
-        else as many as take about CHUNK_SECONDS, at most MAX_CHUNK (0 s: MAX_CHUNK)."""
+        """How many messages of `run`'s task may run in a row (a sync handler's in one pool
+        thread, an async one's in one asyncio task): 1 for batch, traced and time-limited
+        handlers, and until the handler's time is known; 1 for an async handler that takes
+        ASYNC_CHUNK_BELOW or more (it awaits something: its runs must overlap); else as
+        many as take about CHUNK_SECONDS, at most MAX_CHUNK (0 s: MAX_CHUNK)."""
         task = run.task
         options = task.options
-        if task.is_async or options.batch is not None or options.timeout is not None:
+        if options.batch is not None or options.timeout is not None:
             return 1
         average = self._run_times.get(task.name)
-        if average is None or average >= CHUNK_SECONDS or tracing.active():
+        below = ASYNC_CHUNK_BELOW if task.is_async else CHUNK_SECONDS
+        if average is None or average >= below or tracing.active():
             return 1
         return max(1, min(MAX_CHUNK, int(CHUNK_SECONDS / max(average, 1e-6))))
 
@@ -502,7 +526,10 @@ class Runner:
             run.handler = asyncio.current_task()
             try:
                 if timeout is None:
-                    return await task.fn(*args, **kwargs)
+                    started = time.monotonic()
+                    value = await task.fn(*args, **kwargs)
+                    self.observe_time(task.name, time.monotonic() - started)
+                    return value
                 return await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
             finally:
                 run.handler = None
@@ -849,6 +876,9 @@ STATUS_ERROR_CHARS = 500
 
 CHUNK_SECONDS = 0.002
 """A chunk of sync runs handed to one pool thread takes about this long, at most."""
+ASYNC_CHUNK_BELOW = 0.00005
+"""An async handler whose runs take less than this on average (it does not wait on I/O)
+runs in chunks; one that takes longer gets an asyncio task per run, so that they overlap."""
 MAX_CHUNK = 32
 
 

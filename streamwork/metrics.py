@@ -192,16 +192,19 @@ class _RunMetrics:
                 self.n_outcomes[kind] = 0
 
 
-_RUN_METRICS: dict[tuple[Source, str], _RunMetrics] = {}
+_RUN_METRICS: dict[tuple[str, str, str], _RunMetrics] = {}
+"""By (stream, group, task): a later worker in this process makes equal Sources of its own,
+and comparing two Sources field by field would cost every lookup."""
 _UNWRITTEN: set[_RunMetrics] = set()
 _LOCK = threading.Lock()
 """Runs of workers in several threads of one process (tests) share the counts."""
 
 
 def _run_metrics(source: Source, task: str) -> _RunMetrics:
-    found = _RUN_METRICS.get((source, task))
+    key = (source.stream, source.group, task)
+    found = _RUN_METRICS.get(key)
     if found is None:
-        found = _RUN_METRICS[(source, task)] = _RunMetrics(source, task)
+        found = _RUN_METRICS[key] = _RunMetrics(source, task)
     _UNWRITTEN.add(found)
     return found
 

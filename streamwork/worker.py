@@ -650,8 +650,9 @@ class Worker:
         session.in_flight.batch_runs[task] = runs
 
     def _start_chunk(self, session: Session, runs: list[Run]) -> None:
-        """Run short sync handlers' messages one after another in one pool thread: one
-        hand-off for several messages (counted in flight like a batch's messages)."""
+        """Run short handlers' messages one after another — sync ones in one pool thread,
+        async ones in one asyncio task: one hand-off for several messages (counted in
+        flight like a batch's messages)."""
         in_flight = session.in_flight
         in_flight.batched += len(runs)
         for run in runs:

@@ -68,30 +68,14 @@ local FINISHED = {done = true, dead = true, cancelled = true}
 
 -- #include turns
 
--- Ownership of the whole batch in one XPENDING: this consumer's pending entries between
--- the batch's lowest and highest id. An entry not among them is checked alone (another
--- consumer's now, or not pending at all); so is every entry if the reply may be cut short.
+-- Ownership of the whole batch in one XPENDING: this consumer's pending entries (a worker
+-- holds at most its concurrency and batches, so the limit below takes them all). An entry
+-- not among them is checked alone (another consumer's now, or not pending at all); so is
+-- every entry if the reply may be cut short.
 local mine = nil
 if pending and #outcomes > 1 then
-    local function parts(id)
-        local ms, seq = string.match(id, "^(%d+)-(%d+)$")
-        return tonumber(ms), tonumber(seq)
-    end
-    local function before(a, b)
-        local a_ms, a_seq = parts(a)
-        local b_ms, b_seq = parts(b)
-        return a_ms < b_ms or (a_ms == b_ms and a_seq < b_seq)
-    end
-    local low, high = outcomes[1][2], outcomes[1][2]
-    for _, outcome in ipairs(outcomes) do
-        if before(outcome[2], low) then
-            low = outcome[2]
-        elseif before(high, outcome[2]) then
-            high = outcome[2]
-        end
-    end
     local limit = 2 * #outcomes + 1000
-    local reply = redis.pcall("XPENDING", KEYS[1], group, low, high, limit, consumer)
+    local reply = redis.pcall("XPENDING", KEYS[1], group, "-", "+", limit, consumer)
     if type(reply) == "table" and not reply.err and #reply < limit then
         mine = {}
         for _, entry in ipairs(reply) do

@@ -1,6 +1,7 @@
-"""Short sync handlers run several to a pool thread (Runner.run_chunk): each message keeps
-its own outcome (done, retried, dead-lettered, cancelled), and only handlers known to be
-short are chunked."""
+"""Short sync handlers run several to a pool thread, short async ones several in one
+asyncio task (Runner.run_chunk): each message keeps its own outcome (done, retried,
+dead-lettered, cancelled, also while it runs), and only handlers known to be short are
+chunked."""
 
 import asyncio
 import threading
@@ -106,10 +107,56 @@ def test_only_handlers_known_to_be_short_are_chunked(monkeypatch):
         for _ in range(30):
             runner.observe_time("short", 0.05)  # it became slow: one message per thread
         assert runner.chunk_size(run_of("short")) == 1
-        runner.observe_time("coroutine", 0.0001)
+        runner.observe_time("coroutine", 0.0001)  # an async handler that awaits something
         runner.observe_time("limited", 0.0001)
         assert runner.chunk_size(run_of("coroutine")) == 1
         assert runner.chunk_size(run_of("limited")) == 1
+        for _ in range(30):
+            runner.observe_time("coroutine", 0.00001)  # it never waits: runs in chunks
+        assert runner.chunk_size(run_of("coroutine")) == MAX_CHUNK
+
+
+def test_async_runs_of_a_chunk_share_a_task_and_keep_their_outcomes():
+    app = App("redis://127.0.0.1:1/0", max_retries=1, backoff=Backoff(1, 1))
+    tasks_seen = []
+
+    @app.task(retry_on=(ValueError,))
+    async def job(n):
+        tasks_seen.append(asyncio.current_task())
+        if n == 1:
+            raise ValueError("one is bad")
+        if n == 3:
+            raise TypeError("not retryable here")
+        return n
+
+    results = chunk(app, "job", [(n,) for n in range(5)], before=lambda runs: None)
+    assert [outcome.kind for _, outcome in results] == ["done", "retry", "done", "dead", "done"]
+    assert len(set(map(id, tasks_seen))) == 1
+
+
+def test_cancelling_a_running_async_run_of_a_chunk_cancels_it_alone():
+    app = App("redis://127.0.0.1:1/0")
+    ran, runs_of = [], {}
+
+    @app.task
+    async def job(n):
+        ran.append(n)
+        if n == 1:
+            runs_of["all"][1].request_cancel("stop it")  # as a cancel request would
+            await asyncio.sleep(10)
+        await asyncio.sleep(0)  # the runs after it still await normally
+        ran.append(-n)
+
+    results = chunk(
+        app,
+        "job",
+        [(0,), (1,), (2,), (3,)],
+        before=lambda runs: (runs_of.update(all=runs), runs[3].request_cancel("before")),
+    )
+    kinds = [outcome.kind for _, outcome in results]
+    assert kinds == ["done", "cancelled", "done", "cancelled"]
+    assert results[1][1].error == "stop it"
+    assert ran == [0, 0, 1, 2, -2]
 
 
 def test_a_chunk_measures_each_handler():
