@@ -311,12 +311,6 @@ class Source:
             return None
         return f"{self.namespace}:{{{self.name}}}:status:{task_id}"
 
-    @property
-    def status_prefix(self) -> str:
-        """What a message id follows in its status hash's name (the start and settle
-        steps build them from it); "" where messages have no status."""
-        return self.status("") or ""
-
     def limit(self, kind: str, task: str) -> str:
         """A flow-control key of the task (or of the subscriber group) read from here:
         `rate` (GCRA: when the next start is allowed), `slots` (a set: the entries running

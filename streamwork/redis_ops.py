@@ -81,12 +81,13 @@ class Scripts:
         rows = []
         with_events = source.events_max_len > 0  # else leave the event fields out of rows
         for outcome in outcomes:
-            index = 0
+            index = status = 0
             if outcome.result_key is not None:
                 keys.append(outcome.result_key)
                 index = len(keys)
-            # a status is the source's prefix + the message id (one argument per batch)
-            status = 0 if outcome.status_key is None else 1
+            if outcome.status_key is not None:
+                keys.append(outcome.status_key)
+                status = len(keys)
             held = 0
             if outcome.held_key is not None:
                 keys.append(outcome.held_key)
@@ -104,7 +105,7 @@ class Scripts:
                     status,
                     outcome.state,
                     outcome.error,
-                    outcome.message_id if with_events or status or outcome.partition_key else "",
+                    outcome.message_id if with_events or outcome.partition_key else "",
                     outcome.task if with_events else "",
                     outcome.attempt if with_events else 0,
                     held,
@@ -123,7 +124,6 @@ class Scripts:
             now_ms,
             source.events_max_len,
             source.order_prefix,
-            source.status_prefix,
         ]
         return self._scripts["settle"](keys=keys, args=args)
 
@@ -204,7 +204,7 @@ class Scripts:
                 attempt,
                 message_id,
                 f"{source.stream}|{_text(entry)}",
-                0 if status is None else 1,  # its status: the source's prefix + its id
+                ref(status),
                 ref(rate),
                 interval,
                 tolerance,
@@ -239,7 +239,6 @@ class Scripts:
             # Redis's Lua cmsgpack reads msgpack's older raw type, not bin.
             msgpack.packb(rows, use_bin_type=False),
             source.order_prefix,
-            source.status_prefix,
         ]
         return self._scripts["start"](keys=keys, args=args)
 

@@ -6,7 +6,7 @@
 -- KEYS[4]   the queue's stats hash (running totals: done, retry, dead, runs, run_ms, and
 --           waited / wait_ms over the runs whose wait is known)
 -- KEYS[5]   the event stream of the queue (or of the topic's subscriber group)
--- KEYS[6..] result keys (lists), referenced by index from the outcomes
+-- KEYS[6..] result keys (lists) and status hashes, referenced by index from the outcomes
 -- ARGV[1]   consumer group
 -- ARGV[2]   consumer name
 -- ARGV[3]   "1": the entries are still pending — check ownership, then XACK;
@@ -32,7 +32,7 @@
 --                        release_held.lua sends it back when a slot is free)
 --             turn:      read before its partition key's turn: waits (see _turns.lua)
 --           result key index 0 means no result is stored; else RPUSH KEYS[index] result.
---           status 0 means no status (topics, acks); else HSET ARGV[11] .. message id the
+--           status key index 0 means no status (topics, acks); else HSET KEYS[index] the
 --           state ("done", "retrying", "failed", "dead", "cancelled", "delayed" (held),
 --           "queued" (wait)) and error.
 -- ARGV[7]   how long a status lives once nothing changes it, in ms
@@ -44,8 +44,6 @@
 -- ARGV[10]  where the queue's partition key orders are kept (`NS:{QUEUE}:`; "": a topic):
 --           a message with a partition key that is done, dead or cancelled leaves its
 --           key's order, and the next one goes back to the stream if it waits for its turn
--- ARGV[11]  the prefix of the queue's status hashes (`NS:{QUEUE}:status:`; in its slot:
---           one argument for the batch, not a key per outcome)
 --
 -- Returns one integer per outcome: 1 written; 0 dropped because another consumer owns the
 -- entry now ("lost ownership": the scanner gave it to another worker, whose outcome counts);
@@ -91,7 +89,7 @@ for _, outcome in ipairs(outcomes) do
     local kind, id, data, score = outcome[1], outcome[2], outcome[3], outcome[4]
     local result_key, result = outcome[5], outcome[6]
     local wait_ms, run_ms = outcome[7], outcome[8]
-    local has_status, state, error = outcome[9] > 0, outcome[10], outcome[11]
+    local status_key, state, error = outcome[9], outcome[10], outcome[11]
     local message_id, task, attempt = outcome[12], outcome[13], outcome[14]
     local held = outcome[15]
     local partition_key = order_prefix ~= "" and outcome[16] or ""
@@ -125,16 +123,16 @@ for _, outcome in ipairs(outcomes) do
         if cap > 0 and kind ~= "ack" and kind ~= "held" and kind ~= "wait" and kind ~= "turn"
                 and message_id ~= "" then
             -- a message cancelled while queued had its event when it was cancelled
-            local was_cancelled = kind == "cancelled" and has_status
-                and redis.call("HGET", ARGV[11] .. message_id, "state") == "cancelled"
+            local was_cancelled = kind == "cancelled" and status_key > 0
+                and redis.call("HGET", KEYS[status_key], "state") == "cancelled"
             if not was_cancelled then
                 redis.call("XADD", KEYS[5], "MAXLEN", "~", cap, "*", "event",
                     EVENTS[kind] or state, "id", message_id, "task", task, "attempt", attempt,
                     "time", now_ms, "worker", consumer, "error", error)
             end
         end
-        if has_status then
-            local key = ARGV[11] .. message_id
+        if status_key > 0 then
+            local key = KEYS[status_key]
             redis.call("HSET", key, "state", state, "updated", now_ms)
             if error ~= "" then
                 redis.call("HSET", key, "error", error)

@@ -2,7 +2,7 @@
 -- rate or concurrency limit does not allow now, mark the rest running.
 --
 -- KEYS[1]   the event stream of the queue (or of the subscriber group)
--- KEYS[2..] rate keys and slot sets, referenced by index from ARGV
+-- KEYS[2..] status hashes, rate keys and slot sets, referenced by index from ARGV
 -- ARGV[1]   now, in ms (the status's `updated`)
 -- ARGV[2]   the worker (consumer name)
 -- ARGV[3]   how long a status lives once nothing changes it, in ms
@@ -13,14 +13,11 @@
 -- ARGV[8]   the messages, msgpack-encoded (one argument, not eleven per message: the
 --           client's command packing stays off the hot path): an array of arrays of
 --           eleven values: task, attempt, message id, its entry ("STREAM|ENTRY-ID": a
---           slot's member), 1 if it has a status (ARGV[10] .. message id), else 0, rate
---           key index (0: no rate
+--           slot's member), status key index (0: none), rate key index (0: no rate
 --           limit), emission interval ms, tolerance ms, slot set index (0: no concurrency
 --           limit), concurrency limit, admitted (true: its start was reserved when the
 --           rate held it back: it is not charged again), and its partition key ("": none)
 -- ARGV[9]   where the queue's partition key orders are kept (`NS:{QUEUE}:`, see _turns)
--- ARGV[10]  the prefix of the queue's status hashes (`NS:{QUEUE}:status:`; in its slot:
---           one argument for the batch, not a key per message)
 --
 -- Returns one value per message: 0 to run it; the reason given (a string, "" when none)
 -- for a message cancelled before it started (settled as cancelled, unrun); -1 when its
@@ -79,12 +76,12 @@ end
 local replies = {}
 for _, row in ipairs(cmsgpack.unpack(ARGV[8])) do
     local task, attempt, id, entry = row[1], row[2], row[3], row[4]
-    local has_status, rate_index = row[5], row[6]
+    local status_index, rate_index = row[5], row[6]
     local interval, tolerance = row[7], row[8]
     local slots_index, limit = row[9], row[10]
     local admitted = row[11] == true
     local partition_key = row[12] or ""
-    local status = has_status > 0 and ARGV[10] .. id or nil
+    local status = status_index > 0 and KEYS[status_index] or nil
     local state = status and redis.call("HGET", status, "state")
     local reply = 0
     if state == "cancelled" then
