@@ -39,6 +39,7 @@ from .keys import (
     topic_sources,
 )
 from .producer import Producer, due_ms
+from .redis_ops import order_keys
 from .schedules import (
     SCHEDULE_ARGS,
     Definition,
@@ -652,9 +653,13 @@ class App:
         with self.connection.translate_errors():
             for source in self.queue_sources(queue):
                 is_first = True
+                ordered = self.connection.redis.smembers(order_keys(source, "")[2])
                 while True:
                     deleted, dropped = self.connection.scripts.purge(
-                        source, 1000, delayed and is_first, orders=is_first
+                        source,
+                        1000,
+                        delayed and is_first,
+                        [key.decode() for key in ordered] if is_first else (),
                     )
                     is_first = False
                     waiting += deleted

@@ -59,6 +59,13 @@ class SettleRow(Protocol):
     partition_key: str
 
 
+def order_keys(source: Source, partition_key: str) -> list[str]:
+    """The keys of a partition key's order in the queue's slot: its order list, its hash
+    of messages waiting for their turn, the set of keys with an order (see _turns.lua)."""
+    prefix = source.order_prefix
+    return [f"{prefix}order:{partition_key}", f"{prefix}turn:{partition_key}", f"{prefix}ordered"]
+
+
 class Scripts:
     """Typed wrappers around the Lua scripts (scripts/*.lua), registered on one client."""
 
@@ -80,7 +87,14 @@ class Scripts:
         keys = [source.stream, source.delayed, source.dead_letters, source.stats, source.events]
         rows = []
         with_events = source.events_max_len > 0  # else leave the event fields out of rows
+        orders: dict[str, int] = {}
         for outcome in outcomes:
+            order = 0
+            if outcome.partition_key and source.order_prefix:
+                order = orders.get(outcome.partition_key, 0)
+                if not order:
+                    keys += order_keys(source, outcome.partition_key)
+                    order = orders[outcome.partition_key] = len(keys) - 2
             index = status = 0
             if outcome.result_key is not None:
                 keys.append(outcome.result_key)
@@ -110,6 +124,7 @@ class Scripts:
                     outcome.attempt if with_events else 0,
                     held,
                     outcome.partition_key,
+                    order,
                 )
             )
         args = [
@@ -123,7 +138,6 @@ class Scripts:
             status_ttl_ms,
             now_ms,
             source.events_max_len,
-            source.order_prefix,
         ]
         return self._scripts["settle"](keys=keys, args=args)
 
@@ -211,7 +225,9 @@ class Scripts:
                 ref(slots),
                 limit,
                 bool(admitted),
-                partition_key,
+                ref(f"{source.order_prefix}order:{partition_key}")
+                if partition_key and source.order_prefix
+                else 0,
             )
             for (
                 task,
@@ -238,7 +254,6 @@ class Scripts:
             offset_ms,
             # Redis's Lua cmsgpack reads msgpack's older raw type, not bin.
             msgpack.packb(rows, use_bin_type=False),
-            source.order_prefix,
         ]
         return self._scripts["start"](keys=keys, args=args)
 
@@ -316,16 +331,7 @@ class Scripts:
                 keys.band_delayed("high"),
                 keys.band_delayed("low"),
             ],
-            args=[
-                reason,
-                now_ms,
-                ttl_ms,
-                events_cap,
-                message_id,
-                "1" if unsent else "0",
-                f"{keys.tag}:",
-                keys.stream,
-            ],
+            args=[reason, now_ms, ttl_ms, events_cap, message_id, "1" if unsent else "0"],
         )
 
     def workflow_record(
@@ -380,18 +386,16 @@ class Scripts:
             keys += statuses
         return self._scripts["replay"](keys=keys, args=args)
 
-    def purge(self, source: Source, limit: int, with_delayed: bool, orders: bool = False) -> Any:
-        """Delete up to `limit` undelivered entries (and the delayed set; with `orders`,
-        the partition keys' orders and the messages waiting for their turn): [entries,
-        delayed]."""
+    def purge(
+        self, source: Source, limit: int, with_delayed: bool, partition_keys: Sequence[str] = ()
+    ) -> Any:
+        """Delete up to `limit` undelivered entries (and the delayed set; and the orders of
+        `partition_keys`, with the messages waiting for their turn): [entries, delayed]."""
+        keys = [source.stream, source.delayed]
+        for partition_key in partition_keys:
+            keys += order_keys(source, partition_key)
         return self._scripts["purge"](
-            keys=[source.stream, source.delayed],
-            args=[
-                source.group,
-                limit,
-                "1" if with_delayed else "0",
-                source.order_prefix if orders else "",
-            ],
+            keys=keys, args=[source.group, limit, "1" if with_delayed else "0"]
         )
 
     def trim_topic(

@@ -12,21 +12,18 @@
 -- ARGV[5]  the message id
 -- ARGV[6]  "1": a workflow child that may not be sent yet: with no status, write a
 --          "cancelled" one, which stops the step that sends it (enqueue.lua)
--- ARGV[7]  where the queue's partition key orders are kept (`NS:{QUEUE}:`, see _turns)
--- ARGV[8]  the queue's stream (in the status's slot), where the next message of a
---          partition key goes when the one cancelled here was its turn
 --
 -- Returns {what, state before}: what is "unknown" (no status: never sent, or expired),
 -- "finished" (done, failed, dead or cancelled already: nothing changes), "cancelled" (it was
 -- queued, delayed or waiting to retry: it will never run; a delayed one leaves the delayed
--- set now, a queued one is settled unrun when a worker reaches it), or "cancelling" (it is
+-- set now — one with a partition key is made due now instead, so that a worker settles it
+-- and its key's next message goes — a queued one is settled unrun when a worker reaches
+-- it, one waiting for its partition key's turn when its turn comes), or "cancelling" (it is
 -- running: its worker stops it, and records it cancelled).
 --
 -- Invariant: decided on the same hash as start.lua, atomically: a message either never
 -- starts, or is cancelled as a running one. A message cancelled before it ran gets its
 -- "cancelled" event here; one cancelled while running, from the step that settles it.
-
--- #include turns
 
 local state = redis.call("HGET", KEYS[1], "state")
 if not state and ARGV[6] ~= "1" then
@@ -40,20 +37,17 @@ if state == "running" then
     return {"cancelling", state}
 end
 local body = state and redis.call("HGET", KEYS[1], "body")
-if body then
+if body and redis.call("HEXISTS", KEYS[1], "partition_key") == 1 then
+    -- A message with a partition key is due at once instead: a worker settles it as
+    -- cancelled (unrun), which lets the next message of its key go.
+    redis.call("ZADD", KEYS[2], "XX", ARGV[2], body)
+    for i = 4, #KEYS do
+        redis.call("ZADD", KEYS[i], "XX", ARGV[2], body)
+    end
+elseif body then
     redis.call("ZREM", KEYS[2], body)
     for i = 4, #KEYS do
         redis.call("ZREM", KEYS[i], body)
-    end
-end
-local partition_key = state and redis.call("HGET", KEYS[1], "partition_key")
-if partition_key and ARGV[7] then
-    -- It leaves its key's order now: from the delayed set no worker would settle it, and
-    -- one waiting for its turn would hold the key's later messages up until its turn.
-    local waiting = ARGV[7] .. "turn:" .. partition_key
-    local parked = redis.call("HDEL", waiting, ARGV[5]) == 1
-    if body or parked then
-        leave_turn(ARGV[7], partition_key, ARGV[5], ARGV[8])
     end
 end
 redis.call("HSET", KEYS[1], "state", "cancelled", "reason", ARGV[1], "updated", ARGV[2])

@@ -5,9 +5,9 @@
 -- ARGV[1]  consumer group
 -- ARGV[2]  the most stream entries to delete in this call
 -- ARGV[3]  "1" to delete the delayed set too
--- ARGV[4]  the queue's order prefix (`NS:{QUEUE}:`, see _turns.lua) to delete its partition
---          keys' orders and the messages waiting for their turn (counted with the stream's
---          entries); "": leave them
+-- KEYS[3..] partition keys' orders to delete, three keys each (order, turn, ordered: see
+--          _turns.lua), with the messages waiting for their turn (counted with the stream's
+--          entries)
 --
 -- Returns {stream entries deleted, delayed messages deleted}. Call again until both are 0.
 --
@@ -15,13 +15,10 @@
 -- are never deleted; only those after the group's last-delivered id, which no worker holds.
 
 local delayed, parked = 0, 0
-local prefix = ARGV[4] or ""
-if prefix ~= "" then
-    for _, key in ipairs(redis.call("SMEMBERS", prefix .. "ordered")) do
-        parked = parked + redis.call("HLEN", prefix .. "turn:" .. key)
-        redis.call("DEL", prefix .. "order:" .. key, prefix .. "turn:" .. key)
-    end
-    redis.call("DEL", prefix .. "ordered")
+for i = 3, #KEYS, 3 do
+    parked = parked + redis.call("HLEN", KEYS[i + 1])
+    redis.call("DEL", KEYS[i], KEYS[i + 1])
+    redis.call("SREM", KEYS[i + 2], string.match(KEYS[i], "^[^}]*}:order:(.*)$"))
 end
 if ARGV[3] == "1" then
     delayed = redis.call("ZCARD", KEYS[2])

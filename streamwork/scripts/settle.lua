@@ -6,7 +6,8 @@
 -- KEYS[4]   the queue's stats hash (running totals: done, retry, dead, runs, run_ms, and
 --           waited / wait_ms over the runs whose wait is known)
 -- KEYS[5]   the event stream of the queue (or of the topic's subscriber group)
--- KEYS[6..] result keys (lists) and status hashes, referenced by index from the outcomes
+-- KEYS[6..] result keys (lists), status hashes and partition keys' order keys (three in a
+--           row: order, turn, ordered; see _turns.lua), referenced by index from the outcomes
 -- ARGV[1]   consumer group
 -- ARGV[2]   consumer name
 -- ARGV[3]   "1": the entries are still pending — check ownership, then XACK;
@@ -20,7 +21,7 @@
 --           entry id, data, score, result key index, result, wait ms (queued before the
 --           run; -1: unknown, the message had no `ts`), run ms (-1: no handler ran), status
 --           key index, state, error, message id, task, attempt, held list key index,
---           partition key ("": none)
+--           partition key ("": none), its order keys' index (0: none)
 --             ack:       acknowledge on receipt (ack mode auto); the run's outcome comes later
 --             done:      nothing to write but the result
 --             retry:     ZADD KEYS[2] score data     (data = the next attempt's message)
@@ -41,9 +42,8 @@
 --           else each outcome with a status writes its event (retried, done, failed,
 --           dead, cancelled) with its status; held-back messages write none (they did not
 --           change state: still waiting to run)
--- ARGV[10]  where the queue's partition key orders are kept (`NS:{QUEUE}:`; "": a topic):
---           a message with a partition key that is done, dead or cancelled leaves its
---           key's order, and the next one goes back to the stream if it waits for its turn
+--           A message with a partition key that is done, dead or cancelled leaves its key's
+--           order, and the next one goes back to the stream if it waits for its turn.
 --
 -- Returns one integer per outcome: 1 written; 0 dropped because another consumer owns the
 -- entry now ("lost ownership": the scanner gave it to another worker, whose outcome counts);
@@ -63,7 +63,6 @@ local totals = {ack = 0, done = 0, retry = 0, dead = 0, cancelled = 0, held = 0,
     turn = 0, runs = 0, waited = 0, wait_ms = 0, run_ms = 0}
 
 local outcomes = cmsgpack.unpack(ARGV[6])
-local order_prefix = ARGV[10] or ""
 local FINISHED = {done = true, dead = true, cancelled = true}
 
 -- #include turns
@@ -92,7 +91,7 @@ for _, outcome in ipairs(outcomes) do
     local status_key, state, error = outcome[9], outcome[10], outcome[11]
     local message_id, task, attempt = outcome[12], outcome[13], outcome[14]
     local held = outcome[15]
-    local partition_key = order_prefix ~= "" and outcome[16] or ""
+    local partition_key, order = outcome[16], outcome[17]
     local owned, gone = true, false
     if pending and not (mine and mine[id]) then
         -- pcall: a missing group (NOGROUP) means the entry is gone, not a failed batch
@@ -107,12 +106,13 @@ for _, outcome in ipairs(outcomes) do
         elseif kind == "wait" then
             redis.call("RPUSH", KEYS[held], data)
         elseif kind == "turn" then
-            wait_turn(order_prefix, partition_key, message_id, data, KEYS[1])
+            wait_turn(KEYS[order], KEYS[order + 1], message_id, data, KEYS[1])
         elseif kind == "dead" then
             redis.call("XADD", KEYS[3], "*", "m", data)
         end
-        if partition_key ~= "" and FINISHED[kind] then
-            leave_turn(order_prefix, partition_key, message_id, KEYS[1])
+        if order > 0 and FINISHED[kind] then
+            leave_turn(KEYS[order], KEYS[order + 1], KEYS[order + 2], partition_key, message_id,
+                KEYS[1])
         end
         if result_key > 0 then
             local key = KEYS[result_key]

@@ -2,7 +2,8 @@
 -- rate or concurrency limit does not allow now, mark the rest running.
 --
 -- KEYS[1]   the event stream of the queue (or of the subscriber group)
--- KEYS[2..] status hashes, rate keys and slot sets, referenced by index from ARGV
+-- KEYS[2..] status hashes, rate keys, slot sets and partition key orders, referenced by
+--           index from ARGV
 -- ARGV[1]   now, in ms (the status's `updated`)
 -- ARGV[2]   the worker (consumer name)
 -- ARGV[3]   how long a status lives once nothing changes it, in ms
@@ -16,8 +17,8 @@
 --           slot's member), status key index (0: none), rate key index (0: no rate
 --           limit), emission interval ms, tolerance ms, slot set index (0: no concurrency
 --           limit), concurrency limit, admitted (true: its start was reserved when the
---           rate held it back: it is not charged again), and its partition key ("": none)
--- ARGV[9]   where the queue's partition key orders are kept (`NS:{QUEUE}:`, see _turns)
+--           rate held it back: it is not charged again), and its partition key's order
+--           list index (0: it has no partition key; see _turns.lua)
 --
 -- Returns one value per message: 0 to run it; the reason given (a string, "" when none)
 -- for a message cancelled before it started (settled as cancelled, unrun); -1 when its
@@ -80,13 +81,13 @@ for _, row in ipairs(cmsgpack.unpack(ARGV[8])) do
     local interval, tolerance = row[7], row[8]
     local slots_index, limit = row[9], row[10]
     local admitted = row[11] == true
-    local partition_key = row[12] or ""
+    local order_index = row[12] or 0
     local status = status_index > 0 and KEYS[status_index] or nil
     local state = status and redis.call("HGET", status, "state")
     local reply = 0
     if state == "cancelled" then
         reply = redis.call("HGET", status, "reason") or ""
-    elseif partition_key ~= "" and must_wait(ARGV[9], partition_key, id) then
+    elseif order_index > 0 and must_wait(KEYS[order_index], id) then
         reply = -2
     elseif slots_index > 0 and free(KEYS[slots_index], limit) <= 0 then
         reply = -1

@@ -60,7 +60,7 @@ CALLS = {
         "s", "d", "st", "i", b"m", None, ("t", 0, 1, "e", 0), order=("sw:{q}:", "k")
     ),
     "replay": lambda s: s.replay(SOURCE, [(b"1-0", b"m", "i", "t")]),
-    "purge": lambda s: s.purge(SOURCE, 1, True),
+    "purge": lambda s: s.purge(SOURCE, 1, True, ["k"]),
     "trim_topic": lambda s: s.trim_topic("t", None, None, False),
     "add_many": lambda s: s.add_many("s", "d", [b"m"], ids=["i"], statuses=["st"]),
     "schedule_put": lambda s: s.schedule_put(SCHEDULE, "r", 1, False, "code", {"task": "t"}),
