@@ -37,7 +37,7 @@ if state == "running" then
     return {"cancelling", state}
 end
 local body = state and redis.call("HGET", KEYS[1], "body")
-if body and redis.call("HEXISTS", KEYS[1], "partition_key") == 1 then
+if body and redis.call("HGET", KEYS[1], "partition_key") then
     -- A message with a partition key is due at once instead: a worker settles it as
     -- cancelled (unrun), which lets the next message of its key go.
     redis.call("ZADD", KEYS[2], "XX", ARGV[2], body)

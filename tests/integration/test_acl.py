@@ -52,11 +52,15 @@ def test_producer_sends_and_worker_runs_as_least_privilege_users(users):
     assert send.send_with(args=(5, 5), key="order-5").is_duplicate
     later = send.send_with(args=(1, 1), delay=600)
     assert later.cancel("not needed") == "cancelled"  # status and cancel as the producer
+    keyed = [send.send_with(args=(n, 0), partition_key="acct-1") for n in (1, 2)]
+    delayed_keyed = send.send_with(args=(3, 0), partition_key="acct-2", delay=600)
+    assert delayed_keyed.cancel() == "cancelled"  # made due at once, settled unrun
     producer.add_schedule("nightly", send, cron="0 2 * * *", args=(1, 2))
     flow = chain(send.s(1, 1), send.s(2)).send()
     cancelled = chain(send.s(1, 1), send.s(2)).send()
     assert cancelled.cancel() == "cancelled"
-    assert drain(worker) == 6  # the worker's ticker reads Redis TIME
+    assert drain(worker) == 8  # the worker's ticker reads Redis TIME
+    assert [h.result(timeout=5) for h in keyed] == [1, 2]
     assert handle.result(timeout=5) == 5  # the producer may read its results
     assert flow.result(timeout=5) == 4 and flow.status().state == "done"
     with pytest.raises(UnknownWorkflow):
