@@ -108,6 +108,11 @@ async def noop_slotted(n: int) -> None:
     pass
 
 
+@app.task(queue="keyed")
+async def noop_keyed(n: int) -> None:
+    """Sent with a partition key each (benchmarks/run.py: 1,000 keys in turn)."""
+
+
 @app.task(queue="banded", priority="high")
 async def noop_banded(n: int) -> None:
     pass

@@ -263,11 +263,14 @@ class Bench:
 
     def sw_drain(
         self, queue: str, task: Any, label: str, target: float | None, app: Any = None,
-        suffix: str = "",
+        suffix: str = "", send: Callable[[], Any] | None = None,
     ) -> None:  # fmt: skip
         from streamwork import Worker, WorkerSettings
 
-        task.send_many(range(self.tasks))
+        if send is None:
+            task.send_many(range(self.tasks))
+        else:
+            send()
         worker = Worker(app or self.app, [queue], WorkerSettings(concurrency=100, block=0.1))
         cpu, redis_cpu = time.process_time(), self.redis_cpu()
         started = time.perf_counter()
@@ -302,8 +305,8 @@ class Bench:
 
     def sw_features(self) -> None:
         """The drain of a no-op async task with one feature of the second wave on (events,
-        a rate limit, a concurrency limit, a priority band, ten schedules ticking), each
-        set so that it never holds a message back: its bookkeeping's cost."""
+        a rate limit, a concurrency limit, a priority band, ten schedules ticking, partition
+        keys), each set so that it never holds a message back: its bookkeeping's cost."""
         bench = self.bench
         for queue, task, label, app in (
             ("evented", bench.noop_evented, "events on", bench.events_app),
@@ -314,6 +317,14 @@ class Bench:
         ):
             self.sw_drain(queue, task, "async", None, app, suffix=f", {label}")
             self.app.purge(queue)
+
+        def keyed() -> None:  # one at a time: there is no many-send with partition keys
+            for n in range(self.tasks):
+                bench.noop_keyed.send_with(args=(n,), partition_key=f"key-{n % 1000}")
+
+        label = "a partition key per message (1,000 keys in turn)"
+        self.sw_drain("keyed", None, "async", None, suffix=f", {label}", send=keyed)
+        self.app.purge("keyed")
 
     def sw_workflow(self) -> None:
         """A group and a chord of `tasks` / 3 no-op children: sending them, and draining them
@@ -420,7 +431,6 @@ class Bench:
             self.cluster = RedisClusterServers(3).start()
         url = self.cluster.url
         producer = App(url, namespace=self.namespace)
-        cpu_of = {}
         for queue, name, partitions in (
             ("one_partition", "noop_one_partition", 1),
             ("partitioned", "noop_partitioned", 6),
@@ -440,14 +450,13 @@ class Bench:
             worker.wait(60)
             after = _node_cpu(producer)
             busiest = max(after[node] - before[node] for node in after)
-            cpu_of[partitions] = busiest
-            label = f"drain on a 3-master cluster, {partitions} partition{'s' * (partitions > 1)}"
+            parts = f"{partitions} partition{'s' * (partitions > 1)}"
             meta: dict[str, Any] = {}
             if partitions > 1:
-                meta = {"baseline": "drain on a 3-master cluster, 1 partition",
+                meta = {"baseline": "3-master cluster, -p 2: 1 partition",
                         "target": (">=", 1.0)}  # fmt: skip
-            self.record(label, "task/s", self.tasks / elapsed, **meta)
-            self.record(f"{label}: busiest node's Redis CPU per message", "µs",
+            self.record(f"3-master cluster, -p 2: {parts}", "task/s", self.tasks / elapsed, **meta)
+            self.record(f"µs per message, cluster, {parts}: busiest Redis", "µs",
                         busiest / self.tasks * 1e6, higher_is_better=False)  # fmt: skip
         producer.close()
 

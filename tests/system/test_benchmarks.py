@@ -23,9 +23,12 @@ def test_benchmark_command_runs_and_writes_every_scenario(tmp_path, redis_url):
         "idle latency send → handler start p50",
         "topic fan-out to 3 groups, deliveries",
         "idle worker process RSS",
+        "3-master cluster, -p 2: 6 partitions",
+        "drain, one process, async handlers, a partition key per message (1,000 keys in turn)",
     ):
         assert rows[scenario]["median"] > 0, scenario
     assert rows["task.send_many"]["ratio"] is not None
+    assert rows["3-master cluster, -p 2: 6 partitions"]["ratio"] is not None
     # --redis-url: only the benchmark's own namespace was touched, and it was cleaned up
     import redis
 
