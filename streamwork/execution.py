@@ -812,10 +812,12 @@ def held_back(run: Run, due_ms: int, held_key: str | None, reason: str = "") -> 
     turn), or handed back by the handler. Never an attempt."""
     envelope = run.envelope
     source = run.delivery.source
-    if due_ms == WAITS_FOR_TURN:
-        metrics.held_back(*metrics.labels_of(source), run.task.name, "order")
+    if due_ms < 0:  # waits in Redis: for a concurrency slot, or for its key's turn
+        is_turn = due_ms == WAITS_FOR_TURN
+        reason = "order" if is_turn else "concurrency"
+        metrics.held_back(*metrics.labels_of(source), run.task.name, reason)
         return Outcome(
-            "turn",
+            "turn" if is_turn else "wait",
             run.delivery.entry_id,
             protocol.entry_body(run.delivery.fields),
             task=run.task.name,
@@ -823,24 +825,10 @@ def held_back(run: Run, due_ms: int, held_key: str | None, reason: str = "") -> 
             state="queued",
             message_id=envelope.id,
             attempt=envelope.attempt,
+            held_key=None if is_turn else held_key,
             run_ms=-1,
             wait_ms=-1,
             partition_key=protocol.partition_key_of(envelope),
-        )
-    if due_ms < 0:
-        metrics.held_back(*metrics.labels_of(source), run.task.name, "concurrency")
-        return Outcome(
-            "wait",
-            run.delivery.entry_id,
-            protocol.entry_body(run.delivery.fields),
-            task=run.task.name,
-            status_key=run.status_key,
-            state="queued",
-            message_id=envelope.id,
-            attempt=envelope.attempt,
-            held_key=held_key,
-            run_ms=-1,
-            wait_ms=-1,
         )
     if reason:
         log.info(

@@ -1,21 +1,29 @@
 """Short sync handlers run several messages to a pool thread; on both backends each message
 still has its own outcome, status, progress and result."""
 
+import pytest
+
 from streamwork import dead_letters, execution, tracing
 from streamwork.execution import Runner
 from streamwork.stats import queue_state
 from streamwork.testing import run_until_idle
 
 
-def test_chunked_sync_runs_keep_per_message_outcomes(app, monkeypatch):
-    sizes = []
+@pytest.fixture
+def sizes(monkeypatch):
+    """The size of every chunk run (Runner.run_chunk, counted)."""
+    found = []
     chunked = Runner.run_chunk
 
     async def counting(self, runs, submit):
-        sizes.append(len(runs))
+        found.append(len(runs))
         return await chunked(self, runs, submit)
 
     monkeypatch.setattr(Runner, "run_chunk", counting)
+    return found
+
+
+def test_chunked_sync_runs_keep_per_message_outcomes(app, monkeypatch, sizes):
     # Chunking depends on measured handler times (a loaded machine can make a no-op's
     # hand-off take milliseconds) and is off while runs are traced (an earlier test may
     # have set a TracerProvider): take both out of this test.
@@ -42,15 +50,7 @@ def test_chunked_sync_runs_keep_per_message_outcomes(app, monkeypatch):
     assert queue_state(app, "default").is_empty
 
 
-def test_short_async_handlers_run_in_chunks_and_waiting_ones_overlap(app, monkeypatch):
-    sizes = []
-    chunked = Runner.run_chunk
-
-    async def counting(self, runs, submit):
-        sizes.append(len(runs))
-        return await chunked(self, runs, submit)
-
-    monkeypatch.setattr(Runner, "run_chunk", counting)
+def test_short_async_handlers_run_in_chunks_and_waiting_ones_overlap(app, monkeypatch, sizes):
     monkeypatch.setattr(execution, "ASYNC_CHUNK_BELOW", 0.01)  # a loaded machine: still short
     monkeypatch.setattr(tracing, "active", lambda: False)
     running, most = [0], [0]
