@@ -169,3 +169,24 @@ def test_a_chunk_measures_each_handler():
     results = chunk(app, "nap", [(0.0,), (0.03,), (0.0,)])
     assert [outcome.run_ms for _, outcome in results][1] >= 30
     assert results[0][1].run_ms < 30 and results[2][1].run_ms < 30
+
+
+def test_a_sync_handler_is_timed_in_its_thread_not_by_the_wait_for_one():
+    app = App("redis://127.0.0.1:1/0")
+
+    @app.task
+    def quick(n):
+        return n
+
+    with ThreadPoolExecutor(1) as threads:
+        runner = Runner(app.tasks, app.subscribers, "consumer-1", threads)
+        [run] = [runner.prepare(d) for d in deliveries(app, "quick", [(1,)])]
+
+        async def behind_a_busy_thread():
+            busy = asyncio.get_running_loop().run_in_executor(threads, time.sleep, 0.05)
+            outcome = await runner.run(run, lambda *a: None)
+            await busy
+            return outcome
+
+        assert asyncio.run(behind_a_busy_thread()).kind == "done"
+        assert runner._run_times["quick"] < 0.01  # it waited 50 ms for the thread, ran µs
