@@ -26,6 +26,7 @@ from .events import Event, Since
 from .handler import BANDS, Defaults, HandlerArgs, HandlerOptions, check_count
 from .keys import (
     NAME,
+    OrderKeys,
     QueueKeys,
     Source,
     TopicKeys,
@@ -39,7 +40,6 @@ from .keys import (
     topic_sources,
 )
 from .producer import Producer, due_ms
-from .redis_ops import order_keys
 from .schedules import (
     SCHEDULE_ARGS,
     Definition,
@@ -251,7 +251,7 @@ class App:
                 self.has_bands,
                 self.partitions,
             )
-            self._check_partitioned(resolved.queue, [declared], partitions)
+            self._check_partitioned(resolved.queue, partitions, declared)
             self.tasks[task_name] = declared
             if partitions is not None:
                 self._partitions[resolved.queue] = partitions
@@ -541,18 +541,20 @@ class App:
         and dead letters show the queue as one, with each partition's detail. Declare it
         before workers start and keep N: a message waits in the partition it was sent to."""
         queue = check_name("queue", name)
-        tasks = [task for task in self.tasks.values() if task.options.queue == queue]
-        self._check_partitioned(queue, tasks, partitions)
+        self._check_partitioned(queue, partitions)
         self._partitions[queue] = partitions
 
     def partitions(self, queue: str) -> int:
         """How many partitions `queue` has (1: a plain queue, one stream)."""
         return self._partitions.get(queue, 1)
 
-    def _check_partitioned(self, queue: str, tasks: list[Task], partitions: int | None) -> None:
+    def _check_partitioned(
+        self, queue: str, partitions: int | None, declaring: Task | None = None
+    ) -> None:
         """Refuse a partition count that is not a whole number 1-1024, one that differs
-        from the queue's declared count, and a partitioned queue's tasks with priority
-        bands, rate or concurrency limits or fair_by (their state is one per queue)."""
+        from the queue's declared count, and a partitioned queue's tasks (those declared,
+        and the one `declaring`) with priority bands, rate or concurrency limits or fair_by
+        (their state is one per queue)."""
         if partitions is not None:
             if isinstance(partitions, bool) or not isinstance(partitions, int):
                 raise ConfigurationError(f"partitions must be a whole number, got {partitions!r}")
@@ -566,8 +568,8 @@ class App:
         count = partitions or self._partitions.get(queue, 1)
         if count == 1:
             return
-        everything = [*tasks, *(t for t in self.tasks.values() if t.options.queue == queue)]
-        for task in everything:
+        tasks = [t for t in self.tasks.values() if t.options.queue == queue]
+        for task in [*tasks, declaring] if declaring is not None else tasks:
             options = task.options
             for option, value in (
                 ("priority", options.priority),
@@ -653,7 +655,9 @@ class App:
         with self.connection.translate_errors():
             for source in self.queue_sources(queue):
                 is_first = True
-                ordered = self.connection.redis.smembers(order_keys(source, "")[2])
+                ordered = self.connection.redis.smembers(
+                    OrderKeys.of(source.order_prefix, "").ordered
+                )
                 while True:
                     deleted, dropped = self.connection.scripts.purge(
                         source,

@@ -207,6 +207,29 @@ def queue_registry(namespace: str) -> str:
     return f"{namespace}:queues"
 
 
+@dataclass(frozen=True)
+class OrderKeys:
+    """The keys of one partition key's order, in its queue's slot (see scripts/_turns.lua):
+    `order` lists the ids of the key's messages not finished, in send order; `turn` holds
+    (id -> body) those a worker read before their turn; `ordered` is the queue's set of
+    keys with an order."""
+
+    order: str
+    turn: str
+    ordered: str
+
+    @classmethod
+    def of(cls, prefix: str, partition_key: str) -> OrderKeys:
+        """The keys of `partition_key` under a queue's order prefix (`NS:{QUEUE}:`)."""
+        return cls(
+            f"{prefix}order:{partition_key}", f"{prefix}turn:{partition_key}", f"{prefix}ordered"
+        )
+
+    def all(self) -> list[str]:
+        """The three, in the order the scripts take them."""
+        return [self.order, self.turn, self.ordered]
+
+
 def partitions_registry(namespace: str) -> str:
     """A hash of every partitioned queue in `namespace`: queue -> its number of partitions
     (written by workers, read by tools that see the queues without the app's code)."""

@@ -67,7 +67,7 @@ class Destination:
     fair: tuple[str, int] | None = None
     """A fair task's key prefix and per-key concurrency (0: none)."""
     order_prefix: str = ""
-    """`NS:{QUEUE}:order:` for a queue: where a partition key's send order is kept."""
+    """`NS:{QUEUE}:` for a queue: where its partition keys' orders are kept (OrderKeys)."""
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import msgpack
 import redis.exceptions
 
-from .keys import QueueKeys, ScheduleKeys, Source, WorkflowKeys
+from .keys import OrderKeys, QueueKeys, ScheduleKeys, Source, WorkflowKeys
 
 _SCRIPTS = resources.files(__package__).joinpath("scripts")
 _INCLUDE = re.compile(r"^-- #include (\w+)$", re.MULTILINE)
@@ -59,13 +59,6 @@ class SettleRow(Protocol):
     partition_key: str
 
 
-def order_keys(source: Source, partition_key: str) -> list[str]:
-    """The keys of a partition key's order in the queue's slot: its order list, its hash
-    of messages waiting for their turn, the set of keys with an order (see _turns.lua)."""
-    prefix = source.order_prefix
-    return [f"{prefix}order:{partition_key}", f"{prefix}turn:{partition_key}", f"{prefix}ordered"]
-
-
 class Scripts:
     """Typed wrappers around the Lua scripts (scripts/*.lua), registered on one client."""
 
@@ -93,7 +86,7 @@ class Scripts:
             if outcome.partition_key and source.order_prefix:
                 order = orders.get(outcome.partition_key, 0)
                 if not order:
-                    keys += order_keys(source, outcome.partition_key)
+                    keys += OrderKeys.of(source.order_prefix, outcome.partition_key).all()
                     order = orders[outcome.partition_key] = len(keys) - 2
             index = status = 0
             if outcome.result_key is not None:
@@ -182,7 +175,8 @@ class Scripts:
         keys = [stream, delayed, status, events or stream, key]
         if order is not None:
             prefix, partition_key = order
-            keys += [f"{prefix}order:{partition_key}", f"{prefix}ordered"]
+            found = OrderKeys.of(prefix, partition_key)
+            keys += [found.order, found.ordered]
             args.append(partition_key)
         return self._scripts["enqueue"](keys=keys, args=args)
 
@@ -225,7 +219,7 @@ class Scripts:
                 ref(slots),
                 limit,
                 bool(admitted),
-                ref(f"{source.order_prefix}order:{partition_key}")
+                ref(OrderKeys.of(source.order_prefix, partition_key).order)
                 if partition_key and source.order_prefix
                 else 0,
             )
@@ -393,7 +387,7 @@ class Scripts:
         `partition_keys`, with the messages waiting for their turn): [entries, delayed]."""
         keys = [source.stream, source.delayed]
         for partition_key in partition_keys:
-            keys += order_keys(source, partition_key)
+            keys += OrderKeys.of(source.order_prefix, partition_key).all()
         return self._scripts["purge"](
             keys=keys, args=[source.group, limit, "1" if with_delayed else "0"]
         )

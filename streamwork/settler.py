@@ -25,6 +25,9 @@ from .redis_ops import Scripts
 
 log = logging.getLogger(__name__)
 
+COUNTED_WHEN_DECIDED = frozenset(("cancelled", "held", "wait", "turn"))
+"""Outcomes whose metrics are counted when decided, not when written."""
+
 MAX_PER_CALL = 500
 """The most outcomes one settle script call writes (keeps each call short for Redis)."""
 
@@ -125,12 +128,7 @@ class Settler:
                 if outcome.kind in ("retry", "held"):
                     self._on_retry(outcome.due_ms)
                 if outcome.kind != "ack":
-                    if outcome.kind not in (
-                        "cancelled",
-                        "held",
-                        "wait",
-                        "turn",
-                    ):  # counted when decided
+                    if outcome.kind not in COUNTED_WHEN_DECIDED:
                         metrics.outcome_written(source, outcome.task, outcome.kind)
                     if self._on_written is not None:
                         self._on_written(source, outcome)
