@@ -458,8 +458,15 @@ class Task:
         envelope = self.envelope(args, kwargs, headers, due, partition=partition)
         fair_keys = None
         # A fair task's message waits in its key's list when sent now, plainly; delayed,
-        # keyed or replicated sends go to the queue (see docs/guides/flow-control.md).
-        if self.options.fair is not None and due is None and key is None and not replicas:
+        # keyed (idempotency or partition key) or replicated sends go to the queue (see
+        # docs/guides/flow-control.md): a partition key's order starts at the send.
+        if (
+            self.options.fair is not None
+            and due is None
+            and key is None
+            and partition_key is None
+            and not replicas
+        ):
             envelope, fair_key = self._keyed(envelope)
             fair_keys = [fair_key]
         return self.producer.plan(

@@ -270,3 +270,49 @@ def test_events_of_a_partitioned_queue_come_from_every_partition(app):
     events = recording.read_events("orders")
     done = {(e.queue, e.message_id) for e in events if e.event == "done"}
     assert done == {(f"orders~{h.partition}", h.id) for h in handles}
+
+
+def test_a_fair_tasks_keyed_sends_go_to_the_queue_in_order(app):
+    seen = []
+
+    @app.task(fair_by="customer")
+    async def export(customer, n):
+        await asyncio.sleep(0.001 * ((5 - n) % 3))
+        seen.append((customer, n))
+
+    for n in range(6):
+        export.send_with(args=("acme", n), partition_key="acme")
+    run_until_idle(app)
+    assert by_key(seen, "acme") == list(range(6))
+    fair = app.keys("default").fair("export")
+    assert app.connection.redis.llen(f"{fair}q:acme") == 0  # never in the fair key's list
+
+
+def test_metrics_show_the_queue_once_and_each_partition(app):
+    from streamwork.metrics import QueueCollector
+
+    @app.task(queue="orders", partitions=3, max_retries=0)
+    def fragile(n):
+        raise ValueError("no")
+
+    fragile.send(0)
+    run_until_idle(app)  # one dead letter, in partition 0
+    for n in range(4):
+        fragile.send(n)  # waiting: partitions 1, 2, 0, 1
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in QueueCollector(app).collect()
+        for sample in family.samples
+    }
+    assert samples[("streamwork_backlog", (("group", ""), ("queue", "orders")))] == 4
+    backlog = [
+        samples[("streamwork_partition_backlog", (("partition", str(n)), ("queue", "orders")))]
+        for n in range(3)
+    ]
+    assert backlog == [1, 2, 1]
+    dead = [
+        samples[("streamwork_partition_dead_letters", (("partition", str(n)), ("queue", "orders")))]
+        for n in range(3)
+    ]
+    assert dead == [1, 0, 0]
+    assert not any("orders~" in str(labels) for _, labels in samples)
