@@ -220,17 +220,15 @@ def dlq_replay(
         raise click.UsageError("give the IDs to replay, or --all (not both)")
     sources = dlq_sources(app, queue, group)
     report = dead_letters.ReplayReport()
-    if replay_all:
-        asked: dict[Source, list[str] | None] = {source: None for source in sources}
-    else:  # each id from the partition that has it (a plain queue: its only source)
-        asked = {}
+    asked: dict[Source, list[str] | None] = dict.fromkeys(sources)  # --all: every letter
+    if not replay_all:  # each id from the partition that has it (a plain queue: its source)
+        by_source: dict[Source, list[str]] = {}
         for entry_id, where in _locate(app, sources, list(entry_ids)).items():
-            if where or len(sources) == 1:
-                found = asked.setdefault((where or sources)[0], [])
-                assert found is not None
-                found.append(entry_id)
+            if where:
+                by_source.setdefault(where[0], []).append(entry_id)
             else:
                 report.missing.append(entry_id)
+        asked = dict(by_source)
     for source, ids in asked.items():
         part = dead_letters.replay(app.connection, source, ids, app.status_ttl_ms)
         report.replayed += part.replayed
