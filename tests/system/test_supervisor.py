@@ -293,7 +293,8 @@ def test_a_dead_process_leaves_no_stale_in_flight_gauge(processes, write_app, wo
     [pid] = worker_pids(supervisor.pid)
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: worker_pids(supervisor.pid) and pid not in worker_pids(supervisor.pid))
-    assert in_flight() == 0.0  # the killed process's live gauge went with it
+    # the killed process's live gauge went with it (a stale one would stay at 1 for good)
+    wait_until(lambda: in_flight() == 0.0, timeout=10)
     supervisor.kill()
 
 
