@@ -2,7 +2,8 @@
 
 Owns: the clients of one URL (a sync client, one asyncio client per event loop, per-node
 clients on a cluster) with explicit socket timeouts (blocking commands block at most
-`MAX_BLOCK` per call, well under `SOCKET_TIMEOUT`), the Lua script wrappers on each, the
+`MAX_BLOCK` per call, well under `SOCKET_TIMEOUT`; a single server's asyncio clients pack
+commands with hiredis), the Lua script wrappers on each, the
 registry writes a producer makes once per name, hiding passwords in URLs (`redact`), and
 the one table (`ERRORS`) that turns every redis-py error into streamwork's hierarchy with
 a message that says what to do. It never decides what a key or message means.
@@ -21,6 +22,11 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 import redis.exceptions
+
+try:
+    import hiredis
+except ImportError:  # pragma: no cover - redis[hiredis] is a dependency
+    hiredis = None  # type: ignore[assignment]
 
 from . import memory, redis_ops
 from .keys import Source
@@ -99,7 +105,49 @@ def async_client(url: str) -> Any:
         return memory.async_client(url)
     if is_cluster(url):
         return _cluster(url, redis.asyncio.cluster.RedisCluster, redis.asyncio.cluster.ClusterNode)
-    return redis.asyncio.Redis.from_url(url, **_OPTIONS)
+    return _async_single(url)
+
+
+def _async_single(url: str) -> Any:
+    """An asyncio client of one Redis server, packing its commands with hiredis."""
+    client = redis.asyncio.Redis.from_url(url, **_OPTIONS)
+    pool = client.connection_pool
+    pool.connection_class = packed_by_hiredis(pool.connection_class)
+    return client
+
+
+class _HiredisPacking:
+    """Packs commands with hiredis (C) instead of redis-py's asyncio packer (Python, several
+    µs more for a command of a hundred arguments: the start and settle steps' keys and rows
+    are a worker's largest commands). redis-py's sync client packs with hiredis already; its
+    asyncio client never does. A value hiredis does not pack (a bool, None) and a client set
+    to an encoding other than strict UTF-8 go to redis-py's packer, with its errors."""
+
+    encoder: Any
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        first = args[0]
+        if isinstance(first, str) and " " in first:
+            args = (*first.split(), *args[1:])  # "CONFIG GET": two words, as redis-py sends
+        if self.encoder.encoding == "utf-8" and self.encoder.encoding_errors == "strict":
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError:
+                pass
+        return super().pack_command(*args)  # type: ignore[misc, no-any-return]
+
+
+_PACKED: dict[type, type] = {}
+
+
+def packed_by_hiredis(connection_class: type) -> type:
+    """`connection_class` with `_HiredisPacking` (the class itself without hiredis)."""
+    if hiredis is None:
+        return connection_class
+    if connection_class not in _PACKED:
+        name = f"Packed{connection_class.__name__}"
+        _PACKED[connection_class] = type(name, (_HiredisPacking, connection_class), {})
+    return _PACKED[connection_class]
 
 
 class Connection:
@@ -183,7 +231,7 @@ class Connection:
             netloc = urlsplit(self.url).netloc
             at = netloc.rpartition("@")
             node_url = self.url.replace(netloc, f"{at[0]}{at[1]}{node.host}:{node.port}", 1)
-            self._async_nodes[name] = redis.asyncio.Redis.from_url(_plain(node_url), **_OPTIONS)
+            self._async_nodes[name] = _async_single(_plain(node_url))
         return self._async_nodes[name]
 
     async def refresh_nodes_async(self) -> None:
