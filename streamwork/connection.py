@@ -23,13 +23,9 @@ import redis.asyncio.cluster
 import redis.cluster
 import redis.exceptions
 
-try:
-    import hiredis
-except ImportError:  # pragma: no cover - redis[hiredis] is a dependency
-    hiredis = None  # type: ignore[assignment]
-
 from . import memory, redis_ops
 from .keys import Source
+from .lanes import packed_by_hiredis
 from .redis_errors import translate_errors
 from .urls import redact, resolve_url, seed_nodes
 
@@ -114,40 +110,6 @@ def _async_single(url: str) -> Any:
     pool = client.connection_pool
     pool.connection_class = packed_by_hiredis(pool.connection_class)
     return client
-
-
-class _HiredisPacking:
-    """Packs commands with hiredis (C) instead of redis-py's asyncio packer (Python, several
-    µs more for a command of a hundred arguments: the start and settle steps' keys and rows
-    are a worker's largest commands). redis-py's sync client packs with hiredis already; its
-    asyncio client never does. A value hiredis does not pack (a bool, None) and a client set
-    to an encoding other than strict UTF-8 go to redis-py's packer, with its errors."""
-
-    encoder: Any
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        first = args[0]
-        if isinstance(first, str) and " " in first:
-            args = (*first.split(), *args[1:])  # "CONFIG GET": two words, as redis-py sends
-        if self.encoder.encoding == "utf-8" and self.encoder.encoding_errors == "strict":
-            try:
-                return [hiredis.pack_command(args)]
-            except TypeError:
-                pass
-        return super().pack_command(*args)  # type: ignore[misc, no-any-return]
-
-
-_PACKED: dict[type, type] = {}
-
-
-def packed_by_hiredis(connection_class: type) -> type:
-    """`connection_class` with `_HiredisPacking` (the class itself without hiredis)."""
-    if hiredis is None:
-        return connection_class
-    if connection_class not in _PACKED:
-        name = f"Packed{connection_class.__name__}"
-        _PACKED[connection_class] = type(name, (_HiredisPacking, connection_class), {})
-    return _PACKED[connection_class]
 
 
 class Connection:

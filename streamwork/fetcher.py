@@ -27,6 +27,7 @@ from .execution import Delivery
 from .handler import BANDS
 from .in_flight import InFlight
 from .keys import Source
+from .lanes import Lane, fields_of
 from .redis_errors import describe, is_client_race
 from .scanner import Scanner
 from .settings import WorkerSettings
@@ -55,18 +56,11 @@ def is_missing_group(exc: BaseException) -> bool:
 
 
 BURST_BLOCK = 0.1
+"""How long a burst worker's reads wait: it exits soon after the queues are found drained."""
 
 
 def _band_order(source: Source) -> int:
     return BANDS.index(source.band) if source.band is not None else 0
-
-
-def _fields(flat: list[Any]) -> dict[Any, Any]:
-    """An entry's fields as XREADGROUP's parser gives them, from a script's flat list."""
-    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
-
-
-"""How long a burst worker's reads wait: it exits soon after the queues are found drained."""
 
 
 class Fetcher:
@@ -123,7 +117,9 @@ class Fetcher:
             *(self._loop(read, streams, burst, len(reads)) for read, streams in reads.items())
         )
 
-    async def _read(self, read: tuple[str, int, str], streams: dict[str, str], count: int) -> Any:
+    async def _read(
+        self, read: tuple[str, int, str], streams: dict[str, str], count: int, lane: Lane | None
+    ) -> Any:
         """New entries for one loop: [[stream, [(entry id, fields)...]]...] or None."""
         group, _, banded = read
         block_ms = self._block_ms
@@ -138,10 +134,12 @@ class Fetcher:
             )
             if raw:
                 return [
-                    [raw[i], [(entry, _fields(fields)) for entry, fields in raw[i + 1]]]
+                    [raw[i], [(entry, fields_of(fields)) for entry, fields in raw[i + 1]]]
                     for i in range(0, len(raw), 2)
                 ]
             count = 1  # nothing waits: block until any band has one, then read by band again
+        if lane is not None:
+            return await lane.read(group, self._consumer, streams, count, block_ms)
         return await redis_ops.read(self._client, group, self._consumer, streams, count, block_ms)
 
     def _get_scripts(self) -> redis_ops.Scripts:
@@ -172,13 +170,19 @@ class Fetcher:
         # goes to Redis while the handlers of this one run, instead of after them.
         per_read = min(self._settings.batch_size, max(1, -(-in_flight.concurrency // 2)))
         failures = 0
+        lane = Lane.of(self._client)  # a connection of its own: its reads block
+        is_missing = False
         while not in_flight.is_stopping and not self.is_done:
             count = min(per_read, in_flight.free_slots())
             if count <= 0:
                 await in_flight.wait()
                 continue
             try:
-                reply = await self._read(read, streams, count)
+                if is_missing:  # made again here: a Redis still restarting is waited out
+                    for source in by_stream.values():
+                        await redis_ops.ensure_group(self._client, source)
+                    is_missing = False
+                reply = await self._read(read, streams, count, lane)
                 failures = 0
             except Exception as exc:
                 if is_missing_group(exc):
@@ -187,8 +191,7 @@ class Fetcher:
                         "creating it again",
                         group,
                     )
-                    for source in by_stream.values():
-                        await redis_ops.ensure_group(self._client, source)
+                    is_missing = True
                     continue
                 if not (isinstance(exc, TRANSIENT) or is_client_race(exc)):
                     raise

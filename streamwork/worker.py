@@ -44,6 +44,7 @@ from .fetcher import Fetcher
 from .handler import Handler
 from .in_flight import InFlight
 from .keys import Source, partition_name, partitions_registry, registry_of
+from .lanes import Lane
 from .preflight import check_durability, preflight
 from .recycling import RecyclePolicy
 from .redis_errors import translate_errors
@@ -101,6 +102,8 @@ class Session:
     fetcher: Fetcher
     ticker: Ticker
     scripts: Scripts
+    start_scripts: Scripts
+    """The scripts with the start step on a lane of its own (see lanes.py)."""
     isolation: asyncio.Task[None] | None = field(default=None)
     """The task running redelivered messages alone, while there are any."""
     batches: Batches | None = field(default=None)
@@ -296,7 +299,7 @@ class Worker:
         )
         settler = Settler(
             client,
-            scripts,
+            scripts.on_lane(Lane.of(client)),
             self.consumer,
             settings.result_ttl,
             scanner.expect_due,
@@ -333,6 +336,7 @@ class Worker:
             fetcher=fetcher,
             ticker=ticker,
             scripts=scripts,
+            start_scripts=scripts.on_lane(Lane.of(client)),
         )
         session.batches = Batches(in_flight, functools.partial(self._start_batch, session))
         in_flight.flush_batches = session.batches.flush_all
@@ -588,7 +592,7 @@ class Worker:
         rows = [start_row(source, run) for run in runs]
         while True:
             try:
-                return await session.scripts.start(
+                return await session.start_scripts.start(
                     source,
                     rows,
                     self.consumer,

@@ -50,19 +50,19 @@ def test_a_redis_py_connection_race_is_waited_out(app, monkeypatch, caplog):
     (AttributeError inside redis-py); the fetch loop waits that out like a lost connection."""
     import redis.asyncio.connection
 
-    from streamwork import redis_ops
+    from streamwork.lanes import Lane
 
-    real_read = redis_ops.read
+    real_read = Lane.read  # a single Redis: the fetch loop reads on a lane
     raced = []
 
-    async def racy_read(client, *args):
+    async def racy_read(lane, *args):
         if not raced:
             raced.append(True)
             torn_down = redis.asyncio.connection.Connection()
             await torn_down._send_packed_command([b"PING"])  # its writer is None
-        return await real_read(client, *args)
+        return await real_read(lane, *args)
 
-    monkeypatch.setattr(redis_ops, "read", racy_read)
+    monkeypatch.setattr(Lane, "read", racy_read)
     done = []
 
     @app.task
