@@ -66,7 +66,9 @@ def test_result_waits_longer_than_the_socket_timeout(app):
     late, late_took = outcomes["30s"]
     assert isinstance(one, ResultTimeout) and 1 <= one_took < 3, outcomes
     assert isinstance(eight, ResultTimeout) and 8 <= eight_took < 10, outcomes
-    assert late == "late" and 12 <= late_took < 20, outcomes
+    # the handler may start its 12 s a moment before this waiter's clock does: what counts is
+    # a wait longer than the 10 s socket timeout that still gets the result
+    assert late == "late" and 11 <= late_took < 20, outcomes
 
 
 @pytest.mark.parametrize(
