@@ -1,4 +1,6 @@
-"""The only module that speaks Redis commands: streams, groups, sets, and the Lua scripts.
+"""The only module that speaks Redis commands (but for lanes.py, which sends a worker's
+read, start and settle steps straight on connections of their own): streams, groups, sets,
+and the Lua scripts.
 
 Each function takes a client or pipeline, sync or asyncio; it returns what redis-py returns
 (a value, or an awaitable for asyncio clients), so producers and workers share one

@@ -86,3 +86,43 @@ def test_only_errors_raised_inside_redis_py_count_as_its_races():
     except AttributeError as exc:
         assert not is_client_race(exc)
     assert not is_client_race(ConnectionError("refused"))
+
+
+def test_a_group_made_again_while_redis_is_still_away_is_waited_out(
+    app, client, monkeypatch, caplog
+):
+    """The fetch loop makes a deleted group again inside its retry: a connection error
+    meeting that step (Redis restarting, a stale pooled connection) is waited out, not the
+    end of the worker."""
+    import sys
+
+    import redis.exceptions
+
+    from streamwork import redis_ops
+
+    real_ensure = redis_ops.ensure_group
+    failed = []
+
+    async def flaky_ensure(client_, source):
+        if armed and not failed and sys._getframe(1).f_code.co_name == "_loop":
+            failed.append(source.stream)
+            raise redis.exceptions.ConnectionError("Connection closed by server.")
+        await real_ensure(client_, source)
+
+    armed = False
+    monkeypatch.setattr(redis_ops, "ensure_group", flaky_ensure)
+    done = []
+
+    @app.task
+    def job(n):
+        done.append(n)
+
+    with WorkerThread(app):
+        job.send(1)
+        wait_until(lambda: done == [1], message="the first run")
+        armed = True
+        client.flushall()  # the groups are gone: the fetch loop's next read says NOGROUP
+        wait_until(lambda: failed, message="the fetch loop to make the group again")
+        job.send(2)
+        wait_until(lambda: done == [1, 2], timeout=15, message="a run after the failed step")
+    assert "Connection closed by server." in caplog.text and "retrying in" in caplog.text
