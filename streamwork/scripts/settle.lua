@@ -21,7 +21,9 @@
 --           entry id, data, score, result key index, result, wait ms (queued before the
 --           run; -1: unknown, the message had no `ts`), run ms (-1: no handler ran), status
 --           key index, state, error, message id, task, attempt, held list key index,
---           partition key ("": none), its order keys' index (0: none)
+--           partition key ("": none), its order keys' index (0: none); or, for a plain
+--           "done" (no result, error, held list, partition key or event), four values:
+--           entry id, wait ms, run ms, status key index (its state "done")
 --             ack:       acknowledge on receipt (ack mode auto); the run's outcome comes later
 --             done:      nothing to write but the result
 --             retry:     ZADD KEYS[2] score data     (data = the next attempt's message)
@@ -85,13 +87,22 @@ end
 
 local acked = {}
 for _, outcome in ipairs(outcomes) do
-    local kind, id, data, score = outcome[1], outcome[2], outcome[3], outcome[4]
-    local result_key, result = outcome[5], outcome[6]
-    local wait_ms, run_ms = outcome[7], outcome[8]
-    local status_key, state, error = outcome[9], outcome[10], outcome[11]
-    local message_id, task, attempt = outcome[12], outcome[13], outcome[14]
-    local held = outcome[15]
-    local partition_key, order = outcome[16], outcome[17]
+    local kind, id, data, score, result_key, result, wait_ms, run_ms, status_key, state
+    local error, message_id, task, attempt, held, partition_key, order
+    if #outcome == 4 then -- a plain "done": entry id, wait ms, run ms, status key index
+        kind, id, wait_ms, run_ms, status_key = "done", outcome[1], outcome[2], outcome[3],
+            outcome[4]
+        data, score, result_key, result, state, error = "", 0, 0, "", "done", ""
+        message_id, task, attempt, held, partition_key, order = "", "", 0, 0, "", 0
+    else
+        kind, id, data, score = outcome[1], outcome[2], outcome[3], outcome[4]
+        result_key, result = outcome[5], outcome[6]
+        wait_ms, run_ms = outcome[7], outcome[8]
+        status_key, state, error = outcome[9], outcome[10], outcome[11]
+        message_id, task, attempt = outcome[12], outcome[13], outcome[14]
+        held = outcome[15]
+        partition_key, order = outcome[16], outcome[17]
+    end
     local owned, gone = true, false
     if pending and not (mine and mine[id]) then
         -- pcall: a missing group (NOGROUP) means the entry is gone, not a failed batch

@@ -13,12 +13,14 @@
 -- ARGV[7]   an offset added to Redis's clock, in ms (0; tests that advance time move it)
 -- ARGV[8]   the messages, msgpack-encoded (one argument, not eleven per message: the
 --           client's command packing stays off the hot path): an array of arrays of
---           eleven values: task, attempt, message id, its entry ("STREAM|ENTRY-ID": a
+--           twelve values: task, attempt, message id, its entry ("STREAM|ENTRY-ID": a
 --           slot's member), status key index (0: none), rate key index (0: no rate
 --           limit), emission interval ms, tolerance ms, slot set index (0: no concurrency
 --           limit), concurrency limit, admitted (true: its start was reserved when the
 --           rate held it back: it is not charged again), and its partition key's order
---           list index (0: it has no partition key; see _turns.lua)
+--           list index (0: it has no partition key; see _turns.lua); or, for a message
+--           with neither limit nor partition key, four: task, attempt, message id, status
+--           key index
 --
 -- Returns one value per message: 0 to run it; the reason given (a string, "" when none)
 -- for a message cancelled before it started (settled as cancelled, unrun); -1 when its
@@ -76,12 +78,18 @@ end
 
 local replies = {}
 for _, row in ipairs(cmsgpack.unpack(ARGV[8])) do
-    local task, attempt, id, entry = row[1], row[2], row[3], row[4]
-    local status_index, rate_index = row[5], row[6]
-    local interval, tolerance = row[7], row[8]
-    local slots_index, limit = row[9], row[10]
-    local admitted = row[11] == true
-    local order_index = row[12] or 0
+    local task, attempt, id = row[1], row[2], row[3]
+    local entry, status_index, rate_index, interval, tolerance, slots_index, limit
+    local admitted, order_index = false, 0
+    if #row == 4 then -- status only: no rate, slot or partition key to look at
+        status_index, rate_index, slots_index = row[4], 0, 0
+    else
+        entry, status_index, rate_index = row[4], row[5], row[6]
+        interval, tolerance = row[7], row[8]
+        slots_index, limit = row[9], row[10]
+        admitted = row[11] == true
+        order_index = row[12] or 0
+    end
     local status = status_index > 0 and KEYS[status_index] or nil
     local state = status and redis.call("HGET", status, "state")
     local reply = 0
