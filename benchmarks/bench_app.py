@@ -25,6 +25,11 @@ async def noop_async(n: int) -> None:
     pass
 
 
+@app.task(queue="floor")
+async def floor(n: int) -> None:
+    """Never run: its messages are drained by run.py's own loop (the status-steps floor)."""
+
+
 @app.task(queue="one_partition")
 async def noop_one_partition(n: int) -> None:
     pass

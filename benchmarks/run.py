@@ -198,28 +198,75 @@ class Bench:
                 pipe.xadd(key, {b"m": body})
             pipe.execute()
         self.redis.xgroup_create(key, "g", id="0")
-        done = 0
-        cpu, redis_cpu = time.process_time(), self.redis_cpu()
-        started = time.perf_counter()
-        while True:
-            reply = self.redis.xreadgroup("g", "c", {key: ">"}, count=100)
-            if not reply:
-                break
-            ids = [entry_id for entry_id, _ in reply[0][1]]
+
+        def ack(entries: list[tuple[bytes, Any]]) -> None:
+            ids = [entry_id for entry_id, _ in entries]
             pipe = self.redis.pipeline(transaction=False)
             pipe.xack(key, "g", *ids)
             pipe.xdel(key, *ids)
             pipe.execute()
-            done += len(ids)
-        self.record(
-            "raw drain: XREADGROUP 100 + XACK + XDEL",
-            "msg/s",
-            done / (time.perf_counter() - started),
-        )
-        self.cpu_per_message(
-            "raw drain", time.process_time() - cpu, self.redis_cpu() - redis_cpu, done
-        )
+
+        self._raw_loop("raw drain", "raw drain: XREADGROUP 100 + XACK + XDEL", key, "g", ack)
         self.redis.delete(key)
+
+    def raw_status_drain(self) -> None:
+        """The floor of a drain with status on: the same loop, but each batch goes through
+        streamwork's own start and settle steps (the cancel check and "running" mark, then
+        the outcome, status, XACK and XDEL, each atomic) with nothing else around them — no
+        handler, no asyncio, no overlap. What Redis spends here, a worker cannot avoid."""
+        from streamwork.execution import Outcome
+        from streamwork.keys import queue_source
+        from streamwork.protocol import decode, entry_body
+        from streamwork.redis_ops import Scripts
+
+        source = queue_source(self.namespace, "floor")
+        task = self.bench.floor
+        task.send_many(range(self.tasks))
+        self.redis.xgroup_create(source.stream, source.group, id="0")
+        scripts = Scripts(self.redis)
+
+        def start_and_settle(entries: list[tuple[bytes, Any]]) -> None:
+            ids = [decode(entry_body(fields)).id for _, fields in entries]
+            rows = [(task.name, 1, i, None, source.status(i), None, 0, 0, None, 0, False, "")
+                    for i in ids]  # fmt: skip
+            now = int(time.time() * 1000)
+            scripts.start(source, rows, "c", now, 86_400_000)
+            outcomes = [
+                Outcome("done", entry_id, status_key=source.status(i), state="done")
+                for (entry_id, _), i in zip(entries, ids, strict=True)
+            ]
+            scripts.settle(source, "c", outcomes, is_pending=True, result_ttl_ms=0, now_ms=now)
+
+        self._raw_loop(
+            "raw drain, status steps",
+            "raw drain + streamwork's start and settle steps (status on)",
+            source.stream,
+            source.group,
+            start_and_settle,
+        )
+        self.app.purge("floor")
+
+    def _raw_loop(
+        self, label: str, name: str, key: str, group: str,
+        done: Callable[[list[tuple[bytes, Any]]], None],
+    ) -> None:  # fmt: skip
+        """Read `key` as consumer "c" of `group`, 100 entries at a time, until it is empty;
+        `done` settles each batch. Records the rate and the CPU per message as `name`."""
+        count = 0
+        cpu, redis_cpu = time.process_time(), self.redis_cpu()
+        started = time.perf_counter()
+        while True:
+            reply = self.redis.xreadgroup(group, "c", {key: ">"}, count=100)
+            if not reply:
+                break
+            entries = reply[0][1]
+            done(entries)
+            count += len(entries)
+        meta: dict[str, Any] = {}
+        if label != "raw drain":
+            meta = {"baseline": "raw drain: XREADGROUP 100 + XACK + XDEL"}
+        self.record(name, "msg/s", count / (time.perf_counter() - started), **meta)
+        self.cpu_per_message(label, time.process_time() - cpu, self.redis_cpu() - redis_cpu, count)
 
     # -- streamwork ------------------------------------------------------------------------
 
@@ -584,7 +631,7 @@ def _rss_mb(pid: int) -> float:
 SCENARIOS = {
     "baselines": ["raw_single_xadd", "raw_pipelined_xadd", "raw_drain"],
     "send": ["sw_send", "sw_send_many"],
-    "drain": ["sw_drain_sync", "sw_drain_async", "sw_drain_processes"],
+    "drain": ["raw_status_drain", "sw_drain_sync", "sw_drain_async", "sw_drain_processes"],
     "workflow": ["sw_workflow"],
     "features": ["sw_drain_async", "sw_features"],
     "limits": ["sw_rate", "sw_fairness"],
