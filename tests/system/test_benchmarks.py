@@ -18,6 +18,7 @@ def test_benchmark_command_runs_and_writes_every_scenario(tmp_path, redis_url):
     rows = {row["scenario"]: row for row in json.loads(out.read_text())["results"]}
     for scenario in (
         "raw drain: XREADGROUP 100 + XACK + XDEL",
+        "raw drain + streamwork's start and settle steps (status on)",
         "task.send_many",
         "drain, one process, async handlers",
         "idle latency send → handler start p50",
@@ -28,6 +29,7 @@ def test_benchmark_command_runs_and_writes_every_scenario(tmp_path, redis_url):
     ):
         assert rows[scenario]["median"] > 0, scenario
     assert rows["task.send_many"]["ratio"] is not None
+    assert rows["raw drain + streamwork's start and settle steps (status on)"]["ratio"] is not None
     assert rows["3-master cluster, -p 2: 6 partitions"]["ratio"] is not None
     # --redis-url: only the benchmark's own namespace was touched, and it was cleaned up
     import redis
