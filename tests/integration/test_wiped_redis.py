@@ -7,8 +7,18 @@ import threading
 from streamwork.testing import WorkerThread, wait_until
 
 
-def test_worker_survives_flushall_and_goes_on(app, client, caplog):
+def recording_job(app):
+    """A task that records the number it was sent, and that record."""
     done = []
+
+    @app.task
+    def job(n):
+        done.append(n)
+
+    return job, done
+
+
+def test_worker_survives_flushall_and_goes_on(app, client, caplog):
     release = threading.Event()
     started = threading.Event()
 
@@ -17,9 +27,7 @@ def test_worker_survives_flushall_and_goes_on(app, client, caplog):
         started.set()
         release.wait(20)
 
-    @app.task
-    def job(n):
-        done.append(n)
+    job, done = recording_job(app)
 
     caplog.set_level(logging.INFO)
     with WorkerThread(app, visibility_timeout=2) as worker:
@@ -63,12 +71,7 @@ def test_a_redis_py_connection_race_is_waited_out(app, monkeypatch, caplog):
         return await real_read(lane, *args)
 
     monkeypatch.setattr(Lane, "read", racy_read)
-    done = []
-
-    @app.task
-    def job(n):
-        done.append(n)
-
+    job, done = recording_job(app)
     with WorkerThread(app):
         job.send(1)
         wait_until(lambda: done == [1], message="the run after the race")
@@ -111,12 +114,7 @@ def test_a_group_made_again_while_redis_is_still_away_is_waited_out(
 
     armed = False
     monkeypatch.setattr(redis_ops, "ensure_group", flaky_ensure)
-    done = []
-
-    @app.task
-    def job(n):
-        done.append(n)
-
+    job, done = recording_job(app)
     with WorkerThread(app):
         job.send(1)
         wait_until(lambda: done == [1], message="the first run")
