@@ -32,6 +32,8 @@ from typing import Any
 import redis
 
 HERE = Path(__file__).resolve().parent
+RAW_DRAIN = "raw drain: XREADGROUP 100 + XACK + XDEL"
+"""The drain baseline's name: the drains' ratios are to it."""
 sys.path.insert(0, str(HERE))
 
 
@@ -207,7 +209,7 @@ class Bench:
             pipe.xdel(key, *ids)
             pipe.execute()
 
-        self._raw_loop("raw drain", "raw drain: XREADGROUP 100 + XACK + XDEL", key, "g", ack)
+        self._raw_loop("raw drain", RAW_DRAIN, key, "g", ack)
         self.redis.delete(key)
 
     def raw_status_drain(self) -> None:
@@ -245,12 +247,13 @@ class Bench:
             source.stream,
             source.group,
             start_and_settle,
+            baseline=RAW_DRAIN,
         )
         self.app.purge("floor")
 
     def _raw_loop(
         self, label: str, name: str, key: str, group: str,
-        done: Callable[[list[tuple[bytes, Any]]], None],
+        done: Callable[[list[tuple[bytes, Any]]], None], baseline: str | None = None,
     ) -> None:  # fmt: skip
         """Read `key` as consumer "c" of `group`, 100 entries at a time, until it is empty;
         `done` settles each batch. Records the rate and the CPU per message as `name`."""
@@ -264,10 +267,7 @@ class Bench:
             entries = reply[0][1]
             done(entries)
             count += len(entries)
-        meta: dict[str, Any] = {}
-        if label != "raw drain":
-            meta = {"baseline": "raw drain: XREADGROUP 100 + XACK + XDEL"}
-        self.record(name, "msg/s", count / (time.perf_counter() - started), **meta)
+        self.record(name, "msg/s", count / (time.perf_counter() - started), baseline=baseline)
         self.cpu_per_message(label, time.process_time() - cpu, self.redis_cpu() - redis_cpu, count)
 
     # -- streamwork ------------------------------------------------------------------------
@@ -327,7 +327,7 @@ class Bench:
         if target is None:  # a feature's cost: against the plain async drain
             meta: dict[str, Any] = {"baseline": "drain, one process, async handlers"}
         else:
-            meta = {"baseline": "raw drain: XREADGROUP 100 + XACK + XDEL",
+            meta = {"baseline": RAW_DRAIN,
                     "target": (">=", target)}  # fmt: skip
         self.record(
             f"drain, one process, {label} handlers{suffix}",
