@@ -36,17 +36,28 @@ def _reason(exc: BaseException, url: str) -> str:
     return str(exc).replace(url, redact(url)) or type(exc).__name__
 
 
-def describe(exc: BaseException, url: str) -> str:
-    """One line saying that Redis at `url` cannot be reached, why, and what to do."""
-    reason = _reason(exc, url)
+def _short(reason: str) -> str:
     for marker, short in _REASONS.items():
         if marker in reason:
-            reason = short
-            break
+            return short
+    return reason
+
+
+def describe(exc: BaseException, url: str) -> str:
+    """One line saying that Redis at `url` cannot be reached, why, and what to do."""
     return (
-        f"cannot reach Redis at {redact(url)}: {reason} — is redis-server running? "
-        f"set {URL_ENV} to point elsewhere"
+        f"cannot reach Redis at {redact(url)}: {_short(_reason(exc, url))} — is redis-server "
+        f"running? set {URL_ENV} to point elsewhere"
     )
+
+
+def failure(exc: BaseException) -> str:
+    """Why a worker's step failed, for its retry log: "cannot reach Redis: ..." for a lost
+    connection or a timeout (whichever step meets it first says so alike), else the error."""
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return f"cannot reach Redis: {_short(reason)}"
+    return reason
 
 
 Describe = Callable[[BaseException, str], str]

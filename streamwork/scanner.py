@@ -28,6 +28,7 @@ from . import metrics, protocol, redis_ops
 from .execution import Delivery
 from .in_flight import InFlight
 from .keys import Source, TopicKeys
+from .redis_errors import failure
 from .redis_ops import Scripts
 from .settings import WorkerSettings
 
@@ -155,7 +156,9 @@ class Scanner:
                 else:
                     failures += 1
                     pause = min(10.0, 0.1 * 2**failures)
-                    log.error("scanner %s step failed (%s); retrying in %.1fs", what, exc, pause)
+                    log.error(
+                        "scanner %s step failed (%s); retrying in %.1fs", what, failure(exc), pause
+                    )
             if self._stopping:
                 return
             with contextlib.suppress(TimeoutError):

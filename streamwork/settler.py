@@ -21,6 +21,7 @@ from typing import Any
 from . import metrics, protocol
 from .execution import Outcome
 from .keys import Source
+from .redis_errors import failure
 from .redis_ops import Scripts
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ class Settler:
                         "cannot write %d outcome(s) on %s (%s); retrying in %.1fs",
                         len(chunk),
                         key[0].name,
-                        exc,
+                        failure(exc),
                         delay,
                     )
                     if self._is_stopping:

@@ -47,7 +47,7 @@ from .keys import Source, partition_name, partitions_registry, registry_of
 from .lanes import Lane
 from .preflight import check_durability, preflight
 from .recycling import RecyclePolicy
-from .redis_errors import translate_errors
+from .redis_errors import failure, translate_errors
 from .redis_ops import Scripts
 from .scanner import Scanner
 from .settings import WorkerSettings
@@ -608,7 +608,7 @@ class Worker:
                         "pending and are delivered again after the visibility timeout",
                         len(runs),
                         source.name,
-                        exc,
+                        failure(exc),
                     )
                     return None
                 failures += 1
@@ -617,7 +617,7 @@ class Worker:
                     "cannot mark %d message(s) of %s running (%s); retrying in %.1fs",
                     len(runs),
                     source.name,
-                    exc,
+                    failure(exc),
                     pause,
                 )
                 await asyncio.sleep(pause)

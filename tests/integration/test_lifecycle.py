@@ -308,4 +308,7 @@ def test_a_start_step_that_meets_redis_away_is_retried_not_abandoned(app, monkey
     with WorkerThread(app, visibility_timeout=30):
         wait_until(lambda: handle.status().state == "done", timeout=10)  # not after 30 s
     assert ran == [1] and len(failures) == 2
-    assert "cannot mark 1 message(s) of default running (Redis went away); retrying" in caplog.text
+    assert (
+        "cannot mark 1 message(s) of default running (cannot reach Redis: Redis went away); "
+        "retrying" in caplog.text
+    )

@@ -63,3 +63,15 @@ def test_errors_that_are_not_from_redis_pass_through():
     assert translate(ValueError("x"), URL) is None
     with pytest.raises(KeyError), translate_errors(URL):
         raise KeyError("not ours to translate")
+
+
+def test_a_step_that_lost_redis_says_so_like_the_fetch_loop():
+    from streamwork.redis_errors import failure
+
+    refused = rx.ConnectionError(
+        "Error 111 connecting to 127.0.0.1:1. Connect call failed ('127.0.0.1', 1)."
+    )
+    assert failure(refused) == "cannot reach Redis: connection refused"
+    assert failure(rx.TimeoutError()) == "cannot reach Redis: TimeoutError"
+    # anything else is the error itself: a wrong-type key is not a lost connection
+    assert failure(rx.ResponseError("WRONGTYPE")) == "WRONGTYPE"
