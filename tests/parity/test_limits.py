@@ -8,12 +8,7 @@ import pytest
 from streamwork import App, ConfigurationError, RateLimited, protocol
 from streamwork.testing import run_until_idle
 
-
-def most_in_one_second(times_ms, jitter_ms=100):
-    """The most handler starts in any one-second window: admissions are spaced on Redis's
-    clock; a handler starts a few ms after its admission, so allow `jitter_ms` of that."""
-    window = 1000 - jitter_ms
-    return max(sum(1 for t in times_ms if start <= t < start + window) for start in times_ms)
+from .timing import assert_never_early
 
 
 def test_a_rate_limit_spreads_starts_over_time_and_dead_letters_nothing(app):
@@ -23,12 +18,12 @@ def test_a_rate_limit_spreads_starts_over_time_and_dead_letters_nothing(app):
     def limited(n):
         starts.append(protocol.now_ms())
 
+    since = protocol.now_ms()
     for n in range(30):
         limited.send(n)
     run_until_idle(app, advance_time=True)
     assert len(starts) == 30
-    assert most_in_one_second(starts) <= 12  # the rate plus 20%, the first ones included
-    assert starts[-1] - starts[0] >= 2500  # 30 at 10/s, 2 at once: 2.8 s
+    assert_never_early(starts, since, per_second=10, burst=2)  # the default: 20% of 10/s
     state = app.connection.redis.hgetall(app.keys("default").stats)
     assert int(state[b"held"]) >= 28 and b"dead" not in state
     assert app.connection.redis.xlen(app.keys("default").dead_letters) == 0
@@ -110,10 +105,12 @@ def test_limits_work_without_message_status(app):
     async def both(n):
         starts.append(protocol.now_ms())
 
+    since = protocol.now_ms()
     for n in range(10):
         both.send(n)
     run_until_idle(plain, advance_time=True)
-    assert len(starts) == 10 and most_in_one_second(starts) <= 6
+    assert len(starts) == 10
+    assert_never_early(starts, since, per_second=5)
 
 
 def test_a_subscriber_can_be_rate_limited(app):
@@ -124,10 +121,12 @@ def test_a_subscriber_can_be_rate_limited(app):
         got.append(protocol.now_ms())
 
     run_until_idle(app)  # creates the group
+    since = protocol.now_ms()
     for n in range(6):
         app.publish("readings", n)
     run_until_idle(app, advance_time=True)
-    assert len(got) == 6 and most_in_one_second(got) <= 2
+    assert len(got) == 6
+    assert_never_early(got, since, per_second=2)
 
 
 @pytest.mark.parametrize(
