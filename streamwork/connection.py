@@ -27,7 +27,7 @@ from . import memory, redis_ops
 from .keys import Source
 from .lanes import packed_by_hiredis
 from .redis_errors import translate_errors
-from .urls import redact, resolve_url, seed_nodes
+from .urls import redact, resolve_url, resp2, seed_nodes
 
 SOCKET_TIMEOUT = 10.0
 """Seconds a reply may take before the connection counts as broken (set explicitly: redis-py's
@@ -87,9 +87,10 @@ def _cluster(url: str, cluster_class: Any, node_class: Any) -> Any:
 
 def sync_client(url: str) -> Any:
     """A client for `url`: redis-py's cluster client when it is a Redis Cluster, an in-process
-    server's for memory://."""
+    server's for memory://. RESP2 whatever the URL says (`resp2`)."""
     if memory.is_memory(url):
         return memory.sync_client(url)
+    url = resp2(url)
     if is_cluster(url):
         return _cluster(url, redis.cluster.RedisCluster, redis.cluster.ClusterNode)
     return redis.Redis.from_url(url, **_OPTIONS)
@@ -99,6 +100,7 @@ def async_client(url: str) -> Any:
     """An asyncio client for `url`: the asyncio cluster client when it is a Redis Cluster."""
     if memory.is_memory(url):
         return memory.async_client(url)
+    url = resp2(url)
     if is_cluster(url):
         return _cluster(url, redis.asyncio.cluster.RedisCluster, redis.asyncio.cluster.ClusterNode)
     return _async_single(url)
@@ -106,7 +108,7 @@ def async_client(url: str) -> Any:
 
 def _async_single(url: str) -> Any:
     """An asyncio client of one Redis server, packing its commands with hiredis."""
-    client = redis.asyncio.Redis.from_url(url, **_OPTIONS)
+    client = redis.asyncio.Redis.from_url(resp2(url), **_OPTIONS)
     pool = client.connection_pool
     pool.connection_class = packed_by_hiredis(pool.connection_class)
     return client

@@ -42,6 +42,16 @@ def redact(url: str) -> str:
     return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
+_PROTOCOL = re.compile(r"(?<=[?&])protocol=[^&]*(&|$)")
+
+
+def resp2(url: str) -> str:
+    """`url` without a `protocol=` option: streamwork's clients speak RESP2 whatever the URL
+    asks (RESP3 changes the shape redis-py gives replies such as XREADGROUP's, and streamwork
+    uses nothing only RESP3 has). Other options stay."""
+    return _PROTOCOL.sub("", url).rstrip("?&")
+
+
 def seed_nodes(url: str) -> list[tuple[str, int]]:
     """The host:port pairs of a URL (several when it lists seed nodes, comma-separated)."""
     netloc = urlsplit(url.split("?")[0]).netloc.rpartition("@")[2]

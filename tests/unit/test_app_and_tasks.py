@@ -1,7 +1,7 @@
 import pytest
 
 from streamwork import App, BadArguments, ConfigurationError, Message, StreamworkError
-from streamwork.urls import DEFAULT_URL, redact
+from streamwork.urls import DEFAULT_URL, redact, resp2
 
 
 def test_url_comes_from_argument_then_environment_then_default(monkeypatch):
@@ -23,6 +23,13 @@ def test_redact_hides_passwords_only():
     assert redact("redis://:pw@host/1") == "redis://:***@host/1"
     assert redact("redis://host:6379/0") == "redis://host:6379/0"
     assert "pw" not in redact("redis://u:pw@h/0?password=pw")
+
+
+def test_clients_are_made_for_resp2_keeping_the_urls_other_options():
+    assert resp2("redis://h:1/0?protocol=3") == "redis://h:1/0"
+    assert resp2("rediss://h/0?protocol=3&ssl_cert_reqs=none") == "rediss://h/0?ssl_cert_reqs=none"
+    assert resp2("redis://a:1,b:2/0?x=1&protocol=3&y=2") == "redis://a:1,b:2/0?x=1&y=2"
+    assert resp2("redis://h/0?xprotocol=3") == "redis://h/0?xprotocol=3"
 
 
 def test_task_decorator_bare_and_with_options():
