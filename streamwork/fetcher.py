@@ -55,6 +55,14 @@ def is_missing_group(exc: BaseException) -> bool:
     )
 
 
+def is_slot_moving(exc: BaseException) -> bool:
+    """A script touched a key of a slot being migrated to another node, and that key was
+    already moved (or not there yet): Redis refuses the whole script ("non local key")
+    rather than let it read the key as empty. The fair feed meets this, as it names each
+    key's backlog list in Lua; once the slot has moved, the client follows it."""
+    return isinstance(exc, redis.exceptions.ResponseError) and "non local key" in str(exc)
+
+
 BURST_BLOCK = 0.1
 """How long a burst worker's reads wait: it exits soon after the queues are found drained."""
 
@@ -193,11 +201,19 @@ class Fetcher:
                     )
                     is_missing = True
                     continue
-                if not (isinstance(exc, TRANSIENT) or is_client_race(exc)):
+                moving = is_slot_moving(exc)
+                if not (moving or isinstance(exc, TRANSIENT) or is_client_race(exc)):
                     raise
                 failures += 1
                 pause = min(10.0, 0.1 * 2**failures)
-                log.error("%s; retrying in %.1fs", describe(exc, self._url), pause)
+                if moving:
+                    log.warning(
+                        "a slot of %s is moving to another node (resharding); retrying in %.1fs",
+                        ", ".join(streams),
+                        pause,
+                    )
+                else:
+                    log.error("%s; retrying in %.1fs", describe(exc, self._url), pause)
                 await asyncio.sleep(pause)
                 continue
             got_any = False

@@ -16,7 +16,10 @@
 -- applied when the message starts, by start.lua); a key with no backlog and
 -- nothing running is forgotten. The per-key keys are named from ARGV[1] (the ring says
 -- which keys exist); all share the queue's hash tag, so on a cluster they are in this
--- script's slot.
+-- script's slot. While that slot migrates, Redis refuses the script at the first key
+-- already moved ("non local key") instead of letting it read that key as empty; what ran
+-- before that point is whole steps (a turn of the ring, a message fed), and the worker
+-- retries until the slot has moved (fetcher.is_slot_moving).
 
 -- #include fair_pull
 

@@ -3,6 +3,7 @@
 Every command streamwork sends must be one the cluster accepts: a CROSSSLOT refusal would
 fail these tests (as an exception in a send, a settle, a stats read or a worker loop)."""
 
+import logging
 import threading
 from collections import Counter
 
@@ -256,3 +257,46 @@ def test_a_partitioned_queue_uses_every_node_and_keeps_each_keys_order(cluster, 
     state = queue_states(cluster_app, ["orders"])[0]
     assert state.done == len(keys) * 20 + 100 and state.retried == 1
     assert len(state.partitions) == 6 and sum(p.done for p in state.partitions) == state.done
+
+
+def test_a_fair_queue_is_fed_again_once_its_slot_has_moved(cluster, cluster_app, caplog):
+    """The fair feed names each key's backlog list in Lua: while the slot migrates, Redis
+    refuses a script that touches a key already moved ("non local key") rather than let it
+    read the list as empty; the worker waits that out, as it does a redirection, and loses
+    and doubles nothing."""
+    runs = Counter()
+    lock = threading.Lock()
+
+    @cluster_app.task(queue="fairly", fair_by="tenant", per_key_concurrency=2, max_retries=0)
+    def job(tenant, n):
+        with lock:
+            runs[(tenant, n)] += 1
+
+    job.send_many([{"tenant": f"t{n % 40}", "n": n} for n in range(3000)])
+    stream = cluster_app.keys("fairly").stream
+    source = cluster.node_of(stream)
+    target = next(server for server in cluster.servers if server is not source)
+    slot = key_slot(stream.encode())
+    src, dst = redis.Redis(port=source.port), redis.Redis(port=target.port)
+    try:  # half the keys' backlogs move first, as a reshard may move them
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.cluster("myid"))
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst.cluster("myid"))
+        keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100_000)
+        backlogs = [key for key in keys if b":fair:" in key and b":q:" in key]
+        assert len(backlogs) == 40
+        src.execute_command(
+            "MIGRATE", "127.0.0.1", target.port, "", 0, 10000, "KEYS", *backlogs[:20]
+        )
+    finally:
+        src.close()
+        dst.close()
+    with caplog.at_level(logging.WARNING), WorkerThread(cluster_app, concurrency=20):
+        wait_until(lambda: "is moving to another node (resharding)" in caplog.text, timeout=30)
+        cluster.migrate_slot(stream, target, batch=100)  # the rest, then the slot's new owner
+        job.send_many([{"tenant": f"t{n % 40}", "n": n} for n in range(3000, 4000)])
+        wait_until(lambda: len(runs) == 4000, timeout=120)
+        wait_until(lambda: queue_states(cluster_app, ["fairly"])[0].is_empty, timeout=60)
+    assert cluster.node_of(stream) is target
+    assert set(runs.values()) == {1}
+    state = queue_states(cluster_app, ["fairly"])[0]
+    assert state.dead_letters == 0 and state.fair_backlog == 0
