@@ -28,22 +28,21 @@ from .handler import BANDS
 from .in_flight import InFlight
 from .keys import Source
 from .lanes import Lane, fields_of
-from .redis_errors import describe, is_client_race
+from .redis_errors import (
+    CLUSTER_CHANGING,
+    describe,
+    failure,
+    is_client_race,
+    is_lost,
+    is_slot_moving,
+)
 from .scanner import Scanner
 from .settings import WorkerSettings
 from .settler import Settler
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    # A cluster resharding or failing over: redis-py retried already; wait and read again.
-    redis.exceptions.ClusterError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
-    redis.exceptions.AskError,
-)
+TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, *CLUSTER_CHANGING)
 """Errors a fetch loop waits out with backoff instead of stopping the worker."""
 
 
@@ -53,14 +52,6 @@ def is_missing_group(exc: BaseException) -> bool:
     return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(
         ("NOGROUP", "UNBLOCKED")
     )
-
-
-def is_slot_moving(exc: BaseException) -> bool:
-    """A script touched a key of a slot being migrated to another node, and that key was
-    already moved (or not there yet): Redis refuses the whole script ("non local key")
-    rather than let it read the key as empty. The fair feed meets this, as it names each
-    key's backlog list in Lua; once the slot has moved, the client follows it."""
-    return isinstance(exc, redis.exceptions.ResponseError) and "non local key" in str(exc)
 
 
 BURST_BLOCK = 0.1
@@ -201,19 +192,12 @@ class Fetcher:
                     )
                     is_missing = True
                     continue
-                moving = is_slot_moving(exc)
-                if not (moving or isinstance(exc, TRANSIENT) or is_client_race(exc)):
+                if not (isinstance(exc, TRANSIENT) or is_slot_moving(exc) or is_client_race(exc)):
                     raise
                 failures += 1
                 pause = min(10.0, 0.1 * 2**failures)
-                if moving:
-                    log.warning(
-                        "a slot of %s is moving to another node (resharding); retrying in %.1fs",
-                        ", ".join(streams),
-                        pause,
-                    )
-                else:
-                    log.error("%s; retrying in %.1fs", describe(exc, self._url), pause)
+                why = describe(exc, self._url) if is_lost(exc) else failure(exc)
+                log.error("%s; retrying in %.1fs", why, pause)
                 await asyncio.sleep(pause)
                 continue
             got_any = False

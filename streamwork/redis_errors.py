@@ -51,12 +51,38 @@ def describe(exc: BaseException, url: str) -> str:
     )
 
 
+def is_lost(exc: BaseException) -> bool:
+    """A lost connection or a reply that did not come in time."""
+    return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
+
+
+def is_slot_moving(exc: BaseException) -> bool:
+    """A script touched a key of a slot being migrated to another node, and that key was
+    already moved (or not there yet): Redis refuses the whole script ("non local key")
+    rather than let it read the key as empty. The fair feed meets this, as it names each
+    key's backlog list in Lua; once the slot has moved, the client follows it."""
+    return isinstance(exc, redis.exceptions.ResponseError) and "non local key" in str(exc)
+
+
+CLUSTER_CHANGING = (
+    redis.exceptions.ClusterError,  # redis-py's "TTL exhausted.": redirected too many times
+    redis.exceptions.TryAgainError,
+    redis.exceptions.AskError,
+    redis.exceptions.ClusterDownError,
+)
+"""A cluster resharding or failing over, past redis-py's own retries: wait and try again."""
+
+
 def failure(exc: BaseException) -> str:
     """Why a worker's step failed, for its retry log: "cannot reach Redis: ..." for a lost
-    connection or a timeout (whichever step meets it first says so alike), else the error."""
+    connection or a timeout (whichever step meets it first says so alike), "the cluster is
+    moving a slot or failing over (...)" for redirections that did not settle in time,
+    else the error."""
     reason = str(exc) or type(exc).__name__
-    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+    if is_lost(exc):
         return f"cannot reach Redis: {_short(reason)}"
+    if is_slot_moving(exc) or isinstance(exc, CLUSTER_CHANGING):
+        return f"the cluster is moving a slot or failing over ({reason})"
     return reason
 
 

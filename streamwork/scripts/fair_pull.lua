@@ -19,7 +19,7 @@
 -- script's slot. While that slot migrates, Redis refuses the script at the first key
 -- already moved ("non local key") instead of letting it read that key as empty; what ran
 -- before that point is whole steps (a turn of the ring, a message fed), and the worker
--- retries until the slot has moved (fetcher.is_slot_moving).
+-- retries until the slot has moved (redis_errors.is_slot_moving).
 
 -- #include fair_pull
 

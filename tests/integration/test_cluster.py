@@ -291,7 +291,9 @@ def test_a_fair_queue_is_fed_again_once_its_slot_has_moved(cluster, cluster_app,
         src.close()
         dst.close()
     with caplog.at_level(logging.WARNING), WorkerThread(cluster_app, concurrency=20):
-        wait_until(lambda: "is moving to another node (resharding)" in caplog.text, timeout=30)
+        wait_until(
+            lambda: "moving a slot or failing over (Script attempted" in caplog.text, timeout=30
+        )
         cluster.migrate_slot(stream, target, batch=100)  # the rest, then the slot's new owner
         job.send_many([{"tenant": f"t{n % 40}", "n": n} for n in range(3000, 4000)])
         wait_until(lambda: len(runs) == 4000, timeout=120)

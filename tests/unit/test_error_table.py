@@ -73,5 +73,12 @@ def test_a_step_that_lost_redis_says_so_like_the_fetch_loop():
     )
     assert failure(refused) == "cannot reach Redis: connection refused"
     assert failure(rx.TimeoutError()) == "cannot reach Redis: TimeoutError"
+    # a cluster's redirections that did not settle in time say that the cluster is changing
+    moving = "the cluster is moving a slot or failing over"
+    assert failure(rx.ClusterError("TTL exhausted.")) == f"{moving} (TTL exhausted.)"
+    assert failure(rx.TryAgainError("TRYAGAIN")).startswith(moving)
+    assert failure(rx.ResponseError("Script attempted to access a non local key")).startswith(
+        moving
+    )
     # anything else is the error itself: a wrong-type key is not a lost connection
     assert failure(rx.ResponseError("WRONGTYPE")) == "WRONGTYPE"
