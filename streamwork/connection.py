@@ -27,7 +27,7 @@ from . import memory, redis_ops
 from .keys import Source
 from .lanes import packed_by_hiredis
 from .redis_errors import translate_errors
-from .urls import redact, resolve_url, resp2, seed_nodes
+from .urls import default_replies, redact, resolve_url, seed_nodes
 
 SOCKET_TIMEOUT = 10.0
 """Seconds a reply may take before the connection counts as broken (set explicitly: redis-py's
@@ -78,6 +78,7 @@ def _plain(url: str) -> str:
 def _cluster(url: str, cluster_class: Any, node_class: Any) -> Any:
     """A cluster client from `url`, which may list several seed nodes (h1:p1,h2:p2)."""
     nodes = seed_nodes(url)
+    url = default_replies(url)
     first = url.replace(urlsplit(url).netloc.rpartition("@")[2], f"{nodes[0][0]}:{nodes[0][1]}")
     if len(nodes) == 1:
         return cluster_class.from_url(_plain(first), **_CLUSTER_OPTIONS)
@@ -87,20 +88,18 @@ def _cluster(url: str, cluster_class: Any, node_class: Any) -> Any:
 
 def sync_client(url: str) -> Any:
     """A client for `url`: redis-py's cluster client when it is a Redis Cluster, an in-process
-    server's for memory://. RESP2 whatever the URL says (`resp2`)."""
+    server's for memory://. Replies keep redis-py's default shapes (`default_replies`)."""
     if memory.is_memory(url):
         return memory.sync_client(url)
-    url = resp2(url)
     if is_cluster(url):
         return _cluster(url, redis.cluster.RedisCluster, redis.cluster.ClusterNode)
-    return redis.Redis.from_url(url, **_OPTIONS)
+    return redis.Redis.from_url(default_replies(url), **_OPTIONS)
 
 
 def async_client(url: str) -> Any:
     """An asyncio client for `url`: the asyncio cluster client when it is a Redis Cluster."""
     if memory.is_memory(url):
         return memory.async_client(url)
-    url = resp2(url)
     if is_cluster(url):
         return _cluster(url, redis.asyncio.cluster.RedisCluster, redis.asyncio.cluster.ClusterNode)
     return _async_single(url)
@@ -108,7 +107,7 @@ def async_client(url: str) -> Any:
 
 def _async_single(url: str) -> Any:
     """An asyncio client of one Redis server, packing its commands with hiredis."""
-    client = redis.asyncio.Redis.from_url(resp2(url), **_OPTIONS)
+    client = redis.asyncio.Redis.from_url(default_replies(url), **_OPTIONS)
     pool = client.connection_pool
     pool.connection_class = packed_by_hiredis(pool.connection_class)
     return client

@@ -42,14 +42,14 @@ def redact(url: str) -> str:
     return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
-_PROTOCOL = re.compile(r"(?<=[?&])protocol=[^&]*(&|$)")
+_REPLY_SHAPE = re.compile(r"(?<=[?&])(protocol|legacy_responses)=[^&]*(&|$)")
 
 
-def resp2(url: str) -> str:
-    """`url` without a `protocol=` option: streamwork's clients speak RESP2 whatever the URL
-    asks (RESP3 changes the shape redis-py gives replies such as XREADGROUP's, and streamwork
-    uses nothing only RESP3 has). Other options stay."""
-    return _PROTOCOL.sub("", url).rstrip("?&")
+def default_replies(url: str) -> str:
+    """`url` without the options that change the shape of redis-py's replies (`protocol=`,
+    `legacy_responses=`; with `protocol=3` XREADGROUP comes back as a map): streamwork reads
+    replies as redis-py gives them by default. Every other option stays."""
+    return _REPLY_SHAPE.sub("", url).rstrip("?&")
 
 
 def seed_nodes(url: str) -> list[tuple[str, int]]:

@@ -13,7 +13,7 @@ import redis.asyncio
 import redis.exceptions
 
 from streamwork import connection, memory
-from streamwork.lanes import Lane
+from streamwork.lanes import Lane, packed_by_hiredis
 
 
 async def _with_client(url: str, body: Any) -> Any:
@@ -38,6 +38,7 @@ def test_a_read_on_a_lane_is_what_xreadgroup_gives(
     async def compare(async_client: Any) -> None:
         lane = Lane.of(async_client)
         assert lane is not None
+        assert f"resp={protocol}" in (await lane.execute("CLIENT", "INFO")).decode()
         for _ in range(2):  # two entries of each stream, then the last one of each
             ours = await lane.read("lane", "c", streams, 2, None)
             theirs = await async_client.xreadgroup("redis-py", "c", streams, count=2)
@@ -49,7 +50,16 @@ def test_a_read_on_a_lane_is_what_xreadgroup_gives(
         assert await lane.read("lane", "c", streams, 2, 10) is None
         assert not await async_client.xreadgroup("redis-py", "c", streams, count=2, block=10)
 
-    asyncio.run(_with_client(f"{redis_url}?protocol={protocol}", compare))
+    async def on_protocol() -> None:  # as connection.async_client makes it, on that protocol
+        async_client = redis.asyncio.Redis.from_url(redis_url, protocol=protocol)
+        pool = async_client.connection_pool
+        pool.connection_class = packed_by_hiredis(pool.connection_class)
+        try:
+            await compare(async_client)
+        finally:
+            await async_client.aclose()
+
+    asyncio.run(on_protocol())
 
 
 def test_a_script_redis_forgot_is_loaded_again(redis_url: str, client: redis.Redis) -> None:

@@ -1,6 +1,6 @@
-"""A Redis URL's own options don't change what streamwork reads: `?protocol=3` (RESP3,
-which redis-py answers with other reply shapes) works as the default RESP2 does, on one
-Redis and on a cluster, for the worker, the producer and the tools."""
+"""A Redis URL's own options don't change what streamwork reads: with `?protocol=3`
+redis-py gives some replies other shapes (XREADGROUP's as a map), and a worker, the
+producer and the tools work as with the default, on one Redis and on a cluster."""
 
 import threading
 from collections import Counter

@@ -1,7 +1,7 @@
 import pytest
 
 from streamwork import App, BadArguments, ConfigurationError, Message, StreamworkError
-from streamwork.urls import DEFAULT_URL, redact, resp2
+from streamwork.urls import DEFAULT_URL, default_replies, redact
 
 
 def test_url_comes_from_argument_then_environment_then_default(monkeypatch):
@@ -25,11 +25,15 @@ def test_redact_hides_passwords_only():
     assert "pw" not in redact("redis://u:pw@h/0?password=pw")
 
 
-def test_clients_are_made_for_resp2_keeping_the_urls_other_options():
-    assert resp2("redis://h:1/0?protocol=3") == "redis://h:1/0"
-    assert resp2("rediss://h/0?protocol=3&ssl_cert_reqs=none") == "rediss://h/0?ssl_cert_reqs=none"
-    assert resp2("redis://a:1,b:2/0?x=1&protocol=3&y=2") == "redis://a:1,b:2/0?x=1&y=2"
-    assert resp2("redis://h/0?xprotocol=3") == "redis://h/0?xprotocol=3"
+def test_clients_are_made_with_default_reply_shapes_keeping_the_urls_other_options():
+    assert default_replies("redis://h:1/0?protocol=3") == "redis://h:1/0"
+    assert (
+        default_replies("rediss://h/0?protocol=3&ssl_cert_reqs=none")
+        == "rediss://h/0?ssl_cert_reqs=none"
+    )
+    assert default_replies("redis://a:1,b:2/0?x=1&protocol=3&y=2") == "redis://a:1,b:2/0?x=1&y=2"
+    assert default_replies("redis://h/0?legacy_responses=false") == "redis://h/0"
+    assert default_replies("redis://h/0?xprotocol=3") == "redis://h/0?xprotocol=3"
 
 
 def test_task_decorator_bare_and_with_options():
