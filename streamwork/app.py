@@ -353,7 +353,11 @@ class App:
 
         def declare(function: Callable[..., Any]) -> Task:
             declared = self.task(queue=queue, name=name, bind=bind, **handler)(function)
-            self.schedule(declared.name, declared, paused=paused, **rule)
+            try:
+                self.schedule(declared.name, declared, paused=paused, **rule)
+            except ConfigurationError:
+                del self.tasks[declared.name]  # a refused periodic declares nothing
+                raise
             return declared
 
         return declare

@@ -48,6 +48,13 @@ def _when(moment: datetime | None, tz: str) -> str:
     return f"{local.strftime('%Y-%m-%d %H:%M:%S %Z')} ({utc})"
 
 
+def _then(schedule: Schedule) -> str:
+    """The two runs after the next, in the schedule's time zone."""
+    zone = zoneinfo.ZoneInfo(schedule.tz)
+    later = [run.astimezone(zone).strftime("%m-%d %H:%M:%S") for run in schedule.next_runs[1:]]
+    return ", ".join(later) or "-"
+
+
 def _rule(schedule: Schedule) -> str:
     if schedule.cron is not None:
         return f"cron {schedule.cron!r} {schedule.tz}"
@@ -67,7 +74,7 @@ def list_schedules(app_spec: str, as_json: bool) -> None:
         click.echo("no schedules (declared ones are written when a worker starts)")
         return
     rows: list[tuple[Any, ...]] = [
-        ("ID", "TASK", "QUEUE", "RULE", "NEXT RUN", "LAST RUN", "LAST MESSAGE", "STATE")
+        ("ID", "TASK", "QUEUE", "RULE", "NEXT RUN", "THEN", "LAST RUN", "LAST MESSAGE", "STATE")
     ]
     for s in found:
         rows.append(
@@ -77,6 +84,7 @@ def list_schedules(app_spec: str, as_json: bool) -> None:
                 s.queue,
                 _rule(s),
                 _when(s.next_run, s.tz),
+                _then(s),
                 _when(s.last_run, s.tz),
                 s.last_message_id or "-",
                 "paused" if s.paused else ("ended" if s.next_run is None else "active"),

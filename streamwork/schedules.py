@@ -19,11 +19,11 @@ import logging
 import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, TypedDict
 
 import msgpack
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from . import protocol, redis_ops
 from .errors import ConfigurationError, StreamworkError
@@ -43,6 +43,35 @@ ON_TIME_MS = 10_000
 """With `catch_up="none"`, a tick runs if it is the only one due and at most this late."""
 COUNT_LIMIT = 10_000
 """Missed ticks are counted up to this many (a schedule down for longer counts this)."""
+CRON_HORIZON_YEARS = 10
+"""A cron with no tick within this many years is refused (Feb 29 ticks every 4 to 8)."""
+
+
+class ScheduleError(ConfigurationError):
+    """A schedule whose ticks cannot be planned (a cron with no tick in sight)."""
+
+
+def _cron_tick(cron: str, tz: str, after_ms: int, *, previous: bool = False) -> int:
+    """The cron's first tick after `after_ms` (or last before, with `previous`), Unix ms.
+
+    Raises ScheduleError, never croniter's own errors: one schedule that cannot tick must
+    fail on its own, not stop a worker's other schedules."""
+    zone = zoneinfo.ZoneInfo(tz)
+    start = datetime.fromtimestamp(after_ms / 1000, zone)
+    try:
+        found = croniter(
+            cron,
+            start,
+            second_at_beginning=len(cron.split()) == 6,
+            max_years_between_matches=CRON_HORIZON_YEARS,
+        )
+        tick = found.get_prev(datetime) if previous else found.get_next(datetime)
+    except (CroniterError, ValueError, OverflowError) as exc:
+        raise ScheduleError(
+            f"cron {cron!r} has no tick within {CRON_HORIZON_YEARS} years of "
+            f"{start.isoformat(timespec='seconds')} ({type(exc).__name__}: {exc})"
+        ) from None
+    return int(tick.timestamp() * 1000)
 
 
 class UnknownSchedule(StreamworkError, LookupError):
@@ -160,12 +189,7 @@ class Definition:
                 tick = anchor + max(0, periods) * self.every_ms
         else:
             assert self.cron is not None
-            zone = zoneinfo.ZoneInfo(self.tz)
-            start = datetime.fromtimestamp(after_ms / 1000, zone)
-            found = croniter(
-                self.cron, start, second_at_beginning=len(self.cron.split()) == 6
-            ).get_next(datetime)
-            tick = int(found.timestamp() * 1000)
+            tick = _cron_tick(self.cron, self.tz, after_ms)
         if self.end_ms is not None and tick > self.end_ms:
             return None
         return tick
@@ -175,22 +199,32 @@ class Definition:
         if self.every_ms is not None:
             return due_ms + (now_ms - due_ms) // self.every_ms * self.every_ms
         assert self.cron is not None
-        zone = zoneinfo.ZoneInfo(self.tz)
-        found = croniter(
-            self.cron,
-            datetime.fromtimestamp((now_ms + 1) / 1000, zone),
-            second_at_beginning=len(self.cron.split()) == 6,
-        ).get_prev(datetime)
-        return max(due_ms, int(found.timestamp() * 1000))
+        return max(due_ms, _cron_tick(self.cron, self.tz, now_ms + 1, previous=True))
 
     def period_ms(self, now_ms: int) -> int:
         """The time between two ticks (for cron: the next two from now, an estimate)."""
         if self.every_ms is not None:
             return self.every_ms
         unbounded = replace(self, start_ms=None, end_ms=None)
-        first = unbounded.next_after(now_ms)
-        second = unbounded.next_after(first) if first is not None else None
+        try:
+            first = unbounded.next_after(now_ms)
+            second = unbounded.next_after(first) if first is not None else None
+        except ScheduleError:
+            return 86_400_000
         return max(1000, (second or 0) - (first or 0)) if second else 86_400_000
+
+    def runs_from(self, first_ms: int | None, count: int = 3) -> list[int]:
+        """Up to `count` tick times from `first_ms` on (fewer past the end, or if the
+        schedule cannot plan further)."""
+        runs: list[int] = []
+        tick = first_ms
+        try:
+            while tick is not None and len(runs) < count:
+                runs.append(tick)
+                tick = self.next_after(tick)
+        except ScheduleError:
+            pass
+        return runs
 
     def plan(self, due_ms: int, now_ms: int) -> tuple[list[int], int, int | None]:
         """For a schedule found due at `due_ms` at `now_ms`: the ticks to enqueue, how many
@@ -274,6 +308,7 @@ def define(
             )
         if not croniter.is_valid(cron, second_at_beginning=len(cron.split()) == 6):
             raise ConfigurationError(f"schedule {id!r}: invalid cron expression {cron!r}")
+        _check_cron_ticks(id, cron, tz, rule.get("start"))
     else:
         assert every is not None
         try:
@@ -313,6 +348,28 @@ def define(
     )
 
 
+def _check_cron_ticks(id: str, cron: str, tz: str, start: datetime | None) -> None:
+    """Refuse a cron that never ticks (Feb 31); warn about a 6-field cron that looks
+    written seconds-last (croniter's own convention) by ticking more than a day apart."""
+    after = protocol.now_ms()
+    if isinstance(start, datetime) and start.tzinfo is not None:
+        after = max(after, int(start.timestamp() * 1000))
+    try:
+        first = _cron_tick(cron, tz, after)
+        second = _cron_tick(cron, tz, first)
+    except ScheduleError as exc:
+        raise ScheduleError(f"schedule {id!r}: {exc}") from None
+    if len(cron.split()) == 6 and second - first > 86_400_000:
+        log.warning(
+            "schedule %s: the 6-field cron %r is read seconds first "
+            "(second minute hour day month weekday) and ticks %s apart; croniter's own "
+            "convention puts seconds last",
+            id,
+            cron,
+            timedelta(milliseconds=second - first),
+        )
+
+
 @dataclass(frozen=True)
 class Schedule:
     """A schedule as stored in Redis (what `app.schedules()` and the CLI show)."""
@@ -345,6 +402,8 @@ class Schedule:
     """Ticks no worker enqueued in time and the catch-up policy did not run."""
     period: float = 0.0
     """Seconds between two ticks (cron: the next two from now)."""
+    next_runs: tuple[datetime, ...] = ()
+    """UTC: the next three run times (fewer near its end; none when paused)."""
 
     @classmethod
     def from_hash(
@@ -379,6 +438,12 @@ class Schedule:
             skipped=number("skipped"),
             missed=number("missed"),
             period=definition.period_ms(protocol.now_ms()) / 1000,
+            next_runs=()
+            if paused
+            else tuple(
+                datetime.fromtimestamp(ms / 1000, timezone.utc)
+                for ms in definition.runs_from(next_ms)
+            ),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -388,6 +453,7 @@ class Schedule:
             value = out[name]
             out[name] = None if value is None else value.isoformat()
         out["args"] = list(self.args)
+        out["next_runs"] = [run.isoformat() for run in self.next_runs]
         return out
 
 

@@ -77,6 +77,15 @@ class Ticker:
         index = await self._index()
         now = protocol.now_ms()
         for definition in declared:
+            try:
+                first_due = definition.next_after(now)
+            except StreamworkError as exc:
+                # declared by code this version refuses (a cron with no tick in sight): the
+                # worker and the other schedules go on; what Redis holds of it is untouched
+                self._skip_once(
+                    definition.id, definition.rev.encode(), f"schedule {definition.id!r}: {exc}"
+                )
+                continue
             old_queue = index.get(definition.id)
             if old_queue is not None and old_queue != definition.queue:
                 await self._scripts.schedule_state(
@@ -87,7 +96,7 @@ class Ticker:
             written = await self._scripts.schedule_put(
                 self._keys(definition.queue, definition.id),
                 definition.rev,
-                definition.next_after(now),
+                first_due,
                 (paused or {}).get(definition.id, False),
                 "code",
                 definition.fields(),
@@ -149,7 +158,7 @@ class Ticker:
         except (ValueError, TypeError, StreamworkError) as exc:
             # One schedule that cannot be read or encoded (written by another version, or
             # with another max_message_bytes) must not stop the others' ticks.
-            self._unreadable_once(id, raw, f"schedule {id!r}: {exc}")
+            self._skip_once(id, raw.get(b"rev", b""), f"schedule {id!r}: {exc}")
             return
         enqueued, skipped, status = await self._scripts.schedule_tick(
             keys,
@@ -186,8 +195,9 @@ class Ticker:
                 definition.catch_up,
             )
 
-    def _unreadable_once(self, id: str, raw: dict[bytes, bytes], reason: str) -> None:
-        key = (id, raw.get(b"rev", b""))
+    def _skip_once(self, id: str, rev: bytes, reason: str) -> None:
+        """Log a schedule that cannot be planned, once per definition (id and revision)."""
+        key = (id, rev)
         if key not in self._unreadable:
             self._unreadable.add(key)
             log.error("%s; its ticks are not enqueued", reason)

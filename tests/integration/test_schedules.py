@@ -5,6 +5,7 @@ Time moves by the test clock (`protocol.advance_clock`), which the ticker adds t
 TIME: ticks fall due without sleeping."""
 
 import asyncio
+import dataclasses
 import threading
 
 import pytest
@@ -289,3 +290,38 @@ def test_overlap_false_also_waits_for_a_run_waiting_out_a_retry(app):
     protocol.advance_clock(60_000)
     assert tick(app).enqueued == 0  # the previous run is not over: skipped
     assert app.get_schedule("sync-upstream").skipped == 1
+
+
+def test_a_schedule_that_cannot_plan_never_stops_a_worker_or_the_other_schedules(redis_url, caplog):
+    """One declared by code this version refuses, one stored by another version: the
+    worker starts, the good schedule ticks, each bad one is logged once."""
+    app = App(redis_url)
+
+    @app.task
+    def job():
+        pass
+
+    app.schedule("good", job, every=1)
+    good = app.declared_schedules["good"]
+    # a declaration this version refuses, as an older streamwork would have let through
+    app.declared_schedules["feb31"] = dataclasses.replace(
+        good, id="feb31", every_ms=None, cron="0 0 31 2 *"
+    )
+    app.add_schedule("stored", job, cron="* * * * *")
+    stored = ScheduleKeys("sw", "default", "stored")
+    app.connection.redis.hset(stored.schedule, "cron", "0 0 30 2 *")  # another version's
+    app.connection.redis.zadd(stored.due, {"stored": protocol.now_ms()})  # due now
+
+    with WorkerThread(app) as worker:
+        wait_until(lambda: worker.worker.session is not None, message="the worker's start")
+        ticker = worker.worker.session.ticker
+        wait_until(lambda: ticker.passes >= 3, message="three ticker passes")
+        protocol.advance_clock(2500)
+        wait_until(lambda: ticker.enqueued >= 2, message="the good schedule's ticks")
+        listed = {s.id: s for s in app.schedules()}  # listing them does not raise either
+    assert sorted(listed) == ["good", "stored"]  # feb31 was never written
+    assert len(listed["stored"].next_runs) == 1 and len(listed["good"].next_runs) == 3
+    assert listed["good"].enqueued >= 2 and listed["stored"].enqueued == 0
+    errors = [r.message for r in caplog.records if r.levelname == "ERROR"]
+    assert len([e for e in errors if "schedule 'feb31': cron '0 0 31 2 *'" in e]) == 1, errors
+    assert len([e for e in errors if "schedule 'stored': cron '0 0 30 2 *'" in e]) == 1, errors

@@ -2,6 +2,7 @@
 DST), catch-up planning. Pure: no Redis."""
 
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -35,6 +36,8 @@ def ms(moment):
         ({}, "exactly one of cron= or every="),
         ({"cron": "* * * * *", "every": 5}, "exactly one of cron= or every="),
         ({"cron": "61 * * * *"}, "invalid cron expression '61 * * * *'"),
+        ({"cron": "0 0 31 2 *"}, "cron '0 0 31 2 *' has no tick within 10 years"),
+        ({"cron": "0 0 0 30 2 *"}, "cron '0 0 0 30 2 *' has no tick within 10 years"),
         ({"cron": "* * * *"}, "cron must have 5 fields"),
         ({"cron": "* * * * * * *"}, "cron must have 5 fields"),
         ({"cron": "* * * * *", "tz": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
@@ -63,6 +66,51 @@ def test_bad_definitions_are_refused_at_declaration(app, kwargs, message):
         app.schedule("nightly", "report", **kwargs)
     assert message in str(raised.value)
     assert "nightly" not in app.declared_schedules
+
+
+def test_a_cron_that_never_ticks_is_refused_by_every_way_of_declaring(app):
+    with pytest.raises(ConfigurationError, match="has no tick within 10 years"):
+        app.add_schedule("feb31", "report", cron="0 0 31 2 *", args=(1,))
+
+    def never():
+        pass
+
+    with pytest.raises(ConfigurationError, match="schedule 'never': cron '0 0 30 2 \\*'"):
+        app.periodic(cron="0 0 30 2 *")(never)
+    assert app.schedules() == [] and app.declared_schedules == {}
+    assert "never" not in app.tasks
+
+
+def test_a_leap_day_cron_is_accepted(app):
+    definition = app.schedule("leap", "report", cron="0 0 29 2 *", args=(1,))
+    after = ms(datetime(2096, 3, 1, tzinfo=timezone.utc))  # 2100 is no leap year: 8 years
+    assert definition.next_after(after) == ms(datetime(2104, 2, 29, tzinfo=timezone.utc))
+
+
+def test_a_six_field_cron_that_ticks_days_apart_warns_of_the_convention(app, caplog):
+    app.schedule("fine", "report", cron="*/2 * * * * *", args=(1,))
+    assert not [r for r in caplog.records if "seconds first" in r.message]
+    app.schedule("seconds-last", "report", cron="0 0 12 * * 1", args=(1,))
+    warned = [r.message for r in caplog.records if "seconds first" in r.message]
+    assert (
+        len(warned) == 1 and "schedule seconds-last: the 6-field cron '0 0 12 * * 1'" in (warned[0])
+    ), warned
+    assert "7 days" in warned[0] and "puts seconds last" in warned[0]
+
+
+def test_schedules_list_their_next_three_runs(app):
+    app.add_schedule("monday", "report", cron="0 9 * * 1", tz="Europe/Paris", args=(1,))
+    app.add_schedule("minutely", "report", every=60, args=(1,))
+    found = {s.id: s for s in app.schedules()}
+    runs = found["monday"].next_runs
+    assert len(runs) == 3 and runs[0] == found["monday"].next_run
+    assert [later - earlier for earlier, later in pairwise(runs)] == [timedelta(days=7)] * 2
+    assert all(run.astimezone(PARIS).hour == 9 for run in runs)
+    minutely = found["minutely"].next_runs
+    assert [later - earlier for earlier, later in pairwise(minutely)] == [timedelta(seconds=60)] * 2
+    app.pause_schedule("minutely")
+    assert app.get_schedule("minutely").next_runs == ()
+    assert found["monday"].as_dict()["next_runs"] == [run.isoformat() for run in runs]
 
 
 def test_unknown_tasks_and_bad_ids_are_refused(app):
