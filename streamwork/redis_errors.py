@@ -22,7 +22,7 @@ from .errors import (
     RedisUnavailable,
     StreamworkError,
 )
-from .urls import URL_ENV, redact
+from .urls import origin, redact
 
 _REASONS = {
     "Connection refused": "connection refused",
@@ -46,8 +46,8 @@ def _short(reason: str) -> str:
 def describe(exc: BaseException, url: str) -> str:
     """One line saying that Redis at `url` cannot be reached, why, and what to do."""
     return (
-        f"cannot reach Redis at {redact(url)}: {_short(_reason(exc, url))} — is redis-server "
-        f"running? set {URL_ENV} to point elsewhere"
+        f"cannot reach Redis at {redact(url)}{origin(url)}: {_short(_reason(exc, url))} — "
+        "is redis-server running there?"
     )
 
 
@@ -97,7 +97,7 @@ ERRORS: tuple[tuple[tuple[type[BaseException], ...], str, type[StreamworkError],
         ConnectionFailed,
         lambda exc, url: (
             f"Redis at {redact(url)} refused the login: {_reason(exc, url)} — check the user "
-            f"name and password in the URL ({URL_ENV})"
+            f"name and password in the URL{origin(url)}"
         ),
     ),
     (
@@ -145,7 +145,7 @@ ERRORS: tuple[tuple[tuple[type[BaseException], ...], str, type[StreamworkError],
         "",
         ReadOnlyReplica,
         lambda exc, url: (
-            f"Redis at {redact(url)} is a read-only replica: point the URL ({URL_ENV}) at "
+            f"Redis at {redact(url)} is a read-only replica: point the URL{origin(url)} at "
             "the primary"
         ),
     ),

@@ -10,6 +10,8 @@ import os
 import re
 from urllib.parse import urlsplit
 
+from redis.connection import parse_url
+
 from .errors import ConfigurationError
 
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -18,15 +20,45 @@ _SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "memor
 
 
 def resolve_url(url: str | None) -> str:
-    """The URL to use: `url`, else $STREAMWORK_REDIS_URL, else redis://localhost:6379/0."""
+    """The URL to use: `url`, else $STREAMWORK_REDIS_URL, else redis://localhost:6379/0.
+
+    A URL redis-py could not read (a port that is not a number, an option with a bad
+    value) is a ConfigurationError here, before anything connects."""
     chosen = url or os.environ.get(URL_ENV) or DEFAULT_URL
     scheme = urlsplit(chosen).scheme
     if scheme not in _SCHEMES:
         raise ConfigurationError(
-            f"unsupported Redis URL {redact(chosen)!r}: it must start with redis://, "
-            "rediss://, unix://, redis+cluster:// or memory://"
+            f"unsupported Redis URL {redact(chosen)!r}{origin(chosen)}: it must start with "
+            "redis://, rediss://, unix://, redis+cluster:// or memory://"
         )
+    if scheme != "memory":
+        _check_parts(chosen)
     return chosen
+
+
+def _check_parts(url: str) -> None:
+    plain = url.replace("+cluster://", "://", 1)
+    netloc = urlsplit(plain).netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    # a cluster URL may list seed nodes (h1:p1,h2:p2): redis-py reads one node at a time
+    for host in hosts.split(",") if "," in hosts else [hosts]:
+        one = plain.replace(netloc, f"{userinfo}{at}{host}", 1)
+        try:
+            parse_url(one)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"invalid Redis URL {redact(url)!r}{origin(url)}: {exc}"
+            ) from None
+
+
+def origin(url: str) -> str:
+    """Where `url` came from, for errors: " (from $STREAMWORK_REDIS_URL)", " (the
+    default; set $STREAMWORK_REDIS_URL ...)" or " (given in code or with --url)"."""
+    if os.environ.get(URL_ENV) == url:
+        return f" (from ${URL_ENV})"
+    if url == DEFAULT_URL:
+        return f" (the default: give the App a URL or set ${URL_ENV})"
+    return " (given to App() or with --url)"
 
 
 _USERINFO = re.compile(r"^(?P<scheme>[\w+.-]+://)(?P<user>[^:@/]*):(?P<password>[^@/]*)@")

@@ -127,7 +127,7 @@ def test_unreachable_redis_is_one_clear_line_without_password(redis_server):
         job.send()
     text = str(info.value)
     assert "cannot reach Redis at redis://user:***@127.0.0.1" in text
-    assert "is redis-server running?" in text and "STREAMWORK_REDIS_URL" in text
+    assert "(given to App() or with --url)" in text and "is redis-server running there?" in text
     assert "s3cret" not in text and "\n" not in text
 
     async def send_async():

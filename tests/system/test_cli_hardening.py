@@ -42,6 +42,15 @@ def test_a_module_whose_import_fails_is_named_in_one_line(processes, write_app):
     assert "could not import 'broken': ZeroDivisionError: division by zero" in error
 
 
+def test_a_malformed_url_is_one_line(processes, write_app):
+    write_app("badurl", 'from streamwork import App\n\napp = App("redis://host:notaport/0")\n')
+    error = one_line_error(processes.run("stats", "badurl:app"), 2)
+    assert "invalid Redis URL 'redis://host:notaport/0' (given to App() or with --url)" in error
+    assert "Port could not be cast to integer value as 'notaport'" in error
+    error = one_line_error(processes.run("dlq", "list", "default", "--url", "redis://h:x/0"), 1)
+    assert "invalid Redis URL 'redis://h:x/0'" in error
+
+
 def test_debug_level_shows_the_users_frames_only(processes, write_app):
     write_app("tasks", "import json\n\nimport this_dependency_does_not_exist\n")
     run = processes.run("--log-level", "debug", "stats", "tasks:app")

@@ -18,6 +18,40 @@ def test_bad_url_scheme_is_a_clear_error_without_the_password():
     assert "s3cret" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis://user:s3cret@host:notaport/0", "Port could not be cast to integer"),
+        ("redis://host:99999/0", "Port out of range"),
+        ("rediss://host:6379/0?socket_timeout=soon", "Invalid value for 'socket_timeout'"),
+        ("redis+cluster://h1:7000,h2:seven/0", "Port could not be cast to integer"),
+    ],
+)
+def test_a_malformed_url_is_a_configuration_error_naming_where_it_came_from(
+    monkeypatch, url, reason
+):
+    with pytest.raises(ConfigurationError) as info:
+        App(url)
+    text = str(info.value)
+    assert text.startswith("invalid Redis URL") and reason in text, text
+    assert "(given to App() or with --url)" in text and "s3cret" not in text
+    monkeypatch.setenv("STREAMWORK_REDIS_URL", url)
+    with pytest.raises(ConfigurationError, match=r"\(from \$STREAMWORK_REDIS_URL\)"):
+        App()
+
+
+def test_well_formed_urls_of_every_kind_are_accepted():
+    for url in (
+        "redis://localhost",
+        "redis://[::1]:6379/0",
+        "unix:///tmp/redis.sock?db=1",
+        "rediss://u:p@host:6380/0?ssl_cert_reqs=none",
+        "redis+cluster://h1:7000,h2:7001/0",
+        "memory://anything",
+    ):
+        assert App(url).url == url
+
+
 def test_redact_hides_passwords_only():
     assert redact("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
     assert redact("redis://:pw@host/1") == "redis://:***@host/1"
