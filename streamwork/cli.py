@@ -59,11 +59,15 @@ class _Group(click.Group):
     type=click.Choice(logs.LEVELS),
     default="warning",
     show_default=True,
-    help="For every command but worker (which has its own): debug shows tracebacks.",
+    help="For every command (worker's own --log-level wins; without either a worker logs "
+    "at info): debug shows tracebacks.",
 )
-def main(log_level: str) -> None:
+@click.pass_context
+def main(ctx: click.Context, log_level: str) -> None:
     """streamwork: tasks and messages on Redis Streams."""
     logs.configure(log_level)
+    given = ctx.get_parameter_source("log_level") is not click.core.ParameterSource.DEFAULT
+    ctx.obj = {"log_level": log_level if given else None}
 
 
 @main.command()
@@ -151,7 +155,12 @@ def main(log_level: str) -> None:
     is_flag=True,
     help="Start even if Redis's maxmemory-policy may evict queues.",
 )
-@click.option("--log-level", type=click.Choice(logs.LEVELS), default="info", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(logs.LEVELS),
+    default=None,
+    help="The workers' log level  [default: the global --log-level, else info]",
+)
 @click.option(
     "--schedules/--no-schedules",
     default=True,
@@ -175,10 +184,12 @@ def worker(
     metrics_address: str,
     allow_evicting_redis: bool,
     schedules: bool,
-    log_level: str,
+    log_level: str | None,
     log_format: str,
 ) -> None:
     """Run worker processes for the app's tasks and subscribers, under a supervisor."""
+    global_level = (click.get_current_context().obj or {}).get("log_level")
+    log_level = log_level or global_level or "info"
     logs.configure(log_level, log_format)
     app = load_app(app_spec)
     settings = WorkerSettings(

@@ -208,3 +208,20 @@ def test_poison_message_costs_its_neighbours_at_most_one_rerun(processes, write_
     [(_, fields)] = app.connection.redis.xrange(app.keys("jobs").dead_letters)
     assert protocol.decode_dead_letter(fields[b"m"]).task == "poison"
     assert queue_state(app, "jobs").is_empty
+
+
+def test_the_global_log_level_applies_to_the_worker_unless_it_has_its_own(
+    processes, write_app, redis_url
+):
+    write_app("jobs", JOBS)
+    App(redis_url).task(queue="jobs", name="record")(lambda n: None).send(1)
+
+    def info_lines(*args):
+        run = processes.run(*args)
+        assert run.returncode == 0, run.stderr
+        return [line for line in run.stderr.splitlines() if " INFO " in line]
+
+    burst = ("worker", "jobs:app", "--queues", "jobs", "--burst", "-p", "1")
+    assert info_lines(*burst)  # a worker logs at info by default
+    assert info_lines("--log-level", "error", *burst) == []
+    assert info_lines("--log-level", "error", *burst, "--log-level", "info")  # its own wins
