@@ -26,7 +26,7 @@ from . import cli_web as web_commands
 from . import cli_workflows as workflow_commands
 from . import stats as queue_stats
 from .cli_app import load_app
-from .errors import StreamworkError, UnknownQueue, UnknownTask
+from .errors import StreamworkError, UnknownTask
 from .metrics import SupervisorMetrics, prepare_multiprocess_dir
 from .settings import WorkerSettings
 from .supervisor import ProcessSpec, Supervisor
@@ -332,13 +332,9 @@ def purge(app_spec: str, queues: tuple[str, ...], delayed: bool, yes: bool) -> N
     Messages being run (pending) are left alone, and so are dead letters.
     """
     app = load_app(app_spec)
-    known = queue_stats.known_queues(app)
     for queue in queues:
         app.keys(queue)  # checks the name before asking
-        if queue not in known:
-            raise UnknownQueue(
-                f"unknown queue {queue!r}: {app_spec} knows {', '.join(known) or 'none'}"
-            )
+        queue_stats.check_queue(app, queue)
     if not yes:
         click.confirm(f"delete every waiting message of {', '.join(queues)}?", abort=True)
     for queue in queues:

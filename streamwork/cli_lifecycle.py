@@ -15,9 +15,11 @@ from typing import Any
 import click
 
 from . import protocol
+from .app import App
 from .cli_app import load_app
 from .events import Event, start_positions
 from .lifecycle import CANCEL_OUTCOMES, TaskStatus, cancel_in, find, parse_status
+from .stats import check_queue
 
 
 def _check_id(message_id: str) -> str:
@@ -43,6 +45,14 @@ def _show(queue: str, message_id: str, status: TaskStatus) -> dict[str, Any]:
     }
 
 
+def checked(app: App, queue: str | None) -> App:
+    """`app`, once a `--queue` given is known to it (UnknownQueue, listing them, if not)."""
+    if queue is not None:
+        app.keys(queue)  # checks the name's form first
+        check_queue(app, queue)
+    return app
+
+
 @click.command()
 @click.argument("app_spec", metavar="MODULE:APP")
 @click.argument("message_id", metavar="ID", callback=lambda ctx, param, value: _check_id(value))
@@ -50,7 +60,7 @@ def _show(queue: str, message_id: str, status: TaskStatus) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print it as one JSON object.")
 def status(app_spec: str, message_id: str, queue: str | None, as_json: bool) -> None:
     """Show where message ID is: its state, attempts, progress, error, worker."""
-    app = load_app(app_spec)
+    app = checked(load_app(app_spec), queue)
     name, raw = find(app, message_id, queue)
     shown = _show(name, message_id, parse_status(raw, protocol.now_ms()))
     if as_json:
@@ -70,7 +80,7 @@ def status(app_spec: str, message_id: str, queue: str | None, as_json: bool) -> 
 @click.option("--queue", default=None, help="The message's queue (default: look in every one).")
 def cancel(app_spec: str, message_id: str, reason: str, queue: str | None) -> None:
     """Cancel message ID: a queued or delayed one never runs; a running one is stopped."""
-    app = load_app(app_spec)
+    app = checked(load_app(app_spec), queue)
     name, _ = find(app, message_id, queue)
     what, before = cancel_in(app, name, message_id, reason)
     click.echo(CANCEL_OUTCOMES[what].format(before=before))
@@ -90,7 +100,7 @@ def cancel(app_spec: str, message_id: str, reason: str, queue: str | None) -> No
 def events(app_spec: str, queue: str | None, since: str, follow: bool, as_json: bool) -> None:
     """Print the lifecycle events of the app's queues (sent, started, progress, retried,
     done, failed, dead, cancelled): the app must record them (App(events=...))."""
-    app = load_app(app_spec)
+    app = checked(load_app(app_spec), queue)
     positions = start_positions(app, queue, since)
     try:
         while True:

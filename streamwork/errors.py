@@ -84,7 +84,8 @@ class UnknownTask(StreamworkError, LookupError):
 
 
 class UnknownQueue(StreamworkError, LookupError):
-    """A queue no task of the app uses and nothing ever sent to."""
+    """A queue no task of the app uses and nothing ever sent to (or a topic, or a
+    subscriber group, no subscriber reads)."""
 
 
 class ResultTimeout(StreamworkError, TimeoutError):

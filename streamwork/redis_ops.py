@@ -618,6 +618,20 @@ def registered(client: Any, registry: str) -> Any:
     return client.smembers(registry)
 
 
+def group_names(client: Any, stream: str) -> list[str]:
+    """The consumer groups of `stream` (none when it does not exist)."""
+    try:
+        groups = client.xinfo_groups(stream)
+    except redis.exceptions.ResponseError as exc:
+        if "no such key" in str(exc):
+            return []
+        raise
+    return [
+        name.decode() if isinstance(name, bytes) else str(name)
+        for name in (group["name"] for group in groups)
+    ]
+
+
 def register_partitions(client: Any, registry: str, partitions: dict[str, int]) -> Any:
     """Record how many partitions each queue of `partitions` has."""
     return client.hset(registry, mapping=partitions)

@@ -18,10 +18,12 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from . import redis_ops
+from .errors import UnknownQueue
 from .keys import (
     NAME,
     TopicKeys,
     base_queue,
+    partition_number,
     partitions_registry,
     queue_registry,
     topic_registry,
@@ -366,6 +368,41 @@ def known_queues(app: NamespaceView) -> list[str]:
             app.queue(queue, partitions=int(count))
     registered = sorted({base_queue(name.decode()) for name in names})
     return list(dict.fromkeys([*declared, *registered]))
+
+
+def _unknown(kind: str, name: str, namespace: str, known: Sequence[str]) -> UnknownQueue:
+    return UnknownQueue(
+        f"unknown {kind} {name!r}: namespace {namespace!r} knows {', '.join(known) or 'none'}"
+    )
+
+
+def check_queue(app: NamespaceView, name: str) -> None:
+    """UnknownQueue, listing the known ones, unless `name` is one of `known_queues` (or a
+    partition of one: `orders~3`)."""
+    known = known_queues(app)
+    base, number = base_queue(name), partition_number(name)
+    if base in known and (name == base or (number is not None and number < app.partitions(base))):
+        return
+    raise _unknown("queue", name, app.namespace, known)
+
+
+def check_subscriber_group(app: NamespaceView, topic: str, group: str) -> None:
+    """UnknownQueue, listing the known ones, unless `topic` is one of `known_topics` and
+    `group` one of its subscriber groups (the app's, or one Redis has)."""
+    topics = known_topics(app)
+    if topic not in topics:
+        raise _unknown("topic", topic, app.namespace, topics)
+    declared = [g for t, g in app.subscriber_groups() if t == topic]
+    with app.connection.translate_errors():
+        existing = redis_ops.group_names(
+            app.connection.redis, TopicKeys(app.namespace, topic).stream
+        )
+    groups = list(dict.fromkeys([*declared, *sorted(existing)]))
+    if group not in groups:
+        raise UnknownQueue(
+            f"unknown subscriber group {group!r} of topic {topic!r}: it has "
+            f"{', '.join(groups) or 'none'}"
+        )
 
 
 @dataclass(frozen=True)

@@ -118,3 +118,36 @@ def test_an_id_in_two_partitions_must_be_asked_of_one(processes, redis_url):
     shown = processes.run("dlq", "show", "ledger", "5-0")
     assert shown.returncode == 1
     assert "dead letter 5-0 is in partitions ledger~0, ledger~1: name one" in shown.stderr
+
+
+def test_a_misspelt_queue_topic_or_group_exits_1_listing_the_known_ones(processes, redis_url):
+    app = make_dead_letters(redis_url, 1)
+    app.subscriber("orders.created", group="billing")(lambda message: None)
+    app.publish("orders.created", {"order_id": 1})
+    drain(app)  # the group exists in Redis; an app without its code still finds it
+    for args in (
+        ("list", "paymnets"),
+        ("show", "paymnets", "1-1"),
+        ("replay", "paymnets", "--all"),
+        ("replay", "paymnets", "1-1"),
+        ("purge", "paymnets", "--yes"),
+    ):
+        run = processes.run("dlq", *args)
+        assert run.returncode == 1, (args, run.stdout, run.stderr)
+        assert run.stderr.strip() == (
+            "Error: unknown queue 'paymnets': namespace 'sw' knows payments"
+        ), args
+    topic = processes.run("dlq", "list", "orders.createdd", "--group", "billing")
+    assert topic.returncode == 1
+    assert topic.stderr.strip() == (
+        "Error: unknown topic 'orders.createdd': namespace 'sw' knows orders.created"
+    )
+    group = processes.run("dlq", "replay", "orders.created", "--group", "biling", "--all")
+    assert group.returncode == 1 and group.stdout == ""
+    assert group.stderr.strip() == (
+        "Error: unknown subscriber group 'biling' of topic 'orders.created': it has billing"
+    )
+    known = processes.run("dlq", "list", "orders.created", "--group", "billing")
+    assert known.returncode == 0 and "no dead letters in 'orders.created/billing'" in known.stdout
+    partition = processes.run("dlq", "list", "payments~1")
+    assert partition.returncode == 1 and "unknown queue 'payments~1'" in partition.stderr

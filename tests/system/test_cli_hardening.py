@@ -76,8 +76,10 @@ def test_dlq_takes_module_app_and_shows_the_last_error(processes, write_app, red
     charge.send(7)
     app.connection.redis.xadd(app.keys("payments").stream, {b"m": b"\xc1 not msgpack"})
     drain(app)
-    # without MODULE:APP the default namespace has none; with it, the app's are found
-    assert "no dead letters" in processes.run("dlq", "list", "payments").stdout
+    # without MODULE:APP the default namespace has no such queue; with it, it is found
+    elsewhere = processes.run("dlq", "list", "payments")
+    assert elsewhere.returncode == 1
+    assert "unknown queue 'payments': namespace 'sw' knows none" in elsewhere.stderr
     listed = processes.run("dlq", "list", "tasks:app", "payments")
     assert listed.returncode == 0, listed.stderr
     rows = listed.stdout.splitlines()

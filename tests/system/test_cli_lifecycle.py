@@ -104,3 +104,17 @@ def test_events_command(processes, write_app, redis_url):
     refused = processes.run("events", "quiet:app")
     assert refused.returncode == 1
     assert "this app records no events: create it with events=True" in refused.stderr
+
+
+def test_a_misspelt_queue_option_exits_1_listing_the_known_queues(processes, write_app):
+    write_app("media", TASKS)
+    for args in (
+        ("cancel", "media:app", "0" * 32, "--queue", "vidoe"),
+        ("status", "media:app", "0" * 32, "--queue", "vidoe"),
+        ("events", "media:app", "--queue", "vidoe"),
+    ):
+        run = processes.run(*args)
+        assert run.returncode == 1, (args, run.stdout, run.stderr)
+        assert run.stderr.strip() == (
+            "Error: unknown queue 'vidoe': namespace 'sw' knows video, emails"
+        ), args
