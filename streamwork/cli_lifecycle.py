@@ -18,7 +18,7 @@ from . import protocol
 from .app import App
 from .cli_app import load_app
 from .events import Event, start_positions
-from .lifecycle import CANCEL_OUTCOMES, TaskStatus, cancel_in, find, parse_status
+from .lifecycle import TaskStatus, cancel_in, describe_cancel, find, parse_status
 from .stats import check_queue
 
 
@@ -83,7 +83,7 @@ def cancel(app_spec: str, message_id: str, reason: str, queue: str | None) -> No
     app = checked(load_app(app_spec), queue)
     name, _ = find(app, message_id, queue)
     what, before = cancel_in(app, name, message_id, reason)
-    click.echo(CANCEL_OUTCOMES[what].format(before=before))
+    click.echo(describe_cancel(what, before))
 
 
 @click.command()

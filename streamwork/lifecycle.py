@@ -157,7 +157,13 @@ CANCEL_OUTCOMES: dict[CancelResult, str] = {
     "finished": "not cancelled: it had already ended ({before})",
     "unknown": "not cancelled: its status expired",
 }
-"""What a cancel did, in words (the CLI and the web console say it)."""
+
+
+def describe_cancel(what: CancelResult, before: str) -> str:
+    """What a cancel did, in words (the CLI and the web console say it)."""
+    if what == "cancelled" and before == "cancelled":
+        return "cancelled (already): it will not run"
+    return CANCEL_OUTCOMES[what].format(before=before)
 
 
 def decode_cancel(reply: Any) -> tuple[CancelResult, str]:

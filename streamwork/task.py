@@ -117,9 +117,11 @@ class TaskHandle:
 
     def cancel(self, reason: str | None = None) -> CancelResult:
         """Cancel the message; returns what that did: "cancelled" (it was queued or delayed:
-        it never runs), "cancelling" (it is running: its worker stops it — an async handler
-        at once, a sync one when it checks `message.cancelled`), "finished" (it had already
-        ended: nothing changes) or "unknown" (no such message, or its status expired)."""
+        it never runs; or it was cancelled already: a repeated cancel, say after a lost
+        reply, answers as the first did), "cancelling" (it is running: its worker stops it —
+        an async handler at once, a sync one when it checks `message.cancelled`), "finished"
+        (it had already ended: done, failed or dead; nothing changes) or "unknown" (no such
+        message, or its status expired)."""
         connection = self.task.producer.connection
         with connection.translate_errors():
             reply = connection.scripts.cancel(*self._cancel_args(reason))
@@ -148,7 +150,7 @@ class TaskHandle:
 
     def _cancelled(self, reply: Any) -> CancelResult:
         what, before = decode_cancel(reply)
-        if what == "cancelled" and before != "queued":
+        if what == "cancelled" and before not in ("queued", "cancelled"):
             # delayed or waiting to retry: it left the delayed set now, no worker sees it
             metrics.run_cancelled(self.task.options.queue, "", self.task.name)
         return what

@@ -847,7 +847,8 @@ class WorkflowHandle:
     def cancel(self, reason: str | None = None) -> CancelWhat:
         """Cancel the workflow: nothing more is released, and every child sent and not
         finished is cancelled (queued ones never run; running ones are stopped). Returns
-        "cancelled", "finished" (it had ended: nothing changes) or "unknown"."""
+        "cancelled" (also when it was already: a repeat after a lost reply finishes the
+        children's cancels), "finished" (it had ended: nothing changes) or "unknown"."""
         if reason is not None and not isinstance(reason, str):
             raise ConfigurationError(f"reason must be a string, got {reason!r}")
         connection = self._connection
@@ -858,7 +859,7 @@ class WorkflowHandle:
             what = _text(reply[0])
             for child in self._to_cancel(reply):
                 connection.scripts.cancel(*self._cancel_args(child, reason))
-        if what == "cancelled":
+        if what == "cancelled" and _text(reply[1]) != "cancelled":
             metrics.workflow_finished("cancelled")
         return what  # type: ignore[return-value]
 
@@ -876,7 +877,7 @@ class WorkflowHandle:
             await bounded(
                 [scripts.cancel(*self._cancel_args(c, reason)) for c in self._to_cancel(reply)]
             )
-        if what == "cancelled":
+        if what == "cancelled" and _text(reply[1]) != "cancelled":
             metrics.workflow_finished("cancelled")
         return what  # type: ignore[return-value]
 

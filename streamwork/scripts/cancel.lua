@@ -14,7 +14,9 @@
 --          "cancelled" one, which stops the step that sends it (enqueue.lua)
 --
 -- Returns {what, state before}: what is "unknown" (no status: never sent, or expired),
--- "finished" (done, failed, dead or cancelled already: nothing changes), "cancelled" (it was
+-- "finished" (done, failed or dead already: nothing changes), "cancelled" (cancelled
+-- already, before "cancelled": a repeated cancel, say after a lost reply, answers as the
+-- first did; nothing changes), "cancelled" (it was
 -- queued, delayed or waiting to retry: it will never run; a delayed one leaves the delayed
 -- set now — one with a partition key is made due now instead, so that a worker settles it
 -- and its key's next message goes — a queued one is settled unrun when a worker reaches
@@ -29,7 +31,10 @@ local state = redis.call("HGET", KEYS[1], "state")
 if not state and ARGV[6] ~= "1" then
     return {"unknown", ""}
 end
-if state == "done" or state == "failed" or state == "dead" or state == "cancelled" then
+if state == "cancelled" then
+    return {"cancelled", state}
+end
+if state == "done" or state == "failed" or state == "dead" then
     return {"finished", state}
 end
 if state == "running" then

@@ -6,9 +6,11 @@
 -- ARGV[2]  now, in ms
 --
 -- Returns {what, state before, spec, spec, ...}: what is "unknown" (no such workflow, or
--- it expired), "finished" (done or cancelled already: nothing changes) or "cancelled";
--- then the message spec of every task node released and not finished, for the caller to
--- cancel each message in its own queue's slot.
+-- it expired), "finished" (done already: nothing changes) or "cancelled" (now, or already,
+-- before "cancelled": a repeated cancel answers as the first did); then the message spec
+-- of every task node released and not finished, for the caller to cancel each message in
+-- its own queue's slot (listed again on a repeat: a caller whose reply was lost before it
+-- cancelled them all finishes the job; cancelling a message twice changes nothing).
 --
 -- Invariant: decided on the same hash as workflow_record.lua, atomically: a child whose
 -- outcome is recorded after this releases nothing; a node released before it is in the
@@ -19,15 +21,17 @@ local state = redis.call("HGET", wf, "state")
 if not state then
     return {"unknown", ""}
 end
-if state == "done" or state == "cancelled" then
+if state == "done" then
     return {"finished", state}
 end
-local ttl = redis.call("HGET", wf, "ttl")
-redis.call("HSET", wf, "state", "cancelled", "reason", ARGV[1], "finished", ARGV[2])
-redis.call("PEXPIRE", wf, ttl)
-redis.call("RPUSH", finished, "cancelled") -- its only element: no DEL in a producer's rules
-redis.call("LTRIM", finished, -1, -1)
-redis.call("PEXPIRE", finished, ttl)
+if state ~= "cancelled" then
+    local ttl = redis.call("HGET", wf, "ttl")
+    redis.call("HSET", wf, "state", "cancelled", "reason", ARGV[1], "finished", ARGV[2])
+    redis.call("PEXPIRE", wf, ttl)
+    redis.call("RPUSH", finished, "cancelled") -- its only element: no DEL in producer ACLs
+    redis.call("LTRIM", finished, -1, -1)
+    redis.call("PEXPIRE", finished, ttl)
+end
 local out = {"cancelled", state}
 local count = tonumber(redis.call("HGET", wf, "n"))
 for node = 0, count - 1 do

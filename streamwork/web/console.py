@@ -445,7 +445,7 @@ class Console:
         queue, _ = lifecycle.find(self.app, message_id)
         reason = str(form.get("reason") or "")[:500]
         what, before = lifecycle.cancel_in(self.app, queue, message_id, reason)
-        return f"/tasks/{message_id}", lifecycle.CANCEL_OUTCOMES[what].format(before=before)
+        return f"/tasks/{message_id}", lifecycle.describe_cancel(what, before)
 
     # -- schedules ------------------------------------------------------------------------------
 

@@ -7,8 +7,9 @@ import threading
 import time
 
 import pytest
+import redis
 
-from streamwork import App, Reject, protocol
+from streamwork import App, ConnectionFailed, Reject, protocol
 from streamwork.redis_ops import Scripts
 from streamwork.stats import queue_state
 from streamwork.testing import RedisServer, WorkerThread, drain, wait_until
@@ -87,7 +88,7 @@ def test_cancel_a_queued_message_it_never_runs_and_is_not_a_failure(app):
     assert state(keep) == "done"
     queue = queue_state(app, "default")
     assert queue.is_empty and queue.dead_letters == 0  # acknowledged, not dead-lettered
-    assert drop.cancel() == "finished"  # a second cancel changes nothing
+    assert drop.cancel() == "cancelled"  # a second cancel answers alike, changes nothing
     assert app.connection.redis.hget(app.keys("default").stats, "cancelled") == b"1"
 
 
@@ -312,3 +313,39 @@ def test_a_start_step_that_meets_redis_away_is_retried_not_abandoned(app, monkey
         "cannot mark 1 message(s) of default running (cannot reach Redis: Redis went away); "
         "retrying" in caplog.text
     )
+
+
+def lose_replies(monkeypatch, script):
+    """Make `Scripts.<script>` run in Redis, then lose its reply, once."""
+    real = getattr(Scripts, script)
+    lost = []
+
+    def run_then_lose(self, *args, **kwargs):
+        reply = real(self, *args, **kwargs)
+        if not lost:
+            lost.append(reply)
+            raise redis.exceptions.ConnectionError("Connection reset by peer")
+        return reply
+
+    monkeypatch.setattr(Scripts, script, run_then_lose)
+    return lost
+
+
+def test_a_cancel_repeated_after_a_lost_reply_says_cancelled(app, monkeypatch):
+    ran = []
+
+    @app.task
+    def job(n):
+        ran.append(n)
+
+    handle, done = job.send(1), job.send(2)
+    lost = lose_replies(monkeypatch, "cancel")
+    with pytest.raises(ConnectionFailed):
+        handle.cancel("changed my mind")
+    assert lost, "the cancel ran in Redis"
+    assert handle.cancel() == "cancelled"  # not "finished": the status knows
+    assert drain(app) == 1 and ran == [2]
+    assert done.cancel() == "finished"  # one that ran still says so
+    status = handle.status()
+    assert (status.state, status.error) == ("cancelled", "changed my mind")
+    assert app.connection.redis.hget(app.keys("default").stats, "cancelled") == b"1"

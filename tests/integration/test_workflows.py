@@ -6,14 +6,15 @@ children on queues in different cluster slots, cancel of running children, async
 import asyncio
 import threading
 
+import pytest
 import redis
 from redis.crc import key_slot
 
-from streamwork import App, chain, chord, group, protocol
+from streamwork import App, ConnectionFailed, chain, chord, group, protocol
 from streamwork.keys import WorkflowKeys
 from streamwork.redis_ops import Scripts
 from streamwork.stats import queue_state
-from streamwork.testing import WorkerThread, wait_until
+from streamwork.testing import WorkerThread, drain, wait_until
 from streamwork.workflows import Recorder, Sender, Step
 
 
@@ -254,3 +255,33 @@ def test_workflow_metrics_count_starts_and_outcomes(app):
     for outcome in ("done", "failed", "cancelled"):
         after = sample("streamwork_workflows_finished_total", outcome=outcome)
         assert after - before[outcome] == 1, outcome
+
+
+def test_a_workflow_cancel_repeated_after_a_lost_reply_cancels_every_child(app, monkeypatch):
+    """The first cancel marks the workflow and loses its reply before it cancels the
+    children: the repeat says "cancelled" and cancels them, so none runs."""
+    ran = []
+
+    @app.task
+    def add(x, y):
+        ran.append((x, y))
+        return x + y
+
+    handle = group(add.s(1, 1), add.s(2, 2)).send()
+    children = [app.handle("add", n.message_id) for n in header_nodes_of(handle, "add")]
+    real = Scripts.workflow_cancel
+
+    def cancel_then_lose(self, *args):
+        real(self, *args)
+        raise redis.exceptions.ConnectionError("Connection reset by peer")
+
+    monkeypatch.setattr(Scripts, "workflow_cancel", cancel_then_lose)
+    with pytest.raises(ConnectionFailed):
+        handle.cancel("stop")
+    assert [c.status().state for c in children] == ["queued", "queued"]  # not reached
+    monkeypatch.setattr(Scripts, "workflow_cancel", real)
+    assert handle.cancel() == "cancelled"
+    assert [c.status().state for c in children] == ["cancelled", "cancelled"]
+    assert handle.cancel() == "cancelled"
+    drain(app)
+    assert ran == []
