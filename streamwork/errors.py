@@ -101,6 +101,15 @@ class TaskFailed(StreamworkError):
         self.error = error
 
 
+class TaskCancelled(StreamworkError):
+    """The message was cancelled: it has no result, and never will."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        """The reason given to `cancel()`, if any."""
+
+
 class Retry(Exception):
     """Raised by a handler to ask for another attempt, after `delay` seconds if given.
 

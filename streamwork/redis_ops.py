@@ -606,6 +606,11 @@ def read_status(client: Any, status: str) -> Any:
     return client.hgetall(status)
 
 
+def read_cancelled(client: Any, status: str) -> Any:
+    """[state, cancel reason] of a message's status hash (Nones when it has none)."""
+    return client.hmget(status, "state", "reason")
+
+
 def cancel_flags(client: Any, statuses: Sequence[str]) -> Any:
     """For each status hash: [cancel flag, reason], in one round trip."""
     pipe = client.pipeline(transaction=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -26,6 +27,7 @@ from .errors import (
     DecodeError,
     ResultTimeout,
     SendIncomplete,
+    TaskCancelled,
     TaskFailed,
 )
 from .handler import HandlerOptions, check_priority
@@ -60,31 +62,45 @@ class TaskHandle:
                 f"task {self.task.name!r} does not store results: declare it with store_result=True"
             )
 
-    def result(self, timeout: float = 10.0) -> Any:
-        """Wait up to `timeout` seconds for the return value; TaskFailed if it was dead-lettered."""
+    def result(self, timeout: float | None = 10.0) -> Any:
+        """Wait up to `timeout` seconds (None: without limit) for the return value.
+
+        TaskFailed if it ended for good (dead-lettered, failed), TaskCancelled at once if it
+        was cancelled (or when it is, while waiting), ResultTimeout past the timeout."""
         self._check()
         connection = self.task.producer.connection
-        deadline = time.monotonic() + timeout
+        wait = _ResultWait(timeout, self.task.producer.track_status)
         with connection.translate_errors():
-            while True:  # blocks of at most MAX_BLOCK: each reply within the socket timeout
-                block = block_for(deadline)
-                raw = redis_ops.wait_result(connection.redis, self._key, block)
-                if raw is not None or block < MAX_BLOCK:
+            while True:
+                if wait.looks_at_status():
+                    cancelled = redis_ops.read_cancelled(connection.redis, self._status_key)
+                    self._raise_if_cancelled(cancelled)
+                raw = redis_ops.wait_result(connection.redis, self._key, wait.block())
+                if raw is not None or wait.is_over():
                     break
         return self._decode(raw, timeout)
 
-    async def result_async(self, timeout: float = 10.0) -> Any:
+    async def result_async(self, timeout: float | None = 10.0) -> Any:
         """Like `result`, for asyncio code."""
         self._check()
         connection = self.task.producer.connection
-        deadline = time.monotonic() + timeout
+        wait = _ResultWait(timeout, self.task.producer.track_status)
         with connection.translate_errors():
+            client = connection.async_redis()
             while True:
-                block = block_for(deadline)
-                raw = await redis_ops.wait_result(connection.async_redis(), self._key, block)
-                if raw is not None or block < MAX_BLOCK:
+                if wait.looks_at_status():
+                    cancelled = await redis_ops.read_cancelled(client, self._status_key)
+                    self._raise_if_cancelled(cancelled)
+                raw = await redis_ops.wait_result(client, self._key, wait.block())
+                if raw is not None or wait.is_over():
                     break
         return self._decode(raw, timeout)
+
+    def _raise_if_cancelled(self, cancelled: Any) -> None:
+        state, reason = (v.decode(errors="replace") if v is not None else None for v in cancelled)
+        if state == "cancelled":
+            why = f": {reason}" if reason else ""
+            raise TaskCancelled(f"task {self.task.name} id {self.id} was cancelled{why}", reason)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -155,7 +171,7 @@ class TaskHandle:
             metrics.run_cancelled(self.task.options.queue, "", self.task.name)
         return what
 
-    def _decode(self, raw: bytes | None, timeout: float) -> Any:
+    def _decode(self, raw: bytes | None, timeout: float | None) -> Any:
         if raw is None:
             raise ResultTimeout(
                 f"no result for task {self.task.name} id {self.id} within {timeout}s — "
@@ -170,6 +186,36 @@ class TaskHandle:
         if outcome.get("ok"):
             return outcome.get("value")
         raise TaskFailed(outcome.get("error_type", "Error"), outcome.get("error", ""))
+
+
+STATUS_LOOK_EVERY = 0.5
+"""Seconds between two looks at a message's status while its result is awaited: a
+cancelled message has no result to wait for."""
+
+
+class _ResultWait:
+    """The blocks a result wait is made of: each within the socket timeout, and, when the
+    message's status is tracked, short enough to look at it between them."""
+
+    def __init__(self, timeout: float | None, tracks_status: bool) -> None:
+        if timeout is not None and (isinstance(timeout, bool) or timeout < 0):
+            raise ConfigurationError(f"timeout must be seconds >= 0 or None, got {timeout!r}")
+        self._deadline = math.inf if timeout is None else time.monotonic() + timeout
+        self._tracks_status = tracks_status
+        self._blocks = 0
+
+    def looks_at_status(self) -> bool:
+        return self._tracks_status
+
+    def block(self) -> float:
+        self._blocks += 1
+        longest = STATUS_LOOK_EVERY if self._tracks_status else MAX_BLOCK
+        if self._deadline == math.inf:
+            return longest
+        return min(longest, block_for(self._deadline))
+
+    def is_over(self) -> bool:
+        return time.monotonic() >= self._deadline
 
 
 FAIR_KEY = "fair_key"

@@ -37,7 +37,7 @@ import redis.exceptions
 
 from . import metrics, protocol, redis_ops
 from .connection import MAX_BLOCK, block_for
-from .errors import ConfigurationError, ResultTimeout, StreamworkError
+from .errors import ConfigurationError, ResultTimeout, StreamworkError, TaskCancelled
 from .keys import QueueKeys, WorkflowKeys, queue_registry
 from .protocol import ChildFailed
 
@@ -67,7 +67,7 @@ class WorkflowFailed(StreamworkError):
         self.failures = list(failures)
 
 
-class WorkflowCancelled(StreamworkError):
+class WorkflowCancelled(TaskCancelled):
     """The workflow was cancelled before it finished."""
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from streamwork import App, ConnectionFailed, Reject, protocol
+from streamwork import App, ConnectionFailed, Reject, TaskCancelled, protocol
 from streamwork.redis_ops import Scripts
 from streamwork.stats import queue_state
 from streamwork.testing import RedisServer, WorkerThread, drain, wait_until
@@ -349,3 +349,43 @@ def test_a_cancel_repeated_after_a_lost_reply_says_cancelled(app, monkeypatch):
     status = handle.status()
     assert (status.state, status.error) == ("cancelled", "changed my mind")
     assert app.connection.redis.hget(app.keys("default").stats, "cancelled") == b"1"
+
+
+def test_a_result_awaited_while_the_message_is_cancelled_raises_task_cancelled(app):
+    started = threading.Event()
+
+    @app.task(store_result=True)
+    async def encode():
+        started.set()
+        await asyncio.sleep(30)
+        return "never"
+
+    handle = encode.send()
+    outcome = []
+
+    def wait_for_result():
+        try:
+            outcome.append(handle.result(timeout=60))
+        except Exception as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait_for_result)
+    with WorkerThread(app):
+        assert started.wait(10)
+        waiter.start()
+        assert handle.cancel("user aborted") == "cancelling"
+        waiter.join(30)  # well before the 60 s timeout: it has nothing to wait for
+    assert not waiter.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], TaskCancelled), outcome
+    assert "user aborted" in str(outcome[0])
+
+
+async def test_result_async_of_a_cancelled_message_raises_task_cancelled(app):
+    @app.task(store_result=True)
+    def add(x, y):
+        return x + y
+
+    handle = await add.send_async(1, 2)
+    await handle.cancel_async()
+    with pytest.raises(TaskCancelled, match="was cancelled"):
+        await handle.result_async(timeout=30)

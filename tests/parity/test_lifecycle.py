@@ -1,6 +1,8 @@
 """Status, cancellation and progress behave the same on Redis and on memory://."""
 
-from streamwork import protocol
+import pytest
+
+from streamwork import ConfigurationError, ResultTimeout, StreamworkError, TaskCancelled, protocol
 from streamwork.testing import run_until_idle
 
 
@@ -68,3 +70,25 @@ def test_events_record_each_state_change(app):
     assert by_message[dropped.id] == ["sent", "cancelled"]
     resumed = events_app.read_events(since=events[2].id, count=100)
     assert [e.id for e in resumed] == [e.id for e in events[3:]]
+
+
+def test_the_result_of_a_cancelled_message_is_task_cancelled_at_once(app):
+    @app.task(store_result=True)
+    def add(x, y):
+        return x + y
+
+    queued, delayed, kept = add.send(1, 1), add.send_with(args=(2, 2), delay=60), add.send(3, 3)
+    queued.cancel("not needed")
+    delayed.cancel()
+    # a cancelled message never has a result: no waiting out the 30 s (ResultTimeout)
+    with pytest.raises(TaskCancelled, match="was cancelled: not needed") as raised:
+        queued.result(timeout=30)
+    assert raised.value.reason == "not needed" and isinstance(raised.value, StreamworkError)
+    with pytest.raises(TaskCancelled):
+        delayed.result(timeout=30)
+    run_until_idle(app, advance_time=True)
+    assert kept.result(timeout=None) == 6  # None: no limit
+    with pytest.raises(ResultTimeout):
+        add.send(4, 4).result(timeout=0.2)
+    with pytest.raises(ConfigurationError, match="timeout must be seconds >= 0 or None"):
+        kept.result(timeout=-1)
