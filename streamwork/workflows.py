@@ -625,7 +625,8 @@ class NodeStatus:
     """task | chain | group | chord"""
     state: str
     """waiting (not released yet), sent (a task released: its own status says more),
-    running (a composite with released children), done, failed."""
+    running (a composite with released children), done, failed, cancelled (in a cancelled
+    workflow: every node that had not finished)."""
     parent: int | None
     children: tuple[int, ...] = ()
     task: str | None = None
@@ -663,6 +664,10 @@ class WorkflowStatus:
     def error(self) -> str | None:
         """Which child failed the workflow, and why."""
         return str(self.failures[0]) if self.failures and self.state == "failed" else None
+
+
+UNFINISHED = ("waiting", "sent", "running")
+"""Node states that a workflow's cancel turns into "cancelled"."""
 
 
 def parse_status(workflow_id: str, raw: dict[bytes, bytes]) -> WorkflowStatus:
@@ -708,11 +713,19 @@ def parse_status(workflow_id: str, raw: dict[bytes, bytes]) -> WorkflowStatus:
                 absorbed=f"a:{index}" in text,
             )
         )
+    cancelled = _text(text["state"]) == "cancelled"
     for at in reversed(range(count)):  # composites: running once any child was released
         node = nodes[at]
-        if node.kind != "task" and not node.state:
-            started = any(nodes[c].state != "waiting" for c in node.children)
-            nodes[at] = replace(node, state="running" if started else "waiting")
+        if cancelled and node.state in UNFINISHED:
+            # the cancel cancelled every child sent and not finished; nothing more is sent
+            nodes[at] = replace(node, state="cancelled")
+        elif node.kind != "task" and not node.state:
+            states = {nodes[c].state for c in node.children}
+            if cancelled:
+                state = "done" if states == {"done"} else "cancelled"
+            else:
+                state = "running" if states - {"waiting"} else "waiting"
+            nodes[at] = replace(node, state=state)
     return WorkflowStatus(
         workflow_id,
         _text(text["state"]),

@@ -181,6 +181,27 @@ def test_cancel_stops_a_workflow_mid_way(app, tasks):
     assert handle.status().state == "cancelled"
 
 
+def test_a_cancelled_workflows_tree_reads_cancelled_where_it_had_not_finished(app, tasks):
+    later = app.task(queue="later", name="later")(lambda values: values)
+    handle = chain(
+        group(tasks.add.s(1), later.s(2)), tasks.collect.s(), group(tasks.add.s(3))
+    ).send()
+    run_until_idle(app, queues=["default"])  # add(1) runs; later(2) waits in its queue
+    before = {(n.kind, n.task): n.state for n in handle.status().nodes}
+    assert before[("chain", None)] == "running" and before[("task", "later")] == "sent"
+    assert handle.cancel() == "cancelled"
+    nodes = handle.status().nodes
+    assert [(n.kind, n.task, n.state) for n in nodes] == [
+        ("chain", None, "cancelled"),
+        ("group", None, "cancelled"),
+        ("task", "add", "done"),  # finished before the cancel: stays done
+        ("task", "later", "cancelled"),  # sent, not run
+        ("task", "collect", "cancelled"),  # never sent
+        ("group", None, "cancelled"),
+        ("task", "add", "cancelled"),
+    ]
+
+
 def test_a_workflow_record_lives_while_it_runs_and_expires_after(app, tasks):
     handle = chain(tasks.add.s(1), tasks.add.s(2)).send()
     redis = app.connection.redis
