@@ -92,7 +92,11 @@ def test_workflow_cli_refuses_bad_ids_and_unknown_workflows(processes, write_app
     assert shown[4].startswith("└─ part  [parts]") and shown[4].endswith("  waiting")
     assert processes.run("workflow", "cancel", "chords:app", handle.id).stdout == "cancelled\n"
     again = processes.run("workflow", "cancel", "chords:app", handle.id, "--reason", "x")
-    assert again.stdout == "not cancelled: it had already ended\n"
+    assert again.stdout == "cancelled\n"  # a repeat answers as the first did
+    shown = processes.run("workflow", "show", "chords:app", handle.id).stdout.splitlines()
+    assert shown[0].startswith(f"workflow {handle.id}  chord  cancelled")
+    assert shown[2].startswith("├─ group  cancelled")
+    assert shown[3].endswith("  cancelled") and shown[4].endswith("  cancelled"), shown
     assert handle.status().state == "cancelled"
     bad = processes.run("workflow", "show", "chords:app", "not-an-id!")
     assert bad.returncode == 2 and "is not a workflow id" in bad.stderr
