@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import protocol, redis_ops
+from . import memory, protocol, redis_ops
 from .execution import Outcome
 from .keys import Source, TopicKeys
 from .settings import Duration, WorkerSettings, to_seconds
@@ -163,6 +163,29 @@ async def run_until_idle_async(
     horizon = None
     if advance_time is not True and advance_time is not False:
         horizon = protocol.now_ms() + int(to_seconds("advance_time", advance_time) * 1000)
+    tickers: list[Ticker] = []
+    try:
+        await _run_rounds(
+            app, queues, topics, advance_time, horizon, max_rounds, settings, summary, tickers
+        )
+    finally:
+        if tickers and not memory.is_memory(app.url):
+            await _rewind(app, tickers)
+    return _finish(summary, raise_errors)
+
+
+async def _run_rounds(
+    app: App,
+    queues: Sequence[str] | None,
+    topics: Sequence[str] | None,
+    advance_time: bool | Duration,
+    horizon: int | None,
+    max_rounds: int,
+    settings: WorkerSettings | None,
+    summary: RunSummary,
+    tickers: list[Ticker],
+) -> None:
+    """Rounds of a burst worker, the clock jumping between them with `advance_time`."""
     jumps = 0
     while True:
         worker = _worker(app, queues, topics, settings, summary)
@@ -170,7 +193,7 @@ async def run_until_idle_async(
         summary.rounds += 1
         summary.ran += worker.processed
         if not advance_time:
-            return _finish(summary, raise_errors)
+            return
         with app.connection.translate_errors():
             client = app.connection.async_redis()
             due = _earliest(await redis_ops.first_due(client, _delayed_sets(worker)))
@@ -184,14 +207,25 @@ async def run_until_idle_async(
                     status_ttl_ms=app.status_ttl_ms,
                     events_cap=app.events_cap,
                 )
+                tickers.append(ticker)
                 if await _tick_until(ticker, min(horizon, due or horizon)):
                     continue  # run what the ticks enqueued
         if due is None or (horizon is not None and due > horizon):
-            return _finish(summary, raise_errors)
+            return
         jumps += 1
         if jumps >= max_rounds:
             raise _too_many(max_rounds)
         _advance_to(due)
+
+
+async def _rewind(app: App, tickers: list[Ticker]) -> None:
+    """On a real Redis, workers on the real clock share the schedules a test ticked ahead
+    of it: give them back their next ticks from the real clock (Ticker.rewind)."""
+    real_now = protocol.now_ms() - protocol.clock_offset_ms()
+    with app.connection.translate_errors():
+        last = tickers[-1]
+        last.claimed = [claim for ticker in tickers for claim in ticker.claimed]
+        await last.rewind(real_now)
 
 
 async def _tick_until(ticker: Ticker, until_ms: int) -> bool:

@@ -52,6 +52,8 @@ class Ticker:
         self.exclusive_enqueued = False
         """Set when a tick of a schedule with overlap=False was enqueued (run_until_idle
         runs it before ticking on)."""
+        self.claimed: list[tuple[ScheduleKeys, int]] = []
+        """The claims of the ticks this ticker enqueued (keys, due time)."""
 
     def _keys(self, queue: str, id: str) -> ScheduleKeys:
         return ScheduleKeys(self.namespace, queue, id)
@@ -140,6 +142,32 @@ class Ticker:
                 earliest = due if earliest is None else min(earliest, due)
         return earliest
 
+    async def rewind(self, now_ms: int) -> int:
+        """Undo what a test clock ahead of `now_ms` did to the schedules (run_until_idle
+        on a real Redis): each schedule due after `now_ms` gets its next tick from `now_ms`
+        again, and the claims of the ticks enqueued after `now_ms` go, so that workers on
+        the real clock enqueue those ticks when they come. Counters and last runs stay.
+        Returns how many schedules moved back."""
+        moved = 0
+        for queue in await self._served():
+            due_set = self._keys(queue, "").due
+            ahead = await self._client.zrangebyscore(due_set, f"({now_ms}", "+inf", withscores=True)
+            for raw_id, score in ahead:
+                id = raw_id.decode()
+                keys = self._keys(queue, id)
+                raw = await self._client.hgetall(keys.schedule)
+                try:
+                    nxt = Definition.from_fields(id, raw).next_after(now_ms) if raw else None
+                except (ValueError, TypeError, StreamworkError):
+                    continue  # one it cannot plan was not moved by it either
+                if nxt is not None and nxt != int(score):
+                    await self._client.zadd(due_set, {id: nxt}, xx=True)
+                    moved += 1
+        for keys, due in self.claimed:
+            if due > now_ms:
+                await self._client.delete(keys.claim(due))  # one key a call: many slots
+        return moved
+
     async def _fire(self, queue: str, id: str, due: int, now: int) -> None:
         keys = self._keys(queue, id)
         raw = await self._client.hgetall(keys.schedule)
@@ -175,6 +203,7 @@ class Ticker:
         )
         if status != 1:
             return  # another worker took it, or it changed, paused or went: nothing to do
+        self.claimed.extend((keys, tick) for tick, _, _ in messages)
         self.enqueued += int(enqueued)
         if enqueued and not definition.overlap:
             self.exclusive_enqueued = True

@@ -325,3 +325,23 @@ def test_a_schedule_that_cannot_plan_never_stops_a_worker_or_the_other_schedules
     errors = [r.message for r in caplog.records if r.levelname == "ERROR"]
     assert len([e for e in errors if "schedule 'feb31': cron '0 0 31 2 *'" in e]) == 1, errors
     assert len([e for e in errors if "schedule 'stored': cron '0 0 30 2 *'" in e]) == 1, errors
+
+
+def test_advance_time_on_a_real_redis_leaves_the_schedules_to_the_real_clock(app):
+    """run_until_idle ticks a minute of schedules ahead of the real clock; workers on the
+    real clock then tick them from now on, as if the test run had not moved them."""
+    ran = []
+
+    @app.periodic(cron="*/2 * * * * *", bind=True)  # every 2 s (seconds first)
+    def beat(message):
+        ran.append(message.headers["scheduled_for"])
+
+    summary = run_until_idle(app, advance_time=60)
+    assert summary.done >= 29  # a minute of ticks, each once
+    protocol.reset_clock()  # the process back on the real clock, as a worker's
+    real_now = protocol.now_ms()
+    assert app.get_schedule("beat").next_run.timestamp() * 1000 <= real_now + 2000
+    ran.clear()
+    with WorkerThread(app):
+        wait_until(lambda: len(ran) >= 2, timeout=8, message="two ticks on the real clock")
+    assert all(real_now < tick <= real_now + 12_000 for tick in ran), (real_now, ran)
