@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ import redis.cluster
 import redis.exceptions
 
 from . import memory, redis_ops
+from .errors import ConfigurationError
 from .keys import Source
 from .lanes import packed_by_hiredis
 from .redis_errors import translate_errors
@@ -86,9 +88,22 @@ def _cluster(url: str, cluster_class: Any, node_class: Any) -> Any:
     return cluster_class.from_url(_plain(first), startup_nodes=startup, **_CLUSTER_OPTIONS)
 
 
+REFUSALS: list[Callable[[str], str | None]] = []
+"""Checks asked before a client is made for a URL; one that returns a reason refuses it
+with a ConfigurationError (the pytest plugin refuses real servers during a memory:// test)."""
+
+
+def _refuse(url: str) -> None:
+    for check in REFUSALS:
+        reason = check(url)
+        if reason:
+            raise ConfigurationError(reason)
+
+
 def sync_client(url: str) -> Any:
     """A client for `url`: redis-py's cluster client when it is a Redis Cluster, an in-process
     server's for memory://. Replies keep redis-py's default shapes (`default_replies`)."""
+    _refuse(url)
     if memory.is_memory(url):
         return memory.sync_client(url)
     if is_cluster(url):
@@ -98,6 +113,7 @@ def sync_client(url: str) -> Any:
 
 def async_client(url: str) -> Any:
     """An asyncio client for `url`: the asyncio cluster client when it is a Redis Cluster."""
+    _refuse(url)
     if memory.is_memory(url):
         return memory.async_client(url)
     if is_cluster(url):

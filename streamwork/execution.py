@@ -149,7 +149,7 @@ class Runner:
         subscribers: Mapping[tuple[str, str], Handler],
         consumer: str,
         threads: ThreadPoolExecutor,
-        on_error: Callable[[str, BaseException], None] | None = None,
+        on_error: Callable[[str, str, BaseException], None] | None = None,
         write_progress: WriteProgress | None = None,
     ) -> None:
         self.write_progress = write_progress
@@ -157,7 +157,8 @@ class Runner:
         self.tasks = tasks
         self.subscribers = subscribers
         self.on_error = on_error
-        """Told of every exception a handler raised other than Retry and Reject (tests)."""
+        """Told (task, message id, exception) of every exception a handler raised other
+        than Retry and Reject (tests)."""
         self.consumer = consumer
         self.threads = threads
         self.timed_out_threads = 0
@@ -314,7 +315,7 @@ class Runner:
                 return run.timed(held_back(run, due, None, "rate_limited"))
             metrics.run_ended(source, task.name, seconds, True)
             if self.on_error is not None and not isinstance(exc, (Retry, Reject)):
-                self.on_error(task.name, exc)
+                self.on_error(task.name, envelope.id, exc)
             if decision is not None:
                 log.error(
                     "task %s id %s raised after it was %sed: %s",
@@ -459,7 +460,8 @@ class Runner:
             for run in ready:
                 metrics.run_ended(run.delivery.source, task.name, time.monotonic() - started, True)
             if self.on_error is not None and not isinstance(exc, (Retry, Reject)):
-                self.on_error(task.name, exc)
+                for run in ready:
+                    self.on_error(task.name, run.envelope.id, exc)
             undecided = [run for run in ready if _undecided(run)]
             results += [(run, None) for run in ready if not _undecided(run)]
             if not undecided:

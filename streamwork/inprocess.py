@@ -43,7 +43,13 @@ class RunSummary:
     ran: int = 0
     """Handler runs started (manual acks and messages still running at the end included)."""
     errors: list[BaseException] = field(default_factory=list, repr=False)
-    """Exceptions handlers raised (other than Retry and Reject), in order."""
+    """Exceptions handlers raised (other than Retry and Reject), in order: those of
+    attempts that were retried included."""
+    failures: list[BaseException] = field(default_factory=list, repr=False)
+    """The exceptions that ended a message for good (dead-lettered or failed: no retry
+    left, or not retryable), in order; what `raise_errors` raises the first of."""
+    _raised: dict[str, BaseException] = field(default_factory=dict, repr=False)
+    """The last exception of each message whose outcome is not written yet."""
 
     def _written(self, source: Source, outcome: Outcome) -> None:
         counts = self.by_task.setdefault(outcome.task, {"done": 0, "retry": 0, "dead": 0})
@@ -54,9 +60,13 @@ class RunSummary:
             self.retried += 1
         elif outcome.kind == "dead":
             self.dead += 1
+        raised = self._raised.pop(outcome.message_id, None)
+        if raised is not None and outcome.kind == "dead":
+            self.failures.append(raised)
 
-    def _failed(self, task: str, exc: BaseException) -> None:
+    def _failed(self, task: str, message_id: str, exc: BaseException) -> None:
         self.errors.append(exc)
+        self._raised[message_id] = exc
 
 
 def _worker(
@@ -95,8 +105,8 @@ def _advance_to(due_ms: int) -> None:
 
 
 def _finish(summary: RunSummary, raise_errors: bool) -> RunSummary:
-    if raise_errors and summary.errors:
-        raise summary.errors[0]  # with its original traceback
+    if raise_errors and summary.failures:
+        raise summary.failures[0]  # with its original traceback
     return summary
 
 
@@ -126,9 +136,10 @@ def run_until_idle(
     long from now: each tick is enqueued at its own time, and ticks of schedules with
     overlap allowed are run together once the clock reaches the next delayed message (a
     day of a 5-minute cron takes a fraction of a second).
-    With `raise_errors`, the first exception a handler raised (not Retry or Reject) is
-    raised again, with its traceback, once the run ends. Call it outside an event loop; in
-    asyncio code use `run_until_idle_async`.
+    With `raise_errors`, once the run is idle, the first exception that ended a message for
+    good (dead-lettered or failed: no retries left, or not retryable) is raised again, with
+    its traceback; attempts that were retried are only counted (`summary.errors` has them).
+    Call it outside an event loop; in asyncio code use `run_until_idle_async`.
     """
 
     async def run_and_close() -> RunSummary:

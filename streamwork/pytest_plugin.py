@@ -3,7 +3,9 @@
 Fixtures:
 - `streamwork_memory`: a fresh memory:// server for the test. Every App alive when the test
   starts, and every App created during it without a URL, runs on it; afterwards each App
-  gets its own connection back, the server is forgotten and the test clock is reset.
+  gets its own connection back, the server is forgotten and the test clock is reset. An
+  App created during the test with a real server's URL is refused a client (a
+  ConfigurationError naming `streamwork_memory.use(app)`): a test never reaches a server.
 - `run_tasks`: `run_until_idle` bound to it — `run_tasks()` runs the work of the app (the
   only App, or the one passed), with `advance_time=True` and `raise_errors=True` by default.
 
@@ -25,7 +27,8 @@ import pytest
 from . import memory, protocol
 from .app import App
 from .inprocess import RunSummary, run_until_idle
-from .urls import URL_ENV
+from .connection import REFUSALS
+from .urls import URL_ENV, redact
 
 
 class MemoryServer:
@@ -40,6 +43,17 @@ class MemoryServer:
         if app not in self._previous:
             self._previous[app] = app.reconnect(self.url)
         return app
+
+    def refusal(self, url: str) -> str | None:
+        """Why a client for `url` is refused during the test: an App made with a real
+        server's URL (App(os.environ["REDIS_URL"]), say) must not reach out to it."""
+        if memory.is_memory(url):
+            return None
+        return (
+            f"this test runs on memory:// (streamwork_memory), but an App made during it "
+            f"points at {redact(url)}: call streamwork_memory.use(app) to run it on the "
+            "test's memory server, or make it without a URL"
+        )
 
     def restore(self) -> None:
         for app, connection in self._previous.items():
@@ -57,9 +71,12 @@ def streamwork_memory(request: pytest.FixtureRequest) -> Iterator[MemoryServer]:
         server.use(app)
     previous_env = os.environ.get(URL_ENV)
     os.environ[URL_ENV] = url  # Apps created during the test without a URL
+    refusal = server.refusal
+    REFUSALS.append(refusal)
     try:
         yield server
     finally:
+        REFUSALS.remove(refusal)
         if previous_env is None:
             os.environ.pop(URL_ENV, None)
         else:

@@ -127,7 +127,7 @@ class Worker:
         topics: Sequence[str] | None = None,
         *,
         on_written: Callable[[Source, Outcome], None] | None = None,
-        on_error: Callable[[str, BaseException], None] | None = None,
+        on_error: Callable[[str, str, BaseException], None] | None = None,
     ) -> None:
         self.app = app
         self._on_written = on_written

@@ -59,3 +59,55 @@ def test_fixtures_point_apps_at_memory_and_restore_them(pytester):
         "-p", "no:cacheprovider", "-o", "asyncio_default_fixture_loop_scope=function"
     )
     result.assert_outcomes(passed=5)
+
+
+def test_raise_errors_raises_what_ended_a_message_and_real_urls_are_refused(pytester):
+    pytester.makepyfile(
+        test_user="""
+        import os
+
+        import pytest
+
+        from streamwork import App, ConfigurationError
+
+        app = App()
+        tries = []
+
+        @app.task(max_retries=3)
+        def flaky(n):
+            tries.append(n)
+            if tries.count(n) < 3:
+                raise ConnectionError(f"try {tries.count(n)} of {n}")
+
+        @app.task(max_retries=1)
+        def hopeless():
+            raise LookupError("never works")
+
+        def test_a_retry_that_succeeds_does_not_raise(streamwork_memory, run_tasks):
+            flaky.send(7)
+            summary = run_tasks()
+            assert (summary.done, summary.retried) == (1, 2)
+            assert [str(e) for e in summary.errors] == ["try 1 of 7", "try 2 of 7"]
+            assert summary.failures == []
+
+        def test_what_ended_a_message_is_raised_once_idle(streamwork_memory, run_tasks):
+            hopeless.send()
+            flaky.send(8)
+            with pytest.raises(LookupError, match="never works"):
+                run_tasks()
+            assert tries.count(8) == 3  # the run went on to idle first
+
+        def test_an_app_with_a_real_url_fails_at_once(streamwork_memory, run_tasks):
+            other = App("redis://127.0.0.1:1/0")  # App(os.environ["REDIS_URL"]), say
+            job = other.task(name="job")(lambda: None)
+            with pytest.raises(ConfigurationError, match=r"streamwork_memory\\.use\\(app\\)"):
+                job.send()
+            streamwork_memory.use(other)
+            job.send()
+            assert run_tasks(other).done == 1
+        """
+    )
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "-o", "asyncio_default_fixture_loop_scope=function"
+    )
+    result.assert_outcomes(passed=3)
