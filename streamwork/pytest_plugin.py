@@ -26,8 +26,8 @@ import pytest
 
 from . import memory, protocol
 from .app import App
-from .inprocess import RunSummary, run_until_idle
 from .connection import REFUSALS
+from .inprocess import RunSummary, run_until_idle
 from .urls import URL_ENV, redact
 
 
