@@ -12,7 +12,7 @@ import itertools
 import math
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -623,12 +623,12 @@ class Task:
             first = next(self._turns)
             envelopes = (
                 self.envelope(
-                    *_call(item),
+                    *call,
                     due=due,
                     trace_context=found,
                     partition=(first + i // SEND_BATCH) % count,
                 )
-                for i, item in enumerate(calls)
+                for i, call in enumerate(self._calls(calls))
             )
             plan = self.producer.plan(destination, envelopes, what, due=due, is_many=True)
             plan.batch_destinations = [
@@ -638,10 +638,12 @@ class Task:
             return plan
         if self.options.fair is None or due is not None:  # delayed: to the queue when due
             envelopes = (
-                self.envelope(*_call(item), due=due, trace_context=found) for item in calls
+                self.envelope(*call, due=due, trace_context=found) for call in self._calls(calls)
             )
             return self.producer.plan(destination, envelopes, what, due=due, is_many=True)
-        keyed = [self._keyed(self.envelope(*_call(item), trace_context=found)) for item in calls]
+        keyed = [
+            self._keyed(self.envelope(*call, trace_context=found)) for call in self._calls(calls)
+        ]
         return self.producer.plan(
             destination,
             (envelope for envelope, _ in keyed),
@@ -650,12 +652,31 @@ class Task:
             fair_keys=[key for _, key in keyed],
         )
 
+    def _calls(self, items: Iterable[Any]) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+        """(args, kwargs) of each item of a many-send, checked against the signature; an
+        item that does not fit is a BadArguments naming its index."""
+        for index, item in enumerate(items):
+            args, kwargs = _call(item)
+            try:
+                self.check_arguments(args, kwargs)
+            except BadArguments as exc:
+                hint = ""
+                if isinstance(item, list):  # items read from JSON are lists, not tuples
+                    hint = (
+                        " (a list is one argument; for positional arguments give a tuple, "
+                        "e.g. tuple(item))"
+                    )
+                raise BadArguments(f"send_many item {index}: {exc}{hint}") from None
+            yield args, kwargs
+
     def send_many(self, calls: Iterable[Any], *, delay: Duration | None = None) -> list[TaskHandle]:
         """Queue one run per item: one command (one round trip) per 1000 sends.
 
         An item that is a tuple gives positional arguments, a dict gives keyword arguments,
-        anything else is the one positional argument. Every item is checked before any is
-        sent, so a bad item sends nothing. Each batch of 1000 is queued whole or not at all;
+        anything else (a list included) is the one positional argument; an item that does
+        not fit the signature is a BadArguments naming its index (and, for a list, saying
+        to give a tuple). Every item is checked before any is sent, so a bad item sends
+        nothing. Each batch of 1000 is queued whole or not at all;
         if Redis fails after some batches were queued, SendIncomplete says which (`.sent`
         handles, `.index` of the first item not queued).
         """

@@ -175,3 +175,29 @@ def test_handler_options_are_checked_where_they_are_declared():
     assert (declared.options.max_retries, declared.options.timeout) == (7, 2.0)
     listener = app.subscriber("t", group="g", ack_mode="manual")(lambda message: None)
     assert (listener.options.ack_mode, listener.options.bind) == ("manual", True)
+
+
+def test_send_many_items_from_json_fail_naming_the_item_and_send_nothing():
+    import json
+
+    app = App("memory://unit-send-many")
+
+    @app.task
+    def place(order_id, item, quantity=1): ...
+
+    @app.task
+    def total(values): ...
+
+    items = json.loads('[[1, "apple"], [2, "pear", 3]]')  # lists, not tuples
+    with pytest.raises(BadArguments) as raised:
+        place.send_many(items)
+    assert str(raised.value) == (
+        "send_many item 0: place(): missing a required argument: 'item' (a list is one "
+        "argument; for positional arguments give a tuple, e.g. tuple(item))"
+    )
+    with pytest.raises(BadArguments, match=r"^send_many item 2: place\(\): too many"):
+        place.send_many([(1, "apple"), {"order_id": 2, "item": "pear"}, (3, "fig", 1, 9)])
+    assert app.connection.redis.xlen(app.keys("default").stream) == 0  # nothing was sent
+    assert len(place.send_many(tuple(item) for item in items)) == 2
+    assert len(total.send_many([[1, 2], [3]])) == 2  # a list that fits as one argument
+    assert app.connection.redis.xlen(app.keys("default").stream) == 4
