@@ -120,10 +120,7 @@ def render_overview(overview: queue_stats.Overview, interval: float) -> list[str
                 f"{'?' if group.lag is None else group.lag:>7} {group.pending:>7} "
                 f"{group.retrying:>8} {group.dead_letters:>6} {group.consumers:>5}"
             )
-    lines.append(
-        f"rates over {interval:g}s; LIVE: worker processes (consumers) seen in the last "
-        f"{queue_stats.LIVE_WITHIN:g}s"
-    )
+    lines.append(f"rates over {interval:g}s; {queue_stats.LIVE}")
     return lines
 
 

@@ -322,6 +322,13 @@ class Source:
         return "" if self.topic is not None else f"{self.namespace}:{{{self.name}}}:"
 
     @property
+    def workers(self) -> str:
+        """A sorted set beside `stats`: the worker processes (consumer names) serving the
+        queue or subscriber group, each scored by when its last heartbeat lapses (Unix ms).
+        Live workers are those scored after now, whether or not anything came to read."""
+        return f"{self.stats.rpartition(':')[0]}:workers"
+
+    @property
     def events(self) -> str:
         """The event stream of the queue, or of the topic's subscriber group (written only
         when `events_max_len` > 0)."""

@@ -448,7 +448,10 @@ class QueueCollector:
                 ("delayed", "Delayed messages and scheduled retries."),
                 ("dead_letters", "Messages in the dead letters."),
                 ("oldest_pending_age_seconds", "Age of the oldest unacknowledged message."),
-                ("consumers", "Live consumers (worker processes): seen in the last 30 s."),
+                (
+                    "consumers",
+                    "Live consumers (worker processes) serving it: their heartbeat is current.",
+                ),
                 ("held", "Messages waiting for a concurrency slot (concurrency_limit)."),
             )
         }  # fmt: skip

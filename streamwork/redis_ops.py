@@ -700,6 +700,38 @@ def remove_consumer(client: Any, source: Source, consumer: str) -> Any:
     return client.xgroup_delconsumer(source.stream, source.group, consumer)
 
 
+async def beat(
+    client: Any, keys: Sequence[str], consumer: str, now_ms: int, lapses_ms: int
+) -> None:
+    """Say, in one round trip, that worker `consumer` serves the sources whose `workers`
+    sets are `keys` until `lapses_ms`; drop workers whose heartbeat lapsed. A set lives as
+    long as its last heartbeat: no worker left, no key left."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.zadd(key, {consumer: lapses_ms})
+        pipe.zremrangebyscore(key, "-inf", now_ms)
+        ttl = max(1, lapses_ms - now_ms)
+        pipe.pexpire(key, ttl, nx=True)  # a new set: it has no TTL yet
+        pipe.pexpire(key, ttl, gt=True)  # never shorter than another worker's heartbeat
+    await pipe.execute()
+
+
+async def leave(client: Any, keys: Sequence[str], consumer: str) -> None:
+    """Take worker `consumer` out of the `workers` sets `keys` (it stops serving them)."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.zrem(key, consumer)
+    await pipe.execute()
+
+
+def workers_of(client: Any, sources: Sequence[Source]) -> list[Any]:
+    """Per source, in one round trip: its workers as [(consumer, lapses at ms), ...]."""
+    pipe = client.pipeline(transaction=False)
+    for source in sources:
+        pipe.zrange(source.workers, 0, -1, withscores=True)
+    return list(pipe.execute())
+
+
 def wait_result(client: Any, key: str, timeout: float) -> Any:
     """Block until the result list at `key` has its element, and return it (kept in place)."""
     return client.blmove(key, key, timeout, "RIGHT", "RIGHT")
@@ -724,11 +756,11 @@ async def durability(client: Any) -> tuple[str, bool | None]:
 
 
 def queue_counts(
-    client: Any, sources: Sequence[Source], held: Sequence[Sequence[str]] = ()
+    client: Any, sources: Sequence[Source], held: Sequence[Sequence[str]] = (), now_ms: int = 0
 ) -> list[list[Any]]:
     """Per source, in one round trip: [stream length, pending summary, delayed count,
-    dead letters, stream info, stats totals, consumers info, messages waiting for a
-    concurrency slot (the lengths of its `held` lists, summed)].
+    dead letters, stream info, stats totals, live workers (heartbeats current at `now_ms`),
+    messages waiting for a concurrency slot (the lengths of its `held` lists, summed)].
 
     Pending summary and stream info are exception objects when the group or stream does
     not exist yet.
@@ -741,7 +773,7 @@ def queue_counts(
         pipe.xlen(source.dead_letters)
         pipe.xinfo_stream(source.stream)
         pipe.hgetall(source.stats)
-        pipe.xinfo_consumers(source.stream, source.group)
+        pipe.zcount(source.workers, now_ms, "+inf")
     for lists in held:
         for key in lists:
             pipe.llen(key)
@@ -764,10 +796,12 @@ def topic_info(client: Any, streams: Sequence[str]) -> list[list[Any]]:
     return [replies[i : i + 2] for i in range(0, len(replies), 2)]
 
 
-def group_counts(client: Any, groups: Sequence[tuple[Source, Source]]) -> list[list[Any]]:
+def group_counts(
+    client: Any, groups: Sequence[tuple[Source, Source]], now_ms: int = 0
+) -> list[list[Any]]:
     """Per subscriber group (its topic and retry sources), in one round trip: [topic pending
     summary, retry stream length, retry pending summary, delayed count, dead letters,
-    consumers info] (errors as values)."""
+    live workers (heartbeats current at `now_ms`)] (errors as values)."""
     pipe = client.pipeline(transaction=False)
     for main, retry in groups:
         pipe.xpending(main.stream, main.group)
@@ -775,6 +809,6 @@ def group_counts(client: Any, groups: Sequence[tuple[Source, Source]]) -> list[l
         pipe.xpending(retry.stream, retry.group)
         pipe.zcard(retry.delayed)
         pipe.xlen(retry.dead_letters)
-        pipe.xinfo_consumers(main.stream, main.group)
+        pipe.zcount(main.workers, now_ms, "+inf")
     replies = pipe.execute(raise_on_error=False)
     return [replies[i : i + 6] for i in range(0, len(replies), 6)]

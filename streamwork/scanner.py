@@ -5,7 +5,8 @@ Five loops (six with schedules), each on its own timer, for every source a worke
   and hand them to the worker to run again; entries deleted while pending are counted lost;
   consumers long idle with nothing pending (dead workers, emptied) leave the group.
 - lease: renew the claim on entries this worker is still running, so a long task is never
-  taken from a live worker (it renews only entries it still owns).
+  taken from a live worker (it renews only entries it still owns); and write the worker's
+  heartbeat, which says which queues and groups it serves (stats count live workers by it).
 - move: move due delayed messages and retries into the stream (one Lua step each time).
 - trim: apply each served topic's retention, never dropping what a group has not read.
 - cancel: every half second, look whether a running queue message was cancelled
@@ -94,6 +95,9 @@ class Scanner:
         self._move_soon = asyncio.Event()
         self.claimed = 0
         self.deleted_while_pending = 0
+        self.workers_keys = sorted({source.workers for source in sources})
+        """The `workers` sets of the sources served: the lease loop's heartbeat goes there."""
+        self.beats = 0
 
     def expect_due(self, due_ms: int) -> None:
         """Note a delayed message this process just wrote, so the mover wakes in time for it."""
@@ -215,7 +219,13 @@ class Scanner:
         return CANCEL_CHECK
 
     async def renew_leases(self) -> float:
-        """Renew the lease of every entry this worker runs; report the ones it lost."""
+        """Write this worker's heartbeat (it serves its sources for one visibility timeout
+        more: stats count it live, whether or not anything came to read), renew the lease
+        of every entry it runs, and report the ones it lost."""
+        now = protocol.now_ms()
+        lapses = now + int(self._settings.visibility_timeout * 1000)
+        await redis_ops.beat(self._client, self.workers_keys, self._consumer, now, lapses)
+        self.beats += 1
         for source in self._sources:
             ids = self._in_flight.running(source)
             if not ids:

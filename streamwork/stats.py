@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from . import redis_ops
+from . import protocol, redis_ops
 from .errors import UnknownQueue
 from .keys import (
     NAME,
@@ -29,7 +29,6 @@ from .keys import (
     topic_registry,
     topic_sources,
 )
-from .settings import WorkerSettings
 
 if TYPE_CHECKING:
     from .connection import NamespaceView
@@ -60,7 +59,7 @@ class QueueState:
     oldest_pending_ms: int | None = None
     """When the oldest unacknowledged entry was added (Unix ms), None if nothing pending."""
     consumers: int = 0
-    """Live consumers (worker processes) of the queue's group: seen within LIVE_WITHIN."""
+    """Live consumers (worker processes) serving the queue: their heartbeat is current."""
     held: int = 0
     """Messages waiting for a concurrency slot (tasks with concurrency_limit)."""
     held_back: int = 0
@@ -183,16 +182,16 @@ def _state(
     )
 
 
-LIVE_WITHIN = WorkerSettings().visibility_timeout
-"""A consumer seen (reading, claiming) within this many seconds counts as a live worker:
-the default visibility timeout, past which its entries would be taken from it anyway."""
+LIVE = (
+    "LIVE: worker processes serving it now (each writes a heartbeat every third of its "
+    "visibility timeout, good for one visibility timeout)"
+)
+"""What the consumer counts mean, as the CLI says it."""
 
 
-def live_consumers(consumers: Any) -> int:
-    """How many consumers in an XINFO CONSUMERS reply were seen within LIVE_WITHIN."""
-    if isinstance(consumers, Exception):
-        return 0
-    return sum(1 for consumer in consumers if int(consumer["idle"]) < LIVE_WITHIN * 1000)
+def live_consumers(count: Any) -> int:
+    """The live workers of a `workers` set's count (0 when it could not be read)."""
+    return 0 if isinstance(count, Exception) else int(count)
 
 
 def _oldest_ms(pending: Any) -> int | None:
@@ -213,7 +212,9 @@ def queue_states(app: NamespaceView, queues: Sequence[str]) -> list[QueueState]:
         for i in range(len(found))
     ]
     with app.connection.translate_errors():
-        replies = iter(redis_ops.queue_counts(app.connection.redis, sources, held))
+        replies = iter(
+            redis_ops.queue_counts(app.connection.redis, sources, held, protocol.now_ms())
+        )
     at = time.monotonic()
     states = []
     for queue, found in zip(queues, per_queue, strict=True):
@@ -274,7 +275,7 @@ class GroupState:
     pending: int
     """Events delivered to the group's consumers and not yet acknowledged."""
     consumers: int
-    """Live consumers of the group: seen within LIVE_WITHIN."""
+    """Live consumers (worker processes) of the group: their heartbeat is current."""
     retrying: int
     """Retries waiting in the group's delayed set or retry stream."""
     dead_letters: int
@@ -309,7 +310,7 @@ def topic_states(app: NamespaceView, topics: Sequence[str]) -> list[TopicState]:
             for topic, groups in zip(topics, groups_of, strict=True)
             for group in groups
         ]
-        counts = iter(redis_ops.group_counts(app.connection.redis, pairs))
+        counts = iter(redis_ops.group_counts(app.connection.redis, pairs, protocol.now_ms()))
     at = time.monotonic()
     states = []
     for topic, (info, _), groups in zip(topics, infos, groups_of, strict=True):

@@ -494,7 +494,9 @@ class Worker:
         )
 
     async def _leave_groups(self, client: Any) -> None:
-        """Remove this consumer from its groups when it holds nothing pending."""
+        """Stop saying it serves its sources (its heartbeat); remove this consumer from its
+        groups when it holds nothing pending."""
+        await redis_ops.leave(client, sorted({s.workers for s in self.sources}), self.consumer)
         for source in self.sources:
             try:
                 if not await redis_ops.pending_of(client, source, self.consumer):

@@ -20,7 +20,7 @@ from typing import Any
 import redis.exceptions
 
 from .. import events as events_module
-from .. import lifecycle, protocol, stats
+from .. import lifecycle, protocol, redis_ops, stats
 from ..app import App
 from ..errors import DecodeError, StreamworkError
 from ..keys import Source
@@ -220,13 +220,12 @@ class Worker:
 
     name: str
     idle: float
-    """Seconds since it last read or claimed anything, anywhere."""
+    """Seconds since it last got or claimed anything, anywhere (0 for a live worker that
+    never got anything: it is reading)."""
     sources: list[dict[str, Any]] = field(default_factory=list)
     running: list[lifecycle.Running] = field(default_factory=list)
-
-    @property
-    def is_live(self) -> bool:
-        return self.idle < stats.LIVE_WITHIN
+    is_live: bool = False
+    """Its heartbeat is current: it serves its queues now, busy or idle."""
 
     @property
     def pending(self) -> int:
@@ -245,20 +244,26 @@ def workers(app: App) -> list[Worker]:
     client = app.connection.redis
     sources = all_sources(app)
     found: dict[str, Worker] = {}
+    now = protocol.now_ms()
     with app.connection.translate_errors():
         pipe = client.pipeline(transaction=False)
         for source in sources:
             pipe.xinfo_consumers(source.stream, source.group)
         replies = pipe.execute(raise_on_error=False) if sources else []
-        for source, consumers in zip(sources, replies, strict=True):
-            if isinstance(consumers, Exception):
-                continue  # no stream or group yet
-            for consumer in consumers:
-                name = consumer["name"].decode()
-                idle = int(consumer["idle"]) / 1000
-                worker = found.setdefault(name, Worker(name, idle))
-                worker.idle = min(worker.idle, idle)
-                worker.sources.append({"name": source.name, "pending": consumer["pending"]})
+        beats = redis_ops.workers_of(client, sources) if sources else []
+        for source, consumers, beating in zip(sources, replies, beats, strict=True):
+            live = {name.decode() for name, lapses in beating if lapses > now}
+            pending: dict[str, int] = {name: 0 for name in live}
+            idle_of: dict[str, float] = {name: 0.0 for name in live}
+            for consumer in [] if isinstance(consumers, Exception) else consumers:
+                name = consumer["name"].decode()  # no stream or group yet: none
+                pending[name] = int(consumer["pending"])
+                idle_of[name] = int(consumer["idle"]) / 1000
+            for name, count in pending.items():
+                worker = found.setdefault(name, Worker(name, idle_of[name]))
+                worker.idle = min(worker.idle, idle_of[name])
+                worker.is_live = worker.is_live or name in live
+                worker.sources.append({"name": source.name, "pending": count})
         queue_sources = [source for source in sources if source.topic is None]
         for item in lifecycle.running(client, queue_sources, limit=200):
             if item.worker in found:

@@ -288,6 +288,8 @@ def test_topic_states_report_lag_pending_and_consumers(app, client):
     client.xgroup_create(stream, "g2", id="$")
     app.publish_many("t", range(5))
     client.xreadgroup("g1", "c1", {stream: ">"}, count=2)
+    # c1's heartbeat, as a worker's lease loop writes it: it serves g1 for 30 s more
+    client.zadd(app.topic_source("t", "g1").workers, {"c1": protocol.now_ms() + 30_000})
     [state] = topic_states(app, ["t"])
     groups = {g.group: g for g in state.groups}
     assert state.length == 5 and state.added == 5

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from streamwork import App, chain, group
+from streamwork import App, chain, group, protocol
 from streamwork.keys import QUEUE_GROUP
 from streamwork.testing import run_until_idle
 from streamwork.web import asgi_app
@@ -319,9 +319,14 @@ def test_workers_page_lists_consumers_and_what_they_run(app: App, client: redis.
     keys = app.keys("default")
     client.xgroup_create(keys.stream, QUEUE_GROUP, "0", mkstream=True)
     client.xreadgroup(QUEUE_GROUP, "host-1:4242", {keys.stream: ">"}, count=1)
+    # host-2 serves the queue and got nothing (no consumer in Redis): its heartbeat says so
+    client.zadd(app.queue_source("default").workers, {"host-2:7": protocol.now_ms() + 30_000})
     page = console(app).get("/workers")
     row = page.text.split('id="workers"')[1]
     assert "host-1:4242" in row and f"/tasks/{handle.id}" in row
+    idle, ghost = row.split("host-2:7")[1], row.split("host-1:4242")[1]
+    assert "not seen lately" not in idle.split("</tr>")[0]  # live, though it read nothing
+    assert "not seen lately" in ghost.split("</tr>")[0]  # a consumer without a heartbeat
 
 
 def test_events_page_lists_recent_events(app: App) -> None:

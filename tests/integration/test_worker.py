@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from streamwork import ConfigurationError, ResultTimeout, TaskFailed, protocol
+from streamwork import App, ConfigurationError, ResultTimeout, TaskFailed, protocol, redis_ops
+from streamwork import stats as queue_stats
 from streamwork.stats import queue_state
 from streamwork.testing import WorkerThread, drain, wait_until
 
@@ -253,26 +254,33 @@ def test_reads_and_acknowledgements_are_batched(app, client):
     assert stats["cmdstat_xdel"]["calls"] <= scripts
 
 
-def test_stats_count_live_consumers_only(app, client, monkeypatch):
-    """A consumer that stopped reading (its worker died) drops out of the live count once it
-    has not been seen within LIVE_WITHIN; a reading one stays."""
-    from streamwork import stats
+def test_stats_count_workers_serving_idle_queues_by_their_heartbeat(app, client):
+    """On Redis 7.0 a read that returns nothing neither creates nor refreshes a consumer:
+    a queue a live worker serves that never got a message has none. Liveness comes from
+    the workers' heartbeat instead, for longer than the window (one visibility timeout)."""
+    stats = queue_stats
 
-    monkeypatch.setattr(stats, "LIVE_WITHIN", 0.5)
-    source = app.queue_source("default")
-    client.xgroup_create(source.stream, source.group, id="0", mkstream=True)
-    client.xadd(source.stream, {"m": b"x"})
-    client.xreadgroup(source.group, "dead-worker", {source.stream: ">"}, count=1)
-    assert stats.queue_state(app, "default").consumers == 1
-    wait_until(
-        lambda: client.xinfo_consumers(source.stream, source.group)[0]["idle"] >= 500,
-        message="the dead worker to be idle past the 0.5 s window",
-    )
-    client.xadd(source.stream, {"m": b"y"})
-    client.xreadgroup(source.group, "live-worker", {source.stream: ">"}, count=1)
-    state = stats.queue_state(app, "default")
-    assert state.consumers == 1  # the live one; the dead one still holds its entry
-    assert state.pending == 2
+    @app.task(queue="busy")
+    def job():
+        pass
+
+    app.task(queue="idle", name="never_sent")(lambda: None)
+    app.subscriber("orders", group="billing")(lambda message: None)
+    job.send()
+    with WorkerThread(app, visibility_timeout=1.5) as worker:  # a heartbeat every 0.5 s
+        wait_until(lambda: worker.worker.session is not None, message="the worker's start")
+        scanner = worker.worker.session.scanner
+        wait_until(lambda: scanner.beats >= 5, message="heartbeats past the 1.5 s window")
+        assert stats.queue_state(app, "idle").consumers == 1
+        assert stats.queue_state(app, "busy").consumers == 1
+        [topic] = stats.topic_states(app, ["orders"])
+        assert [(g.group, g.consumers) for g in topic.groups] == [("billing", 1)]
+    assert stats.queue_state(app, "idle").consumers == 0  # it said goodbye when it stopped
+    assert client.exists(app.queue_source("idle").workers) == 0  # nothing left behind
+    now = protocol.now_ms()
+    workers = app.queue_source("idle").workers
+    client.zadd(workers, {"died-a-while-ago": now - 1, "alive": now + 10_000})
+    assert stats.queue_state(app, "idle").consumers == 1
 
 
 def test_burst_worker_reports_what_it_leaves_pending(app, client, caplog):
@@ -322,3 +330,20 @@ def test_the_grace_period_counts_from_the_stop_request(app):
     worker.stop()
     assert 5 <= len(steps) < 100  # cut off at the grace period, not run to the end
     assert handle.status().state == "running"  # its entry stays pending for another worker
+
+
+def test_a_workers_set_lives_as_long_as_its_longest_heartbeat(client, redis_url):
+    """Two workers with different visibility timeouts: the set expires with the later
+    heartbeat, never the earlier one's."""
+
+    async def beats():
+        app = App(redis_url)
+        async_client = app.connection.async_redis()
+        now = protocol.now_ms()
+        await redis_ops.beat(async_client, ["sw:{q}:workers"], "long", now, now + 300_000)
+        await redis_ops.beat(async_client, ["sw:{q}:workers"], "short", now, now + 30_000)
+        await app.connection.aclose()
+
+    asyncio.run(beats())
+    assert 290_000 < client.pttl("sw:{q}:workers") <= 300_000
+    assert client.zcard("sw:{q}:workers") == 2
