@@ -774,7 +774,18 @@ def cancelled_outcome(run: Run, status_key: str | None, reason: str) -> Outcome:
 
 RATE_SLOT = "rate_slot"
 """The header of a message its rate limit held back: the start reserved for it (Unix ms,
-Redis's clock). The start step does not charge it again."""
+Redis's clock). The start step does not charge it again when it comes on time (at most
+LATE_MS after it), and charges a later one as a new start."""
+RESERVED_START_LATE_MS = 100
+"""start.lua's LATE_MS: a reserved start later than this is charged again."""
+
+
+def _reserved_start(headers: dict[str, Any]) -> int:
+    """The start a rate limit reserved for a message (Unix ms), 0 when it has none."""
+    reserved = headers.get(RATE_SLOT)
+    if isinstance(reserved, bool) or not isinstance(reserved, (int, float)):
+        return 0
+    return int(reserved)
 
 
 def start_row(source: Source, run: Run) -> tuple[Any, ...]:
@@ -797,7 +808,7 @@ def start_row(source: Source, run: Run) -> tuple[Any, ...]:
         0 if rate is None else rate.tolerance_ms,
         None if limit is None else source.limit("slots", name),
         limit or 0,
-        RATE_SLOT in run.envelope.headers,
+        _reserved_start(run.envelope.headers),
         protocol.partition_key_of(run.envelope),
     )
 

@@ -220,9 +220,10 @@ class Scripts:
     ) -> Any:
         """Admit messages of `source`: per run (task, attempt, message id, entry id, status
         key or None, rate key or None, interval ms, tolerance ms, slot set or None, limit,
-        admitted, partition key or ""); per message 0 to run it, the reason it was cancelled
-        before it started, -1 (held for a slot), -2 (waits for its partition key's turn) or
-        the Redis time its rate-limited start is due."""
+        its reserved start (Unix ms, 0 for none), partition key or ""); per message 0 to
+        run it, the reason it was cancelled before it started, -1 (held for a slot), -2
+        (waits for its partition key's turn) or the Redis time its rate-limited start is
+        due."""
         keys = [source.events]
         where: dict[str, int] = {}
 
@@ -246,7 +247,7 @@ class Scripts:
             tolerance,
             slots,
             limit,
-            admitted,
+            reserved,
             partition_key,
         ) in runs:
             if rate is None and slots is None and not partition_key:
@@ -268,7 +269,7 @@ class Scripts:
                     tolerance,
                     ref(slots),
                     limit,
-                    bool(admitted),
+                    int(reserved),
                     order,
                 )
             )
@@ -606,9 +607,10 @@ def read_status(client: Any, status: str) -> Any:
     return client.hgetall(status)
 
 
-def read_cancelled(client: Any, status: str) -> Any:
-    """[state, cancel reason] of a message's status hash (Nones when it has none)."""
-    return client.hmget(status, "state", "reason")
+def status_field(client: Any, status: str, name: str) -> Any:
+    """One field of a message's status hash (None when it has none): HGET, which a
+    producer's ACL rules allow."""
+    return client.hget(status, name)
 
 
 def cancel_flags(client: Any, statuses: Sequence[str]) -> Any:

@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import msgpack
 
@@ -72,9 +72,9 @@ class TaskHandle:
         wait = _ResultWait(timeout, self.task.producer.track_status)
         with connection.translate_errors():
             while True:
-                if wait.looks_at_status():
-                    cancelled = redis_ops.read_cancelled(connection.redis, self._status_key)
-                    self._raise_if_cancelled(cancelled)
+                key = self._status_key if wait.looks_at_status() else None
+                if key and redis_ops.status_field(connection.redis, key, "state") == CANCELLED:
+                    self._raise_cancelled(redis_ops.status_field(connection.redis, key, "reason"))
                 raw = redis_ops.wait_result(connection.redis, self._key, wait.block())
                 if raw is not None or wait.is_over():
                     break
@@ -88,19 +88,18 @@ class TaskHandle:
         with connection.translate_errors():
             client = connection.async_redis()
             while True:
-                if wait.looks_at_status():
-                    cancelled = await redis_ops.read_cancelled(client, self._status_key)
-                    self._raise_if_cancelled(cancelled)
+                key = self._status_key if wait.looks_at_status() else None
+                if key and await redis_ops.status_field(client, key, "state") == CANCELLED:
+                    self._raise_cancelled(await redis_ops.status_field(client, key, "reason"))
                 raw = await redis_ops.wait_result(client, self._key, wait.block())
                 if raw is not None or wait.is_over():
                     break
         return self._decode(raw, timeout)
 
-    def _raise_if_cancelled(self, cancelled: Any) -> None:
-        state, reason = (v.decode(errors="replace") if v is not None else None for v in cancelled)
-        if state == "cancelled":
-            why = f": {reason}" if reason else ""
-            raise TaskCancelled(f"task {self.task.name} id {self.id} was cancelled{why}", reason)
+    def _raise_cancelled(self, raw_reason: bytes | None) -> NoReturn:
+        reason = raw_reason.decode(errors="replace") if raw_reason else None
+        why = f": {reason}" if reason else ""
+        raise TaskCancelled(f"task {self.task.name} id {self.id} was cancelled{why}", reason)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -188,6 +187,7 @@ class TaskHandle:
         raise TaskFailed(outcome.get("error_type", "Error"), outcome.get("error", ""))
 
 
+CANCELLED = b"cancelled"
 STATUS_LOOK_EVERY = 0.5
 """Seconds between two looks at a message's status while its result is awaited: a
 cancelled message has no result to wait for."""

@@ -16,8 +16,10 @@
 --           twelve values: task, attempt, message id, its entry ("STREAM|ENTRY-ID": a
 --           slot's member), status key index (0: none), rate key index (0: no rate
 --           limit), emission interval ms, tolerance ms, slot set index (0: no concurrency
---           limit), concurrency limit, admitted (true: its start was reserved when the
---           rate held it back: it is not charged again), and its partition key's order
+--           limit), concurrency limit, its reserved start (ms, Redis's clock: the start
+--           the rate reserved when it held it back, 0 for none; one that comes on time,
+--           at most LATE_MS after it, is not charged again, a later one is charged as a
+--           new start), and its partition key's order
 --           list index (0: it has no partition key; see _turns.lua); or, for a message
 --           with neither limit nor partition key, four: task, attempt, message id, status
 --           key index
@@ -39,6 +41,7 @@
 local now, worker, ttl, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local group, visibility = ARGV[5], tonumber(ARGV[6])
 local clock = nil
+local LATE_MS = 100 -- a reserved start this late is charged again (see rate_allows)
 local function redis_now()
     if not clock then
         local time = redis.call("TIME")
@@ -61,6 +64,10 @@ local function free(slots, limit)
 end
 
 -- GCRA: 0 when a start is allowed now (and charged), else when the reserved one is due.
+-- A reserved start is charged when it is reserved; the limit counts it at that time. One
+-- that comes late (its worker lost Redis, backed off) is charged again when it comes: the
+-- bucket may have emptied meanwhile (its key expires), and starting it uncharged on top of
+-- that moment's starts would break the rate.
 local function rate_allows(key, interval, tolerance)
     local at = redis_now()
     local tat = tonumber(redis.call("GET", key) or 0)
@@ -80,14 +87,14 @@ local replies = {}
 for _, row in ipairs(cmsgpack.unpack(ARGV[8])) do
     local task, attempt, id = row[1], row[2], row[3]
     local entry, status_index, rate_index, interval, tolerance, slots_index, limit
-    local admitted, order_index = false, 0
+    local reserved, order_index = 0, 0
     if #row == 4 then -- status only: no rate, slot or partition key to look at
         status_index, rate_index, slots_index = row[4], 0, 0
     else
         entry, status_index, rate_index = row[4], row[5], row[6]
         interval, tolerance = row[7], row[8]
         slots_index, limit = row[9], row[10]
-        admitted = row[11] == true
+        reserved = tonumber(row[11]) or 0
         order_index = row[12] or 0
     end
     local status = status_index > 0 and KEYS[status_index] or nil
@@ -99,7 +106,7 @@ for _, row in ipairs(cmsgpack.unpack(ARGV[8])) do
         reply = -2
     elseif slots_index > 0 and free(KEYS[slots_index], limit) <= 0 then
         reply = -1
-    elseif rate_index > 0 and not admitted then
+    elseif rate_index > 0 and (reserved <= 0 or redis_now() > reserved + LATE_MS) then
         reply = rate_allows(KEYS[rate_index], interval, tolerance)
     end
     if reply == 0 then

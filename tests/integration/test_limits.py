@@ -4,8 +4,10 @@ running entry and freed by its acknowledgement."""
 
 import asyncio
 import threading
+import time
 from collections import Counter
 
+import redis
 from redis.crc import key_slot
 
 from streamwork import protocol
@@ -122,3 +124,35 @@ def test_fair_keys_on_the_cluster(cluster_app):
     assert len(order) == 55
     assert max(i for i, tenant in enumerate(order) if tenant == "b") < 15
     assert queue_state(cluster_app, "tenants").is_empty
+
+
+def test_a_rate_limit_holds_through_a_storm_of_killed_connections(app, redis_url):
+    """Two workers share "5/s" while every connection is killed each 0.1 s: held-back
+    messages pile up while the workers back off; when they come back late, each is charged
+    again, so no one-second window sees more than the rate plus 20% (6) of starts."""
+    starts, lock = [], threading.Lock()
+
+    @app.task(rate_limit="5/s")
+    def job(n):
+        with lock:
+            starts.append(time.time() * 1000)
+
+    job.send_many(range(25))
+    killer = redis.Redis.from_url(redis_url)
+
+    def storm():
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            killer.client_kill_filter(_type="normal", skipme=True)
+            time.sleep(0.1)  # the storm's own pace, not a wait for a condition
+
+    with WorkerThread(app) as first, WorkerThread(app) as second:
+        wait_until(lambda: first.worker.session and second.worker.session, message="starts")
+        storming = threading.Thread(target=storm)
+        storming.start()
+        storming.join()
+        wait_until(lambda: len(starts) == 25, timeout=30, message="25 starts")
+    killer.close()
+    starts.sort()
+    busiest = max(sum(1 for s in starts if at <= s < at + 1000) for at in starts)
+    assert busiest <= 6, f"{busiest} starts in one second under a 5/s limit"

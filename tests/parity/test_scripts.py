@@ -1,6 +1,8 @@
 """Every Lua script, called directly, does the same on Redis and on memory:// (fakeredis runs
 them with Lua 5.1 and streamwork's cmsgpack module)."""
 
+from itertools import pairwise
+
 from streamwork import protocol
 from streamwork.execution import Outcome
 from streamwork.keys import TopicKeys
@@ -150,3 +152,29 @@ def test_scripts_run_on_lua_5_1_with_cmsgpack(app):
     packed = client.eval("return cmsgpack.pack({1, 'a', {2}})", 0)
     assert client.eval("return cmsgpack.unpack(ARGV[1])[3][1]", 0, packed) == 2
     assert client.eval("return select('#', unpack({7, 8}))", 0) == 2
+
+
+def test_a_reserved_start_is_free_on_time_and_charged_again_when_late(app):
+    """The start step does not charge a rate-limited message again when its reserved
+    start comes on time; one that comes late (its worker lost Redis and backed off) is
+    charged as a new start, so late ones coming together never start on top of the rate."""
+    source, client, ids = setup_pending(app, n=8)
+    rate = source.limit("rate", "job")
+    interval, tolerance = 200, 0  # "5/s", one at a time
+    now = int(client.time()[0]) * 1000 + int(client.time()[1]) // 1000
+
+    def start(entries, reserved):
+        rows = [
+            ("job", 1, f"m{n}", entry, None, rate, interval, tolerance, None, 0, reserved, "")
+            for n, entry in enumerate(entries)
+        ]
+        return app.connection.scripts.start(source, rows, "me", now, 60_000)
+
+    assert start(ids[:1], reserved=now) == [0]  # on time: not charged again
+    assert client.get(rate) is None
+    # five reserved starts 5 s late, the bucket long empty: charged as new starts, so one
+    # starts now and the others get the next starts, one interval apart
+    replies = start(ids[1:6], reserved=now - 5_000)
+    assert replies[0] == 0 and all(isinstance(r, int) and r > now for r in replies[1:])
+    assert [b - a for a, b in pairwise(replies[1:])] == [interval] * 3
+    assert start(ids[6:7], reserved=0)[0] > replies[-1]  # a new message waits behind them

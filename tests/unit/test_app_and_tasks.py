@@ -1,6 +1,8 @@
+import json
+
 import pytest
 
-from streamwork import App, BadArguments, ConfigurationError, Message, StreamworkError
+from streamwork import App, BadArguments, ConfigurationError, Message, StreamworkError, memory
 from streamwork.urls import DEFAULT_URL, default_replies, redact
 
 
@@ -178,9 +180,15 @@ def test_handler_options_are_checked_where_they_are_declared():
 
 
 def test_send_many_items_from_json_fail_naming_the_item_and_send_nothing():
-    import json
-
     app = App("memory://unit-send-many")
+    try:
+        _send_many_items(app)
+    finally:  # fakeredis keeps the traceback of a script's first NOSCRIPT, and the App
+        app.close()  # with it, while its server lives: no App outlives the test
+        memory.forget(app.url)
+
+
+def _send_many_items(app):
 
     @app.task
     def place(order_id, item, quantity=1): ...
