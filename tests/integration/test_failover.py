@@ -72,8 +72,12 @@ def test_failover_without_wait_is_counted(replicated_cluster):
     lost, errors, failed_over_at = send_through_failover(replicated_cluster, replicas=0)
     # Replication is asynchronous: sends acknowledged just before the kill may be gone (how
     # many is reported, it varies); none acknowledged after the failover can be.
-    print(f"acknowledged sends lost in the failover without WAIT: {len(lost)}")
-    assert errors, "the producer should have seen the failover"
+    # Whether a send fails meanwhile is timing: redis-py's cluster client may ride out the
+    # failover inside one send (retrying its redirections), so errors are only reported.
+    print(
+        f"acknowledged sends lost in the failover without WAIT: {len(lost)}; "
+        f"sends that failed: {len(errors)}"
+    )
     assert all(index < failed_over_at for index in lost), (lost, failed_over_at)
 
 
