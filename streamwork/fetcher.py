@@ -30,7 +30,7 @@ from .keys import Source
 from .lanes import Lane, fields_of
 from .redis_errors import (
     CLUSTER_CHANGING,
-    describe,
+    Outage,
     failure,
     is_client_race,
     is_lost,
@@ -76,7 +76,10 @@ class Fetcher:
         dispatch: Callable[[list[Delivery]], Awaitable[None]],
         writers: tuple[Settler, Scanner],
         fair: dict[str, list[tuple[str, int]]] | None = None,
+        outage: Outage | None = None,
     ) -> None:
+        self._outage = outage or Outage(url)
+        """Where a lost Redis is told (one warning per process, not one per retry)."""
         self._fair = fair or {}
         """Per stream, the fair tasks fed into it before each read: (key prefix, limits)."""
         self._client = client
@@ -183,6 +186,7 @@ class Fetcher:
                     is_missing = False
                 reply = await self._read(read, streams, count, lane)
                 failures = 0
+                self._outage.back()
             except Exception as exc:
                 if is_missing_group(exc):
                     log.warning(
@@ -196,8 +200,10 @@ class Fetcher:
                     raise
                 failures += 1
                 pause = min(10.0, 0.1 * 2**failures)
-                why = describe(exc, self._url) if is_lost(exc) else failure(exc)
-                log.error("%s; retrying in %.1fs", why, pause)
+                if is_lost(exc):
+                    self._outage.lost(exc, "reading")
+                else:
+                    log.error("%s; retrying in %.1fs", failure(exc), pause)
                 await asyncio.sleep(pause)
                 continue
             got_any = False

@@ -2,12 +2,15 @@
 
 `ERRORS` maps each redis-py error (most specific first) to a `StreamworkError` and a
 one-line message that says what happened and what to do, the original kept as
-`__cause__` — like httpx's map of httpcore's exceptions. Nothing here talks to Redis.
+`__cause__` — like httpx's map of httpcore's exceptions. `Outage` tells of a worker's
+lost Redis in a few lines. Nothing here talks to Redis.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Callable, Iterator
 
 import redis.exceptions
@@ -23,6 +26,8 @@ from .errors import (
     StreamworkError,
 )
 from .urls import origin, redact
+
+log = logging.getLogger("streamwork.worker")
 
 _REASONS = {
     "Connection refused": "connection refused",
@@ -49,6 +54,60 @@ def describe(exc: BaseException, url: str) -> str:
         f"cannot reach Redis at {redact(url)}{origin(url)}: {_short(_reason(exc, url))} — "
         "is redis-server running there?"
     )
+
+
+class Outage:
+    """How one worker process tells of a lost Redis. Its loops (fetch, start, settle, the
+    scanner's) report each lost connection here, and those whose every success is a reply
+    from Redis (fetch, settle) their successes: it logs one WARNING once
+    Redis has been lost for `warn_after` seconds, a reminder at most every `remind_every`
+    seconds while it stays lost, and one INFO when it is back with how long it was away —
+    not an ERROR per loop and retry. A connection lost and made again at once (a stale one
+    after a restart, a killed client) is no outage: it is logged at debug level only."""
+
+    def __init__(self, url: str, warn_after: float = 0.5, remind_every: float = 30.0) -> None:
+        self._url = url
+        self._warn_after = warn_after
+        self._remind_every = remind_every
+        self._since: float | None = None
+        """When the first failure of the outage was met (None: Redis is there)."""
+        self._warned_at: float | None = None
+
+    @property
+    def is_lost(self) -> bool:
+        return self._since is not None
+
+    def lost(self, exc: BaseException, doing: str) -> None:
+        """A loop lost its connection while `doing` something ("reading", ...)."""
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        if self._warned_at is None:
+            if now - self._since < self._warn_after:
+                log.debug("lost a Redis connection while %s: %s", doing, exc)
+                return
+            self._warned_at = now
+            log.warning(
+                "%s (while %s); retrying until it is back: running messages go on, their "
+                "outcomes wait",
+                describe(exc, self._url),
+                doing,
+            )
+        elif now - self._warned_at >= self._remind_every:
+            self._warned_at = now
+            log.warning(
+                "Redis at %s is still unreachable after %.1f s: %s; retrying",
+                redact(self._url),
+                now - self._since,
+                _short(_reason(exc, self._url)),
+            )
+
+    def back(self) -> None:
+        """A loop talked to Redis: if it was lost long enough to say so, say it is back."""
+        if self._since is not None:
+            if self._warned_at is not None:
+                log.info("Redis is back after %.1f s", time.monotonic() - self._since)
+            self._since = self._warned_at = None
 
 
 def is_lost(exc: BaseException) -> bool:

@@ -29,7 +29,7 @@ from . import metrics, protocol, redis_ops
 from .execution import Delivery
 from .in_flight import InFlight
 from .keys import Source, TopicKeys
-from .redis_errors import failure
+from .redis_errors import Outage, failure, is_lost
 from .redis_ops import Scripts
 from .settings import WorkerSettings
 
@@ -69,7 +69,10 @@ class Scanner:
         retention: Callable[[str], Retention] | None = None,
         ticker: Ticker | None = None,
         release: Callable[[], Awaitable[int]] | None = None,
+        outage: Outage | None = None,
     ) -> None:
+        self._outage = outage or Outage("")
+        """Where a lost Redis is told (one warning per process, not one per retry)."""
         self._release = release
         """Sends messages held for a concurrency slot back once slots are free."""
         self._client = client
@@ -151,7 +154,7 @@ class Scanner:
                         await redis_ops.ensure_group(self._client, source)
                     is_group_missing = False
                 pause = await step()
-                failures = 0
+                failures = 0  # (not "Redis is back": some steps may not have asked Redis)
             except Exception as exc:
                 if isinstance(exc, redis.exceptions.ResponseError) and "NOGROUP" in str(exc):
                     log.warning("scanner %s: a consumer group is missing; creating it again", what)
@@ -160,9 +163,15 @@ class Scanner:
                 else:
                     failures += 1
                     pause = min(10.0, 0.1 * 2**failures)
-                    log.error(
-                        "scanner %s step failed (%s); retrying in %.1fs", what, failure(exc), pause
-                    )
+                    if is_lost(exc):
+                        self._outage.lost(exc, f"running the scanner's {what} step")
+                    else:
+                        log.error(
+                            "scanner %s step failed (%s); retrying in %.1fs",
+                            what,
+                            failure(exc),
+                            pause,
+                        )
             if self._stopping:
                 return
             with contextlib.suppress(TimeoutError):

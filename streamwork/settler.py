@@ -21,7 +21,7 @@ from typing import Any
 from . import metrics, protocol
 from .execution import Outcome
 from .keys import Source
-from .redis_errors import failure
+from .redis_errors import Outage, failure, is_lost
 from .redis_ops import Scripts
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,10 @@ class Settler:
         status_ttl_ms: int = 86_400_000,
         record: Callable[[Sequence[Outcome]], Awaitable[None]] | None = None,
         after_write: Callable[[Source, Sequence[Outcome]], Awaitable[None]] | None = None,
+        outage: Outage | None = None,
     ) -> None:
+        self._outage = outage or Outage("")
+        """Where a lost Redis is told (one warning per process, not one per retry)."""
         self._record = record
         """Records the steps of workflow children, before their outcomes are written."""
         self._after_write = after_write
@@ -181,18 +184,22 @@ class Settler:
                 try:
                     await self.write(key[0], chunk, key[1])
                     failures = 0
+                    self._outage.back()
                 except Exception as exc:
                     # Keep the outcomes: their entries stay pending in Redis until written.
                     self._buffer[key][:0] = chunk
                     failures += 1
                     delay = min(5.0, 0.05 * 2**failures)
-                    log.error(
-                        "cannot write %d outcome(s) on %s (%s); retrying in %.1fs",
-                        len(chunk),
-                        key[0].name,
-                        failure(exc),
-                        delay,
-                    )
+                    if is_lost(exc):
+                        self._outage.lost(exc, "writing outcomes")
+                    else:
+                        log.error(
+                            "cannot write %d outcome(s) on %s (%s); retrying in %.1fs",
+                            len(chunk),
+                            key[0].name,
+                            failure(exc),
+                            delay,
+                        )
                     if self._is_stopping:
                         return
                     await asyncio.sleep(delay)

@@ -47,7 +47,7 @@ from .keys import Source, partition_name, partitions_registry, registry_of
 from .lanes import Lane
 from .preflight import check_durability, preflight
 from .recycling import RecyclePolicy
-from .redis_errors import failure, translate_errors
+from .redis_errors import Outage, failure, is_lost, translate_errors
 from .redis_ops import Scripts
 from .scanner import Scanner
 from .settings import WorkerSettings
@@ -132,6 +132,8 @@ class Worker:
         self.app = app
         self._on_written = on_written
         self._on_error = on_error
+        self._outage = Outage(app.url)
+        """How this process tells of a lost Redis: one warning, reminders, one "back"."""
         self.settings = settings or WorkerSettings()
         is_everything = not queues and not topics
         chosen_queues = _choose("queue", queues, app.queues(), is_everything, "tasks use")
@@ -289,6 +291,7 @@ class Worker:
             retention=self.app.retention_of,
             ticker=ticker if settings.schedules else None,
             release=functools.partial(self._release_all, scripts) if self._limited else None,
+            outage=self._outage,
         )
         app = self.app
         sender = Sender(
@@ -307,6 +310,7 @@ class Worker:
             status_ttl_ms=self.app.status_ttl_ms,
             record=Recorder(client, scripts, sender).record,
             after_write=functools.partial(self._released_by, scripts),
+            outage=self._outage,
         )
         fetcher = Fetcher(
             client,
@@ -318,6 +322,7 @@ class Worker:
             dispatch,
             (settler, scanner),
             self._fair_tasks(),
+            self._outage,
         )
         session = Session(
             client=client,
@@ -615,13 +620,16 @@ class Worker:
                     return None
                 failures += 1
                 pause = min(5.0, 0.05 * 2**failures)
-                log.error(
-                    "cannot mark %d message(s) of %s running (%s); retrying in %.1fs",
-                    len(runs),
-                    source.name,
-                    failure(exc),
-                    pause,
-                )
+                if is_lost(exc):
+                    self._outage.lost(exc, "marking messages running")
+                else:
+                    log.error(
+                        "cannot mark %d message(s) of %s running (%s); retrying in %.1fs",
+                        len(runs),
+                        source.name,
+                        failure(exc),
+                        pause,
+                    )
                 await asyncio.sleep(pause)
 
     async def _started_events(self, session: Session, source: Source, runs: list[Run]) -> None:

@@ -1,6 +1,8 @@
 """Every redis-py error a caller can meet maps to one streamwork error (redis_errors.ERRORS),
 most specific first, with the original kept as __cause__ and no password in the text."""
 
+import logging
+
 import pytest
 import redis.exceptions as rx
 
@@ -82,3 +84,35 @@ def test_a_step_that_lost_redis_says_so_like_the_fetch_loop():
     )
     # anything else is the error itself: a wrong-type key is not a lost connection
     assert failure(rx.ResponseError("WRONGTYPE")) == "WRONGTYPE"
+
+
+def test_an_outage_is_one_warning_reminders_and_one_line_when_redis_is_back(monkeypatch, caplog):
+    from streamwork import redis_errors
+
+    clock = [100.0]
+    monkeypatch.setattr(redis_errors.time, "monotonic", lambda: clock[0])
+    caplog.set_level(logging.DEBUG, logger="streamwork")
+    outage = redis_errors.Outage("redis://u:secret@db:6379/0", warn_after=0.5, remind_every=30)
+    refused = rx.ConnectionError("Error 111 connecting to db:6379. Connection refused.")
+
+    def said(level):
+        return [r.getMessage() for r in caplog.records if r.levelname == level]
+
+    outage.lost(refused, "reading")  # a blip so far
+    clock[0] += 0.2
+    outage.back()  # made again at once: no outage
+    assert said("WARNING") == said("INFO") == [] and not outage.is_lost
+    for _ in range(100):  # 49 s of three loops failing, each retrying
+        for doing in ("reading", "writing outcomes", "running the scanner's move step"):
+            outage.lost(refused, doing)
+        clock[0] += 0.49
+    warned = said("WARNING")
+    assert len(warned) == 2, warned  # the first, and one reminder after 30 s
+    assert warned[0].startswith("cannot reach Redis at redis://u:***@db:6379/0")
+    assert "connection refused" in warned[0] and "(while reading)" in warned[0]
+    assert warned[1].startswith("Redis at redis://u:***@db:6379/0 is still unreachable after")
+    assert float(warned[1].split("after ")[1].split(" s")[0]) >= 30
+    outage.back()
+    outage.back()
+    assert said("INFO") == ["Redis is back after 49.0 s"]
+    assert "secret" not in caplog.text and not said("ERROR")
