@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 import traceback
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -522,7 +522,7 @@ class Runner:
         timeout = task.options.timeout
         if task.is_async:
             if not whole:
-                return await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
+                return await _within(task.fn(*args, **kwargs), timeout)
             # A cancellation stops this asyncio task (no task of its own per handler: that
             # would cost every run); Runner.run turns it into the "cancelled" outcome.
             run.handler = asyncio.current_task()
@@ -532,7 +532,7 @@ class Runner:
                     value = await task.fn(*args, **kwargs)
                     self.observe_time(task.name, time.monotonic() - started)
                     return value
-                return await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
+                return await _within(task.fn(*args, **kwargs), timeout)
             finally:
                 run.handler = None
         call = functools.partial(task.fn, *args, **kwargs)
@@ -547,7 +547,7 @@ class Runner:
             return value
         future = asyncio.get_running_loop().run_in_executor(self.threads, call)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            return await _within(asyncio.shield(future), timeout)
         except TimeoutError:
             self.timed_out_threads += 1
             log.error(
@@ -658,7 +658,8 @@ class Runner:
         if not is_retryable:
             return self._dead(run.delivery, envelope, task, "not retryable", exc, trace)
         if envelope.attempt > task.options.max_retries:
-            reason = f"failed {envelope.attempt} attempts (max_retries={task.options.max_retries})"
+            attempts = f"{envelope.attempt} attempt{'s' if envelope.attempt != 1 else ''}"
+            reason = f"failed {attempts} (max_retries={task.options.max_retries})"
             return self._dead(run.delivery, envelope, task, reason, exc, trace)
         if isinstance(exc, Retry) and exc.delay is not None:
             delay = exc.delay
@@ -906,6 +907,18 @@ def _call_each(calls: list[tuple[Run, Any]]) -> list[tuple[Any, BaseException | 
         except Exception as exc:
             done.append((None, exc, traceback.format_exc(), time.monotonic() - started))
     return done
+
+
+async def _within(awaitable: Awaitable[Any], timeout: float | None) -> Any:
+    """`awaitable`'s value, or a TimeoutError that names the handler's limit when it runs
+    past `timeout` (asyncio's own has no text: the dead letter would say "TimeoutError: ").
+    A TimeoutError the handler raised itself goes through as it is."""
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError as exc:
+        if isinstance(exc.__cause__, asyncio.CancelledError):
+            raise TimeoutError(f"the handler ran past its timeout={timeout:g}s") from None
+        raise
 
 
 def _left_pending(run: Run) -> None:

@@ -9,6 +9,7 @@ or talks to Redis.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -197,9 +198,14 @@ class HandlerOptions:
         bind: bool = False,
     ) -> HandlerOptions:
         """The options of one handler: those given in `args`, checked, else the defaults."""
-        unknown = set(args) - set(HandlerArgs.__annotations__)
+        known = [*HandlerArgs.__annotations__, "queue", "name", "bind", "store_result"]
+        unknown = set(args) - set(known)
         if unknown:
-            raise ConfigurationError(f"unknown handler option(s): {', '.join(sorted(unknown))}")
+            said = []
+            for name in sorted(unknown):
+                close = difflib.get_close_matches(name, known, n=1)
+                said.append(f"{name} (did you mean {close[0]}?)" if close else name)
+            raise ConfigurationError(f"unknown handler option(s): {', '.join(said)}")
         timeout = args.get("timeout")
         retry_on = args.get("retry_on")
         rate_limit, burst = args.get("rate_limit"), args.get("rate_burst")

@@ -129,12 +129,22 @@ MAX_MESSAGE_BYTES = 64 * 2**20
 REDIS_MAX_BULK = 512 * 2**20
 
 
+def size_text(count: int) -> str:
+    """A byte count as people read it: "900 bytes", "12.5 KiB", "64 MiB"."""
+    if count < 1024:
+        return f"{count} byte{'s' if count != 1 else ''}"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{count} bytes"  # unreachable: 1024 bytes and up have a unit
+
+
 def check_size(body: bytes, limit: int, what: str) -> bytes:
     """`body`, unless it is over `limit` bytes: then EncodeError saying what to do."""
     if len(body) > limit:
         raise EncodeError(
-            f"{what} is {len(body) / 2**20:.1f} MiB encoded, over max_message_bytes "
-            f"({limit / 2**20:g} MiB): pass large data by reference (a URL or a key), or "
+            f"{what} is {size_text(len(body))} encoded, over max_message_bytes "
+            f"({size_text(limit)}): pass large data by reference (a URL or a key), or "
             "raise App(max_message_bytes=...) (Redis refuses values over 512 MB)"
         )
     return body
@@ -181,12 +191,52 @@ def unpack_value(raw: bytes) -> Any:
     return msgpack.unpackb(raw, raw=False, ext_hook=_ext_hook)
 
 
+INT_RANGE = (-(2**63), 2**64 - 1)
+"""The integers msgpack can carry."""
+
+
+def _unpackable(value: Any, where: str) -> str | None:
+    """Where in `value` (found under `where`) msgpack fails, and why, or None."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, bytes, float)):
+        return None
+    if isinstance(value, int):
+        if INT_RANGE[0] <= value <= INT_RANGE[1]:
+            return None
+        return (
+            f"{where} is the int {value}, out of msgpack's range (-2**63 to 2**64-1): send "
+            "it as a string"
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unpackable(item, f"{where}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _unpackable(item, f"{where}[{index}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, ChildFailed):
+        return None
+    return f"{where} is a {type(value).__name__}, which is not plain data"
+
+
 def _pack(value: dict[str, Any]) -> bytes:
     try:
         packed: bytes = msgpack.packb(value, use_bin_type=True, default=_ext_default)
     except (TypeError, ValueError, OverflowError) as exc:
+        where = next(
+            (
+                found
+                for name in ("args", "kwargs", "payload", "headers")
+                if name in value and (found := _unpackable(value[name], name))
+            ),
+            str(exc),
+        )
         raise EncodeError(
-            f"cannot encode message: {exc} — only None, bool, int, float, str, bytes, "
+            f"cannot encode message: {where} — only None, bool, int, float, str, bytes, "
             "lists, tuples and dicts with string keys can be sent"
         ) from None
     return packed
@@ -229,7 +279,10 @@ def _unpack(raw: Any) -> Any:
     try:
         return msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_ext_hook)
     except Exception as exc:
-        raise DecodeError(f"not valid msgpack: {exc}") from None
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise DecodeError(
+            f"not valid msgpack ({detail}; {size_text(len(raw))} starting {bytes(raw[:16])!r})"
+        ) from None
 
 
 _FIELDS: dict[str, tuple[type, Any]] = {

@@ -196,3 +196,24 @@ def test_a_result_written_while_the_caller_waits_wakes_it(app):
         assert handle.result(timeout=10) == 81  # blocked in BLMOVE when the result came
     finally:
         runner.join(10)
+
+
+def test_a_timed_out_handlers_dead_letter_names_its_limit(app):
+    import asyncio
+
+    @app.task(max_retries=0, timeout=0.05)
+    async def slow():
+        await asyncio.sleep(5)
+
+    @app.task(max_retries=0)
+    async def calls_out():
+        raise TimeoutError("the payment API did not answer")  # its own: kept as it is
+
+    slow.send(), calls_out.send()
+    run_until_idle(app)
+    letters = dead_letters.list_dead_letters(app.connection, app.queue_source("default"))
+    said = sorted(f"{e.letter.reason} — {e.letter.error_type}: {e.letter.error}" for e in letters)
+    assert said == [
+        "failed 1 attempt (max_retries=0) — TimeoutError: the handler ran past its timeout=0.05s",
+        "failed 1 attempt (max_retries=0) — TimeoutError: the payment API did not answer",
+    ]

@@ -84,7 +84,7 @@ def test_dlq_takes_module_app_and_shows_the_last_error(processes, write_app, red
     assert listed.returncode == 0, listed.stderr
     rows = listed.stdout.splitlines()
     [declined] = [row for row in rows if "charge" in row]
-    assert "attempts (max_retries=0) — RuntimeError: card declined for order 7" in declined
+    assert "failed 1 attempt (max_retries=0) — RuntimeError: card declined for order 7" in declined
     [undecodable] = [row for row in rows if "undecodable" in row]
     assert undecodable.split()[1] != "-"  # it has a time, like the others
     entry_id = declined.split()[0]

@@ -169,7 +169,10 @@ def test_queue_name_error_says_ascii():
 
 def test_handler_options_are_checked_where_they_are_declared():
     app = App("redis://127.0.0.1:1/0", max_retries=7)
-    with pytest.raises(ConfigurationError, match=r"unknown handler option\(s\): max_retry"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"unknown handler option\(s\): max_retry \(did you mean max_retries\?\)",
+    ):
         app.task(max_retry=2)(lambda: None)
     with pytest.raises(ConfigurationError, match="max_deliveries must be a whole number >= 1"):
         app.subscriber("t", group="g", max_deliveries=0)(lambda message: None)

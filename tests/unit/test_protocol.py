@@ -50,6 +50,38 @@ def test_unencodable_argument_is_a_clear_encode_error():
 
 
 @pytest.mark.parametrize(
+    ("args", "kwargs", "said"),
+    [
+        ((2**70,), {}, "args[0] is the int 1180591620717411303424, out of msgpack's range"),
+        ((1, -(2**64)), {}, "args[1] is the int -18446744073709551616, out of msgpack's"),
+        ((), {"tags": [1, {2}]}, "kwargs['tags'][1] is a set, which is not plain data"),
+        ((), {"when": {"at": object()}}, "kwargs['when']['at'] is a object, which is not"),
+    ],
+)
+def test_an_unencodable_argument_is_named_where_it_is(args, kwargs, said):
+    with pytest.raises(EncodeError) as raised:
+        protocol.encode(envelope(args=args, kwargs=kwargs))
+    assert str(raised.value).startswith(f"cannot encode message: {said}"), str(raised.value)
+
+
+def test_sizes_read_as_people_write_them():
+    sizes = [1, 1000, 1024, 1536, 2**20, 64 * 2**20, 953674]
+    assert [protocol.size_text(n) for n in sizes] == [
+        "1 byte", "1000 bytes", "1 KiB", "1.5 KiB", "1 MiB", "64 MiB", "931.3 KiB",
+    ]  # fmt: skip
+    with pytest.raises(EncodeError, match=r"is 2 KiB encoded, over max_message_bytes \(1000 "):
+        protocol.check_size(b"x" * 2048, 1000, "a message")
+
+
+def test_an_undecodable_message_says_what_is_wrong_with_it():
+    with pytest.raises(DecodeError) as raised:
+        protocol.decode(b"\xc1 not msgpack")
+    assert str(raised.value) == (
+        "not valid msgpack (FormatError; 13 bytes starting b'\\xc1 not msgpack')"
+    )
+
+
+@pytest.mark.parametrize(
     ("raw", "reason"),
     [
         (b"\xc1garbage", "not valid msgpack"),
