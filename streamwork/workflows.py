@@ -172,7 +172,7 @@ class Chain(Canvas):
     """Steps run one after another; each result is the next step's first argument."""
 
     def __init__(self, steps: Sequence[Canvas]) -> None:
-        self.steps = tuple(_nodes("chain", steps))
+        self.steps = tuple(_nodes("chain()", steps))
 
     def __repr__(self) -> str:
         return f"chain({', '.join(map(repr, self.steps))})"
@@ -182,7 +182,7 @@ class Group(Canvas):
     """Members run in parallel; the group's result is the list of theirs, in order."""
 
     def __init__(self, members: Sequence[Canvas]) -> None:
-        self.members = tuple(_nodes("group", members))
+        self.members = tuple(_nodes("group()", members))
 
     def __repr__(self) -> str:
         return f"group({', '.join(map(repr, self.members))})"
@@ -224,7 +224,10 @@ def chord(
     if not isinstance(header, Group):
         if isinstance(header, Canvas):
             raise ConfigurationError("a chord's header is a group or a list of signatures")
-        header = Group(list(header))
+        members = list(header)
+        if not members:
+            raise ConfigurationError("chord() needs at least one signature in its header")
+        header = Group(members)
     return Chord(header, callback, on_failure)
 
 

@@ -211,8 +211,10 @@ def test_a_workflow_record_lives_while_it_runs_and_expires_after(app, tasks):
 
 
 def test_bad_workflows_are_refused_before_anything_is_sent(app, tasks):
-    with pytest.raises(ConfigurationError, match="at least one signature"):
+    with pytest.raises(ConfigurationError, match=r"^group\(\) needs at least one signature$"):
         group([])
+    with pytest.raises(ConfigurationError, match=r"^chord\(\) needs at least one signature in"):
+        chord([], tasks.collect.s())
     with pytest.raises(ConfigurationError, match="takes signatures"):
         chain(tasks.add.s(1), "not a signature")
     with pytest.raises(ConfigurationError, match="on_failure"):
