@@ -99,19 +99,42 @@ def cancel(app_spec: str, message_id: str, reason: str, queue: str | None) -> No
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def events(app_spec: str, queue: str | None, since: str, follow: bool, as_json: bool) -> None:
     """Print the lifecycle events of the app's queues (sent, started, progress, retried,
-    done, failed, dead, cancelled): the app must record them (App(events=...))."""
+    done, failed, dead, cancelled), every queue's merged in time order (UTC): the app must
+    record them (App(events=...))."""
     app = checked(load_app(app_spec), queue)
     positions = start_positions(app, queue, since)
+    if not as_json:
+        click.echo(EVENTS_HEADER)
     try:
         while True:
-            found = app.read_events(queue, since=positions, block=1.0 if follow else None)
-            for event in found:
+            found = _everything_new(app, queue, positions, 1.0 if follow else None)
+            for event in sorted(found, key=lambda event: (event.time, event.id)):
                 click.echo(json.dumps(event.as_dict()) if as_json else _line(event))
-                positions[event.queue] = event.id
             if not follow:
                 return
     except KeyboardInterrupt:
         pass
+
+
+def _everything_new(
+    app: App, queue: str | None, positions: dict[str, str], block: float | None
+) -> list[Event]:
+    """Every event after `positions` now, of every queue (moving them on); when there is
+    none, what comes within `block` seconds."""
+    found: list[Event] = []
+    while True:
+        batch = app.read_events(queue, since=positions, block=None if found else block)
+        for event in batch:
+            positions[event.queue] = event.id
+        found += batch
+        if not batch or block is not None:  # following: print what came, then look again
+            return found
+
+
+EVENTS_HEADER = (
+    f"{'TIME (UTC)':<12}  {'QUEUE':<12} {'EVENT':<9} {'ID':<32}  {'TASK':<16} ATTEMPT    "
+    f"{'WORKER':<20} DETAIL"
+)
 
 
 def _line(event: Event) -> str:

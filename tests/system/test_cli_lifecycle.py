@@ -3,7 +3,7 @@
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from streamwork import App
+from streamwork import App, protocol
 from streamwork.testing import drain, wait_until
 
 TASKS = """
@@ -66,7 +66,28 @@ EVENTFUL = """
     @app.task(queue="video")
     def transcode(n):
         pass
+
+    @app.task(queue="emails")
+    def notify(n):
+        pass
 """
+
+
+def test_events_of_every_queue_are_merged_in_time_order(processes, write_app, redis_url):
+    write_app("eventful", EVENTFUL)
+    app = App(redis_url, events=True)
+    transcode = app.task(queue="video", name="transcode")(lambda n: None)
+    notify = app.task(queue="emails", name="notify")(lambda n: None)
+    for n in range(3):  # video, emails, video, emails, ...: each in a millisecond of its own
+        for task in (transcode, notify):
+            task.send(n)
+            sent_at = protocol.now_ms()
+            wait_until(lambda: protocol.now_ms() > sent_at, interval=0.001)  # noqa: B023
+    shown = processes.run("events", "eventful:app")
+    assert shown.returncode == 0, shown.stderr
+    rows = [line.split() for line in shown.stdout.splitlines()[1:]]
+    assert [row[1] for row in rows] == ["video", "emails"] * 3  # not all video first
+    assert [row[0] for row in rows] == sorted(row[0] for row in rows)
 
 
 def test_events_command(processes, write_app, redis_url):
@@ -77,7 +98,9 @@ def test_events_command(processes, write_app, redis_url):
     drain(app)
     shown = processes.run("events", "eventful:app")
     assert shown.returncode == 0, shown.stderr
-    rows = [line.split() for line in shown.stdout.splitlines()]
+    header, *lines = shown.stdout.splitlines()
+    assert header.startswith("TIME (UTC)")
+    rows = [line.split() for line in lines]
     assert [row[2] for row in rows] == ["sent", "started", "done"]
     assert all(row[1] == "video" and row[3] == handle.id for row in rows)
     as_json = [
