@@ -145,10 +145,13 @@ def main(ctx: click.Context, log_level: str) -> None:
     help="Serve Prometheus metrics of all processes on this port.",
 )
 @click.option(
+    "--metrics-host",
     "--metrics-address",
+    "metrics_address",
     default="0.0.0.0",
     show_default=True,
-    help="Address the metrics server listens on.",
+    help="Address the metrics and health server listens on (0.0.0.0: every interface, as "
+    "a pod's probes need; 127.0.0.1: this host only).",
 )
 @click.option(
     "--allow-evicting-redis",
@@ -213,7 +216,10 @@ def worker(
             raise click.ClickException(
                 f"cannot serve metrics on {metrics_address}:{metrics_port}: {exc.strerror}"
             ) from None
-    metrics_text = f"http://{metrics_address}:{metrics_port}/metrics" if metrics else "off"
+    metrics_text = "off"
+    if metrics:
+        where = " (every interface)" if metrics_address in ("0.0.0.0", "::") else ""
+        metrics_text = f"http://{metrics_address}:{metrics_port}/metrics, /healthz, /readyz{where}"
     burst_text = "  (burst)" if burst else ""
     schedules_text = (
         f"ticker on; {len(app.declared_schedules)} declared in code" if schedules else "off"

@@ -206,7 +206,7 @@ def test_metrics_are_served_for_all_processes(processes, write_app, work):
     port = free_port()
     supervisor = processes.start(
         "worker", "jobs:app", "-p", "2", "--metrics-port", str(port),
-        "--metrics-address", "127.0.0.1",
+        "--metrics-host", "127.0.0.1",
     )  # fmt: skip
 
     def scrape():
@@ -219,7 +219,9 @@ def test_metrics_are_served_for_all_processes(processes, write_app, work):
     text = wait_until(lambda: "streamwork_worker_processes 2.0" in scrape() and scrape())
     assert "streamwork_worker_restarts_total" in text
     supervisor.send_signal(signal.SIGTERM)
-    supervisor.communicate(timeout=30)
+    _, stderr = supervisor.communicate(timeout=30)
+    # the banner says where the metrics and probes listen
+    assert f"http://127.0.0.1:{port}/metrics, /healthz, /readyz" in stderr, stderr
 
 
 def test_metrics_port_in_use_is_a_one_line_error(processes, write_app, work):
