@@ -578,12 +578,17 @@ def schedule_queues(client: Any, index: str) -> Any:
     return client.hgetall(index)
 
 
-def read_schedules(client: Any, keys: Sequence[ScheduleKeys]) -> Any:
-    """Each schedule's hash (empty when gone), in one round trip."""
+def read_hashes(client: Any, keys: Sequence[str]) -> Any:
+    """Each hash at `keys` (empty when gone), in one round trip."""
     pipe = client.pipeline(transaction=False)
     for key in keys:
-        pipe.hgetall(key.schedule)
+        pipe.hgetall(key)
     return pipe.execute()
+
+
+def read_schedules(client: Any, keys: Sequence[ScheduleKeys]) -> Any:
+    """Each schedule's hash (empty when gone), in one round trip."""
+    return read_hashes(client, [key.schedule for key in keys])
 
 
 def add_events(client: Any, stream: str, cap: int, events: Sequence[dict[str, Any]]) -> Any:

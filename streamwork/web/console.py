@@ -147,17 +147,18 @@ class Console:
     ) -> HTMLResponse:
         csrf, is_new = self._csrf(request)
         flash = request.cookies.get(FLASH_COOKIE)
-        body = self.templates.get_template(template).render(
-            request=request,
-            base=request.scope.get("root_path", ""),
-            csrf=csrf,
-            read_only=self.read_only,
-            has_token=self.guard.token is not None,
-            redis_url=redact(self.app.url),
-            namespace=self.app.namespace,
-            flash=_flash_text(flash),
-            **context,
-        )
+        values: dict[str, Any] = {
+            "request": request,
+            "base": request.scope.get("root_path", ""),
+            "csrf": csrf,
+            "read_only": self.read_only,
+            "has_token": self.guard.token is not None,
+            "logged_out": False,
+            "redis_url": redact(self.app.url),
+            "namespace": self.app.namespace,
+            "flash": _flash_text(flash),
+        }
+        body = self.templates.get_template(template).render(**{**values, **context})
         response = HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
         if is_new:
             response.set_cookie(security.CSRF_COOKIE, csrf, httponly=True, samesite="strict")
@@ -239,13 +240,17 @@ class Console:
         if self.guard.token is None:
             return RedirectResponse(base + "/", 303)
         if request.method == "GET":
-            return self.render(request, "login.html", {"next": target, "wrong": False})
+            return self.render(
+                request, "login.html", {"next": target, "wrong": False, "logged_out": True}
+            )
         form = await request.form()
         if not self._csrf_sent(request, form):
             return self.problem(request, 403, CSRF_REFUSED)
         given = form.get("token")
         if not isinstance(given, str) or not self.guard.token_matches(given):
-            return self.render(request, "login.html", {"next": target, "wrong": True}, 401)
+            return self.render(
+                request, "login.html", {"next": target, "wrong": True, "logged_out": True}, 401
+            )
         path = target if target.startswith(base) and base else base + target
         response = RedirectResponse(path, 303)
         response.set_cookie(

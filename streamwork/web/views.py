@@ -24,6 +24,8 @@ from .. import lifecycle, protocol, redis_ops, stats
 from ..app import App
 from ..errors import DecodeError, StreamworkError
 from ..keys import Source
+from ..workflows import WorkflowStatus
+from ..workflows import parse_status as parse_workflow
 
 PAGE = 50
 """Entries per page (ready, pending, delayed, dead letters)."""
@@ -293,9 +295,10 @@ def task_page(app: App, message_id: str) -> TaskPage:
     return TaskPage(message_id, queue, status, list(reversed(found)))
 
 
-def recent_workflows(app: App, limit: int = 50) -> list[str]:
-    """Ids of the workflows whose children were sent most recently (from the events of the
-    queues that record them; newest first)."""
+def recent_workflows(app: App, limit: int = 50) -> list[WorkflowStatus]:
+    """The workflows whose children were sent most recently (from the events of the
+    queues that record them; newest first), each with its kind, state and times (those
+    whose record expired read "unknown")."""
     try:
         found = events_module.recent(app, limit=2000)
     except StreamworkError:
@@ -306,4 +309,13 @@ def recent_workflows(app: App, limit: int = 50) -> list[str]:
             ids[event.workflow] = None
             if len(ids) == limit:
                 break
-    return list(ids)
+    handles = [app.workflow(workflow_id) for workflow_id in ids]
+    with app.connection.translate_errors():
+        records = redis_ops.read_hashes(app.connection.redis, [h.keys.workflow for h in handles])
+    found_status = []
+    for handle, record in zip(handles, records, strict=True):
+        try:
+            found_status.append(parse_workflow(handle.id, record))
+        except (KeyError, ValueError, DecodeError):  # a record another version wrote
+            found_status.append(WorkflowStatus(handle.id, "unknown"))
+    return found_status

@@ -299,9 +299,22 @@ def test_schedules_pause_resume_trigger_remove(app: App) -> None:
 
 def test_workflows_recent_tree_and_cancel(app: App) -> None:
     add = app.tasks["add"]
+    finished = group(add.s(5, 6)).send()
+    run_until_idle(app)
     workflow = chain(add.s(1, 2), group(add.s(3), add.s(4))).send()
     web = console(app)
-    assert workflow.id in web.get("/workflows").text
+    listed = web.get("/workflows").text
+
+    def row(of: Any) -> str:
+        return str(listed.split(f">{of.id}</a>")[1].split("</tr>")[0])
+
+    # each row: kind, state, created and ended (UTC), not a bare id
+    running, done = row(workflow), row(finished)
+    assert "<td>chain</td>" in running and ">running</td>" in running
+    assert workflow.status().created_at.strftime("%Y-%m-%d %H:%M:%S") in running
+    assert running.endswith("<td>—</td>")  # not ended
+    assert "<td>group</td>" in done and ">done</td>" in done
+    assert finished.status().finished_at.strftime("%Y-%m-%d %H:%M:%S") in done
     assert web.get(f"/workflows?id={workflow.id}").headers["location"] == (
         f"/workflows/{workflow.id}"
     )
@@ -415,6 +428,10 @@ def test_a_token_is_required_when_set(app: App) -> None:
     login = web.get("/login")
     token = csrf_of(web)
     assert login.status_code == 200
+    # the console around the form: where it is, its pages and "Find task" (they lead here
+    # until the token is given), but no "Log out" for a browser that is not logged in
+    assert f"sw @ {app.url}" in login.text and 'href="/workflows"' in login.text
+    assert "Find task" in login.text and "Log out" not in login.text
     wrong = web.post("/login?next=/workers", data={"token": "nope", "csrf": token})
     assert wrong.status_code == 401 and "not the token" in wrong.text
     right = web.post("/login?next=/workers", data={"token": "s3cret-token", "csrf": token})
