@@ -233,10 +233,9 @@ async def _rewind(app: App, tickers: list[Ticker]) -> None:
     """On a real Redis, workers on the real clock share the schedules a test ticked ahead
     of it: give them back their next ticks from the real clock (Ticker.rewind)."""
     real_now = protocol.now_ms() - protocol.clock_offset_ms()
+    claimed = [claim for ticker in tickers for claim in ticker.claimed]
     with app.connection.translate_errors():
-        last = tickers[-1]
-        last.claimed = [claim for ticker in tickers for claim in ticker.claimed]
-        await last.rewind(real_now)
+        await tickers[-1].rewind(real_now, claimed)
 
 
 async def _tick_until(ticker: Ticker, until_ms: int) -> bool:

@@ -198,17 +198,17 @@ class _ResultWait:
     message's status is tracked, short enough to look at it between them."""
 
     def __init__(self, timeout: float | None, tracks_status: bool) -> None:
-        if timeout is not None and (isinstance(timeout, bool) or timeout < 0):
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+        ):
             raise ConfigurationError(f"timeout must be seconds >= 0 or None, got {timeout!r}")
         self._deadline = math.inf if timeout is None else time.monotonic() + timeout
         self._tracks_status = tracks_status
-        self._blocks = 0
 
     def looks_at_status(self) -> bool:
         return self._tracks_status
 
     def block(self) -> float:
-        self._blocks += 1
         longest = STATUS_LOOK_EVERY if self._tracks_status else MAX_BLOCK
         if self._deadline == math.inf:
             return longest

@@ -142,12 +142,14 @@ class Ticker:
                 earliest = due if earliest is None else min(earliest, due)
         return earliest
 
-    async def rewind(self, now_ms: int) -> int:
+    async def rewind(
+        self, now_ms: int, claimed: Iterable[tuple[ScheduleKeys, int]] | None = None
+    ) -> int:
         """Undo what a test clock ahead of `now_ms` did to the schedules (run_until_idle
         on a real Redis): each schedule due after `now_ms` gets its next tick from `now_ms`
-        again, and the claims of the ticks enqueued after `now_ms` go, so that workers on
-        the real clock enqueue those ticks when they come. Counters and last runs stay.
-        Returns how many schedules moved back."""
+        again, and the claims of the ticks enqueued after `now_ms` (by this ticker, or
+        those `claimed`) go, so that workers on the real clock enqueue those ticks when
+        they come. Counters and last runs stay. Returns how many schedules moved back."""
         moved = 0
         for queue in await self._served():
             due_set = self._keys(queue, "").due
@@ -163,7 +165,7 @@ class Ticker:
                 if nxt is not None and nxt != int(score):
                     await self._client.zadd(due_set, {id: nxt}, xx=True)
                     moved += 1
-        for keys, due in self.claimed:
+        for keys, due in self.claimed if claimed is None else claimed:
             if due > now_ms:
                 await self._client.delete(keys.claim(due))  # one key a call: many slots
         return moved
