@@ -228,13 +228,10 @@ class Scanner:
         return CANCEL_CHECK
 
     async def renew_leases(self) -> float:
-        """Write this worker's heartbeat (it serves its sources for one visibility timeout
-        more: stats count it live, whether or not anything came to read), renew the lease
-        of every entry it runs, and report the ones it lost."""
-        now = protocol.now_ms()
-        lapses = now + int(self._settings.visibility_timeout * 1000)
-        await redis_ops.beat(self._client, self.workers_keys, self._consumer, now, lapses)
-        self.beats += 1
+        """Renew the lease of every entry this worker runs, report the ones it lost, and
+        write its heartbeat (it serves its sources for one visibility timeout more: stats
+        count it live, whether or not anything came to read). Leases first: a heartbeat
+        that fails never keeps a lease from being renewed."""
         for source in self._sources:
             ids = self._in_flight.running(source)
             if not ids:
@@ -242,6 +239,10 @@ class Scanner:
             lost = await self._scripts.renew_lease(source, self._consumer, ids)
             if lost:
                 self._in_flight.lose(source, list(lost))
+        now = protocol.now_ms()
+        lapses = now + int(self._settings.visibility_timeout * 1000)
+        await redis_ops.beat(self._client, self.workers_keys, self._consumer, now, lapses)
+        self.beats += 1
         return self._settings.lease_interval
 
     async def claim_stale(self) -> float:
