@@ -24,7 +24,7 @@ def test_list_and_show(processes, redis_url):
     assert listed.returncode == 0, listed.stderr
     assert "3 dead letter(s) in 'payments'" in listed.stdout
     assert listed.stdout.count("charge") == 3
-    assert "not retryable" in listed.stdout or "failed 1 attempts" in listed.stdout
+    assert "not retryable" in listed.stdout or "failed 1 attempt (max_retries=0)" in listed.stdout
     as_json = json.loads(processes.run("dlq", "list", "payments", "--json").stdout)
     assert [e["message"]["args"] for e in as_json] == [[0], [1], [2]]
     shown = processes.run("dlq", "show", "payments", as_json[1]["id"])
