@@ -217,6 +217,7 @@ async def _run_rounds(
                     worker.queue_names,
                     status_ttl_ms=app.status_ttl_ms,
                     events_cap=app.events_cap,
+                    records_claims=True,
                 )
                 tickers.append(ticker)
                 if await _tick_until(ticker, min(horizon, due or horizon)):

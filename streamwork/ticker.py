@@ -37,6 +37,7 @@ class Ticker:
         queues: Collection[str] | None = None,
         status_ttl_ms: int = 86_400_000,
         events_cap: Callable[[str], int] = lambda queue: 0,
+        records_claims: bool = False,
     ) -> None:
         self._client = client
         self._status_ttl_ms = status_ttl_ms
@@ -52,8 +53,10 @@ class Ticker:
         self.exclusive_enqueued = False
         """Set when a tick of a schedule with overlap=False was enqueued (run_until_idle
         runs it before ticking on)."""
+        self._records_claims = records_claims
         self.claimed: list[tuple[ScheduleKeys, int]] = []
-        """The claims of the ticks this ticker enqueued (keys, due time)."""
+        """With `records_claims` (run_until_idle's tickers, for `rewind`; never a worker's,
+        whose list would grow for ever): the claims of the ticks enqueued (keys, due)."""
 
     def _keys(self, queue: str, id: str) -> ScheduleKeys:
         return ScheduleKeys(self.namespace, queue, id)
@@ -142,13 +145,11 @@ class Ticker:
                 earliest = due if earliest is None else min(earliest, due)
         return earliest
 
-    async def rewind(
-        self, now_ms: int, claimed: Iterable[tuple[ScheduleKeys, int]] | None = None
-    ) -> int:
+    async def rewind(self, now_ms: int, claimed: Iterable[tuple[ScheduleKeys, int]]) -> int:
         """Undo what a test clock ahead of `now_ms` did to the schedules (run_until_idle
         on a real Redis): each schedule due after `now_ms` gets its next tick from `now_ms`
-        again, and the claims of the ticks enqueued after `now_ms` (by this ticker, or
-        those `claimed`) go, so that workers on the real clock enqueue those ticks when
+        again, and the `claimed` ticks after `now_ms` (what tickers recording their claims
+        enqueued) are released, so that workers on the real clock enqueue those ticks when
         they come. Counters and last runs stay. Returns how many schedules moved back."""
         moved = 0
         for queue in await self._served():
@@ -165,7 +166,7 @@ class Ticker:
                 if nxt is not None and nxt != int(score):
                     await self._client.zadd(due_set, {id: nxt}, xx=True)
                     moved += 1
-        for keys, due in self.claimed if claimed is None else claimed:
+        for keys, due in claimed:
             if due > now_ms:
                 await self._client.delete(keys.claim(due))  # one key a call: many slots
         return moved
@@ -205,7 +206,8 @@ class Ticker:
         )
         if status != 1:
             return  # another worker took it, or it changed, paused or went: nothing to do
-        self.claimed.extend((keys, tick) for tick, _, _ in messages)
+        if self._records_claims:
+            self.claimed.extend((keys, tick) for tick, _, _ in messages)
         self.enqueued += int(enqueued)
         if enqueued and not definition.overlap:
             self.exclusive_enqueued = True
