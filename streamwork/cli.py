@@ -339,8 +339,7 @@ def purge(app_spec: str, queues: tuple[str, ...], delayed: bool, yes: bool) -> N
     """
     app = load_app(app_spec)
     for queue in queues:
-        app.keys(queue)  # checks the name before asking
-        queue_stats.check_queue(app, queue)
+        queue_stats.check_known_queue(app, queue)
     if not yes:
         click.confirm(f"delete every waiting message of {', '.join(queues)}?", abort=True)
     for queue in queues:

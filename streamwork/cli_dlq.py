@@ -32,11 +32,9 @@ def dlq_sources(app: App, name: str, group: str | None) -> list[Source]:
     """A queue's source (each partition's, for a partitioned queue: `QUEUE~N` names one),
     or with --group a topic subscriber group's."""
     if group:
-        source = app.topic_source(name, group)  # checks the names' form first
         stats.check_subscriber_group(app, name, group)
-        return [source]
-    app.keys(name)  # checks the name's form first
-    stats.check_queue(app, name)  # an app without the queue's code learns its partitions
+        return [app.topic_source(name, group)]
+    stats.check_known_queue(app, name)  # an app without the queue's code learns partitions
     if app.partitions(name) > 1:
         return app.queue_sources(name)
     return [app.queue_source(name)]

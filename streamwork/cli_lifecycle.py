@@ -19,7 +19,7 @@ from .app import App
 from .cli_app import load_app
 from .events import Event, start_positions
 from .lifecycle import TaskStatus, cancel_in, describe_cancel, find, parse_status
-from .stats import check_queue
+from .stats import check_known_queue
 
 
 def _check_id(message_id: str) -> str:
@@ -48,8 +48,7 @@ def _show(queue: str, message_id: str, status: TaskStatus) -> dict[str, Any]:
 def checked(app: App, queue: str | None) -> App:
     """`app`, once a `--queue` given is known to it (UnknownQueue, listing them, if not)."""
     if queue is not None:
-        app.keys(queue)  # checks the name's form first
-        check_queue(app, queue)
+        check_known_queue(app, queue)
     return app
 
 

@@ -776,9 +776,7 @@ def cancelled_outcome(run: Run, status_key: str | None, reason: str) -> Outcome:
 RATE_SLOT = "rate_slot"
 """The header of a message its rate limit held back: the start reserved for it (Unix ms,
 Redis's clock). The start step does not charge it again when it comes on time (at most
-LATE_MS after it), and charges a later one as a new start."""
-RESERVED_START_LATE_MS = 100
-"""start.lua's LATE_MS: a reserved start later than this is charged again."""
+start.lua's LATE_MS, 100 ms, after it), and charges a later one as a new start."""
 
 
 def _reserved_start(headers: dict[str, Any]) -> int:

@@ -31,9 +31,7 @@ from .lanes import Lane, fields_of
 from .redis_errors import (
     CLUSTER_CHANGING,
     Outage,
-    failure,
     is_client_race,
-    is_lost,
     is_slot_moving,
 )
 from .scanner import Scanner
@@ -200,10 +198,7 @@ class Fetcher:
                     raise
                 failures += 1
                 pause = min(10.0, 0.1 * 2**failures)
-                if is_lost(exc):
-                    self._outage.lost(exc, "reading")
-                else:
-                    log.error("%s; retrying in %.1fs", failure(exc), pause)
+                self._outage.failed(exc, "reading", pause)
                 await asyncio.sleep(pause)
                 continue
             got_any = False

@@ -102,6 +102,15 @@ class Outage:
                 _short(_reason(exc, self._url)),
             )
 
+    def failed(self, exc: BaseException, doing: str, pause: float) -> None:
+        """A loop's step failed while `doing` something and is retried after `pause`
+        seconds: a lost connection is part of an outage (`lost`); anything else is an ERROR
+        line of its own."""
+        if is_lost(exc):
+            self.lost(exc, doing)
+        else:
+            log.error("error while %s (%s); retrying in %.1fs", doing, failure(exc), pause)
+
     def back(self) -> None:
         """A loop talked to Redis: if it was lost long enough to say so, say it is back."""
         if self._since is not None:

@@ -763,7 +763,7 @@ async def durability(client: Any) -> tuple[str, bool | None]:
 
 
 def queue_counts(
-    client: Any, sources: Sequence[Source], held: Sequence[Sequence[str]] = (), now_ms: int = 0
+    client: Any, sources: Sequence[Source], held: Sequence[Sequence[str]], now_ms: int
 ) -> list[list[Any]]:
     """Per source, in one round trip: [stream length, pending summary, delayed count,
     dead letters, stream info, stats totals, live workers (heartbeats current at `now_ms`),
@@ -804,7 +804,7 @@ def topic_info(client: Any, streams: Sequence[str]) -> list[list[Any]]:
 
 
 def group_counts(
-    client: Any, groups: Sequence[tuple[Source, Source]], now_ms: int = 0
+    client: Any, groups: Sequence[tuple[Source, Source]], now_ms: int
 ) -> list[list[Any]]:
     """Per subscriber group (its topic and retry sources), in one round trip: [topic pending
     summary, retry stream length, retry pending summary, delayed count, dead letters,

@@ -29,7 +29,7 @@ from . import metrics, protocol, redis_ops
 from .execution import Delivery
 from .in_flight import InFlight
 from .keys import Source, TopicKeys
-from .redis_errors import Outage, failure, is_lost
+from .redis_errors import Outage
 from .redis_ops import Scripts
 from .settings import WorkerSettings
 
@@ -163,15 +163,7 @@ class Scanner:
                 else:
                     failures += 1
                     pause = min(10.0, 0.1 * 2**failures)
-                    if is_lost(exc):
-                        self._outage.lost(exc, f"running the scanner's {what} step")
-                    else:
-                        log.error(
-                            "scanner %s step failed (%s); retrying in %.1fs",
-                            what,
-                            failure(exc),
-                            pause,
-                        )
+                    self._outage.failed(exc, f"running the scanner's {what} step", pause)
             if self._stopping:
                 return
             with contextlib.suppress(TimeoutError):

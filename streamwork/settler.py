@@ -21,7 +21,7 @@ from typing import Any
 from . import metrics, protocol
 from .execution import Outcome
 from .keys import Source
-from .redis_errors import Outage, failure, is_lost
+from .redis_errors import Outage
 from .redis_ops import Scripts
 
 log = logging.getLogger(__name__)
@@ -190,16 +190,8 @@ class Settler:
                     self._buffer[key][:0] = chunk
                     failures += 1
                     delay = min(5.0, 0.05 * 2**failures)
-                    if is_lost(exc):
-                        self._outage.lost(exc, "writing outcomes")
-                    else:
-                        log.error(
-                            "cannot write %d outcome(s) on %s (%s); retrying in %.1fs",
-                            len(chunk),
-                            key[0].name,
-                            failure(exc),
-                            delay,
-                        )
+                    writing = f"writing {len(chunk)} outcome(s) on {key[0].name}"
+                    self._outage.failed(exc, writing, delay)
                     if self._is_stopping:
                         return
                     await asyncio.sleep(delay)

@@ -23,6 +23,8 @@ from .keys import (
     NAME,
     TopicKeys,
     base_queue,
+    check_name,
+    check_queue,
     partition_number,
     partitions_registry,
     queue_registry,
@@ -377,9 +379,10 @@ def _unknown(kind: str, name: str, namespace: str, known: Sequence[str]) -> Unkn
     )
 
 
-def check_queue(app: NamespaceView, name: str) -> None:
-    """UnknownQueue, listing the known ones, unless `name` is one of `known_queues` (or a
-    partition of one: `orders~3`)."""
+def check_known_queue(app: NamespaceView, name: str) -> None:
+    """ConfigurationError for a name no queue can have; UnknownQueue, listing the known
+    ones, unless `name` is one of `known_queues` (or a partition of one: `orders~3`)."""
+    check_queue(name)
     known = known_queues(app)
     base, number = base_queue(name), partition_number(name)
     if base in known and (name == base or (number is not None and number < app.partitions(base))):
@@ -389,7 +392,10 @@ def check_queue(app: NamespaceView, name: str) -> None:
 
 def check_subscriber_group(app: NamespaceView, topic: str, group: str) -> None:
     """UnknownQueue, listing the known ones, unless `topic` is one of `known_topics` and
-    `group` one of its subscriber groups (the app's, or one Redis has)."""
+    `group` one of its subscriber groups (the app's, or one Redis has); ConfigurationError
+    for a name neither can have."""
+    check_name("topic", topic)
+    check_name("group", group)
     topics = known_topics(app)
     if topic not in topics:
         raise _unknown("topic", topic, app.namespace, topics)

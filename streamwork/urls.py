@@ -41,7 +41,7 @@ def _check_parts(url: str) -> None:
     netloc = urlsplit(plain).netloc
     userinfo, at, hosts = netloc.rpartition("@")
     # a cluster URL may list seed nodes (h1:p1,h2:p2): redis-py reads one node at a time
-    for host in hosts.split(",") if "," in hosts else [hosts]:
+    for host in hosts.split(","):
         one = plain.replace(netloc, f"{userinfo}{at}{host}", 1)
         try:
             parse_url(one)
@@ -52,8 +52,8 @@ def _check_parts(url: str) -> None:
 
 
 def origin(url: str) -> str:
-    """Where `url` came from, for errors: " (from $STREAMWORK_REDIS_URL)", " (the
-    default; set $STREAMWORK_REDIS_URL ...)" or " (given in code or with --url)"."""
+    """Where `url` came from, for errors: " (from $STREAMWORK_REDIS_URL)", " (the default:
+    ...)" or " (given to App() or with --url)"."""
     if os.environ.get(URL_ENV) == url:
         return f" (from ${URL_ENV})"
     if url == DEFAULT_URL:

@@ -47,7 +47,7 @@ from .keys import Source, partition_name, partitions_registry, registry_of
 from .lanes import Lane
 from .preflight import check_durability, preflight
 from .recycling import RecyclePolicy
-from .redis_errors import Outage, failure, is_lost, translate_errors
+from .redis_errors import Outage, failure, translate_errors
 from .redis_ops import Scripts
 from .scanner import Scanner
 from .settings import WorkerSettings
@@ -620,16 +620,8 @@ class Worker:
                     return None
                 failures += 1
                 pause = min(5.0, 0.05 * 2**failures)
-                if is_lost(exc):
-                    self._outage.lost(exc, "marking messages running")
-                else:
-                    log.error(
-                        "cannot mark %d message(s) of %s running (%s); retrying in %.1fs",
-                        len(runs),
-                        source.name,
-                        failure(exc),
-                        pause,
-                    )
+                marking = f"marking {len(runs)} message(s) of {source.name} running"
+                self._outage.failed(exc, marking, pause)
                 await asyncio.sleep(pause)
 
     async def _started_events(self, session: Session, source: Source, runs: list[Run]) -> None:

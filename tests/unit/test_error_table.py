@@ -116,3 +116,14 @@ def test_an_outage_is_one_warning_reminders_and_one_line_when_redis_is_back(monk
     outage.back()
     assert said("INFO") == ["Redis is back after 49.0 s"]
     assert "secret" not in caplog.text and not said("ERROR")
+
+
+def test_a_step_that_fails_for_another_reason_is_an_error_line_of_its_own(caplog):
+    from streamwork import redis_errors
+
+    outage = redis_errors.Outage("redis://db:6379/0")
+    outage.failed(rx.ResponseError("NOSCRIPT gone"), "writing 2 outcome(s) on payments", 0.2)
+    assert [r.getMessage() for r in caplog.records] == [
+        "error while writing 2 outcome(s) on payments (NOSCRIPT gone); retrying in 0.2s"
+    ]
+    assert not outage.is_lost
