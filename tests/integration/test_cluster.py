@@ -302,3 +302,10 @@ def test_a_fair_queue_is_fed_again_once_its_slot_has_moved(cluster, cluster_app,
     assert set(runs.values()) == {1}
     state = queue_states(cluster_app, ["fairly"])[0]
     assert state.dead_letters == 0 and state.fair_backlog == 0
+
+
+def test_live_workers_are_counted_on_a_cluster(cluster_app):
+    from parity.test_live_workers import check_idle_served_queues_count_their_worker
+
+    # busy, idle and the topic group hash to different slots: one heartbeat call spans them
+    check_idle_served_queues_count_their_worker(cluster_app)

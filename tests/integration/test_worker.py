@@ -8,7 +8,6 @@ import time
 import pytest
 
 from streamwork import App, ConfigurationError, ResultTimeout, TaskFailed, protocol, redis_ops
-from streamwork import stats as queue_stats
 from streamwork.stats import queue_state
 from streamwork.testing import WorkerThread, drain, wait_until
 
@@ -252,35 +251,6 @@ def test_reads_and_acknowledgements_are_batched(app, client):
     # one XACK (and one XDEL) per settle call, for all its entries, inside the script
     assert stats["cmdstat_xack"]["calls"] <= scripts
     assert stats["cmdstat_xdel"]["calls"] <= scripts
-
-
-def test_stats_count_workers_serving_idle_queues_by_their_heartbeat(app, client):
-    """On Redis 7.0 a read that returns nothing neither creates nor refreshes a consumer:
-    a queue a live worker serves that never got a message has none. Liveness comes from
-    the workers' heartbeat instead, for longer than the window (one visibility timeout)."""
-    stats = queue_stats
-
-    @app.task(queue="busy")
-    def job():
-        pass
-
-    app.task(queue="idle", name="never_sent")(lambda: None)
-    app.subscriber("orders", group="billing")(lambda message: None)
-    job.send()
-    with WorkerThread(app, visibility_timeout=1.5) as worker:  # a heartbeat every 0.5 s
-        wait_until(lambda: worker.worker.session is not None, message="the worker's start")
-        scanner = worker.worker.session.scanner
-        wait_until(lambda: scanner.beats >= 5, message="heartbeats past the 1.5 s window")
-        assert stats.queue_state(app, "idle").consumers == 1
-        assert stats.queue_state(app, "busy").consumers == 1
-        [topic] = stats.topic_states(app, ["orders"])
-        assert [(g.group, g.consumers) for g in topic.groups] == [("billing", 1)]
-    assert stats.queue_state(app, "idle").consumers == 0  # it said goodbye when it stopped
-    assert client.exists(app.queue_source("idle").workers) == 0  # nothing left behind
-    now = protocol.now_ms()
-    workers = app.queue_source("idle").workers
-    client.zadd(workers, {"died-a-while-ago": now - 1, "alive": now + 10_000})
-    assert stats.queue_state(app, "idle").consumers == 1
 
 
 def test_burst_worker_reports_what_it_leaves_pending(app, client, caplog):
