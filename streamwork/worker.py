@@ -89,6 +89,10 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
+PREPARE_TRIES = 4
+"""How many times a worker checks Redis at start (0.2, 0.4, 0.8 s apart) before giving up."""
+
+
 @dataclass
 class Session:
     """Everything one `Worker.run` works with, built together when it starts."""
@@ -247,7 +251,7 @@ class Worker:
         is_started = False
         try:
             with translate_errors(self.app.url):
-                await self._prepare(session, warn_persistence)
+                await self._prepare_retrying(session, warn_persistence)
             is_started = True
             session.settler.start()
             session.scanner.start()
@@ -415,6 +419,21 @@ class Worker:
         for limited, name, limit in self._limited:
             if name in names and limited.limit("slots", name) == source.limit("slots", name):
                 await self._release(scripts, source, name, limit)
+
+    async def _prepare_retrying(self, session: Session, warn_persistence: bool) -> None:
+        """`_prepare`, made again after a lost connection (one dropped or stale as the
+        worker starts), up to PREPARE_TRIES times; a Redis still unreachable then ends the
+        run with its error (a supervisor starts the process again)."""
+        for tries in range(1, PREPARE_TRIES + 1):
+            try:
+                await self._prepare(session, warn_persistence)
+                return
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                if tries == PREPARE_TRIES or self._is_stop_asked:
+                    raise
+                pause = 0.1 * 2**tries
+                self._outage.failed(exc, "checking Redis at start", pause)
+                await asyncio.sleep(pause)
 
     async def _prepare(self, session: Session, warn_persistence: bool) -> None:
         client = session.client

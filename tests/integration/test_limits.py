@@ -147,7 +147,11 @@ def test_a_rate_limit_holds_through_a_storm_of_killed_connections(app, redis_url
             time.sleep(0.1)  # the storm's own pace, not a wait for a condition
 
     with WorkerThread(app) as first, WorkerThread(app) as second:
-        wait_until(lambda: first.worker.session and second.worker.session, message="starts")
+        workers = (first, second)
+        wait_until(  # both serving (their start-up checks done) before the storm
+            lambda: all(w.worker.session and w.worker.session.scanner.beats for w in workers),
+            message="both workers serving",
+        )
         storming = threading.Thread(target=storm)
         storming.start()
         storming.join()

@@ -4,6 +4,8 @@ on serving, stops cleanly, and says what happened to the entry it was running.""
 import logging
 import threading
 
+import pytest
+
 from streamwork.testing import WorkerThread, wait_until
 
 
@@ -159,3 +161,35 @@ def test_a_redis_outage_is_one_warning_and_one_line_when_it_is_back(caplog):
     assert len(warned) == 1 and warned[0].startswith("cannot reach Redis at"), said
     assert len([m for _, m in said if m.startswith("Redis is back after")]) == 1, said
     assert not [m for level, m in said if level == "ERROR"], said
+
+
+def test_a_connection_dropped_while_a_worker_starts_is_retried(app, monkeypatch):
+    """A worker's start-up checks that meet a dropped (or stale) connection check again
+    instead of ending the worker; a Redis that stays away still ends it, in one error."""
+    import redis.exceptions
+
+    from streamwork import ConnectionFailed, worker
+
+    real = worker.check_durability
+    dropped = []
+
+    async def drops_once(*args, **kwargs):
+        if not dropped:
+            dropped.append(True)
+            raise redis.exceptions.ConnectionError("Connection closed by server.")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "check_durability", drops_once)
+    job, done = recording_job(app)
+    job.send(1)
+    with WorkerThread(app):
+        wait_until(lambda: done == [1], message="a run after the dropped connection")
+    assert dropped
+
+    async def always_drops(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(worker, "check_durability", always_drops)
+    gives_up = WorkerThread(app).start()
+    with pytest.raises(ConnectionFailed, match="Connection closed by server"):
+        gives_up.stop()  # raises what the worker ended with
