@@ -154,7 +154,7 @@ class Bench:
             return 0
 
     def drained(self, queue: str) -> bool:
-        from streamwork.stats import queue_state
+        from streamwork.ops.stats import queue_state
 
         return queue_state(self.app, queue).is_empty
 
@@ -162,7 +162,7 @@ class Bench:
 
     def payload(self) -> bytes:
         """A message body of the same size as streamwork's for noop(n)."""
-        from streamwork import protocol
+        from streamwork._base import protocol
 
         return protocol.encode(
             protocol.Envelope(
@@ -217,10 +217,10 @@ class Bench:
         streamwork's own start and settle steps (the cancel check and "running" mark, then
         the outcome, status, XACK and XDEL, each atomic) with nothing else around them — no
         handler, no asyncio, no overlap. What Redis spends here, a worker cannot avoid."""
-        from streamwork.execution import Outcome
-        from streamwork.keys import queue_source
-        from streamwork.protocol import decode, entry_body
-        from streamwork.redis_ops import Scripts
+        from streamwork._base.keys import queue_source
+        from streamwork._base.protocol import decode, entry_body
+        from streamwork._redis.commands import Scripts
+        from streamwork._worker.execution import Outcome
 
         source = queue_source(self.namespace, "floor")
         task = self.bench.floor
@@ -429,7 +429,7 @@ class Bench:
     def sw_rate(self) -> None:
         """A queue with rate_limit="200/s" drained by `streamwork worker -p 4`: the rate the
         four processes hold together, against the declared one (30 s at full size)."""
-        from streamwork.handler import Rate
+        from streamwork._base.handler import Rate
 
         declared = Rate.parse(self.bench.RATE)
         seconds = max(2.0, min(30.0, self.tasks / 3000))
@@ -473,7 +473,8 @@ class Bench:
         """One queue on a 3-master cluster: in one partition (one node's Redis does all of
         its work) and in 6 partitions (spread over the three nodes), drained by
         `streamwork worker -p 2` from the first read to empty."""
-        from streamwork import App, stats
+        from streamwork import App
+        from streamwork.ops import stats
         from streamwork.testing import RedisClusterServers
 
         if self.cluster is None:
@@ -538,7 +539,7 @@ class Bench:
         stream = self.app.topic_keys("fanout").stream
         worker = self.worker("-t", "fanout", "-p", "1", "-c", "100")
         self.wait_for(lambda: self.groups(stream) >= 3)
-        from streamwork.stats import topic_states
+        from streamwork.ops.stats import topic_states
 
         def caught_up() -> bool:
             [state] = topic_states(self.app, ["fanout"])

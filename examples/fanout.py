@@ -19,7 +19,7 @@ import sys
 import time
 
 from streamwork import App, Message
-from streamwork.stats import topic_states
+from streamwork.ops.stats import topic_states
 
 app = App()
 TOPIC = "orders.created"

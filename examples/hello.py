@@ -19,7 +19,7 @@ import asyncio
 import sys
 
 from streamwork import App, Worker
-from streamwork.stats import queue_state
+from streamwork.ops.stats import queue_state
 
 app = App()
 

@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from streamwork import App
-from streamwork.stats import flow, queue_state
+from streamwork.ops.stats import flow, queue_state
 from streamwork.testing import free_port
 
 app = App()

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from streamwork import App, Reject
-from streamwork.stats import queue_state
+from streamwork.ops.stats import queue_state
 
 app = App()
 

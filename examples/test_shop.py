@@ -6,7 +6,8 @@ cd examples && python -m pytest test_shop.py
 import pytest
 import shop
 
-from streamwork import TaskFailed, dead_letters
+from streamwork import TaskFailed
+from streamwork.ops import dead_letters
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,34 @@
-"""streamwork: a Python task queue and message broker on Redis Streams."""
+"""streamwork: a Python task queue and message broker on Redis Streams.
+
+The public surface: every name a user needs, and every exception a public call raises.
+Everything else lives in private packages (`_base`, `_redis`, `_send`, `_lifecycle`,
+`_schedules`, `_workflows`, `_app`, `_worker`) that may change in any release; the public
+modules are `streamwork.errors`, `streamwork.testing`, `streamwork.ops`, `streamwork.web`.
+"""
 
 from importlib import metadata as _metadata
 
-from .app import App
+from ._app.app import App
+from ._app.task import Task, TaskHandle
+from ._app.topic import Retention, Subscriber
+from ._base.message import Message
+from ._base.protocol import ChildFailed
+from ._base.settings import Backoff, WorkerSettings
+from ._lifecycle.events import Event
+from ._lifecycle.lifecycle import TaskStatus, UnknownMessage
+from ._schedules.schedules import Schedule, ScheduleError, UnknownSchedule
+from ._worker.worker import Worker
+from ._workflows.workflows import (
+    NodeStatus,
+    UnknownWorkflow,
+    WorkflowCancelled,
+    WorkflowFailed,
+    WorkflowHandle,
+    WorkflowStatus,
+    chain,
+    chord,
+    group,
+)
 from .errors import (
     AppNotFound,
     BadArguments,
@@ -24,24 +50,9 @@ from .errors import (
     StreamworkError,
     TaskCancelled,
     TaskFailed,
+    UnknownDeadLetter,
     UnknownQueue,
     UnknownTask,
-)
-from .message import Message
-from .protocol import ChildFailed
-from .settings import Backoff, WorkerSettings
-from .task import Task, TaskHandle
-from .topic import Retention, Subscriber
-from .worker import Worker
-from .workflows import (
-    UnknownWorkflow,
-    WorkflowCancelled,
-    WorkflowFailed,
-    WorkflowHandle,
-    WorkflowStatus,
-    chain,
-    chord,
-    group,
 )
 
 try:
@@ -59,7 +70,9 @@ __all__ = [
     "ConnectionFailed",
     "DecodeError",
     "EncodeError",
+    "Event",
     "Message",
+    "NodeStatus",
     "OutOfMemory",
     "PermissionDenied",
     "RateLimited",
@@ -71,6 +84,8 @@ __all__ = [
     "ResultTimeout",
     "Retention",
     "Retry",
+    "Schedule",
+    "ScheduleError",
     "SendIncomplete",
     "StreamworkError",
     "Subscriber",
@@ -78,7 +93,11 @@ __all__ = [
     "TaskCancelled",
     "TaskFailed",
     "TaskHandle",
+    "TaskStatus",
+    "UnknownDeadLetter",
+    "UnknownMessage",
     "UnknownQueue",
+    "UnknownSchedule",
     "UnknownTask",
     "UnknownWorkflow",
     "Worker",

@@ -83,6 +83,10 @@ class UnknownTask(StreamworkError, LookupError):
     """A message names a task this app does not have."""
 
 
+class UnknownDeadLetter(StreamworkError, LookupError):
+    """No dead letter has that id (never, or replayed or purged since)."""
+
+
 class UnknownQueue(StreamworkError, LookupError):
     """A queue no task of the app uses and nothing ever sent to (or a topic, or a
     subscriber group, no subscriber reads)."""

@@ -30,14 +30,17 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .. import dead_letters, events, lifecycle, protocol, stats
-from ..app import App
-from ..cli_workflows import child_states
+from .._app.app import App
+from .._base import protocol
+from .._base.keys import NAME, NAME_RULE, Source, base_queue, partition_number
+from .._lifecycle import events, lifecycle
+from .._lifecycle.events import start_positions
+from .._redis import registry
+from .._redis.urls import redact
+from .._workflows.workflows import UnknownWorkflow
 from ..errors import ConfigurationError, ConnectionFailed, StreamworkError
-from ..events import start_positions
-from ..keys import NAME, NAME_RULE, Source, base_queue, partition_number
-from ..urls import redact
-from ..workflows import UnknownWorkflow
+from ..ops import dead_letters
+from ..ops.workflows import child_states
 from . import security, views
 
 HERE = Path(__file__).parent
@@ -283,7 +286,7 @@ class Console:
 
     def _queue(self, request: Request) -> str:
         queue = _check_name("queue", request.path_params["queue"])
-        if queue not in stats.known_queues(self.app):
+        if queue not in registry.known_queues(self.app):
             raise HTTPProblem(404, f"no queue {queue!r} in namespace {self.app.namespace!r}")
         return queue
 
@@ -317,7 +320,9 @@ class Console:
         group = (form.get("group") if form is not None else None) or request.query_params.get(
             "group"
         )
-        kind, known = ("topic", stats.known_topics) if group else ("queue", stats.known_queues)
+        kind, known = (
+            ("topic", registry.known_topics) if group else ("queue", registry.known_queues)
+        )
         if name not in known(self.app):
             raise HTTPProblem(404, f"no {kind} {name!r} in namespace {self.app.namespace!r}")
         if group:
@@ -331,13 +336,13 @@ class Console:
         if number is None:
             return None
         queue = _check_name("queue", base_queue(name))
-        if not number < self.app.partitions(queue) or queue not in stats.known_queues(self.app):
+        if not number < self.app.partitions(queue) or queue not in registry.known_queues(self.app):
             raise HTTPProblem(404, f"no partition {name!r} in namespace {self.app.namespace!r}")
         return self.app.queue_source(name)
 
     def read_dlq_index(self, request: Request) -> dict[str, Any]:
         rows = []
-        queues = stats.known_queues(self.app)
+        queues = registry.known_queues(self.app)
         # a partitioned queue's dead letters: a row per partition (`orders~3`)
         sources = [
             (source.name, None, source)

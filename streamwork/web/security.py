@@ -3,7 +3,7 @@
 - Token: with a token set, a request must carry it — `Authorization: Bearer T` (scripts) or
   the session cookie the login form sets (browsers; it holds an HMAC of the token, never the
   token). Without one, the console trusts whoever reaches it: it then listens on loopback
-  only (cli_web.py refuses anything else), or sits behind the host application's own auth
+  only (cli/web.py refuses anything else), or sits behind the host application's own auth
   (`asgi_app`).
 - CSRF: every state-changing request is a POST carrying the per-browser `csrf` value, both
   as a form field (or X-CSRF-Token header) and as a SameSite=Strict cookie; another site

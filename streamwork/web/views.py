@@ -19,13 +19,16 @@ from typing import Any
 
 import redis.exceptions
 
-from .. import events as events_module
-from .. import lifecycle, protocol, redis_ops, stats
-from ..app import App
+from .._app.app import App
+from .._base import protocol
+from .._base.keys import Source
+from .._lifecycle import events as events_module
+from .._lifecycle import lifecycle
+from .._redis import commands, registry
+from .._workflows.workflows import WorkflowStatus
+from .._workflows.workflows import parse_status as parse_workflow
 from ..errors import DecodeError, StreamworkError
-from ..keys import Source
-from ..workflows import WorkflowStatus
-from ..workflows import parse_status as parse_workflow
+from ..ops import stats
 
 PAGE = 50
 """Entries per page (ready, pending, delayed, dead letters)."""
@@ -68,7 +71,7 @@ class Sampler:
         appears: looks at different queues do not compare)."""
         with self._lock:
             app = self.app
-            names = (stats.known_queues(app), stats.known_topics(app))
+            names = (registry.known_queues(app), registry.known_topics(app))
             if names != self._names:
                 self._names = names
                 self.looks.clear()
@@ -236,7 +239,7 @@ class Worker:
 
 def all_sources(app: App) -> list[Source]:
     """Every queue (each band) and every subscriber group's topic stream of the app."""
-    queues = [s for queue in stats.known_queues(app) for s in app.queue_sources(queue)]
+    queues = [s for queue in registry.known_queues(app) for s in app.queue_sources(queue)]
     return queues + [app.topic_source(topic, group) for topic, group in app.subscriber_groups()]
 
 
@@ -252,7 +255,7 @@ def workers(app: App) -> list[Worker]:
         for source in sources:
             pipe.xinfo_consumers(source.stream, source.group)
         replies = pipe.execute(raise_on_error=False) if sources else []
-        beats = redis_ops.workers_of(client, sources) if sources else []
+        beats = commands.workers_of(client, sources) if sources else []
         for source, consumers, beating in zip(sources, replies, beats, strict=True):
             live = {name.decode() for name, lapses in beating if lapses > now}
             pending: dict[str, int] = {name: 0 for name in live}
@@ -311,7 +314,7 @@ def recent_workflows(app: App, limit: int = 50) -> list[WorkflowStatus]:
                 break
     handles = [app.workflow(workflow_id) for workflow_id in ids]
     with app.connection.translate_errors():
-        records = redis_ops.read_hashes(app.connection.redis, [h.keys.workflow for h in handles])
+        records = commands.read_hashes(app.connection.redis, [h.keys.workflow for h in handles])
     found_status = []
     for handle, record in zip(handles, records, strict=True):
         try:

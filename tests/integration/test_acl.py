@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from streamwork import App, UnknownWorkflow, chain
-from streamwork.stats import queue_state
+from streamwork.ops.stats import queue_state
 from streamwork.testing import drain
 
 # The rules docs/guides/security.md documents (a test below checks they are the same).

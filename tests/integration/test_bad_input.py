@@ -2,8 +2,8 @@
 
 import msgpack
 
-from streamwork import protocol
-from streamwork.stats import queue_state
+from streamwork._base import protocol
+from streamwork.ops.stats import queue_state
 from streamwork.testing import drain
 
 

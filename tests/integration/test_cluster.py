@@ -10,8 +10,9 @@ from collections import Counter
 import redis
 from redis.crc import key_slot
 
-from streamwork import App, Backoff, dead_letters
-from streamwork.stats import queue_states, topic_states
+from streamwork import App, Backoff
+from streamwork.ops import dead_letters
+from streamwork.ops.stats import queue_states, topic_states
 from streamwork.testing import WorkerThread, drain, wait_until
 
 FAST = Backoff(base=0.01, cap=0.05)
@@ -128,7 +129,7 @@ def test_resharding_a_busy_queue_loses_and_duplicates_nothing(cluster, cluster_a
 
 
 def test_schedules_tick_once_on_every_node(cluster, cluster_app):
-    from streamwork.keys import ScheduleKeys
+    from streamwork._base.keys import ScheduleKeys
 
     queues = ["ticks-0", "ticks-1", "ticks-2", "ticks-3", "ticks-4", "ticks-5"]
     assert len(set(nodes_of(cluster, queues).values())) >= 2

@@ -2,8 +2,9 @@
 
 import msgpack
 
-from streamwork import dead_letters, protocol
-from streamwork.stats import queue_state
+from streamwork._base import protocol
+from streamwork.ops import dead_letters
+from streamwork.ops.stats import queue_state
 from streamwork.testing import WorkerThread, drain, wait_until
 
 

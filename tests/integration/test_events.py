@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from streamwork import App, protocol
+from streamwork import App
+from streamwork._base import protocol
 from streamwork.errors import ConfigurationError
 from streamwork.testing import RedisServer, WorkerThread, drain, wait_until
 
@@ -167,7 +168,8 @@ def test_since_a_datetime(redis_url):
 
 
 def test_a_replayed_dead_letter_is_queued_again_with_a_replayed_event(redis_url):
-    from streamwork import Reject, dead_letters
+    from streamwork import Reject
+    from streamwork.ops import dead_letters
 
     app = App(redis_url, events=True)
     calls = []

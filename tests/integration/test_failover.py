@@ -6,7 +6,8 @@ import threading
 import pytest
 import redis.exceptions
 
-from streamwork import App, StreamworkError, protocol
+from streamwork import App, StreamworkError
+from streamwork._base import protocol
 from streamwork.testing import RedisClusterServers, wait_until
 
 
@@ -84,7 +85,7 @@ def test_failover_without_wait_is_counted(replicated_cluster):
 def test_a_worker_rides_out_the_failover_and_drains_the_queue(replicated_cluster):
     from collections import Counter
 
-    from streamwork.stats import queue_state
+    from streamwork.ops.stats import queue_state
     from streamwork.testing import WorkerThread
 
     app = App(replicated_cluster.url)

@@ -12,8 +12,8 @@ import redis
 import redis.asyncio
 import redis.exceptions
 
-from streamwork import connection, memory
-from streamwork.lanes import Lane, packed_by_hiredis
+from streamwork._redis import connection, memory
+from streamwork._redis.lanes import Lane, packed_by_hiredis
 
 
 async def _with_client(url: str, body: Any) -> Any:

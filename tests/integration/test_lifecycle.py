@@ -10,9 +10,10 @@ import time
 import pytest
 import redis
 
-from streamwork import App, ConnectionFailed, Reject, TaskCancelled, protocol
-from streamwork.redis_ops import Scripts
-from streamwork.stats import queue_state
+from streamwork import App, ConnectionFailed, Reject, TaskCancelled
+from streamwork._base import protocol
+from streamwork._redis.commands import Scripts
+from streamwork.ops.stats import queue_state
 from streamwork.testing import RedisServer, WorkerThread, drain, wait_until
 
 

@@ -10,8 +10,8 @@ from collections import Counter
 import redis
 from redis.crc import key_slot
 
-from streamwork import protocol
-from streamwork.stats import queue_state, queue_states
+from streamwork._base import protocol
+from streamwork.ops.stats import queue_state, queue_states
 from streamwork.testing import WorkerThread, wait_until
 
 

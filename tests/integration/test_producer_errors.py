@@ -20,8 +20,8 @@ from streamwork import (
     ResultTimeout,
     SendIncomplete,
     TaskFailed,
-    protocol,
 )
+from streamwork._base import protocol
 from streamwork.testing import RedisServer, WorkerThread, drain
 
 

@@ -6,14 +6,8 @@ from datetime import datetime, timedelta, timezone
 import msgpack
 import pytest
 
-from streamwork import (
-    App,
-    BadArguments,
-    ConfigurationError,
-    ConnectionFailed,
-    EncodeError,
-    protocol,
-)
+from streamwork import App, BadArguments, ConfigurationError, ConnectionFailed, EncodeError
+from streamwork._base import protocol
 
 
 def entries(client, app, queue="default"):

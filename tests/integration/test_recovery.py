@@ -3,8 +3,8 @@ worker that lost an entry to another cannot write its outcome."""
 
 import threading
 
-from streamwork import protocol
-from streamwork.stats import queue_state
+from streamwork._base import protocol
+from streamwork.ops.stats import queue_state
 from streamwork.testing import WorkerThread, wait_until
 
 

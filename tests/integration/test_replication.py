@@ -5,7 +5,7 @@ import redis
 import redis.cluster
 
 from streamwork import App, ReplicationTimeout
-from streamwork.stats import queue_state
+from streamwork.ops.stats import queue_state
 from streamwork.testing import RedisServer, wait_until
 
 

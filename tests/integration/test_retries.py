@@ -2,8 +2,9 @@
 
 import pytest
 
-from streamwork import Backoff, Reject, Retry, protocol
-from streamwork.stats import queue_state
+from streamwork import Backoff, Reject, Retry
+from streamwork._base import protocol
+from streamwork.ops.stats import queue_state
 from streamwork.testing import WorkerThread, wait_until
 
 FAST = Backoff(base=0.01, cap=0.05)

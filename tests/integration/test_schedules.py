@@ -11,12 +11,13 @@ import threading
 import pytest
 import redis
 
-from streamwork import App, protocol
-from streamwork.keys import ScheduleKeys
-from streamwork.redis_ops import Scripts
-from streamwork.schedules import UnknownSchedule, tick_body
+from streamwork import App
+from streamwork._base import protocol
+from streamwork._base.keys import ScheduleKeys
+from streamwork._redis.commands import Scripts
+from streamwork._schedules.schedules import UnknownSchedule, tick_body
+from streamwork._schedules.ticker import Ticker
 from streamwork.testing import WorkerThread, run_until_idle, wait_until
-from streamwork.ticker import Ticker
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from streamwork import App, ConnectionFailed
-from streamwork.stats import queue_state
+from streamwork.ops.stats import queue_state
 from streamwork.testing import RedisServer, drain, free_port
 
 

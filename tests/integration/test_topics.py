@@ -6,9 +6,11 @@ from collections import Counter
 
 import pytest
 
-from streamwork import App, ConfigurationError, Reject, dead_letters, protocol
-from streamwork.settings import Backoff
-from streamwork.stats import topic_states
+from streamwork import App, ConfigurationError, Reject
+from streamwork._base import protocol
+from streamwork._base.settings import Backoff
+from streamwork.ops import dead_letters
+from streamwork.ops.stats import topic_states
 from streamwork.testing import WorkerThread, drain, wait_until
 
 FAST = Backoff(base=0.01, cap=0.05)
@@ -266,7 +268,7 @@ def test_retention_with_drop_unread_drops_and_counts(app, client):
     stream = app.topic_keys("firehose").stream
     client.xgroup_create(stream, "never", id="$", mkstream=True)
     app.publish_many("firehose", range(20))
-    from streamwork.redis_ops import Scripts
+    from streamwork._redis.commands import Scripts
 
     assert Scripts(client).trim_topic(stream, 5, None, True) == [0, 0, 15]
     assert client.xlen(stream) == 5

@@ -7,8 +7,9 @@ from collections import Counter
 
 import pytest
 
-from streamwork import App, Backoff, dead_letters
-from streamwork.stats import queue_state
+from streamwork import App, Backoff
+from streamwork.ops import dead_letters
+from streamwork.ops.stats import queue_state
 from streamwork.testing import WorkerThread, drain, wait_until
 
 

@@ -16,8 +16,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from streamwork import App, chain, group, protocol
-from streamwork.keys import QUEUE_GROUP
+from streamwork import App, chain, group
+from streamwork._base import protocol
+from streamwork._base.keys import QUEUE_GROUP
 from streamwork.testing import run_until_idle
 from streamwork.web import asgi_app
 
@@ -180,7 +181,7 @@ def test_dead_letters_page_by_id_and_search_reads_a_bounded_amount(app: App) -> 
         path = "/dead-letters/default" + older.group(1).replace("&amp;", "&") if older else ""
     assert len(seen) == 120 and len(set(seen)) == 120
     assert seen == sorted(seen, key=lambda i: tuple(map(int, i.split("-"))), reverse=True)
-    from streamwork import dead_letters
+    from streamwork.ops import dead_letters
 
     page = dead_letters.search(
         app.connection, app.queue_source("default"), text="bad value 3", scan=50

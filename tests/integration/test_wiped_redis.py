@@ -61,7 +61,7 @@ def test_a_redis_py_connection_race_is_waited_out(app, monkeypatch, caplog):
     caplog.set_level(logging.DEBUG, logger="streamwork")
     import redis.asyncio.connection
 
-    from streamwork.lanes import Lane
+    from streamwork._redis.lanes import Lane
 
     real_read = Lane.read  # a single Redis: the fetch loop reads on a lane
     raced = []
@@ -83,7 +83,7 @@ def test_a_redis_py_connection_race_is_waited_out(app, monkeypatch, caplog):
 
 
 def test_only_errors_raised_inside_redis_py_count_as_its_races():
-    from streamwork.redis_errors import is_client_race
+    from streamwork._redis.errors import is_client_race
 
     def ours():
         return None.missing  # type: ignore[attr-defined]
@@ -107,9 +107,9 @@ def test_a_group_made_again_while_redis_is_still_away_is_waited_out(
 
     import redis.exceptions
 
-    from streamwork import redis_ops
+    from streamwork._redis import commands
 
-    real_ensure = redis_ops.ensure_group
+    real_ensure = commands.ensure_group
     failed = []
 
     async def flaky_ensure(client_, source):
@@ -119,7 +119,7 @@ def test_a_group_made_again_while_redis_is_still_away_is_waited_out(
         await real_ensure(client_, source)
 
     armed = False
-    monkeypatch.setattr(redis_ops, "ensure_group", flaky_ensure)
+    monkeypatch.setattr(commands, "ensure_group", flaky_ensure)
     job, done = recording_job(app)
     with WorkerThread(app):
         job.send(1)
@@ -168,7 +168,8 @@ def test_a_connection_dropped_while_a_worker_starts_is_retried(app, monkeypatch)
     instead of ending the worker; a Redis that stays away still ends it, in one error."""
     import redis.exceptions
 
-    from streamwork import ConnectionFailed, worker
+    from streamwork import ConnectionFailed
+    from streamwork._worker import worker
 
     real = worker.check_durability
     dropped = []

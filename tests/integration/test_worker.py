@@ -7,8 +7,10 @@ import time
 
 import pytest
 
-from streamwork import App, ConfigurationError, ResultTimeout, TaskFailed, protocol, redis_ops
-from streamwork.stats import queue_state
+from streamwork import App, ConfigurationError, ResultTimeout, TaskFailed
+from streamwork._base import protocol
+from streamwork._redis import commands
+from streamwork.ops.stats import queue_state
 from streamwork.testing import WorkerThread, drain, wait_until
 
 
@@ -310,8 +312,8 @@ def test_a_workers_set_lives_as_long_as_its_longest_heartbeat(client, redis_url)
         app = App(redis_url)
         async_client = app.connection.async_redis()
         now = protocol.now_ms()
-        await redis_ops.beat(async_client, ["sw:{q}:workers"], "long", now, now + 300_000)
-        await redis_ops.beat(async_client, ["sw:{q}:workers"], "short", now, now + 30_000)
+        await commands.beat(async_client, ["sw:{q}:workers"], "long", now, now + 300_000)
+        await commands.beat(async_client, ["sw:{q}:workers"], "short", now, now + 30_000)
         await app.connection.aclose()
 
     asyncio.run(beats())

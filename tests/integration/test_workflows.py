@@ -10,12 +10,13 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from streamwork import App, ConnectionFailed, chain, chord, group, protocol
-from streamwork.keys import WorkflowKeys
-from streamwork.redis_ops import Scripts
-from streamwork.stats import queue_state
+from streamwork import App, ConnectionFailed, chain, chord, group
+from streamwork._base import protocol
+from streamwork._base.keys import WorkflowKeys
+from streamwork._redis.commands import Scripts
+from streamwork._workflows.workflows import Recorder, Sender, Step
+from streamwork.ops.stats import queue_state
 from streamwork.testing import WorkerThread, drain, wait_until
-from streamwork.workflows import Recorder, Sender, Step
 
 
 class Finished:

@@ -7,7 +7,9 @@ import os
 
 import pytest
 
-from streamwork import App, memory, protocol
+from streamwork import App
+from streamwork._base import protocol
+from streamwork._redis import memory
 
 
 @pytest.fixture(params=["redis", "memory"])

@@ -2,9 +2,10 @@
 
 import pytest
 
-from streamwork import Reject, Retry, TaskFailed, dead_letters
-from streamwork.settings import WorkerSettings
-from streamwork.stats import queue_state, topic_states
+from streamwork import Reject, Retry, TaskFailed
+from streamwork._base.settings import WorkerSettings
+from streamwork.ops import dead_letters
+from streamwork.ops.stats import queue_state, topic_states
 from streamwork.testing import run_until_idle, wait_until
 
 

@@ -3,9 +3,11 @@ still has its own outcome, status, progress and result."""
 
 import pytest
 
-from streamwork import dead_letters, execution, tracing
-from streamwork.execution import Runner
-from streamwork.stats import queue_state
+from streamwork._base import tracing
+from streamwork._worker import execution
+from streamwork._worker.execution import Runner
+from streamwork.ops import dead_letters
+from streamwork.ops.stats import queue_state
 from streamwork.testing import run_until_idle
 
 

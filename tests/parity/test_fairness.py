@@ -5,8 +5,9 @@ import asyncio
 
 import pytest
 
-from streamwork import BadArguments, ConfigurationError, WorkerSettings, protocol
-from streamwork.stats import queue_state
+from streamwork import BadArguments, ConfigurationError, WorkerSettings
+from streamwork._base import protocol
+from streamwork.ops.stats import queue_state
 from streamwork.testing import run_until_idle
 
 from .timing import assert_never_early

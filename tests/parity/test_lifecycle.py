@@ -2,7 +2,8 @@
 
 import pytest
 
-from streamwork import ConfigurationError, ResultTimeout, StreamworkError, TaskCancelled, protocol
+from streamwork import ConfigurationError, ResultTimeout, StreamworkError, TaskCancelled
+from streamwork._base import protocol
 from streamwork.testing import run_until_idle
 
 

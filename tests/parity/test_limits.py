@@ -5,7 +5,8 @@ import asyncio
 
 import pytest
 
-from streamwork import App, ConfigurationError, RateLimited, protocol
+from streamwork import App, ConfigurationError, RateLimited
+from streamwork._base import protocol
 from streamwork.testing import run_until_idle
 
 from .timing import assert_never_early

@@ -1,8 +1,8 @@
 """Live workers are counted by their own heartbeats, on Redis, on memory:// (and, from
 test_cluster.py, on a Redis Cluster): a queue a worker serves counts it, busy or idle."""
 
-from streamwork import protocol
-from streamwork.stats import queue_state, topic_states
+from streamwork._base import protocol
+from streamwork.ops.stats import queue_state, topic_states
 from streamwork.testing import WorkerThread, wait_until
 
 

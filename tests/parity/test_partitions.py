@@ -6,8 +6,11 @@ import asyncio
 
 import pytest
 
-from streamwork import App, ConfigurationError, Retry, protocol, stats
-from streamwork.dead_letters import replay
+from streamwork import App, ConfigurationError, Retry
+from streamwork._base import protocol
+from streamwork._redis import registry
+from streamwork.ops import stats
+from streamwork.ops.dead_letters import replay
 from streamwork.testing import run_until_idle
 
 
@@ -41,7 +44,7 @@ def test_a_partitioned_queue_spreads_sends_and_shows_as_one(app):
         "orders~1",
         "orders~2",
     ]
-    assert stats.known_queues(app) == ["orders"]
+    assert registry.known_queues(app) == ["orders"]
 
 
 def test_messages_of_one_key_run_one_at_a_time_in_send_order(app):
@@ -289,7 +292,7 @@ def test_a_fair_tasks_keyed_sends_go_to_the_queue_in_order(app):
 
 
 def test_metrics_show_the_queue_once_and_each_partition(app):
-    from streamwork.metrics import QueueCollector
+    from streamwork._base.metrics import QueueCollector
 
     @app.task(queue="orders", partitions=3, max_retries=0)
     def fragile(n):

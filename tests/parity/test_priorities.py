@@ -3,8 +3,9 @@ starving lower band served, retries and delayed messages keep their band."""
 
 import pytest
 
-from streamwork import ConfigurationError, WorkerSettings, protocol
-from streamwork.stats import queue_state
+from streamwork import ConfigurationError, WorkerSettings
+from streamwork._base import protocol
+from streamwork.ops.stats import queue_state
 from streamwork.testing import run_until_idle, wait_until
 
 ONE_AT_A_TIME = WorkerSettings(concurrency=1, batch_size=1)

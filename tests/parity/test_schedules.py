@@ -5,7 +5,7 @@ overlap, pause and trigger."""
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from streamwork import protocol
+from streamwork._base import protocol
 from streamwork.testing import run_until_idle
 
 

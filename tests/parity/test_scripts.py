@@ -3,9 +3,9 @@ them with Lua 5.1 and streamwork's cmsgpack module)."""
 
 from itertools import pairwise
 
-from streamwork import protocol
-from streamwork.execution import Outcome
-from streamwork.keys import TopicKeys
+from streamwork._base import protocol
+from streamwork._base.keys import TopicKeys
+from streamwork._worker.execution import Outcome
 
 
 def setup_pending(app, consumer="me", n=3):

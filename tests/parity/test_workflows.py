@@ -14,9 +14,9 @@ from streamwork import (
     chain,
     chord,
     group,
-    protocol,
 )
-from streamwork.dead_letters import replay
+from streamwork._base import protocol
+from streamwork.ops.dead_letters import replay
 from streamwork.testing import run_until_idle
 
 

@@ -6,7 +6,7 @@ import os
 import signal
 
 from streamwork import App
-from streamwork.stats import queue_state
+from streamwork.ops.stats import queue_state
 from streamwork.testing import wait_until
 
 APP = """

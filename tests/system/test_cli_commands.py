@@ -2,8 +2,9 @@
 
 import json
 
-from streamwork import App, protocol
-from streamwork.stats import queue_state
+from streamwork import App
+from streamwork._base import protocol
+from streamwork.ops.stats import queue_state
 from streamwork.testing import drain
 
 TASKS = """

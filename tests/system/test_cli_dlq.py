@@ -2,7 +2,8 @@
 
 import json
 
-from streamwork import App, dead_letters
+from streamwork import App
+from streamwork.ops import dead_letters
 from streamwork.testing import drain
 
 

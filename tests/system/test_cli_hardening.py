@@ -3,7 +3,8 @@ right exit code, and output that says what happened."""
 
 import json
 
-from streamwork import App, protocol
+from streamwork import App
+from streamwork._base import protocol
 from streamwork.testing import drain
 
 TASKS = """

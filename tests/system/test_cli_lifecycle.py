@@ -3,7 +3,8 @@
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from streamwork import App, protocol
+from streamwork import App
+from streamwork._base import protocol
 from streamwork.testing import drain, wait_until
 
 TASKS = """

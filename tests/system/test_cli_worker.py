@@ -4,8 +4,9 @@ import signal
 
 import pytest
 
-from streamwork import App, protocol
-from streamwork.stats import queue_state
+from streamwork import App
+from streamwork._base import protocol
+from streamwork.ops.stats import queue_state
 from streamwork.testing import free_port, wait_until
 
 JOBS = """

@@ -18,7 +18,7 @@ import redis
 import yaml
 
 from streamwork import App
-from streamwork.stats import queue_state, topic_states
+from streamwork.ops.stats import queue_state, topic_states
 from streamwork.testing import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,8 @@ import sys
 
 from conftest import ROOT
 
-from streamwork import App, memory
+from streamwork import App
+from streamwork._redis import memory
 from streamwork.testing import run_until_idle, run_until_idle_async
 
 
@@ -68,17 +69,17 @@ def test_an_idle_worker_on_memory_does_not_spin_and_still_serves(monkeypatch):
     """fakeredis answers XREADGROUP BLOCK at once; memory://'s clients wait as Redis does."""
     import time
 
-    from streamwork import redis_ops
+    from streamwork._redis import commands
     from streamwork.testing import WorkerThread, wait_until
 
     reads = []
-    real_read = redis_ops.read
+    real_read = commands.read
 
     def counted(*args, **kwargs):
         reads.append(1)
         return real_read(*args, **kwargs)
 
-    monkeypatch.setattr(redis_ops, "read", counted)
+    monkeypatch.setattr(commands, "read", counted)
     app = App("memory://idle")
     done = []
     app.task(name="job")(lambda: done.append(1))

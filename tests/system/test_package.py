@@ -113,7 +113,7 @@ def test_the_sdist_has_what_a_build_from_source_needs(dist: Path) -> None:
         "LICENSE",
         "MANIFEST.in",
         "streamwork/py.typed",
-        "streamwork/scripts/settle.lua",
+        "streamwork/_redis/lua/settle.lua",
         "docs/index.md",
     ):
         assert needed in names, needed

@@ -3,8 +3,9 @@
 import os
 import signal
 
-from streamwork import App, dead_letters
-from streamwork.stats import queue_state
+from streamwork import App
+from streamwork.ops import dead_letters
+from streamwork.ops.stats import queue_state
 from streamwork.testing import wait_until
 
 PAYMENTS = """

@@ -9,7 +9,8 @@ from collections import defaultdict
 
 import redis
 
-from streamwork import App, protocol
+from streamwork import App
+from streamwork._base import protocol
 from streamwork.testing import wait_until
 
 SCHEDULED = """

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from streamwork import App
-from streamwork.stats import queue_state
+from streamwork.ops.stats import queue_state
 from streamwork.testing import RedisServer, free_port, wait_until
 
 APP = """

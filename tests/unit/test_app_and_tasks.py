@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from streamwork import App, BadArguments, ConfigurationError, Message, StreamworkError, memory
-from streamwork.urls import DEFAULT_URL, default_replies, redact
+from streamwork import App, BadArguments, ConfigurationError, Message, StreamworkError
+from streamwork._redis import memory
+from streamwork._redis.urls import DEFAULT_URL, default_replies, redact
 
 
 def test_url_comes_from_argument_then_environment_then_default(monkeypatch):

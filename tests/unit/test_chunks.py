@@ -8,8 +8,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from streamwork import App, Backoff, protocol, tracing
-from streamwork.execution import CHUNK_SECONDS, MAX_CHUNK, Delivery, Run, Runner
+from streamwork import App, Backoff
+from streamwork._base import protocol, tracing
+from streamwork._worker.execution import CHUNK_SECONDS, MAX_CHUNK, Delivery, Run, Runner
 
 
 def deliveries(app, task, args_list):

@@ -15,7 +15,7 @@ from streamwork import (
     RedisCommandError,
     RedisUnavailable,
 )
-from streamwork.redis_errors import ERRORS, translate, translate_errors
+from streamwork._redis.errors import ERRORS, translate, translate_errors
 
 URL = "redis://user:secret@127.0.0.1:6390/0"
 
@@ -68,7 +68,7 @@ def test_errors_that_are_not_from_redis_pass_through():
 
 
 def test_a_step_that_lost_redis_says_so_like_the_fetch_loop():
-    from streamwork.redis_errors import failure
+    from streamwork._redis.errors import failure
 
     refused = rx.ConnectionError(
         "Error 111 connecting to 127.0.0.1:1. Connect call failed ('127.0.0.1', 1)."
@@ -87,7 +87,7 @@ def test_a_step_that_lost_redis_says_so_like_the_fetch_loop():
 
 
 def test_an_outage_is_one_warning_reminders_and_one_line_when_redis_is_back(monkeypatch, caplog):
-    from streamwork import redis_errors
+    from streamwork._redis import errors as redis_errors
 
     clock = [100.0]
     monkeypatch.setattr(redis_errors.time, "monotonic", lambda: clock[0])
@@ -119,7 +119,7 @@ def test_an_outage_is_one_warning_reminders_and_one_line_when_redis_is_back(monk
 
 
 def test_a_step_that_fails_for_another_reason_is_an_error_line_of_its_own(caplog):
-    from streamwork import redis_errors
+    from streamwork._redis import errors as redis_errors
 
     outage = redis_errors.Outage("redis://db:6379/0")
     outage.failed(rx.ResponseError("NOSCRIPT gone"), "writing 2 outcome(s) on payments", 0.2)

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 
 from streamwork import Backoff, ConfigurationError, WorkerSettings
-from streamwork.keys import QueueKeys, check_name, queue_registry
+from streamwork._base.keys import QueueKeys, check_name, queue_registry
 
 
 def test_every_key_of_a_queue_shares_its_hash_tag():

@@ -4,7 +4,7 @@ installed redis-py has: since 5.3 `get_connection()`, before it `get_connection(
 import asyncio
 from types import SimpleNamespace
 
-from streamwork.lanes import Lane
+from streamwork._redis.lanes import Lane
 
 
 class Connection:

@@ -3,7 +3,7 @@
 import json
 import logging
 
-from streamwork import logs
+from streamwork._base import logs
 
 
 def record(message, *args, **extra):

@@ -7,7 +7,8 @@ import random
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from streamwork import App, metrics
+from streamwork import App
+from streamwork._base import metrics
 
 
 def samples(histogram: Histogram) -> dict[tuple[str, str], float]:

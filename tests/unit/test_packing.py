@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio.connection
 import redis.exceptions
 
-from streamwork import connection
+from streamwork._redis import connection
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("XADD", "sw:{q}:stream", "*", "m", b"\x81\xa2id\xa3abc"),

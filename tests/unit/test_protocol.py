@@ -1,7 +1,7 @@
 import msgpack
 import pytest
 
-from streamwork import protocol
+from streamwork._base import protocol
 from streamwork.errors import DecodeError, EncodeError
 
 
@@ -175,7 +175,7 @@ def test_names_and_ids_that_are_unsafe_to_log_do_not_decode(field, value):
 def test_the_fast_path_decodes_what_the_checked_path_decodes():
     """decode() skips the per-field checks for the usual shape once a name was seen valid;
     a message with one bad field still gets the checked path's error."""
-    from streamwork.protocol import _decode_checked, _unpack
+    from streamwork._base.protocol import _decode_checked, _unpack
 
     envelope = protocol.Envelope(
         id=protocol.new_id(), task="fast_path_task", args=(1, "x"), kwargs={"k": [1]},

@@ -8,8 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import msgpack
 import pytest
 
-from streamwork import App, Backoff, Reject, Retry, protocol
-from streamwork.execution import Delivery, Outcome, Run, Runner
+from streamwork import App, Backoff, Reject, Retry
+from streamwork._base import protocol
+from streamwork._worker.execution import Delivery, Outcome, Run, Runner
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pytest
 from croniter import croniter
 
 from streamwork import App
+from streamwork._schedules.schedules import CATCH_UP_LIMIT, Definition
 from streamwork.errors import ConfigurationError
-from streamwork.schedules import CATCH_UP_LIMIT, Definition
 
 PARIS = ZoneInfo("Europe/Paris")
 

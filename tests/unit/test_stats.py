@@ -1,4 +1,4 @@
-from streamwork.stats import QueueState, flow
+from streamwork.ops.stats import QueueState, flow
 
 
 def state(at, **totals):

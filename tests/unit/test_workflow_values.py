@@ -3,7 +3,8 @@
 import msgpack
 import pytest
 
-from streamwork import ChildFailed, protocol
+from streamwork import ChildFailed
+from streamwork._base import protocol
 
 
 def test_child_failed_round_trips_in_values_and_messages():

@@ -1,0 +1,1 @@
+"""The message lifecycle feature: status, cancel, progress, and the event streams."""

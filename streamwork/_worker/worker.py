@@ -1,0 +1,789 @@
+"""Worker: one process, one asyncio loop — fetch in batches, run within a bound, settle.
+
+Owns what a run of one worker process is made of (a `Session`: the client, the thread pool
+for sync handlers, the Runner, Settler, Scanner and Fetcher, and what is in flight), the
+start of each message's run (alone, for a redelivered one), and a clean stop: stop fetching,
+let running messages finish within the grace period, write their outcomes, leave the groups.
+Fetching (fetcher.py), deciding outcomes (execution.py), writing them (settler.py), recovery
+timers (scanner.py), what is in flight (in_flight.py), recycling (recycling.py) and the
+checks on Redis (preflight.py) live in their own modules. Starting several processes and
+handling signals belongs to the CLI and the supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import redis.exceptions
+
+from .._base import metrics, protocol, tracing
+from .._base.handler import Handler
+from .._base.keys import Source, partition_name, partitions_registry, registry_of
+from .._base.settings import WorkerSettings
+from .._redis import commands, connection, memory
+from .._redis.commands import Scripts
+from .._redis.errors import Outage, failure, translate_errors
+from .._redis.lanes import Lane
+from .._redis.preflight import check_durability, preflight
+from .._schedules.ticker import Ticker
+from .._workflows.workflows import Recorder, Sender
+from ..errors import ConfigurationError
+from .batching import Batches
+from .execution import (
+    WAITS_FOR_SLOT,
+    Delivery,
+    Outcome,
+    Run,
+    Runner,
+    Submit,
+    cancelled_outcome,
+    held_back,
+    start_row,
+)
+from .fetcher import Fetcher
+from .in_flight import InFlight
+from .recycling import RecyclePolicy
+from .scanner import Scanner
+from .settler import Settler
+
+if TYPE_CHECKING:
+    from .._app.app import App
+
+log = logging.getLogger("streamwork.worker")
+
+
+def _choose(
+    kind: str, asked: Sequence[str] | None, declared: list[str], is_everything: bool, verb: str
+) -> list[str]:
+    if is_everything:
+        return declared
+    chosen = list(dict.fromkeys(asked or ()))
+    unknown = [name for name in chosen if name not in declared]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown {kind} {unknown[0]!r}: this app's {verb} {', '.join(declared) or 'none'}"
+        )
+    return chosen
+
+
+async def _write_progress(
+    scripts: Scripts, ttl_ms: int, run: Run, fraction: float, note: str
+) -> Any:
+    source = run.delivery.source
+    assert run.status_key is not None  # progress is reported for queue messages only
+    events = (source.events, source.events_max_len, run.envelope.id)
+    return await scripts.progress(run.status_key, fraction, note, protocol.now_ms(), ttl_ms, events)
+
+
+def consumer_name() -> str:
+    """A name unique to this process: host, pid and a random suffix (pids are reused)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+PREPARE_TRIES = 4
+"""How many times a worker checks Redis at start (0.2, 0.4, 0.8 s apart) before giving up."""
+
+
+@dataclass
+class Session:
+    """Everything one `Worker.run` works with, built together when it starts."""
+
+    client: Any
+    threads: ThreadPoolExecutor
+    in_flight: InFlight
+    runner: Runner
+    settler: Settler
+    scanner: Scanner
+    fetcher: Fetcher
+    ticker: Ticker
+    scripts: Scripts
+    start_scripts: Scripts
+    """The scripts with the start step on a lane of its own (see lanes.py)."""
+    isolation: asyncio.Task[None] | None = field(default=None)
+    """The task running redelivered messages alone, while there are any."""
+    batches: Batches | None = field(default=None)
+    """The buffers of batch handlers (set once the session is built)."""
+
+
+class Worker:
+    """Runs the tasks and subscribers of `app`.
+
+    By default it serves every queue the app's tasks use and every topic its subscribers
+    read; given `queues` or `topics`, only those. `on_written` is told of every outcome
+    written (done, retry, dead), `on_error` of every exception a handler raised other than
+    Retry and Reject: testing.run_until_idle counts and re-raises with them.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        queues: Sequence[str] | None = None,
+        settings: WorkerSettings | None = None,
+        topics: Sequence[str] | None = None,
+        *,
+        on_written: Callable[[Source, Outcome], None] | None = None,
+        on_error: Callable[[str, str, BaseException], None] | None = None,
+    ) -> None:
+        self.app = app
+        self._on_written = on_written
+        self._on_error = on_error
+        self._outage = Outage(app.url)
+        """How this process tells of a lost Redis: one warning, reminders, one "back"."""
+        self.settings = settings or WorkerSettings()
+        is_everything = not queues and not topics
+        chosen_queues = _choose("queue", queues, app.queues(), is_everything, "tasks use")
+        chosen_topics = _choose("topic", topics, app.topics(), is_everything, "subscribers read")
+        if not chosen_queues and not chosen_topics:
+            raise ConfigurationError(
+                "the app declares no tasks or subscribers, so there is nothing to serve"
+            )
+        self.sources = [source for q in chosen_queues for source in app.queue_sources(q)]
+        for (topic, _), subscriber in app.subscribers.items():
+            if topic in chosen_topics:
+                self.sources += subscriber.sources
+        self.topics = chosen_topics
+        self.consumer = consumer_name()
+        self.session: Session | None = None
+        self._limited: list[tuple[Source, str, int]] = []
+        """The concurrency-limited handlers served here (set per session)."""
+        """The collaborators of the current (or last) run; None before the first."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._recycling = RecyclePolicy(self.settings.max_tasks, self.settings.max_memory_mb)
+        self._is_stop_asked = False
+        self._stop_asked_at: float | None = None
+        """time.monotonic() of the first stop request: the grace period counts from it."""
+        self._cut_off_timer: asyncio.TimerHandle | None = None
+        self.processed = 0
+        self.recycle_reason: str | None = None
+        """Why the worker stopped itself to be restarted (max tasks, memory, stuck thread)."""
+        self._left_behind = ""
+
+    @property
+    def in_flight(self) -> int:
+        """Messages running now."""
+        return 0 if self.session is None else len(self.session.in_flight)
+
+    @property
+    def is_stopping(self) -> bool:
+        return self._is_stop_asked
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues served (a partitioned queue once)."""
+        return list(dict.fromkeys(s.queue for s in self.sources if s.topic is None))
+
+    @property
+    def queue_names(self) -> list[str]:
+        """The names whose keys the worker reads: each queue, or each partition's
+        (`orders~3`), where schedules and delayed messages wait."""
+        return list(dict.fromkeys(s.name for s in self.sources if s.topic is None))
+
+    @property
+    def groups(self) -> list[str]:
+        """The subscriber groups served, as "topic/group"."""
+        return list(dict.fromkeys(s.name for s in self.sources if s.topic is not None))
+
+    def stop(self) -> None:
+        """Ask the worker to stop: no new fetches; running messages finish. Thread-safe."""
+        if self._stop_asked_at is None:
+            self._stop_asked_at = time.monotonic()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._request_stop)
+        else:
+            self._is_stop_asked = True
+
+    def recycle(self, reason: str) -> None:
+        """Stop gracefully so that the supervisor starts a fresh process (call on the loop)."""
+        if self.recycle_reason is None:
+            self.recycle_reason = reason
+            log.info("worker %s recycling: %s", self.consumer, reason)
+        self._request_stop()
+
+    def _request_stop(self) -> None:
+        if self._stop_asked_at is None:
+            self._stop_asked_at = time.monotonic()
+        if not self._is_stop_asked:
+            log.info(
+                "worker %s stopping: finishing %d running message(s)",
+                self.consumer,
+                self.in_flight,
+            )
+        self._is_stop_asked = True
+        if self.session is not None and self._loop is not None and self._cut_off_timer is None:
+            # Cut running messages off `grace` after the request, even while a fetch loop
+            # still waits in a blocking read (the worker's own stop steps come after it).
+            delay = max(0.0, self._grace_deadline() - time.monotonic())
+            self._cut_off_timer = self._loop.call_later(delay, self._cut_off_running)
+        if self.session is not None:
+            self.session.in_flight.is_stopping = True
+            if self.session.batches is not None:
+                self.session.batches.flush_all()  # gathered messages run now, then it stops
+            self.session.in_flight.wake()  # fetch loops waiting for a slot see the stop
+
+    async def preflight(self) -> None:
+        """Check Redis before starting processes: reachable, not evicting (raise if not)."""
+        await preflight(self.app.url, self.settings.allow_evicting_redis)
+
+    async def run(
+        self,
+        *,
+        burst: bool = False,
+        on_ready: Callable[[], Any] | None = None,
+        warn_persistence: bool = True,
+    ) -> None:
+        """Fetch and run messages until `stop()` (or, with `burst`, until the queues drain).
+
+        `on_ready` is called once the worker has checked Redis and starts fetching.
+        `warn_persistence=False`: a supervisor warned already that Redis persists nothing.
+        """
+        self._loop = asyncio.get_running_loop()
+        session = self.session = self._session()
+        session.in_flight.is_stopping = self._is_stop_asked
+        is_started = False
+        try:
+            with translate_errors(self.app.url):
+                await self._prepare_retrying(session, warn_persistence)
+            is_started = True
+            session.settler.start()
+            session.scanner.start()
+            log.info("worker %s serving %s", self.consumer, ", ".join(self.queues))
+            if on_ready is not None:
+                on_ready()
+            await session.fetcher.run(burst)
+            self._left_behind = session.fetcher.left_behind
+        finally:
+            await self._finish(session, is_started)
+
+    def _session(self) -> Session:
+        settings = self.settings
+        tracing.refresh()  # a TracerProvider set before the worker starts traces its runs
+        self._limited = self._concurrency_limited()
+        client = connection.async_client(self.app.url)
+        scripts = Scripts(client)
+        threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="streamwork")
+        in_flight = InFlight(settings.concurrency, self._batch_room())
+
+        async def dispatch(deliveries: list[Delivery]) -> None:
+            await self._dispatch(session, deliveries)  # `session` is bound below
+
+        ticker = Ticker(
+            client,
+            scripts,
+            self.app.namespace,
+            self.app.max_message_bytes,
+            self.queue_names,
+            status_ttl_ms=self.app.status_ttl_ms,
+            events_cap=self.app.events_cap,
+        )
+        scanner = Scanner(
+            client,
+            scripts,
+            self.consumer,
+            self.sources,
+            settings,
+            in_flight=in_flight,
+            dispatch=dispatch,
+            retention=self.app.retention_of,
+            ticker=ticker if settings.schedules else None,
+            release=functools.partial(self._release_all, scripts) if self._limited else None,
+            outage=self._outage,
+        )
+        app = self.app
+        sender = Sender(
+            app.namespace,
+            app.status_ttl_ms if app.track_status else 0,
+            app.events_cap,
+            app.workflow_ttl_ms,
+        )
+        settler = Settler(
+            client,
+            scripts.on_lane(Lane.of(client)),
+            self.consumer,
+            settings.result_ttl,
+            scanner.expect_due,
+            self._on_written,
+            status_ttl_ms=self.app.status_ttl_ms,
+            record=Recorder(client, scripts, sender).record,
+            after_write=functools.partial(self._released_by, scripts),
+            outage=self._outage,
+        )
+        fetcher = Fetcher(
+            client,
+            self.app.url,
+            self.consumer,
+            self.sources,
+            settings,
+            in_flight,
+            dispatch,
+            (settler, scanner),
+            self._fair_tasks(),
+            self._outage,
+        )
+        session = Session(
+            client=client,
+            threads=threads,
+            in_flight=in_flight,
+            runner=Runner(
+                self.app.tasks,
+                self.app.subscribers,
+                self.consumer,
+                threads,
+                self._on_error,
+                write_progress=functools.partial(_write_progress, scripts, self.app.status_ttl_ms),
+            ),
+            settler=settler,
+            scanner=scanner,
+            fetcher=fetcher,
+            ticker=ticker,
+            scripts=scripts,
+            start_scripts=scripts.on_lane(Lane.of(client)),
+        )
+        session.batches = Batches(in_flight, functools.partial(self._start_batch, session))
+        in_flight.flush_batches = session.batches.flush_all
+        return session
+
+    def _batch_room(self) -> int:
+        """One full batch per batch handler served: room on top of the concurrency."""
+        handlers: list[Handler] = [
+            task for task in self.app.tasks.values() if task.options.queue in self.queues
+        ]
+        handlers += [
+            subscriber
+            for (topic, _), subscriber in self.app.subscribers.items()
+            if topic in self.topics
+        ]
+        return sum(h.options.batch.size for h in handlers if h.options.batch is not None)
+
+    def _fair_tasks(self) -> dict[str, list[tuple[str, int]]]:
+        """Per queue stream served here, its fair tasks: (key prefix, per-key concurrency)."""
+        fair: dict[str, list[tuple[str, int]]] = {}
+        streams = {source.stream for source in self.sources}
+        for task in self.app.tasks.values():
+            spec = task.destination.fair
+            if spec is not None and task.destination.stream in streams:
+                fair.setdefault(task.destination.stream, []).append(spec)
+        return fair
+
+    def _concurrency_limited(self) -> list[tuple[Source, str, int]]:
+        """(source, handler name, limit) of each concurrency-limited handler served here
+        (a subscriber group once: its two sources share the slots)."""
+        found: dict[str, tuple[Source, str, int]] = {}
+        for source in self.sources:
+            if source.topic is None:
+                handlers: list[Any] = [
+                    t for t in self.app.tasks.values() if t.options.queue == source.queue
+                ]
+            else:
+                subscriber = self.app.subscribers.get((source.topic, source.group))
+                handlers = [] if subscriber is None else [subscriber]
+            for handler in handlers:
+                limit = handler.options.concurrency_limit
+                if limit is not None:
+                    found[source.limit("slots", handler.name)] = (source, handler.name, limit)
+        return list(found.values())
+
+    async def _release(self, scripts: Scripts, source: Source, name: str, limit: int) -> int:
+        moved: int = await scripts.release_held(
+            source,
+            source.limit("slots", name),
+            source.limit("held", name),
+            limit,
+            int(self.settings.visibility_timeout * 1000),
+        )
+        return moved
+
+    async def _release_all(self, scripts: Scripts) -> int:
+        """Send back held messages of every concurrency-limited handler with free slots."""
+        moved = 0
+        for source, name, limit in self._limited:
+            moved += await self._release(scripts, source, name, limit)
+        return moved
+
+    async def _released_by(
+        self, scripts: Scripts, source: Source, outcomes: Sequence[Outcome]
+    ) -> None:
+        """After outcomes of concurrency-limited handlers are written (each frees a slot,
+        or adds a held message), send back as many held messages as slots are free."""
+        if not self._limited:
+            return
+        names = {outcome.task for outcome in outcomes if outcome.kind != "ack"}
+        for limited, name, limit in self._limited:
+            if name in names and limited.limit("slots", name) == source.limit("slots", name):
+                await self._release(scripts, source, name, limit)
+
+    async def _prepare_retrying(self, session: Session, warn_persistence: bool) -> None:
+        """`_prepare`, made again after a lost connection (one dropped or stale as the
+        worker starts), up to PREPARE_TRIES times; a Redis still unreachable then ends the
+        run with its error (a supervisor starts the process again)."""
+        for tries in range(1, PREPARE_TRIES + 1):
+            try:
+                await self._prepare(session, warn_persistence)
+                return
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                if tries == PREPARE_TRIES or self._is_stop_asked:
+                    raise
+                pause = 0.1 * 2**tries
+                self._outage.failed(exc, "checking Redis at start", pause)
+                await asyncio.sleep(pause)
+
+    async def _prepare(self, session: Session, warn_persistence: bool) -> None:
+        client = session.client
+        await client.ping()
+        if not memory.is_memory(self.app.url):  # in-process: never persists, never evicts
+            await check_durability(client, self.settings.allow_evicting_redis, warn_persistence)
+        for source in self.sources:
+            await commands.ensure_group(client, source)
+            registry = registry_of(self.app.namespace, source)
+            await commands.register(client, registry, source.topic or source.queue)
+        app = self.app
+        partitioned = {q: app.partitions(q) for q in self.queues if app.partitions(q) > 1}
+        if partitioned:  # for tools that read the queues without the app's code
+            await commands.register_partitions(
+                client, partitions_registry(app.namespace), partitioned
+            )
+        if self.settings.schedules:
+            home = [partition_name(q, 0) for q in app.queues() if app.partitions(q) > 1]
+            await session.ticker.reconcile(
+                list(app.declared_schedules.values()), [*app.queues(), *home], app._paused_at_start
+            )
+
+    def _grace_deadline(self) -> float:
+        """When running messages are cut off: `grace` seconds after the stop request (or
+        from now, for a burst worker that drained its queues)."""
+        return (self._stop_asked_at or time.monotonic()) + self.settings.grace
+
+    def _cut_off_running(self) -> list[asyncio.Task[None]]:
+        """Cancel the runs still going at the end of the grace period; their entries stay
+        pending and run again elsewhere after the visibility timeout."""
+        if self.session is None:
+            return []
+        running = [task for task in self.session.in_flight.tasks if not task.done()]
+        if running:
+            log.warning(
+                "%d message(s) still running after the %gs grace period were cut off; "
+                "they stay pending and run again after the visibility timeout",
+                len(running),
+                self.settings.grace,
+            )
+            for task in running:
+                task.cancel()
+        return running
+
+    async def _finish(self, session: Session, is_started: bool) -> None:
+        deadline = self._grace_deadline()
+        if session.batches is not None:
+            session.batches.flush_all()
+        if session.isolation is not None:
+            await asyncio.wait([session.isolation], timeout=max(0.0, deadline - time.monotonic()))
+        if session.in_flight.tasks:
+            await asyncio.wait(
+                set(session.in_flight.tasks), timeout=max(0.0, deadline - time.monotonic())
+            )
+            cut_off = self._cut_off_running()
+            if cut_off:
+                await asyncio.wait(cut_off, timeout=1)
+        if self._cut_off_timer is not None:
+            self._cut_off_timer.cancel()
+            self._cut_off_timer = None
+        try:
+            if is_started:
+                await session.settler.stop()
+                await session.scanner.stop()
+                await self._leave_groups(session.client)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.error(
+                "worker %s stopped without settling everything: %s (its entries stay "
+                "pending and are recovered after the visibility timeout)",
+                self.consumer,
+                exc,
+            )
+        finally:
+            metrics.flush()
+            session.threads.shutdown(wait=False, cancel_futures=True)
+            await session.client.aclose()
+        log.info(
+            "worker %s stopped after %d message(s)%s",
+            self.consumer,
+            self.processed,
+            self._left_behind,
+        )
+
+    async def _leave_groups(self, client: Any) -> None:
+        """Stop saying it serves its sources (its heartbeat); remove this consumer from its
+        groups when it holds nothing pending."""
+        await commands.leave(client, sorted({s.workers for s in self.sources}), self.consumer)
+        for source in self.sources:
+            try:
+                if not await commands.pending_of(client, source, self.consumer):
+                    await commands.remove_consumer(client, source, self.consumer)
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The group is gone (FLUSHALL): nothing of this consumer is left to remove.
+
+    # -- running -------------------------------------------------------------------------
+
+    async def _dispatch(self, session: Session, deliveries: list[Delivery]) -> None:
+        """Start a run for each delivery; entries that cannot run are dead-lettered."""
+        prepared_runs: list[Run] = []
+        for delivery in deliveries:
+            prepared = session.runner.prepare(delivery)
+            if isinstance(prepared, Outcome):
+                session.settler.submit(delivery.source, prepared, True)
+            else:
+                prepared_runs.append(prepared)
+        runs: list[Run] = []
+        acked_on_receipt: dict[Source, list[Run]] = defaultdict(list)
+        for run in await self._mark_started(session, prepared_runs):
+            if run.task.options.ack_mode == "auto":
+                acked_on_receipt[run.delivery.source].append(run)
+            else:
+                runs.append(run)
+        for source, auto_runs in acked_on_receipt.items():
+            # At-most-once: the XACK is written before any of these handlers starts.
+            await session.settler.write(
+                source, [Outcome("ack", r.delivery.entry_id) for r in auto_runs], True
+            )
+            for run in auto_runs:
+                run.is_pending = False
+            runs += auto_runs
+        chunks: dict[str, list[Run]] = {}
+        for run in runs:
+            if run.delivery.delivery_count > 1:
+                self._isolate(session, run)  # a batch handler's too: a batch of one
+            elif run.task.options.batch is not None and session.batches is not None:
+                session.batches.add(run)
+            elif (size := session.runner.chunk_size(run)) > 1:
+                chunk = chunks.setdefault(run.task.name, [])
+                chunk.append(run)
+                if len(chunk) >= size:
+                    self._start_chunk(session, chunks.pop(run.task.name))
+            else:
+                self._start(session, run)
+        for chunk in chunks.values():
+            self._start_chunk(session, chunk)
+        metrics.flush()
+
+    async def _mark_started(self, session: Session, runs: list[Run]) -> list[Run]:
+        """Admit queue messages in one start step per source: mark them running in their
+        status (with their "started" event), hold back what a rate or concurrency limit
+        does not allow now, settle those cancelled while queued as cancelled, unrun.
+        Returns the runs to start. If Redis fails here, none of a source's start: their
+        entries stay pending and are delivered again after the visibility timeout."""
+        by_source: dict[Source, list[Run]] = defaultdict(list)
+        starting: list[Run] = []
+        unmarked: dict[Source, list[Run]] = defaultdict(list)
+        for run in runs:
+            if (
+                run.status_key is None
+                and not run.task.options.is_limited
+                and not (run.envelope.headers and protocol.PARTITION_KEY in run.envelope.headers)
+            ):
+                starting.append(run)
+                if run.delivery.source.events_max_len:
+                    unmarked[run.delivery.source].append(run)
+            else:
+                by_source[run.delivery.source].append(run)
+        for source, started in unmarked.items():  # a subscriber group's events: no status
+            await self._started_events(session, source, started)
+        for source, marked in by_source.items():
+            replies = await self._start_step(session, source, marked)
+            if replies is None:
+                continue  # stopping with Redis away: they stay pending, delivered again
+            for run, reply in zip(marked, replies, strict=True):
+                if reply == 0:
+                    starting.append(run.admitted())
+                elif isinstance(reply, int):
+                    held = source.limit("held", run.task.name) if reply == WAITS_FOR_SLOT else None
+                    session.settler.submit(source, held_back(run, reply, held), True)
+                else:
+                    reason = reply.decode() if isinstance(reply, bytes) else str(reply)
+                    outcome = cancelled_outcome(run, run.status_key, reason)
+                    session.settler.submit(source, outcome, True)
+        return starting
+
+    async def _start_step(self, session: Session, source: Source, runs: list[Run]) -> Any:
+        """The start step's replies for `runs`, retried with backoff while Redis is away
+        (their entries are this worker's, pending); None if the worker stops first."""
+        failures = 0
+        rows = [start_row(source, run) for run in runs]
+        while True:
+            try:
+                return await session.start_scripts.start(
+                    source,
+                    rows,
+                    self.consumer,
+                    protocol.now_ms(),
+                    self.app.status_ttl_ms,
+                    int(self.settings.visibility_timeout * 1000),
+                    protocol.clock_offset_ms(),
+                )
+            except Exception as exc:
+                if session.in_flight.is_stopping:
+                    log.error(
+                        "cannot mark %d message(s) of %s running (%s); stopping: they stay "
+                        "pending and are delivered again after the visibility timeout",
+                        len(runs),
+                        source.name,
+                        failure(exc),
+                    )
+                    return None
+                failures += 1
+                pause = min(5.0, 0.05 * 2**failures)
+                marking = f"marking {len(runs)} message(s) of {source.name} running"
+                self._outage.failed(exc, marking, pause)
+                await asyncio.sleep(pause)
+
+    async def _started_events(self, session: Session, source: Source, runs: list[Run]) -> None:
+        now = protocol.now_ms()
+        events = [
+            {
+                "event": "started",
+                "id": run.envelope.id,
+                "task": run.task.name,
+                "attempt": run.envelope.attempt,
+                "time": now,
+                "worker": self.consumer,
+            }
+            for run in runs
+        ]
+        try:
+            await commands.add_events(session.client, source.events, source.events_max_len, events)
+        except Exception as exc:  # an event is not worth holding the runs back for
+            log.warning("cannot record %d started event(s) on %s: %s", len(runs), source.name, exc)
+
+    def _start(self, session: Session, run: Run) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._execute(session, run))
+        session.in_flight.tasks.add(task)
+        session.in_flight.runs[task] = run
+        if run.is_pending:
+            session.in_flight.lease(run.delivery.source, run.delivery.entry_id)
+        return task
+
+    def _start_batch(self, session: Session, runs: list[Run]) -> None:
+        task = asyncio.create_task(self._execute_batch(session, runs, session.runner.run_batch))
+        session.in_flight.tasks.add(task)
+        session.in_flight.batch_runs[task] = runs
+
+    def _start_chunk(self, session: Session, runs: list[Run]) -> None:
+        """Run short handlers' messages one after another — sync ones in one pool thread,
+        async ones in one asyncio task: one hand-off for several messages (counted in
+        flight like a batch's messages)."""
+        in_flight = session.in_flight
+        in_flight.batched += len(runs)
+        for run in runs:
+            if run.is_pending:
+                in_flight.lease(run.delivery.source, run.delivery.entry_id)
+        task = asyncio.create_task(self._execute_batch(session, runs, session.runner.run_chunk))
+        in_flight.tasks.add(task)
+        in_flight.batch_runs[task] = runs
+
+    async def _execute_batch(
+        self,
+        session: Session,
+        runs: list[Run],
+        execute: Callable[[list[Run], Submit], Awaitable[list[tuple[Run, Outcome | None]]]],
+    ) -> None:
+        """Run several messages in one asyncio task (a batch handler's batch, or a chunk of
+        short sync handlers' messages) and hand each outcome to the settler."""
+        in_flight = session.in_flight
+        try:
+            for run, outcome in await execute(runs, session.settler.submit):
+                if outcome is not None:
+                    session.settler.submit(run.delivery.source, outcome, run.is_pending)
+        except Exception:
+            log.exception(
+                "internal error running a batch of %d %s message(s); their entries stay "
+                "pending and are delivered again after the visibility timeout",
+                len(runs),
+                runs[0].task.name,
+            )
+        finally:
+            self.processed += len(runs)
+            task = asyncio.current_task()
+            if task is not None:
+                in_flight.tasks.discard(task)
+                in_flight.batch_runs.pop(task, None)
+            in_flight.batched -= len(runs)
+            for run in runs:
+                in_flight.release(run.delivery.source, run.delivery.entry_id)
+            in_flight.wake()
+            reason = self._recycling.reason(self.processed, session.runner.timed_out_threads)
+            if reason is not None:
+                self.recycle(reason)
+
+    def _isolate(self, session: Session, run: Run) -> None:
+        """Queue a redelivered run to run alone in this process.
+
+        A redelivered entry's last delivery ended without an outcome: its worker died (a
+        crash, an OOM kill, os._exit) or froze. If the message itself is what kills
+        workers, running it alone means it takes no neighbour down with it: a poison
+        message costs the messages running beside it at most one re-run (the first crash).
+        """
+        session.in_flight.isolated.append(run)
+        session.in_flight.lease(run.delivery.source, run.delivery.entry_id)  # renewed meanwhile
+        if session.isolation is None or session.isolation.done():
+            session.isolation = asyncio.create_task(
+                self._run_isolated(session), name="streamwork-isolated"
+            )
+
+    async def _run_isolated(self, session: Session) -> None:
+        in_flight = session.in_flight
+        in_flight.is_isolating = True
+        try:
+            while in_flight.isolated and not in_flight.is_stopping:
+                while in_flight.tasks and not in_flight.is_stopping:  # nothing new starts
+                    await in_flight.wait()
+                if in_flight.is_stopping:
+                    break
+                run = in_flight.isolated.popleft()
+                log.warning(
+                    "running redelivered entry %s on %s (task %s, delivery %d) alone: its "
+                    "last delivery ended without an outcome (its worker died?)",
+                    run.delivery.entry_id.decode(),
+                    run.delivery.source.name,
+                    run.envelope.task or run.delivery.source.name,
+                    run.delivery.delivery_count,
+                )
+                await asyncio.wait([self._start(session, run)])
+            for left in in_flight.isolated:  # stopping: they stay pending, claimed later
+                in_flight.release(left.delivery.source, left.delivery.entry_id)
+            in_flight.isolated.clear()
+        finally:
+            in_flight.is_isolating = False
+            in_flight.wake()
+
+    async def _execute(self, session: Session, run: Run) -> None:
+        source = run.delivery.source
+        try:
+            outcome = await session.runner.run(run, session.settler.submit)
+            if outcome is not None:
+                session.settler.submit(source, outcome, run.is_pending)
+        except Exception:
+            log.exception(
+                "internal error running task %s id %s; its entry stays pending and is "
+                "delivered again after the visibility timeout",
+                run.envelope.task,
+                run.envelope.id,
+            )
+        finally:
+            self.processed += 1
+            task = asyncio.current_task()
+            if task is not None:
+                session.in_flight.tasks.discard(task)
+                session.in_flight.runs.pop(task, None)
+            session.in_flight.release(source, run.delivery.entry_id)
+            session.in_flight.wake()
+            reason = self._recycling.reason(self.processed, session.runner.timed_out_threads)
+            if reason is not None:
+                self.recycle(reason)

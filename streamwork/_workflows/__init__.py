@@ -1,0 +1,1 @@
+"""The workflows feature: chain, group and chord on one parent/child model."""
