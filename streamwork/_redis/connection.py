@@ -29,6 +29,7 @@ from ..errors import ConfigurationError
 from . import commands, memory
 from .errors import translate_errors
 from .lanes import packed_by_hiredis
+from .scripts import Scripts
 from .urls import default_replies, redact, resolve_url, seed_nodes
 
 SOCKET_TIMEOUT = 10.0
@@ -140,9 +141,9 @@ class Connection:
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)
         self._redis: Any = None
-        self._scripts: commands.Scripts | None = None
+        self._scripts: Scripts | None = None
         self._async_clients: dict[asyncio.AbstractEventLoop, Any] = {}
-        self._async_scripts: dict[asyncio.AbstractEventLoop, commands.Scripts] = {}
+        self._async_scripts: dict[asyncio.AbstractEventLoop, Scripts] = {}
         self._registered: set[tuple[str, str]] = set()
         self._async_nodes: dict[tuple[asyncio.AbstractEventLoop, str, int], Any] = {}
 
@@ -157,10 +158,10 @@ class Connection:
         return self._redis
 
     @property
-    def scripts(self) -> commands.Scripts:
+    def scripts(self) -> Scripts:
         """The Lua scripts, on the synchronous client."""
         if self._scripts is None:
-            self._scripts = commands.Scripts(self.redis)
+            self._scripts = Scripts(self.redis)
         return self._scripts
 
     def async_redis(self) -> Any:
@@ -172,10 +173,10 @@ class Connection:
                 del self._async_clients[old]
                 self._async_scripts.pop(old, None)
             client = self._async_clients[loop] = async_client(self.url)
-            self._async_scripts[loop] = commands.Scripts(client)
+            self._async_scripts[loop] = Scripts(client)
         return client
 
-    def async_scripts(self) -> commands.Scripts:
+    def async_scripts(self) -> Scripts:
         """The Lua scripts, on the running event loop's asyncio client."""
         self.async_redis()
         return self._async_scripts[asyncio.get_running_loop()]

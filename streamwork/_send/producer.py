@@ -24,6 +24,7 @@ from .._base import metrics, protocol
 from .._base.settings import Duration, to_seconds
 from .._redis import commands
 from .._redis.connection import Connection
+from .._redis.scripts import Scripts
 from ..errors import ConfigurationError, ReplicationTimeout, SendIncomplete, StreamworkError
 
 SEND_BATCH = 1000
@@ -252,7 +253,7 @@ class Producer:
         """The write and a WAIT on one connection of the node that holds the queue."""
         client = self.connection.node_client(plan.destination.stream)
         pipe = client.pipeline(transaction=False)
-        _one(pipe, commands.Scripts(pipe), plan)
+        _one(pipe, Scripts(pipe), plan)
         pipe.execute_command("WAIT", plan.replicas, plan.replica_timeout_ms)
         try:
             written, acknowledged = pipe.execute()
@@ -264,7 +265,7 @@ class Producer:
     async def _replicated_async(self, plan: Plan) -> str:
         client = await self.connection.async_node_client(plan.destination.stream)
         pipe = client.pipeline(transaction=False)
-        queued = _one(pipe, commands.Scripts(pipe), plan)
+        queued = _one(pipe, Scripts(pipe), plan)
         if inspect.isawaitable(queued):  # an asyncio script queues itself when awaited
             await queued
         pipe.execute_command("WAIT", plan.replicas, plan.replica_timeout_ms)
@@ -276,7 +277,7 @@ class Producer:
         return _replicated_holder(plan, written, acknowledged)
 
 
-def _fair(scripts: commands.Scripts, plan: Plan, batch: list[bytes], start: int) -> Any:
+def _fair(scripts: Scripts, plan: Plan, batch: list[bytes], start: int) -> Any:
     """A fair task's messages into their keys' lists (fair_send.lua)."""
     destination = plan.destination
     assert destination.fair is not None and plan.fair_keys is not None
@@ -293,7 +294,7 @@ def _fair(scripts: commands.Scripts, plan: Plan, batch: list[bytes], start: int)
     )
 
 
-def _add_many(scripts: commands.Scripts, plan: Plan, batch: list[bytes], start: int) -> Any:
+def _add_many(scripts: Scripts, plan: Plan, batch: list[bytes], start: int) -> Any:
     if plan.fair_keys is not None:
         return _fair(scripts, plan, batch, start)
     destination = plan.destination_at(start)
@@ -308,7 +309,7 @@ def _add_many(scripts: commands.Scripts, plan: Plan, batch: list[bytes], start: 
     )
 
 
-def _one(client: Any, scripts: commands.Scripts, plan: Plan) -> Any:
+def _one(client: Any, scripts: Scripts, plan: Plan) -> Any:
     """The command of a single send on `client` (sync, asyncio or a pipeline): what it
     returns, an awaitable of it, or the pipeline."""
     if plan.fair_keys is not None:

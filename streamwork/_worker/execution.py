@@ -788,7 +788,7 @@ def _reserved_start(headers: dict[str, Any]) -> int:
 
 
 def start_row(source: Source, run: Run) -> tuple[Any, ...]:
-    """What the start step needs of one run (see commands.Scripts.start)."""
+    """What the start step needs of one run (see scripts.Scripts.start)."""
     options, name = run.task.options, run.task.name
     rate, limit = options.rate, options.concurrency_limit
     rate_key = None if rate is None else source.limit("rate", name)

@@ -28,6 +28,7 @@ from .._redis import commands
 from .._redis.connection import MAX_BLOCK
 from .._redis.errors import CLUSTER_CHANGING, Outage, is_client_race, is_slot_moving
 from .._redis.lanes import Lane, fields_of
+from .._redis.scripts import Scripts
 from .execution import Delivery
 from .in_flight import InFlight
 from .scanner import Scanner
@@ -84,7 +85,7 @@ class Fetcher:
         self._dispatch = dispatch
         self._settler, self._scanner = writers
         self._idle_reads: set[tuple[str, int, str]] = set()
-        self._scripts: commands.Scripts | None = None
+        self._scripts: Scripts | None = None
         self._block_ms = 0
         self.is_done = False
         """Set when a burst fetch found everything drained."""
@@ -137,9 +138,9 @@ class Fetcher:
             return await lane.read(group, self._consumer, streams, count, block_ms)
         return await commands.read(self._client, group, self._consumer, streams, count, block_ms)
 
-    def _get_scripts(self) -> commands.Scripts:
+    def _get_scripts(self) -> Scripts:
         if self._scripts is None:
-            self._scripts = commands.Scripts(self._client)
+            self._scripts = Scripts(self._client)
         return self._scripts
 
     async def feed(self, streams: Iterable[str], count: int) -> int:

@@ -29,8 +29,8 @@ from .._base import metrics, protocol
 from .._base.keys import Source, TopicKeys
 from .._base.settings import WorkerSettings
 from .._redis import commands
-from .._redis.commands import Scripts
 from .._redis.errors import Outage
+from .._redis.scripts import Scripts
 from .execution import Delivery
 from .in_flight import InFlight
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from .._base import metrics, protocol
 from .._base.keys import Source
-from .._redis.commands import Scripts
 from .._redis.errors import Outage
+from .._redis.scripts import Scripts
 from .execution import Outcome
 
 log = logging.getLogger("streamwork.settler")

@@ -31,10 +31,10 @@ from .._base.handler import Handler
 from .._base.keys import Source, partition_name, partitions_registry, registry_of
 from .._base.settings import WorkerSettings
 from .._redis import commands, connection, memory
-from .._redis.commands import Scripts
 from .._redis.errors import Outage, failure, translate_errors
 from .._redis.lanes import Lane
 from .._redis.preflight import check_durability, preflight
+from .._redis.scripts import Scripts
 from .._schedules.ticker import Ticker
 from .._workflows.workflows import Recorder, Sender
 from ..errors import ConfigurationError

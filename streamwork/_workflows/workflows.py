@@ -40,6 +40,7 @@ from .._base.keys import QueueKeys, WorkflowKeys, queue_registry
 from .._base.protocol import ChildFailed
 from .._redis import commands
 from .._redis.connection import MAX_BLOCK, block_for
+from .._redis.scripts import Scripts
 from ..errors import ConfigurationError, ResultTimeout, StreamworkError, TaskCancelled
 
 if TYPE_CHECKING:
@@ -442,7 +443,7 @@ def _send_first(connection: Any, plan: _Plan) -> None:
         return
     for start in range(0, len(plan.first), PIPELINE):
         pipe = client.pipeline(transaction=False)
-        scripts = commands.Scripts(pipe)
+        scripts = Scripts(pipe)
         for child, body in plan.first[start : start + PIPELINE]:
             plan.sender.send(scripts, child, body, plan.keys.id, is_release=False)
         pipe.execute()
@@ -469,7 +470,7 @@ class Sender:
 
     def send(
         self,
-        scripts: commands.Scripts,
+        scripts: Scripts,
         child: Child,
         body: bytes,
         workflow: str,
@@ -544,7 +545,7 @@ class Recorder:
     """Records the final outcomes of workflow children for one worker process, and sends
     what they release (see the module docstring for the order and why it is safe)."""
 
-    def __init__(self, client: Any, scripts: commands.Scripts, sender: Sender) -> None:
+    def __init__(self, client: Any, scripts: Scripts, sender: Sender) -> None:
         self._client = client
         self._scripts = scripts
         self._sender = sender

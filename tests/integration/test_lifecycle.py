@@ -12,7 +12,7 @@ import redis
 
 from streamwork import App, ConnectionFailed, Reject, TaskCancelled
 from streamwork._base import protocol
-from streamwork._redis.commands import Scripts
+from streamwork._redis.scripts import Scripts
 from streamwork.ops.stats import queue_state
 from streamwork.testing import RedisServer, WorkerThread, drain, wait_until
 

@@ -5,7 +5,7 @@ import threading
 import redis
 
 from streamwork._base import protocol
-from streamwork._redis.commands import Scripts
+from streamwork._redis.scripts import Scripts
 
 
 def test_concurrent_movers_move_every_due_entry_exactly_once(app, client):

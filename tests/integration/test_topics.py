@@ -268,7 +268,7 @@ def test_retention_with_drop_unread_drops_and_counts(app, client):
     stream = app.topic_keys("firehose").stream
     client.xgroup_create(stream, "never", id="$", mkstream=True)
     app.publish_many("firehose", range(20))
-    from streamwork._redis.commands import Scripts
+    from streamwork._redis.scripts import Scripts
 
     assert Scripts(client).trim_topic(stream, 5, None, True) == [0, 0, 15]
     assert client.xlen(stream) == 5

@@ -13,7 +13,7 @@ from redis.crc import key_slot
 from streamwork import App, ConnectionFailed, chain, chord, group
 from streamwork._base import protocol
 from streamwork._base.keys import WorkflowKeys
-from streamwork._redis.commands import Scripts
+from streamwork._redis.scripts import Scripts
 from streamwork._workflows.workflows import Recorder, Sender, Step
 from streamwork.ops.stats import queue_state
 from streamwork.testing import WorkerThread, drain, wait_until

@@ -1,0 +1,541 @@
+"""The Lua scripts: one file per script in lua/ (parts shared by several in lua/_*.lua),
+each with a header naming its KEYS and ARGV that tests check against the wrapper here.
+
+`Scripts` wraps them on one client or pipeline, sync or asyncio: each method returns what
+redis-py returns (a value, or an awaitable). Scripts are loaded once per client through
+`register_script`, which uses EVALSHA and reloads after NOSCRIPT. Nothing here decides what a
+message means (the worker's execution does).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from typing import Any, Protocol
+
+import msgpack
+
+from .._base.keys import OrderKeys, QueueKeys, ScheduleKeys, Source, WorkflowKeys
+from .lanes import Lane
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _ms_or_empty(ms: int | None) -> int | str:
+    return "" if ms is None else ms
+
+
+_SCRIPTS = resources.files(__package__).joinpath("lua")
+_INCLUDE = re.compile(r"^-- #include (\w+)$", re.MULTILINE)
+
+
+def _script(text: str) -> str:
+    """A script's text with each `-- #include NAME` line replaced by lua/_NAME.lua (a
+    function several scripts share: Redis has no modules for Lua)."""
+    return _INCLUDE.sub(lambda found: _SCRIPTS.joinpath(f"_{found[1]}.lua").read_text(), text)
+
+
+LUA = {
+    path.name.removesuffix(".lua"): _script(path.read_text())
+    for path in sorted(_SCRIPTS.iterdir(), key=lambda p: p.name)
+    if path.name.endswith(".lua") and not path.name.startswith("_")
+}
+"""Every script in lua/, by name (the file name without .lua; files named _*.lua are
+parts included by others)."""
+
+
+class SettleRow(Protocol):
+    """What the settle script needs of one outcome (execution.Outcome is one)."""
+
+    kind: str
+    entry_id: bytes
+    data: bytes
+    due_ms: int
+    result_key: str | None
+    result: bytes
+    wait_ms: int
+    run_ms: int
+    status_key: str | None
+    state: str
+    error: str
+    message_id: str
+    task: str
+    attempt: int
+    held_key: str | None
+    partition_key: str
+
+
+class Scripts:
+    """Typed wrappers around the Lua scripts (lua/*.lua), registered on one client."""
+
+    def __init__(self, client: Any) -> None:
+        self._scripts = {name: client.register_script(text) for name, text in LUA.items()}
+        self._lane: Lane | None = None
+
+    def on_lane(self, lane: Lane | None) -> Scripts:
+        """These scripts with the start and settle steps sent on `lane` (a worker's hot path;
+        None: on the client, as every other script)."""
+        found = copy.copy(self)
+        found._lane = lane
+        return found
+
+    def _run(self, name: str, keys: list[Any], args: list[Any]) -> Any:
+        if self._lane is not None:
+            return self._lane.evalsha(self._scripts[name], keys, args)
+        return self._scripts[name](keys=keys, args=args)
+
+    def settle(
+        self,
+        source: Source,
+        consumer: str,
+        outcomes: Sequence[SettleRow],
+        *,
+        is_pending: bool,
+        result_ttl_ms: int,
+        status_ttl_ms: int = 86_400_000,
+        now_ms: int = 0,
+    ) -> Any:
+        """Write `outcomes` and XACK their entries; one 1 (written) or 0 (lost) per outcome."""
+        keys = [source.stream, source.delayed, source.dead_letters, source.stats, source.events]
+        rows: list[tuple[Any, ...]] = []
+        with_events = source.events_max_len > 0  # else leave the event fields out of rows
+        orders: dict[str, int] = {}
+        for outcome in outcomes:
+            if (
+                outcome.kind == "done"
+                and outcome.result_key is None
+                and not (outcome.error or outcome.partition_key or with_events)
+            ):  # the common row, four values instead of seventeen (see settle.lua)
+                status = 0
+                if outcome.status_key is not None:
+                    keys.append(outcome.status_key)
+                    status = len(keys)
+                rows.append((outcome.entry_id, outcome.wait_ms, outcome.run_ms, status))
+                continue
+            order = 0
+            if outcome.partition_key and source.order_prefix:
+                order = orders.get(outcome.partition_key, 0)
+                if not order:
+                    keys += OrderKeys.of(source.order_prefix, outcome.partition_key).all()
+                    order = orders[outcome.partition_key] = len(keys) - 2
+            index = status = 0
+            if outcome.result_key is not None:
+                keys.append(outcome.result_key)
+                index = len(keys)
+            if outcome.status_key is not None:
+                keys.append(outcome.status_key)
+                status = len(keys)
+            held = 0
+            if outcome.held_key is not None:
+                keys.append(outcome.held_key)
+                held = len(keys)
+            rows.append(
+                (
+                    outcome.kind,
+                    outcome.entry_id,
+                    outcome.data,
+                    outcome.due_ms,
+                    index,
+                    outcome.result,
+                    outcome.wait_ms,
+                    outcome.run_ms,
+                    status,
+                    outcome.state,
+                    outcome.error,
+                    outcome.message_id if with_events or outcome.partition_key else "",
+                    outcome.task if with_events else "",
+                    outcome.attempt if with_events else 0,
+                    held,
+                    outcome.partition_key,
+                    order,
+                )
+            )
+        args = [
+            source.group,
+            consumer,
+            "1" if is_pending else "0",
+            "1" if source.deletes_on_ack else "0",
+            result_ttl_ms,
+            # Redis's Lua cmsgpack reads msgpack's older raw type, not bin.
+            msgpack.packb(rows, use_bin_type=False),
+            status_ttl_ms,
+            now_ms,
+            source.events_max_len,
+        ]
+        return self._run("settle", keys, args)
+
+    def move_due(self, delayed: str, ready: str, now_ms: int, limit: int = 500) -> Any:
+        """Move due messages from a delayed set to a stream: [moved, next due ms or -1]."""
+        return self._scripts["move_due"](keys=[delayed, ready], args=[now_ms, limit])
+
+    def renew_lease(self, source: Source, consumer: str, entry_ids: Iterable[bytes]) -> Any:
+        """Reset the idle time of entries still owned by `consumer`; returns the ids it lost."""
+        return self._scripts["renew_lease"](
+            keys=[source.stream], args=[source.group, consumer, *entry_ids]
+        )
+
+    def remove_idle_consumers(self, source: Source, min_idle_ms: int) -> Any:
+        """Remove consumers with nothing pending idle for `min_idle_ms`; returns their names."""
+        return self._scripts["remove_idle_consumers"](
+            keys=[source.stream], args=[source.group, min_idle_ms]
+        )
+
+    def enqueue(
+        self,
+        stream: str,
+        delayed: str,
+        status: str,
+        message_id: str,
+        body: bytes,
+        due_ms: int | None,
+        state: Any,
+        dedupe: tuple[str, int] | None = None,
+        workflow: str = "",
+        order: tuple[str, str] | None = None,
+    ) -> Any:
+        """Add one message (to the stream, or the delayed set when due later) with its
+        status and "sent" event; `state` is (task, now ms, status ttl ms, event stream, its
+        cap or 0); `dedupe` (idempotency key, ms it holds) enqueues it at most once per
+        key; `workflow` names the workflow of a child; `order` (the queue's order prefix,
+        the partition key) puts it last in its partition key's order. Returns the id of the
+        message holding the key (its own when it has none)."""
+        task, now_ms, ttl_ms, events, cap = state
+        key, key_ttl_ms = dedupe or (status, 0)
+        args = [body, due_ms or 0, task, now_ms, ttl_ms, cap, message_id, key_ttl_ms, workflow]
+        keys = [stream, delayed, status, events or stream, key]
+        if order is not None:
+            prefix, partition_key = order
+            found = OrderKeys.of(prefix, partition_key)
+            keys += [found.order, found.ordered]
+            args.append(partition_key)
+        return self._scripts["enqueue"](keys=keys, args=args)
+
+    def start(
+        self,
+        source: Source,
+        runs: Sequence[tuple[Any, ...]],
+        worker: str,
+        now_ms: int,
+        ttl_ms: int,
+        visibility_ms: int = 30_000,
+        offset_ms: int = 0,
+    ) -> Any:
+        """Admit messages of `source`: per run (task, attempt, message id, entry id, status
+        key or None, rate key or None, interval ms, tolerance ms, slot set or None, limit,
+        its reserved start (Unix ms, 0 for none), partition key or ""); per message 0 to
+        run it, the reason it was cancelled before it started, -1 (held for a slot), -2
+        (waits for its partition key's turn) or the Redis time its rate-limited start is
+        due."""
+        keys = [source.events]
+        where: dict[str, int] = {}
+
+        def ref(key: str | None) -> int:
+            if key is None:
+                return 0
+            if key not in where:
+                keys.append(key)
+                where[key] = len(keys)
+            return where[key]
+
+        rows: list[tuple[Any, ...]] = []
+        for (
+            task,
+            attempt,
+            message_id,
+            entry,
+            status,
+            rate,
+            interval,
+            tolerance,
+            slots,
+            limit,
+            reserved,
+            partition_key,
+        ) in runs:
+            if rate is None and slots is None and not partition_key:
+                # status only: four values instead of twelve (see start.lua)
+                rows.append((task, attempt, message_id, ref(status)))
+                continue
+            order = 0
+            if partition_key and source.order_prefix:
+                order = ref(OrderKeys.of(source.order_prefix, partition_key).order)
+            rows.append(
+                (
+                    task,
+                    attempt,
+                    message_id,
+                    f"{source.stream}|{_text(entry)}",
+                    ref(status),
+                    ref(rate),
+                    interval,
+                    tolerance,
+                    ref(slots),
+                    limit,
+                    int(reserved),
+                    order,
+                )
+            )
+        args = [
+            now_ms,
+            worker,
+            ttl_ms,
+            source.events_max_len,
+            source.group,
+            visibility_ms,
+            offset_ms,
+            # Redis's Lua cmsgpack reads msgpack's older raw type, not bin.
+            msgpack.packb(rows, use_bin_type=False),
+        ]
+        return self._run("start", keys, args)
+
+    def fair_send(
+        self,
+        stream: str,
+        prefix: str,
+        messages: Sequence[tuple[str, bytes, str]],
+        statuses: Sequence[str],
+        state: Any,
+        concurrency: int,
+    ) -> Any:
+        """Queue messages (id, body, key) of a fair task in their keys' lists, with their
+        statuses and "sent" events; `state` is (task, now ms, status ttl ms, event stream,
+        cap); `concurrency` per key (0: none)."""
+        task, now_ms, ttl_ms, events, cap = state
+        args: list[Any] = [prefix, task, now_ms, ttl_ms if statuses else 0, cap, concurrency]
+        for message in messages:
+            args.extend(message)
+        return self._scripts["fair_send"](
+            keys=[stream, prefix + "ring", prefix + "keys", events or stream, *statuses],
+            args=args,
+        )
+
+    def fair_pull(
+        self,
+        stream: str,
+        prefix: str,
+        count: int,
+        concurrency: int,
+    ) -> Any:
+        """Feed up to `count` of a fair task's messages to `stream`, round-robin between
+        keys, each key at most `concurrency` fed and unfinished (0: no limit); returns how
+        many."""
+        return self._scripts["fair_pull"](
+            keys=[stream, prefix + "ring", prefix + "keys"], args=[prefix, count, concurrency]
+        )
+
+    def read_bands(
+        self, streams: Sequence[str], group: str, consumer: str, count: int, starvation_ms: int
+    ) -> Any:
+        """Read up to `count` new entries of a queue's band streams (highest first), the
+        bands starving past `starvation_ms` first: [stream, entries, stream, entries...]."""
+        return self._scripts["read_bands"](
+            keys=list(streams), args=[group, consumer, count, starvation_ms]
+        )
+
+    def release_held(
+        self, source: Source, slots: str, held: str, limit: int, visibility_ms: int
+    ) -> Any:
+        """Move messages waiting for a concurrency slot back to `source`'s ready stream, as
+        many as slots are free; returns how many."""
+        return self._scripts["release_held"](
+            keys=[slots, held, source.ready], args=[source.group, limit, visibility_ms]
+        )
+
+    def cancel(
+        self,
+        keys: QueueKeys,
+        message_id: str,
+        reason: str,
+        now_ms: int,
+        ttl_ms: int,
+        events_cap: int = 0,
+        unsent: bool = False,
+    ) -> Any:
+        """Cancel message `message_id` of the queue of `keys`: [what it did, the state
+        before]; with its "cancelled" event when `events_cap` > 0. `unsent`: a workflow
+        child that may not be sent yet is cancelled even without a status."""
+        return self._scripts["cancel"](
+            keys=[
+                keys.status(message_id),
+                keys.delayed,
+                keys.events,
+                keys.band_delayed("high"),
+                keys.band_delayed("low"),
+            ],
+            args=[reason, now_ms, ttl_ms, events_cap, message_id, "1" if unsent else "0"],
+        )
+
+    def workflow_record(
+        self, keys: WorkflowKeys, children: Sequence[tuple[int, bool, bytes]], now_ms: int
+    ) -> Any:
+        """Record the final outcomes (node, ok, value) of children of one workflow:
+        [transitions, (node, spec, input)...] — what to send now."""
+        args: list[Any] = [now_ms]
+        for node, ok, value in children:
+            args += [node, "done" if ok else "failed", value]
+        return self._scripts["workflow_record"](keys=[keys.workflow, keys.finished], args=args)
+
+    def workflow_cancel(self, keys: WorkflowKeys, reason: str, now_ms: int) -> Any:
+        """Cancel a workflow: [what it did, the state before, spec of each child to cancel...]."""
+        return self._scripts["workflow_cancel"](
+            keys=[keys.workflow, keys.finished], args=[reason, now_ms]
+        )
+
+    def progress(
+        self,
+        status: str,
+        fraction: float,
+        note: str,
+        now_ms: int,
+        ttl_ms: int,
+        events: tuple[str, int, str] = ("", 0, ""),
+    ) -> Any:
+        """Record a running message's progress: 1 written, 0 not running any more."""
+        stream, cap, message_id = events
+        return self._scripts["progress"](
+            keys=[status, stream or status],
+            args=[fraction, note, now_ms, ttl_ms, cap, message_id],
+        )
+
+    def replay(
+        self,
+        source: Source,
+        moves: Sequence[tuple[bytes, bytes, str, str]],
+        now_ms: int = 0,
+        status_ttl_ms: int = 86_400_000,
+    ) -> Any:
+        """Move dead letters (entry id, message to enqueue, message id, task) back to the
+        source's ready stream, their status queued again and a "replayed" event each."""
+        args: list[Any] = [source.events_max_len, now_ms, status_ttl_ms]
+        statuses = []
+        for entry_id, body, message_id, task in moves:
+            args += [entry_id, body, message_id, task]
+            status = source.status(message_id) if message_id else None
+            statuses.append(status or source.status("-") or "")
+        keys = [source.dead_letters, source.ready, source.events]
+        if source.status("-") is not None:
+            keys += statuses
+        return self._scripts["replay"](keys=keys, args=args)
+
+    def purge(
+        self, source: Source, limit: int, with_delayed: bool, partition_keys: Sequence[str] = ()
+    ) -> Any:
+        """Delete up to `limit` undelivered entries (and the delayed set; and the orders of
+        `partition_keys`, with the messages waiting for their turn): [entries, delayed]."""
+        keys = [source.stream, source.delayed]
+        for partition_key in partition_keys:
+            keys += OrderKeys.of(source.order_prefix, partition_key).all()
+        return self._scripts["purge"](
+            keys=keys, args=[source.group, limit, "1" if with_delayed else "0"]
+        )
+
+    def trim_topic(
+        self, stream: str, max_len: int | None, oldest_ms: int | None, drop_unread: bool
+    ) -> Any:
+        """Apply retention to a topic stream: [trimmed, held back, dropped unread]."""
+        return self._scripts["trim_topic"](
+            keys=[stream],
+            args=[max_len or 0, f"{oldest_ms or 0}-0", "1" if drop_unread else "0"],
+        )
+
+    def add_many(
+        self,
+        stream: str,
+        delayed: str,
+        bodies: Sequence[bytes],
+        *,
+        ids: Sequence[str] = (),
+        due_ms: int | None = None,
+        statuses: Sequence[str] = (),
+        state: Any = ("", 0, 0, "", 0),
+    ) -> Any:
+        """Add many messages (to the stream, or the delayed set when due later) in one
+        command, each with its status and "sent" event when `statuses` names them; returns
+        how many."""
+        task, now_ms, ttl_ms, events, cap = state
+        with_ids = bool(statuses)  # ids are only for statuses and events
+        args: list[Any] = [due_ms or 0, task, now_ms, ttl_ms, cap if with_ids else 0]
+        if with_ids:
+            args.append("1")
+            for message_id, body in zip(ids, bodies, strict=True):
+                args += [message_id, body]
+        else:
+            args.append("0")
+            args.extend(bodies)
+        return self._scripts["add_many"](
+            keys=[stream, delayed, events or stream, *statuses], args=args
+        )
+
+    def schedule_put(
+        self,
+        keys: ScheduleKeys,
+        rev: str,
+        first_due_ms: int | None,
+        paused: bool,
+        origin: str,
+        fields: dict[str, Any],
+    ) -> Any:
+        """Create or update a schedule: 0 unchanged, 1 created, 2 updated."""
+        pairs = [item for pair in fields.items() for item in pair]
+        return self._scripts["schedule_put"](
+            keys=[keys.schedule, keys.due],
+            args=[keys.id, rev, _ms_or_empty(first_due_ms), "1" if paused else "0", origin, *pairs],
+        )
+
+    def schedule_tick(
+        self,
+        keys: ScheduleKeys,
+        due: int | None,
+        rev: str,
+        next_due_ms: int | None,
+        overlap: bool,
+        claim_ttl_ms: int,
+        missed: int,
+        messages: Sequence[tuple[int, str, bytes]],
+        status_ttl_ms: int = 86_400_000,
+        events_cap: int = 0,
+        last_message: str | None = None,
+    ) -> Any:
+        """Enqueue ticks (due ms, task id, body) once: [enqueued, skipped, status]. `due`
+        None is a trigger: a run now, the due time untouched. `last_message`: the id of the
+        schedule's last message (overlap=False looks at its status)."""
+        args: list[Any] = [
+            keys.id,
+            "trigger" if due is None else due,
+            rev,
+            _ms_or_empty(next_due_ms),
+            "1" if overlap else "0",
+            claim_ttl_ms,
+            missed,
+            status_ttl_ms,
+            events_cap,
+        ]
+        per_message: list[str] = []
+        for message in messages:
+            args.extend(message)
+            per_message += [keys.claim(message[0]), keys.status(message[1])]
+        return self._scripts["schedule_tick"](
+            keys=[
+                keys.schedule,
+                keys.due,
+                keys.stream,
+                keys.events,
+                keys.status(last_message) if last_message else keys.schedule,
+                *per_message,
+            ],
+            args=args,
+        )
+
+    def schedule_state(self, keys: ScheduleKeys, action: str, next_due_ms: int | None) -> Any:
+        """Pause, resume or remove a schedule: 1 done, 0 no such schedule."""
+        return self._scripts["schedule_state"](
+            keys=[keys.schedule, keys.due], args=[keys.id, action, _ms_or_empty(next_due_ms)]
+        )
+
+    def schedules_due(self, due_set: str, offset_ms: int, limit: int = 100) -> Any:
+        """[now ms, earliest due ms or -1, id, due ms, ...] by Redis's clock (+ `offset_ms`)."""
+        return self._scripts["schedules_due"](keys=[due_set], args=[offset_ms, limit])
