@@ -38,6 +38,7 @@ from .._base.keys import (
 from .._base.settings import AckMode, Backoff, Duration, to_seconds
 from .._lifecycle import events as events_module
 from .._lifecycle.events import Event, Since
+from .._redis import reads
 from .._redis.connection import Connection
 from .._schedules.schedules import (
     SCHEDULE_ARGS,
@@ -659,8 +660,8 @@ class App:
         with self.connection.translate_errors():
             for source in self.queue_sources(queue):
                 is_first = True
-                ordered = self.connection.redis.smembers(
-                    OrderKeys.of(source.order_prefix, "").ordered
+                ordered = reads.members(
+                    self.connection.redis, OrderKeys.of(source.order_prefix, "").ordered
                 )
                 while True:
                     deleted, dropped = self.connection.scripts.purge(

@@ -74,8 +74,8 @@ class TaskHandle:
         with connection.translate_errors():
             while True:
                 key = self._status_key if wait.looks_at_status() else None
-                if key and commands.status_field(connection.redis, key, "state") == CANCELLED:
-                    self._raise_cancelled(commands.status_field(connection.redis, key, "reason"))
+                if key and commands.hash_field(connection.redis, key, "state") == CANCELLED:
+                    self._raise_cancelled(commands.hash_field(connection.redis, key, "reason"))
                 raw = commands.wait_result(connection.redis, self._key, wait.block())
                 if raw is not None or wait.is_over():
                     break
@@ -90,8 +90,8 @@ class TaskHandle:
             client = connection.async_redis()
             while True:
                 key = self._status_key if wait.looks_at_status() else None
-                if key and await commands.status_field(client, key, "state") == CANCELLED:
-                    self._raise_cancelled(await commands.status_field(client, key, "reason"))
+                if key and await commands.hash_field(client, key, "state") == CANCELLED:
+                    self._raise_cancelled(await commands.hash_field(client, key, "reason"))
                 raw = await commands.wait_result(client, self._key, wait.block())
                 if raw is not None or wait.is_over():
                     break
@@ -121,14 +121,14 @@ class TaskHandle:
         done, failed, dead, cancelled, or unknown (never sent, or its status expired)."""
         connection = self.task.producer.connection
         with connection.translate_errors():
-            raw = commands.read_status(connection.redis, self._status_key)
+            raw = commands.read_hash(connection.redis, self._status_key)
         return parse_status(raw, protocol.now_ms())
 
     async def status_async(self) -> TaskStatus:
         """Like `status`, for asyncio code."""
         connection = self.task.producer.connection
         with connection.translate_errors():
-            raw = await commands.read_status(connection.async_redis(), self._status_key)
+            raw = await commands.read_hash(connection.async_redis(), self._status_key)
         return parse_status(raw, protocol.now_ms())
 
     def cancel(self, reason: str | None = None) -> CancelResult:

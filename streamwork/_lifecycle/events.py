@@ -22,7 +22,7 @@ import redis.cluster
 from redis.crc import key_slot
 
 from .._base.keys import events_stream, partition_name
-from .._redis import commands
+from .._redis import commands, reads
 from .._redis.connection import MAX_BLOCK, NamespaceView
 from .._redis.registry import known_queues
 from ..errors import ConfigurationError
@@ -195,7 +195,7 @@ def read(
     with app.connection.translate_errors():
         for streams in _by_slot(client, positions):
             wait = None if block is None else max(1, int(min(block, MAX_BLOCK) * 1000))
-            reply = client.xread({s: positions[s][1] for s in streams}, count=count, block=wait)
+            reply = reads.read_after(client, {s: positions[s][1] for s in streams}, count, wait)
             _collect(positions, reply, found)
     return found
 
@@ -218,8 +218,8 @@ async def follow(
         for streams in groups:
             found: list[Event] = []
             with connection.translate_errors():
-                reply = await connection.async_redis().xread(
-                    {s: positions[s][1] for s in streams}, count=count, block=block_ms
+                reply = await reads.read_after(
+                    connection.async_redis(), {s: positions[s][1] for s in streams}, count, block_ms
                 )
             _collect(positions, reply, found)
             for event in found:
@@ -246,7 +246,7 @@ def recent(
             end, looked, kept = "+", 0, 0
             while looked < scan and kept < limit:
                 want = limit if message_id is None else min(500, scan - looked)
-                rows = client.xrevrange(stream, end, "-", count=want)
+                rows = reads.entries_newest_first(client, stream, end, count=want)
                 for entry_id, fields in rows:
                     event = parse(name, entry_id, fields)
                     if message_id is None or event.message_id == message_id:

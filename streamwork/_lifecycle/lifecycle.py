@@ -22,7 +22,7 @@ import redis.exceptions
 
 from .._base import protocol
 from .._base.keys import QueueKeys, partition_name, partition_of_id
-from .._redis import commands
+from .._redis import commands, reads
 from .._redis.connection import NamespaceView
 from .._redis.registry import known_queues
 from ..errors import ConfigurationError, StreamworkError
@@ -127,7 +127,7 @@ def find(
         for name in queues:
             if app.partitions(name) > 1:  # the id names the partition: `orders~3`
                 name = partition_name(name, partition_of_id(message_id))
-            raw = commands.read_status(client, app.keys(name).status(message_id))
+            raw = commands.read_hash(client, app.keys(name).status(message_id))
             if raw:
                 return name, raw
     where = f"queue {queue!r}" if queue else f"any queue of namespace {app.namespace!r}"
@@ -268,10 +268,7 @@ def running(client: Any, sources: list[Any], limit: int = 20) -> list[Running]:
             continue  # no worker ever served it: nothing runs
         if not rows:
             continue
-        pipe = client.pipeline(transaction=False)
-        for row in rows:
-            pipe.xrange(source.stream, row["message_id"], row["message_id"], count=1)
-        entries = pipe.execute()
+        entries = reads.entries_by_id(client, source.stream, [row["message_id"] for row in rows])
         messages = []
         for row, entry in zip(rows, entries, strict=True):
             if not entry:
@@ -281,10 +278,8 @@ def running(client: Any, sources: list[Any], limit: int = 20) -> list[Running]:
             except StreamworkError:
                 continue
             messages.append((row, envelope))
-        pipe = client.pipeline(transaction=False)
-        for _, envelope in messages:
-            pipe.hmget(source.status(envelope.id) or "", "progress", "note", "updated")
-        statuses = pipe.execute()
+        keys = [source.status(envelope.id) or "" for _, envelope in messages]
+        statuses = reads.status_fields(client, keys, ("progress", "note", "updated"))
         for (row, envelope), (progress, note, _) in zip(messages, statuses, strict=True):
             enqueued = envelope.enqueued_ms or now
             found.append(

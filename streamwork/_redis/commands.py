@@ -80,15 +80,40 @@ def last_entries(client: Any, streams: Sequence[str]) -> Any:
     return pipe.execute()
 
 
-def read_status(client: Any, status: str) -> Any:
-    """A message's status hash ({} when it has none)."""
-    return client.hgetall(status)
+def read_hash(client: Any, key: str) -> Any:
+    """A hash, whole ({} when there is none): a message's status, a workflow's record."""
+    return client.hgetall(key)
 
 
-def status_field(client: Any, status: str, name: str) -> Any:
-    """One field of a message's status hash (None when it has none): HGET, which a
-    producer's ACL rules allow."""
-    return client.hget(status, name)
+def write_hash(client: Any, key: str, fields: dict[str, Any]) -> Any:
+    return client.hset(key, mapping=fields)
+
+
+def expire_now(client: Any, key: str) -> Any:
+    """Make a key expire at once (PEXPIRE 1: a producer's ACL rules need no DEL)."""
+    return client.pexpire(key, 1)
+
+
+def hash_field(client: Any, key: str, name: str) -> Any:
+    """One field of a hash (None when it has none): HGET, which a producer's ACL rules
+    allow (HMGET they do not)."""
+    return client.hget(key, name)
+
+
+def batch(client: Any) -> Any:
+    """A pipeline on `client` (no MULTI): the commands and scripts queued on it go in one
+    round trip when `send_batch` sends them."""
+    return client.pipeline(transaction=False)
+
+
+def send_batch(pipe: Any) -> Any:
+    """Send what a `batch` holds; the replies, in order."""
+    return pipe.execute()
+
+
+def wait_replicas(pipe: Any, replicas: int, timeout_ms: int) -> Any:
+    """Queue a WAIT: how many replicas acknowledged the writes before it, within the time."""
+    return pipe.execute_command("WAIT", replicas, timeout_ms)
 
 
 def cancel_flags(client: Any, statuses: Sequence[str]) -> Any:
@@ -124,6 +149,18 @@ def register_partitions(client: Any, registry: str, partitions: dict[str, int]) 
 
 def registered_partitions(client: Any, registry: str) -> Any:
     return client.hgetall(registry)
+
+
+def create_group(client: Any, source: Source) -> bool:
+    """Create the source's consumer group (and stream) at `source.start` on a synchronous
+    client; False if it existed."""
+    try:
+        client.xgroup_create(source.stream, source.group, id=source.start, mkstream=True)
+    except redis.exceptions.ResponseError as exc:
+        if not str(exc).startswith("BUSYGROUP"):
+            raise
+        return False
+    return True
 
 
 async def ensure_group(client: Any, source: Source) -> None:
@@ -292,3 +329,68 @@ def group_counts(
         pipe.zcount(main.workers, now_ms, "+inf")
     replies = pipe.execute(raise_on_error=False)
     return [replies[i : i + 6] for i in range(0, len(replies), 6)]
+
+
+# -- schedules: the index, each schedule's hash and the due set (ticker.py, schedules.py) --
+
+
+def index_schedule(client: Any, index: str, id: str, queue: str) -> Any:
+    """Record in the schedule index which queue holds schedule `id`."""
+    return client.hset(index, id, queue)
+
+
+def unindex_schedule(client: Any, index: str, id: str) -> Any:
+    return client.hdel(index, id)
+
+
+def queue_of_schedule(client: Any, index: str, id: str) -> Any:
+    """The queue holding schedule `id` (bytes), or None."""
+    return client.hget(index, id)
+
+
+def schedule_origin(client: Any, keys: ScheduleKeys) -> Any:
+    """Who declared a schedule: b"code" or b"runtime" (None when gone)."""
+    return client.hget(keys.schedule, "origin")
+
+
+def schedule_fields(client: Any, keys: ScheduleKeys) -> Any:
+    """A schedule's hash (empty when gone)."""
+    return client.hgetall(keys.schedule)
+
+
+def next_due(client: Any, keys: ScheduleKeys) -> Any:
+    """When schedule `keys.id` is next due (its score in the due set), or None."""
+    return client.zscore(keys.due, keys.id)
+
+
+def next_dues(client: Any, keys: Sequence[ScheduleKeys]) -> Any:
+    """`next_due` of each schedule, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.zscore(key.due, key.id)
+    return pipe.execute()
+
+
+def first_of_due_set(client: Any, due_set: str) -> Any:
+    """The first [(id, due ms)] of a queue's due set, or []."""
+    return client.zrange(due_set, 0, 0, withscores=True)
+
+
+def due_after(client: Any, due_set: str, after_ms: int) -> Any:
+    """[(id, due ms)] of the schedules due after `after_ms`."""
+    return client.zrangebyscore(due_set, f"({after_ms}", "+inf", withscores=True)
+
+
+def set_due(client: Any, due_set: str, id: str, due_ms: int) -> Any:
+    """Give a schedule still in the due set another due time."""
+    return client.zadd(due_set, {id: due_ms}, xx=True)
+
+
+def forget_due(client: Any, due_set: str, id: str) -> Any:
+    """Drop the due time of a schedule removed under the ticker."""
+    return client.zrem(due_set, id)
+
+
+def release_claim(client: Any, keys: ScheduleKeys, due_ms: int) -> Any:
+    """Delete the claim of one tick, so that a ticker enqueues that tick again."""
+    return client.delete(keys.claim(due_ms))

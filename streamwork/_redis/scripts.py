@@ -1,51 +1,20 @@
-"""The Lua scripts: one file per script in lua/ (parts shared by several in lua/_*.lua),
-each with a header naming its KEYS and ARGV that tests check against the wrapper here.
-
-`Scripts` wraps them on one client or pipeline, sync or asyncio: each method returns what
-redis-py returns (a value, or an awaitable). Scripts are loaded once per client through
-`register_script`, which uses EVALSHA and reloads after NOSCRIPT. Nothing here decides what a
-message means (the worker's execution does).
+"""The Lua scripts, typed: `Scripts` wraps every script on one client or pipeline, sync or
+asyncio; each method returns what redis-py returns (a value, or an awaitable). Loading and
+running them by name is script_base.py's; the schedule scripts are schedule_scripts.py's.
+Each script's header names its KEYS and ARGV, which tests check against these wrappers.
+Nothing here decides what a message means (the worker's execution does).
 """
 
 from __future__ import annotations
 
-import copy
-import re
 from collections.abc import Iterable, Sequence
-from importlib import resources
 from typing import Any, Protocol
 
 import msgpack
 
-from .._base.keys import OrderKeys, QueueKeys, ScheduleKeys, Source, WorkflowKeys
-from .lanes import Lane
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _ms_or_empty(ms: int | None) -> int | str:
-    return "" if ms is None else ms
-
-
-_SCRIPTS = resources.files(__package__).joinpath("lua")
-_INCLUDE = re.compile(r"^-- #include (\w+)$", re.MULTILINE)
-
-
-def _script(text: str) -> str:
-    """A script's text with each `-- #include NAME` line replaced by lua/_NAME.lua (a
-    function several scripts share: Redis has no modules for Lua)."""
-    return _INCLUDE.sub(lambda found: _SCRIPTS.joinpath(f"_{found[1]}.lua").read_text(), text)
-
-
-LUA = {
-    path.name.removesuffix(".lua"): _script(path.read_text())
-    for path in sorted(_SCRIPTS.iterdir(), key=lambda p: p.name)
-    if path.name.endswith(".lua") and not path.name.startswith("_")
-}
-"""Every script in lua/, by name (the file name without .lua; files named _*.lua are
-parts included by others)."""
+from .._base.keys import OrderKeys, QueueKeys, Source, WorkflowKeys
+from .schedule_scripts import ScheduleScripts
+from .script_base import _text
 
 
 class SettleRow(Protocol):
@@ -69,24 +38,9 @@ class SettleRow(Protocol):
     partition_key: str
 
 
-class Scripts:
-    """Typed wrappers around the Lua scripts (lua/*.lua), registered on one client."""
-
-    def __init__(self, client: Any) -> None:
-        self._scripts = {name: client.register_script(text) for name, text in LUA.items()}
-        self._lane: Lane | None = None
-
-    def on_lane(self, lane: Lane | None) -> Scripts:
-        """These scripts with the start and settle steps sent on `lane` (a worker's hot path;
-        None: on the client, as every other script)."""
-        found = copy.copy(self)
-        found._lane = lane
-        return found
-
-    def _run(self, name: str, keys: list[Any], args: list[Any]) -> Any:
-        if self._lane is not None:
-            return self._lane.evalsha(self._scripts[name], keys, args)
-        return self._scripts[name](keys=keys, args=args)
+class Scripts(ScheduleScripts):
+    """Typed wrappers around the Lua scripts (lua/*.lua), registered on one client: the
+    queue, worker, workflow and operator scripts here, the schedule scripts inherited."""
 
     def settle(
         self,
@@ -469,73 +423,3 @@ class Scripts:
         return self._scripts["add_many"](
             keys=[stream, delayed, events or stream, *statuses], args=args
         )
-
-    def schedule_put(
-        self,
-        keys: ScheduleKeys,
-        rev: str,
-        first_due_ms: int | None,
-        paused: bool,
-        origin: str,
-        fields: dict[str, Any],
-    ) -> Any:
-        """Create or update a schedule: 0 unchanged, 1 created, 2 updated."""
-        pairs = [item for pair in fields.items() for item in pair]
-        return self._scripts["schedule_put"](
-            keys=[keys.schedule, keys.due],
-            args=[keys.id, rev, _ms_or_empty(first_due_ms), "1" if paused else "0", origin, *pairs],
-        )
-
-    def schedule_tick(
-        self,
-        keys: ScheduleKeys,
-        due: int | None,
-        rev: str,
-        next_due_ms: int | None,
-        overlap: bool,
-        claim_ttl_ms: int,
-        missed: int,
-        messages: Sequence[tuple[int, str, bytes]],
-        status_ttl_ms: int = 86_400_000,
-        events_cap: int = 0,
-        last_message: str | None = None,
-    ) -> Any:
-        """Enqueue ticks (due ms, task id, body) once: [enqueued, skipped, status]. `due`
-        None is a trigger: a run now, the due time untouched. `last_message`: the id of the
-        schedule's last message (overlap=False looks at its status)."""
-        args: list[Any] = [
-            keys.id,
-            "trigger" if due is None else due,
-            rev,
-            _ms_or_empty(next_due_ms),
-            "1" if overlap else "0",
-            claim_ttl_ms,
-            missed,
-            status_ttl_ms,
-            events_cap,
-        ]
-        per_message: list[str] = []
-        for message in messages:
-            args.extend(message)
-            per_message += [keys.claim(message[0]), keys.status(message[1])]
-        return self._scripts["schedule_tick"](
-            keys=[
-                keys.schedule,
-                keys.due,
-                keys.stream,
-                keys.events,
-                keys.status(last_message) if last_message else keys.schedule,
-                *per_message,
-            ],
-            args=args,
-        )
-
-    def schedule_state(self, keys: ScheduleKeys, action: str, next_due_ms: int | None) -> Any:
-        """Pause, resume or remove a schedule: 1 done, 0 no such schedule."""
-        return self._scripts["schedule_state"](
-            keys=[keys.schedule, keys.due], args=[keys.id, action, _ms_or_empty(next_due_ms)]
-        )
-
-    def schedules_due(self, due_set: str, offset_ms: int, limit: int = 100) -> Any:
-        """[now ms, earliest due ms or -1, id, due ms, ...] by Redis's clock (+ `offset_ms`)."""
-        return self._scripts["schedules_due"](keys=[due_set], args=[offset_ms, limit])

@@ -504,13 +504,13 @@ class Schedules:
         with connection.translate_errors():
             client = connection.redis
             index = schedule_index(self.namespace)
-            old_queue = client.hget(index, definition.id)
+            old_queue = commands.queue_of_schedule(client, index, definition.id)
             if old_queue is not None and old_queue.decode() != definition.queue:
                 connection.scripts.schedule_state(
                     self.keys(old_queue.decode(), definition.id), "remove", None
                 )
-            client.hset(index, definition.id, definition.queue)
-            client.sadd(queue_registry(self.namespace), definition.queue)
+            commands.index_schedule(client, index, definition.id, definition.queue)
+            commands.register(client, queue_registry(self.namespace), definition.queue)
             now = protocol.now_ms()
             return int(
                 connection.scripts.schedule_put(
@@ -525,7 +525,9 @@ class Schedules:
 
     def _queue_of(self, id: str) -> str:
         with self.connection.translate_errors():
-            queue = self.connection.redis.hget(schedule_index(self.namespace), id)
+            queue = commands.queue_of_schedule(
+                self.connection.redis, schedule_index(self.namespace), id
+            )
         if queue is None:
             raise UnknownSchedule(f"no schedule {id!r} in namespace {self.namespace!r}")
         return str(queue.decode())
@@ -533,7 +535,7 @@ class Schedules:
     def _load(self, id: str) -> tuple[ScheduleKeys, Definition, dict[bytes, bytes]]:
         keys = self.keys(self._queue_of(id), id)
         with self.connection.translate_errors():
-            raw = self.connection.redis.hgetall(keys.schedule)
+            raw = commands.schedule_fields(self.connection.redis, keys)
         if not raw:
             raise UnknownSchedule(f"no schedule {id!r} in namespace {self.namespace!r}")
         return keys, Definition.from_fields(id, raw), raw
@@ -550,10 +552,7 @@ class Schedules:
             ids = sorted(index)
             keys = [self.keys(index[id], id) for id in ids]
             raws = commands.read_schedules(client, keys)
-            pipe = client.pipeline(transaction=False)
-            for key in keys:
-                pipe.zscore(key.due, key.id)
-            scores = pipe.execute()
+            scores = commands.next_dues(client, keys)
         found = []
         for id, raw, score in zip(ids, raws, scores, strict=True):
             if not raw:
@@ -568,13 +567,13 @@ class Schedules:
     def get(self, id: str) -> Schedule:
         keys, definition, raw = self._load(id)
         with self.connection.translate_errors():
-            score = self.connection.redis.zscore(keys.due, id)
+            score = commands.next_due(self.connection.redis, keys)
         return Schedule.from_hash(definition, raw, None if score is None else int(score))
 
     def remove(self, id: str) -> None:
         keys = self.keys(self._queue_of(id), id)
         with self.connection.translate_errors():
-            self.connection.redis.hdel(schedule_index(self.namespace), id)
+            commands.unindex_schedule(self.connection.redis, schedule_index(self.namespace), id)
             self.connection.scripts.schedule_state(keys, "remove", None)
 
     def pause(self, id: str) -> None:

@@ -97,8 +97,10 @@ class Ticker:
                 await self._scripts.schedule_state(
                     self._keys(old_queue, definition.id), "remove", None
                 )
-            await self._client.hset(schedule_index(self.namespace), definition.id, definition.queue)
-            await self._client.sadd(queue_registry(self.namespace), definition.queue)
+            await commands.index_schedule(
+                self._client, schedule_index(self.namespace), definition.id, definition.queue
+            )
+            await commands.register(self._client, queue_registry(self.namespace), definition.queue)
             written = await self._scripts.schedule_put(
                 self._keys(definition.queue, definition.id),
                 definition.rev,
@@ -115,9 +117,9 @@ class Ticker:
             if id in names or queue not in owned:
                 continue
             keys = self._keys(queue, id)
-            if await self._client.hget(keys.schedule, "origin") != b"code":
+            if await commands.schedule_origin(self._client, keys) != b"code":
                 continue
-            await self._client.hdel(schedule_index(self.namespace), id)
+            await commands.unindex_schedule(self._client, schedule_index(self.namespace), id)
             await self._scripts.schedule_state(keys, "remove", None)
             log.info("schedule %s removed: the app no longer declares it", id)
 
@@ -140,7 +142,7 @@ class Ticker:
         """The earliest due time over every schedule of the namespace (Unix ms), or None."""
         earliest = None
         for queue in await self._served():
-            first = await self._client.zrange(self._keys(queue, "").due, 0, 0, withscores=True)
+            first = await commands.first_of_due_set(self._client, self._keys(queue, "").due)
             if first:
                 due = int(first[0][1])
                 earliest = due if earliest is None else min(earliest, due)
@@ -155,28 +157,28 @@ class Ticker:
         moved = 0
         for queue in await self._served():
             due_set = self._keys(queue, "").due
-            ahead = await self._client.zrangebyscore(due_set, f"({now_ms}", "+inf", withscores=True)
+            ahead = await commands.due_after(self._client, due_set, now_ms)
             for raw_id, score in ahead:
                 id = raw_id.decode()
                 keys = self._keys(queue, id)
-                raw = await self._client.hgetall(keys.schedule)
+                raw = await commands.schedule_fields(self._client, keys)
                 try:
                     nxt = Definition.from_fields(id, raw).next_after(now_ms) if raw else None
                 except (ValueError, TypeError, StreamworkError):
                     continue  # one it cannot plan was not moved by it either
                 if nxt is not None and nxt != int(score):
-                    await self._client.zadd(due_set, {id: nxt}, xx=True)
+                    await commands.set_due(self._client, due_set, id, nxt)
                     moved += 1
         for keys, due in claimed:
             if due > now_ms:
-                await self._client.delete(keys.claim(due))  # one key a call: many slots
+                await commands.release_claim(self._client, keys, due)  # one key a call: many slots
         return moved
 
     async def _fire(self, queue: str, id: str, due: int, now: int) -> None:
         keys = self._keys(queue, id)
-        raw = await self._client.hgetall(keys.schedule)
+        raw = await commands.schedule_fields(self._client, keys)
         if not raw:
-            await self._client.zrem(keys.due, id)  # removed under us: forget its due time
+            await commands.forget_due(self._client, keys.due, id)  # removed under us
             return
         try:
             definition = Definition.from_fields(id, raw)

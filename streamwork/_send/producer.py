@@ -252,11 +252,11 @@ class Producer:
     def _replicated(self, plan: Plan) -> str:
         """The write and a WAIT on one connection of the node that holds the queue."""
         client = self.connection.node_client(plan.destination.stream)
-        pipe = client.pipeline(transaction=False)
+        pipe = commands.batch(client)
         _one(pipe, Scripts(pipe), plan)
-        pipe.execute_command("WAIT", plan.replicas, plan.replica_timeout_ms)
+        commands.wait_replicas(pipe, plan.replicas, plan.replica_timeout_ms)
         try:
-            written, acknowledged = pipe.execute()
+            written, acknowledged = commands.send_batch(pipe)
         except redis.exceptions.RedisError:
             self.connection.refresh_nodes()  # a node failed or the slot moved: ask again
             raise
@@ -264,13 +264,13 @@ class Producer:
 
     async def _replicated_async(self, plan: Plan) -> str:
         client = await self.connection.async_node_client(plan.destination.stream)
-        pipe = client.pipeline(transaction=False)
+        pipe = commands.batch(client)
         queued = _one(pipe, Scripts(pipe), plan)
         if inspect.isawaitable(queued):  # an asyncio script queues itself when awaited
             await queued
-        pipe.execute_command("WAIT", plan.replicas, plan.replica_timeout_ms)
+        commands.wait_replicas(pipe, plan.replicas, plan.replica_timeout_ms)
         try:
-            written, acknowledged = await pipe.execute()
+            written, acknowledged = await commands.send_batch(pipe)
         except redis.exceptions.RedisError:
             await self.connection.refresh_nodes_async()
             raise

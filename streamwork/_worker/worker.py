@@ -30,7 +30,7 @@ from .._base import metrics, protocol, tracing
 from .._base.handler import Handler
 from .._base.keys import Source, partition_name, partitions_registry, registry_of
 from .._base.settings import WorkerSettings
-from .._redis import commands, connection, memory
+from .._redis import commands, connection, memory, reads
 from .._redis.errors import Outage, failure, translate_errors
 from .._redis.lanes import Lane
 from .._redis.preflight import check_durability, preflight
@@ -438,7 +438,7 @@ class Worker:
 
     async def _prepare(self, session: Session, warn_persistence: bool) -> None:
         client = session.client
-        await client.ping()
+        await reads.ping(client)
         if not memory.is_memory(self.app.url):  # in-process: never persists, never evicts
             await check_durability(client, self.settings.allow_evicting_redis, warn_persistence)
         for source in self.sources:

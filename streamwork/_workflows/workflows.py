@@ -316,13 +316,13 @@ class _Plan:
     sender: Sender
 
     def create(self, client: Any) -> Any:
-        return client.hset(self.keys.workflow, mapping=self.fields)
+        return commands.write_hash(client, self.keys.workflow, self.fields)
 
     def discard(self, client: Any) -> Any:
         """Drop the record of a workflow whose first children could not all be sent (none
         of them would ever finish it): expire it now (PEXPIRE: a producer's ACL rules
         need no DEL)."""
-        return client.pexpire(self.keys.workflow, 1)
+        return commands.expire_now(client, self.keys.workflow)
 
 
 def _plan(root: Canvas) -> _Plan:
@@ -442,11 +442,11 @@ def _send_first(connection: Any, plan: _Plan) -> None:
             plan.sender.send(connection.scripts, child, body, plan.keys.id, is_release=False)
         return
     for start in range(0, len(plan.first), PIPELINE):
-        pipe = client.pipeline(transaction=False)
+        pipe = commands.batch(client)
         scripts = Scripts(pipe)
         for child, body in plan.first[start : start + PIPELINE]:
             plan.sender.send(scripts, child, body, plan.keys.id, is_release=False)
-        pipe.execute()
+        commands.send_batch(pipe)
 
 
 class Sender:
@@ -763,13 +763,13 @@ class WorkflowHandle:
 
     def _record(self) -> dict[bytes, bytes]:
         with self._connection.translate_errors():
-            raw: dict[bytes, bytes] = self._connection.redis.hgetall(self.keys.workflow)
+            raw: dict[bytes, bytes] = commands.read_hash(self._connection.redis, self.keys.workflow)
         return raw
 
     async def _record_async(self) -> dict[bytes, bytes]:
         with self._connection.translate_errors():
-            raw: dict[bytes, bytes] = await self._connection.async_redis().hgetall(
-                self.keys.workflow
+            raw: dict[bytes, bytes] = await commands.read_hash(
+                self._connection.async_redis(), self.keys.workflow
             )
         return raw
 
@@ -813,8 +813,8 @@ class WorkflowHandle:
                 if raw is not None or block < MAX_BLOCK:
                     break
             if raw is None:
-                client = self._connection.redis
-                self._not_finished(client.hget(self.keys.workflow, "state"), timeout)
+                state = commands.hash_field(self._connection.redis, self.keys.workflow, "state")
+                self._not_finished(state, timeout)
 
     async def _wait_async(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -826,7 +826,8 @@ class WorkflowHandle:
                 if raw is not None or block < MAX_BLOCK:
                     break
             if raw is None:
-                self._not_finished(await client.hget(self.keys.workflow, "state"), timeout)
+                state = await commands.hash_field(client, self.keys.workflow, "state")
+                self._not_finished(state, timeout)
 
     def _not_finished(self, state: bytes | None, timeout: float) -> None:
         if state is None:

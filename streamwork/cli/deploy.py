@@ -17,10 +17,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import click
-import redis
 
 from .._app.app import App
 from .._base.keys import Source
+from .._redis import commands
 from .._redis.connection import is_cluster
 from .._redis.urls import seed_nodes
 from .._worker.worker import Worker
@@ -54,12 +54,7 @@ def _create_groups(app: App, sources: list[Source]) -> int:
     client = app.connection.redis
     with app.connection.translate_errors():
         for source in sources:
-            try:
-                client.xgroup_create(source.stream, source.group, id=source.start, mkstream=True)
-                made += 1
-            except redis.exceptions.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            made += commands.create_group(client, source)
     return made
 
 

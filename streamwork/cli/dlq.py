@@ -18,6 +18,7 @@ import click
 
 from .._app.app import App
 from .._base.keys import Source
+from .._redis import reads
 from ..errors import UnknownDeadLetter
 from ..ops import dead_letters, stats
 from .app import load_app, refuse_memory
@@ -176,10 +177,8 @@ def _locate(app: App, sources: list[Source], ids: list[str]) -> dict[str, list[S
     found: dict[str, list[Source]] = {entry_id: [] for entry_id in ids}
     with app.connection.translate_errors():
         for source in sources:
-            pipe = app.connection.redis.pipeline(transaction=False)
-            for entry_id in ids:
-                pipe.xrange(source.dead_letters, entry_id, entry_id)
-            for entry_id, rows in zip(ids, pipe.execute(), strict=True):
+            rows_of = reads.entries_by_id(app.connection.redis, source.dead_letters, ids)
+            for entry_id, rows in zip(ids, rows_of, strict=True):
                 if rows:
                     found[entry_id].append(source)
     for entry_id, where in found.items():

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._base import protocol
 from .._base.keys import Source
+from .._redis import reads
 from ..errors import DecodeError, UnknownDeadLetter
 
 if TYPE_CHECKING:
@@ -73,18 +74,18 @@ def list_dead_letters(
 ) -> list[DeadLetterEntry]:
     """The oldest `limit` dead letters of a queue or subscriber group."""
     with connection.translate_errors():
-        return _entries(connection.redis.xrange(source.dead_letters, count=limit))
+        return _entries(reads.entries(connection.redis, source.dead_letters, count=limit))
 
 
 def count(connection: Connection, source: Source) -> int:
     with connection.translate_errors():
-        return int(connection.redis.xlen(source.dead_letters))
+        return int(reads.length(connection.redis, source.dead_letters))
 
 
 def show(connection: Connection, source: Source, entry_id: str) -> DeadLetterEntry:
     """One dead letter by its id; UnknownDeadLetter if there is none."""
     with connection.translate_errors():
-        rows = connection.redis.xrange(source.dead_letters, entry_id, entry_id)
+        rows = reads.entries(connection.redis, source.dead_letters, entry_id, entry_id)
     if not rows:
         raise UnknownDeadLetter(f"no dead letter {entry_id} in {source.name!r}")
     return _entries(rows)[0]
@@ -145,7 +146,9 @@ def search(
     with connection.translate_errors():
         while len(found) < limit and scanned < scan:
             want = limit - len(found) if match is None else min(PAGE * 5, scan - scanned)
-            rows = connection.redis.xrevrange(source.dead_letters, end, "-", count=want)
+            rows = reads.entries_newest_first(
+                connection.redis, source.dead_letters, end, count=want
+            )
             if not rows:
                 return SearchPage(found, None, scanned)
             for entry in _entries(rows):
@@ -219,7 +222,7 @@ def replay(
 def _all_pages(connection: Connection, key: str) -> Any:
     start = "-"
     while True:
-        rows = connection.redis.xrange(key, start, "+", count=PAGE)
+        rows = reads.entries(connection.redis, key, start, count=PAGE)
         if not rows:
             return
         yield _entries(rows)
@@ -229,11 +232,8 @@ def _all_pages(connection: Connection, key: str) -> Any:
 def _by_ids(
     connection: Connection, key: str, ids: list[str], missing: list[str]
 ) -> list[DeadLetterEntry]:
-    pipe = connection.redis.pipeline(transaction=False)
-    for entry_id in ids:
-        pipe.xrange(key, entry_id, entry_id)
     found = []
-    for entry_id, rows in zip(ids, pipe.execute(), strict=True):
+    for entry_id, rows in zip(ids, reads.entries_by_id(connection.redis, key, ids), strict=True):
         if rows:
             found += _entries(rows)
         else:
@@ -244,8 +244,5 @@ def _by_ids(
 def purge(connection: Connection, source: Source) -> int:
     """Delete every dead letter of a queue or subscriber group; returns how many there were."""
     with connection.translate_errors():
-        pipe = connection.redis.pipeline(transaction=True)
-        pipe.xlen(source.dead_letters)
-        pipe.delete(source.dead_letters)
-        length, _ = pipe.execute()
+        length, _ = reads.take_all(connection.redis, source.dead_letters)
     return int(length)

@@ -26,7 +26,7 @@ from .._base.keys import (
     partition_number,
     topic_sources,
 )
-from .._redis import commands
+from .._redis import commands, reads
 from .._redis.registry import known_queues, known_topics
 from ..errors import UnknownQueue
 
@@ -241,18 +241,13 @@ RING_SCAN = 1000
 
 def fair_keys(client: Any, prefixes: Sequence[tuple[str, str]]) -> tuple[int, list[dict[str, Any]]]:
     """(the fair tasks' total backlog, their top keys by backlog) of one queue."""
-    pipe = client.pipeline(transaction=False)
-    for _, prefix in prefixes:
-        pipe.lrange(prefix + "ring", 0, RING_SCAN - 1)
-    rings = pipe.execute()
-    pipe = client.pipeline(transaction=False)
-    found = []
+    rings = reads.fair_rings(client, [prefix for _, prefix in prefixes], RING_SCAN)
+    found, keys = [], []
     for (task, prefix), ring in zip(prefixes, rings, strict=True):
         for key in ring:
             found.append((task, key.decode(errors="replace")))
-            pipe.llen(prefix.encode() + b"q:" + key)
-            pipe.scard(prefix.encode() + b"run:" + key)
-    counts = pipe.execute() if found else []
+            keys.append((prefix, key))
+    counts = reads.fair_key_counts(client, keys)
     rows = [
         {"task": task, "key": key, "backlog": counts[2 * i], "in_flight": counts[2 * i + 1]}
         for i, (task, key) in enumerate(found)

@@ -19,12 +19,12 @@ def child_states(app: App, status: WorkflowStatus) -> dict[int, dict[str, Any]]:
     sent = [node for node in status.nodes if node.state == "sent"]
     if not sent or not app.track_status:
         return {}
-    pipe = app.connection.redis.pipeline(transaction=False)
+    keys = []
     for node in sent:
         assert node.queue is not None and node.message_id is not None
-        commands.read_status(pipe, app.keys(node.queue).status(node.message_id))
+        keys.append(app.keys(node.queue).status(node.message_id))
     with app.connection.translate_errors():
-        replies = pipe.execute()  # one round trip (per node on a cluster)
+        replies = commands.read_hashes(app.connection.redis, keys)  # one round trip
     found = {}
     now = protocol.now_ms()
     for node, raw in zip(sent, replies, strict=True):

@@ -35,7 +35,7 @@ from .._base import protocol
 from .._base.keys import NAME, NAME_RULE, Source, base_queue, partition_number
 from .._lifecycle import events, lifecycle
 from .._lifecycle.events import start_positions
-from .._redis import registry
+from .._redis import reads, registry
 from .._redis.urls import redact
 from .._workflows.workflows import UnknownWorkflow
 from ..errors import ConfigurationError, ConnectionFailed, StreamworkError
@@ -355,10 +355,7 @@ class Console:
         ] + [(t, g, self.app.topic_source(t, g)) for t, g in self.app.subscriber_groups()]
         client = self.app.connection.redis
         with self.app.connection.translate_errors():
-            pipe = client.pipeline(transaction=False)
-            for _, _, source in sources:
-                pipe.xlen(source.dead_letters)
-            counts = pipe.execute() if sources else []
+            counts = reads.lengths(client, [source.dead_letters for _, _, source in sources])
         for (name, group, _), count in zip(sources, counts, strict=True):
             rows.append({"name": name, "group": group, "count": int(count)})
         return {"rows": rows}

@@ -17,14 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import redis.exceptions
-
 from .._app.app import App
 from .._base import protocol
 from .._base.keys import Source
 from .._lifecycle import events as events_module
 from .._lifecycle import lifecycle
-from .._redis import commands, registry
+from .._redis import commands, reads, registry
 from .._workflows.workflows import WorkflowStatus
 from .._workflows.workflows import parse_status as parse_workflow
 from ..errors import DecodeError, StreamworkError
@@ -160,18 +158,6 @@ class QueuePage:
     """For a queue without bands: where the next page of ready entries starts."""
 
 
-def _last_delivered(client: Any, source: Source) -> str:
-    try:
-        groups = client.xinfo_groups(source.stream)
-    except redis.exceptions.ResponseError:
-        return "0-0"  # no stream yet
-    for group in groups:
-        if group["name"].decode() == source.group:
-            value = group["last-delivered-id"]
-            return value.decode() if isinstance(value, bytes) else str(value)
-    return "0-0"
-
-
 def queue_page(app: App, queue: str, after: str | None = None) -> QueuePage:
     """A queue's counts, then a page of its ready entries (not yet delivered, oldest
     first, from `after`), its pending entries (with owner, idle time and deliveries) and
@@ -181,13 +167,13 @@ def queue_page(app: App, queue: str, after: str | None = None) -> QueuePage:
     sources = app.queue_sources(queue)
     with app.connection.translate_errors():
         for source in sources:
-            start = after if after and len(sources) == 1 else _last_delivered(client, source)
-            rows = client.xrange(source.stream, "(" + start, "+", count=PAGE)
+            start = after if after and len(sources) == 1 else reads.last_delivered(client, source)
+            rows = reads.entries(client, source.stream, "(" + start, count=PAGE)
             page.ready += [_entry(i.decode(), _body(f), source.band) for i, f in rows]
             if len(sources) == 1 and len(rows) == PAGE:
                 page.next_after = rows[-1][0].decode()
             page.pending += _pending(client, source)
-            for body, score in client.zrange(source.delayed, 0, PAGE - 1, withscores=True):
+            for body, score in reads.delayed_page(client, source.delayed, PAGE):
                 entry = _entry("", body, source.band)
                 entry.due = when(score)
                 page.delayed.append(entry)
@@ -196,17 +182,10 @@ def queue_page(app: App, queue: str, after: str | None = None) -> QueuePage:
 
 
 def _pending(client: Any, source: Source) -> list[Entry]:
-    try:
-        rows = client.xpending_range(source.stream, source.group, "-", "+", PAGE)
-    except redis.exceptions.ResponseError as exc:
-        if "NOGROUP" not in str(exc):
-            raise
-        return []
-    pipe = client.pipeline(transaction=False)
-    for row in rows:
-        pipe.xrange(source.stream, row["message_id"], row["message_id"], count=1)
+    rows = reads.pending_page(client, source, PAGE)
+    entries = reads.entries_by_id(client, source.stream, [row["message_id"] for row in rows])
     found = []
-    for row, entry in zip(rows, pipe.execute() if rows else [], strict=True):
+    for row, entry in zip(rows, entries, strict=True):
         entry_id = row["message_id"].decode()
         shown = _entry(entry_id, _body(entry[0][1]), source.band) if entry else Entry(entry_id)
         shown.consumer = row["consumer"].decode()
@@ -251,10 +230,7 @@ def workers(app: App) -> list[Worker]:
     found: dict[str, Worker] = {}
     now = protocol.now_ms()
     with app.connection.translate_errors():
-        pipe = client.pipeline(transaction=False)
-        for source in sources:
-            pipe.xinfo_consumers(source.stream, source.group)
-        replies = pipe.execute(raise_on_error=False) if sources else []
+        replies = reads.consumers(client, sources)
         beats = commands.workers_of(client, sources) if sources else []
         for source, consumers, beating in zip(sources, replies, beats, strict=True):
             live = {name.decode() for name, lapses in beating if lapses > now}

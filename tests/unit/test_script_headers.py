@@ -6,7 +6,7 @@ import re
 import pytest
 
 from streamwork._base.keys import QueueKeys, ScheduleKeys, WorkflowKeys, queue_source
-from streamwork._redis import scripts
+from streamwork._redis import script_base, scripts
 from streamwork._worker.execution import Outcome
 
 HEADER_KEY = re.compile(r"^-- KEYS\[(\d+)(\.\.)?\]", re.MULTILINE)
@@ -14,7 +14,7 @@ HEADER_KEY = re.compile(r"^-- KEYS\[(\d+)(\.\.)?\]", re.MULTILINE)
 
 def declared_keys(name):
     """(the fixed KEYS the header names, whether more may follow)."""
-    found = HEADER_KEY.findall(scripts.LUA[name])
+    found = HEADER_KEY.findall(script_base.LUA[name])
     fixed = [int(n) for n, more in found if not more]
     assert fixed == list(range(1, len(fixed) + 1)), f"{name}.lua: KEYS not numbered 1..n"
     return len(fixed), any(more for _, more in found)
@@ -27,7 +27,7 @@ class Recorder:
         self.calls = {}
 
     def register_script(self, text):
-        name = next(n for n, t in scripts.LUA.items() if t == text)
+        name = next(n for n, t in script_base.LUA.items() if t == text)
 
         def call(keys, args):
             self.calls[name] = keys
@@ -73,7 +73,7 @@ CALLS = {
 
 
 def test_every_script_in_the_folder_has_a_wrapper_call_here():
-    assert set(scripts.LUA) == set(CALLS)
+    assert set(script_base.LUA) == set(CALLS)
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))
@@ -90,8 +90,8 @@ def test_wrapper_passes_the_keys_its_script_declares(name):
 
 def test_included_parts_are_in_the_scripts_that_include_them():
     for name in ("start", "release_held"):
-        assert "local function free_slots(" in scripts.LUA[name]
-        assert "#include" not in scripts.LUA[name]
+        assert "local function free_slots(" in script_base.LUA[name]
+        assert "#include" not in script_base.LUA[name]
     for name in ("fair_send", "fair_pull"):
-        assert "local function fair_pull(" in scripts.LUA[name]
-    assert not [name for name in scripts.LUA if name.startswith("_")]
+        assert "local function fair_pull(" in script_base.LUA[name]
+    assert not [name for name in script_base.LUA if name.startswith("_")]

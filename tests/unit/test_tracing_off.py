@@ -7,7 +7,7 @@ import sys
 
 PROGRAM = """
 from opentelemetry import trace
-from streamwork import tracing
+from streamwork._base import tracing
 assert tracing.ENABLED and not tracing.active()
 with tracing.run_span([object()]) as span:
     assert span is None
