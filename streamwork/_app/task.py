@@ -219,7 +219,6 @@ class _ResultWait:
         return time.monotonic() >= self._deadline
 
 
-FAIR_KEY = "fair_key"
 """The header carrying a fair task's message key (its per-key rate limit reads it)."""
 
 
@@ -451,7 +450,7 @@ class Task:
     def _keyed(self, envelope: protocol.Envelope) -> tuple[protocol.Envelope, str]:
         """A fair task's checked envelope with its key in its headers, and the key."""
         key = self.fair_key(envelope.args, envelope.kwargs)
-        return replace(envelope, headers={**envelope.headers, FAIR_KEY: key}), key
+        return replace(envelope, headers={**envelope.headers, protocol.FAIR_KEY: key}), key
 
     def destination_for(self, priority: str | None, partition: int | None = None) -> Destination:
         """Where a send goes: the stream of its priority band (the task's own by default),

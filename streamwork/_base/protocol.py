@@ -28,9 +28,24 @@ ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 ID_RULE = "1-64 ASCII letters, digits, '_' or '-' (streamwork makes 32 lowercase hex digits)"
 
 
+# -- reserved header names: streamwork's own metadata in `headers` (docs/PROTOCOL.md) ------
+
 PARTITION_KEY = "partition_key"
 """The header carrying a message's partition key: the messages of one key run one at a
 time, in send order (see the partitions guide)."""
+FAIR_KEY = "fair_key"
+"""The header carrying a fair task's key (the customer, tenant... its messages take turns by)."""
+RATE_SLOT = "rate_slot"
+"""The start a rate limit reserved for a message it held back (Unix ms, Redis's clock)."""
+WORKFLOW = "workflow"
+NODE = "node"
+"""A workflow child's headers: the workflow's id and the child's node index."""
+SCHEDULE = "schedule"
+SCHEDULED_FOR = "scheduled_for"
+"""A schedule tick's headers: the schedule's id and the tick's due time (Unix ms)."""
+RESERVED_HEADERS = frozenset(
+    {PARTITION_KEY, FAIR_KEY, RATE_SLOT, WORKFLOW, NODE, SCHEDULE, SCHEDULED_FOR}
+)
 
 
 def partition_key_of(envelope: Envelope) -> str:

@@ -466,7 +466,7 @@ def tick_body(definition: Definition, message_id: str, due_ms: int, now_ms: int)
             task=definition.task,
             args=definition.args,
             kwargs=definition.kwargs,
-            headers={"schedule": definition.id, "scheduled_for": due_ms},
+            headers={protocol.SCHEDULE: definition.id, protocol.SCHEDULED_FOR: due_ms},
             enqueued_ms=now_ms,
         )
     )

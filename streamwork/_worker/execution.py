@@ -124,8 +124,8 @@ class Run:
     def admitted(self) -> Run:
         """This run, once the start step let it start: the rate slot reserved when it was
         held back is used up (a retry or a hand-back must be admitted afresh)."""
-        if RATE_SLOT in self.envelope.headers:
-            headers = {k: v for k, v in self.envelope.headers.items() if k != RATE_SLOT}
+        if protocol.RATE_SLOT in self.envelope.headers:
+            headers = {k: v for k, v in self.envelope.headers.items() if k != protocol.RATE_SLOT}
             self.envelope = replace(self.envelope, headers=headers)
         return self
 
@@ -632,7 +632,7 @@ class Runner:
             attempt=envelope.attempt,
             partition_key=protocol.partition_key_of(envelope),
         )
-        is_child = bool(envelope.headers) and "workflow" in envelope.headers
+        is_child = bool(envelope.headers) and protocol.WORKFLOW in envelope.headers
         if not task.options.store_result and not is_child:
             return outcome
         try:
@@ -773,7 +773,6 @@ def cancelled_outcome(run: Run, status_key: str | None, reason: str) -> Outcome:
     )
 
 
-RATE_SLOT = "rate_slot"
 """The header of a message its rate limit held back: the start reserved for it (Unix ms,
 Redis's clock). The start step does not charge it again when it comes on time (at most
 start.lua's LATE_MS, 100 ms, after it), and charges a later one as a new start."""
@@ -781,7 +780,7 @@ start.lua's LATE_MS, 100 ms, after it), and charges a later one as a new start."
 
 def _reserved_start(headers: dict[str, Any]) -> int:
     """The start a rate limit reserved for a message (Unix ms), 0 when it has none."""
-    reserved = headers.get(RATE_SLOT)
+    reserved = headers.get(protocol.RATE_SLOT)
     if isinstance(reserved, bool) or not isinstance(reserved, (int, float)):
         return 0
     return int(reserved)
@@ -792,7 +791,7 @@ def start_row(source: Source, run: Run) -> tuple[Any, ...]:
     options, name = run.task.options, run.task.name
     rate, limit = options.rate, options.concurrency_limit
     rate_key = None if rate is None else source.limit("rate", name)
-    fair, key = options.fair, run.envelope.headers.get("fair_key")
+    fair, key = options.fair, run.envelope.headers.get(protocol.FAIR_KEY)
     if fair is not None and fair.rate is not None and isinstance(key, str):
         rate = fair.rate  # per key: one GCRA key per fair key
         rate_key = f"{QueueKeys(source.namespace, source.name).fair(name)}rate:{key}"
@@ -855,7 +854,7 @@ def held_back(run: Run, due_ms: int, held_key: str | None, reason: str = "") -> 
         )
         headers = envelope.headers
     else:
-        headers = {**envelope.headers, RATE_SLOT: due_ms}
+        headers = {**envelope.headers, protocol.RATE_SLOT: due_ms}
     metrics.held_back(*metrics.labels_of(source), run.task.name, reason or "rate")
     return Outcome(
         "held",

@@ -290,7 +290,7 @@ class Child:
             task=self.task,
             args=args,
             kwargs=self.kwargs,
-            headers={"workflow": workflow_id, "node": self.node},
+            headers={protocol.WORKFLOW: workflow_id, protocol.NODE: self.node},
             enqueued_ms=protocol.now_ms(),
         )
 
@@ -522,7 +522,7 @@ def step_of(envelope: protocol.Envelope, value: bytes, ok: bool = True) -> Step 
     headers = envelope.headers
     if not headers:
         return None
-    workflow, node = headers.get("workflow"), headers.get("node")
+    workflow, node = headers.get(protocol.WORKFLOW), headers.get(protocol.NODE)
     if not isinstance(workflow, str) or type(node) is not int:
         return None
     return Step(workflow, node, ok, value)
@@ -530,7 +530,7 @@ def step_of(envelope: protocol.Envelope, value: bytes, ok: bool = True) -> Step 
 
 def failure_of(envelope: protocol.Envelope, error_type: str, error: str) -> Step | None:
     """The Step of a workflow child that ended dead-lettered or cancelled."""
-    if not envelope.headers or "workflow" not in envelope.headers:
+    if not envelope.headers or protocol.WORKFLOW not in envelope.headers:
         return None
     value = protocol.pack_value(ChildFailed(envelope.task, error_type, error[:ERROR_CHARS]))
     return step_of(envelope, value, ok=False)

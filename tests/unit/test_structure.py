@@ -23,6 +23,7 @@ import redis.cluster
 
 import streamwork
 from streamwork import App, Task, TaskHandle
+from streamwork._base import protocol
 
 PACKAGE = Path(streamwork.__file__).parent
 
@@ -208,6 +209,56 @@ def test_only_the_redis_layer_sends_redis_commands():
         for module, path in MODULES.items()
         if part_of(module) != "_redis"
         for line, call in redis_calls(ast.parse(path.read_text()))
+    ]
+    assert found == []
+
+
+# -- one name per concept ---------------------------------------------------------------------
+
+
+def _names_headers(node):
+    return "headers" in ast.unparse(node).lower()
+
+
+def spelled_reserved_headers(tree):
+    """(line, name) of each reserved header name written as a literal where headers are
+    read or built: headers.get("x"), headers["x"], "x" in headers, headers={"x": ...}."""
+    reserved = protocol.RESERVED_HEADERS
+    for node in ast.walk(tree):
+        found = []
+        if isinstance(node, ast.Call):
+            function = node.func
+            if isinstance(function, ast.Attribute) and function.attr == "get" and node.args:
+                if _names_headers(function.value):
+                    found.append(node.args[0])
+            found += [k.value for k in node.keywords if k.arg == "headers"]
+        elif isinstance(node, ast.Subscript) and _names_headers(node.value):
+            found.append(node.slice)
+        elif isinstance(node, ast.Compare) and any(_names_headers(c) for c in node.comparators):
+            found.append(node.left)
+        for candidate in found:
+            keys = candidate.keys if isinstance(candidate, ast.Dict) else [candidate]
+            for key in keys:
+                if isinstance(key, ast.Constant) and key.value in reserved:
+                    yield node.lineno, key.value
+
+
+def test_the_reserved_header_finder_finds_literals():
+    code = 'h = m.headers.get("fair_key")\nsend(headers={"node": 1})\nx = "workflow" in headers'
+    assert sorted(n for _, n in spelled_reserved_headers(ast.parse(code))) == [
+        "fair_key",
+        "node",
+        "workflow",
+    ]
+
+
+def test_reserved_header_names_are_spelled_in_one_place():
+    """Only _base/protocol.py spells the header names streamwork reserves."""
+    found = [
+        f"{module}:{line} {name!r}"
+        for module, path in MODULES.items()
+        if module != "streamwork._base.protocol"
+        for line, name in spelled_reserved_headers(ast.parse(path.read_text()))
     ]
     assert found == []
 
