@@ -8,34 +8,21 @@ Nothing here decides what a message means (the worker's execution does).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import msgpack
 
 from .._base.keys import OrderKeys, QueueKeys, Source, WorkflowKeys
+from .rows import (
+    NO_STATE,
+    PlainDoneValues,
+    SendState,
+    SettleRow,
+    SettleValues,
+    StartRow,
+)
 from .schedule_scripts import ScheduleScripts
 from .script_base import _text
-
-
-class SettleRow(Protocol):
-    """What the settle script needs of one outcome (execution.Outcome is one)."""
-
-    kind: str
-    entry_id: bytes
-    data: bytes
-    due_ms: int
-    result_key: str | None
-    result: bytes
-    wait_ms: int
-    run_ms: int
-    status_key: str | None
-    state: str
-    error: str
-    message_id: str
-    task: str
-    attempt: int
-    held_key: str | None
-    partition_key: str
 
 
 class Scripts(ScheduleScripts):
@@ -55,59 +42,7 @@ class Scripts(ScheduleScripts):
     ) -> Any:
         """Write `outcomes` and XACK their entries; one 1 (written) or 0 (lost) per outcome."""
         keys = [source.stream, source.delayed, source.dead_letters, source.stats, source.events]
-        rows: list[tuple[Any, ...]] = []
-        with_events = source.events_max_len > 0  # else leave the event fields out of rows
-        orders: dict[str, int] = {}
-        for outcome in outcomes:
-            if (
-                outcome.kind == "done"
-                and outcome.result_key is None
-                and not (outcome.error or outcome.partition_key or with_events)
-            ):  # the common row, four values instead of seventeen (see settle.lua)
-                status = 0
-                if outcome.status_key is not None:
-                    keys.append(outcome.status_key)
-                    status = len(keys)
-                rows.append((outcome.entry_id, outcome.wait_ms, outcome.run_ms, status))
-                continue
-            order = 0
-            if outcome.partition_key and source.order_prefix:
-                order = orders.get(outcome.partition_key, 0)
-                if not order:
-                    keys += OrderKeys.of(source.order_prefix, outcome.partition_key).all()
-                    order = orders[outcome.partition_key] = len(keys) - 2
-            index = status = 0
-            if outcome.result_key is not None:
-                keys.append(outcome.result_key)
-                index = len(keys)
-            if outcome.status_key is not None:
-                keys.append(outcome.status_key)
-                status = len(keys)
-            held = 0
-            if outcome.held_key is not None:
-                keys.append(outcome.held_key)
-                held = len(keys)
-            rows.append(
-                (
-                    outcome.kind,
-                    outcome.entry_id,
-                    outcome.data,
-                    outcome.due_ms,
-                    index,
-                    outcome.result,
-                    outcome.wait_ms,
-                    outcome.run_ms,
-                    status,
-                    outcome.state,
-                    outcome.error,
-                    outcome.message_id if with_events or outcome.partition_key else "",
-                    outcome.task if with_events else "",
-                    outcome.attempt if with_events else 0,
-                    held,
-                    outcome.partition_key,
-                    order,
-                )
-            )
+        rows = _settle_rows(source, outcomes, keys)
         args = [
             source.group,
             consumer,
@@ -146,7 +81,7 @@ class Scripts(ScheduleScripts):
         message_id: str,
         body: bytes,
         due_ms: int | None,
-        state: Any,
+        state: SendState,
         dedupe: tuple[str, int] | None = None,
         workflow: str = "",
         order: tuple[str, str] | None = None,
@@ -171,7 +106,7 @@ class Scripts(ScheduleScripts):
     def start(
         self,
         source: Source,
-        runs: Sequence[tuple[Any, ...]],
+        runs: Sequence[StartRow],
         worker: str,
         now_ms: int,
         ttl_ms: int,
@@ -252,7 +187,7 @@ class Scripts(ScheduleScripts):
         prefix: str,
         messages: Sequence[tuple[str, bytes, str]],
         statuses: Sequence[str],
-        state: Any,
+        state: SendState,
         concurrency: int,
     ) -> Any:
         """Queue messages (id, body, key) of a fair task in their keys' lists, with their
@@ -405,7 +340,7 @@ class Scripts(ScheduleScripts):
         ids: Sequence[str] = (),
         due_ms: int | None = None,
         statuses: Sequence[str] = (),
-        state: Any = ("", 0, 0, "", 0),
+        state: SendState = NO_STATE,
     ) -> Any:
         """Add many messages (to the stream, or the delayed set when due later) in one
         command, each with its status and "sent" event when `statuses` names them; returns
@@ -423,3 +358,64 @@ class Scripts(ScheduleScripts):
         return self._scripts["add_many"](
             keys=[stream, delayed, events or stream, *statuses], args=args
         )
+
+
+def _settle_rows(
+    source: Source, outcomes: Sequence[SettleRow], keys: list[str]
+) -> list[SettleValues | PlainDoneValues]:
+    """The rows settle.lua reads, one per outcome; the keys they reference are appended to
+    `keys` (result lists, status hashes, held lists, partition keys' order keys)."""
+    rows: list[SettleValues | PlainDoneValues] = []
+    with_events = source.events_max_len > 0  # else leave the event fields out of rows
+    orders: dict[str, int] = {}
+    for outcome in outcomes:
+        if (
+            outcome.kind == "done"
+            and outcome.result_key is None
+            and not (outcome.error or outcome.partition_key or with_events)
+        ):  # the common row, four values instead of seventeen (see settle.lua)
+            status = 0
+            if outcome.status_key is not None:
+                keys.append(outcome.status_key)
+                status = len(keys)
+            rows.append(PlainDoneValues(outcome.entry_id, outcome.wait_ms, outcome.run_ms, status))
+            continue
+        order = 0
+        if outcome.partition_key and source.order_prefix:
+            order = orders.get(outcome.partition_key, 0)
+            if not order:
+                keys += OrderKeys.of(source.order_prefix, outcome.partition_key).all()
+                order = orders[outcome.partition_key] = len(keys) - 2
+        index = status = 0
+        if outcome.result_key is not None:
+            keys.append(outcome.result_key)
+            index = len(keys)
+        if outcome.status_key is not None:
+            keys.append(outcome.status_key)
+            status = len(keys)
+        held = 0
+        if outcome.held_key is not None:
+            keys.append(outcome.held_key)
+            held = len(keys)
+        rows.append(
+            SettleValues(
+                outcome.kind,
+                outcome.entry_id,
+                outcome.data,
+                outcome.due_ms,
+                index,
+                outcome.result,
+                outcome.wait_ms,
+                outcome.run_ms,
+                status,
+                outcome.state,
+                outcome.error,
+                outcome.message_id if with_events or outcome.partition_key else "",
+                outcome.task if with_events else "",
+                outcome.attempt if with_events else 0,
+                held,
+                outcome.partition_key,
+                order,
+            )
+        )
+    return rows

@@ -24,6 +24,7 @@ from .._base import metrics, protocol
 from .._base.settings import Duration, to_seconds
 from .._redis import commands
 from .._redis.connection import Connection
+from .._redis.rows import NO_STATE, SendState
 from .._redis.scripts import Scripts
 from ..errors import ConfigurationError, ReplicationTimeout, SendIncomplete, StreamworkError
 
@@ -86,7 +87,7 @@ class Plan:
     key_ttl_ms: int = 0
     replicas: int = 0
     replica_timeout_ms: int = 0
-    state: tuple[str, int, int, str, int] = ("", 0, 0, "", 0)
+    state: SendState = NO_STATE
     """For the status and event of each message: (task, now ms, status time-to-live ms,
     event stream, its cap or 0)."""
     fair_keys: list[str] | None = None
@@ -180,7 +181,7 @@ class Producer:
             replica_timeout_ms=(
                 int(to_seconds("replica_timeout", replica_timeout) * 1000) if replicas else 0
             ),
-            state=(
+            state=SendState(
                 destination.task,
                 protocol.now_ms(),
                 self.status_ttl_ms,
@@ -305,7 +306,7 @@ def _add_many(scripts: Scripts, plan: Plan, batch: list[bytes], start: int) -> A
         ids=plan.ids[start : start + len(batch)],
         due_ms=plan.due_ms,
         statuses=plan.statuses(plan.ids[start : start + len(batch)], start),
-        state=(*plan.state[:3], destination.events, plan.state[4]),
+        state=plan.state._replace(events=destination.events),
     )
 
 
@@ -319,7 +320,7 @@ def _one(client: Any, scripts: Scripts, plan: Plan) -> Any:
     if statuses or plan.dedupe_key is not None or plan.partition_key is not None:
         # a status, a key, an order, or several: one script
         dedupe = None if plan.dedupe_key is None else (plan.dedupe_key, plan.key_ttl_ms)
-        state = plan.state if statuses else (*plan.state[:2], 0, *plan.state[3:])
+        state = plan.state if statuses else plan.state._replace(ttl_ms=0)
         order = (
             None if plan.partition_key is None else (destination.order_prefix, plan.partition_key)
         )

@@ -26,6 +26,7 @@ from .._base.handler import Handler
 from .._base.keys import QueueKeys, Source
 from .._base.message import Message
 from .._lifecycle.lifecycle import ProgressReporter
+from .._redis.rows import OutcomeKind, StartRow
 from .._workflows.workflows import Step, failure_of, step_of
 from ..errors import DecodeError, EncodeError, RateLimited, Reject, Retry, StreamworkError
 
@@ -39,9 +40,8 @@ UNKNOWN_TASK = "(unknown)"
 class Outcome:
     """What one run of a message decided, to be written together with its XACK."""
 
-    kind: str
-    """"ack" (on receipt, ack mode auto) | "done" | "retry" | "dead" | "cancelled" | "held"
-    (a rate limit, or RateLimited: due later, the same attempt) | "wait" (for a slot)"""
+    kind: OutcomeKind
+    """See OutcomeKind."""
     entry_id: bytes
     data: bytes = b""
     """For "retry", the next attempt's message; for "dead", the dead letter."""
@@ -786,7 +786,7 @@ def _reserved_start(headers: dict[str, Any]) -> int:
     return int(reserved)
 
 
-def start_row(source: Source, run: Run) -> tuple[Any, ...]:
+def start_row(source: Source, run: Run) -> StartRow:
     """What the start step needs of one run (see scripts.Scripts.start)."""
     options, name = run.task.options, run.task.name
     rate, limit = options.rate, options.concurrency_limit
@@ -795,7 +795,7 @@ def start_row(source: Source, run: Run) -> tuple[Any, ...]:
     if fair is not None and fair.rate is not None and isinstance(key, str):
         rate = fair.rate  # per key: one GCRA key per fair key
         rate_key = f"{QueueKeys(source.namespace, source.name).fair(name)}rate:{key}"
-    return (
+    return StartRow(
         name,
         run.envelope.attempt,
         run.envelope.id,

@@ -40,6 +40,7 @@ from .._base.keys import QueueKeys, WorkflowKeys, queue_registry
 from .._base.protocol import ChildFailed
 from .._redis import commands
 from .._redis.connection import MAX_BLOCK, block_for
+from .._redis.rows import SendState
 from .._redis.scripts import Scripts
 from ..errors import ConfigurationError, ResultTimeout, StreamworkError, TaskCancelled
 
@@ -491,7 +492,7 @@ class Sender:
             child.message_id,
             body,
             None,
-            (
+            SendState(
                 child.task,
                 protocol.now_ms(),
                 self.status_ttl_ms,

@@ -27,8 +27,9 @@ class BadAppSpec(click.ClickException):
     exit_code = 2
 
 
-def load_app(spec: str) -> App:
-    """The App named by MODULE:APP; a bad spec is a usage error (exit 2).
+def app_for_command(spec: str) -> App:
+    """The App named by MODULE:APP (`load_app`'s, the one loader), for a command: a bad
+    spec is a usage error (exit 2), and an App on memory:// is refused.
 
     When importing the module raised, its traceback (the user's frames only) is printed
     at --log-level debug.

@@ -24,7 +24,7 @@ from .._redis import commands
 from .._redis.connection import is_cluster
 from .._redis.urls import seed_nodes
 from .._worker.worker import Worker
-from .app import load_app
+from .app import app_for_command
 
 
 def _address(app: App, override: str | None) -> tuple[str, dict[str, str]]:
@@ -127,7 +127,7 @@ def keda(
     """Print a KEDA ScaledObject scaling the worker Deployment on the app's backlog."""
     if min_replicas > max_replicas:
         raise click.BadParameter("--min must not exceed --max", param_hint="--min")
-    app = load_app(app_spec)
+    app = app_for_command(app_spec)
     kind, connection = _address(app, address)
     if not app.tasks and not app.subscribers:
         raise click.UsageError(f"{app_spec} declares no tasks or subscribers: nothing to scale on")

@@ -21,7 +21,7 @@ from .._base.keys import Source
 from .._redis import reads
 from ..errors import UnknownDeadLetter
 from ..ops import dead_letters, stats
-from .app import load_app, refuse_memory
+from .app import app_for_command, refuse_memory
 
 
 def _label(sources: list[Source]) -> str:
@@ -59,7 +59,7 @@ def _app_and_rest(
         and ":" in rest[0]
         and (most is not None or not _ENTRY_ID.fullmatch(rest[1]))
     )
-    app = load_app(rest.pop(0)) if has_app else refuse_memory(App(url, namespace=namespace))
+    app = app_for_command(rest.pop(0)) if has_app else refuse_memory(App(url, namespace=namespace))
     if len(rest) < least or (most is not None and len(rest) > most):
         raise click.UsageError(f"expected {least}{'' if most == least else '+'} argument(s)")
     return app, rest

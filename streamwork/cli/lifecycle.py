@@ -19,7 +19,7 @@ from .._base import protocol
 from .._lifecycle.events import Event, start_positions
 from .._lifecycle.lifecycle import TaskStatus, cancel_in, describe_cancel, find, parse_status
 from ..ops.stats import check_known_queue
-from .app import load_app
+from .app import app_for_command
 
 
 def _check_id(message_id: str) -> str:
@@ -59,7 +59,7 @@ def checked(app: App, queue: str | None) -> App:
 @click.option("--json", "as_json", is_flag=True, help="Print it as one JSON object.")
 def status(app_spec: str, message_id: str, queue: str | None, as_json: bool) -> None:
     """Show where message ID is: its state, attempts, progress, error, worker."""
-    app = checked(load_app(app_spec), queue)
+    app = checked(app_for_command(app_spec), queue)
     name, raw = find(app, message_id, queue)
     shown = _show(name, message_id, parse_status(raw, protocol.now_ms()))
     if as_json:
@@ -79,7 +79,7 @@ def status(app_spec: str, message_id: str, queue: str | None, as_json: bool) -> 
 @click.option("--queue", default=None, help="The message's queue (default: look in every one).")
 def cancel(app_spec: str, message_id: str, reason: str, queue: str | None) -> None:
     """Cancel message ID: a queued or delayed one never runs; a running one is stopped."""
-    app = checked(load_app(app_spec), queue)
+    app = checked(app_for_command(app_spec), queue)
     name, _ = find(app, message_id, queue)
     what, before = cancel_in(app, name, message_id, reason)
     click.echo(describe_cancel(what, before))
@@ -100,7 +100,7 @@ def events(app_spec: str, queue: str | None, since: str, follow: bool, as_json: 
     """Print the lifecycle events of the app's queues (sent, started, progress, retried,
     done, failed, dead, cancelled), every queue's merged in time order (UTC): the app must
     record them (App(events=...))."""
-    app = checked(load_app(app_spec), queue)
+    app = checked(app_for_command(app_spec), queue)
     positions = start_positions(app, queue, since)
     if not as_json:
         click.echo(EVENTS_HEADER)

@@ -33,7 +33,7 @@ from . import schedules as schedule_commands
 from . import stats as stats_commands
 from . import web as web_commands
 from . import workflows as workflow_commands
-from .app import load_app
+from .app import app_for_command
 
 log = logging.getLogger("streamwork")
 
@@ -196,7 +196,7 @@ def worker(
     global_level = (click.get_current_context().obj or {}).get("log_level")
     log_level = log_level or global_level or "info"
     logs.configure(log_level, log_format)
-    app = load_app(app_spec)
+    app = app_for_command(app_spec)
     settings = WorkerSettings(
         concurrency=concurrency,
         visibility_timeout=visibility_timeout,
@@ -297,7 +297,7 @@ def send(
     key: str | None,
 ) -> None:
     """Send one TASK with ARGS (each read as JSON when it parses, else as a string)."""
-    app = load_app(app_spec)
+    app = app_for_command(app_spec)
     task = app.tasks.get(task_name)
     if task is None:
         known = ", ".join(sorted(app.tasks)) or "none"
@@ -340,7 +340,7 @@ def purge(app_spec: str, queues: tuple[str, ...], delayed: bool, yes: bool) -> N
 
     Messages being run (pending) are left alone, and so are dead letters.
     """
-    app = load_app(app_spec)
+    app = app_for_command(app_spec)
     for queue in queues:
         queue_stats.check_known_queue(app, queue)
     if not yes:

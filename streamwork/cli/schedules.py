@@ -17,7 +17,7 @@ import click
 
 from .._app.app import App
 from .._schedules.schedules import Schedule
-from .app import load_app
+from .app import app_for_command
 
 
 class _SchedulesGroup(click.Group):
@@ -66,7 +66,7 @@ def _rule(schedule: Schedule) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per schedule, in a list.")
 def list_schedules(app_spec: str, as_json: bool) -> None:
     """List the schedules stored in the app's namespace."""
-    found = load_app(app_spec).schedules()
+    found = app_for_command(app_spec).schedules()
     if as_json:
         click.echo(json.dumps([s.as_dict() for s in found], indent=2))
         return
@@ -131,7 +131,7 @@ def _register(name: str, act: Callable[[App, str], str], help_text: str) -> None
     @click.argument("app_spec", metavar="MODULE:APP")
     @click.argument("schedule_id", metavar="ID")
     def command(app_spec: str, schedule_id: str) -> None:
-        click.echo(act(load_app(app_spec), schedule_id))
+        click.echo(act(app_for_command(app_spec), schedule_id))
 
 
 for _name, (_act, _help) in ACTIONS.items():

@@ -17,7 +17,7 @@ from .._lifecycle import lifecycle
 from .._redis import registry
 from .._redis.urls import redact
 from ..ops import stats as queue_stats
-from .app import load_app
+from .app import app_for_command
 
 
 @click.command()
@@ -33,7 +33,7 @@ from .app import load_app
 def stats(app_spec: str, interval: float, as_json: bool) -> None:
     """Per queue: backlog, pending, delayed, dead letters, rates, and Little's law; per
     topic and subscriber group: lag, pending, retries, dead letters and consumers."""
-    app = load_app(app_spec)
+    app = app_for_command(app_spec)
     overview = queue_stats.measure(app, interval)
     if as_json:
         click.echo(json.dumps(overview.as_dict(), indent=2))
@@ -65,7 +65,7 @@ def stats(app_spec: str, interval: float, as_json: bool) -> None:
 def top(app_spec: str, interval: float, iterations: int) -> None:
     """A live view of queues, topics, workers and the messages running (with their
     progress), refreshed in place."""
-    app = load_app(app_spec)
+    app = app_for_command(app_spec)
     queues, topics = registry.known_queues(app), registry.known_topics(app)
     is_terminal = sys.stdout.isatty()
     before = queue_stats.look(app, queues, topics)

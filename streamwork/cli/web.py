@@ -12,7 +12,7 @@ import ipaddress
 import click
 
 from .._redis.urls import redact
-from .app import load_app
+from .app import app_for_command
 
 TOKEN_ENV = "STREAMWORK_WEB_TOKEN"
 
@@ -76,7 +76,7 @@ def web(
             f"the web console needs the 'web' extra ({exc.name} is missing): "
             "pip install 'streamwork[web]'"
         ) from None
-    app = load_app(app_spec)
+    app = app_for_command(app_spec)
     app.ping()
     console = asgi_app(app, token=token, read_only=read_only)
     served = Starlette(routes=[Mount(url_prefix, app=console)]) if url_prefix else console

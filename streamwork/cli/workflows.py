@@ -16,7 +16,7 @@ import click
 from .._base import protocol
 from .._workflows.workflows import NodeStatus, UnknownWorkflow, WorkflowStatus
 from ..ops.workflows import child_states
-from .app import load_app
+from .app import app_for_command
 
 
 def _check_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -36,7 +36,7 @@ def workflow() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print it as one JSON object.")
 def show(app_spec: str, workflow_id: str, as_json: bool) -> None:
     """Show workflow ID as a tree: each node's kind, task, message id and state."""
-    app = load_app(app_spec)
+    app = app_for_command(app_spec)
     status = app.workflow(workflow_id).status()
     if status.state == "unknown":
         raise UnknownWorkflow(f"no workflow {workflow_id}: never sent, or it expired")
@@ -60,7 +60,7 @@ def show(app_spec: str, workflow_id: str, as_json: bool) -> None:
 @click.option("--reason", default=None, help="Why (kept in the workflow and its children).")
 def cancel(app_spec: str, workflow_id: str, reason: str | None) -> None:
     """Cancel workflow ID: nothing more starts; children not finished are cancelled."""
-    app = load_app(app_spec)
+    app = app_for_command(app_spec)
     what = app.workflow(workflow_id).cancel(reason)
     if what == "unknown":
         raise UnknownWorkflow(f"no workflow {workflow_id}: never sent, or it expired")

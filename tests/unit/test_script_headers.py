@@ -2,6 +2,7 @@
 (BullMQ puts the count in the file name; we check the header against the wrapper)."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,26 @@ def test_included_parts_are_in_the_scripts_that_include_them():
     for name in ("fair_send", "fair_pull"):
         assert "local function fair_pull(" in script_base.LUA[name]
     assert not [name for name in script_base.LUA if name.startswith("_")]
+
+
+NUMBERS = {"four": 4, "twelve": 12, "seventeen": 17}
+
+
+@pytest.mark.parametrize(
+    ("script", "row", "fields"),
+    [
+        ("start", "StartRow", 12),
+        ("settle", "SettleValues", 17),
+        ("settle", "PlainDoneValues", 4),
+    ],
+)
+def test_each_row_a_script_reads_has_the_values_its_header_counts(script, row, fields):
+    """The header says how many values a row has and names the row type that carries them;
+    the type has that many fields."""
+    from streamwork._redis import rows
+
+    text = (Path(scripts.__file__).parent / "lua" / f"{script}.lua").read_text()
+    header = " ".join(line.strip("- ") for line in text.splitlines() if line.startswith("--"))
+    said = re.search(rf"(\w+) values(?: each)? \(rows\.py: {row}\)", header)
+    assert said is not None, f"{script}.lua does not count the values of {row}"
+    assert NUMBERS[said[1]] == len(getattr(rows, row)._fields) == fields

@@ -14,15 +14,16 @@
 --           "0": they were acknowledged on receipt (ack mode auto) — write outcomes only
 -- ARGV[4]   "1": XDEL each acknowledged entry (queues: a stream holds backlog + in-flight only)
 -- ARGV[5]   result time-to-live in milliseconds
--- ARGV[6]   the outcomes, msgpack-encoded (one argument instead of eleven per outcome
+-- ARGV[6]   the outcomes, msgpack-encoded (one argument instead of seventeen per outcome
 --           keeps the client's command packing off the hot path): an array of arrays of
---           fifteen values each:
---           kind ("ack" | "done" | "retry" | "dead" | "cancelled" | "held" | "wait"),
+--           seventeen values each (rows.py: SettleValues):
+--           kind ("ack" | "done" | "retry" | "dead" | "cancelled" | "held" | "wait" | "turn"),
 --           entry id, data, score, result key index, result, wait ms (queued before the
 --           run; -1: unknown, the message had no `ts`), run ms (-1: no handler ran), status
 --           key index, state, error, message id, task, attempt, held list key index,
 --           partition key ("": none), its order keys' index (0: none); or, for a plain
---           "done" (no result, error, held list, partition key or event), four values:
+--           "done" (no result, error, held list, partition key or event), four values
+--           (rows.py: PlainDoneValues):
 --           entry id, wait ms, run ms, status key index (its state "done")
 --             ack:       acknowledge on receipt (ack mode auto); the run's outcome comes later
 --             done:      nothing to write but the result

@@ -11,11 +11,11 @@
 -- ARGV[5]   the consumer group
 -- ARGV[6]   the visibility timeout, in ms (a slot whose entry is idle this long is free)
 -- ARGV[7]   an offset added to Redis's clock, in ms (0; tests that advance time move it)
--- ARGV[8]   the messages, msgpack-encoded (one argument, not eleven per message: the
+-- ARGV[8]   the messages, msgpack-encoded (one argument, not twelve per message: the
 --           client's command packing stays off the hot path): an array of arrays of
---           twelve values: task, attempt, message id, its entry ("STREAM|ENTRY-ID": a
---           slot's member), status key index (0: none), rate key index (0: no rate
---           limit), emission interval ms, tolerance ms, slot set index (0: no concurrency
+--           twelve values (rows.py: StartRow): task, attempt, message id, its entry
+--           ("STREAM|ENTRY-ID": a slot's member), status key index (0: none), rate key
+--           index (0: no rate limit), emission interval ms, tolerance ms, slot set index (0: no concurrency
 --           limit), concurrency limit, its reserved start (ms, Redis's clock: the start
 --           the rate reserved when it held it back, 0 for none; one that comes on time,
 --           at most LATE_MS after it, is not charged again, a later one is charged as a
