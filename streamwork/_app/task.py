@@ -22,6 +22,7 @@ import msgpack
 from .._base import metrics, protocol, tracing
 from .._base.handler import HandlerOptions, check_priority
 from .._base.keys import PARTITION_ID, QueueKeys, partition_name, partition_of_id, queue_registry
+from .._base.plans import Plan, run_plan, run_plan_async, step
 from .._base.settings import Duration
 from .._lifecycle.lifecycle import CancelResult, TaskStatus, decode_cancel, parse_status
 from .._redis import commands
@@ -68,34 +69,27 @@ class TaskHandle:
 
         TaskFailed if it ended for good (dead-lettered, failed), TaskCancelled at once if it
         was cancelled (or when it is, while waiting), ResultTimeout past the timeout."""
-        self._check()
         connection = self.task.producer.connection
-        wait = _ResultWait(timeout, self.task.producer.track_status)
         with connection.translate_errors():
-            while True:
-                key = self._status_key if wait.looks_at_status() else None
-                if key and commands.hash_field(connection.redis, key, "state") == CANCELLED:
-                    self._raise_cancelled(commands.hash_field(connection.redis, key, "reason"))
-                raw = commands.wait_result(connection.redis, self._key, wait.block())
-                if raw is not None or wait.is_over():
-                    break
-        return self._decode(raw, timeout)
+            return run_plan(self._result_plan(timeout), connection.redis)
 
     async def result_async(self, timeout: float | None = 10.0) -> Any:
         """Like `result`, for asyncio code."""
-        self._check()
         connection = self.task.producer.connection
-        wait = _ResultWait(timeout, self.task.producer.track_status)
         with connection.translate_errors():
-            client = connection.async_redis()
-            while True:
-                key = self._status_key if wait.looks_at_status() else None
-                if key and await commands.hash_field(client, key, "state") == CANCELLED:
-                    self._raise_cancelled(await commands.hash_field(client, key, "reason"))
-                raw = await commands.wait_result(client, self._key, wait.block())
-                if raw is not None or wait.is_over():
-                    break
-        return self._decode(raw, timeout)
+            return await run_plan_async(self._result_plan(timeout), connection.async_redis())
+
+    def _result_plan(self, timeout: float | None) -> Plan[Any]:
+        self._check()
+        wait = _ResultWait(timeout, self.task.producer.track_status)
+        while True:
+            key = self._status_key if wait.looks_at_status() else None
+            if key and (yield step(commands.hash_field, key, "state")) == CANCELLED:
+                self._raise_cancelled((yield step(commands.hash_field, key, "reason")))
+            block = wait.block()
+            raw = yield step(commands.wait_result, self._key, block)
+            if raw is not None or wait.is_over():
+                return self._decode(raw, timeout)
 
     def _raise_cancelled(self, raw_reason: bytes | None) -> NoReturn:
         reason = raw_reason.decode(errors="replace") if raw_reason else None

@@ -37,6 +37,7 @@ import redis.exceptions
 
 from .._base import metrics, protocol
 from .._base.keys import QueueKeys, WorkflowKeys, queue_registry
+from .._base.plans import Plan, T, run_plan, run_plan_async, step
 from .._base.protocol import ChildFailed
 from .._redis import commands
 from .._redis.connection import MAX_BLOCK, block_for
@@ -762,73 +763,57 @@ class WorkflowHandle:
     def _connection(self) -> Any:
         return self._producer.connection
 
-    def _record(self) -> dict[bytes, bytes]:
+    def _run(self, plan: Plan[T]) -> T:
         with self._connection.translate_errors():
-            raw: dict[bytes, bytes] = commands.read_hash(self._connection.redis, self.keys.workflow)
-        return raw
+            return run_plan(plan, self._connection.redis)
 
-    async def _record_async(self) -> dict[bytes, bytes]:
+    async def _run_async(self, plan: Plan[T]) -> T:
         with self._connection.translate_errors():
-            raw: dict[bytes, bytes] = await commands.read_hash(
-                self._connection.async_redis(), self.keys.workflow
-            )
-        return raw
+            return await run_plan_async(plan, self._connection.async_redis())
 
     def status(self) -> WorkflowStatus:
         """The workflow's state and every node's (see WorkflowStatus)."""
-        return parse_status(self.id, self._record())
+        return self._run(self._status_plan())
 
     async def status_async(self) -> WorkflowStatus:
         """Like `status`, for asyncio code."""
-        return parse_status(self.id, await self._record_async())
+        return await self._run_async(self._status_plan())
 
     def result(self, timeout: float = 10.0) -> Any:
         """Wait up to `timeout` seconds for the workflow to finish; its result: the last
         step's for a chain, the callback's for a chord, the list of results for a group.
         WorkflowFailed if a child failed it, WorkflowCancelled, ResultTimeout."""
-        self._wait(timeout)
-        return self._value(self._record(), "root")
+        return self._run(self._result_plan(timeout, "root"))
 
     async def result_async(self, timeout: float = 10.0) -> Any:
         """Like `result`, for asyncio code."""
-        await self._wait_async(timeout)
-        return self._value(await self._record_async(), "root")
+        return await self._run_async(self._result_plan(timeout, "root"))
 
     def results(self, timeout: float = 10.0) -> list[Any]:
         """Wait like `result`; the results of the top-level parts, in order: a group's
         members, a chord's header, a chain's steps."""
-        self._wait(timeout)
-        return self._value(self._record(), "parts")  # type: ignore[no-any-return]
+        return self._run(self._result_plan(timeout, "parts"))
 
     async def results_async(self, timeout: float = 10.0) -> list[Any]:
         """Like `results`, for asyncio code."""
-        await self._wait_async(timeout)
-        return self._value(await self._record_async(), "parts")  # type: ignore[no-any-return]
+        return await self._run_async(self._result_plan(timeout, "parts"))
 
-    def _wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with self._connection.translate_errors():
-            while True:
-                block = block_for(deadline)
-                raw = commands.wait_result(self._connection.redis, self.keys.finished, block)
-                if raw is not None or block < MAX_BLOCK:
-                    break
-            if raw is None:
-                state = commands.hash_field(self._connection.redis, self.keys.workflow, "state")
-                self._not_finished(state, timeout)
+    def _status_plan(self) -> Plan[WorkflowStatus]:
+        raw = yield step(commands.read_hash, self.keys.workflow)
+        return parse_status(self.id, raw)
 
-    async def _wait_async(self, timeout: float) -> None:
+    def _result_plan(self, timeout: float, which: str) -> Plan[Any]:
         deadline = time.monotonic() + timeout
-        client = self._connection.async_redis()
-        with self._connection.translate_errors():
-            while True:
-                block = block_for(deadline)
-                raw = await commands.wait_result(client, self.keys.finished, block)
-                if raw is not None or block < MAX_BLOCK:
-                    break
-            if raw is None:
-                state = await commands.hash_field(client, self.keys.workflow, "state")
-                self._not_finished(state, timeout)
+        while True:
+            block = block_for(deadline)
+            raw = yield step(commands.wait_result, self.keys.finished, block)
+            if raw is not None or block < MAX_BLOCK:
+                break
+        if raw is None:
+            self._not_finished(
+                (yield step(commands.hash_field, self.keys.workflow, "state")), timeout
+            )
+        return self._value((yield step(commands.read_hash, self.keys.workflow)), which)
 
     def _not_finished(self, state: bytes | None, timeout: float) -> None:
         if state is None:

@@ -292,7 +292,7 @@ def test_a_fair_tasks_keyed_sends_go_to_the_queue_in_order(app):
 
 
 def test_metrics_show_the_queue_once_and_each_partition(app):
-    from streamwork._base.metrics import QueueCollector
+    from streamwork.ops.metrics import QueueCollector
 
     @app.task(queue="orders", partitions=3, max_retries=0)
     def fragile(n):

@@ -85,7 +85,7 @@ def test_the_wheel_carries_scripts_templates_and_py_typed(dist: Path) -> None:
         entry_points = wheel.read(f"{info}/entry_points.txt").decode()
     package = ROOT / "streamwork"
     shipped = [
-        *package.glob("scripts/*.lua"),
+        *package.glob("_redis/lua/*.lua"),
         *package.glob("web/templates/*.html"),
         *package.glob("web/static/*"),
         package / "py.typed",
@@ -98,7 +98,7 @@ def test_the_wheel_carries_scripts_templates_and_py_typed(dist: Path) -> None:
     assert "License-Expression: MIT" in wheel_metadata
     assert "Provides-Extra: testing" in wheel_metadata
     assert "streamwork = streamwork.cli:main" in entry_points
-    assert "streamwork = streamwork.pytest_plugin" in entry_points
+    assert "streamwork = streamwork.testing.pytest_plugin" in entry_points
 
 
 @pytest.mark.timeout(600)
