@@ -108,37 +108,29 @@ class Canvas:
         with connection.translate_errors():
             plan.create(connection.redis)
             try:
-                for queue in {child.queue for child, _ in plan.first}:
+                for queue in plan.queues():
                     connection.register(queue_registry(plan.keys.namespace), queue)
                 _send_first(connection, plan)
             except BaseException:
                 plan.discard(connection.redis)
                 raise
-        metrics.workflow_started(plan.kind)
-        return WorkflowHandle(plan.keys.id, plan.producer, plan.keys.namespace)
+        return plan.sent()
 
     async def send_async(self) -> WorkflowHandle:
         """Like `send`, for asyncio code."""
         plan = _plan(self)
         connection = plan.producer.connection
         with connection.translate_errors():
-            client = connection.async_redis()
+            client, scripts = connection.async_redis(), connection.async_scripts()
             await plan.create(client)
             try:
-                scripts = connection.async_scripts()
-                for queue in {child.queue for child, _ in plan.first}:
+                for queue in plan.queues():
                     await connection.register_async(queue_registry(plan.keys.namespace), queue)
-                await bounded(
-                    [
-                        plan.sender.send(scripts, child, body, plan.keys.id, is_release=False)
-                        for child, body in plan.first
-                    ]
-                )
+                await bounded([plan.send_first(scripts, child, body) for child, body in plan.first])
             except BaseException:
                 await plan.discard(client)
                 raise
-        metrics.workflow_started(plan.kind)
-        return WorkflowHandle(plan.keys.id, plan.producer, plan.keys.namespace)
+        return plan.sent()
 
     def __or__(self, other: Canvas) -> Chain:
         return chain(self, other)
@@ -317,6 +309,19 @@ class _Plan:
     first: list[tuple[Child, bytes]]
     sender: Sender
 
+    def queues(self) -> set[str]:
+        """The queues of the children sent first (registered before they are sent)."""
+        return {child.queue for child, _ in self.first}
+
+    def send_first(self, scripts: Scripts, child: Child, body: bytes) -> Any:
+        """The command that sends one of the first children."""
+        return self.sender.send(scripts, child, body, self.keys.id, is_release=False)
+
+    def sent(self) -> WorkflowHandle:
+        """Once every first child is sent: count the workflow, and its handle."""
+        metrics.workflow_started(self.kind)
+        return WorkflowHandle(self.keys.id, self.producer, self.keys.namespace)
+
     def create(self, client: Any) -> Any:
         return commands.write_hash(client, self.keys.workflow, self.fields)
 
@@ -441,13 +446,13 @@ def _send_first(connection: Any, plan: _Plan) -> None:
     client = connection.redis
     if not isinstance(client, redis.Redis) or len(plan.first) == 1:
         for child, body in plan.first:
-            plan.sender.send(connection.scripts, child, body, plan.keys.id, is_release=False)
+            plan.send_first(connection.scripts, child, body)
         return
     for start in range(0, len(plan.first), PIPELINE):
         pipe = commands.batch(client)
         scripts = Scripts(pipe)
         for child, body in plan.first[start : start + PIPELINE]:
-            plan.sender.send(scripts, child, body, plan.keys.id, is_release=False)
+            plan.send_first(scripts, child, body)
         commands.send_batch(pipe)
 
 
@@ -748,6 +753,13 @@ def parse_status(workflow_id: str, raw: dict[bytes, bytes]) -> WorkflowStatus:
 CancelWhat = Literal["cancelled", "finished", "unknown"]
 
 
+def _reason(reason: str | None) -> str:
+    """A cancel's reason as the workflow keeps it ("" for none, at most 500 characters)."""
+    if reason is not None and not isinstance(reason, str):
+        raise ConfigurationError(f"reason must be a string, got {reason!r}")
+    return (reason or "")[:500]
+
+
 class WorkflowHandle:
     """What sending a workflow returns: its id, its status and results, and cancel."""
 
@@ -854,34 +866,24 @@ class WorkflowHandle:
         finished is cancelled (queued ones never run; running ones are stopped). Returns
         "cancelled" (also when it was already: a repeat after a lost reply finishes the
         children's cancels), "finished" (it had ended: nothing changes) or "unknown"."""
-        if reason is not None and not isinstance(reason, str):
-            raise ConfigurationError(f"reason must be a string, got {reason!r}")
-        connection = self._connection
-        with connection.translate_errors():
-            reply = connection.scripts.workflow_cancel(
-                self.keys, (reason or "")[:500], protocol.now_ms()
-            )
-            what = _text(reply[0])
+        scripts, why = self._connection.scripts, _reason(reason)
+        with self._connection.translate_errors():
+            reply = scripts.workflow_cancel(self.keys, why, protocol.now_ms())
             for child in self._to_cancel(reply):
-                connection.scripts.cancel(*self._cancel_args(child, reason))
-        if what == "cancelled" and _text(reply[1]) != "cancelled":
-            metrics.workflow_finished("cancelled")
-        return what  # type: ignore[return-value]
+                scripts.cancel(*self._cancel_args(child, reason))
+        return self._cancelled(reply)
 
     async def cancel_async(self, reason: str | None = None) -> CancelWhat:
-        """Like `cancel`, for asyncio code."""
-        if reason is not None and not isinstance(reason, str):
-            raise ConfigurationError(f"reason must be a string, got {reason!r}")
-        connection = self._connection
-        with connection.translate_errors():
-            scripts = connection.async_scripts()
-            reply = await scripts.workflow_cancel(
-                self.keys, (reason or "")[:500], protocol.now_ms()
-            )
-            what = _text(reply[0])
-            await bounded(
-                [scripts.cancel(*self._cancel_args(c, reason)) for c in self._to_cancel(reply)]
-            )
+        """Like `cancel`, for asyncio code (the children's cancels run concurrently)."""
+        scripts, why = self._connection.async_scripts(), _reason(reason)
+        with self._connection.translate_errors():
+            reply = await scripts.workflow_cancel(self.keys, why, protocol.now_ms())
+            children = self._to_cancel(reply)
+            await bounded([scripts.cancel(*self._cancel_args(c, reason)) for c in children])
+        return self._cancelled(reply)
+
+    def _cancelled(self, reply: Any) -> CancelWhat:
+        what = _text(reply[0])
         if what == "cancelled" and _text(reply[1]) != "cancelled":
             metrics.workflow_finished("cancelled")
         return what  # type: ignore[return-value]

@@ -8,11 +8,13 @@
   redis-py client or pipeline;
 - a size budget: a module at most 500 lines, a class 450, a function 80, with an allow-list
   that may only shrink (an entry that grows, or fits the budget again, fails);
-- every sync/async pair of the public API takes the same arguments.
+- every sync/async pair of the public API takes the same arguments, and each of the two
+  only drives a plan they share (a short body).
 """
 
 import ast
 import inspect
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,9 @@ import redis.client
 import redis.cluster
 
 import streamwork
-from streamwork import App, Task, TaskHandle
+from streamwork import App, Task, TaskHandle, WorkflowHandle
 from streamwork._base import protocol
+from streamwork._workflows.workflows import Canvas
 
 PACKAGE = Path(streamwork.__file__).parent
 
@@ -335,13 +338,26 @@ PAIRS = [
     (App, "publish"),
     (App, "publish_many"),
     (App, "close"),
+    (WorkflowHandle, "status"),
+    (WorkflowHandle, "result"),
+    (WorkflowHandle, "results"),
+    (WorkflowHandle, "cancel"),
+    (Canvas, "send"),
 ]
+OWNERS = sorted({owner for owner, _ in PAIRS}, key=lambda owner: owner.__name__)
+DRIVER_STATEMENTS = 12
+"""The most statements (docstring aside) a twin may have: the plan is shared, each twin
+only drives its I/O."""
+
+
+def twin_of(owner, name):
+    return getattr(owner, f"{name}_async" if name != "close" else "aclose")
 
 
 @pytest.mark.parametrize(("owner", "name"), PAIRS, ids=lambda p: getattr(p, "__name__", p))
 def test_sync_and_async_twins_take_the_same_arguments(owner, name):
     sync = inspect.signature(getattr(owner, name))
-    twin = getattr(owner, f"{name}_async" if name != "close" else "aclose")
+    twin = twin_of(owner, name)
     assert inspect.iscoroutinefunction(twin)
     asynchronous = inspect.signature(twin)
     assert [(p.name, p.kind, p.default, p.annotation) for p in sync.parameters.values()] == [
@@ -349,9 +365,22 @@ def test_sync_and_async_twins_take_the_same_arguments(owner, name):
     ]
 
 
+def statements(function):
+    """How many statements a function's body holds (nested ones too), its docstring aside."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function))).body[0]
+    body = tree.body[1:] if ast.get_docstring(tree) else tree.body
+    return sum(isinstance(node, ast.stmt) for top in body for node in ast.walk(top))
+
+
+@pytest.mark.parametrize(("owner", "name"), PAIRS, ids=lambda p: getattr(p, "__name__", p))
+def test_each_twin_only_drives_a_shared_plan(owner, name):
+    for function in (getattr(owner, name), twin_of(owner, name)):
+        assert statements(function) <= DRIVER_STATEMENTS, function.__qualname__
+
+
 def test_every_async_method_has_a_sync_twin_in_the_list():
-    twins = {(owner, f"{name}_async") for owner, name in PAIRS}
-    for owner in (Task, TaskHandle, App):
+    twins = {(owner, twin_of(owner, name).__name__) for owner, name in PAIRS}
+    for owner in OWNERS:
         for name, member in vars(owner).items():
-            if inspect.iscoroutinefunction(member) and name.endswith("_async"):
+            if inspect.iscoroutinefunction(member) and not name.startswith("_"):
                 assert (owner, name) in twins, f"{owner.__name__}.{name} has no sync twin"
