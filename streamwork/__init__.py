@@ -18,17 +18,9 @@ from ._lifecycle.events import Event
 from ._lifecycle.lifecycle import TaskStatus, UnknownMessage
 from ._schedules.schedules import Schedule, ScheduleError, UnknownSchedule
 from ._worker.worker import Worker
-from ._workflows.workflows import (
-    NodeStatus,
-    UnknownWorkflow,
-    WorkflowCancelled,
-    WorkflowFailed,
-    WorkflowHandle,
-    WorkflowStatus,
-    chain,
-    chord,
-    group,
-)
+from ._workflows.canvas import chain, chord, group
+from ._workflows.handle import NodeStatus, WorkflowHandle, WorkflowStatus
+from ._workflows.nodes import UnknownWorkflow, WorkflowCancelled, WorkflowFailed
 from .errors import (
     AppNotFound,
     BadArguments,

@@ -15,45 +15,33 @@ import re
 import sys
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
-from .._base import protocol, tracing
-from .._base.handler import BANDS, Defaults, HandlerArgs, HandlerOptions, check_count
+from .._base import protocol
+from .._base.handler import Defaults, HandlerArgs, HandlerOptions, check_count
 from .._base.keys import (
     NAME,
-    OrderKeys,
-    QueueKeys,
-    Source,
-    TopicKeys,
     base_queue,
     check_events_name,
     check_name,
-    check_queue,
-    partition_name,
-    partition_number,
-    queue_source,
-    topic_sources,
 )
 from .._base.settings import AckMode, Backoff, Duration, to_seconds
 from .._lifecycle import events as events_module
 from .._lifecycle.events import Event, Since
-from .._redis import reads
 from .._redis.connection import Connection
 from .._schedules.schedules import (
     SCHEDULE_ARGS,
     Definition,
-    Schedule,
     ScheduleArgs,
-    Schedules,
-    define,
-    tick_body,
 )
-from .._send.producer import Producer, due_ms
-from .._workflows.workflows import WorkflowHandle
-from ..errors import AppNotFound, BadArguments, ConfigurationError, EncodeError, UnknownTask
+from .._send.producer import Producer
+from .._workflows.handle import WorkflowHandle
+from ..errors import AppNotFound, ConfigurationError, UnknownTask
+from .queue_methods import DEFAULT_QUEUE, QueueMethods
+from .schedule_methods import ScheduleMethods
 from .task import Task, TaskHandle
-from .topic import Retention, Subscriber, destination, event
+from .topic import Retention, Subscriber
+from .topic_methods import TopicMethods
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -63,12 +51,7 @@ class PeriodicArgs(ScheduleArgs, HandlerArgs, total=False):
     """`@app.periodic`'s keyword arguments: the schedule's and the task's handler options."""
 
 
-DEFAULT_RETENTION = Retention()
-
-DEFAULT_QUEUE = "default"
-
-
-class App:
+class App(ScheduleMethods, TopicMethods, QueueMethods):
     """A streamwork application: where its Redis is, and which tasks it has.
 
     `url` defaults to $STREAMWORK_REDIS_URL, then redis://localhost:6379/0. Every key the
@@ -300,43 +283,6 @@ class App:
         one look (waiting up to `block` seconds when there are none)."""
         return events_module.read(self, queue, since, count, block)
 
-    # -- schedules ------------------------------------------------------------------------
-
-    def _define(self, id: str, task: Task | str, rule: ScheduleArgs) -> Definition:
-        if isinstance(task, str):
-            if task not in self.tasks:
-                raise ConfigurationError(f"schedule {id!r}: the app has no task {task!r}")
-            task = self.tasks[task]
-        elif not isinstance(task, Task) or self.tasks.get(task.name) is not task:
-            raise ConfigurationError(f"schedule {id!r}: {task!r} is not a task of this app")
-        try:
-            definition = define(id, task.name, task.home_queue, task.check_arguments, rule)
-            sample = tick_body(definition, protocol.new_id(), 0, 0)
-            protocol.check_size(sample, self.max_message_bytes, "its message")
-            return definition
-        except (BadArguments, EncodeError) as exc:
-            raise ConfigurationError(f"schedule {id!r}: {exc}") from None
-
-    def schedule(
-        self, id: str, task: Task | str, *, paused: bool = False, **rule: Unpack[ScheduleArgs]
-    ) -> Definition:
-        """Declare a schedule: run `task` on a `cron` expression (5 fields, or 6 with seconds
-        first, in time zone `tz`) or `every` N seconds (or a timedelta); the arguments are
-        `schedules.ScheduleArgs`.
-
-        Declaring writes nothing: workers write the app's declared schedules when they
-        start (and remove the ones it declared before and no longer does). `catch_up` says
-        what a tick missed while no worker ran becomes: "latest" (one run), "none", "all"
-        (up to 100); with `overlap=False` a tick is skipped while the previous run is not
-        over. `paused` is the state a new schedule starts in.
-        """
-        definition = self._define(id, task, rule)
-        if id in self.declared_schedules:
-            raise ConfigurationError(f"schedule {id!r} is declared twice")
-        self.declared_schedules[id] = definition
-        self._paused_at_start[id] = paused
-        return definition
-
     def periodic(
         self,
         *,
@@ -362,332 +308,6 @@ class App:
             return declared
 
         return declare
-
-    def add_schedule(
-        self, id: str, task: Task | str, *, paused: bool = False, **rule: Unpack[ScheduleArgs]
-    ) -> Schedule:
-        """Write a schedule now (created, or its definition updated): a schedule added at
-        runtime lasts until `unschedule`, whatever code workers run. Same arguments as
-        `schedule`; returns it as stored."""
-        store = self._schedules()
-        store.put(self._define(id, task, rule), origin="runtime", paused=paused)
-        return store.get(id)
-
-    def _schedules(self) -> Schedules:
-        return Schedules(self.connection, self.namespace, self.status_ttl_ms, self.events_cap)
-
-    def schedules(self) -> list[Schedule]:
-        """Every schedule stored in the app's namespace (declared ones once a worker wrote
-        them), by id."""
-        return self._schedules().all()
-
-    def get_schedule(self, id: str) -> Schedule:
-        """One stored schedule; UnknownSchedule if there is none with that id."""
-        return self._schedules().get(id)
-
-    def unschedule(self, id: str) -> None:
-        """Remove a schedule (UnknownSchedule if there is none). One the app declares in
-        code comes back when a worker starts with code that still declares it."""
-        self._schedules().remove(id)
-
-    def pause_schedule(self, id: str) -> None:
-        """Stop enqueuing ticks of `id` until `resume_schedule`."""
-        self._schedules().pause(id)
-
-    def resume_schedule(self, id: str) -> None:
-        """Enqueue ticks of `id` again from its next tick (ticks missed meanwhile never run)."""
-        self._schedules().resume(id)
-
-    def trigger_schedule(self, id: str) -> str:
-        """Enqueue one run of `id` now (its next tick is unchanged); returns the message id."""
-        return self._schedules().trigger(id)
-
-    # -- topics --------------------------------------------------------------------------
-
-    def subscriber(
-        self,
-        topic: str,
-        *,
-        group: str,
-        start: str = "new",
-        **options: Unpack[HandlerArgs],
-    ) -> Callable[[Callable[..., Any]], Subscriber]:
-        """Declare a subscriber: `@app.subscriber("orders.created", group="billing")`.
-
-        Its function takes one `Message` (`message.payload`, `.headers`, `.ack()` in manual
-        mode). Every group receives every event; inside a group each event goes to one
-        consumer. A group created after events were published starts with new events, or
-        with `start="beginning"` from the oldest event the topic still retains. `options`
-        are the handler options, as for `task`.
-        """
-
-        def declare(function: Callable[..., Any]) -> Subscriber:
-            key = (check_name("topic", topic), check_name("group", group))
-            if key in self.subscribers:
-                raise ConfigurationError(
-                    f"topic {topic!r} already has a subscriber group {group!r}"
-                )
-            resolved = HandlerOptions.resolve(self.defaults, topic, options, bind=True)
-            declared = Subscriber(
-                self.namespace,
-                function,
-                topic,
-                group,
-                resolved,
-                start,
-                self.events_cap(f"{topic}/{group}"),
-            )
-            self.subscribers[key] = declared
-            return declared
-
-        return declare
-
-    def topic(
-        self,
-        name: str,
-        *,
-        max_len: int | None = None,
-        max_age: Duration | None = 86400.0,
-        drop_unread: bool = False,
-    ) -> Retention:
-        """Set how long topic `name` keeps events (default: one day, never unread ones)."""
-        age = None if max_age is None else to_seconds("max_age", max_age, allow_zero=False)
-        retention = Retention(max_len=max_len, max_age=age, drop_unread=drop_unread)
-        self.retention[check_name("topic", name)] = retention
-        return retention
-
-    def retention_of(self, topic: str) -> Retention:
-        return self.retention.get(topic, DEFAULT_RETENTION)
-
-    def subscriber_groups(self) -> list[tuple[str, str]]:
-        """(topic, group) of each subscriber, in declaration order."""
-        return list(self.subscribers)
-
-    def topics(self) -> list[str]:
-        """The topics this app's subscribers read, in declaration order."""
-        return list(dict.fromkeys(topic for topic, _ in self.subscribers))
-
-    def _plan_publish(
-        self,
-        topic: str,
-        payloads: list[Any],
-        headers: dict[str, Any] | None,
-        due: int | None,
-        is_many: bool,
-    ) -> Any:
-        topic = check_name("topic", topic)
-        found = tracing.context()  # once for the batch, not per event
-        envelopes = (event(topic, payload, headers, due, found) for payload in payloads)
-        what = f"an event of topic {topic!r}"
-        target = destination(self.namespace, topic)
-        return self._producer.plan(target, envelopes, what, due=due, is_many=is_many)
-
-    def publish(
-        self,
-        topic: str,
-        payload: Any,
-        *,
-        headers: dict[str, Any] | None = None,
-        delay: Duration | None = None,
-        eta: datetime | None = None,
-    ) -> str:
-        """Publish one event to `topic` (every subscriber group gets it); returns its id.
-
-        With `delay` or `eta` the event is published when due (workers serving the topic
-        move it), and then reaches every group.
-        """
-        plan = self._plan_publish(topic, [payload], headers, due_ms(delay, eta), False)
-        return self._producer.write(plan)
-
-    async def publish_async(
-        self,
-        topic: str,
-        payload: Any,
-        *,
-        headers: dict[str, Any] | None = None,
-        delay: Duration | None = None,
-        eta: datetime | None = None,
-    ) -> str:
-        """Like `publish`, for asyncio code."""
-        plan = self._plan_publish(topic, [payload], headers, due_ms(delay, eta), False)
-        return await self._producer.write_async(plan)
-
-    def publish_many(
-        self, topic: str, payloads: Iterable[Any], *, headers: dict[str, Any] | None = None
-    ) -> list[str]:
-        """Publish one event per payload: one command (one round trip) per 1000 events.
-
-        If Redis fails after some batches were published, SendIncomplete says which
-        (`.sent` event ids, `.index` of the first payload not published).
-        """
-        plan = self._plan_publish(topic, list(payloads), headers, None, True)
-        self._producer.write(plan)
-        return list(plan.ids)
-
-    async def publish_many_async(
-        self, topic: str, payloads: Iterable[Any], *, headers: dict[str, Any] | None = None
-    ) -> list[str]:
-        """Like `publish_many`, for asyncio code."""
-        plan = self._plan_publish(topic, list(payloads), headers, None, True)
-        await self._producer.write_async(plan)
-        return list(plan.ids)
-
-    def topic_keys(self, topic: str) -> TopicKeys:
-        return TopicKeys(self.namespace, check_name("topic", topic))
-
-    # -- queues --------------------------------------------------------------------------
-
-    def queue(self, name: str, *, partitions: int) -> None:
-        """Declare how queue `name` is laid out: `partitions=N` spreads it over N streams,
-        each under a hash tag of its own (`NAME~0` ... `NAME~N-1`), so that on Redis Cluster
-        one busy queue uses every node. Sends go round-robin over the partitions, or, with
-        `send_with(partition_key=...)`, to the key's partition, where the messages of one
-        key run one at a time in send order. Workers read every partition; stats, metrics
-        and dead letters show the queue as one, with each partition's detail. Declare it
-        before workers start and keep N: a message waits in the partition it was sent to."""
-        queue = check_name("queue", name)
-        self._check_partitioned(queue, partitions)
-        self._partitions[queue] = partitions
-
-    def partitions(self, queue: str) -> int:
-        """How many partitions `queue` has (1: a plain queue, one stream)."""
-        return self._partitions.get(queue, 1)
-
-    def _check_partitioned(
-        self, queue: str, partitions: int | None, declaring: Task | None = None
-    ) -> None:
-        """Refuse a partition count that is not a whole number 1-1024, one that differs
-        from the queue's declared count, and a partitioned queue's tasks (those declared,
-        and the one `declaring`) with priority bands, rate or concurrency limits or fair_by
-        (their state is one per queue)."""
-        if partitions is not None:
-            if isinstance(partitions, bool) or not isinstance(partitions, int):
-                raise ConfigurationError(f"partitions must be a whole number, got {partitions!r}")
-            if not 1 <= partitions <= 1024:
-                raise ConfigurationError(f"partitions must be 1-1024, got {partitions}")
-            known = self._partitions.get(queue)
-            if known is not None and known != partitions:
-                raise ConfigurationError(
-                    f"queue {queue!r} has {known} partitions already; got partitions={partitions}"
-                )
-        count = partitions or self._partitions.get(queue, 1)
-        if count == 1:
-            return
-        tasks = [t for t in self.tasks.values() if t.options.queue == queue]
-        for task in [*tasks, declaring] if declaring is not None else tasks:
-            options = task.options
-            for option, value in (
-                ("priority", options.priority),
-                ("rate_limit", options.rate),
-                ("concurrency_limit", options.concurrency_limit),
-                ("fair_by", options.fair),
-            ):
-                if value is not None:
-                    raise ConfigurationError(
-                        f"task {task.name!r}: {option} is not available on a partitioned "
-                        f"queue ({queue!r} has {count} partitions): its state is one per queue"
-                    )
-
-    def queues(self) -> list[str]:
-        """The queues this app's tasks are declared on, in declaration order."""
-        return list(dict.fromkeys(t.options.queue for t in self.tasks.values()))
-
-    def held_lists(self, queue: str) -> list[str]:
-        """The lists where messages of `queue` wait for a concurrency slot (one per task
-        declared with concurrency_limit)."""
-        source = self.queue_source(queue)
-        return [
-            source.limit("held", task.name)
-            for task in self.tasks.values()
-            if task.options.queue == queue and task.options.concurrency_limit is not None
-        ]
-
-    def keys(self, queue: str) -> QueueKeys:
-        return QueueKeys(self.namespace, check_queue(queue))
-
-    def fair_prefixes(self, queue: str) -> list[tuple[str, str]]:
-        """(task, key prefix) of each task of `queue` declared with fair_by."""
-        return [
-            (task.name, task.keys.fair(task.name))
-            for task in self.tasks.values()
-            if task.options.queue == queue and task.options.fair is not None
-        ]
-
-    def has_bands(self, queue: str) -> bool:
-        """Whether `queue` has priority bands: a task declared on it says `priority=`."""
-        return any(
-            t.options.queue == queue and t.options.priority is not None for t in self.tasks.values()
-        )
-
-    def queue_sources(self, queue: str) -> list[Source]:
-        """How workers read `queue`: one source, one per priority band (high first), or
-        one per partition."""
-        partitions = self.partitions(queue)
-        if partitions > 1:
-            return [self.queue_source(partition_name(queue, k)) for k in range(partitions)]
-        if not self.has_bands(queue):
-            return [self.queue_source(queue)]
-        return [self.queue_source(queue, band) for band in BANDS]
-
-    def queue_source(self, queue: str, band: str | None = None) -> Source:
-        """How workers read `queue` (its stream, group and outcome keys), or one band of it;
-        `queue` may be a partition's internal name (`orders~3`)."""
-        check_queue(queue)
-        return queue_source(
-            self.namespace,
-            queue,
-            tracks_status=self.track_status,
-            events_max_len=self.events_cap(queue),
-            band=band,
-            partition=partition_number(queue),
-        )
-
-    def topic_source(self, topic: str, group: str) -> Source:
-        """How subscriber group `group` reads `topic` (the topic stream's source)."""
-        return topic_sources(
-            self.namespace, check_name("topic", topic), check_name("group", group)
-        )[0]
-
-    def purge(self, queue: str, *, delayed: bool = True) -> tuple[int, int]:
-        """Delete `queue`'s messages that no worker has received yet (and, with `delayed`,
-        its delayed messages and retries); returns (waiting, delayed) counts deleted.
-
-        Messages being run and dead letters are left alone. The order of its partition
-        keys starts afresh: messages waiting for their turn are deleted, and those left
-        (running, or delayed when `delayed` is False) run without waiting for each other.
-        """
-        waiting = scheduled = 0
-        with self.connection.translate_errors():
-            for source in self.queue_sources(queue):
-                is_first = True
-                ordered = reads.members(
-                    self.connection.redis, OrderKeys.of(source.order_prefix, "").ordered
-                )
-                while True:
-                    deleted, dropped = self.connection.scripts.purge(
-                        source,
-                        1000,
-                        delayed and is_first,
-                        [key.decode() for key in ordered] if is_first else (),
-                    )
-                    is_first = False
-                    waiting += deleted
-                    scheduled += dropped
-                    if deleted == 0:
-                        break
-        return waiting, scheduled
-
-    def ping(self) -> None:
-        """Check that Redis answers; raise ConnectionFailed with what to do if not."""
-        self.connection.ping()
-
-    def close(self) -> None:
-        """Close the synchronous client (asyncio clients close with `aclose`)."""
-        self.connection.close()
-
-    async def aclose(self) -> None:
-        """Close this event loop's asyncio client."""
-        await self.connection.aclose()
 
 
 _MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)

@@ -28,7 +28,7 @@ from .._lifecycle.lifecycle import CancelResult, TaskStatus, decode_cancel, pars
 from .._redis import commands
 from .._redis.connection import MAX_BLOCK, block_for
 from .._send.producer import DEFAULT_KEY_TTL, SEND_BATCH, Destination, Producer, due_ms
-from .._workflows.workflows import Signature
+from .._workflows.canvas import Signature
 from ..errors import (
     BadArguments,
     ConfigurationError,

@@ -27,7 +27,7 @@ from .._base.keys import QueueKeys, Source
 from .._base.message import Message
 from .._lifecycle.lifecycle import ProgressReporter
 from .._redis.rows import OutcomeKind, StartRow
-from .._workflows.workflows import Step, failure_of, step_of
+from .._workflows.recorder import Step, failure_of, step_of
 from ..errors import DecodeError, EncodeError, RateLimited, Reject, Retry, StreamworkError
 
 log = logging.getLogger("streamwork.execution")

@@ -14,7 +14,8 @@ from typing import Any
 import click
 
 from .._base import protocol
-from .._workflows.workflows import NodeStatus, UnknownWorkflow, WorkflowStatus
+from .._workflows.handle import NodeStatus, WorkflowStatus
+from .._workflows.nodes import UnknownWorkflow
 from ..ops.workflows import child_states
 from .app import app_for_command
 

@@ -11,7 +11,7 @@ from .._app.app import App
 from .._base import protocol
 from .._lifecycle.lifecycle import parse_status
 from .._redis import commands
-from .._workflows.workflows import WorkflowStatus
+from .._workflows.handle import WorkflowStatus
 
 
 def child_states(app: App, status: WorkflowStatus) -> dict[int, dict[str, Any]]:

@@ -37,7 +37,7 @@ from .._lifecycle import events, lifecycle
 from .._lifecycle.events import start_positions
 from .._redis import reads, registry
 from .._redis.urls import redact
-from .._workflows.workflows import UnknownWorkflow
+from .._workflows.nodes import UnknownWorkflow
 from ..errors import ConfigurationError, ConnectionFailed, StreamworkError
 from ..ops import dead_letters
 from ..ops.workflows import child_states

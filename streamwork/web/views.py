@@ -23,8 +23,8 @@ from .._base.keys import Source
 from .._lifecycle import events as events_module
 from .._lifecycle import lifecycle
 from .._redis import commands, reads, registry
-from .._workflows.workflows import WorkflowStatus
-from .._workflows.workflows import parse_status as parse_workflow
+from .._workflows.handle import WorkflowStatus
+from .._workflows.handle import parse_status as parse_workflow
 from ..errors import DecodeError, StreamworkError
 from ..ops import stats
 

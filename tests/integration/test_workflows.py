@@ -14,7 +14,8 @@ from streamwork import App, ConnectionFailed, chain, chord, group
 from streamwork._base import protocol
 from streamwork._base.keys import WorkflowKeys
 from streamwork._redis.scripts import Scripts
-from streamwork._workflows.workflows import Recorder, Sender, Step
+from streamwork._workflows.canvas import Sender
+from streamwork._workflows.recorder import Recorder, Step
 from streamwork.ops.stats import queue_state
 from streamwork.testing import WorkerThread, drain, wait_until
 

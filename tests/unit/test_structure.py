@@ -26,7 +26,7 @@ import redis.cluster
 import streamwork
 from streamwork import App, Task, TaskHandle, WorkflowHandle
 from streamwork._base import protocol
-from streamwork._workflows.workflows import Canvas
+from streamwork._workflows.canvas import Canvas
 
 PACKAGE = Path(streamwork.__file__).parent
 
@@ -273,19 +273,14 @@ MODULE_LINES, CLASS_LINES, FUNCTION_LINES = 500, 450, 80
 # What is over budget today, at its size today: an entry may only go (when its code is split)
 # or stay as large; none may be added.
 OVER_BUDGET = {
-    "streamwork/_app/app.py": 734,
-    "streamwork/_app/app.py::App": 620,
     "streamwork/_app/task.py": 710,
     "streamwork/_app/task.py::Task": 471,
     "streamwork/_schedules/schedules.py": 613,
     "streamwork/_worker/execution.py": 959,
     "streamwork/_worker/execution.py::Runner": 610,
     "streamwork/_worker/execution.py::Runner.run_batch": 93,
-    "streamwork/_worker/worker.py": 789,
-    "streamwork/_worker/worker.py::Worker": 672,
     "streamwork/_worker/worker.py::Worker._session": 87,
-    "streamwork/_workflows/workflows.py": 946,
-    "streamwork/_workflows/workflows.py::_plan": 101,
+    "streamwork/_workflows/canvas.py::_plan": 101,
     "streamwork/cli/main.py::worker": 94,
     "streamwork/ops/metrics.py::QueueCollector.collect": 97,
     "streamwork/ops/stats.py": 506,
