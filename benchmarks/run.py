@@ -220,7 +220,7 @@ class Bench:
         from streamwork._base.keys import queue_source
         from streamwork._base.protocol import decode, entry_body
         from streamwork._redis.commands import Scripts
-        from streamwork._worker.execution import Outcome
+        from streamwork._worker.runs import Outcome
 
         source = queue_source(self.namespace, "floor")
         task = self.bench.floor

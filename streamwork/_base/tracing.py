@@ -9,7 +9,7 @@
   linked to each of its messages. The span is current while the handler runs (sync
   handlers too, in their thread), so spans the handler makes are its children.
 
-Runs and outcomes are execution.py's `Run` and `Outcome` (typed Any here: execution.py
+Runs and outcomes are _worker/runs.py's `Run` and `Outcome` (typed Any here: that module
 imports this module, and the package has no import circles). Everything here is a no-op
 when opentelemetry-api is not installed, and runs get no span until a TracerProvider is
 set (`trace.set_tracer_provider`, as the SDK's setup does). It never decides an outcome

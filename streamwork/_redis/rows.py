@@ -87,7 +87,7 @@ class StartRow(NamedTuple):
 
 
 class SettleRow(Protocol):
-    """What the settle script needs of one outcome (execution.Outcome is one)."""
+    """What the settle script needs of one outcome (runs.Outcome is one)."""
 
     kind: OutcomeKind
     entry_id: bytes

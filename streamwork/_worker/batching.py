@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .in_flight import InFlight
 
 if TYPE_CHECKING:
-    from .execution import Run
+    from .runs import Run
 
 
 def handler_key(run: Run) -> str:

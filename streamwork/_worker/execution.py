@@ -1,8 +1,10 @@
-"""Running one delivered message: decode it, find its handler, call it, decide the outcome.
+"""Running delivered messages: call each handler (sync in pool threads, in chunks; async on
+the loop), with its timeout, its cancel and its trace, and decide its outcome.
 
-Owns the decision for every run — done, retry (with backoff) or dead letter — including
-bad input (undecodable entries, unknown tasks, arguments that don't fit), which becomes a
-dead letter with a clear reason instead of crashing the worker. It returns `Outcome`s; it
+The Runner owns the decision for every run — done, retry (with backoff) or dead letter —
+including bad input (undecodable entries, unknown tasks, arguments that don't fit), which
+becomes a dead letter with a clear reason instead of crashing the worker (the decisions that
+call no handler are in decisions.py; what a run is, in runs.py). It returns `Outcome`s; it
 never writes them (the Settler does) and never fetches.
 """
 
@@ -14,129 +16,41 @@ import functools
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from typing import Any
-
-import msgpack
 
 from .._base import metrics, protocol, tracing
 from .._base.handler import Handler
-from .._base.keys import QueueKeys, Source
 from .._base.message import Message
 from .._lifecycle.lifecycle import ProgressReporter
-from .._redis.rows import OutcomeKind, StartRow
-from .._workflows.recorder import Step, failure_of, step_of
-from ..errors import DecodeError, EncodeError, RateLimited, Reject, Retry, StreamworkError
+from ..errors import RateLimited, Reject, Retry, StreamworkError
+from .decisions import (
+    Decisions,
+    _call_each,
+    _describe,
+    _event,
+    _left_pending,
+    _timed,
+    _undecided,
+    _within,
+    cancelled_outcome,
+    held_back,
+)
+from .runs import Outcome, Run, Submit, WriteProgress
 
 log = logging.getLogger("streamwork.execution")
 
-UNKNOWN_TASK = "(unknown)"
-"""The task label of entries that name no handler: bad input must not add label values."""
+
+CHUNK_SECONDS = 0.002
+"""A chunk of sync runs handed to one pool thread takes about this long, at most."""
+ASYNC_CHUNK_BELOW = 0.00005
+"""An async handler whose runs take less than this on average (it does not wait on I/O)
+runs in chunks; one that takes longer gets an asyncio task per run, so that they overlap."""
+MAX_CHUNK = 32
 
 
-@dataclass(slots=True)
-class Outcome:
-    """What one run of a message decided, to be written together with its XACK."""
-
-    kind: OutcomeKind
-    """See OutcomeKind."""
-    entry_id: bytes
-    data: bytes = b""
-    """For "retry", the next attempt's message; for "dead", the dead letter."""
-    due_ms: int = 0
-    result_key: str | None = None
-    result: bytes = b""
-    wait_ms: int = 0
-    """How long the message waited in the queue before its handler started."""
-    run_ms: int = -1
-    """How long the handler ran; -1 when no handler ran (bad input, poison message)."""
-    task: str = UNKNOWN_TASK
-    """The handler's name, for metrics (never sent to Redis)."""
-    status_key: str | None = None
-    """The message's status hash (queue messages with a known id), written with the outcome."""
-    state: str = ""
-    """The status state the outcome sets: done, retrying, failed, dead or cancelled."""
-    error: str = ""
-    """For the status: what failed ("ErrorType: message"), or why it was cancelled."""
-    message_id: str = ""
-    """The message's id and attempt, for its lifecycle event."""
-    attempt: int = 0
-    workflow: Step | None = None
-    """A workflow child's final outcome: recorded in its workflow before the XACK."""
-    held_key: str | None = None
-    """For "wait": the held list the message waits in for a concurrency slot."""
-    partition_key: str = ""
-    """The message's partition key: once it is done, dead or cancelled, the next message
-    of its key may run; for "turn", the key whose turn it waits for."""
-
-
-WriteProgress = Callable[["Run", float, str], Coroutine[Any, Any, Any]]
-"""Writes (run, fraction, note) to a running message's status (and event stream)."""
-
-Submit = Callable[[Source, Outcome, bool], None]
-"""Hands an outcome to the settler: (source, outcome, is_pending)."""
-
-
-@dataclass(slots=True)
-class Delivery:
-    """One entry as XREADGROUP or XAUTOCLAIM handed it to this worker."""
-
-    source: Source
-    entry_id: bytes
-    fields: dict[bytes, Any]
-    delivery_count: int = 1
-
-
-@dataclass(slots=True)
-class Run:
-    """A delivery that decoded and names a known task: ready to be run."""
-
-    delivery: Delivery
-    envelope: protocol.Envelope
-    task: Handler
-    is_pending: bool = True
-    """False once the entry was acknowledged on receipt (ack mode auto)."""
-    started: float = 0.0
-    """time.monotonic() when the handler started."""
-    wait_ms: int = 0
-    """How long the message waited to be run, from its `ts` (ready time); -1 if unknown."""
-    cancel_reason: str | None = None
-    """Set when a cancellation reached the message while it ran."""
-    handler: asyncio.Task[Any] | None = None
-    """The asyncio task awaiting an async handler, while it runs (cancelled to stop it)."""
-    message: Message | None = None
-    progress: ProgressReporter | None = None
-    status_key: str | None = None
-    """The message's status hash (None for a topic's events)."""
-
-    def request_cancel(self, reason: str) -> None:
-        """Stop this run: an async handler is cancelled; a sync one sees message.cancelled."""
-        if self.cancel_reason is not None:
-            return
-        self.cancel_reason = reason
-        if self.message is not None:
-            self.message._cancelled = True
-        if self.handler is not None and not self.handler.done():
-            self.handler.cancel()
-
-    def admitted(self) -> Run:
-        """This run, once the start step let it start: the rate slot reserved when it was
-        held back is used up (a retry or a hand-back must be admitted afresh)."""
-        if protocol.RATE_SLOT in self.envelope.headers:
-            headers = {k: v for k, v in self.envelope.headers.items() if k != protocol.RATE_SLOT}
-            self.envelope = replace(self.envelope, headers=headers)
-        return self
-
-    def timed(self, outcome: Outcome) -> Outcome:
-        """`outcome` with this run's wait and run times, for the queue's stats."""
-        outcome.wait_ms = self.wait_ms
-        outcome.run_ms = int((time.monotonic() - self.started) * 1000)
-        return outcome
-
-
-class Runner:
+class Runner(Decisions):
     """Decides and runs deliveries for one worker process.
 
     `tasks` maps task names to their handlers, `subscribers` (topic, group) pairs to theirs:
@@ -164,67 +78,6 @@ class Runner:
         self.timed_out_threads = 0
         self._run_times: dict[str, float] = {}
         """Sync handlers still running after their timeout: the process should be recycled."""
-
-    # -- preparing -----------------------------------------------------------------------
-
-    def prepare(self, delivery: Delivery) -> Run | Outcome:
-        """The Run for `delivery`, or the dead-letter Outcome of an entry that cannot run."""
-        try:
-            body = protocol.entry_body(delivery.fields)
-            envelope = protocol.decode(body)
-        except DecodeError as exc:
-            return self._reject_entry(delivery, f"undecodable message: {exc}")
-        task = self._handler(delivery.source, envelope)
-        if isinstance(task, str):
-            return self._dead(delivery, envelope, None, task)
-        limit = task.options.max_deliveries
-        if delivery.delivery_count > limit:
-            reason = (
-                f"delivered {delivery.delivery_count} times without an outcome "
-                f"(max_deliveries={limit}): it may be killing its worker"
-            )
-            return self._dead(delivery, envelope, task, reason)
-        return Run(delivery, envelope, task, status_key=delivery.source.status(envelope.id))
-
-    def _handler(self, source: Source, envelope: protocol.Envelope) -> Handler | str:
-        """The task or subscriber that runs `envelope` from `source`, or why there is none."""
-        if source.topic is not None:
-            subscriber = self.subscribers.get((source.topic, source.group))
-            if subscriber is None:
-                return f"no subscriber for topic {source.topic!r} group {source.group!r}"
-            if not envelope.topic:
-                return f"task message {envelope.task!r} found on topic {source.topic!r}"
-            return subscriber
-        if envelope.topic:
-            return f"event of topic {envelope.topic!r} found on queue {source.name!r}"
-        task = self.tasks.get(envelope.task)
-        if task is None:
-            known = ", ".join(sorted(self.tasks)) or "none"
-            return f"unknown task {envelope.task!r} (this worker knows: {known})"
-        return task
-
-    def _reject_entry(self, delivery: Delivery, reason: str) -> Outcome:
-        log.error(
-            "entry %s on %s set aside: %s",
-            delivery.entry_id.decode(),
-            delivery.source.name,
-            reason,
-        )
-        body = delivery.fields.get(protocol.FIELD)
-        failed_ms = protocol.now_ms()
-        letter = protocol.DeadLetter(
-            message=body if isinstance(body, bytes) else dict(delivery.fields),
-            reason=reason,
-            queue=delivery.source.name,
-            original_id=delivery.entry_id.decode(),
-            error_type="DecodeError",
-            error=reason,
-            attempts=0,
-            first_failure_ms=failed_ms,
-            last_failure_ms=failed_ms,
-            worker=self.consumer,
-        )
-        return Outcome("dead", delivery.entry_id, protocol.encode_dead_letter(letter))
 
     # -- running -------------------------------------------------------------------------
 
@@ -617,342 +470,3 @@ class Runner:
             outcome = self._dead(run.delivery, run.envelope, run.task, reason)
         outcome = run.timed(outcome)
         loop.call_soon_threadsafe(submit, run.delivery.source, outcome, run.is_pending)
-
-    # -- outcomes ------------------------------------------------------------------------
-
-    def _done(self, run: Run, value: Any) -> Outcome:
-        task, envelope = run.task, run.envelope
-        outcome = Outcome(
-            "done",
-            run.delivery.entry_id,
-            task=task.name,
-            status_key=run.status_key,
-            state="done",
-            message_id=envelope.id,
-            attempt=envelope.attempt,
-            partition_key=protocol.partition_key_of(envelope),
-        )
-        is_child = bool(envelope.headers) and protocol.WORKFLOW in envelope.headers
-        if not task.options.store_result and not is_child:
-            return outcome
-        try:
-            protocol.check_plain(value, "the result")
-            packed = protocol.pack_value(value)
-        except (TypeError, ValueError, OverflowError) as exc:
-            # The caller (or the next step) could never read it: a failure, not a success.
-            error = EncodeError(f"task returned a value that cannot be stored: {exc}")
-            reason = "result cannot be encoded"
-            return self._dead(run.delivery, envelope, task, reason, error)
-        if is_child:
-            outcome.workflow = step_of(envelope, packed)
-        if task.options.store_result:
-            outcome.result_key = task.result_key(envelope.id)
-            outcome.result = protocol.pack_value({"ok": True, "value": value})
-        return outcome
-
-    def _failure(self, run: Run, exc: BaseException, trace: str) -> Outcome:
-        task, envelope = run.task, run.envelope
-        if isinstance(exc, Reject):
-            return self._dead(run.delivery, envelope, task, f"rejected: {exc.reason}", exc, trace)
-        is_retryable = isinstance(exc, (Retry, *task.options.retry_on))
-        if not is_retryable:
-            return self._dead(run.delivery, envelope, task, "not retryable", exc, trace)
-        if envelope.attempt > task.options.max_retries:
-            attempts = f"{envelope.attempt} attempt{'s' if envelope.attempt != 1 else ''}"
-            reason = f"failed {attempts} (max_retries={task.options.max_retries})"
-            return self._dead(run.delivery, envelope, task, reason, exc, trace)
-        if isinstance(exc, Retry) and exc.delay is not None:
-            delay = exc.delay
-        else:
-            delay = task.options.backoff.delay(envelope.attempt)
-        failed_ms = protocol.now_ms()
-        log.warning(
-            "task %s id %s attempt %d failed: %s — retry in %.1fs",
-            task.name,
-            envelope.id,
-            envelope.attempt,
-            _describe(exc),
-            delay,
-            extra=_event(task.name, envelope.id, "retry"),
-        )
-        due_ms = failed_ms + int(delay * 1000)
-        retry = protocol.encode(envelope.next_attempt(failed_ms, due_ms))
-        return Outcome(
-            "retry",
-            run.delivery.entry_id,
-            retry,
-            due_ms,
-            task=task.name,
-            status_key=run.status_key,
-            state="retrying",
-            error=_brief(exc),
-            message_id=envelope.id,
-            attempt=envelope.attempt,
-        )
-
-    def _dead(
-        self,
-        delivery: Delivery,
-        envelope: protocol.Envelope,
-        task: Handler | None,
-        reason: str,
-        exc: BaseException | None = None,
-        trace: str = "",
-    ) -> Outcome:
-        failed_ms = protocol.now_ms()
-        error_type = type(exc).__name__ if exc is not None else "Rejected"
-        error = str(exc) if exc is not None else reason
-        log.error(
-            "task %s id %s dead-lettered after %d attempt(s): %s%s",
-            envelope.task or delivery.source.name,
-            envelope.id,
-            envelope.attempt,
-            reason,
-            f" — {_describe(exc)}" if exc is not None else "",
-            extra=_event(envelope.task or delivery.source.name, envelope.id, "dead"),
-        )
-        letter = protocol.DeadLetter(
-            message=protocol.entry_body(delivery.fields),
-            reason=reason,
-            queue=delivery.source.name,
-            original_id=delivery.entry_id.decode(),
-            error_type=error_type,
-            error=error,
-            traceback=trace,
-            attempts=envelope.attempt,
-            first_failure_ms=envelope.first_failure_ms or failed_ms,
-            last_failure_ms=failed_ms,
-            worker=self.consumer,
-            task=envelope.task,
-            task_id=envelope.id,
-        )
-        # "failed": the handler failed for good (not retryable, or out of retries);
-        # "dead": set aside without a handler failure (rejected, bad input, poison).
-        is_failure = exc is not None and not isinstance(exc, Reject)
-        outcome = Outcome(
-            "dead",
-            delivery.entry_id,
-            protocol.encode_dead_letter(letter),
-            task=UNKNOWN_TASK if task is None else task.name,
-            status_key=delivery.source.status(envelope.id) if envelope.id else None,
-            state="failed" if is_failure else "dead",
-            error=_brief(exc) if is_failure else reason[:STATUS_ERROR_CHARS],
-            message_id=envelope.id,
-            attempt=envelope.attempt,
-            partition_key=protocol.partition_key_of(envelope),
-        )
-        if task is not None and task.options.store_result:
-            outcome.result_key = task.result_key(envelope.id)
-            outcome.result = _error_result(error_type, error)
-        outcome.workflow = failure_of(envelope, error_type, error)
-        return outcome
-
-
-def cancelled_outcome(run: Run, status_key: str | None, reason: str) -> Outcome:
-    """The outcome of a message cancelled before or while it ran: acknowledged, never
-    retried or dead-lettered, its status "cancelled"."""
-    metrics.run_cancelled(*metrics.labels_of(run.delivery.source), run.task.name)
-    log.info(
-        "task %s id %s cancelled%s",
-        run.task.name,
-        run.envelope.id,
-        f": {reason}" if reason else "",
-        extra=_event(run.task.name, run.envelope.id, "cancelled"),
-    )
-    return Outcome(
-        "cancelled",
-        run.delivery.entry_id,
-        task=run.task.name,
-        status_key=status_key,
-        state="cancelled",
-        error=reason[:STATUS_ERROR_CHARS],
-        message_id=run.envelope.id,
-        attempt=run.envelope.attempt,
-        workflow=failure_of(run.envelope, "Cancelled", reason),
-        partition_key=protocol.partition_key_of(run.envelope),
-    )
-
-
-"""The header of a message its rate limit held back: the start reserved for it (Unix ms,
-Redis's clock). The start step does not charge it again when it comes on time (at most
-start.lua's LATE_MS, 100 ms, after it), and charges a later one as a new start."""
-
-
-def _reserved_start(headers: dict[str, Any]) -> int:
-    """The start a rate limit reserved for a message (Unix ms), 0 when it has none."""
-    reserved = headers.get(protocol.RATE_SLOT)
-    if isinstance(reserved, bool) or not isinstance(reserved, (int, float)):
-        return 0
-    return int(reserved)
-
-
-def start_row(source: Source, run: Run) -> StartRow:
-    """What the start step needs of one run (see scripts.Scripts.start)."""
-    options, name = run.task.options, run.task.name
-    rate, limit = options.rate, options.concurrency_limit
-    rate_key = None if rate is None else source.limit("rate", name)
-    fair, key = options.fair, run.envelope.headers.get(protocol.FAIR_KEY)
-    if fair is not None and fair.rate is not None and isinstance(key, str):
-        rate = fair.rate  # per key: one GCRA key per fair key
-        rate_key = f"{QueueKeys(source.namespace, source.name).fair(name)}rate:{key}"
-    return StartRow(
-        name,
-        run.envelope.attempt,
-        run.envelope.id,
-        run.delivery.entry_id,
-        run.status_key,
-        rate_key,
-        0 if rate is None else rate.interval_ms,
-        0 if rate is None else rate.tolerance_ms,
-        None if limit is None else source.limit("slots", name),
-        limit or 0,
-        _reserved_start(run.envelope.headers),
-        protocol.partition_key_of(run.envelope),
-    )
-
-
-WAITS_FOR_SLOT = -1
-"""The start step's reply for a message held back by its concurrency limit."""
-WAITS_FOR_TURN = -2
-"""The start step's reply for a message sent after another of its partition key that has
-not finished."""
-
-
-def held_back(run: Run, due_ms: int, held_key: str | None, reason: str = "") -> Outcome:
-    """The outcome of a message held back before (or, for RateLimited, by) its run: by its
-    rate limit until `due_ms` (its start reserved), by its concurrency limit (due_ms -1:
-    it waits in `held_key`), by its partition key's order (due_ms -2: it waits for its
-    turn), or handed back by the handler. Never an attempt."""
-    envelope = run.envelope
-    source = run.delivery.source
-    if due_ms < 0:  # waits in Redis: for a concurrency slot, or for its key's turn
-        is_turn = due_ms == WAITS_FOR_TURN
-        reason = "order" if is_turn else "concurrency"
-        metrics.held_back(*metrics.labels_of(source), run.task.name, reason)
-        return Outcome(
-            "turn" if is_turn else "wait",
-            run.delivery.entry_id,
-            protocol.entry_body(run.delivery.fields),
-            task=run.task.name,
-            status_key=run.status_key,
-            state="queued",
-            message_id=envelope.id,
-            attempt=envelope.attempt,
-            held_key=None if is_turn else held_key,
-            run_ms=-1,
-            wait_ms=-1,
-            partition_key=protocol.partition_key_of(envelope),
-        )
-    if reason:
-        log.info(
-            "task %s id %s handed back (%s): runs again in %.1fs, not counted as an attempt",
-            run.task.name,
-            envelope.id,
-            reason,
-            (due_ms - protocol.now_ms()) / 1000,
-            extra=_event(run.task.name, envelope.id, "held"),
-        )
-        headers = envelope.headers
-    else:
-        headers = {**envelope.headers, protocol.RATE_SLOT: due_ms}
-    metrics.held_back(*metrics.labels_of(source), run.task.name, reason or "rate")
-    return Outcome(
-        "held",
-        run.delivery.entry_id,
-        protocol.encode(replace(envelope, headers=headers)),
-        due_ms,
-        task=run.task.name,
-        status_key=run.status_key,
-        state="delayed",
-        message_id=envelope.id,
-        attempt=envelope.attempt,
-        run_ms=-1,
-        wait_ms=-1,
-    )
-
-
-STATUS_ERROR_CHARS = 500
-"""The longest error text a status keeps (the dead letter keeps all of it)."""
-
-
-CHUNK_SECONDS = 0.002
-"""A chunk of sync runs handed to one pool thread takes about this long, at most."""
-ASYNC_CHUNK_BELOW = 0.00005
-"""An async handler whose runs take less than this on average (it does not wait on I/O)
-runs in chunks; one that takes longer gets an asyncio task per run, so that they overlap."""
-MAX_CHUNK = 32
-
-
-def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
-    """In a pool thread: the call's value, and how long it took."""
-    started = time.monotonic()
-    value = call()
-    return value, time.monotonic() - started
-
-
-def _call_each(calls: list[tuple[Run, Any]]) -> list[tuple[Any, BaseException | None, str, float]]:
-    """In a pool thread: each call in turn, (value, exception, traceback, seconds) each; a
-    run cancelled before its turn is not called."""
-    done: list[tuple[Any, BaseException | None, str, float]] = []
-    for run, call in calls:
-        started = time.monotonic()
-        if run.cancel_reason is not None:
-            done.append((None, asyncio.CancelledError(), "", 0.0))
-            continue
-        try:
-            done.append((call(), None, "", time.monotonic() - started))
-        except Exception as exc:
-            done.append((None, exc, traceback.format_exc(), time.monotonic() - started))
-    return done
-
-
-async def _within(awaitable: Awaitable[Any], timeout: float | None) -> Any:
-    """`awaitable`'s value, or a TimeoutError that names the handler's limit when it runs
-    past `timeout` (asyncio's own has no text: the dead letter would say "TimeoutError: ").
-    A TimeoutError the handler raised itself goes through as it is."""
-    try:
-        return await asyncio.wait_for(awaitable, timeout)
-    except TimeoutError as exc:
-        if isinstance(exc.__cause__, asyncio.CancelledError):
-            raise TimeoutError(f"the handler ran past its timeout={timeout:g}s") from None
-        raise
-
-
-def _left_pending(run: Run) -> None:
-    """A manual-mode handler returned without acking or nacking: say so (no outcome)."""
-    name, message_id = run.task.name, run.envelope.id
-    log.warning(
-        "task %s id %s returned without ack or nack: it stays pending and is delivered "
-        "again after the visibility timeout",
-        name,
-        message_id,
-        extra=_event(name, message_id, "pending"),
-    )
-
-
-def _undecided(run: Run) -> bool:
-    return run.message is None or run.message.decision is None
-
-
-def _brief(exc: BaseException | None) -> str:
-    """ "ErrorType: message" for a status, cut to STATUS_ERROR_CHARS."""
-    if exc is None:
-        return ""
-    return f"{type(exc).__name__}: {exc}"[:STATUS_ERROR_CHARS]
-
-
-def _event(task: str, task_id: str, outcome: str) -> dict[str, str]:
-    """The fields a log line about one run carries (structured in JSON logs)."""
-    return {"task": task, "task_id": task_id, "outcome": outcome}
-
-
-def _error_result(error_type: str, error: str) -> bytes:
-    packed: bytes = msgpack.packb({"ok": False, "error_type": error_type, "error": error})
-    return packed
-
-
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return ""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -29,8 +29,8 @@ from .._redis.connection import MAX_BLOCK
 from .._redis.errors import CLUSTER_CHANGING, Outage, is_client_race, is_slot_moving
 from .._redis.lanes import Lane, fields_of
 from .._redis.scripts import Scripts
-from .execution import Delivery
 from .in_flight import InFlight
+from .runs import Delivery
 from .scanner import Scanner
 from .settler import Settler
 

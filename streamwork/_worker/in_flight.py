@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from .._base.keys import Source
 
 if TYPE_CHECKING:
-    from .execution import Run
+    from .runs import Run
 
 log = logging.getLogger("streamwork.in_flight")
 

@@ -21,7 +21,7 @@ from .._base.keys import Source, TopicKeys
 from .._base.settings import Duration, WorkerSettings, to_seconds
 from .._redis import commands, memory
 from .._schedules.ticker import Ticker
-from .execution import Outcome
+from .runs import Outcome
 from .worker import Worker
 
 if TYPE_CHECKING:

@@ -24,20 +24,12 @@ from .._redis.errors import Outage, failure
 from .._redis.scripts import Scripts
 from .._schedules.ticker import Ticker
 from .batching import Batches
-from .execution import (
-    WAITS_FOR_SLOT,
-    Delivery,
-    Outcome,
-    Run,
-    Runner,
-    Submit,
-    cancelled_outcome,
-    held_back,
-    start_row,
-)
+from .decisions import WAITS_FOR_SLOT, cancelled_outcome, held_back, start_row
+from .execution import Runner
 from .fetcher import Fetcher
 from .in_flight import InFlight
 from .recycling import RecyclePolicy
+from .runs import Delivery, Outcome, Run, Submit
 from .scanner import Scanner
 from .settler import Settler
 

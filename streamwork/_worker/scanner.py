@@ -31,8 +31,8 @@ from .._base.settings import WorkerSettings
 from .._redis import commands
 from .._redis.errors import Outage
 from .._redis.scripts import Scripts
-from .execution import Delivery
 from .in_flight import InFlight
+from .runs import Delivery
 
 if TYPE_CHECKING:
     from .._app.topic import Retention

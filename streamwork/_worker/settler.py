@@ -22,7 +22,7 @@ from .._base import metrics, protocol
 from .._base.keys import Source
 from .._redis.errors import Outage
 from .._redis.scripts import Scripts
-from .execution import Outcome
+from .runs import Outcome
 
 log = logging.getLogger("streamwork.settler")
 

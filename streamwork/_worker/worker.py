@@ -38,15 +38,12 @@ from .._workflows.canvas import Sender
 from .._workflows.recorder import Recorder
 from ..errors import ConfigurationError
 from .batching import Batches
-from .execution import (
-    Delivery,
-    Outcome,
-    Runner,
-)
+from .execution import Runner
 from .fetcher import Fetcher
 from .in_flight import InFlight
 from .launching import Launching, Session, write_progress
 from .recycling import RecyclePolicy
+from .runs import Delivery, Outcome
 from .scanner import Scanner
 from .settler import Settler
 

@@ -70,7 +70,7 @@ def test_settle_writes_nothing_for_entries_another_consumer_owns(app, client):
     ids = [client.xadd(stream, {"m": b"x"}) for _ in range(3)]
     client.xreadgroup("workers", "me", {stream: ">"})
     client.xclaim(stream, "workers", "thief", 0, [ids[1]])
-    from streamwork._worker.execution import Outcome
+    from streamwork._worker.runs import Outcome
 
     outcomes = [Outcome("retry", i, b"retry-%d" % n, 1) for n, i in enumerate(ids)]
     written = Scripts(client).settle(source, "me", outcomes, is_pending=True, result_ttl_ms=1000)

@@ -5,7 +5,7 @@ from itertools import pairwise
 
 from streamwork._base import protocol
 from streamwork._base.keys import TopicKeys
-from streamwork._worker.execution import Outcome
+from streamwork._worker.runs import Outcome
 
 
 def setup_pending(app, consumer="me", n=3):

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from streamwork import App, Backoff
 from streamwork._base import protocol, tracing
-from streamwork._worker.execution import CHUNK_SECONDS, MAX_CHUNK, Delivery, Run, Runner
+from streamwork._worker.execution import CHUNK_SECONDS, MAX_CHUNK, Runner
+from streamwork._worker.runs import Delivery, Run
 
 
 def deliveries(app, task, args_list):

@@ -10,7 +10,8 @@ import pytest
 
 from streamwork import App, Backoff, Reject, Retry
 from streamwork._base import protocol
-from streamwork._worker.execution import Delivery, Outcome, Run, Runner
+from streamwork._worker.execution import Runner
+from streamwork._worker.runs import Delivery, Outcome, Run
 
 
 @pytest.fixture

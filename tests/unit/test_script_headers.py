@@ -8,7 +8,7 @@ import pytest
 
 from streamwork._base.keys import QueueKeys, ScheduleKeys, WorkflowKeys, queue_source
 from streamwork._redis import script_base, scripts
-from streamwork._worker.execution import Outcome
+from streamwork._worker.runs import Outcome
 
 HEADER_KEY = re.compile(r"^-- KEYS\[(\d+)(\.\.)?\]", re.MULTILINE)
 

@@ -276,8 +276,6 @@ OVER_BUDGET = {
     "streamwork/_app/task.py": 710,
     "streamwork/_app/task.py::Task": 471,
     "streamwork/_schedules/schedules.py": 613,
-    "streamwork/_worker/execution.py": 959,
-    "streamwork/_worker/execution.py::Runner": 610,
     "streamwork/_worker/execution.py::Runner.run_batch": 93,
     "streamwork/_worker/worker.py::Worker._session": 87,
     "streamwork/_workflows/canvas.py::_plan": 101,
