@@ -9,7 +9,8 @@ modules are `streamwork.errors`, `streamwork.testing`, `streamwork.ops`, `stream
 from importlib import metadata as _metadata
 
 from ._app.app import App
-from ._app.task import Task, TaskHandle
+from ._app.handles import TaskHandle
+from ._app.task import Task
 from ._app.topic import Retention, Subscriber
 from ._base.message import Message
 from ._base.protocol import ChildFailed

@@ -37,9 +37,10 @@ from .._schedules.schedules import (
 from .._send.producer import Producer
 from .._workflows.handle import WorkflowHandle
 from ..errors import AppNotFound, ConfigurationError, UnknownTask
+from .handles import TaskHandle
 from .queue_methods import DEFAULT_QUEUE, QueueMethods
 from .schedule_methods import ScheduleMethods
-from .task import Task, TaskHandle
+from .task import Task
 from .topic import Retention, Subscriber
 from .topic_methods import TopicMethods
 

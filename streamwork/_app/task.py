@@ -9,211 +9,24 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import math
-import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any
 
-import msgpack
-
-from .._base import metrics, protocol, tracing
-from .._base.handler import HandlerOptions, check_priority
-from .._base.keys import PARTITION_ID, QueueKeys, partition_name, partition_of_id, queue_registry
-from .._base.plans import Plan, run_plan, run_plan_async, step
+from .._base import protocol, tracing
+from .._base.handler import HandlerOptions
+from .._base.keys import PARTITION_ID, QueueKeys
 from .._base.settings import Duration
-from .._lifecycle.lifecycle import CancelResult, TaskStatus, decode_cancel, parse_status
-from .._redis import commands
-from .._redis.connection import MAX_BLOCK, block_for
 from .._send.producer import DEFAULT_KEY_TTL, SEND_BATCH, Destination, Producer, due_ms
 from .._workflows.canvas import Signature
 from ..errors import (
     BadArguments,
     ConfigurationError,
-    DecodeError,
-    ResultTimeout,
     SendIncomplete,
-    TaskCancelled,
-    TaskFailed,
 )
-
-
-@dataclass(frozen=True)
-class TaskHandle:
-    """What a send returns: the message id, and its result when the task stores results."""
-
-    id: str
-    task: Task = field(repr=False)
-    is_duplicate: bool = False
-    """True when a send with an idempotency key found the key held: nothing was queued."""
-
-    @property
-    def _key(self) -> str:
-        return self.task.result_key(self.id)
-
-    @property
-    def partition(self) -> int | None:
-        """The partition of its queue the message was sent to (None: a plain queue)."""
-        return self.task.partition_of(self.id)
-
-    def _check(self) -> None:
-        if not self.task.options.store_result:
-            raise ConfigurationError(
-                f"task {self.task.name!r} does not store results: declare it with store_result=True"
-            )
-
-    def result(self, timeout: float | None = 10.0) -> Any:
-        """Wait up to `timeout` seconds (None: without limit) for the return value.
-
-        TaskFailed if it ended for good (dead-lettered, failed), TaskCancelled at once if it
-        was cancelled (or when it is, while waiting), ResultTimeout past the timeout."""
-        connection = self.task.producer.connection
-        with connection.translate_errors():
-            return run_plan(self._result_plan(timeout), connection.redis)
-
-    async def result_async(self, timeout: float | None = 10.0) -> Any:
-        """Like `result`, for asyncio code."""
-        connection = self.task.producer.connection
-        with connection.translate_errors():
-            return await run_plan_async(self._result_plan(timeout), connection.async_redis())
-
-    def _result_plan(self, timeout: float | None) -> Plan[Any]:
-        self._check()
-        wait = _ResultWait(timeout, self.task.producer.track_status)
-        while True:
-            key = self._status_key if wait.looks_at_status() else None
-            if key and (yield step(commands.hash_field, key, "state")) == CANCELLED:
-                self._raise_cancelled((yield step(commands.hash_field, key, "reason")))
-            block = wait.block()
-            raw = yield step(commands.wait_result, self._key, block)
-            if raw is not None or wait.is_over():
-                return self._decode(raw, timeout)
-
-    def _raise_cancelled(self, raw_reason: bytes | None) -> NoReturn:
-        reason = raw_reason.decode(errors="replace") if raw_reason else None
-        why = f": {reason}" if reason else ""
-        raise TaskCancelled(f"task {self.task.name} id {self.id} was cancelled{why}", reason)
-
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def _check_tracked(self) -> None:
-        if not self.task.producer.track_status:
-            raise ConfigurationError(
-                "this app does not track message status (App(track_status=False)): there is "
-                "no status to read and nothing to cancel"
-            )
-
-    @property
-    def _status_key(self) -> str:
-        self._check_tracked()
-        return self.task.keys_for(self.id).status(self.id)
-
-    def status(self) -> TaskStatus:
-        """Where the message is now: queued, delayed, running (with progress), retrying,
-        done, failed, dead, cancelled, or unknown (never sent, or its status expired)."""
-        connection = self.task.producer.connection
-        with connection.translate_errors():
-            raw = commands.read_hash(connection.redis, self._status_key)
-        return parse_status(raw, protocol.now_ms())
-
-    async def status_async(self) -> TaskStatus:
-        """Like `status`, for asyncio code."""
-        connection = self.task.producer.connection
-        with connection.translate_errors():
-            raw = await commands.read_hash(connection.async_redis(), self._status_key)
-        return parse_status(raw, protocol.now_ms())
-
-    def cancel(self, reason: str | None = None) -> CancelResult:
-        """Cancel the message; returns what that did: "cancelled" (it was queued or delayed:
-        it never runs; or it was cancelled already: a repeated cancel, say after a lost
-        reply, answers as the first did), "cancelling" (it is running: its worker stops it —
-        an async handler at once, a sync one when it checks `message.cancelled`), "finished"
-        (it had already ended: done, failed or dead; nothing changes) or "unknown" (no such
-        message, or its status expired)."""
-        connection = self.task.producer.connection
-        with connection.translate_errors():
-            reply = connection.scripts.cancel(*self._cancel_args(reason))
-        return self._cancelled(reply)
-
-    async def cancel_async(self, reason: str | None = None) -> CancelResult:
-        """Like `cancel`, for asyncio code."""
-        connection = self.task.producer.connection
-        with connection.translate_errors():
-            reply = await connection.async_scripts().cancel(*self._cancel_args(reason))
-        return self._cancelled(reply)
-
-    def _cancel_args(self, reason: str | None) -> tuple[QueueKeys, str, str, int, int, int]:
-        if reason is not None and not isinstance(reason, str):
-            raise ConfigurationError(f"reason must be a string, got {reason!r}")
-        self._check_tracked()
-        producer = self.task.producer
-        return (
-            self.task.keys_for(self.id),
-            self.id,
-            (reason or "")[:500],
-            protocol.now_ms(),
-            producer.status_ttl_ms,
-            producer.events_cap(self.task.options.queue),
-        )
-
-    def _cancelled(self, reply: Any) -> CancelResult:
-        what, before = decode_cancel(reply)
-        if what == "cancelled" and before not in ("queued", "cancelled"):
-            # delayed or waiting to retry: it left the delayed set now, no worker sees it
-            metrics.run_cancelled(self.task.options.queue, "", self.task.name)
-        return what
-
-    def _decode(self, raw: bytes | None, timeout: float | None) -> Any:
-        if raw is None:
-            raise ResultTimeout(
-                f"no result for task {self.task.name} id {self.id} within {timeout}s — "
-                "is a worker running for queue " + repr(self.task.options.queue) + "?"
-            )
-        try:
-            outcome = protocol.unpack_value(raw)
-        except (ValueError, TypeError, msgpack.UnpackException) as exc:
-            raise DecodeError(f"the stored result of {self.id} cannot be read: {exc}") from None
-        if not isinstance(outcome, dict):
-            raise DecodeError(f"the stored result of {self.id} is not a streamwork result")
-        if outcome.get("ok"):
-            return outcome.get("value")
-        raise TaskFailed(outcome.get("error_type", "Error"), outcome.get("error", ""))
-
-
-CANCELLED = b"cancelled"
-STATUS_LOOK_EVERY = 0.5
-"""Seconds between two looks at a message's status while its result is awaited: a
-cancelled message has no result to wait for."""
-
-
-class _ResultWait:
-    """The blocks a result wait is made of: each within the socket timeout, and, when the
-    message's status is tracked, short enough to look at it between them."""
-
-    def __init__(self, timeout: float | None, tracks_status: bool) -> None:
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
-        ):
-            raise ConfigurationError(f"timeout must be seconds >= 0 or None, got {timeout!r}")
-        self._deadline = math.inf if timeout is None else time.monotonic() + timeout
-        self._tracks_status = tracks_status
-
-    def looks_at_status(self) -> bool:
-        return self._tracks_status
-
-    def block(self) -> float:
-        longest = STATUS_LOOK_EVERY if self._tracks_status else MAX_BLOCK
-        if self._deadline == math.inf:
-            return longest
-        return min(longest, block_for(self._deadline))
-
-    def is_over(self) -> bool:
-        return time.monotonic() >= self._deadline
-
-
-"""The header carrying a fair task's message key (its per-key rate limit reads it)."""
+from .handles import TaskHandle
+from .routing import Routing
 
 
 def check_partition_key(key: Any) -> str:
@@ -222,7 +35,7 @@ def check_partition_key(key: Any) -> str:
     return key
 
 
-class Task:
+class Task(Routing):
     """A function registered with `@app.task`; calling it runs it here, `send` queues it."""
 
     def __init__(
@@ -284,23 +97,6 @@ class Task:
         self.__name__ = getattr(fn, "__name__", name)
         self.__wrapped__ = fn
 
-    def _destination_of(self, keys: QueueKeys) -> Destination:
-        options = self.options
-        return Destination(
-            name=options.queue,  # a partition's sends count and register as its queue's
-            registry=queue_registry(keys.namespace),
-            stream=keys.stream,
-            delayed=keys.delayed,
-            dedupe_prefix=keys.dedupe(""),
-            status_prefix=keys.status("") if self.producer.track_status else None,
-            fair=None
-            if options.fair is None
-            else (keys.fair(self.name), options.fair.concurrency or 0),
-            task=self.name,
-            events=keys.events,
-            order_prefix=keys.order_prefix,
-        )
-
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
@@ -322,56 +118,6 @@ class Task:
 
     def result_key(self, message_id: str) -> str:
         return self.keys_for(message_id).result(message_id)
-
-    @property
-    def partitions(self) -> int:
-        """How many partitions the task's queue has (1: a plain queue)."""
-        return self._partitions(self.options.queue)
-
-    @property
-    def home_queue(self) -> str:
-        """Where messages that pick no partition go (a workflow's steps, a schedule's
-        ticks): the task's queue, or partition 0 of a partitioned one."""
-        if self.partitions == 1:
-            return self.options.queue
-        return partition_name(self.options.queue, 0)
-
-    def partition_of(self, message_id: str) -> int | None:
-        """The partition a message of this task was sent to, from its id (a message id on a
-        partitioned queue ends in `-pN`; one without, e.g. a workflow's child, went to
-        partition 0); None on a plain queue."""
-        if self.partitions == 1:
-            return None
-        return partition_of_id(message_id)
-
-    def keys_for(self, message_id: str) -> QueueKeys:
-        """The keys of the queue (or partition) holding message `message_id`."""
-        partition = self.partition_of(message_id)
-        if partition is None:
-            return self.keys
-        return QueueKeys(self.keys.namespace, partition_name(self.options.queue, partition))
-
-    def _partition_destination(self, partition: int) -> Destination:
-        """Where a send to partition `partition` of the task's queue goes."""
-        count = self.partitions
-        if len(self._partition_destinations) != count:
-            self._partition_destinations = [
-                self._destination_of(
-                    QueueKeys(self.keys.namespace, partition_name(self.options.queue, k))
-                )
-                for k in range(count)
-            ]
-        return self._partition_destinations[partition]
-
-    def _choose_partition(self, partition_key: str | None) -> int | None:
-        """The partition of a send: the key's (crc32), or the next round-robin; None on a
-        plain queue."""
-        count = self.partitions
-        if count == 1:
-            return None
-        if partition_key is not None:
-            return zlib.crc32(partition_key.encode()) % count
-        return next(self._turns) % count
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise BadArguments unless `args` and `kwargs` fit the handler's signature (a
@@ -445,28 +191,6 @@ class Task:
         """A fair task's checked envelope with its key in its headers, and the key."""
         key = self.fair_key(envelope.args, envelope.kwargs)
         return replace(envelope, headers={**envelope.headers, protocol.FAIR_KEY: key}), key
-
-    def destination_for(self, priority: str | None, partition: int | None = None) -> Destination:
-        """Where a send goes: the stream of its priority band (the task's own by default),
-        or of partition `partition` of a partitioned queue."""
-        if partition is not None:
-            return self._partition_destination(partition)
-        band = self.options.priority if priority is None else check_priority(priority)
-        if band is None or band == "default":
-            return self.destination
-        found = self._bands.get(band)
-        if found is None:
-            if not self._has_bands(self.options.queue):
-                raise ConfigurationError(
-                    f"queue {self.options.queue!r} has no priority bands: declare a task on "
-                    "it with priority= (e.g. priority='default') so workers read its bands"
-                )
-            found = self._bands[band] = replace(
-                self.destination,
-                stream=self.keys.band_stream(band),
-                delayed=self.keys.band_delayed(band),
-            )
-        return found
 
     def _plan_one(
         self,

@@ -1,0 +1,121 @@
+"""Where a task's messages go: its queue's keys, the band a priority picks, the partition a
+partition key (or the round robin) picks, and which partition a message id names (a base
+class of Task; what it needs of the Task is declared here).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+from .._base.handler import HandlerOptions, check_priority
+from .._base.keys import QueueKeys, partition_name, partition_of_id, queue_registry
+from .._send.producer import Destination, Producer
+from ..errors import (
+    ConfigurationError,
+)
+
+
+class Routing:
+    """A task's destinations (a base class of Task)."""
+
+    name: str
+    options: HandlerOptions
+    producer: Producer
+    keys: QueueKeys
+    destination: Destination
+    _has_bands: Callable[[str], bool]
+    _bands: dict[str, Destination]
+    _partitions: Callable[[str], int]
+    _partition_destinations: list[Destination]
+    _turns: Iterator[int]
+
+    def _destination_of(self, keys: QueueKeys) -> Destination:
+        options = self.options
+        return Destination(
+            name=options.queue,  # a partition's sends count and register as its queue's
+            registry=queue_registry(keys.namespace),
+            stream=keys.stream,
+            delayed=keys.delayed,
+            dedupe_prefix=keys.dedupe(""),
+            status_prefix=keys.status("") if self.producer.track_status else None,
+            fair=None
+            if options.fair is None
+            else (keys.fair(self.name), options.fair.concurrency or 0),
+            task=self.name,
+            events=keys.events,
+            order_prefix=keys.order_prefix,
+        )
+
+    @property
+    def partitions(self) -> int:
+        """How many partitions the task's queue has (1: a plain queue)."""
+        return self._partitions(self.options.queue)
+
+    @property
+    def home_queue(self) -> str:
+        """Where messages that pick no partition go (a workflow's steps, a schedule's
+        ticks): the task's queue, or partition 0 of a partitioned one."""
+        if self.partitions == 1:
+            return self.options.queue
+        return partition_name(self.options.queue, 0)
+
+    def partition_of(self, message_id: str) -> int | None:
+        """The partition a message of this task was sent to, from its id (a message id on a
+        partitioned queue ends in `-pN`; one without, e.g. a workflow's child, went to
+        partition 0); None on a plain queue."""
+        if self.partitions == 1:
+            return None
+        return partition_of_id(message_id)
+
+    def keys_for(self, message_id: str) -> QueueKeys:
+        """The keys of the queue (or partition) holding message `message_id`."""
+        partition = self.partition_of(message_id)
+        if partition is None:
+            return self.keys
+        return QueueKeys(self.keys.namespace, partition_name(self.options.queue, partition))
+
+    def _partition_destination(self, partition: int) -> Destination:
+        """Where a send to partition `partition` of the task's queue goes."""
+        count = self.partitions
+        if len(self._partition_destinations) != count:
+            self._partition_destinations = [
+                self._destination_of(
+                    QueueKeys(self.keys.namespace, partition_name(self.options.queue, k))
+                )
+                for k in range(count)
+            ]
+        return self._partition_destinations[partition]
+
+    def _choose_partition(self, partition_key: str | None) -> int | None:
+        """The partition of a send: the key's (crc32), or the next round-robin; None on a
+        plain queue."""
+        count = self.partitions
+        if count == 1:
+            return None
+        if partition_key is not None:
+            return zlib.crc32(partition_key.encode()) % count
+        return next(self._turns) % count
+
+    def destination_for(self, priority: str | None, partition: int | None = None) -> Destination:
+        """Where a send goes: the stream of its priority band (the task's own by default),
+        or of partition `partition` of a partitioned queue."""
+        if partition is not None:
+            return self._partition_destination(partition)
+        band = self.options.priority if priority is None else check_priority(priority)
+        if band is None or band == "default":
+            return self.destination
+        found = self._bands.get(band)
+        if found is None:
+            if not self._has_bands(self.options.queue):
+                raise ConfigurationError(
+                    f"queue {self.options.queue!r} has no priority bands: declare a task on "
+                    "it with priority= (e.g. priority='default') so workers read its bands"
+                )
+            found = self._bands[band] = replace(
+                self.destination,
+                stream=self.keys.band_stream(band),
+                delayed=self.keys.band_delayed(band),
+            )
+        return found
