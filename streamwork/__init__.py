@@ -17,7 +17,8 @@ from ._base.protocol import ChildFailed
 from ._base.settings import Backoff, WorkerSettings
 from ._lifecycle.events import Event
 from ._lifecycle.lifecycle import TaskStatus, UnknownMessage
-from ._schedules.schedules import Schedule, ScheduleError, UnknownSchedule
+from ._schedules.definitions import ScheduleError
+from ._schedules.schedules import Schedule, UnknownSchedule
 from ._worker.worker import Worker
 from ._workflows.canvas import chain, chord, group
 from ._workflows.handle import NodeStatus, WorkflowHandle, WorkflowStatus

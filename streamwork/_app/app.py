@@ -29,11 +29,7 @@ from .._base.settings import AckMode, Backoff, Duration, to_seconds
 from .._lifecycle import events as events_module
 from .._lifecycle.events import Event, Since
 from .._redis.connection import Connection
-from .._schedules.schedules import (
-    SCHEDULE_ARGS,
-    Definition,
-    ScheduleArgs,
-)
+from .._schedules.definitions import SCHEDULE_ARGS, Definition, ScheduleArgs
 from .._send.producer import Producer
 from .._workflows.handle import WorkflowHandle
 from ..errors import AppNotFound, ConfigurationError, UnknownTask

@@ -8,14 +8,8 @@ from typing import TYPE_CHECKING
 
 from .._base import protocol
 from .._redis.connection import Connection
-from .._schedules.schedules import (
-    Definition,
-    Schedule,
-    ScheduleArgs,
-    Schedules,
-    define,
-    tick_body,
-)
+from .._schedules.definitions import Definition, ScheduleArgs, define, tick_body
+from .._schedules.schedules import Schedule, Schedules
 from ..errors import BadArguments, ConfigurationError, EncodeError
 from .task import Task
 

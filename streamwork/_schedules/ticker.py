@@ -18,7 +18,8 @@ from .._base import metrics, protocol
 from .._base.keys import ScheduleKeys, queue_registry, schedule_index
 from .._redis import commands
 from ..errors import StreamworkError
-from .schedules import TICK_EVERY, Definition, claim_ttl_ms, tick_body
+from .definitions import Definition, claim_ttl_ms, tick_body
+from .schedules import TICK_EVERY
 
 log = logging.getLogger("streamwork.ticker")
 

@@ -15,7 +15,8 @@ from streamwork import App
 from streamwork._base import protocol
 from streamwork._base.keys import ScheduleKeys
 from streamwork._redis.scripts import Scripts
-from streamwork._schedules.schedules import UnknownSchedule, tick_body
+from streamwork._schedules.definitions import tick_body
+from streamwork._schedules.schedules import UnknownSchedule
 from streamwork._schedules.ticker import Ticker
 from streamwork.testing import WorkerThread, run_until_idle, wait_until
 

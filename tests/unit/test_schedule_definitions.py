@@ -9,7 +9,7 @@ import pytest
 from croniter import croniter
 
 from streamwork import App
-from streamwork._schedules.schedules import CATCH_UP_LIMIT, Definition
+from streamwork._schedules.definitions import CATCH_UP_LIMIT, Definition
 from streamwork.errors import ConfigurationError
 
 PARIS = ZoneInfo("Europe/Paris")

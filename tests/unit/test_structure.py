@@ -273,15 +273,14 @@ MODULE_LINES, CLASS_LINES, FUNCTION_LINES = 500, 450, 80
 # What is over budget today, at its size today: an entry may only go (when its code is split)
 # or stay as large; none may be added.
 OVER_BUDGET = {
-    "streamwork/_schedules/schedules.py": 613,
     "streamwork/_worker/execution.py::Runner.run_batch": 93,
     "streamwork/_worker/worker.py::Worker._session": 87,
     "streamwork/_workflows/canvas.py::_plan": 101,
     "streamwork/cli/main.py::worker": 94,
     "streamwork/ops/metrics.py::QueueCollector.collect": 97,
-    "streamwork/ops/stats.py": 506,
-    "streamwork/web/console.py": 585,
-    "streamwork/web/console.py::Console": 461,
+    "streamwork/ops/stats.py": 501,
+    "streamwork/web/console.py": 582,
+    "streamwork/web/console.py::Console": 458,
 }
 
 
