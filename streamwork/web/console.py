@@ -15,7 +15,6 @@ tail is a server-sent-events stream of blocking reads, one at a time per open pa
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -31,20 +30,18 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .._app.app import App
-from .._base import protocol
-from .._base.keys import NAME, NAME_RULE, Source, base_queue, partition_number
 from .._lifecycle import events, lifecycle
 from .._lifecycle.events import start_positions
-from .._redis import reads, registry
+from .._redis import registry
 from .._redis.urls import redact
 from .._workflows.nodes import UnknownWorkflow
-from ..errors import ConfigurationError, ConnectionFailed, StreamworkError
-from ..ops import dead_letters
+from ..errors import ConfigurationError, StreamworkError
 from ..ops.workflows import child_states
 from . import security, views
+from .dead_letter_pages import DeadLetterPages
+from .requests import ENTRY_ID, HTTPProblem, check_id, check_name, matches, status_of
 
 HERE = Path(__file__).parent
-ENTRY_ID = r"\d{1,20}-\d{1,20}"
 FLASH_COOKIE = "sw_flash"
 CSRF_REFUSED = "refused: the request has no valid CSRF token (reload the page and try again)"
 SECURITY_HEADERS = {
@@ -58,42 +55,12 @@ SECURITY_HEADERS = {
 }
 
 
-class HTTPProblem(Exception):
-    """A request the console refuses or cannot serve: a status and a one-line reason."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _status_of(exc: StreamworkError) -> int:
-    if isinstance(exc, LookupError):
-        return 404
-    if isinstance(exc, ConnectionFailed):
-        return 503
-    if isinstance(exc, ConfigurationError):
-        return 400
-    return 500
-
-
-def _check_name(kind: str, value: str) -> str:
-    if not NAME.fullmatch(value):
-        raise HTTPProblem(400, f"invalid {kind} name {value!r}: {NAME_RULE}")
-    return value
-
-
-def _check_id(kind: str, value: str) -> str:
-    if not protocol.ID.fullmatch(value):
-        raise HTTPProblem(400, f"{value!r} is not a {kind} id ({protocol.ID_RULE})")
-    return value
-
-
 Read = Callable[[Request], dict[str, Any]]
 Act = Callable[[Request, FormData], tuple[str, str]]
 """An action: (where to go next, relative to the console's root; what to tell the user)."""
 
 
-class Console:
+class Console(DeadLetterPages):
     def __init__(self, app: App, guard: security.Guard, read_only: bool) -> None:
         self.app = app
         self.guard = guard
@@ -199,7 +166,7 @@ class Console:
         except HTTPProblem as exc:
             return self.problem(request, exc.status, str(exc))
         except StreamworkError as exc:
-            return self.problem(request, _status_of(exc), str(exc))
+            return self.problem(request, status_of(exc), str(exc))
 
     def page(self, template: str, read: Read) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -285,7 +252,7 @@ class Console:
         }
 
     def _queue(self, request: Request) -> str:
-        queue = _check_name("queue", request.path_params["queue"])
+        queue = check_name("queue", request.path_params["queue"])
         if queue not in registry.known_queues(self.app):
             raise HTTPProblem(404, f"no queue {queue!r} in namespace {self.app.namespace!r}")
         return queue
@@ -293,7 +260,7 @@ class Console:
     def read_queue(self, request: Request) -> dict[str, Any]:
         queue = self._queue(request)
         after = request.query_params.get("after")
-        if after is not None and not _matches(ENTRY_ID, after):
+        if after is not None and not matches(ENTRY_ID, after):
             raise HTTPProblem(400, f"{after!r} is not a stream entry id")
         return {"queue": queue, "page": views.queue_page(self.app, queue, after)}
 
@@ -308,147 +275,20 @@ class Console:
     def read_workers(self, request: Request) -> dict[str, Any]:
         return {"workers": views.workers(self.app)}
 
-    # -- dead letters -------------------------------------------------------------------------
-
-    def _source(self, request: Request, form: FormData | None = None) -> Source:
-        """The queue (or partition) named in the path, or with `group` (query or form) a
-        topic's group."""
-        partition = self._partition_source(request)
-        if partition is not None:
-            return partition
-        name = _check_name("queue or topic", request.path_params["name"])
-        group = (form.get("group") if form is not None else None) or request.query_params.get(
-            "group"
-        )
-        kind, known = (
-            ("topic", registry.known_topics) if group else ("queue", registry.known_queues)
-        )
-        if name not in known(self.app):
-            raise HTTPProblem(404, f"no {kind} {name!r} in namespace {self.app.namespace!r}")
-        if group:
-            return self.app.topic_source(name, _check_name("group", str(group)))
-        return self.app.queue_source(name)
-
-    def _partition_source(self, request: Request) -> Source | None:
-        """One partition of a partitioned queue, named in the path (`orders~3`), or None."""
-        name = request.path_params["name"]
-        number = partition_number(name)
-        if number is None:
-            return None
-        queue = _check_name("queue", base_queue(name))
-        if not number < self.app.partitions(queue) or queue not in registry.known_queues(self.app):
-            raise HTTPProblem(404, f"no partition {name!r} in namespace {self.app.namespace!r}")
-        return self.app.queue_source(name)
-
-    def read_dlq_index(self, request: Request) -> dict[str, Any]:
-        rows = []
-        queues = registry.known_queues(self.app)
-        # a partitioned queue's dead letters: a row per partition (`orders~3`)
-        sources = [
-            (source.name, None, source)
-            for queue in queues
-            for source in (
-                self.app.queue_sources(queue)
-                if self.app.partitions(queue) > 1
-                else [self.app.queue_source(queue)]
-            )
-        ] + [(t, g, self.app.topic_source(t, g)) for t, g in self.app.subscriber_groups()]
-        client = self.app.connection.redis
-        with self.app.connection.translate_errors():
-            counts = reads.lengths(client, [source.dead_letters for _, _, source in sources])
-        for (name, group, _), count in zip(sources, counts, strict=True):
-            rows.append({"name": name, "group": group, "count": int(count)})
-        return {"rows": rows}
-
-    def read_dead_letters(self, request: Request) -> dict[str, Any]:
-        source = self._source(request)
-        params = request.query_params
-        before = params.get("before") or None
-        if before is not None and not _matches(ENTRY_ID, before):
-            raise HTTPProblem(400, f"{before!r} is not a stream entry id")
-        task, text = params.get("task", "").strip(), params.get("q", "").strip()
-        found = dead_letters.search(
-            self.app.connection, source, task=task or None, text=text or None, before=before
-        )
-        return {
-            "name": request.path_params["name"],
-            "group": source.group if source.topic else None,
-            "source": source,
-            "found": found,
-            "total": dead_letters.count(self.app.connection, source),
-            "task": task,
-            "text": text,
-            "before": before,
-            "why": dead_letters.describe,
-        }
-
-    def read_dead_letter(self, request: Request) -> dict[str, Any]:
-        source = self._source(request)
-        entry_id = request.path_params["entry_id"]
-        if not _matches(ENTRY_ID, entry_id):
-            raise HTTPProblem(400, f"{entry_id!r} is not a stream entry id")
-        entry = dead_letters.show(self.app.connection, source, entry_id)
-        data = entry.as_dict()
-        message = data["message"]
-        shown = (
-            {name: views.show_value(message[name]) for name in ("args", "kwargs", "headers")}
-            if isinstance(message, dict)
-            else {"raw": message}
-        )
-        return {
-            "name": request.path_params["name"],
-            "group": source.group if source.topic else None,
-            "entry": entry,
-            "letter": entry.letter,
-            "shown": shown,
-            "why": dead_letters.describe,
-        }
-
-    def replay(self, request: Request, form: FormData) -> tuple[str, str]:
-        source = self._source(request, form)
-        name = request.path_params["name"]
-        ids = [str(value) for value in form.getlist("ids")]
-        for entry_id in ids:
-            if not _matches(ENTRY_ID, entry_id):
-                raise HTTPProblem(400, f"{entry_id!r} is not a stream entry id")
-        if form.get("all"):
-            match = dead_letters.matcher(
-                str(form.get("task") or "") or None, str(form.get("q") or "") or None
-            )
-            report = dead_letters.replay(
-                self.app.connection, source, None, self.app.status_ttl_ms, match
-            )
-        elif ids:
-            report = dead_letters.replay(self.app.connection, source, ids, self.app.status_ttl_ms)
-        else:
-            raise HTTPProblem(400, "nothing to replay: choose dead letters, or all matching")
-        message = f"replayed {report.replayed} dead letter(s) onto {source.name!r}"
-        if report.skipped:
-            message += f"; left {len(report.skipped)} undecodable one(s) in place"
-        if report.missing:
-            message += f"; {len(report.missing)} were no longer there"
-        return _dlq_location(name, source), message
-
-    def purge_dead_letters(self, request: Request, form: FormData) -> tuple[str, str]:
-        source = self._source(request, form)
-        purged = dead_letters.purge(self.app.connection, source)
-        location = _dlq_location(request.path_params["name"], source)
-        return location, f"purged {purged} dead letter(s) from {source.name!r}"
-
     # -- tasks ----------------------------------------------------------------------------------
 
     def lookup_task(self, request: Request) -> dict[str, Any]:
         wanted = request.query_params.get("id", "").strip()
         if wanted:
-            return {"redirect": f"/tasks/{_check_id('message', wanted)}"}
+            return {"redirect": f"/tasks/{check_id('message', wanted)}"}
         return {}
 
     def read_task(self, request: Request) -> dict[str, Any]:
-        message_id = _check_id("message", request.path_params["message_id"])
+        message_id = check_id("message", request.path_params["message_id"])
         return {"task": views.task_page(self.app, message_id)}
 
     def cancel_task(self, request: Request, form: FormData) -> tuple[str, str]:
-        message_id = _check_id("message", request.path_params["message_id"])
+        message_id = check_id("message", request.path_params["message_id"])
         queue, _ = lifecycle.find(self.app, message_id)
         reason = str(form.get("reason") or "")[:500]
         what, before = lifecycle.cancel_in(self.app, queue, message_id, reason)
@@ -460,7 +300,7 @@ class Console:
         return {"schedules": self.app.schedules()}
 
     def act_schedule(self, request: Request, form: FormData) -> tuple[str, str]:
-        schedule_id = _check_name("schedule", request.path_params["schedule_id"])
+        schedule_id = check_name("schedule", request.path_params["schedule_id"])
         verb = request.path_params["verb"]
         if verb == "pause":
             self.app.pause_schedule(schedule_id)
@@ -481,11 +321,11 @@ class Console:
     def read_workflows(self, request: Request) -> dict[str, Any]:
         wanted = request.query_params.get("id", "").strip()
         if wanted:
-            return {"redirect": f"/workflows/{_check_id('workflow', wanted)}"}
+            return {"redirect": f"/workflows/{check_id('workflow', wanted)}"}
         return {"recent": views.recent_workflows(self.app)}
 
     def read_workflow(self, request: Request) -> dict[str, Any]:
-        workflow_id = _check_id("workflow", request.path_params["workflow_id"])
+        workflow_id = check_id("workflow", request.path_params["workflow_id"])
         status = self.app.workflow(workflow_id).status()
         if status.state == "unknown":
             raise UnknownWorkflow(f"no workflow {workflow_id}: never sent, or it expired")
@@ -503,7 +343,7 @@ class Console:
         return {"status": status, "rows": rows}
 
     def cancel_workflow(self, request: Request, form: FormData) -> tuple[str, str]:
-        workflow_id = _check_id("workflow", request.path_params["workflow_id"])
+        workflow_id = check_id("workflow", request.path_params["workflow_id"])
         reason = str(form.get("reason") or "")[:500] or None
         what = self.app.workflow(workflow_id).cancel(reason)
         if what == "unknown":
@@ -515,7 +355,7 @@ class Console:
 
     def _event_queue(self, request: Request) -> str | None:
         queue = request.query_params.get("queue") or None
-        return None if queue is None else _check_name("queue", queue)
+        return None if queue is None else check_name("queue", queue)
 
     def read_events(self, request: Request) -> dict[str, Any]:
         queue = self._event_queue(request)
@@ -560,15 +400,6 @@ def _flash_text(cookie: str | None) -> str | None:
     except ValueError:
         return None
     return said if isinstance(said, str) else None
-
-
-def _matches(pattern: str, value: str) -> bool:
-    return re.fullmatch(pattern, value) is not None
-
-
-def _dlq_location(name: str, source: Source) -> str:
-    location = f"/dead-letters/{quote(name)}"
-    return location + (f"?group={quote(source.group)}" if source.topic else "")
 
 
 def asgi_app(app: App, *, token: str | None = None, read_only: bool = False) -> Starlette:

@@ -279,8 +279,6 @@ OVER_BUDGET = {
     "streamwork/cli/main.py::worker": 94,
     "streamwork/ops/metrics.py::QueueCollector.collect": 97,
     "streamwork/ops/stats.py": 501,
-    "streamwork/web/console.py": 582,
-    "streamwork/web/console.py::Console": 458,
 }
 
 
