@@ -219,7 +219,7 @@ class Bench:
         handler, no asyncio, no overlap. What Redis spends here, a worker cannot avoid."""
         from streamwork._base.keys import queue_source
         from streamwork._base.protocol import decode, entry_body
-        from streamwork._redis.commands import Scripts
+        from streamwork._redis.scripts import Scripts
         from streamwork._worker.runs import Outcome
 
         source = queue_source(self.namespace, "floor")
