@@ -7,7 +7,7 @@ messages and an idle one adds no delay. An outcome the script reports as not own
 (another worker finished it, or the stream was wiped), so it is dropped and counted. If
 Redis is unreachable, outcomes stay buffered and are retried; their entries stay pending
 in Redis meanwhile, so a crash loses nothing (they are delivered again). The outcome of a
-workflow child is recorded in its workflow before its XACK is written (workflows.py).
+workflow child is recorded in its workflow before its XACK is written (_workflows/recorder.py).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class Settler:
     async def write(self, source: Source, outcomes: Sequence[Outcome], is_pending: bool) -> int:
         """Write up to MAX_PER_CALL `outcomes` in one call; returns how many were still owned."""
         if self._record is not None:
-            await self._record(outcomes)  # before the XACK: see workflows.py
+            await self._record(outcomes)  # before the XACK: see _workflows/__init__.py
         flags = await self._scripts.settle(
             source,
             self._consumer,

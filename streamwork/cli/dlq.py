@@ -3,7 +3,7 @@
 Each command takes an optional leading MODULE:APP (the app's URL and namespace), like every
 other command; without it, --url and --namespace say where to look.
 
-Thin, like the rest of the CLI: it parses, calls dead_letters.py, and prints. Added to the
+Thin, like the rest of the CLI: it parses, calls ops/dead_letters.py, and prints. Added to the
 `streamwork` command group by main.py.
 """
 

@@ -1,6 +1,6 @@
 """`streamwork stats` and `streamwork top`: queues, topics and Little's law, once or live.
 
-Thin, like the rest of the CLI: it loads the app, calls stats.py, and prints. Added to the
+Thin, like the rest of the CLI: it loads the app, calls ops/stats.py, and prints. Added to the
 `streamwork` command group by main.py.
 """
 

@@ -1,7 +1,7 @@
 """`streamwork workflow show MODULE:APP ID [--json]` and `streamwork workflow cancel
 MODULE:APP ID [--reason R]`: a workflow's tree, with each node's state, from the command line.
 
-Thin, like the rest of the CLI: it reads the workflow record through workflows.py and, for
+Thin, like the rest of the CLI: it reads the workflow record through the _workflows package and, for
 children that were sent and have not finished, their own status (queued, running with its
 progress, retrying), then prints. Added to the `streamwork` command group by main.py.
 """

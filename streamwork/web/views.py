@@ -2,7 +2,7 @@
 
 Each function reads a bounded amount (a page of entries, a few hundred events) whatever the
 size of a stream, and returns dataclasses and dicts the templates render. The counts and
-Little's law come from stats.py, dead letters from dead_letters.py, statuses from
+Little's law come from ops/stats.py, dead letters from ops/dead_letters.py, statuses from
 lifecycle.py, schedules and workflows from the app: this module only gathers them per page.
 It never changes anything (console.py's actions do, through the same modules as the CLI).
 """
