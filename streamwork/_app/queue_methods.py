@@ -18,8 +18,8 @@ from .._base.keys import (
     topic_sources,
 )
 from .._redis import reads
-from .._redis.connection import Connection
 from ..errors import ConfigurationError
+from .parts import AppParts
 from .task import Task
 
 if TYPE_CHECKING:
@@ -28,15 +28,8 @@ if TYPE_CHECKING:
 DEFAULT_QUEUE = "default"
 
 
-class QueueMethods:
-    """What `App` declares that these methods use is declared here."""
-
-    namespace: str
-    connection: Connection
-    tasks: dict[str, Task]
-
-    def events_cap(self, queue: str) -> int:
-        raise NotImplementedError  # App's
+class QueueMethods(AppParts):
+    """The App's queue calls (a base class of App)."""
 
     track_status: bool
     _partitions: dict[str, int]

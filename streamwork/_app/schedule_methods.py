@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._base import protocol
-from .._redis.connection import Connection
 from .._schedules.definitions import Definition, ScheduleArgs, define, tick_body
 from .._schedules.schedules import Schedule, Schedules
 from ..errors import BadArguments, ConfigurationError, EncodeError
@@ -16,16 +15,11 @@ from .task import Task
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+from .parts import AppParts
 
-class ScheduleMethods:
-    """What `App` declares that these methods use is declared here."""
 
-    namespace: str
-    connection: Connection
-    tasks: dict[str, Task]
-
-    def events_cap(self, queue: str) -> int:
-        raise NotImplementedError  # App's
+class ScheduleMethods(AppParts):
+    """The App's schedule calls (a base class of App)."""
 
     status_ttl_ms: int
     declared_schedules: dict[str, Definition]

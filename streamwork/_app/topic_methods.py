@@ -13,10 +13,9 @@ from .._base.keys import (
     check_name,
 )
 from .._base.settings import Duration, to_seconds
-from .._redis.connection import Connection
 from .._send.producer import Producer, due_ms
 from ..errors import ConfigurationError
-from .task import Task
+from .parts import AppParts
 from .topic import Retention, Subscriber, destination, event
 
 if TYPE_CHECKING:
@@ -25,15 +24,8 @@ if TYPE_CHECKING:
 DEFAULT_RETENTION = Retention()
 
 
-class TopicMethods:
-    """What `App` declares that these methods use is declared here."""
-
-    namespace: str
-    connection: Connection
-    tasks: dict[str, Task]
-
-    def events_cap(self, queue: str) -> int:
-        raise NotImplementedError  # App's
+class TopicMethods(AppParts):
+    """The App's topic calls (a base class of App)."""
 
     defaults: Defaults
     subscribers: dict[tuple[str, str], Subscriber]
