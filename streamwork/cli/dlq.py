@@ -18,9 +18,9 @@ import click
 
 from .._app.app import App
 from .._base.keys import Source
-from .._redis import reads
+from .._redis import reads, registry
 from ..errors import UnknownDeadLetter
-from ..ops import dead_letters, stats
+from ..ops import dead_letters
 from .app import app_for_command, refuse_memory
 
 
@@ -33,9 +33,9 @@ def dlq_sources(app: App, name: str, group: str | None) -> list[Source]:
     """A queue's source (each partition's, for a partitioned queue: `QUEUE~N` names one),
     or with --group a topic subscriber group's."""
     if group:
-        stats.check_subscriber_group(app, name, group)
+        registry.check_subscriber_group(app, name, group)
         return [app.topic_source(name, group)]
-    stats.check_known_queue(app, name)  # an app without the queue's code learns partitions
+    registry.check_known_queue(app, name)  # an app without the queue's code learns partitions
     if app.partitions(name) > 1:
         return app.queue_sources(name)
     return [app.queue_source(name)]

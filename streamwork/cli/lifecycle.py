@@ -18,7 +18,7 @@ from .._app.app import App
 from .._base import protocol
 from .._lifecycle.events import Event, start_positions
 from .._lifecycle.lifecycle import TaskStatus, cancel_in, describe_cancel, find, parse_status
-from ..ops.stats import check_known_queue
+from .._redis.registry import check_known_queue
 from .app import app_for_command
 
 

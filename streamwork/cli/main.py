@@ -19,12 +19,12 @@ import click
 from .. import __version__
 from .._base import logs
 from .._base.settings import WorkerSettings
+from .._redis import registry
 from .._redis.urls import redact
 from .._worker.serving import SupervisorMetrics, prepare_multiprocess_dir
 from .._worker.supervisor import ProcessSpec, Supervisor
 from .._worker.worker import Worker
 from ..errors import StreamworkError, UnknownTask
-from ..ops import stats as queue_stats
 from ..ops.metrics import QueueCollector
 from . import deploy as deploy_commands
 from . import dlq as dlq_commands
@@ -209,54 +209,23 @@ def worker(
     )
     probe = Worker(app, _split(queues) or None, settings, _split(topics) or None)  # checks names
     asyncio.run(probe.preflight())  # Redis reachable and not evicting, before any process
-    metrics = None
-    if metrics_port is not None:
-        metrics = SupervisorMetrics(prepare_multiprocess_dir(), app)
-        metrics.registry.register(QueueCollector(app))
-        try:
-            metrics.serve(metrics_port, metrics_address)
-        except OSError as exc:
-            raise click.ClickException(
-                f"cannot serve metrics on {metrics_address}:{metrics_port}: {exc.strerror}"
-            ) from None
+    metrics = None if metrics_port is None else _serve_metrics(app, metrics_port, metrics_address)
     metrics_text = "off"
     if metrics:
         where = " (every interface)" if metrics_address in ("0.0.0.0", "::") else ""
         metrics_text = f"http://{metrics_address}:{metrics_port}/metrics, /healthz, /readyz{where}"
-    burst_text = "  (burst)" if burst else ""
-    schedules_text = (
-        f"ticker on; {len(app.declared_schedules)} declared in code" if schedules else "off"
-    )
-    if log_format == "json":  # one JSON line, like every other line a log shipper reads
-        banner = {
-            "time": datetime.now(timezone.utc).isoformat(),
-            "level": "info",
-            "pid": os.getpid(),
-            "logger": "streamwork.cli",
-            "message": f"streamwork {__version__} worker starting",
-            "app": app_spec,
-            "redis": redact(app.url),
-            "queues": probe.queues,
-            "topics": probe.groups,
-            "processes": processes,
-            "concurrency": concurrency,
-            "burst": burst,
-            "metrics": metrics_text,
-            "schedules": len(app.declared_schedules) if schedules else "off",
-        }
-        click.echo(json.dumps(banner), err=True)
-    else:
-        click.echo(
-            f"streamwork {__version__} worker\n"
-            f"  app:         {app_spec}\n"
-            f"  redis:       {redact(app.url)}\n"
-            f"  queues:      {', '.join(probe.queues) or '-'}\n"
-            f"  topics:      {', '.join(probe.groups) or '-'}\n"
-            f"  processes:   {processes} x concurrency {concurrency}{burst_text}\n"
-            f"  metrics:     {metrics_text}\n"
-            f"  schedules:   {schedules_text}",
-            err=True,
-        )
+    shown = {
+        "app": app_spec,
+        "redis": redact(app.url),
+        "queues": probe.queues,
+        "topics": probe.groups,
+        "processes": processes,
+        "concurrency": concurrency,
+        "burst": burst,
+        "metrics": metrics_text,
+        "schedules": len(app.declared_schedules) if schedules else "off",
+    }
+    click.echo(_banner(shown, log_format), err=True)
     spec = ProcessSpec(
         app_spec=app_spec,
         queues=tuple(probe.queues),
@@ -267,6 +236,47 @@ def worker(
         log_format=log_format,
     )
     sys.exit(Supervisor(spec, processes, metrics).run())
+
+
+def _serve_metrics(app: Any, port: int, address: str) -> SupervisorMetrics:
+    """The supervisor's metrics and probes, served on `address`:`port` (one line if not)."""
+    metrics = SupervisorMetrics(prepare_multiprocess_dir(), app)
+    metrics.registry.register(QueueCollector(app))
+    try:
+        metrics.serve(port, address)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve metrics on {address}:{port}: {exc.strerror}"
+        ) from None
+    return metrics
+
+
+def _banner(shown: dict[str, Any], log_format: str) -> str:
+    """What a worker prints as it starts: one JSON line, or a few lines of text."""
+    if log_format == "json":  # one JSON line, like every other line a log shipper reads
+        return json.dumps(
+            {
+                "time": datetime.now(timezone.utc).isoformat(),
+                "level": "info",
+                "pid": os.getpid(),
+                "logger": "streamwork.cli",
+                "message": f"streamwork {__version__} worker starting",
+                **shown,
+            }
+        )
+    schedules = shown["schedules"]
+    schedules_text = "off" if schedules == "off" else f"ticker on; {schedules} declared in code"
+    burst_text = "  (burst)" if shown["burst"] else ""
+    return (
+        f"streamwork {__version__} worker\n"
+        f"  app:         {shown['app']}\n"
+        f"  redis:       {shown['redis']}\n"
+        f"  queues:      {', '.join(shown['queues']) or '-'}\n"
+        f"  topics:      {', '.join(shown['topics']) or '-'}\n"
+        f"  processes:   {shown['processes']} x concurrency {shown['concurrency']}{burst_text}\n"
+        f"  metrics:     {shown['metrics']}\n"
+        f"  schedules:   {schedules_text}"
+    )
 
 
 @main.command()
@@ -342,7 +352,7 @@ def purge(app_spec: str, queues: tuple[str, ...], delayed: bool, yes: bool) -> N
     """
     app = app_for_command(app_spec)
     for queue in queues:
-        queue_stats.check_known_queue(app, queue)
+        registry.check_known_queue(app, queue)
     if not yes:
         click.confirm(f"delete every waiting message of {', '.join(queues)}?", abort=True)
     for queue in queues:

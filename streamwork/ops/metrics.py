@@ -39,7 +39,6 @@ class QueueCollector:
         self.app = app
 
     def collect(self) -> Iterator[Any]:
-
         up = GaugeMetricFamily("streamwork_redis_up", "1 when Redis answered this scrape.")
         try:
             queues = stats.queue_states(self.app, registry.known_queues(self.app))
@@ -51,90 +50,102 @@ class QueueCollector:
             return
         up.add_metric([], 1)
         yield up
-        labels = ["queue", "group"]
-        family = {
-            name: GaugeMetricFamily(f"streamwork_{name}", text, labels=labels)
-            for name, text in (
-                ("backlog", "Messages waiting for a worker: a queue's ready entries, a "
-                 "subscriber group's lag."),
-                ("pending", "Messages delivered and not yet acknowledged (running)."),
-                ("delayed", "Delayed messages and scheduled retries."),
-                ("dead_letters", "Messages in the dead letters."),
-                ("oldest_pending_age_seconds", "Age of the oldest unacknowledged message."),
-                (
-                    "consumers",
-                    "Live consumers (worker processes) serving it: their heartbeat is current.",
-                ),
-                ("held", "Messages waiting for a concurrency slot (concurrency_limit)."),
-            )
-        }  # fmt: skip
-        added = CounterMetricFamily(
-            "streamwork_entries_added",
-            "Entries ever added to the stream (sends, retries, replays): rate() is λ.",
-            labels=["queue"],
-        )
-        now_ms = time.time() * 1000
-
-        def add(key: list[str], backlog: int | None, state: Any, delayed: int) -> None:
-            values: dict[str, Any] = {
-                "backlog": backlog,  # None: Redis cannot tell a group's lag after trims
-                "pending": state.pending,
-                "delayed": delayed,
-                "dead_letters": state.dead_letters,
-                "oldest_pending_age_seconds": _age(state.oldest_pending_ms, now_ms),
-                "consumers": state.consumers,
-                "held": getattr(state, "held", None),  # queues only
-            }
-            for name, value in values.items():
-                if value is not None:
-                    family[name].add_metric(key, value)
-
-        bands = GaugeMetricFamily(
-            "streamwork_band_backlog",
-            "A queue with priority bands: each band's ready messages.",
-            labels=["queue", "band"],
-        )
-        fair = GaugeMetricFamily(
-            "streamwork_fair_backlog",
-            "Fair tasks: messages waiting in their keys' lists, for the keys with the largest "
-            'backlogs (at most 10 label values per queue; key="(other)" sums the rest).',
-            labels=["queue", "task", "key"],
-        )
-        partitions = {
-            name: GaugeMetricFamily(
-                f"streamwork_partition_{name}", text, labels=["queue", "partition"]
-            )
-            for name, text in (
-                ("backlog", "A partitioned queue: each partition's ready messages."),
-                ("pending", "A partitioned queue: each partition's running messages."),
-                ("dead_letters", "A partitioned queue: each partition's dead letters."),
-            )
-        }
-        for queue in queues:
-            add([queue.queue, ""], queue.ready, queue, queue.delayed)
-            added.add_metric([queue.queue], queue.added)
-            for number, part in enumerate(queue.partitions or ()):
-                partitions["backlog"].add_metric([queue.queue, str(number)], part.ready)
-                partitions["pending"].add_metric([queue.queue, str(number)], part.pending)
-                partitions["dead_letters"].add_metric([queue.queue, str(number)], part.dead_letters)
-            for band, ready in (queue.bands or {}).items():
-                bands.add_metric([queue.queue, band], ready)
-            if queue.fair_keys is not None:
-                shown = 0
-                for row in queue.fair_keys:
-                    fair.add_metric([queue.queue, row["task"], row["key"]], row["backlog"])
-                    shown += row["backlog"]
-                fair.add_metric([queue.queue, "", "(other)"], queue.fair_backlog - shown)
-        for topic in topics:
-            added.add_metric([topic.topic], topic.added)
-            for group in topic.groups:
-                add([topic.topic, group.group], group.lag, group, group.retrying)
-        yield from family.values()
-        yield added
-        yield bands
-        yield fair
-        yield from partitions.values()
+        yield from _queue_families(queues, topics)
         yield from _schedule_families(self.app)
+
+
+def _queue_families(
+    queues: list[stats.QueueState], topics: list[stats.TopicState]
+) -> Iterator[Any]:
+    """Per queue and per subscriber group: backlog, pending, delayed, dead letters, oldest
+    pending age, consumers and held; per queue and topic, entries added."""
+    labels = ["queue", "group"]
+    family = {
+        name: GaugeMetricFamily(f"streamwork_{name}", text, labels=labels)
+        for name, text in (
+            ("backlog", "Messages waiting for a worker: a queue's ready entries, a "
+             "subscriber group's lag."),
+            ("pending", "Messages delivered and not yet acknowledged (running)."),
+            ("delayed", "Delayed messages and scheduled retries."),
+            ("dead_letters", "Messages in the dead letters."),
+            ("oldest_pending_age_seconds", "Age of the oldest unacknowledged message."),
+            (
+                "consumers",
+                "Live consumers (worker processes) serving it: their heartbeat is current.",
+            ),
+            ("held", "Messages waiting for a concurrency slot (concurrency_limit)."),
+        )
+    }  # fmt: skip
+    added = CounterMetricFamily(
+        "streamwork_entries_added",
+        "Entries ever added to the stream (sends, retries, replays): rate() is λ.",
+        labels=["queue"],
+    )
+    now_ms = time.time() * 1000
+
+    def add(key: list[str], backlog: int | None, state: Any, delayed: int) -> None:
+        values: dict[str, Any] = {
+            "backlog": backlog,  # None: Redis cannot tell a group's lag after trims
+            "pending": state.pending,
+            "delayed": delayed,
+            "dead_letters": state.dead_letters,
+            "oldest_pending_age_seconds": _age(state.oldest_pending_ms, now_ms),
+            "consumers": state.consumers,
+            "held": getattr(state, "held", None),  # queues only
+        }
+        for name, value in values.items():
+            if value is not None:
+                family[name].add_metric(key, value)
+
+    for queue in queues:
+        add([queue.queue, ""], queue.ready, queue, queue.delayed)
+        added.add_metric([queue.queue], queue.added)
+    for topic in topics:
+        added.add_metric([topic.topic], topic.added)
+        for group in topic.groups:
+            add([topic.topic, group.group], group.lag, group, group.retrying)
+    yield from family.values()
+    yield added
+    yield from _detail_families(queues)
+
+
+def _detail_families(queues: list[stats.QueueState]) -> Iterator[Any]:
+    """Per band, per partition and per fair key of the queues that have them."""
+    bands = GaugeMetricFamily(
+        "streamwork_band_backlog",
+        "A queue with priority bands: each band's ready messages.",
+        labels=["queue", "band"],
+    )
+    fair = GaugeMetricFamily(
+        "streamwork_fair_backlog",
+        "Fair tasks: messages waiting in their keys' lists, for the keys with the largest "
+        'backlogs (at most 10 label values per queue; key="(other)" sums the rest).',
+        labels=["queue", "task", "key"],
+    )
+    partitions = {
+        name: GaugeMetricFamily(f"streamwork_partition_{name}", text, labels=["queue", "partition"])
+        for name, text in (
+            ("backlog", "A partitioned queue: each partition's ready messages."),
+            ("pending", "A partitioned queue: each partition's running messages."),
+            ("dead_letters", "A partitioned queue: each partition's dead letters."),
+        )
+    }
+    for queue in queues:
+        for number, part in enumerate(queue.partitions or ()):
+            partitions["backlog"].add_metric([queue.queue, str(number)], part.ready)
+            partitions["pending"].add_metric([queue.queue, str(number)], part.pending)
+            partitions["dead_letters"].add_metric([queue.queue, str(number)], part.dead_letters)
+        for band, ready in (queue.bands or {}).items():
+            bands.add_metric([queue.queue, band], ready)
+        if queue.fair_keys is not None:
+            shown = 0
+            for row in queue.fair_keys:
+                fair.add_metric([queue.queue, row["task"], row["key"]], row["backlog"])
+                shown += row["backlog"]
+            fair.add_metric([queue.queue, "", "(other)"], queue.fair_backlog - shown)
+    yield bands
+    yield fair
+    yield from partitions.values()
 
 
 def _schedule_families(app: NamespaceView) -> Iterator[Any]:

@@ -20,15 +20,10 @@ from typing import TYPE_CHECKING, Any
 from .._base import protocol
 from .._base.keys import (
     TopicKeys,
-    base_queue,
-    check_name,
-    check_queue,
-    partition_number,
     topic_sources,
 )
 from .._redis import commands, reads
 from .._redis.registry import known_queues, known_topics
-from ..errors import UnknownQueue
 
 if TYPE_CHECKING:
     from .._redis.connection import NamespaceView
@@ -340,45 +335,6 @@ def topic_states(app: NamespaceView, topics: Sequence[str]) -> list[TopicState]:
             )
         )
     return states
-
-
-def _unknown(kind: str, name: str, namespace: str, known: Sequence[str]) -> UnknownQueue:
-    return UnknownQueue(
-        f"unknown {kind} {name!r}: namespace {namespace!r} knows {', '.join(known) or 'none'}"
-    )
-
-
-def check_known_queue(app: NamespaceView, name: str) -> None:
-    """ConfigurationError for a name no queue can have; UnknownQueue, listing the known
-    ones, unless `name` is one of `known_queues` (or a partition of one: `orders~3`)."""
-    check_queue(name)
-    known = known_queues(app)
-    base, number = base_queue(name), partition_number(name)
-    if base in known and (name == base or (number is not None and number < app.partitions(base))):
-        return
-    raise _unknown("queue", name, app.namespace, known)
-
-
-def check_subscriber_group(app: NamespaceView, topic: str, group: str) -> None:
-    """UnknownQueue, listing the known ones, unless `topic` is one of `known_topics` and
-    `group` one of its subscriber groups (the app's, or one Redis has); ConfigurationError
-    for a name neither can have."""
-    check_name("topic", topic)
-    check_name("group", group)
-    topics = known_topics(app)
-    if topic not in topics:
-        raise _unknown("topic", topic, app.namespace, topics)
-    declared = [g for t, g in app.subscriber_groups() if t == topic]
-    with app.connection.translate_errors():
-        existing = commands.group_names(
-            app.connection.redis, TopicKeys(app.namespace, topic).stream
-        )
-    groups = list(dict.fromkeys([*declared, *sorted(existing)]))
-    if group not in groups:
-        raise UnknownQueue(
-            f"unknown subscriber group {group!r} of topic {topic!r}: it has "
-            f"{', '.join(groups) or 'none'}"
-        )
 
 
 @dataclass(frozen=True)

@@ -275,9 +275,6 @@ OVER_BUDGET = {
     "streamwork/_worker/execution.py::Runner.run_batch": 93,
     "streamwork/_worker/worker.py::Worker._session": 87,
     "streamwork/_workflows/canvas.py::_plan": 101,
-    "streamwork/cli/main.py::worker": 94,
-    "streamwork/ops/metrics.py::QueueCollector.collect": 97,
-    "streamwork/ops/stats.py": 501,
 }
 
 
