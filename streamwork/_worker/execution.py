@@ -310,34 +310,52 @@ class Runner(Decisions):
             raise  # the worker is stopping: the entries stay pending
         except Exception as exc:
             trace = traceback.format_exc()
+            return await self._batch_failed(ready, exc, trace, started, submit, results)
+        return self._batch_done(ready, started, results)
+
+    async def _batch_failed(
+        self,
+        ready: list[Run],
+        exc: Exception,
+        trace: str,
+        started: float,
+        submit: Submit,
+        results: list[tuple[Run, Outcome | None]],
+    ) -> list[tuple[Run, Outcome | None]]:
+        """The outcomes of a batch whose handler raised (see run_batch)."""
+        task = ready[0].task
+        for run in ready:
+            metrics.run_ended(run.delivery.source, task.name, time.monotonic() - started, True)
+        if self.on_error is not None and not isinstance(exc, (Retry, Reject)):
             for run in ready:
-                metrics.run_ended(run.delivery.source, task.name, time.monotonic() - started, True)
-            if self.on_error is not None and not isinstance(exc, (Retry, Reject)):
-                for run in ready:
-                    self.on_error(task.name, run.envelope.id, exc)
-            undecided = [run for run in ready if _undecided(run)]
-            results += [(run, None) for run in ready if not _undecided(run)]
-            if not undecided:
-                return results
-            if len(undecided) == 1:
-                (run,) = undecided
-                failed = (
-                    self._cancelled(run) if run.cancel_reason else self._failure(run, exc, trace)
-                )
-                return [*results, (run, run.timed(failed))]
-            log.warning(
-                "batch of %d %s message(s) raised %s: running the %d it did not settle one by one",
-                len(ready),
-                task.name,
-                _describe(exc),
-                len(undecided),
-            )
-            for run in undecided:
-                if run.cancel_reason is not None:
-                    results.append((run, run.timed(self._cancelled(run))))
-                else:
-                    results.append((run, await self.run(run, submit)))
+                self.on_error(task.name, run.envelope.id, exc)
+        undecided = [run for run in ready if _undecided(run)]
+        results += [(run, None) for run in ready if not _undecided(run)]
+        if not undecided:
             return results
+        if len(undecided) == 1:
+            (run,) = undecided
+            failed = self._cancelled(run) if run.cancel_reason else self._failure(run, exc, trace)
+            return [*results, (run, run.timed(failed))]
+        log.warning(
+            "batch of %d %s message(s) raised %s: running the %d it did not settle one by one",
+            len(ready),
+            task.name,
+            _describe(exc),
+            len(undecided),
+        )
+        for run in undecided:
+            if run.cancel_reason is not None:
+                results.append((run, run.timed(self._cancelled(run))))
+            else:
+                results.append((run, await self.run(run, submit)))
+        return results
+
+    def _batch_done(
+        self, ready: list[Run], started: float, results: list[tuple[Run, Outcome | None]]
+    ) -> list[tuple[Run, Outcome | None]]:
+        """The outcomes of a batch whose handler returned: done, unless it decided them."""
+        task = ready[0].task
         elapsed = time.monotonic() - started
         for run in ready:
             assert run.message is not None

@@ -259,25 +259,7 @@ class Worker(Launching):
             release=functools.partial(self._release_all, scripts) if self._limited else None,
             outage=self._outage,
         )
-        app = self.app
-        sender = Sender(
-            app.namespace,
-            app.status_ttl_ms if app.track_status else 0,
-            app.events_cap,
-            app.workflow_ttl_ms,
-        )
-        settler = Settler(
-            client,
-            scripts.on_lane(Lane.of(client)),
-            self.consumer,
-            settings.result_ttl,
-            scanner.expect_due,
-            self._on_written,
-            status_ttl_ms=self.app.status_ttl_ms,
-            record=Recorder(client, scripts, sender).record,
-            after_write=functools.partial(self._released_by, scripts),
-            outage=self._outage,
-        )
+        settler = self._settler(client, scripts, scanner)
         fetcher = Fetcher(
             client,
             self.app.url,
@@ -312,6 +294,29 @@ class Worker(Launching):
         session.batches = Batches(in_flight, functools.partial(self._start_batch, session))
         in_flight.flush_batches = session.batches.flush_all
         return session
+
+    def _settler(self, client: Any, scripts: Scripts, scanner: Scanner) -> Settler:
+        """The session's settler: outcomes with their XACKs on a lane of their own, a
+        workflow child's recorded (and what it releases sent) before its XACK."""
+        app = self.app
+        sender = Sender(
+            app.namespace,
+            app.status_ttl_ms if app.track_status else 0,
+            app.events_cap,
+            app.workflow_ttl_ms,
+        )
+        return Settler(
+            client,
+            scripts.on_lane(Lane.of(client)),
+            self.consumer,
+            self.settings.result_ttl,
+            scanner.expect_due,
+            self._on_written,
+            status_ttl_ms=app.status_ttl_ms,
+            record=Recorder(client, scripts, sender).record,
+            after_write=functools.partial(self._released_by, scripts),
+            outage=self._outage,
+        )
 
     def _batch_room(self) -> int:
         """One full batch per batch handler served: room on top of the concurrency."""

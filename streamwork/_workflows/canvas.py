@@ -240,6 +240,30 @@ class _Plan:
 
 
 def _plan(root: Canvas) -> _Plan:
+    nodes = _tree(root)
+    signatures = [n.canvas for n in nodes if isinstance(n.canvas, Signature)]
+    producer = signatures[0].task.producer
+    if any(s.task.producer is not producer for s in signatures):
+        raise ConfigurationError("a workflow's tasks must all belong to one App")
+    keys = WorkflowKeys(signatures[0].task.keys.namespace, protocol.new_id())
+    fields, children = _record(nodes, producer.workflow_ttl_ms)
+    sender = Sender(
+        keys.namespace,
+        producer.status_ttl_ms if producer.track_status else 0,
+        producer.events_cap,
+    )
+    sent = []
+    for index in _first(nodes):
+        fields[f"q:{index}"] = 1
+        child = children[index]
+        body = protocol.encode(child.envelope(keys.id, None))
+        what = f"a message of task {child.task!r}"
+        sent.append((child, protocol.check_size(body, producer.max_message_bytes, what)))
+    return _Plan(keys, producer, KINDS[nodes[0].kind], fields, sent, sender)
+
+
+def _tree(root: Canvas) -> list[_Node]:
+    """The canvas's nodes, depth first: each with its parent, position and children."""
     nodes: list[_Node] = []
 
     def add(canvas: Canvas, parent: int, position: int) -> int:
@@ -258,18 +282,18 @@ def _plan(root: Canvas) -> _Plan:
         return index
 
     add(root, -1, 0)
-    signatures = [n.canvas for n in nodes if isinstance(n.canvas, Signature)]
-    producer = signatures[0].task.producer
-    if any(s.task.producer is not producer for s in signatures):
-        raise ConfigurationError("a workflow's tasks must all belong to one App")
-    keys = WorkflowKeys(signatures[0].task.keys.namespace, protocol.new_id())
+    return nodes
+
+
+def _record(nodes: list[_Node], ttl_ms: int) -> tuple[dict[str, Any], dict[int, Child]]:
+    """The workflow record's fields, and the task nodes as children to send."""
     now = protocol.now_ms()
     fields: dict[str, Any] = {
         "state": "running",
         "created": now,
         "updated": now,
         "n": len(nodes),
-        "ttl": producer.workflow_ttl_ms,
+        "ttl": ttl_ms,
         "kind": KINDS[nodes[0].kind],
     }
     children: dict[int, Child] = {}
@@ -295,8 +319,12 @@ def _plan(root: Canvas) -> _Plan:
                 protocol.new_id(),
             )
             fields[f"m:{index}"] = child.spec()
+    return fields, children
 
-    # Which task nodes get a value first: all but those the workflow starts with.
+
+def _first(nodes: list[_Node]) -> list[int]:
+    """The task nodes the workflow starts with, once every task node's arguments are
+    checked (all but the first get a value before their own arguments)."""
     first: list[int] = []
 
     def start(index: int, given: bool) -> None:
@@ -327,19 +355,7 @@ def _plan(root: Canvas) -> _Plan:
 
     start(0, False)
     release(0)
-    sender = Sender(
-        keys.namespace,
-        producer.status_ttl_ms if producer.track_status else 0,
-        producer.events_cap,
-    )
-    sent = []
-    for index in first:
-        fields[f"q:{index}"] = 1
-        child = children[index]
-        body = protocol.encode(child.envelope(keys.id, None))
-        what = f"a message of task {child.task!r}"
-        sent.append((child, protocol.check_size(body, producer.max_message_bytes, what)))
-    return _Plan(keys, producer, KINDS[nodes[0].kind], fields, sent, sender)
+    return first
 
 
 PIPELINE = 1000

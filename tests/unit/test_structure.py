@@ -269,13 +269,9 @@ def test_reserved_header_names_are_spelled_in_one_place():
 
 MODULE_LINES, CLASS_LINES, FUNCTION_LINES = 500, 450, 80
 
-# What is over budget today, at its size today: an entry may only go (when its code is split)
-# or stay as large; none may be added.
-OVER_BUDGET = {
-    "streamwork/_worker/execution.py::Runner.run_batch": 93,
-    "streamwork/_worker/worker.py::Worker._session": 87,
-    "streamwork/_workflows/canvas.py::_plan": 101,
-}
+# What is over budget, at its size when it was listed: an entry may only go (when its code is
+# split) or stay as large; none may be added. Empty since the package was layered.
+OVER_BUDGET: dict[str, int] = {}
 
 
 def definitions(node, prefix=""):
