@@ -79,8 +79,17 @@ class Canvas:
                 raise
         return plan.sent()
 
-    def __or__(self, other: Canvas) -> Chain:
-        return chain(self, other)
+    def __or__(self, other: Canvas) -> Canvas:
+        """`a | b`, composed as in Celery's canvas: a chain, where a chain joined to a chain
+        is one chain (`a | b | c` has three steps); a group followed by anything is a chord
+        whose callback that is (`group(...) | summarize.s()`)."""
+        if not isinstance(other, Canvas):
+            return NotImplemented
+        if isinstance(self, Group):
+            return Chord(self, other, "fail")
+        left = self.steps if isinstance(self, Chain) else (self,)
+        right = other.steps if isinstance(other, Chain) else (other,)
+        return Chain((*left, *right))
 
 
 class Signature(Canvas):

@@ -311,3 +311,27 @@ def test_a_cancelled_child_fails_its_workflow_and_its_sent_event_names_it(app):
     handle = chord([group(job.s(1), job.s(2)), job.s(3)], join.s()).send()
     run_until_idle(events_app)
     assert handle.result(timeout=1) == [[1, 2], 3]  # a group inside a chord's header
+
+
+def test_pipes_flatten_into_one_chain(app, tasks):
+    """`a | b | c` is one chain of three steps (not a chain of a chain), as in Celery."""
+    handle = (tasks.add.s(1, 1) | tasks.add.s(2) | tasks.add.s(4)).send()
+    joined = (chain(tasks.add.s(1), tasks.add.s(1)) | chain(tasks.add.s(1), tasks.add.s(1))).send()
+    run_until_idle(app)
+    assert handle.results(timeout=1) == [2, 4, 8]
+    assert joined.results(timeout=1) == [1, 2, 3, 4]
+    assert joined.status().kind == "chain" and len(joined.status().nodes) == 5
+
+
+def test_a_group_piped_into_a_task_is_a_chord_and_a_chain_into_a_group_a_step(app, tasks):
+    chorded = (group(tasks.add.s(1), tasks.add.s(2)) | tasks.collect.s()).send()
+    stepped = (tasks.add.s(1, 1) | group(tasks.add.s(1), tasks.add.s(2))).send()
+    run_until_idle(app)
+    assert chorded.status().kind == "chord"
+    assert chorded.result(timeout=1) == [1, 2]
+    assert stepped.results(timeout=1) == [2, [3, 4]]
+
+
+def test_a_pipe_into_something_not_a_canvas_is_a_type_error(tasks):
+    with pytest.raises(TypeError):
+        tasks.add.s(1) | 2
