@@ -97,12 +97,20 @@ class ResultTimeout(StreamworkError, TimeoutError):
 
 
 class TaskFailed(StreamworkError):
-    """The task ended in the dead letters; its result is this error."""
+    """The task ended in the dead letters; its result is this error.
 
-    def __init__(self, error_type: str, error: str) -> None:
+    `error_type` and `error` name what the handler raised, `traceback` is its traceback text
+    ("" when no handler raised: undecodable, delivered too often). streamwork does not re-raise the
+    handler's own exception type, as Celery does: the caller may not be able to import it
+    (another service, another version), and an error that crossed a queue is data, not a
+    live exception — `except TaskFailed as failed: if failed.error_type == "KeyError"`.
+    """
+
+    def __init__(self, error_type: str, error: str, traceback: str = "") -> None:
         super().__init__(f"{error_type}: {error}")
         self.error_type = error_type
         self.error = error
+        self.traceback = traceback
 
 
 class TaskCancelled(StreamworkError):
@@ -115,15 +123,30 @@ class TaskCancelled(StreamworkError):
 
 
 class Retry(Exception):
-    """Raised by a handler to ask for another attempt, after `delay` seconds if given.
+    """Raised by a handler to ask for another attempt, after `delay` seconds if given (else
+    the task's `retry_delay`, else its backoff).
 
     The attempt counts against the task's `max_retries`; past it the message is dead-lettered.
+    With `exc` (Celery's `self.retry(exc=exc)`), the status, the logs and, once the retries
+    run out, the dead letter record that error (its type, text and traceback), as if the
+    handler had raised it.
     """
 
-    def __init__(self, delay: float | None = None, reason: str = "retry requested") -> None:
+    def __init__(
+        self,
+        delay: float | None = None,
+        reason: str = "retry requested",
+        *,
+        exc: BaseException | None = None,
+    ) -> None:
+        if exc is not None and not isinstance(exc, BaseException):
+            raise TypeError(f"exc must be an exception, got {exc!r}")
         super().__init__(reason)
         self.delay = delay
         self.reason = reason
+        self.exc = exc
+        if exc is not None:
+            self.__cause__ = exc
 
 
 class Reject(Exception):

@@ -27,6 +27,7 @@ from .._base.keys import (
 )
 from .._base.settings import AckMode, Backoff, Duration, to_seconds
 from .._lifecycle import events as events_module
+from .._lifecycle import lifecycle
 from .._lifecycle.events import Event, Since
 from .._redis.connection import Connection
 from .._schedules.definitions import SCHEDULE_ARGS, Definition, ScheduleArgs
@@ -242,16 +243,33 @@ class App(ScheduleMethods, TopicMethods, QueueMethods):
             return declare(fn)
         return declare
 
-    def handle(self, task: Task | str, id: str) -> TaskHandle:
+    def handle(self, task: Task | str, id: str | None = None) -> TaskHandle:
         """The handle of a message sent earlier (by this process or another: a web request
-        that got the id back), to read its status, cancel it or wait for its result."""
+        that got the id back), to read its status, cancel it or wait for its result.
+
+        `app.handle(task, id)`, or `app.handle(id)` alone (Celery's `AsyncResult(id)`): the
+        message's status names its queue and task — UnknownMessage when no status knows
+        it (never sent, or expired), UnknownTask when its task is not one of this app's.
+        """
+        if id is None:
+            return self._found(task if isinstance(task, str) else repr(task))
         if isinstance(task, str):
             if task not in self.tasks:
                 raise UnknownTask(f"the app has no task {task!r}")
             task = self.tasks[task]
-        if not isinstance(id, str) or not protocol.ID.fullmatch(id):
-            raise ConfigurationError(f"invalid message id {id!r}: {protocol.ID_RULE}")
-        return task.handle(id)
+        return task.handle(_checked_id(id))
+
+    def _found(self, id: str) -> TaskHandle:
+        if not self.track_status:
+            raise ConfigurationError(
+                "this app does not track message status (App(track_status=False)): a "
+                "message cannot be found by its id alone; give its task: app.handle(task, id)"
+            )
+        _, raw = lifecycle.find(self, _checked_id(id))
+        name = raw.get(b"task", b"").decode(errors="replace")
+        if name not in self.tasks:
+            raise UnknownTask(f"message {id} is of task {name!r}, which this app does not have")
+        return self.tasks[name].handle(id)
 
     def workflow(self, id: str) -> WorkflowHandle:
         """The handle of a workflow sent earlier (e.g. by another process), from its id."""
@@ -305,6 +323,12 @@ class App(ScheduleMethods, TopicMethods, QueueMethods):
             return declared
 
         return declare
+
+
+def _checked_id(id: Any) -> str:
+    if not isinstance(id, str) or not protocol.ID.fullmatch(id):
+        raise ConfigurationError(f"invalid message id {id!r}: {protocol.ID_RULE}")
+    return id
 
 
 _MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)

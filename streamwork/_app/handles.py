@@ -182,7 +182,12 @@ class TaskHandle:
             raise DecodeError(f"the stored result of {self.id} is not a streamwork result")
         if outcome.get("ok"):
             return outcome.get("value")
-        raise TaskFailed(outcome.get("error_type", "Error"), outcome.get("error", ""))
+        trace = outcome.get("traceback")
+        raise TaskFailed(
+            outcome.get("error_type", "Error"),
+            outcome.get("error", ""),
+            trace if isinstance(trace, str) else "",
+        )
 
 
 CANCELLED = b"cancelled"

@@ -28,6 +28,7 @@ class HandlerArgs(TypedDict, total=False):
     max_deliveries: int
     retry_on: tuple[type[BaseException], ...]
     backoff: Backoff
+    retry_delay: Duration
     timeout: Duration
     rate_limit: str
     rate_burst: int
@@ -169,6 +170,8 @@ class HandlerOptions:
     retry_on: tuple[type[BaseException], ...]
     backoff: Backoff
     timeout: float | None = None
+    retry_delay: float | None = None
+    """Seconds before a retry that gives no delay of its own (None: the backoff's)."""
     store_result: bool = False
     bind: bool = False
     rate: Rate | None = None
@@ -206,7 +209,7 @@ class HandlerOptions:
                 close = difflib.get_close_matches(name, known, n=1)
                 said.append(f"{name} (did you mean {close[0]}?)" if close else name)
             raise ConfigurationError(f"unknown handler option(s): {', '.join(said)}")
-        timeout = args.get("timeout")
+        timeout, retry_delay = args.get("timeout"), args.get("retry_delay")
         retry_on = args.get("retry_on")
         rate_limit, burst = args.get("rate_limit"), args.get("rate_burst")
         if burst is not None and rate_limit is None:
@@ -224,6 +227,7 @@ class HandlerOptions:
             retry_on=defaults.retry_on if retry_on is None else tuple(retry_on),
             backoff=args.get("backoff") or defaults.backoff,
             timeout=None if timeout is None else to_seconds("timeout", timeout, allow_zero=False),
+            retry_delay=None if retry_delay is None else to_seconds("retry_delay", retry_delay),
             store_result=store_result,
             bind=bind,
             rate=None if rate_limit is None else Rate.parse(rate_limit, burst),

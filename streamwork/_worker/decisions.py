@@ -126,17 +126,22 @@ class Decisions:
 
     def _failure(self, run: Run, exc: BaseException, trace: str) -> Outcome:
         task, envelope = run.task, run.envelope
+        retry = exc if isinstance(exc, Retry) else None
+        if retry is not None and retry.exc is not None:  # recorded as if it had been raised
+            exc, trace = retry.exc, _traceback_of(retry.exc)
         if isinstance(exc, Reject):
             return self._dead(run.delivery, envelope, task, f"rejected: {exc.reason}", exc, trace)
-        is_retryable = isinstance(exc, (Retry, *task.options.retry_on))
+        is_retryable = retry is not None or isinstance(exc, task.options.retry_on)
         if not is_retryable:
             return self._dead(run.delivery, envelope, task, "not retryable", exc, trace)
         if envelope.attempt > task.options.max_retries:
             attempts = f"{envelope.attempt} attempt{'s' if envelope.attempt != 1 else ''}"
             reason = f"failed {attempts} (max_retries={task.options.max_retries})"
             return self._dead(run.delivery, envelope, task, reason, exc, trace)
-        if isinstance(exc, Retry) and exc.delay is not None:
-            delay = exc.delay
+        if retry is not None and retry.delay is not None:
+            delay = retry.delay
+        elif task.options.retry_delay is not None:
+            delay = task.options.retry_delay
         else:
             delay = task.options.backoff.delay(envelope.attempt)
         failed_ms = protocol.now_ms()
@@ -150,11 +155,11 @@ class Decisions:
             extra=_event(task.name, envelope.id, "retry"),
         )
         due_ms = failed_ms + int(delay * 1000)
-        retry = protocol.encode(envelope.next_attempt(failed_ms, due_ms))
+        next_attempt = protocol.encode(envelope.next_attempt(failed_ms, due_ms))
         return Outcome(
             "retry",
             run.delivery.entry_id,
-            retry,
+            next_attempt,
             due_ms,
             task=task.name,
             status_key=run.status_key,
@@ -217,7 +222,7 @@ class Decisions:
         )
         if task is not None and task.options.store_result:
             outcome.result_key = task.result_key(envelope.id)
-            outcome.result = _error_result(error_type, error)
+            outcome.result = _error_result(error_type, error, trace)
         outcome.workflow = failure_of(envelope, error_type, error)
         return outcome
 
@@ -400,6 +405,11 @@ def _undecided(run: Run) -> bool:
     return run.message is None or run.message.decision is None
 
 
+def _traceback_of(exc: BaseException) -> str:
+    """The traceback text of an exception (only its type and text when it was never raised)."""
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
 def _brief(exc: BaseException | None) -> str:
     """ "ErrorType: message" for a status, cut to STATUS_ERROR_CHARS."""
     if exc is None:
@@ -412,8 +422,16 @@ def _event(task: str, task_id: str, outcome: str) -> dict[str, str]:
     return {"task": task, "task_id": task_id, "outcome": outcome}
 
 
-def _error_result(error_type: str, error: str) -> bytes:
-    packed: bytes = msgpack.packb({"ok": False, "error_type": error_type, "error": error})
+RESULT_TRACEBACK_CHARS = 8000
+"""The most of a handler's traceback a failed result keeps (its end: where it was raised);
+the dead letter keeps all of it."""
+
+
+def _error_result(error_type: str, error: str, trace: str = "") -> bytes:
+    failed = {"ok": False, "error_type": error_type, "error": error}
+    if trace:
+        failed["traceback"] = trace[-RESULT_TRACEBACK_CHARS:]
+    packed: bytes = msgpack.packb(failed)
     return packed
 
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import msgpack
 import pytest
 
-from streamwork import App, Backoff, Reject, Retry
+from streamwork import App, Backoff, ConfigurationError, Reject, Retry
 from streamwork._base import protocol
 from streamwork._worker.execution import Runner
 from streamwork._worker.runs import Delivery, Outcome, Run
@@ -85,6 +85,54 @@ def test_retry_asks_for_its_own_delay(app):
     outcome, _ = decide(app, delivery(app))
     assert outcome.kind == "retry"
     assert abs(outcome.due_ms - (protocol.now_ms() + 30_000)) < 1000
+
+
+def test_retry_with_exc_records_the_error_as_if_raised(app):
+    """Celery's self.retry(exc=exc): the status and, past the retries, the dead letter carry
+    the cause's type, text and traceback, not "Retry: retry requested"."""
+
+    def job():
+        try:
+            {}["missing"]
+        except KeyError as exc:
+            raise Retry(delay=5, exc=exc) from None
+
+    app.task(name="job", retry_on=(ConnectionError,))(job)  # asked for: retried all the same
+    outcome, _ = decide(app, delivery(app))
+    assert outcome.kind == "retry" and outcome.error == "KeyError: 'missing'"
+    assert abs(outcome.due_ms - (protocol.now_ms() + 5_000)) < 1000
+    dead = letter(decide(app, delivery(app, attempt=3))[0])
+    assert (dead.error_type, dead.error) == ("KeyError", "'missing'")
+    assert '{}["missing"]' in dead.traceback and "Retry" not in dead.traceback
+
+
+def test_retry_exc_must_be_an_exception():
+    with pytest.raises(TypeError, match="exc must be an exception"):
+        Retry(exc="boom")
+
+
+def test_retry_delay_replaces_the_backoff_when_no_delay_is_asked(app):
+    def job():
+        raise ValueError("flaky")
+
+    def asks():
+        raise Retry()
+
+    def own():
+        raise Retry(delay=2)
+
+    app.task(name="job", retry_delay=60)(job)
+    app.task(name="asks", retry_delay=60)(asks)
+    app.task(name="own", retry_delay=60)(own)
+    for task, seconds in (("job", 60), ("asks", 60), ("own", 2)):
+        outcome, _ = decide(app, delivery(app, task=task))
+        assert outcome.kind == "retry"
+        assert abs(outcome.due_ms - (protocol.now_ms() + seconds * 1000)) < 1000, task
+
+
+def test_retry_delay_is_checked_at_declaration(app):
+    with pytest.raises(ConfigurationError, match="retry_delay must be >= 0, got -1"):
+        app.task(name="job", retry_delay=-1)(lambda: None)
 
 
 def test_the_last_attempt_is_dead_lettered_with_the_error(app):
