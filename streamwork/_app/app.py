@@ -232,6 +232,7 @@ class App(ScheduleMethods, TopicMethods, QueueMethods):
                 resolved,
                 self.has_bands,
                 self.partitions,
+                self.queues,
             )
             self._check_partitioned(resolved.queue, partitions, declared)
             self.tasks[task_name] = declared
@@ -265,11 +266,11 @@ class App(ScheduleMethods, TopicMethods, QueueMethods):
                 "this app does not track message status (App(track_status=False)): a "
                 "message cannot be found by its id alone; give its task: app.handle(task, id)"
             )
-        _, raw = lifecycle.find(self, _checked_id(id))
+        queue, raw = lifecycle.find(self, _checked_id(id))
         name = raw.get(b"task", b"").decode(errors="replace")
         if name not in self.tasks:
             raise UnknownTask(f"message {id} is of task {name!r}, which this app does not have")
-        return self.tasks[name].handle(id)
+        return self.tasks[name].handle(id, base_queue(queue))
 
     def workflow(self, id: str) -> WorkflowHandle:
         """The handle of a workflow sent earlier (e.g. by another process), from its id."""

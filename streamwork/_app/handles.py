@@ -38,6 +38,8 @@ class HandledTask(Protocol):
     def options(self) -> HandlerOptions: ...
     @property
     def producer(self) -> Producer: ...
+    @property
+    def keys(self) -> QueueKeys: ...
     def result_key(self, message_id: str) -> str: ...
     def partition_of(self, message_id: str) -> int | None: ...
     def keys_for(self, message_id: str) -> QueueKeys: ...
@@ -51,10 +53,18 @@ class TaskHandle:
     task: HandledTask = field(repr=False)
     is_duplicate: bool = False
     """True when a send with an idempotency key found the key held: nothing was queued."""
+    queue: str | None = None
+    """The queue it was sent to with `send_with(queue=...)` (None: its task's own)."""
+
+    @property
+    def _keys(self) -> QueueKeys:
+        if self.queue is None:
+            return self.task.keys_for(self.id)
+        return QueueKeys(self.task.keys.namespace, self.queue)
 
     @property
     def _key(self) -> str:
-        return self.task.result_key(self.id)
+        return self._keys.result(self.id)
 
     @property
     def partition(self) -> int | None:
@@ -111,7 +121,7 @@ class TaskHandle:
     @property
     def _status_key(self) -> str:
         self._check_tracked()
-        return self.task.keys_for(self.id).status(self.id)
+        return self._keys.status(self.id)
 
     def status(self) -> TaskStatus:
         """Where the message is now: queued, delayed, running (with progress), retrying,
@@ -153,7 +163,7 @@ class TaskHandle:
         self._check_tracked()
         producer = self.task.producer
         return (
-            self.task.keys_for(self.id),
+            self._keys,
             self.id,
             (reason or "")[:500],
             protocol.now_ms(),

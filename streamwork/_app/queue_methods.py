@@ -34,8 +34,10 @@ class QueueMethods(AppParts):
     track_status: bool
     _partitions: dict[str, int]
 
-    def queue(self, name: str, *, partitions: int) -> None:
-        """Declare how queue `name` is laid out: `partitions=N` spreads it over N streams,
+    def queue(self, name: str, *, partitions: int = 1) -> None:
+        """Declare queue `name`, which workers serve even when no task is declared on it
+        (`send_with(queue=...)` routes single messages there), and how it is laid out:
+        `partitions=N` spreads it over N streams,
         each under a hash tag of its own (`NAME~0` ... `NAME~N-1`), so that on Redis Cluster
         one busy queue uses every node. Sends go round-robin over the partitions, or, with
         `send_with(partition_key=...)`, to the key's partition, where the messages of one
@@ -86,8 +88,10 @@ class QueueMethods(AppParts):
                     )
 
     def queues(self) -> list[str]:
-        """The queues this app's tasks are declared on, in declaration order."""
-        return list(dict.fromkeys(t.options.queue for t in self.tasks.values()))
+        """The queues this app's tasks are declared on, in declaration order, then those
+        declared with `app.queue`."""
+        declared = [t.options.queue for t in self.tasks.values()]
+        return list(dict.fromkeys([*declared, *self._partitions]))
 
     def held_lists(self, queue: str) -> list[str]:
         """The lists where messages of `queue` wait for a concurrency slot (one per task

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from .._base.handler import HandlerOptions, check_priority
-from .._base.keys import QueueKeys, partition_name, partition_of_id, queue_registry
+from .._base.keys import QueueKeys, check_queue, partition_name, partition_of_id, queue_registry
 from .._send.producer import Destination, Producer
 from ..errors import (
     ConfigurationError,
@@ -28,13 +28,15 @@ class Routing:
     _has_bands: Callable[[str], bool]
     _bands: dict[str, Destination]
     _partitions: Callable[[str], int]
+    _queues: Callable[[], list[str]]
+    _routes: dict[str, Destination]
     _partition_destinations: list[Destination]
     _turns: Iterator[int]
 
-    def _destination_of(self, keys: QueueKeys) -> Destination:
+    def _destination_of(self, keys: QueueKeys, name: str | None = None) -> Destination:
         options = self.options
         return Destination(
-            name=options.queue,  # a partition's sends count and register as its queue's
+            name=name or options.queue,  # a partition's sends count as its queue's
             registry=queue_registry(keys.namespace),
             stream=keys.stream,
             delayed=keys.delayed,
@@ -118,4 +120,32 @@ class Routing:
                 stream=self.keys.band_stream(band),
                 delayed=self.keys.band_delayed(band),
             )
+        return found
+
+    def routed_to(self, queue: str, priority: str | None) -> Destination | None:
+        """Where a send with `queue=` goes (None: the task's own queue): another queue the
+        app's workers serve, plain; a task with limits or fair_by keeps its own queue."""
+        check_queue(queue)
+        if queue == self.options.queue:
+            return None
+        known = self._queues()
+        if queue not in known:
+            raise ConfigurationError(
+                f"unknown queue {queue!r}: this app's workers serve {', '.join(known)}; "
+                f"declare it with app.queue({queue!r}) so they can serve it"
+            )
+        if priority is not None or self._partitions(queue) > 1 or self._has_bands(queue):
+            raise ConfigurationError(
+                f"send_with(queue={queue!r}) routes to a plain queue: not with priority=, and "
+                "not to a partitioned queue or one with priority bands"
+            )
+        if self.options.is_limited or self.options.fair is not None:
+            raise ConfigurationError(
+                f"task {self.name!r} has a rate or concurrency limit or fair_by, kept on its "
+                f"queue {self.options.queue!r}: its messages cannot be routed to another"
+            )
+        found = self._routes.get(queue)
+        if found is None:
+            keys = QueueKeys(self.keys.namespace, queue)
+            found = self._routes[queue] = self._destination_of(keys, queue)
         return found

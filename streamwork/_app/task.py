@@ -47,10 +47,14 @@ class Task(Routing):
         options: HandlerOptions,
         has_bands: Callable[[str], bool] = lambda queue: False,
         partitions: Callable[[str], int] = lambda queue: 1,
+        queues: Callable[[], list[str]] = list,
     ) -> None:
         self._has_bands = has_bands
         """Whether a queue has priority bands (the App knows: a task on it says priority=)."""
         self._bands: dict[str, Destination] = {}
+        self._queues = queues
+        """The queues the app's workers serve (the App knows: its tasks', app.queue)."""
+        self._routes: dict[str, Destination] = {}
         self._partitions = partitions
         """How many partitions a queue has (the App knows: app.queue, partitions=)."""
         self._partition_destinations: list[Destination] = []
@@ -112,9 +116,10 @@ class Task(Routing):
         """An immutable signature: it runs with exactly these arguments, wherever it is."""
         return Signature(self, args, kwargs, immutable=True)
 
-    def handle(self, message_id: str) -> TaskHandle:
-        """The handle of a message sent earlier (e.g. by another process), from its id."""
-        return TaskHandle(message_id, self)
+    def handle(self, message_id: str, queue: str | None = None) -> TaskHandle:
+        """The handle of a message sent earlier (e.g. by another process), from its id (and
+        the queue it was sent to with `send_with(queue=...)`, if not the task's own)."""
+        return TaskHandle(message_id, self, queue=None if queue == self.options.queue else queue)
 
     def result_key(self, message_id: str) -> str:
         return self.keys_for(message_id).result(message_id)
@@ -205,8 +210,10 @@ class Task(Routing):
         replica_timeout: Duration,
         priority: str | None = None,
         partition_key: str | None = None,
+        queue: str | None = None,
     ) -> Any:
         due = due_ms(delay, eta)
+        routed = None if queue is None else self.routed_to(queue, priority)
         if partition_key is not None:
             partition_key = check_partition_key(partition_key)
             if self.options.ack_mode == "auto":
@@ -216,7 +223,9 @@ class Task(Routing):
                 )
             headers = {**(headers or {}), protocol.PARTITION_KEY: partition_key}
         # An idempotency key without a partition key picks the partition: its sends meet.
-        partition = self._choose_partition(partition_key if partition_key is not None else key)
+        partition = None
+        if routed is None:
+            partition = self._choose_partition(partition_key if partition_key is not None else key)
         if partition is not None and priority is not None:
             raise ConfigurationError(
                 f"queue {self.options.queue!r} is partitioned: it has no priority bands"
@@ -236,7 +245,7 @@ class Task(Routing):
             envelope, fair_key = self._keyed(envelope)
             fair_keys = [fair_key]
         return self.producer.plan(
-            self.destination_for(priority, partition),
+            routed or self.destination_for(priority, partition),
             [envelope],
             f"a message of task {self.name!r}",
             due=due,
@@ -262,6 +271,7 @@ class Task(Routing):
         replica_timeout: Duration = 1.0,
         priority: str | None = None,
         partition_key: str | None = None,
+        queue: str | None = None,
     ) -> TaskHandle:
         """Queue one run with options: `delay` (seconds or timedelta) or `eta`, and headers.
 
@@ -280,6 +290,11 @@ class Task(Routing):
         With `replicas`, it returns only once that many replicas have the message (Redis
         `WAIT`, up to `replica_timeout`); fewer raise ReplicationTimeout — the message is
         queued all the same, and a failover now may lose it.
+
+        With `queue`, this one message goes to another queue of the app (Celery's
+        `apply_async(queue=...)`): one its workers serve (a task's, or declared with
+        `app.queue(name)`), plain (not partitioned, without bands). Its status and result
+        are kept there; its handle knows where.
         """
         plan = self._plan_one(
             args,
@@ -293,8 +308,9 @@ class Task(Routing):
             replica_timeout,
             priority,
             partition_key,
+            queue,
         )
-        return self._handle(plan.ids[0], self.producer.write(plan))
+        return self._handle(plan.ids[0], self.producer.write(plan), plan.destination.name)
 
     async def send_with_async(
         self,
@@ -310,6 +326,7 @@ class Task(Routing):
         replica_timeout: Duration = 1.0,
         priority: str | None = None,
         partition_key: str | None = None,
+        queue: str | None = None,
     ) -> TaskHandle:
         """Like `send_with`, for asyncio code."""
         plan = self._plan_one(
@@ -324,12 +341,16 @@ class Task(Routing):
             replica_timeout,
             priority,
             partition_key,
+            queue,
         )
-        return self._handle(plan.ids[0], await self.producer.write_async(plan))
+        return self._handle(
+            plan.ids[0], await self.producer.write_async(plan), plan.destination.name
+        )
 
-    def _handle(self, message_id: str, holder: str) -> TaskHandle:
+    def _handle(self, message_id: str, holder: str, queue: str | None = None) -> TaskHandle:
         """The handle of the message holding the send's key (this one unless a duplicate)."""
-        return TaskHandle(holder, self, is_duplicate=holder != message_id)
+        routed = None if queue in (None, self.options.queue) else queue
+        return TaskHandle(holder, self, is_duplicate=holder != message_id, queue=routed)
 
     def _plan_many(self, calls: Iterable[Any], delay: Duration | None) -> Any:
         due = due_ms(delay, None)

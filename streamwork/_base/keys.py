@@ -341,6 +341,11 @@ class Source:
             return None
         return f"{self.namespace}:{{{self.name}}}:status:{task_id}"
 
+    def result(self, task_id: str) -> str:
+        """The result list of message `task_id` read from this queue (store_result tasks),
+        in the queue's slot: wherever the message was sent, its result is where it ran."""
+        return f"{self.namespace}:{{{self.name}}}:result:{task_id}"
+
     def limit(self, kind: str, task: str) -> str:
         """A flow-control key of the task (or of the subscriber group) read from here:
         `rate` (GCRA: when the next start is allowed), `slots` (a set: the entries running

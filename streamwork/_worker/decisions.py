@@ -120,7 +120,7 @@ class Decisions:
         if is_child:
             outcome.workflow = step_of(envelope, packed)
         if task.options.store_result:
-            outcome.result_key = task.result_key(envelope.id)
+            outcome.result_key = run.delivery.source.result(envelope.id)
             outcome.result = protocol.pack_value({"ok": True, "value": value})
         return outcome
 
@@ -221,7 +221,7 @@ class Decisions:
             partition_key=protocol.partition_key_of(envelope),
         )
         if task is not None and task.options.store_result:
-            outcome.result_key = task.result_key(envelope.id)
+            outcome.result_key = delivery.source.result(envelope.id)
             outcome.result = _error_result(error_type, error, trace)
         outcome.workflow = failure_of(envelope, error_type, error)
         return outcome

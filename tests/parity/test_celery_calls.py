@@ -84,3 +84,72 @@ def test_an_app_without_status_cannot_find_a_message_by_id(app):
             quiet.handle("0" * 32)
     finally:
         quiet.close()
+
+
+def test_send_with_queue_routes_one_message_to_another_queue(app):
+    """Celery's apply_async(queue="lopri"): the message waits in that queue, a worker of
+    that queue runs it, its status and result are kept there and its handle knows where."""
+    from streamwork.ops import stats
+
+    app.queue("lopri")
+
+    @app.task(store_result=True)
+    def add(a, b):
+        return a + b
+
+    routed = add.send_with(args=(2, 3), queue="lopri")
+    later = add.send_with(args=(4, 5), queue="lopri", delay=30)
+    own = add.send_with(args=(1, 1), queue="default")  # its own queue: as without queue=
+    assert (routed.queue, own.queue) == ("lopri", None)
+    assert stats.queue_state(app, "lopri").ready == 1
+    assert stats.queue_state(app, "lopri").delayed == 1
+    assert stats.queue_state(app, "default").ready == 1
+    assert run_until_idle(app, queues=["default"]).ran == 1  # not lopri's
+    assert routed.status().state == "queued" and later.status().state == "delayed"
+    assert run_until_idle(app, queues=["lopri"], advance_time=True).ran == 2
+    assert (routed.result(timeout=1), later.result(timeout=1), own.result(timeout=1)) == (5, 9, 2)
+    found = app.handle(routed.id)
+    assert found.queue == "lopri" and found.status().state == "done"
+    assert found.result(timeout=1) == 5
+
+
+def test_a_routed_message_can_be_cancelled_where_it_waits(app):
+    app.queue("lopri")
+    ran = []
+
+    @app.task
+    def job():
+        ran.append(1)
+
+    handle = job.send_with(queue="lopri")
+    assert handle.cancel() == "cancelled"
+    run_until_idle(app)
+    assert ran == [] and handle.status().state == "cancelled"
+
+
+def test_send_with_queue_refuses_what_it_cannot_route(app):
+    app.queue("orders", partitions=3)
+
+    @app.task
+    def job():
+        return None
+
+    @app.task(queue="limited", rate_limit="5/s")
+    def limited():
+        return None
+
+    @app.task(queue="bands", priority="high")
+    def banded():
+        return None
+
+    with pytest.raises(ConfigurationError, match=r"unknown queue 'lopri'.*app\.queue\('lopri'\)"):
+        job.send_with(queue="lopri")
+    with pytest.raises(ConfigurationError, match="invalid queue name"):
+        job.send_with(queue="no spaces")
+    for target in ("orders", "bands"):
+        with pytest.raises(ConfigurationError, match="routes to a plain queue"):
+            job.send_with(queue=target)
+    with pytest.raises(ConfigurationError, match="routes to a plain queue"):
+        job.send_with(queue="limited", priority="high")
+    with pytest.raises(ConfigurationError, match="kept on its queue 'limited'"):
+        limited.send_with(queue="default")
