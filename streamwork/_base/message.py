@@ -58,7 +58,7 @@ class Message:
         topic: str | None = None,
         group: str | None = None,
         decide: Decide | None = None,
-        progress: Callable[[float, str | None], None] | None = None,
+        progress: Callable[[float, str | None, dict[str, Any] | None], None] | None = None,
     ) -> None:
         self.id = id
         """The message's stable id: the same across retries and redeliveries."""
@@ -98,16 +98,20 @@ class Message:
         way (not a failure, never retried). Async handlers are cancelled outright."""
         return self._cancelled
 
-    def progress(self, fraction: float, note: str | None = None) -> None:
-        """Record how far the run is (0..1) and a short note, for `handle.status()` and
-        `streamwork status`. Cheap to call often: writes are throttled to a few per second,
-        the latest value written last. Task messages only (an event has no status)."""
+    def progress(
+        self, fraction: float, note: str | None = None, data: dict[str, Any] | None = None
+    ) -> None:
+        """Record how far the run is (0..1), a short note and, with `data`, a small dict of
+        plain values (Celery's `update_state(meta={...})`, at most 4 KiB encoded), for
+        `handle.status()` (`.data`), `streamwork status`, the console and the events. Cheap
+        to call often: writes are throttled to a few per second, the latest value written
+        last. Task messages only (an event has no status)."""
         if self._progress is None:
             raise StreamworkError(
                 "progress is recorded for task messages run by a worker; this message has "
                 "no status (a topic's event, or a Message made by hand)"
             )
-        self._progress(fraction, note)
+        self._progress(fraction, note, data)
 
     @property
     def decision(self) -> str | None:

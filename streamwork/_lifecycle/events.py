@@ -26,6 +26,7 @@ from .._redis import commands, reads
 from .._redis.connection import MAX_BLOCK, NamespaceView
 from .._redis.registry import known_queues
 from ..errors import ConfigurationError
+from .lifecycle import unpacked_data
 
 
 class EventsView(NamespaceView, Protocol):
@@ -60,6 +61,8 @@ class Event:
     """For retried, failed, dead: what failed; for cancelled: the reason."""
     progress: float | None = None
     note: str | None = None
+    data: dict[str, Any] | None = None
+    """For "progress": the data reported with it, if any."""
     workflow: str | None = None
     """For "sent": the workflow the message is a child of (`app.workflow(id)`)."""
 
@@ -87,6 +90,7 @@ def parse(queue: str, entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> E
         error=text("error"),
         progress=None if progress is None else float(progress),
         note=text("note"),
+        data=unpacked_data(fields.get(b"data")),
         workflow=text("workflow"),
     )
 

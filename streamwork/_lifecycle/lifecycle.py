@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol
 
+import msgpack
 import redis.exceptions
 
 from .._base import protocol
@@ -25,7 +26,7 @@ from .._base.keys import QueueKeys, partition_name, partition_of_id
 from .._redis import commands, reads
 from .._redis.connection import NamespaceView
 from .._redis.registry import known_queues
-from ..errors import ConfigurationError, StreamworkError
+from ..errors import ConfigurationError, EncodeError, StreamworkError
 
 log = logging.getLogger("streamwork.lifecycle")
 
@@ -52,6 +53,8 @@ class TaskStatus:
     progress: float | None = None
     """The last fraction (0..1) the handler reported with `message.progress()`."""
     note: str | None = None
+    data: dict[str, Any] | None = None
+    """The last data the handler reported with its progress (`progress(..., data={...})`)."""
     updated_at: datetime | None = None
     error: str | None = None
     """For retrying, failed and dead: what failed; for cancelled: the reason, if given."""
@@ -89,6 +92,7 @@ def parse_status(raw: dict[bytes, bytes], now_ms: int) -> TaskStatus:
         attempts=int(text("attempts") or 0),
         progress=None if progress is None else float(progress),
         note=text("note") or None,
+        data=unpacked_data(raw.get(b"data")),
         updated_at=None
         if updated is None
         else datetime.fromtimestamp(int(updated) / 1000, timezone.utc),
@@ -172,14 +176,49 @@ def decode_cancel(reply: Any) -> tuple[CancelResult, str]:
     return what, before  # type: ignore[return-value]
 
 
-def check_progress(fraction: float, note: str | None) -> tuple[float, str]:
+PROGRESS_DATA_BYTES = 4096
+"""The most a run's progress data may take, encoded (it is rewritten with every report)."""
+
+
+def check_progress(
+    fraction: float, note: str | None, data: dict[str, Any] | None = None
+) -> tuple[float, str, bytes]:
+    """(fraction, note, data packed: b"" for none) of a progress report; ConfigurationError
+    or EncodeError for what cannot be one."""
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
         raise ConfigurationError(f"progress must be a number from 0 to 1, got {fraction!r}")
     if not 0 <= fraction <= 1:
         raise ConfigurationError(f"progress must be from 0 to 1, got {fraction}")
     if note is not None and not isinstance(note, str):
         raise ConfigurationError(f"a progress note must be a string, got {note!r}")
-    return float(fraction), (note or "")[:NOTE_CHARS]
+    return float(fraction), (note or "")[:NOTE_CHARS], _packed_data(data)
+
+
+def _packed_data(data: dict[str, Any] | None) -> bytes:
+    if data is None:
+        return b""
+    if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
+        raise ConfigurationError(f"progress data must be a dict with string keys, got {data!r}")
+    try:
+        packed = protocol.pack_value(data)
+    except (TypeError, ValueError) as exc:
+        raise EncodeError(f"progress data is not plain data (msgpack): {exc}") from None
+    if len(packed) > PROGRESS_DATA_BYTES:
+        raise EncodeError(
+            f"progress data is {len(packed)} bytes encoded; at most {PROGRESS_DATA_BYTES}"
+        )
+    return packed
+
+
+def unpacked_data(raw: bytes | None) -> dict[str, Any] | None:
+    """The progress data a status hash or an event holds (None: none, or unreadable)."""
+    if not raw:
+        return None
+    try:
+        value = protocol.unpack_value(raw)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class ProgressReporter:
@@ -190,19 +229,19 @@ class ProgressReporter:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        write: Callable[[float, str], Coroutine[Any, Any, Any]],
+        write: Callable[[float, str, bytes], Coroutine[Any, Any, Any]],
     ) -> None:
         self._loop = loop
         self._write = write
         self._lock = threading.Lock()
-        self._latest: tuple[float, str] | None = None
+        self._latest: tuple[float, str, bytes] | None = None
         self._is_scheduled = False
         self._last_write = 0.0
         self._writes: set[asyncio.Task[Any]] = set()
         self.written = 0
 
-    def report(self, fraction: float, note: str | None) -> None:
-        value = check_progress(fraction, note)
+    def report(self, fraction: float, note: str | None, data: dict[str, Any] | None = None) -> None:
+        value = check_progress(fraction, note, data)
         with self._lock:
             self._latest = value
             if self._is_scheduled:

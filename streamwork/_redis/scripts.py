@@ -282,12 +282,14 @@ class Scripts(ScheduleScripts):
         now_ms: int,
         ttl_ms: int,
         events: tuple[str, int, str] = ("", 0, ""),
+        data: bytes = b"",
     ) -> Any:
-        """Record a running message's progress: 1 written, 0 not running any more."""
+        """Record a running message's progress (and its data, packed: b"" keeps the last):
+        1 written, 0 not running any more."""
         stream, cap, message_id = events
         return self._scripts["progress"](
             keys=[status, stream or status],
-            args=[fraction, note, now_ms, ttl_ms, cap, message_id],
+            args=[fraction, note, now_ms, ttl_ms, cap, message_id, data],
         )
 
     def replay(

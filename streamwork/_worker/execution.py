@@ -465,10 +465,11 @@ class Runner(Decisions):
         write: WriteProgress,
         fraction: float,
         note: str | None,
+        data: dict[str, Any] | None = None,
     ) -> None:
         if run.progress is None:  # made on first use: most handlers never report progress
             run.progress = ProgressReporter(loop, functools.partial(write, run))
-        run.progress.report(fraction, note)
+        run.progress.report(fraction, note, data)
 
     def _decide(
         self,

@@ -40,14 +40,15 @@ log = logging.getLogger("streamwork.worker")
 
 
 async def write_progress(
-    scripts: Scripts, ttl_ms: int, run: Run, fraction: float, note: str
+    scripts: Scripts, ttl_ms: int, run: Run, fraction: float, note: str, data: bytes = b""
 ) -> Any:
     """Write a running message's progress to its status (and its event): the Runner's
     `write_progress`, bound to a session's scripts and the app's status time to live."""
     source = run.delivery.source
     assert run.status_key is not None  # progress is reported for queue messages only
     events = (source.events, source.events_max_len, run.envelope.id)
-    return await scripts.progress(run.status_key, fraction, note, protocol.now_ms(), ttl_ms, events)
+    now = protocol.now_ms()
+    return await scripts.progress(run.status_key, fraction, note, now, ttl_ms, events, data)
 
 
 @dataclass

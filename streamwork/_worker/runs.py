@@ -62,8 +62,9 @@ class Outcome:
     of its key may run; for "turn", the key whose turn it waits for."""
 
 
-WriteProgress = Callable[["Run", float, str], Coroutine[Any, Any, Any]]
-"""Writes (run, fraction, note) to a running message's status (and event stream)."""
+WriteProgress = Callable[["Run", float, str, bytes], Coroutine[Any, Any, Any]]
+"""Writes (run, fraction, note, packed data) to a running message's status (and event
+stream)."""
 
 Submit = Callable[[Source, Outcome, bool], None]
 """Hands an outcome to the settler: (source, outcome, is_pending)."""

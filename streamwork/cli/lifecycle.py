@@ -37,6 +37,7 @@ def _show(queue: str, message_id: str, status: TaskStatus) -> dict[str, Any]:
         "attempts": status.attempts,
         "progress": status.progress,
         "note": status.note,
+        "data": status.data,
         "error": status.error,
         "worker": status.worker,
         "cancel_requested": status.cancel_requested,
@@ -63,10 +64,12 @@ def status(app_spec: str, message_id: str, queue: str | None, as_json: bool) -> 
     name, raw = find(app, message_id, queue)
     shown = _show(name, message_id, parse_status(raw, protocol.now_ms()))
     if as_json:
-        click.echo(json.dumps(shown))
+        click.echo(json.dumps(shown, default=repr))
         return
     if shown["progress"] is not None:
         shown["progress"] = f"{shown['progress']:.0%}"
+    if shown["data"] is not None:
+        shown["data"] = json.dumps(shown["data"], default=repr)
     for key, value in shown.items():
         if value is not None and value is not False:
             click.echo(f"{key + ':':<17} {value}")
@@ -108,7 +111,7 @@ def events(app_spec: str, queue: str | None, since: str, follow: bool, as_json: 
         while True:
             found = _everything_new(app, queue, positions, 1.0 if follow else None)
             for event in sorted(found, key=lambda event: (event.time, event.id)):
-                click.echo(json.dumps(event.as_dict()) if as_json else _line(event))
+                click.echo(json.dumps(event.as_dict(), default=repr) if as_json else _line(event))
             if not follow:
                 return
     except KeyboardInterrupt:
@@ -139,7 +142,8 @@ EVENTS_HEADER = (
 def _line(event: Event) -> str:
     detail = event.error or ""
     if event.event == "progress":
-        detail = f"{event.progress:.0%} {event.note or ''}".strip()
+        data = "" if event.data is None else json.dumps(event.data, default=repr)
+        detail = f"{event.progress:.0%} {event.note or ''} {data}".strip()
     return (
         f"{event.time.strftime('%H:%M:%S.%f')[:-3]}  {event.queue:<12} {event.event:<9} "
         f"{event.message_id}  {event.task:<16} attempt {event.attempt}  "

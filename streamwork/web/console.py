@@ -380,7 +380,8 @@ class Console(DeadLetterPages):
                     )
                     for event in found:
                         positions[event.queue] = event.id
-                        yield f"id: {event.id}\ndata: {json.dumps(event.as_dict())}\n\n"
+                        shown = json.dumps(event.as_dict(), default=repr)
+                        yield f"id: {event.id}\ndata: {shown}\n\n"
                     if not found:
                         yield ": idle\n\n"
 

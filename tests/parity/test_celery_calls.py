@@ -153,3 +153,31 @@ def test_send_with_queue_refuses_what_it_cannot_route(app):
         job.send_with(queue="limited", priority="high")
     with pytest.raises(ConfigurationError, match="kept on its queue 'limited'"):
         limited.send_with(queue="default")
+
+
+def test_progress_carries_a_small_dict_to_the_status_and_the_events(app):
+    """Celery's update_state(state="PROGRESS", meta={...}): progress(fraction, note, data)."""
+    from streamwork import App as _App
+
+    events_app = _App(app.url, namespace="progressing", events=True)
+    errors = []
+
+    @events_app.task(bind=True)
+    def encode(message, frames):
+        message.progress(0.5, "half", data={"frames": frames // 2, "codec": "av1"})
+        for bad in ({1: "int key"}, {"blob": object()}, {"big": "x" * 5000}, ["not", "a dict"]):
+            try:
+                message.progress(0.6, data=bad)
+            except Exception as exc:
+                errors.append(type(exc).__name__)
+
+    try:
+        handle = encode.send(120)
+        run_until_idle(events_app)
+        status = handle.status()
+        assert status.data == {"frames": 60, "codec": "av1"} and status.note == "half"
+        assert errors == ["ConfigurationError", "EncodeError", "EncodeError", "ConfigurationError"]
+        progressed = [e for e in events_app.read_events() if e.event == "progress"]
+        assert progressed and progressed[-1].data == {"frames": 60, "codec": "av1"}
+    finally:
+        events_app.close()

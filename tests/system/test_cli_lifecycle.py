@@ -142,3 +142,23 @@ def test_a_misspelt_queue_option_exits_1_listing_the_known_queues(processes, wri
         assert run.stderr.strip() == (
             "Error: unknown queue 'vidoe': namespace 'sw' knows video, emails"
         ), args
+
+
+def test_status_and_events_show_progress_data(processes, write_app, redis_url):
+    write_app("eventful", EVENTFUL)
+    app = App(redis_url, events=True)
+
+    @app.task(queue="video", name="transcode", bind=True)
+    def transcode(message, n):
+        message.progress(0.5, "half", data={"frames": n})
+
+    handle = transcode.send(120)
+    drain(app)
+    shown = processes.run("status", "eventful:app", handle.id)
+    lines = dict(line.split(":", 1) for line in shown.stdout.splitlines())
+    assert json.loads(lines["data"]) == {"frames": 120}
+    as_json = json.loads(processes.run("status", "eventful:app", handle.id, "--json").stdout)
+    assert as_json["data"] == {"frames": 120} and as_json["note"] == "half"
+    events = processes.run("events", "eventful:app")
+    [progress] = [line for line in events.stdout.splitlines() if " progress " in line]
+    assert progress.endswith('50% half {"frames": 120}')

@@ -8,6 +8,7 @@
 -- ARGV[4]  how long a status lives once nothing changes it, in ms
 -- ARGV[5]  the event stream's length cap (approximate); 0: the queue records no events
 -- ARGV[6]  the message id
+-- ARGV[7]  the progress data, msgpack ("": none given; the last written stays)
 --
 -- Returns 1 written, 0 ignored (the message is not running: its outcome came first).
 --
@@ -17,12 +18,15 @@ if redis.call("HGET", KEYS[1], "state") ~= "running" then
     return 0
 end
 redis.call("HSET", KEYS[1], "progress", ARGV[1], "note", ARGV[2], "updated", ARGV[3])
+if ARGV[7] ~= "" then
+    redis.call("HSET", KEYS[1], "data", ARGV[7])
+end
 redis.call("PEXPIRE", KEYS[1], ARGV[4])
 local cap = tonumber(ARGV[5])
 if cap > 0 then
     local task, attempt, worker = unpack(redis.call("HMGET", KEYS[1], "task", "attempts", "worker"))
     redis.call("XADD", KEYS[2], "MAXLEN", "~", cap, "*", "event", "progress", "id", ARGV[6],
         "task", task or "", "attempt", attempt or "", "time", ARGV[3], "worker", worker or "",
-        "progress", ARGV[1], "note", ARGV[2])
+        "progress", ARGV[1], "note", ARGV[2], "data", ARGV[7])
 end
 return 1
