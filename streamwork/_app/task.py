@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -18,7 +19,14 @@ from .._base import protocol, tracing
 from .._base.handler import HandlerOptions
 from .._base.keys import PARTITION_ID, QueueKeys
 from .._base.settings import Duration
-from .._send.producer import DEFAULT_KEY_TTL, SEND_BATCH, Destination, Producer, due_ms
+from .._send.producer import (
+    DEFAULT_KEY_TTL,
+    SEND_BATCH,
+    Destination,
+    Producer,
+    due_ms,
+    expires_ms,
+)
 from .._workflows.canvas import Signature
 from ..errors import (
     BadArguments,
@@ -149,13 +157,19 @@ class Task(Routing):
         due: int | None = None,
         trace_context: dict[str, str] | None = None,
         partition: int | None = None,
+        expires: int | None = None,
     ) -> protocol.Envelope:
         """The envelope of one call, after checking its arguments (`trace_context`: the
         trace headers, when the caller looked them up once for many envelopes; `partition`:
-        the partition it goes to, which its id names)."""
+        the partition it goes to, which its id names; `expires`: its deadline, Unix ms,
+        else the task's `expires` from now)."""
         args = tuple(args)
         kwargs = kwargs or {}
         self.check_arguments(args, kwargs)
+        if expires is None and self.options.expires is not None:
+            expires = protocol.now_ms() + math.ceil(self.options.expires * 1000)
+        if expires is not None:
+            headers = {**(headers or {}), protocol.EXPIRES: expires}
         message_id = protocol.new_id()
         return protocol.Envelope(
             id=message_id if partition is None else f"{message_id}{PARTITION_ID}{partition}",
@@ -211,8 +225,10 @@ class Task(Routing):
         priority: str | None = None,
         partition_key: str | None = None,
         queue: str | None = None,
+        expires: Duration | datetime | None = None,
     ) -> Any:
         due = due_ms(delay, eta)
+        deadline = expires_ms(expires)
         routed = None if queue is None else self.routed_to(queue, priority)
         if partition_key is not None:
             partition_key = check_partition_key(partition_key)
@@ -230,7 +246,7 @@ class Task(Routing):
             raise ConfigurationError(
                 f"queue {self.options.queue!r} is partitioned: it has no priority bands"
             )
-        envelope = self.envelope(args, kwargs, headers, due, partition=partition)
+        envelope = self.envelope(args, kwargs, headers, due, partition=partition, expires=deadline)
         fair_keys = None
         # A fair task's message waits in its key's list when sent now, plainly; delayed,
         # keyed (idempotency or partition key) or replicated sends go to the queue (see
@@ -272,6 +288,7 @@ class Task(Routing):
         priority: str | None = None,
         partition_key: str | None = None,
         queue: str | None = None,
+        expires: Duration | datetime | None = None,
     ) -> TaskHandle:
         """Queue one run with options: `delay` (seconds or timedelta) or `eta`, and headers.
 
@@ -295,6 +312,12 @@ class Task(Routing):
         `apply_async(queue=...)`): one its workers serve (a task's, or declared with
         `app.queue(name)`), plain (not partitioned, without bands). Its status and result
         are kept there; its handle knows where.
+
+        With `expires` (seconds or a timedelta from now, or an aware datetime; default: the
+        task's `expires`), a message not started by then never runs: its status reads
+        "expired", it is not retried nor dead-lettered, and a stored result raises
+        TaskFailed("Expired"). The deadline is absolute: it holds for a delayed message and
+        for its retries.
         """
         plan = self._plan_one(
             args,
@@ -309,6 +332,7 @@ class Task(Routing):
             priority,
             partition_key,
             queue,
+            expires,
         )
         return self._handle(plan.ids[0], self.producer.write(plan), plan.destination.name)
 
@@ -327,6 +351,7 @@ class Task(Routing):
         priority: str | None = None,
         partition_key: str | None = None,
         queue: str | None = None,
+        expires: Duration | datetime | None = None,
     ) -> TaskHandle:
         """Like `send_with`, for asyncio code."""
         plan = self._plan_one(
@@ -342,6 +367,7 @@ class Task(Routing):
             priority,
             partition_key,
             queue,
+            expires,
         )
         return self._handle(
             plan.ids[0], await self.producer.write_async(plan), plan.destination.name

@@ -29,6 +29,7 @@ class HandlerArgs(TypedDict, total=False):
     retry_on: tuple[type[BaseException], ...]
     backoff: Backoff
     retry_delay: Duration
+    expires: Duration
     timeout: Duration
     rate_limit: str
     rate_burst: int
@@ -172,6 +173,8 @@ class HandlerOptions:
     timeout: float | None = None
     retry_delay: float | None = None
     """Seconds before a retry that gives no delay of its own (None: the backoff's)."""
+    expires: float | None = None
+    """Seconds after its send by which a message must start, or never run (None: never)."""
     store_result: bool = False
     bind: bool = False
     rate: Rate | None = None
@@ -210,6 +213,7 @@ class HandlerOptions:
                 said.append(f"{name} (did you mean {close[0]}?)" if close else name)
             raise ConfigurationError(f"unknown handler option(s): {', '.join(said)}")
         timeout, retry_delay = args.get("timeout"), args.get("retry_delay")
+        expires = args.get("expires")
         retry_on = args.get("retry_on")
         rate_limit, burst = args.get("rate_limit"), args.get("rate_burst")
         if burst is not None and rate_limit is None:
@@ -228,6 +232,7 @@ class HandlerOptions:
             backoff=args.get("backoff") or defaults.backoff,
             timeout=None if timeout is None else to_seconds("timeout", timeout, allow_zero=False),
             retry_delay=None if retry_delay is None else to_seconds("retry_delay", retry_delay),
+            expires=None if expires is None else to_seconds("expires", expires, allow_zero=False),
             store_result=store_result,
             bind=bind,
             rate=None if rate_limit is None else Rate.parse(rate_limit, burst),

@@ -63,6 +63,11 @@ RETRIED = Counter("streamwork_tasks_retried", "Retries scheduled after a failure
 DEAD_LETTERED = Counter(
     "streamwork_tasks_dead_lettered", "Messages moved to the dead letters.", RUN_LABELS
 )
+EXPIRED = Counter(
+    "streamwork_tasks_expired",
+    "Messages not started by their deadline (expires=): never run, not retried.",
+    RUN_LABELS,
+)
 RUN_TIME = Histogram(
     "streamwork_task_run_seconds", "How long handlers ran.", RUN_LABELS, buckets=BUCKETS
 )
@@ -92,7 +97,7 @@ SEND_TIME = Histogram(
     buckets=BUCKETS,
 )
 
-_OUTCOMES = {"done": SUCCEEDED, "retry": RETRIED, "dead": DEAD_LETTERED}
+_OUTCOMES = {"done": SUCCEEDED, "retry": RETRIED, "dead": DEAD_LETTERED, "expired": EXPIRED}
 
 
 def labels_of(source: Source) -> tuple[str, str]:

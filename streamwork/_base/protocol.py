@@ -40,11 +40,13 @@ RATE_SLOT = "rate_slot"
 WORKFLOW = "workflow"
 NODE = "node"
 """A workflow child's headers: the workflow's id and the child's node index."""
+EXPIRES = "expires"
+"""The header carrying a message's deadline (Unix ms): not started by then, it never runs."""
 SCHEDULE = "schedule"
 SCHEDULED_FOR = "scheduled_for"
 """A schedule tick's headers: the schedule's id and the tick's due time (Unix ms)."""
 RESERVED_HEADERS = frozenset(
-    {PARTITION_KEY, FAIR_KEY, RATE_SLOT, WORKFLOW, NODE, SCHEDULE, SCHEDULED_FOR}
+    {PARTITION_KEY, FAIR_KEY, RATE_SLOT, WORKFLOW, NODE, SCHEDULE, SCHEDULED_FOR, EXPIRES}
 )
 
 

@@ -30,7 +30,7 @@ from ..errors import ConfigurationError, EncodeError, StreamworkError
 
 log = logging.getLogger("streamwork.lifecycle")
 
-FINAL_STATES = ("done", "failed", "dead", "cancelled")
+FINAL_STATES = ("done", "failed", "dead", "cancelled", "expired")
 
 CancelResult = Literal["cancelled", "cancelling", "finished", "unknown"]
 
@@ -44,7 +44,8 @@ class TaskStatus:
     """Where a message is in its life, as its status hash says."""
 
     state: str
-    """queued | delayed | running | retrying | done | failed | dead | cancelled | unknown.
+    """queued | delayed | running | retrying | done | failed | dead | cancelled | expired |
+    unknown. expired: not started by its deadline (`expires`), never run.
     failed: the handler failed for good (not retryable, or out of retries); dead: set aside
     without a handler failure (rejected, bad input, delivered too often); both are in the
     dead letters. unknown: no status (never sent, or its status expired)."""

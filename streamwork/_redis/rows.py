@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple, Protocol
 
-OutcomeKind = Literal["ack", "done", "retry", "dead", "cancelled", "held", "wait", "turn"]
+OutcomeKind = Literal[
+    "ack", "done", "retry", "dead", "cancelled", "expired", "held", "wait", "turn"
+]
 """What a run decided: "ack" (on receipt, ack mode auto), "done", "retry", "dead",
-"cancelled", "held" (due later, the same attempt: a rate limit, or RateLimited), "wait" (for
-a concurrency slot) or "turn" (for its partition key's turn)."""
+"cancelled", "expired" (not started by its deadline: never run), "held" (due later, the same
+attempt: a rate limit, or RateLimited), "wait" (for a concurrency slot) or "turn" (for its
+partition key's turn)."""
 
 
 class SendState(NamedTuple):

@@ -50,6 +50,18 @@ def due_ms(delay: Duration | None, eta: datetime | None) -> int | None:
     return protocol.now_ms() + math.ceil(seconds * 1000)
 
 
+def expires_ms(expires: Duration | datetime | None) -> int | None:
+    """A message's deadline (Unix ms) from `expires` (seconds or a timedelta from now, or a
+    timezone-aware datetime); None for none."""
+    if expires is None:
+        return None
+    if isinstance(expires, datetime):
+        if expires.tzinfo is None:
+            raise ConfigurationError("expires must be a timezone-aware datetime (e.g. UTC)")
+        return int(expires.astimezone(timezone.utc).timestamp() * 1000)
+    return protocol.now_ms() + math.ceil(to_seconds("expires", expires, allow_zero=False) * 1000)
+
+
 @dataclass(frozen=True)
 class Destination:
     """Where messages go: a queue (with its idempotency keys) or a topic."""

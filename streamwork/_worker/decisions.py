@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any
 
 import msgpack
@@ -52,6 +53,9 @@ class Decisions:
                 f"(max_deliveries={limit}): it may be killing its worker"
             )
             return self._dead(delivery, envelope, task, reason)
+        deadline = _deadline(envelope)
+        if deadline and protocol.now_ms() > deadline:
+            return _expired(delivery, envelope, task, deadline)
         return Run(delivery, envelope, task, status_key=delivery.source.status(envelope.id))
 
     def _handler(self, source: Source, envelope: protocol.Envelope) -> Handler | str:
@@ -252,9 +256,44 @@ def cancelled_outcome(run: Run, status_key: str | None, reason: str) -> Outcome:
     )
 
 
-"""The header of a message its rate limit held back: the start reserved for it (Unix ms,
-Redis's clock). The start step does not charge it again when it comes on time (at most
-start.lua's LATE_MS, 100 ms, after it), and charges a later one as a new start."""
+def _deadline(envelope: protocol.Envelope) -> int:
+    """The message's deadline (Unix ms, its `expires` header), 0 when it has none."""
+    deadline = envelope.headers.get(protocol.EXPIRES) if envelope.headers else None
+    if isinstance(deadline, bool) or not isinstance(deadline, int):
+        return 0
+    return deadline
+
+
+def _expired(
+    delivery: Delivery, envelope: protocol.Envelope, task: Handler, deadline: int
+) -> Outcome:
+    """The outcome of a message not started by its deadline: acknowledged, never run, not
+    retried nor dead-lettered, its status "expired" (a stored result says so)."""
+    when = datetime.fromtimestamp(deadline / 1000, timezone.utc).isoformat(timespec="seconds")
+    why = f"not started by its deadline ({when})"
+    log.info(
+        "task %s id %s expired: %s",
+        task.name,
+        envelope.id,
+        why,
+        extra=_event(task.name, envelope.id, "expired"),
+    )
+    outcome = Outcome(
+        "expired",
+        delivery.entry_id,
+        task=task.name,
+        status_key=delivery.source.status(envelope.id),
+        state="expired",
+        error=why,
+        message_id=envelope.id,
+        attempt=envelope.attempt,
+        workflow=failure_of(envelope, "Expired", why),
+        partition_key=protocol.partition_key_of(envelope),
+    )
+    if task.options.store_result:
+        outcome.result_key = delivery.source.result(envelope.id)
+        outcome.result = _error_result("Expired", why)
+    return outcome
 
 
 def _reserved_start(headers: dict[str, Any]) -> int:

@@ -181,3 +181,78 @@ def test_progress_carries_a_small_dict_to_the_status_and_the_events(app):
         assert progressed and progressed[-1].data == {"frames": 60, "codec": "av1"}
     finally:
         events_app.close()
+
+
+def expired_count(task):
+    from prometheus_client import REGISTRY
+
+    labels = {"queue": "default", "group": "", "task": task}
+    return REGISTRY.get_sample_value("streamwork_tasks_expired_total", labels) or 0
+
+
+def test_a_message_not_started_by_its_deadline_never_runs(app):
+    """expires=: its status reads expired, it is not retried nor dead-lettered, a stored
+    result says Expired, a metric counts it; one started in time runs."""
+    from streamwork.ops import stats
+
+    ran = []
+
+    @app.task(store_result=True)
+    def report(n):
+        ran.append(n)
+        return n
+
+    before = expired_count("report")
+    late = report.send_with(args=(1,), delay=60, expires=30)  # due after its deadline
+    on_time = report.send_with(args=(2,), expires=30)
+    summary = run_until_idle(app, advance_time=True)
+    assert ran == [2] and on_time.result(timeout=1) == 2
+    assert late.status().state == "expired" and "deadline" in late.status().error
+    with pytest.raises(TaskFailed) as failed:
+        late.result(timeout=1)
+    assert failed.value.error_type == "Expired"
+    assert summary.dead == 0 and stats.queue_state(app, "default").dead_letters == 0
+    assert late.cancel() == "finished"
+    assert expired_count("report") == before + 1
+
+
+def test_a_tasks_expires_holds_for_its_retries(app):
+    """The deadline is absolute: a retry due after it is not run."""
+    runs = []
+
+    @app.task(expires=5, retry_delay=10)
+    def flaky():
+        runs.append(1)
+        raise ValueError("down")
+
+    handle = flaky.send()
+    run_until_idle(app, advance_time=True)
+    assert runs == [1] and handle.status().state == "expired"
+
+
+def test_an_expired_keyed_message_lets_the_next_one_of_its_key_run(app):
+    ran = []
+
+    @app.task
+    def step(n):
+        ran.append(n)
+
+    step.send_with(args=(1,), partition_key="k", delay=60, expires=30)
+    step.send_with(args=(2,), partition_key="k")
+    run_until_idle(app, advance_time=True)
+    assert ran == [2]
+
+
+def test_expires_is_checked_when_sent(app):
+    from datetime import datetime
+
+    @app.task
+    def job():
+        return None
+
+    with pytest.raises(ConfigurationError, match="expires must be a timezone-aware"):
+        job.send_with(expires=datetime(2030, 1, 1))
+    with pytest.raises(ConfigurationError, match="expires must be > 0"):
+        job.send_with(expires=0)
+    with pytest.raises(ConfigurationError, match="expires"):
+        app.task(name="bad", expires="soon")(lambda: None)

@@ -14,7 +14,7 @@
 --          "cancelled" one, which stops the step that sends it (enqueue.lua)
 --
 -- Returns {what, state before}: what is "unknown" (no status: never sent, or expired),
--- "finished" (done, failed or dead already: nothing changes), "cancelled" (cancelled
+-- "finished" (done, failed, dead or expired already: nothing changes), "cancelled" (cancelled
 -- already, before "cancelled": a repeated cancel, say after a lost reply, answers as the
 -- first did; nothing changes), "cancelled" (it was
 -- queued, delayed or waiting to retry: it will never run; a delayed one leaves the delayed
@@ -34,7 +34,7 @@ end
 if state == "cancelled" then
     return {"cancelled", state}
 end
-if state == "done" or state == "failed" or state == "dead" then
+if state == "done" or state == "failed" or state == "dead" or state == "expired" then
     return {"finished", state}
 end
 if state == "running" then

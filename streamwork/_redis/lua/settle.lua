@@ -17,7 +17,8 @@
 -- ARGV[6]   the outcomes, msgpack-encoded (one argument instead of seventeen per outcome
 --           keeps the client's command packing off the hot path): an array of arrays of
 --           seventeen values each (rows.py: SettleValues):
---           kind ("ack" | "done" | "retry" | "dead" | "cancelled" | "held" | "wait" | "turn"),
+--           kind ("ack" | "done" | "retry" | "dead" | "cancelled" | "expired" | "held" |
+--           "wait" | "turn"),
 --           entry id, data, score, result key index, result, wait ms (queued before the
 --           run; -1: unknown, the message had no `ts`), run ms (-1: no handler ran), status
 --           key index, state, error, message id, task, attempt, held list key index,
@@ -30,6 +31,7 @@
 --             retry:     ZADD KEYS[2] score data     (data = the next attempt's message)
 --             dead:      XADD KEYS[3] * m data       (data = the dead letter)
 --             cancelled: nothing to write: the message was cancelled (not a failure)
+--             expired:   nothing to write: it was not started by its deadline (`expires`)
 --             held:      ZADD KEYS[2] score data     (held back by a rate limit, or the
 --                        handler raised RateLimited: the same attempt, due later)
 --             wait:      RPUSH KEYS[index] data      (held back by a concurrency limit:
@@ -61,12 +63,12 @@ local pending, delete = ARGV[3] == "1", ARGV[4] == "1"
 local ttl = tonumber(ARGV[5])
 local written = {}
 local status_ttl, now_ms, cap = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
-local EVENTS = {done = "done", retry = "retried", cancelled = "cancelled"}
-local totals = {ack = 0, done = 0, retry = 0, dead = 0, cancelled = 0, held = 0, wait = 0,
-    turn = 0, runs = 0, waited = 0, wait_ms = 0, run_ms = 0}
+local EVENTS = {done = "done", retry = "retried", cancelled = "cancelled", expired = "expired"}
+local totals = {ack = 0, done = 0, retry = 0, dead = 0, cancelled = 0, expired = 0, held = 0,
+    wait = 0, turn = 0, runs = 0, waited = 0, wait_ms = 0, run_ms = 0}
 
 local outcomes = cmsgpack.unpack(ARGV[6])
-local FINISHED = {done = true, dead = true, cancelled = true}
+local FINISHED = {done = true, dead = true, cancelled = true, expired = true}
 
 -- #include turns
 
@@ -183,8 +185,8 @@ for first = 1, #acked, 1000 do
         redis.call("XDEL", KEYS[1], unpack(ids))
     end
 end
-for _, name in ipairs({"done", "retry", "dead", "cancelled", "held", "wait", "turn", "runs", "waited",
-        "wait_ms", "run_ms"}) do
+for _, name in ipairs({"done", "retry", "dead", "cancelled", "expired", "held", "wait", "turn",
+        "runs", "waited", "wait_ms", "run_ms"}) do
     if totals[name] > 0 then
         redis.call("HINCRBY", KEYS[4], name, totals[name])
     end
