@@ -230,6 +230,12 @@ class OrderKeys:
         return [self.order, self.turn, self.ordered]
 
 
+def limits_registry(namespace: str) -> str:
+    """A hash of the rate limits changed at run time in `namespace`: task -> "100/s" or
+    "none" (`streamwork limits set`; workers read it once a second)."""
+    return f"{namespace}:limits"
+
+
 def partitions_registry(namespace: str) -> str:
     """A hash of every partitioned queue in `namespace`: queue -> its number of partitions
     (written by workers, read by tools that see the queues without the app's code)."""

@@ -394,3 +394,20 @@ def forget_due(client: Any, due_set: str, id: str) -> Any:
 def release_claim(client: Any, keys: ScheduleKeys, due_ms: int) -> Any:
     """Delete the claim of one tick, so that a ticker enqueues that tick again."""
     return client.delete(keys.claim(due_ms))
+
+
+# -- rate limit overrides (`streamwork limits`; _worker/overrides.py reads them) --------------
+
+
+def rate_overrides(client: Any, key: str) -> Any:
+    """{task: rate text} of the overrides in force."""
+    return client.hgetall(key)
+
+
+def set_rate_override(client: Any, key: str, task: str, text: str) -> Any:
+    return client.hset(key, task, text)
+
+
+def reset_rate_override(client: Any, key: str, task: str) -> Any:
+    """Remove a task's override: 1 removed, 0 it had none."""
+    return client.hdel(key, task)

@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 
 from .._base import metrics, protocol
-from .._base.handler import Handler
+from .._base.handler import Handler, Rate
 from .._base.keys import QueueKeys, Source
 from .._redis.rows import StartRow
 from .._workflows.recorder import failure_of, step_of
@@ -304,10 +304,11 @@ def _reserved_start(headers: dict[str, Any]) -> int:
     return int(reserved)
 
 
-def start_row(source: Source, run: Run) -> StartRow:
-    """What the start step needs of one run (see scripts.Scripts.start)."""
+def start_row(source: Source, run: Run, rate: Rate | None) -> StartRow:
+    """What the start step needs of one run (see scripts.Scripts.start); `rate`: the task's
+    rate limit now (its own, or an override)."""
     options, name = run.task.options, run.task.name
-    rate, limit = options.rate, options.concurrency_limit
+    limit = options.concurrency_limit
     rate_key = None if rate is None else source.limit("rate", name)
     fair, key = options.fair, run.envelope.headers.get(protocol.FAIR_KEY)
     if fair is not None and fair.rate is not None and isinstance(key, str):

@@ -28,6 +28,7 @@ from .decisions import WAITS_FOR_SLOT, cancelled_outcome, held_back, start_row
 from .execution import Runner
 from .fetcher import Fetcher
 from .in_flight import InFlight
+from .overrides import RateOverrides
 from .recycling import RecyclePolicy
 from .runs import Delivery, Outcome, Run, Submit
 from .scanner import Scanner
@@ -63,6 +64,8 @@ class Session:
     scanner: Scanner
     fetcher: Fetcher
     ticker: Ticker
+    overrides: RateOverrides
+    """The rate limits changed at run time (streamwork limits), read once a second."""
     scripts: Scripts
     start_scripts: Scripts
     """The scripts with the start step on a lane of its own (see lanes.py)."""
@@ -140,6 +143,7 @@ class Launching:
             if (
                 run.status_key is None
                 and not run.task.options.is_limited
+                and not session.overrides.limits(run.task)
                 and not (run.envelope.headers and protocol.PARTITION_KEY in run.envelope.headers)
             ):
                 starting.append(run)
@@ -169,7 +173,7 @@ class Launching:
         """The start step's replies for `runs`, retried with backoff while Redis is away
         (their entries are this worker's, pending); None if the worker stops first."""
         failures = 0
-        rows = [start_row(source, run) for run in runs]
+        rows = [start_row(source, run, session.overrides.rate_of(run.task)) for run in runs]
         while True:
             try:
                 return await session.start_scripts.start(

@@ -71,7 +71,10 @@ class Scanner:
         ticker: Ticker | None = None,
         release: Callable[[], Awaitable[int]] | None = None,
         outage: Outage | None = None,
+        overrides: Callable[[], Awaitable[float]] | None = None,
     ) -> None:
+        self._overrides = overrides
+        """Reads the rate limit overrides again (streamwork limits); seconds to the next."""
         self._outage = outage or Outage("")
         """Where a lost Redis is told (one warning per process, not one per retry)."""
         self._release = release
@@ -110,7 +113,7 @@ class Scanner:
 
     def start(self) -> None:
         self._stopping = False
-        loops = {
+        loops: dict[str, Callable[[], Awaitable[float]]] = {
             "move": self.move_due,
             "lease": self.renew_leases,
             "claim": self.claim_stale,
@@ -122,6 +125,8 @@ class Scanner:
             loops["tick"] = self._ticker.tick
         if self._release is not None:
             loops["release"] = self.release_held
+        if self._overrides is not None:
+            loops["limits"] = self._overrides
         self._wakes = {what: asyncio.Event() for what in loops}
         self._move_soon = self._wakes["move"]
         self._tasks = [

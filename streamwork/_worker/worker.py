@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,40 +34,22 @@ from .._redis.scripts import Scripts
 from .._schedules.ticker import Ticker
 from .._workflows.canvas import Sender
 from .._workflows.recorder import Recorder
-from ..errors import ConfigurationError
 from .batching import Batches
 from .execution import Runner
 from .fetcher import Fetcher
 from .in_flight import InFlight
 from .launching import Launching, Session, write_progress
+from .overrides import RateOverrides
 from .recycling import RecyclePolicy
 from .runs import Delivery, Outcome
 from .scanner import Scanner
 from .settler import Settler
+from .sources import chosen_sources, consumer_name
 
 if TYPE_CHECKING:
     from .._app.app import App
 
 log = logging.getLogger("streamwork.worker")
-
-
-def _choose(
-    kind: str, asked: Sequence[str] | None, declared: list[str], is_everything: bool, verb: str
-) -> list[str]:
-    if is_everything:
-        return declared
-    chosen = list(dict.fromkeys(asked or ()))
-    unknown = [name for name in chosen if name not in declared]
-    if unknown:
-        raise ConfigurationError(
-            f"unknown {kind} {unknown[0]!r}: this app's {verb} {', '.join(declared) or 'none'}"
-        )
-    return chosen
-
-
-def consumer_name() -> str:
-    """A name unique to this process: host, pid and a random suffix (pids are reused)."""
-    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
 PREPARE_TRIES = 4
@@ -101,23 +81,12 @@ class Worker(Launching):
         self._outage = Outage(app.url)
         """How this process tells of a lost Redis: one warning, reminders, one "back"."""
         self.settings = settings or WorkerSettings()
-        is_everything = not queues and not topics
-        chosen_queues = _choose("queue", queues, app.queues(), is_everything, "tasks use")
-        chosen_topics = _choose("topic", topics, app.topics(), is_everything, "subscribers read")
-        if not chosen_queues and not chosen_topics:
-            raise ConfigurationError(
-                "the app declares no tasks or subscribers, so there is nothing to serve"
-            )
-        self.sources = [source for q in chosen_queues for source in app.queue_sources(q)]
-        for (topic, _), subscriber in app.subscribers.items():
-            if topic in chosen_topics:
-                self.sources += subscriber.sources
-        self.topics = chosen_topics
+        self.sources, self.topics = chosen_sources(app, queues, topics)
         self.consumer = consumer_name()
         self.session: Session | None = None
+        """The collaborators of the current (or last) run; None before the first."""
         self._limited: list[tuple[Source, str, int]] = []
         """The concurrency-limited handlers served here (set per session)."""
-        """The collaborators of the current (or last) run; None before the first."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._recycling = RecyclePolicy(self.settings.max_tasks, self.settings.max_memory_mb)
         self._is_stop_asked = False
@@ -246,6 +215,7 @@ class Worker(Launching):
             status_ttl_ms=self.app.status_ttl_ms,
             events_cap=self.app.events_cap,
         )
+        overrides = RateOverrides(client, self.app.namespace, self.app.tasks)
         scanner = Scanner(
             client,
             scripts,
@@ -258,6 +228,7 @@ class Worker(Launching):
             ticker=ticker if settings.schedules else None,
             release=functools.partial(self._release_all, scripts) if self._limited else None,
             outage=self._outage,
+            overrides=overrides.refresh,
         )
         settler = self._settler(client, scripts, scanner)
         fetcher = Fetcher(
@@ -288,6 +259,7 @@ class Worker(Launching):
             scanner=scanner,
             fetcher=fetcher,
             ticker=ticker,
+            overrides=overrides,
             scripts=scripts,
             start_scripts=scripts.on_lane(Lane.of(client)),
         )
@@ -411,6 +383,7 @@ class Worker(Launching):
             await commands.ensure_group(client, source)
             registry = registry_of(self.app.namespace, source)
             await commands.register(client, registry, source.topic or source.queue)
+        await session.overrides.refresh()  # before the first fetch: no run under a stale rate
         app = self.app
         partitioned = {q: app.partitions(q) for q in self.queues if app.partitions(q) > 1}
         if partitioned:  # for tools that read the queues without the app's code

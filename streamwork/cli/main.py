@@ -29,6 +29,7 @@ from ..ops.metrics import QueueCollector
 from . import deploy as deploy_commands
 from . import dlq as dlq_commands
 from . import lifecycle as lifecycle_commands
+from . import limits as limits_commands
 from . import schedules as schedule_commands
 from . import stats as stats_commands
 from . import web as web_commands
@@ -370,3 +371,4 @@ main.add_command(stats_commands.top)
 main.add_command(workflow_commands.workflow)
 main.add_command(web_commands.web)
 main.add_command(deploy_commands.keda)
+main.add_command(limits_commands.limits)

@@ -160,3 +160,44 @@ def test_a_rate_limit_holds_through_a_storm_of_killed_connections(app, redis_url
     starts.sort()
     busiest = max(sum(1 for s in starts if at <= s < at + 1000) for at in starts)
     assert busiest <= 6, f"{busiest} starts in one second under a 5/s limit"
+
+
+def test_a_running_worker_takes_a_rate_set_at_run_time_within_a_second(app):
+    """`streamwork limits set` reaches a worker already running, without a restart."""
+    from streamwork.ops import limits
+    from tests.parity.timing import assert_never_early
+
+    starts = []
+
+    @app.task(rate_limit="1000/s")
+    def job(n):
+        starts.append(protocol.now_ms())
+
+    with WorkerThread(app) as thread:
+        wait_until(lambda: thread.worker.session and thread.worker.session.scanner.beats)
+        limits.set_rate(app, "job", "2/s")
+        asked = time.monotonic()
+        overrides = thread.worker.session.overrides
+        wait_until(lambda: overrides.rates.get("job") is not None, timeout=5)
+        assert time.monotonic() - asked < 2.5
+        since = protocol.now_ms()
+        for n in range(4):
+            job.send(n)
+        wait_until(lambda: len(starts) == 4, timeout=15)
+    assert_never_early(starts, since, per_second=2)
+
+
+def test_rate_limits_set_at_run_time_on_a_cluster(cluster_app):
+    from streamwork.ops import limits
+    from streamwork.testing import run_until_idle
+
+    ran = []
+
+    @cluster_app.task(queue="north", rate_limit="1/m")
+    def job(n):
+        ran.append(n)
+
+    limits.set_rate(cluster_app, "job", "none")
+    for n in range(3):
+        job.send(n)
+    assert run_until_idle(cluster_app).ran == 3

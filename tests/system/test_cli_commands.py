@@ -196,3 +196,48 @@ def test_top_lists_running_messages_with_their_progress(processes, write_app, re
     assert rows[second.id].split()[-1] == "-"  # no progress reported
     idle = processes.run("top", "tasks:app", "--interval", "0.1", "--iterations", "1")
     assert "RUNNING" in idle.stdout
+
+
+LIMITED = """
+    from streamwork import App
+
+    app = App()
+
+    @app.task(queue="emails", rate_limit="50/s")
+    def send_email(to):
+        pass
+
+    @app.task(queue="reports")
+    def build(day):
+        pass
+"""
+
+
+def test_limits_show_set_and_reset(processes, write_app):
+    write_app("limited", LIMITED)
+    done = processes.run("limits", "set", "limited:app", "send_email", "5/s")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "rate limit of send_email is 5/s (declared: 50/s); workers use it within a second"
+    )
+    shown = json.loads(processes.run("limits", "show", "limited:app", "--json").stdout)
+    assert [(row["task"], row["declared"], row["override"], row["in_force"]) for row in shown] == [
+        ("send_email", "50/s", "5/s", "5/s"),
+        ("build", None, None, "none"),
+    ]
+    table = processes.run("limits", "show", "limited:app").stdout.splitlines()
+    assert table[0].split() == ["TASK", "QUEUE", "DECLARED", "OVERRIDE", "IN", "FORCE"]
+    assert table[1].split() == ["send_email", "emails", "50/s", "5/s", "5/s"]
+    back = processes.run("limits", "reset", "limited:app", "send_email")
+    assert back.stdout.strip() == "rate limit of send_email is 50/s again"
+    again = processes.run("limits", "reset", "limited:app", "send_email")
+    assert again.stdout.strip() == "send_email had no override"
+
+    unknown = processes.run("limits", "set", "limited:app", "send_emial", "5/s")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().startswith(
+        "Error: the app has no task 'send_emial' (did you mean send_email?)"
+    )
+    bad = processes.run("limits", "set", "limited:app", "build", "fast")
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+    assert "rate_limit must look like" in bad.stderr
