@@ -113,6 +113,12 @@ class TaskFailed(StreamworkError):
         self.traceback = traceback
 
 
+class HandlerTimeout(StreamworkError, TimeoutError):
+    """A run went past its task's `timeout`: a failed attempt, not retried unless the task's
+    `retry_on` names HandlerTimeout (or TimeoutError). A TimeoutError the handler raises
+    itself (a network timeout) is an ordinary error, retried as usual."""
+
+
 class TaskCancelled(StreamworkError):
     """The message was cancelled: it has no result, and never will."""
 

@@ -22,7 +22,7 @@ from .._base.handler import Handler, Rate
 from .._base.keys import QueueKeys, Source
 from .._redis.rows import StartRow
 from .._workflows.recorder import failure_of, step_of
-from ..errors import DecodeError, EncodeError, Reject, Retry
+from ..errors import DecodeError, EncodeError, HandlerTimeout, Reject, Retry
 from .runs import UNKNOWN_TASK, Delivery, Outcome, Run
 
 log = logging.getLogger("streamwork.execution")
@@ -141,6 +141,9 @@ class Decisions:
         if envelope.attempt > task.options.max_retries:
             attempts = f"{envelope.attempt} attempt{'s' if envelope.attempt != 1 else ''}"
             reason = f"failed {attempts} (max_retries={task.options.max_retries})"
+            return self._dead(run.delivery, envelope, task, reason, exc, trace)
+        if isinstance(exc, HandlerTimeout) and not _names_timeouts(task.options.retry_on):
+            reason = "ran past its timeout: not retried (retry_on does not name HandlerTimeout)"
             return self._dead(run.delivery, envelope, task, reason, exc, trace)
         if retry is not None and retry.delay is not None:
             delay = retry.delay
@@ -418,14 +421,14 @@ def _call_each(calls: list[tuple[Run, Any]]) -> list[tuple[Any, BaseException | 
 
 
 async def _within(awaitable: Awaitable[Any], timeout: float | None) -> Any:
-    """`awaitable`'s value, or a TimeoutError that names the handler's limit when it runs
+    """`awaitable`'s value, or a HandlerTimeout that names the handler's limit when it runs
     past `timeout` (asyncio's own has no text: the dead letter would say "TimeoutError: ").
     A TimeoutError the handler raised itself goes through as it is."""
     try:
         return await asyncio.wait_for(awaitable, timeout)
     except TimeoutError as exc:
         if isinstance(exc.__cause__, asyncio.CancelledError):
-            raise TimeoutError(f"the handler ran past its timeout={timeout:g}s") from None
+            raise HandlerTimeout(f"the handler ran past its timeout={timeout:g}s") from None
         raise
 
 
@@ -443,6 +446,15 @@ def _left_pending(run: Run) -> None:
 
 def _undecided(run: Run) -> bool:
     return run.message is None or run.message.decision is None
+
+
+def _names_timeouts(retry_on: tuple[type[BaseException], ...]) -> bool:
+    """Whether `retry_on` asks for timed-out runs to be retried: it names HandlerTimeout or
+    TimeoutError, not only a base of every error (Exception, the default)."""
+    return any(
+        issubclass(HandlerTimeout, kind) and kind not in (Exception, BaseException)
+        for kind in retry_on
+    )
 
 
 def _traceback_of(exc: BaseException) -> str:

@@ -24,7 +24,7 @@ from .._base import metrics, protocol, tracing
 from .._base.handler import Handler
 from .._base.message import Message
 from .._lifecycle.lifecycle import ProgressReporter
-from ..errors import RateLimited, Reject, Retry, StreamworkError
+from ..errors import HandlerTimeout, RateLimited, Reject, Retry, StreamworkError
 from .decisions import (
     Decisions,
     _call_each,
@@ -419,7 +419,7 @@ class Runner(Decisions):
         future = asyncio.get_running_loop().run_in_executor(self.threads, call)
         try:
             return await _within(asyncio.shield(future), timeout)
-        except TimeoutError:
+        except HandlerTimeout:  # (a TimeoutError the handler raised itself ended its run)
             self.timed_out_threads += 1
             log.error(
                 "sync task %s is still running after its %ss timeout; its thread cannot be "

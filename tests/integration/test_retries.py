@@ -131,5 +131,5 @@ def test_timeout_counts_as_a_failed_attempt(app, client, is_async):
     stuck.send()
     with WorkerThread(app) as runner:
         wait_until(lambda: queue_state(app, "default").dead_letters == 1)
-    assert dead_letters(client, app)[0].error_type == "TimeoutError"
+    assert dead_letters(client, app)[0].error_type == "HandlerTimeout"
     assert runner.worker.session.runner.timed_out_threads == (0 if is_async else 1)

@@ -215,6 +215,6 @@ def test_a_timed_out_handlers_dead_letter_names_its_limit(app):
     letters = dead_letters.list_dead_letters(app.connection, app.queue_source("default"))
     said = sorted(f"{e.letter.reason} — {e.letter.error_type}: {e.letter.error}" for e in letters)
     assert said == [
-        "failed 1 attempt (max_retries=0) — TimeoutError: the handler ran past its timeout=0.05s",
+        "failed 1 attempt (max_retries=0) — HandlerTimeout: the handler ran past its timeout=0.05s",
         "failed 1 attempt (max_retries=0) — TimeoutError: the payment API did not answer",
     ]

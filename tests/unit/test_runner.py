@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import msgpack
 import pytest
 
-from streamwork import App, Backoff, ConfigurationError, Reject, Retry
+from streamwork import App, Backoff, ConfigurationError, HandlerTimeout, Reject, Retry
 from streamwork._base import protocol
 from streamwork._worker.execution import Runner
 from streamwork._worker.runs import Delivery, Outcome, Run
@@ -170,13 +170,28 @@ def test_too_many_deliveries_dead_letter_without_running(app):
     assert ran == []
 
 
-def test_an_async_handler_past_its_timeout_fails_and_is_retried(app):
+def test_a_run_past_its_timeout_is_not_retried_unless_retry_on_names_it(app):
+    """Celery's time_limit: a timed-out run fails for good by default (a sync one may still
+    be running in its thread: a retry would run a second copy beside it)."""
+
     async def job():
         await asyncio.sleep(5)
 
     app.task(name="job", timeout=0.05)(job)
-    outcome, _ = decide(app, delivery(app))
-    assert outcome.kind == "retry"
+    dead = letter(decide(app, delivery(app))[0])
+    assert dead.error_type == "HandlerTimeout" and dead.reason.startswith("ran past its timeout")
+    for retry_on in ((HandlerTimeout,), (TimeoutError,)):
+        app.tasks.clear()
+        app.task(name="job", timeout=0.05, retry_on=retry_on)(job)
+        assert decide(app, delivery(app))[0].kind == "retry"
+
+
+def test_a_timeout_error_the_handler_raises_is_retried_as_usual(app):
+    def job():
+        raise TimeoutError("the bank did not answer")
+
+    app.task(name="job", timeout=5)(job)
+    assert decide(app, delivery(app))[0].kind == "retry"
 
 
 def test_bad_input_is_dead_lettered_with_the_reason(app):
