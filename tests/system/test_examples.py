@@ -101,3 +101,15 @@ def test_quickstart_refuses_an_unknown_argument():
     result = quickstart("--redis", "x")
     assert result.returncode == 2
     assert "unknown argument: --redis" in result.stderr
+
+
+def test_the_celery_port_runs_end_to_end(redis_url, tmp_path):
+    """examples/from_celery: tasks.py ported from celery_original.py (a retried task, a
+    chord, a routed message that expires, a schedule), run by run.py."""
+    port = EXAMPLES / "from_celery"
+    out = run([sys.executable, str(port / "run.py")], tmp_path, redis_url, PYTHONPATH=str(port))
+    assert "average: 21.0" in out
+    assert "notified: ['prices updated'] from queue lopri" in out
+    assert "report: done" in out
+    assert "nightly-report next at 02:00 UTC, cron '0 2 * * *'" in out
+    assert "ran 7 messages, 1 retried, 0 dead" in out
