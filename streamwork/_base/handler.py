@@ -30,6 +30,7 @@ class HandlerArgs(TypedDict, total=False):
     backoff: Backoff
     retry_delay: Duration
     expires: Duration
+    dead_letter_expired: bool
     timeout: Duration
     rate_limit: str
     rate_burst: int
@@ -175,6 +176,8 @@ class HandlerOptions:
     """Seconds before a retry that gives no delay of its own (None: the backoff's)."""
     expires: float | None = None
     """Seconds after its send by which a message must start, or never run (None: never)."""
+    dead_letter_expired: bool = False
+    """Whether an expired message is also moved to the dead letters (to inspect, replay)."""
     store_result: bool = False
     bind: bool = False
     rate: Rate | None = None
@@ -233,6 +236,7 @@ class HandlerOptions:
             timeout=None if timeout is None else to_seconds("timeout", timeout, allow_zero=False),
             retry_delay=None if retry_delay is None else to_seconds("retry_delay", retry_delay),
             expires=None if expires is None else to_seconds("expires", expires, allow_zero=False),
+            dead_letter_expired=_flag("dead_letter_expired", args.get("dead_letter_expired")),
             store_result=store_result,
             bind=bind,
             rate=None if rate_limit is None else Rate.parse(rate_limit, burst),
@@ -243,6 +247,14 @@ class HandlerOptions:
             fair=_fair(args),
             batch=_batch(args, store_result),
         )
+
+
+def _flag(name: str, value: Any) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, got {value!r}")
+    return value
 
 
 def _fair(args: HandlerArgs) -> Fair | None:

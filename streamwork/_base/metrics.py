@@ -209,6 +209,12 @@ def run_ended(source: Source, task: str, run_seconds: float, is_failure: bool) -
             found.n_failed += 1
 
 
+def expired(queue: str, group: str, task: str) -> None:
+    """An expired message moved to the dead letters (dead_letter_expired): it counts as
+    expired too (an expired outcome counts itself when written)."""
+    EXPIRED.labels(queue, group, task).inc()
+
+
 def outcome_written(source: Source, task: str, kind: str) -> None:
     with _LOCK:
         _run_metrics(source, task).n_outcomes[kind] += 1

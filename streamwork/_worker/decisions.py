@@ -55,7 +55,12 @@ class Decisions:
             return self._dead(delivery, envelope, task, reason)
         deadline = _deadline(envelope)
         if deadline and protocol.now_ms() > deadline:
-            return _expired(delivery, envelope, task, deadline)
+            expired = _expired(delivery, envelope, task, deadline)
+            if not task.options.dead_letter_expired:
+                return expired
+            outcome = self._dead(delivery, envelope, task, f"expired: {expired.error}")
+            metrics.expired(*metrics.labels_of(delivery.source), task.name)
+            return replace(outcome, state="expired", error=expired.error)
         return Run(delivery, envelope, task, status_key=delivery.source.status(envelope.id))
 
     def _handler(self, source: Source, envelope: protocol.Envelope) -> Handler | str:

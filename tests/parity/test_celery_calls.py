@@ -256,3 +256,21 @@ def test_expires_is_checked_when_sent(app):
         job.send_with(expires=0)
     with pytest.raises(ConfigurationError, match="expires"):
         app.task(name="bad", expires="soon")(lambda: None)
+
+
+def test_a_task_can_ask_for_its_expired_messages_in_the_dead_letters(app):
+    from streamwork.ops import dead_letters
+
+    @app.task(expires=30, dead_letter_expired=True)
+    def audit(n):
+        return n
+
+    before = expired_count("audit")
+    handle = audit.send_with(args=(1,), delay=60)
+    run_until_idle(app, advance_time=True)
+    [entry] = dead_letters.list_dead_letters(app.connection, app.queue_source("default"))
+    assert entry.letter.reason.startswith("expired: not started by its deadline")
+    assert handle.status().state == "expired"
+    assert expired_count("audit") == before + 1
+    with pytest.raises(ConfigurationError, match="dead_letter_expired must be True or False"):
+        app.task(name="bad", dead_letter_expired="yes")(lambda: None)
