@@ -9,7 +9,7 @@ from streamwork import App, ConfigurationError, RateLimited
 from streamwork._base import protocol
 from streamwork.testing import run_until_idle
 
-from .timing import assert_never_early
+from .timing import assert_never_early, assert_sends_keep_the_rate
 
 
 def test_a_rate_limit_spreads_starts_over_time_and_dead_letters_nothing(app):
@@ -106,12 +106,7 @@ def test_limits_work_without_message_status(app):
     async def both(n):
         starts.append(protocol.now_ms())
 
-    since = protocol.now_ms()
-    for n in range(10):
-        both.send(n)
-    run_until_idle(plain, advance_time=True)
-    assert len(starts) == 10
-    assert_never_early(starts, since, per_second=5)
+    assert_sends_keep_the_rate(plain, both, starts, 10, per_second=5)
 
 
 def test_a_subscriber_can_be_rate_limited(app):

@@ -9,7 +9,7 @@ from streamwork._base import protocol
 from streamwork.ops import limits
 from streamwork.testing import run_until_idle
 
-from .timing import assert_never_early
+from .timing import assert_sends_keep_the_rate
 
 
 def test_an_override_slows_a_task_down(app):
@@ -21,12 +21,7 @@ def test_an_override_slows_a_task_down(app):
 
     shown = limits.set_rate(app, "job", "5/s")
     assert (shown.declared, shown.override, shown.in_force) == ("1000/s", "5/s", "5/s")
-    since = protocol.now_ms()
-    for n in range(10):
-        job.send(n)
-    run_until_idle(app, advance_time=True)
-    assert len(starts) == 10
-    assert_never_early(starts, since, per_second=5)
+    assert_sends_keep_the_rate(app, job, starts, 10, per_second=5)
 
 
 def test_none_lifts_a_declared_limit_and_reset_gives_it_back(app):
@@ -56,12 +51,7 @@ def test_a_task_without_a_limit_gets_one(app):
         starts.append(protocol.now_ms())
 
     limits.set_rate(app, "free", "4/s")
-    since = protocol.now_ms()
-    for n in range(6):
-        free.send(n)
-    run_until_idle(app, advance_time=True)
-    assert len(starts) == 6
-    assert_never_early(starts, since, per_second=4)
+    assert_sends_keep_the_rate(app, free, starts, 6, per_second=4)
 
 
 def test_bad_overrides_are_refused(app):

@@ -11,3 +11,18 @@ def assert_never_early(starts_ms, since_ms, per_second, burst=1):
     for k, start in enumerate(sorted(starts_ms)):
         allowed = since_ms + max(0, k - burst + 1) * interval
         assert start >= allowed - 1, f"start {k} came {allowed - start:.0f} ms early"
+
+
+def assert_sends_keep_the_rate(app, task, starts, count, per_second, burst=1):
+    """Send `count` messages of `task` (whose handler appends protocol.now_ms() to
+    `starts`), run them with the test clock jumping to each hold's end, and check that
+    every one ran and none started before the rate allowed it."""
+    from streamwork._base import protocol
+    from streamwork.testing import run_until_idle
+
+    since = protocol.now_ms()
+    for n in range(count):
+        task.send(n)
+    run_until_idle(app, advance_time=True)
+    assert len(starts) == count
+    assert_never_early(starts, since, per_second=per_second, burst=burst)
