@@ -310,3 +310,38 @@ def test_live_workers_are_counted_on_a_cluster(cluster_app):
 
     # busy, idle and the topic group hash to different slots: one heartbeat call spans them
     check_idle_served_queues_count_their_worker(cluster_app)
+
+
+def test_celery_shaped_calls_on_a_cluster(cluster_app):
+    """Routing one message to a queue in another slot, expiry, a failed result's traceback,
+    progress data and app.handle(id) on a Redis Cluster (each key in its queue's slot)."""
+    import pytest
+    from redis.crc import key_slot
+
+    from streamwork import TaskFailed
+    from streamwork.testing import run_until_idle
+
+    app = cluster_app
+    app.queue("lopri")
+    assert key_slot(b"sw:{lopri}:stream") != key_slot(b"sw:{default}:stream")
+
+    @app.task(store_result=True, bind=True)
+    def add(message, a, b):
+        message.progress(1.0, data={"sum": a + b})
+        return a + b
+
+    @app.task(store_result=True, max_retries=0)
+    def divide(a, b):
+        return a / b
+
+    routed = add.send_with(args=(2, 3), queue="lopri")
+    late = add.send_with(args=(1, 1), delay=60, expires=30)
+    failing = divide.send(1, 0)
+    run_until_idle(app, advance_time=True)
+    found = app.handle(routed.id)
+    assert found.queue == "lopri" and found.result(timeout=5) == 5
+    assert found.status().data == {"sum": 5}
+    assert late.status().state == "expired"
+    with pytest.raises(TaskFailed) as failed:
+        failing.result(timeout=5)
+    assert "return a / b" in failed.value.traceback
