@@ -319,6 +319,7 @@ def test_celery_shaped_calls_on_a_cluster(cluster_app):
     from redis.crc import key_slot
 
     from streamwork import TaskFailed
+    from streamwork._base import protocol
     from streamwork.testing import run_until_idle
 
     app = cluster_app
@@ -337,7 +338,10 @@ def test_celery_shaped_calls_on_a_cluster(cluster_app):
     routed = add.send_with(args=(2, 3), queue="lopri")
     late = add.send_with(args=(1, 1), delay=60, expires=30)
     failing = divide.send(1, 0)
-    run_until_idle(app, advance_time=True)
+    try:
+        run_until_idle(app, advance_time=True)
+    finally:
+        protocol.reset_clock()  # the process back on the real clock for the tests after
     found = app.handle(routed.id)
     assert found.queue == "lopri" and found.result(timeout=5) == 5
     assert found.status().data == {"sum": 5}
