@@ -253,7 +253,9 @@ class App(ScheduleMethods, TopicMethods, QueueMethods):
         it (never sent, or expired), UnknownTask when its task is not one of this app's.
         """
         if id is None:
-            return self._found(task if isinstance(task, str) else repr(task))
+            if not isinstance(task, str):
+                raise ConfigurationError(f"app.handle({task!r}) needs the message id too")
+            return self._found(task)
         if isinstance(task, str):
             if task not in self.tasks:
                 raise UnknownTask(f"the app has no task {task!r}")
@@ -274,9 +276,7 @@ class App(ScheduleMethods, TopicMethods, QueueMethods):
 
     def workflow(self, id: str) -> WorkflowHandle:
         """The handle of a workflow sent earlier (e.g. by another process), from its id."""
-        if not isinstance(id, str) or not protocol.ID.fullmatch(id):
-            raise ConfigurationError(f"invalid workflow id {id!r}: {protocol.ID_RULE}")
-        return WorkflowHandle(id, self._producer, self.namespace)
+        return WorkflowHandle(_checked_id(id, "workflow"), self._producer, self.namespace)
 
     def events(
         self, queue: str | None = None, *, since: Since = "$", count: int = 100
@@ -326,9 +326,9 @@ class App(ScheduleMethods, TopicMethods, QueueMethods):
         return declare
 
 
-def _checked_id(id: Any) -> str:
+def _checked_id(id: Any, kind: str = "message") -> str:
     if not isinstance(id, str) or not protocol.ID.fullmatch(id):
-        raise ConfigurationError(f"invalid message id {id!r}: {protocol.ID_RULE}")
+        raise ConfigurationError(f"invalid {kind} id {id!r}: {protocol.ID_RULE}")
     return id
 
 

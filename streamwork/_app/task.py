@@ -129,9 +129,6 @@ class Task(Routing):
         the queue it was sent to with `send_with(queue=...)`, if not the task's own)."""
         return TaskHandle(message_id, self, queue=None if queue == self.options.queue else queue)
 
-    def result_key(self, message_id: str) -> str:
-        return self.keys_for(message_id).result(message_id)
-
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise BadArguments unless `args` and `kwargs` fit the handler's signature (a
         batch handler takes a list of Messages: its messages may carry any arguments)."""

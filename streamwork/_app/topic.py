@@ -91,10 +91,6 @@ class Subscriber:
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Events carry a payload, not arguments: nothing to check."""
 
-    def result_key(self, message_id: str) -> str:
-        """Subscribers store no results (an event has no single caller to read one)."""
-        raise ConfigurationError(f"subscriber {self.name} stores no results")
-
 
 def destination(namespace: str, topic: str) -> Destination:
     """Where events published to `topic` go: its stream, or its delayed set until due."""

@@ -289,6 +289,3 @@ class Handler(Protocol):
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise BadArguments unless the call fits the handler."""
-
-    def result_key(self, message_id: str) -> str:
-        """Where the result of message `message_id` is stored (store_result handlers)."""

@@ -39,9 +39,7 @@ def due_ms(delay: Duration | None, eta: datetime | None) -> int | None:
     if delay is not None and eta is not None:
         raise ConfigurationError("give either delay or eta, not both")
     if eta is not None:
-        if eta.tzinfo is None:
-            raise ConfigurationError("eta must be a timezone-aware datetime (e.g. UTC)")
-        return int(eta.astimezone(timezone.utc).timestamp() * 1000)
+        return _unix_ms("eta", eta)
     if delay is None:
         return None
     seconds = to_seconds("delay", delay)
@@ -50,15 +48,19 @@ def due_ms(delay: Duration | None, eta: datetime | None) -> int | None:
     return protocol.now_ms() + math.ceil(seconds * 1000)
 
 
+def _unix_ms(name: str, moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ConfigurationError(f"{name} must be a timezone-aware datetime (e.g. UTC)")
+    return int(moment.astimezone(timezone.utc).timestamp() * 1000)
+
+
 def expires_ms(expires: Duration | datetime | None) -> int | None:
     """A message's deadline (Unix ms) from `expires` (seconds or a timedelta from now, or a
     timezone-aware datetime); None for none."""
     if expires is None:
         return None
     if isinstance(expires, datetime):
-        if expires.tzinfo is None:
-            raise ConfigurationError("expires must be a timezone-aware datetime (e.g. UTC)")
-        return int(expires.astimezone(timezone.utc).timestamp() * 1000)
+        return _unix_ms("expires", expires)
     return protocol.now_ms() + math.ceil(to_seconds("expires", expires, allow_zero=False) * 1000)
 
 

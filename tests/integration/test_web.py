@@ -617,3 +617,17 @@ def test_the_event_stream_sends_each_new_event(app: App) -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_task_page_shows_progress_data(app: App) -> None:
+    from streamwork.testing import run_until_idle
+
+    @app.task(bind=True, name="encode")
+    def encode(message: Any, frames: int) -> None:
+        message.progress(0.5, "half", data={"frames": frames})
+
+    handle = encode.send(120)
+    run_until_idle(app)
+    page = console(app).get(f"/tasks/{handle.id}")
+    assert '<code id="progress-data">{"frames": 120}</code>' in page.text
+    assert '<code>{"frames": 120}</code>' in page.text  # on its progress event too

@@ -68,6 +68,8 @@ def test_an_id_no_status_knows_an_unknown_task_and_a_bad_id_are_refused(app):
         app.handle("0" * 32)
     with pytest.raises(ConfigurationError, match="invalid message id"):
         app.handle("not an id!")
+    with pytest.raises(ConfigurationError, match="needs the message id too"):
+        app.handle(job)
     sent = job.send()
     other = App(app.url, namespace=app.namespace)  # another service: no task "job"
     try:
