@@ -226,6 +226,7 @@ class Task(Routing):
     ) -> Any:
         due = due_ms(delay, eta)
         deadline = expires_ms(expires)
+        self._refuse_late(due, deadline)
         routed = None if queue is None else self.routed_to(queue, priority)
         if partition_key is not None:
             partition_key = check_partition_key(partition_key)
@@ -370,6 +371,16 @@ class Task(Routing):
             plan.ids[0], await self.producer.write_async(plan), plan.destination.name
         )
 
+    def _refuse_late(self, due: int | None, deadline: int | None) -> None:
+        """ConfigurationError for a send due at or after its deadline: it could never run."""
+        if deadline is None and self.options.expires is not None:
+            deadline = protocol.now_ms() + math.ceil(self.options.expires * 1000)
+        if due is not None and deadline is not None and due >= deadline:
+            raise ConfigurationError(
+                f"a message of task {self.name!r} due at or after its deadline (expires) "
+                "would never run"
+            )
+
     def _handle(self, message_id: str, holder: str, queue: str | None = None) -> TaskHandle:
         """The handle of the message holding the send's key (this one unless a duplicate)."""
         routed = None if queue in (None, self.options.queue) else queue
@@ -377,6 +388,7 @@ class Task(Routing):
 
     def _plan_many(self, calls: Iterable[Any], delay: Duration | None) -> Any:
         due = due_ms(delay, None)
+        self._refuse_late(due, None)
         what = f"a message of task {self.name!r}"
         destination = self.destination_for(None)
         found = tracing.context()  # once for the batch, not per message

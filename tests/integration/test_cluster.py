@@ -336,10 +336,11 @@ def test_celery_shaped_calls_on_a_cluster(cluster_app):
         return a / b
 
     routed = add.send_with(args=(2, 3), queue="lopri")
-    late = add.send_with(args=(1, 1), delay=60, expires=30)
+    late = add.send_with(args=(1, 1), expires=30)
     failing = divide.send(1, 0)
     try:
-        run_until_idle(app, advance_time=True)
+        protocol.advance_clock(60_000)  # `late` waited past its deadline
+        run_until_idle(app)
     finally:
         protocol.reset_clock()  # the process back on the real clock for the tests after
     found = app.handle(routed.id)

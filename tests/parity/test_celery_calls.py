@@ -5,6 +5,7 @@ failed task (with its traceback), and finding a message by its id alone
 import pytest
 
 from streamwork import App, ConfigurationError, TaskFailed, UnknownMessage, UnknownTask
+from streamwork._base import protocol
 from streamwork.testing import run_until_idle
 
 
@@ -205,9 +206,10 @@ def test_a_message_not_started_by_its_deadline_never_runs(app):
         return n
 
     before = expired_count("report")
-    late = report.send_with(args=(1,), delay=60, expires=30)  # due after its deadline
+    late = report.send_with(args=(1,), expires=30)
+    protocol.advance_clock(60_000)  # no worker ran in time
     on_time = report.send_with(args=(2,), expires=30)
-    summary = run_until_idle(app, advance_time=True)
+    summary = run_until_idle(app)
     assert ran == [2] and on_time.result(timeout=1) == 2
     assert late.status().state == "expired" and "deadline" in late.status().error
     with pytest.raises(TaskFailed) as failed:
@@ -239,7 +241,8 @@ def test_an_expired_keyed_message_lets_the_next_one_of_its_key_run(app):
     def step(n):
         ran.append(n)
 
-    step.send_with(args=(1,), partition_key="k", delay=60, expires=30)
+    step.send_with(args=(1,), partition_key="k", expires=30)
+    protocol.advance_clock(60_000)
     step.send_with(args=(2,), partition_key="k")
     run_until_idle(app, advance_time=True)
     assert ran == [2]
@@ -256,6 +259,15 @@ def test_expires_is_checked_when_sent(app):
         job.send_with(expires=datetime(2030, 1, 1))
     with pytest.raises(ConfigurationError, match="expires must be > 0"):
         job.send_with(expires=0)
+    with pytest.raises(ConfigurationError, match="due at or after its deadline"):
+        job.send_with(delay=60, expires=30)  # a value that passes but could never run
+
+    @app.task(expires=5)
+    def brief():
+        return None
+
+    with pytest.raises(ConfigurationError, match="due at or after its deadline"):
+        brief.send_many([()], delay=10)
     with pytest.raises(ConfigurationError, match="expires"):
         app.task(name="bad", expires="soon")(lambda: None)
 
@@ -268,8 +280,9 @@ def test_a_task_can_ask_for_its_expired_messages_in_the_dead_letters(app):
         return n
 
     before = expired_count("audit")
-    handle = audit.send_with(args=(1,), delay=60)
-    run_until_idle(app, advance_time=True)
+    handle = audit.send_with(args=(1,))
+    protocol.advance_clock(60_000)
+    run_until_idle(app)
     [entry] = dead_letters.list_dead_letters(app.connection, app.queue_source("default"))
     assert entry.letter.reason.startswith("expired: not started by its deadline")
     assert handle.status().state == "expired"
