@@ -84,7 +84,9 @@ class Fetcher:
         self._in_flight = in_flight
         self._dispatch = dispatch
         self._settler, self._scanner = writers
-        self._idle_reads: set[tuple[str, int, str]] = set()
+        self._idle_reads: dict[tuple[str, int, str], int] = {}
+        """The reads that came back empty (burst), each with the scanner's `requeued` count
+        when its first empty read began."""
         self._scripts: Scripts | None = None
         self._block_ms = 0
         self.is_done = False
@@ -107,7 +109,7 @@ class Fetcher:
     async def run(self, burst: bool) -> None:
         """Every loop, until stopped (or, with `burst`, until the sources are drained)."""
         reads = self.reads()
-        self._idle_reads = set()
+        self._idle_reads = {}
         self.is_done = False
         await asyncio.gather(
             *(self._loop(read, streams, burst, len(reads)) for read, streams in reads.items())
@@ -169,6 +171,7 @@ class Fetcher:
         lane = Lane.of(self._client)  # a connection of its own: its reads block
         is_missing = False
         while not in_flight.is_stopping and not self.is_done:
+            requeued = self._scanner.requeued  # what the scanner had put back before this read
             count = min(per_read, in_flight.free_slots())
             if count <= 0:
                 await in_flight.wait()
@@ -205,9 +208,9 @@ class Fetcher:
             if not burst:
                 continue
             if got_any:
-                self._idle_reads.discard(read)
+                self._idle_reads.pop(read, None)
                 continue
-            self._idle_reads.add(read)
+            self._idle_reads.setdefault(read, requeued)
             if len(self._idle_reads) == n_reads and await self._is_drained():
                 log.info("queues drained; burst worker exits")
                 self.left_behind = await self._pending_elsewhere()
@@ -220,11 +223,15 @@ class Fetcher:
             in_flight.flush_batches()  # nothing more is coming: no batch waits to fill
         if in_flight.tasks or in_flight.in_isolation or not settler.is_idle:
             return False
+        since = min(self._idle_reads.values())  # the earliest idle read's start
         moved, _ = await scanner.move_due_now()
         released = await scanner.release_held_now()
         released += await self.feed(list(self._fair), max(1, in_flight.free_slots()))
         claimed_before = scanner.claimed
         await scanner.claim_stale()
+        if scanner.requeued != since:  # the scanner put entries back after a read came empty
+            self._idle_reads.clear()
+            return False
         return (
             moved == 0
             and released == 0

@@ -101,6 +101,9 @@ class Scanner:
         self._next_move_ms = 0
         self._move_soon = asyncio.Event()
         self.claimed = 0
+        self.requeued = 0
+        """Entries this scanner put into the streams (due delayed messages, released held
+        ones): a burst worker is drained only if none came since its reads found nothing."""
         self.deleted_while_pending = 0
         self.workers_keys = sorted({source.workers for source in sources})
         """The `workers` sets of the sources served: the lease loop's heartbeat goes there."""
@@ -189,7 +192,9 @@ class Scanner:
 
     async def release_held_now(self) -> int:
         """How many held messages went back to be run (0 without concurrency limits)."""
-        return 0 if self._release is None else await self._release()
+        released = 0 if self._release is None else await self._release()
+        self.requeued += released
+        return released
 
     async def move_due(self) -> float:
         """Move due delayed messages of every source; returns seconds until the next is due."""
@@ -203,6 +208,7 @@ class Scanner:
         for delayed, ready in self._movers:
             moved, next_due = await self._scripts.move_due(delayed, ready, now, MOVE_LIMIT)
             total += moved
+            self.requeued += moved
             if moved >= MOVE_LIMIT:
                 wait = 0.0
             elif next_due >= 0:
