@@ -148,3 +148,30 @@ def fair_key_counts(client: Any, keys: Sequence[tuple[str, bytes]]) -> Any:
         pipe.llen(prefix.encode() + b"q:" + key)
         pipe.scard(prefix.encode() + b"run:" + key)
     return pipe.execute()
+
+
+def due_counts(client: Any, sets: Sequence[str], due_by_ms: int) -> list[int]:
+    """How many members of each sorted set are scored at or before `due_by_ms` (0 for a
+    set that does not exist), in one round trip."""
+    if not sets:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for key in sets:
+        pipe.zcount(key, "-inf", due_by_ms)
+    return [int(count) for count in pipe.execute()]
+
+
+def list_lengths(client: Any, lists: Sequence[str]) -> list[int]:
+    """The length of each list (0 for one that does not exist), in one round trip."""
+    if not lists:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for key in lists:
+        pipe.llen(key)
+    return [int(length) for length in pipe.execute()]
+
+
+def count_after(client: Any, stream: str, after_id: str, cap: int) -> int:
+    """How many entries of `stream` come after `after_id`, counted up to `cap` (what a
+    group's lag is when Redis cannot say it)."""
+    return len(client.xrange(stream, f"({after_id}", "+", count=cap))

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import redis.exceptions
 from prometheus_client import CollectorRegistry, Counter, Gauge, multiprocess
@@ -72,7 +72,11 @@ class SupervisorMetrics:
 
     def serve(self, port: int, address: str) -> None:
         """Serve /metrics, /healthz and /readyz on `address`:`port` from a daemon thread."""
-        serve_http(port, address, self.registry, self.health)
+        routes: dict[str, Route] = {
+            "/healthz": lambda query: self.health.live(),
+            "/readyz": lambda query: self.health.ready(),
+        }
+        serve_http(port, address, self.registry, routes)
 
     def process_exited(self, pid: int) -> None:
         """Drop the live gauges of a process that ended, so none go stale."""
@@ -132,20 +136,27 @@ class Health:
         return (200 if is_ready else 503), body
 
 
-def serve_http(port: int, address: str, registry: CollectorRegistry, health: Health) -> Any:
-    """Start the supervisor's HTTP server (metrics and probes) in a daemon thread."""
+Route = Callable[[dict[str, list[str]]], tuple[int, Any]]
+"""A JSON route: the request's query arguments -> (HTTP status, body)."""
+
+
+def serve_http(
+    port: int, address: str, registry: CollectorRegistry, routes: dict[str, Route]
+) -> Any:
+    """Serve /metrics from `registry` and each JSON route, in a daemon thread."""
 
     class Handler(MetricsHandler.factory(registry)):  # type: ignore[misc]
         def do_GET(self) -> None:
-            path = urlsplit(self.path).path
-            if path == "/healthz":
-                self._answer(*health.live())
-            elif path == "/readyz":
-                self._answer(*health.ready())
-            else:
+            parts = urlsplit(self.path)
+            route = routes.get(parts.path)
+            if route is not None:
+                self._answer(*route(parse_qs(parts.query)))
+            elif parts.path in ("/metrics", "/"):
                 super().do_GET()
+            else:
+                self._answer(404, {"error": f"no such path: {parts.path}", "paths": sorted(routes)})
 
-        def _answer(self, status: int, body: dict[str, Any]) -> None:
+        def _answer(self, status: int, body: Any) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

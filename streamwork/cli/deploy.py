@@ -1,61 +1,108 @@
-"""`streamwork keda MODULE:APP`: the KEDA ScaledObject that scales a worker Deployment on
-the backlog of the app's queues and subscriber groups.
+"""`streamwork exporter MODULE:APP` serves what waits for the app's workers; `streamwork
+keda MODULE:APP` prints the KEDA ScaledObject that scales a worker Deployment on it.
 
-It prints YAML with one `redis-streams` trigger (`redis-cluster-streams` on a cluster) per
-stream a worker reads — each queue (each priority band of it), each subscriber group's
-topic stream and retry stream — naming the exact stream key and consumer group streamwork
-uses, so KEDA's `lagCount` (XINFO GROUPS lag: entries not yet delivered to the group) is
-the backlog `streamwork stats` shows. The Redis password is never printed: the trigger
-reads it from the environment (`passwordFromEnv`). `--create-groups` makes the consumer
-groups a worker would make, so KEDA can read a lag before any worker ever ran.
+The exporter is small and read-only: /backlog answers one number per app (and per queue and
+subscriber group, `streamwork.ops.backlog`) as JSON for KEDA's `metrics-api` trigger; /metrics
+has the queue gauges and `streamwork_waiting` for Prometheus; /healthz and /readyz are its
+probes. It runs one replica beside the workers and is never scaled, so the backlog is read
+with zero workers. KEDA reaches only the exporter: no Redis address, credential or TLS
+setting is in the ScaledObject — the exporter takes the app's URL (STREAMWORK_REDIS_URL, the
+workers' Secret), with its user, password and TLS query options.
+
+KEDA's `redis-streams` triggers are not printed: they read XINFO GROUPS lag of one stream
+each, which misses what waits outside the streams (fair lists, held, due delayed, due
+schedules), takes the maximum over triggers instead of the sum, and reads NULL (inactive)
+once an entry stays pending behind acknowledged, deleted ones — as every queue does after a
+worker dies.
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlencode
 
 import click
+from prometheus_client import CollectorRegistry
 
 from .._app.app import App
-from .._base.keys import Source
-from .._redis import commands
-from .._redis.connection import is_cluster
-from .._redis.urls import seed_nodes
-from .._worker.worker import Worker
+from .._redis import reads
+from .._worker.serving import Route, serve_http
+from ..errors import StreamworkError
+from ..ops.backlog import backlog
+from ..ops.metrics import BacklogCollector, QueueCollector
 from .app import app_for_command
 
-
-def _address(app: App, override: str | None) -> tuple[str, dict[str, str]]:
-    """(trigger type, the address metadata) for the app's Redis URL (or `override`)."""
-    parts = urlsplit(app.url)
-    if parts.scheme == "unix" and not override:
-        raise click.UsageError("KEDA reaches Redis over TCP: pass --address HOST:PORT")
-    cluster = parts.scheme != "unix" and is_cluster(app.url)
-    kind = "redis-cluster-streams" if cluster else "redis-streams"
-    hosts = override or ",".join(f"{host}:{port}" for host, port in seed_nodes(app.url))
-    metadata = {"addresses" if cluster else "address": hosts}
-    if parts.scheme.startswith("rediss"):
-        metadata["enableTLS"] = "true"
-    if not cluster:  # unix://PATH?db=N, else redis://HOST:PORT/N
-        database = parse_qs(parts.query).get("db", ["0"])[0]
-        metadata["databaseIndex"] = database if parts.scheme == "unix" else parts.path.strip("/")
-        metadata["databaseIndex"] = metadata["databaseIndex"] or "0"
-    if parts.username:
-        metadata["usernameFromEnv"] = "REDIS_USERNAME"
-    if parts.password:
-        metadata["passwordFromEnv"] = "REDIS_PASSWORD"
-    return kind, metadata
+EXPORTER_URL = "http://streamwork-exporter:9800/backlog"
+"""Where KEDA finds the exporter: the Service deploy/k8s/exporter.yaml makes."""
 
 
-def _create_groups(app: App, sources: list[Source]) -> int:
-    made = 0
-    client = app.connection.redis
-    with app.connection.translate_errors():
-        for source in sources:
-            made += commands.create_group(client, source)
-    return made
+def _backlog_route(app: App) -> Route:
+    """/backlog[?queue=NAME...]: {"total": N, "queues": {name: {ready, fair, held, due,
+    orphaned, schedules, total}}}; 404 for an unknown queue, 503 when Redis does not answer."""
+
+    def answer(query: dict[str, list[str]]) -> tuple[int, Any]:
+        try:
+            found = backlog(app)
+        except StreamworkError as exc:
+            return 503, {"error": str(exc)}
+        try:
+            return 200, (found.only(query["queue"]) if "queue" in query else found).as_dict()
+        except KeyError as exc:
+            known = ", ".join(part.name for part in found.parts)
+            return 404, {"error": f"no queue or subscriber group {exc}; known: {known}"}
+
+    return answer
+
+
+def _ready(app: App) -> Route:
+    def answer(query: dict[str, list[str]]) -> tuple[int, Any]:
+        try:
+            with app.connection.translate_errors():
+                reads.ping(app.connection.redis)
+        except StreamworkError as exc:
+            return 503, {"status": "not ready", "redis": str(exc)}
+        return 200, {"status": "ready", "redis": "ok"}
+
+    return answer
+
+
+@click.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.option("--port", type=click.IntRange(0, 65535), default=9800, show_default=True)
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0 in a container).",
+)
+def exporter(app_spec: str, port: int, address: str) -> None:
+    """Serve what waits for the app's workers: /backlog (JSON, KEDA's metrics-api),
+    /metrics (Prometheus), /healthz, /readyz. Read-only; runs with zero workers."""
+    app = app_for_command(app_spec)
+    if not app.tasks and not app.subscribers:
+        raise click.UsageError(f"{app_spec} declares no tasks or subscribers: nothing waits")
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(QueueCollector(app))
+    registry.register(BacklogCollector(app))
+    routes: dict[str, Route] = {
+        "/backlog": _backlog_route(app),
+        "/healthz": lambda query: (200, {"status": "ok"}),
+        "/readyz": _ready(app),
+    }
+    try:
+        server = serve_http(port, address, registry, routes)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {address}:{port}: {exc.strerror}") from None
+    host, bound = server.server_address[:2]
+    click.echo(f"streamwork exporter {app_spec}: http://{host}:{bound}/backlog", err=True)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
 
 
 def _yaml(value: Any, indent: int = 0) -> list[str]:
@@ -93,25 +140,27 @@ def _yaml(value: Any, indent: int = 0) -> list[str]:
     type=click.IntRange(1),
     default=100,
     show_default=True,
-    help="Backlog one replica should face (KEDA's lagCount).",
+    help="Waiting messages one replica should face (the trigger's targetValue).",
 )
 @click.option(
     "--activation-lag",
     type=click.IntRange(0),
     default=0,
     show_default=True,
-    help="Backlog above which a Deployment at 0 replicas is woken (activationLagCount).",
+    help="Waiting messages above which a Deployment at 0 replicas is woken.",
 )
 @click.option(
-    "--address",
-    default=None,
-    help="HOST:PORT (cluster: a comma-separated list) as KEDA reaches Redis; "
-    "default: from the app's Redis URL.",
+    "--exporter-url",
+    default=EXPORTER_URL,
+    show_default=True,
+    help="The exporter's /backlog as KEDA reaches it.",
 )
 @click.option(
-    "--create-groups",
-    is_flag=True,
-    help="Create the consumer groups now (as a worker would), so KEDA reads a lag at once.",
+    "--queue",
+    "queues",
+    multiple=True,
+    help="Scale on these queues (or TOPIC/GROUP) only, for a Deployment serving only them "
+    "(repeat); default: all the app's.",
 )
 def keda(
     app_spec: str,
@@ -121,33 +170,35 @@ def keda(
     max_replicas: int,
     lag_per_replica: int,
     activation_lag: int,
-    address: str | None,
-    create_groups: bool,
+    exporter_url: str,
+    queues: tuple[str, ...],
 ) -> None:
-    """Print a KEDA ScaledObject scaling the worker Deployment on the app's backlog."""
+    """Print a KEDA ScaledObject scaling the worker Deployment on what waits for it."""
     if min_replicas > max_replicas:
         raise click.BadParameter("--min must not exceed --max", param_hint="--min")
     app = app_for_command(app_spec)
-    kind, connection = _address(app, address)
     if not app.tasks and not app.subscribers:
         raise click.UsageError(f"{app_spec} declares no tasks or subscribers: nothing to scale on")
-    sources = Worker(app).sources  # what `streamwork worker MODULE:APP` reads, exactly
-    if create_groups:
-        made = _create_groups(app, sources)
-        click.echo(f"# created {made} consumer group(s)", err=True)
-    triggers = [
-        {
-            "type": kind,
-            "metadata": {
-                **connection,
-                "stream": source.stream,
-                "consumerGroup": source.group,
-                "lagCount": str(lag_per_replica),
-                "activationLagCount": str(activation_lag),
-            },
-        }
-        for source in sources
-    ]
+    known = [*app.queues(), *(f"{topic}/{group}" for topic, group in app.subscriber_groups())]
+    for queue in queues:
+        if queue not in known:
+            raise click.BadParameter(
+                f"{queue!r} is not a queue or subscriber group of {app_spec} "
+                f"(known: {', '.join(known)})",
+                param_hint="--queue",
+            )
+    url = exporter_url
+    if queues:
+        url += ("&" if "?" in url else "?") + urlencode([("queue", q) for q in queues])
+    trigger = {
+        "type": "metrics-api",
+        "metadata": {
+            "url": url,
+            "valueLocation": "total",
+            "targetValue": str(lag_per_replica),
+            "activationTargetValue": str(activation_lag),
+        },
+    }
     scaled = {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -158,9 +209,12 @@ def keda(
             "maxReplicaCount": max_replicas,
             "pollingInterval": 15,
             "cooldownPeriod": 300,
-            "triggers": triggers,
+            "triggers": [trigger],
         },
     }
-    listed = ", ".join(dict.fromkeys(source.name for source in sources))
-    click.echo(f"# streamwork keda {app_spec}: one trigger per stream a worker reads ({listed})")
+    listed = ", ".join(queues or known)
+    click.echo(
+        f"# streamwork keda {app_spec}: scales on what waits in {listed}, "
+        "read by `streamwork exporter` (deploy/k8s/exporter.yaml)"
+    )
     click.echo("\n".join(_yaml(scaled)))

@@ -18,9 +18,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from .._redis import registry
 from .._schedules.schedules import Schedules
 from ..errors import StreamworkError
-from . import stats
+from . import backlog, stats
 
 if TYPE_CHECKING:
+    from .._app.app import App
     from .._redis.connection import NamespaceView
 
 log = logging.getLogger("streamwork.metrics")
@@ -187,3 +188,28 @@ def _schedule_families(app: NamespaceView) -> Iterator[Any]:
 
 def _age(oldest_ms: int | None, now_ms: float) -> float:
     return 0.0 if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000)
+
+
+class BacklogCollector:
+    """`streamwork_waiting`: everything waiting for a worker, per queue and per subscriber
+    group (`streamwork.ops.backlog`), read at scrape time; `sum()` of it is the app's."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Any]:
+        try:
+            found = backlog.backlog(self.app)
+        except (StreamworkError, redis.exceptions.RedisError) as exc:
+            log.error("metrics: cannot read the backlog from Redis: %s", exc)
+            return
+        waiting = GaugeMetricFamily(
+            "streamwork_waiting",
+            "Messages waiting for a worker: ready in every band and partition, fair lists, "
+            "held, due delayed and retries, orphaned pending, due schedule ticks.",
+            labels=["queue", "group"],
+        )
+        for part in found.parts:
+            topic, _, group = part.name.partition("/")
+            waiting.add_metric([topic, group], part.total)
+        yield waiting

@@ -350,3 +350,49 @@ def test_celery_shaped_calls_on_a_cluster(cluster_app):
     with pytest.raises(TaskFailed) as failed:
         failing.result(timeout=5)
     assert "return a / b" in failed.value.traceback
+
+
+def test_the_backlog_autoscalers_read_on_a_cluster(cluster_app):
+    """Everything waiting, read across the nodes: partitions on several slots, a fair
+    task's lists, a due delayed message, a declared schedule no worker wrote yet, and a
+    subscriber group's lag."""
+    from streamwork._base import protocol
+    from streamwork.ops.backlog import backlog
+
+    app = cluster_app
+    app.queue("orders", partitions=3)
+
+    @app.task(queue="orders")
+    def place(n):
+        pass
+
+    @app.task(queue="bills", fair_by="customer")
+    def bill(customer):
+        pass
+
+    @app.task(queue="later")
+    def later():
+        pass
+
+    app.schedule("nightly", later, cron="0 3 * * *")
+
+    @app.subscriber("readings", group="store", start="beginning")
+    def store(message):
+        pass
+
+    for n in range(9):
+        place.send_with(args=(n,), partition_key=str(n))
+    for customer in ("a", "a", "b"):
+        bill.send(customer)
+    later.send_with(delay=10)
+    for n in range(4):
+        app.publish("readings", {"n": n})
+    try:
+        protocol.advance_clock(11_000)
+        found = backlog(app).as_dict()
+    finally:
+        protocol.reset_clock()
+    waiting = {name: part["total"] for name, part in found["queues"].items()}
+    assert waiting == {"orders": 9, "bills": 3, "later": 2, "readings/store": 4}
+    assert found["queues"]["later"]["due"] == 1 and found["queues"]["later"]["schedules"] == 1
+    assert found["total"] == 18

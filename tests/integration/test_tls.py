@@ -50,3 +50,16 @@ def test_tls_without_the_ca_is_a_clear_error(tls_redis):
     app = App(bare)
     with pytest.raises(ConnectionFailed, match=r"cannot reach Redis at rediss://127\.0\.0\.1"):
         app.task(name="job")(lambda: None).send()
+
+
+def test_the_backlog_is_read_over_tls_with_a_private_ca(tls_redis):
+    """What `streamwork exporter` reads for KEDA: the URL's CA and client certificate are
+    all it needs (KEDA itself never reaches Redis)."""
+    from streamwork.ops.backlog import backlog
+
+    url, _ = tls_redis
+    app = App(url)
+    job = app.task(queue="secure-backlog", name="job")(lambda n: None)
+    job.send_many([(n,) for n in range(3)])
+    assert backlog(app).as_dict()["queues"]["secure-backlog"]["ready"] == 3
+    app.close()

@@ -1,15 +1,17 @@
-"""Deployment: `streamwork keda` against a live Redis (its stream and group names are the
-ones workers read, and their XINFO GROUPS lag is the backlog), and the shipped container
-and Kubernetes files (they parse, and every file they reference exists)."""
+"""Deployment: `streamwork keda` (one metrics-api trigger on `streamwork exporter`; what
+the exporter serves is tested in test_autoscaling.py), and the shipped container and
+Kubernetes files (they parse, and every file they reference exists)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,7 @@ import redis
 import yaml
 
 from streamwork import App
-from streamwork.ops.stats import queue_state, topic_states
-from streamwork.testing import wait_until
+from streamwork.testing import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,66 +49,37 @@ def keda(processes: Any, *args: str, **env: str) -> dict[str, Any]:
     return yaml.safe_load(done.stdout)
 
 
-def lag(client: redis.Redis, trigger: dict[str, Any]) -> int:
-    meta = trigger["metadata"]
-    groups = client.xinfo_groups(meta["stream"])
-    (found,) = [g for g in groups if g["name"].decode() == meta["consumerGroup"]]
-    return int(found["lag"])
-
-
-def test_keda_triggers_name_the_streams_and_groups_workers_read(
-    processes: Any, write_app: Any, redis_url: str, client: redis.Redis
+def test_keda_prints_one_metrics_api_trigger_on_the_exporter(
+    processes: Any, write_app: Any
 ) -> None:
     write_app("deployed", APP)
-    scaled = keda(processes, "--create-groups", "--max", "8", "--lag-per-replica", "50")
+    scaled = keda(processes, "--max", "8", "--lag-per-replica", "50", "--activation-lag", "2")
     assert scaled["kind"] == "ScaledObject" and scaled["apiVersion"] == "keda.sh/v1alpha1"
     spec = scaled["spec"]
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 8)
     assert spec["scaleTargetRef"] == {"name": "streamwork-worker"}
-    triggers = spec["triggers"]
-    port = redis_url.rsplit(":", 1)[1].split("/")[0]
-    for trigger in triggers:
-        assert trigger["type"] == "redis-streams"
-        meta = trigger["metadata"]
-        assert meta["address"] == f"127.0.0.1:{port}" and meta["databaseIndex"] == "0"
-        assert (meta["lagCount"], meta["activationLagCount"]) == ("50", "0")
-    streams = [t["metadata"]["stream"] for t in triggers]
-    assert len(streams) == 6  # orders; mail's three bands; the topic and its retry stream
-
-    app = App(redis_url)
-    place = app.task(queue="orders", name="place")(lambda n: None)
-    mail = app.task(queue="mail", name="mail", priority="low")(lambda n: None)
-    app.subscriber("readings", group="store", start="beginning")(lambda message: None)
-    place.send_many([(n,) for n in range(7)])
-    mail.send_many([(n,) for n in range(3)])
-    mail.send_with(args=(9,), priority="high")
-    for n in range(4):
-        app.publish("readings", {"n": n})
-    by_stream = {t["metadata"]["stream"]: t for t in triggers}
-
-    orders = by_stream[app.keys("orders").stream]
-    assert lag(client, orders) == queue_state(app, "orders").ready == 7
-    client.xreadgroup("workers", "someone", {app.keys("orders").stream: ">"}, count=2)
-    assert lag(client, orders) == queue_state(app, "orders").ready == 5
-
-    bands = queue_state(app, "mail").bands
-    assert bands is not None
-    for band in ("high", "default", "low"):
-        trigger = by_stream[app.keys("mail").band_stream(band)]
-        assert trigger["metadata"]["consumerGroup"] == "workers"
-        assert lag(client, trigger) == bands[band]
-    assert bands["low"] == 3 and bands["high"] == 1
-
-    topic = by_stream[app.topic_keys("readings").stream]
-    assert topic["metadata"]["consumerGroup"] == "store"
-    (state,) = topic_states(app, ["readings"])
-    assert lag(client, topic) == state.groups[0].lag == 4
-    app.close()
+    (trigger,) = spec["triggers"]  # one number: the HPA's maximum over triggers never sums
+    assert trigger == {
+        "type": "metrics-api",
+        "metadata": {
+            "url": "http://streamwork-exporter:9800/backlog",
+            "valueLocation": "total",
+            "targetValue": "50",
+            "activationTargetValue": "2",
+        },
+    }
+    some = keda(processes, "--queue", "mail", "--queue", "readings/store",
+                "--exporter-url", "http://exporter.jobs.svc:9800/backlog")  # fmt: skip
+    url = some["spec"]["triggers"][0]["metadata"]["url"]
+    assert url == "http://exporter.jobs.svc:9800/backlog?queue=mail&queue=readings%2Fstore"
 
 
-def test_keda_never_prints_the_password(
+def test_keda_and_the_exporter_carry_no_redis_credentials_and_keep_the_urls_own(
     processes: Any, write_app: Any, redis_url: str, client: redis.Redis
 ) -> None:
+    """Finding 5: KEDA never reaches Redis, so no username, password or TLS setting is in
+    the ScaledObject; the exporter reads with the app's URL, its ACL user included (the
+    deploy files give it the workers' Secret)."""
     write_app("deployed", APP)
     client.acl_setuser(
         "scaler", enabled=True, passwords=["+pw-77c1e0"], keys="~*", commands=["+@all"]
@@ -116,22 +88,31 @@ def test_keda_never_prints_the_password(
     done = processes.run("keda", "deployed:app", STREAMWORK_REDIS_URL=url)
     assert done.returncode == 0, done.stderr
     assert "pw-77c1e0" not in done.stdout + done.stderr
-    meta = yaml.safe_load(done.stdout)["spec"]["triggers"][0]["metadata"]
-    assert meta["usernameFromEnv"] == "REDIS_USERNAME"
-    assert meta["passwordFromEnv"] == "REDIS_PASSWORD"
+    assert "scaler" not in done.stdout and "FromEnv" not in done.stdout
+    App(url).task(queue="orders", name="place")(lambda n: None).send(1)
+    port = free_port()
+    processes.start("exporter", "deployed:app", "--port", str(port), STREAMWORK_REDIS_URL=url)
+    wait_until(lambda: _backlog(port), timeout=20)
+    assert _backlog(port)["queues"]["orders"]["ready"] == 1
+    exporter, worker = _k8s_containers("streamwork-exporter"), _k8s_containers("streamwork-worker")
+    assert exporter["env"] == [e for e in worker["env"] if e["name"] == "STREAMWORK_REDIS_URL"]
 
 
-def test_keda_on_a_cluster_and_an_address_override(
-    processes: Any, write_app: Any, cluster: Any
-) -> None:
-    write_app("deployed", APP)
-    scaled = keda(processes, STREAMWORK_REDIS_URL=cluster.url)
-    trigger = scaled["spec"]["triggers"][0]
-    assert trigger["type"] == "redis-cluster-streams"
-    assert re.fullmatch(r"127\.0\.0\.1:\d+(,127\.0\.0\.1:\d+)*", trigger["metadata"]["addresses"])
-    other = keda(processes, "--address", "redis.prod.svc:6379", "--name", "mail-workers")
-    assert other["metadata"]["name"] == "mail-workers"
-    assert other["spec"]["triggers"][0]["metadata"]["address"] == "redis.prod.svc:6379"
+def _backlog(port: int) -> Any:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/backlog", timeout=5) as answer:
+            return json.loads(answer.read())
+    except OSError:
+        return None
+
+
+def _k8s_containers(deployment: str) -> dict[str, Any]:
+    for path in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] == "Deployment" and doc["metadata"]["name"] == deployment:
+                (container,) = doc["spec"]["template"]["spec"]["containers"]
+                return dict(container)
+    raise AssertionError(f"no Deployment {deployment} in deploy/k8s")
 
 
 def test_keda_bad_arguments(processes: Any, write_app: Any) -> None:
@@ -141,8 +122,8 @@ def test_keda_bad_arguments(processes: Any, write_app: Any) -> None:
     assert bad.returncode == 2 and "--min must not exceed --max" in bad.stderr
     nothing = processes.run("keda", "empty:app")
     assert nothing.returncode == 2 and "declares no tasks or subscribers" in nothing.stderr
-    unix = processes.run("keda", "deployed:app", STREAMWORK_REDIS_URL="unix:///tmp/none.sock")
-    assert unix.returncode == 2 and "pass --address HOST:PORT" in unix.stderr
+    old = processes.run("keda", "deployed:app", "--create-groups")
+    assert old.returncode == 2 and "No such option '--create-groups'" in old.stderr
 
 
 # -- the shipped files ---------------------------------------------------------------------
@@ -183,17 +164,31 @@ def test_kubernetes_manifests() -> None:
         for doc in yaml.safe_load_all(path.read_text())
         if doc
     ]
-    kinds = {doc["kind"]: doc for doc in documents}
-    assert {"Deployment", "PodDisruptionBudget"} <= set(kinds)
-    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    kinds = {(doc["kind"], doc["metadata"]["name"]): doc for doc in documents}
+    worker = kinds[("Deployment", "streamwork-worker")]
+    pod = worker["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     args = container["args"]
     grace = float(args[args.index("--grace") + 1])
     assert pod["terminationGracePeriodSeconds"] >= grace + 5
-    labels = kinds["Deployment"]["spec"]["selector"]["matchLabels"]
-    assert kinds["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == labels
+    labels = worker["spec"]["selector"]["matchLabels"]
+    assert (
+        kinds[("PodDisruptionBudget", "streamwork-worker")]["spec"]["selector"]["matchLabels"]
+        == labels
+    )
+
+    # the exporter KEDA reads: one replica, its Service where `streamwork keda` points
+    exporter = kinds[("Deployment", "streamwork-exporter")]
+    assert exporter["spec"]["replicas"] == 1
+    (reader,) = exporter["spec"]["template"]["spec"]["containers"]
+    assert reader["args"][:2] == ["exporter", args[1]]  # the same app as the workers
+    port = int(reader["args"][reader["args"].index("--port") + 1])
+    service = kinds[("Service", "streamwork-exporter")]
+    assert service["spec"]["selector"] == exporter["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["port"] == port == 9800
+    assert reader["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
 def test_dockerfile() -> None:
