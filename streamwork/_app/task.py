@@ -317,22 +317,24 @@ class Task(Routing):
         TaskFailed("Expired"). The deadline is absolute: it holds for a delayed message and
         for its retries.
         """
-        plan = self._plan_one(
-            args,
-            kwargs,
-            delay,
-            eta,
-            headers,
-            key,
-            key_ttl,
-            replicas,
-            replica_timeout,
-            priority,
-            partition_key,
-            queue,
-            expires,
-        )
-        return self._handle(plan.ids[0], self.producer.write(plan), plan.destination.name)
+        with tracing.send_span(queue or self.options.queue, self.producer.server) as span:
+            plan = self._plan_one(
+                args,
+                kwargs,
+                delay,
+                eta,
+                headers,
+                key,
+                key_ttl,
+                replicas,
+                replica_timeout,
+                priority,
+                partition_key,
+                queue,
+                expires,
+            )
+            tracing.sent(span, plan.ids[0])
+            return self._handle(plan.ids[0], self.producer.write(plan), plan.destination.name)
 
     async def send_with_async(
         self,
@@ -352,24 +354,26 @@ class Task(Routing):
         expires: Duration | datetime | None = None,
     ) -> TaskHandle:
         """Like `send_with`, for asyncio code."""
-        plan = self._plan_one(
-            args,
-            kwargs,
-            delay,
-            eta,
-            headers,
-            key,
-            key_ttl,
-            replicas,
-            replica_timeout,
-            priority,
-            partition_key,
-            queue,
-            expires,
-        )
-        return self._handle(
-            plan.ids[0], await self.producer.write_async(plan), plan.destination.name
-        )
+        with tracing.send_span(queue or self.options.queue, self.producer.server) as span:
+            plan = self._plan_one(
+                args,
+                kwargs,
+                delay,
+                eta,
+                headers,
+                key,
+                key_ttl,
+                replicas,
+                replica_timeout,
+                priority,
+                partition_key,
+                queue,
+                expires,
+            )
+            tracing.sent(span, plan.ids[0])
+            return self._handle(
+                plan.ids[0], await self.producer.write_async(plan), plan.destination.name
+            )
 
     def _refuse_late(self, due: int | None, deadline: int | None) -> None:
         """ConfigurationError for a send due at or after its deadline: it could never run."""
@@ -386,12 +390,13 @@ class Task(Routing):
         routed = None if queue in (None, self.options.queue) else queue
         return TaskHandle(holder, self, is_duplicate=holder != message_id, queue=routed)
 
-    def _plan_many(self, calls: Iterable[Any], delay: Duration | None) -> Any:
+    def _plan_many(
+        self, calls: Iterable[Any], delay: Duration | None, creations: tracing.Creations
+    ) -> Any:
         due = due_ms(delay, None)
         self._refuse_late(due, None)
         what = f"a message of task {self.name!r}"
         destination = self.destination_for(None)
-        found = tracing.context()  # once for the batch, not per message
         count = self.partitions
         if count > 1:  # each batch of SEND_BATCH to the next partition, round-robin
             first = next(self._turns)
@@ -399,7 +404,7 @@ class Task(Routing):
                 self.envelope(
                     *call,
                     due=due,
-                    trace_context=found,
+                    trace_context=creations.next(),
                     partition=(first + i // SEND_BATCH) % count,
                 )
                 for i, call in enumerate(self._calls(calls))
@@ -412,11 +417,13 @@ class Task(Routing):
             return plan
         if self.options.fair is None or due is not None:  # delayed: to the queue when due
             envelopes = (
-                self.envelope(*call, due=due, trace_context=found) for call in self._calls(calls)
+                self.envelope(*call, due=due, trace_context=creations.next())
+                for call in self._calls(calls)
             )
             return self.producer.plan(destination, envelopes, what, due=due, is_many=True)
         keyed = [
-            self._keyed(self.envelope(*call, trace_context=found)) for call in self._calls(calls)
+            self._keyed(self.envelope(*call, trace_context=creations.next()))
+            for call in self._calls(calls)
         ]
         return self.producer.plan(
             destination,
@@ -454,9 +461,11 @@ class Task(Routing):
         if Redis fails after some batches were queued, SendIncomplete says which (`.sent`
         handles, `.index` of the first item not queued).
         """
-        plan = self._plan_many(calls, delay)
+        creations = tracing.Creations(self.options.queue, self.producer.server)
+        plan = self._plan_many(calls, delay, creations)
         try:
-            self.producer.write(plan)
+            with tracing.send_span(self.options.queue, self.producer.server, creations):
+                self.producer.write(plan)
         except SendIncomplete as exc:
             exc.sent = [TaskHandle(message_id, self) for message_id in exc.sent]
             raise
@@ -466,9 +475,11 @@ class Task(Routing):
         self, calls: Iterable[Any], *, delay: Duration | None = None
     ) -> list[TaskHandle]:
         """Like `send_many`, for asyncio code."""
-        plan = self._plan_many(calls, delay)
+        creations = tracing.Creations(self.options.queue, self.producer.server)
+        plan = self._plan_many(calls, delay, creations)
         try:
-            await self.producer.write_async(plan)
+            with tracing.send_span(self.options.queue, self.producer.server, creations):
+                await self.producer.write_async(plan)
         except SendIncomplete as exc:
             exc.sent = [TaskHandle(message_id, self) for message_id in exc.sent]
             raise

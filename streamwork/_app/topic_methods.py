@@ -102,10 +102,15 @@ class TopicMethods(AppParts):
         headers: dict[str, Any] | None,
         due: int | None,
         is_many: bool,
+        creations: tracing.Creations | None = None,
     ) -> Any:
+        """The plan of a publish: one event (its trace context the active span's, the
+        send span), or many (each its own, from `creations`)."""
         topic = check_name("topic", topic)
-        found = tracing.context()  # once for the batch, not per event
-        envelopes = (event(topic, payload, headers, due, found) for payload in payloads)
+        envelopes = (
+            event(topic, payload, headers, due, None if creations is None else creations.next())
+            for payload in payloads
+        )
         what = f"an event of topic {topic!r}"
         target = destination(self.namespace, topic)
         return self._producer.plan(target, envelopes, what, due=due, is_many=is_many)
@@ -124,8 +129,10 @@ class TopicMethods(AppParts):
         With `delay` or `eta` the event is published when due (workers serving the topic
         move it), and then reaches every group.
         """
-        plan = self._plan_publish(topic, [payload], headers, due_ms(delay, eta), False)
-        return self._producer.write(plan)
+        with tracing.send_span(topic, self._producer.server) as span:
+            plan = self._plan_publish(topic, [payload], headers, due_ms(delay, eta), False)
+            tracing.sent(span, plan.ids[0])
+            return self._producer.write(plan)
 
     async def publish_async(
         self,
@@ -137,8 +144,10 @@ class TopicMethods(AppParts):
         eta: datetime | None = None,
     ) -> str:
         """Like `publish`, for asyncio code."""
-        plan = self._plan_publish(topic, [payload], headers, due_ms(delay, eta), False)
-        return await self._producer.write_async(plan)
+        with tracing.send_span(topic, self._producer.server) as span:
+            plan = self._plan_publish(topic, [payload], headers, due_ms(delay, eta), False)
+            tracing.sent(span, plan.ids[0])
+            return await self._producer.write_async(plan)
 
     def publish_many(
         self, topic: str, payloads: Iterable[Any], *, headers: dict[str, Any] | None = None
@@ -148,16 +157,20 @@ class TopicMethods(AppParts):
         If Redis fails after some batches were published, SendIncomplete says which
         (`.sent` event ids, `.index` of the first payload not published).
         """
-        plan = self._plan_publish(topic, list(payloads), headers, None, True)
-        self._producer.write(plan)
+        creations = tracing.Creations(topic, self._producer.server)
+        plan = self._plan_publish(topic, list(payloads), headers, None, True, creations)
+        with tracing.send_span(topic, self._producer.server, creations):
+            self._producer.write(plan)
         return list(plan.ids)
 
     async def publish_many_async(
         self, topic: str, payloads: Iterable[Any], *, headers: dict[str, Any] | None = None
     ) -> list[str]:
         """Like `publish_many`, for asyncio code."""
-        plan = self._plan_publish(topic, list(payloads), headers, None, True)
-        await self._producer.write_async(plan)
+        creations = tracing.Creations(topic, self._producer.server)
+        plan = self._plan_publish(topic, list(payloads), headers, None, True, creations)
+        with tracing.send_span(topic, self._producer.server, creations):
+            await self._producer.write_async(plan)
         return list(plan.ids)
 
     def topic_keys(self, topic: str) -> TopicKeys:

@@ -1,17 +1,24 @@
-"""OpenTelemetry (the `otel` extra): trace context across the queue, and a span per run.
+"""OpenTelemetry (the `otel` extra): spans that follow the messaging semantic conventions.
 
-- At send (tasks, events, the first steps of a workflow): when a span is active, the W3C
-  `traceparent` and `tracestate` (and `baggage`) are injected into the message's headers.
-- In the worker: each run of a handler is a CONSUMER span, `<task> process`, linked to the
-  context its message carried (a link, not a parent: the producer's trace may have ended
-  long before), with the queue, message id, attempt and queue wait as attributes; a retry
-  and a dead letter are span events; a failure sets the span's status. A batch is one span
-  linked to each of its messages. The span is current while the handler runs (sync
+- Send: a PRODUCER span `send QUEUE` (or `send TOPIC`) per send, current while the message
+  is built, so the message carries its context (W3C `traceparent`, `tracestate`,
+  `baggage` headers). A many-send is one `send QUEUE` span with a link to a `create QUEUE`
+  span per message, whose context that message carries. With tracing off, a send carries
+  the caller's active span context, if any.
+- Process: each handler call is a CONSUMER span `process QUEUE` (a batch: one span),
+  linked to the context each message carried (a link, not a parent: the producer's trace
+  may have ended long before); a retry and a dead letter are span events; a failure sets
+  the span's status and `error.type`. The span is current while the handler runs (sync
   handlers too, in their thread), so spans the handler makes are its children.
+- Settle: a CLIENT span `settle QUEUE` per batch of outcomes written with their XACKs.
+
+`messaging.system` is "streamwork": the registry's values name brokers (kafka, rabbitmq…)
+and its "redis" is a database value, which redis-py's own instrumentation uses for the
+commands underneath; queues, groups, retries and dead letters are streamwork's semantics.
 
 Runs and outcomes are _worker/runs.py's `Run` and `Outcome` (typed Any here: that module
 imports this module, and the package has no import circles). Everything here is a no-op
-when opentelemetry-api is not installed, and runs get no span until a TracerProvider is
+when opentelemetry-api is not installed, and nothing gets a span until a TracerProvider is
 set (`trace.set_tracer_provider`, as the SDK's setup does). It never decides an outcome
 and never talks to Redis.
 """
@@ -20,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 try:
@@ -32,6 +39,9 @@ except ImportError:  # the otel extra is not installed
 ENABLED = trace is not None
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 _TRACER_NAME = "streamwork"
+SYSTEM = "streamwork"
+"""`messaging.system` (see the module's docstring for why not "redis")."""
+_OFF = contextlib.nullcontext()
 
 
 _active = False
@@ -88,51 +98,144 @@ def _link(headers: dict[str, Any]) -> Any:
     return trace.Link(span_context) if span_context.is_valid else None
 
 
-def _attributes(run: Any) -> dict[str, Any]:
-    source = run.delivery.source
-    attributes: dict[str, Any] = {
-        "messaging.system": "redis",
-        "messaging.operation.type": "process",
-        "messaging.destination.name": source.topic or source.name,
-        "messaging.message.id": run.envelope.id,
-        "streamwork.task": run.task.name,
-        "streamwork.attempt": run.envelope.attempt,
-        "streamwork.delivery_count": run.delivery.delivery_count,
+def _operation(operation: str, destination: str, server: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "messaging.system": SYSTEM,
+        "messaging.operation.name": operation,
+        "messaging.operation.type": operation,
+        "messaging.destination.name": destination,
+        **server,
     }
-    if source.topic is not None:
-        attributes["messaging.consumer.group.name"] = source.group
+
+
+def _source_attributes(operation: str, source: Any, server: Mapping[str, Any]) -> dict[str, Any]:
+    attributes = _operation(operation, source.topic or source.queue, server)
+    attributes["messaging.consumer.group.name"] = source.group
+    if source.partition is not None:
+        attributes["messaging.destination.partition.id"] = str(source.partition)
+    return attributes
+
+
+def _attributes(run: Any, server: Mapping[str, Any]) -> dict[str, Any]:
+    attributes = _source_attributes("process", run.delivery.source, server)
+    attributes["messaging.message.id"] = run.envelope.id
+    attributes["streamwork.task"] = run.task.name
+    attributes["streamwork.attempt"] = run.envelope.attempt
+    attributes["streamwork.delivery_count"] = run.delivery.delivery_count
     return attributes
 
 
 @contextlib.contextmanager
-def run_span(runs: Sequence[Any]) -> Iterator[Any]:
-    """The span of one handler call on `runs` (one message, or a batch); None when off."""
-    if not active():
-        yield None
-        return
-    first = runs[0]
-    links = [link for run in runs if (link := _link(run.envelope.headers)) is not None]
-    attributes = _attributes(first)
-    if len(runs) > 1:
-        attributes["messaging.batch.message_count"] = len(runs)
-        del attributes["messaging.message.id"]
+def _span(name: str, kind: Any, attributes: dict[str, Any], **options: Any) -> Iterator[Any]:
+    """A span current in its block; an exception out of it sets `error.type` and the
+    span's status."""
     tracer = trace.get_tracer(_TRACER_NAME)
-    # A new trace root: the run belongs to the consumer, linked to where each message came from.
     with tracer.start_as_current_span(
-        f"{first.task.name} process",
-        context=otel_context.Context(),
-        kind=trace.SpanKind.CONSUMER,
-        links=links,
+        name,
+        kind=kind,
         attributes=attributes,
         record_exception=False,
         set_status_on_exception=False,
+        **options,
     ) as span:
-        yield span
+        try:
+            yield span
+        except BaseException as exc:
+            failed(span, exc)
+            raise
+
+
+def send_span(
+    destination: str, server: Mapping[str, Any], batch: Creations | None = None
+) -> contextlib.AbstractContextManager[Any]:
+    """The PRODUCER span `send DESTINATION` of one send (current while its message is
+    built, so the message carries its context), or of a many-send (`batch`: linked to each
+    message's create span); a no-op context when tracing is off."""
+    if not active():
+        return _OFF
+    attributes = _operation("send", destination, server)
+    links: list[Any] = []
+    if batch is not None:
+        attributes["messaging.batch.message_count"] = len(batch.links)
+        links = batch.links
+    return _span(f"send {destination}", trace.SpanKind.PRODUCER, attributes, links=links)
+
+
+def sent(span: Any, message_id: str) -> None:
+    """Name the message a single send's span sent."""
+    if span is not None:
+        span.set_attribute("messaging.message.id", message_id)
+
+
+class Creations:
+    """The trace context each message of a many-send carries: with tracing on, that of a
+    `create DESTINATION` span per message (the batch's send span links to them); else the
+    caller's active span context, looked up once for the batch."""
+
+    def __init__(self, destination: str, server: Mapping[str, Any]) -> None:
+        self.links: list[Any] = []
+        self._is_active = active()
+        self._found = {} if self._is_active else context()
+        if self._is_active:
+            self._attributes = _operation("create", destination, server)
+            self._name = f"create {destination}"
+
+    def next(self) -> dict[str, str]:
+        if not self._is_active:
+            return self._found
+        tracer = trace.get_tracer(_TRACER_NAME)
+        span = tracer.start_span(
+            self._name, kind=trace.SpanKind.PRODUCER, attributes=self._attributes
+        )
+        span.end()
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        self.links.append(trace.Link(span.get_span_context()))
+        return carrier
+
+
+def run_span(
+    runs: Sequence[Any], server: Mapping[str, Any]
+) -> contextlib.AbstractContextManager[Any]:
+    """The span of one handler call on `runs` (one message, or a batch); None when off."""
+    if not active():
+        return _OFF
+    first = runs[0]
+    links = [link for run in runs if (link := _link(run.envelope.headers)) is not None]
+    attributes = _attributes(first, server)
+    if len(runs) > 1:
+        attributes["messaging.batch.message_count"] = len(runs)
+        del attributes["messaging.message.id"]
+    # A new trace root: the run belongs to the consumer, linked to where each message came from.
+    return _span(
+        f"process {attributes['messaging.destination.name']}",
+        trace.SpanKind.CONSUMER,
+        attributes,
+        context=otel_context.Context(),
+        links=links,
+    )
+
+
+def settle_span(
+    source: Any, count: int, server: Mapping[str, Any]
+) -> contextlib.AbstractContextManager[Any]:
+    """The CLIENT span `settle QUEUE` of one batch of outcomes written with their XACKs."""
+    if not active():
+        return _OFF
+    attributes = _source_attributes("settle", source, server)
+    attributes["messaging.batch.message_count"] = count
+    return _span(
+        f"settle {attributes['messaging.destination.name']}",
+        trace.SpanKind.CLIENT,
+        attributes,
+        context=otel_context.Context(),
+    )
 
 
 def failed(span: Any, exc: BaseException) -> None:
-    """Mark a batch's span failed by `exc` (its messages are then run alone)."""
+    """Mark a span failed by `exc` (a batch's: its messages are then run alone)."""
     if span is not None:
+        span.set_attribute("error.type", type(exc).__qualname__)
         span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
 
 
@@ -154,4 +257,13 @@ def record(span: Any, run: Any, outcome: Any) -> None:
     elif outcome.kind == "dead":
         span.add_event("dead_letter", {"exception.message": outcome.error})
     if outcome.kind in ("retry", "dead") or outcome.state == "failed":
-        span.set_status(trace.Status(trace.StatusCode.ERROR, outcome.error or outcome.kind))
+        error = outcome.error or outcome.kind
+        span.set_attribute("error.type", _error_type(error, outcome.kind))
+        span.set_status(trace.Status(trace.StatusCode.ERROR, error))
+
+
+def _error_type(error: str, kind: str) -> str:
+    """An outcome's `error.type`: the exception's class ("ValueError: ..."), else the
+    outcome's kind (a rejection's reason is free text: too many values for a type)."""
+    name = error.partition(":")[0]
+    return name if name.replace(".", "").isidentifier() else kind

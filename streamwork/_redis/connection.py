@@ -146,9 +146,25 @@ class Connection:
         self._async_scripts: dict[asyncio.AbstractEventLoop, Scripts] = {}
         self._registered: set[tuple[str, str]] = set()
         self._async_nodes: dict[tuple[asyncio.AbstractEventLoop, str, int], Any] = {}
+        self._server: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {redact(self.url)}>"
+
+    @property
+    def server(self) -> dict[str, Any]:
+        """`server.address` (and `server.port`) of the URL, for trace spans: its first
+        node, or a unix socket's path."""
+        found = self._server
+        if found is None:
+            parts = urlsplit(self.url)
+            if parts.scheme == "unix" or memory.is_memory(self.url):
+                found = {"server.address": parts.path or parts.netloc}
+            else:
+                host, port = seed_nodes(self.url)[0]
+                found = {"server.address": host, "server.port": port}
+            self._server = found
+        return found
 
     @property
     def redis(self) -> Any:

@@ -258,6 +258,11 @@ class Producer:
         metrics.sent(plan.destination.name, len(plan.ids), time.perf_counter() - started)
         return holder
 
+    @property
+    def server(self) -> dict[str, Any]:
+        """The Redis server's address, for trace spans."""
+        return self.connection.server
+
     def _many(self, connection: Connection, plan: Plan, batch: list[bytes], start: int) -> None:
         _add_many(connection.scripts, plan, batch, start)
 

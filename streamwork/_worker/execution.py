@@ -65,7 +65,10 @@ class Runner(Decisions):
         threads: ThreadPoolExecutor,
         on_error: Callable[[str, str, BaseException], None] | None = None,
         write_progress: WriteProgress | None = None,
+        server: Mapping[str, Any] | None = None,
     ) -> None:
+        self.server = server or {}
+        """server.address/port for the process spans."""
         self.write_progress = write_progress
         """Writes a run's progress to its status (None: progress is not recorded)."""
         self.tasks = tasks
@@ -89,7 +92,7 @@ class Runner(Decisions):
         return self._run_once(run, submit)
 
     async def _run_traced(self, run: Run, submit: Submit) -> Outcome | None:
-        with tracing.run_span([run]) as span:
+        with tracing.run_span([run], self.server) as span:
             outcome = await self._run_once(run, submit)
             tracing.record(span, run, outcome)
             return outcome
@@ -300,7 +303,7 @@ class Runner(Decisions):
             metrics.run_started(run.delivery.source, task.name, wait)
         metrics.batch_ran(ready[0].delivery.source, task.name, len(ready))
         try:
-            with tracing.run_span(ready) as span:
+            with tracing.run_span(ready, self.server) as span:
                 try:
                     await self._call(ready[0], (messages,), {}, whole=False)
                 except Exception as exc:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from .._base import metrics, protocol
+from .._base import metrics, protocol, tracing
 from .._base.keys import Source
 from .._redis.errors import Outage
 from .._redis.scripts import Scripts
@@ -49,7 +49,10 @@ class Settler:
         record: Callable[[Sequence[Outcome]], Awaitable[None]] | None = None,
         after_write: Callable[[Source, Sequence[Outcome]], Awaitable[None]] | None = None,
         outage: Outage | None = None,
+        server: Mapping[str, Any] | None = None,
     ) -> None:
+        self._server = server or {}
+        """server.address/port for the settle spans."""
         self._outage = outage or Outage("")
         """Where a lost Redis is told (one warning per process, not one per retry)."""
         self._record = record
@@ -116,15 +119,16 @@ class Settler:
         """Write up to MAX_PER_CALL `outcomes` in one call; returns how many were still owned."""
         if self._record is not None:
             await self._record(outcomes)  # before the XACK: see _workflows/__init__.py
-        flags = await self._scripts.settle(
-            source,
-            self._consumer,
-            outcomes,
-            is_pending=is_pending,
-            result_ttl_ms=self._result_ttl_ms,
-            status_ttl_ms=self._status_ttl_ms,
-            now_ms=protocol.now_ms(),
-        )
+        with tracing.settle_span(source, len(outcomes), self._server):
+            flags = await self._scripts.settle(
+                source,
+                self._consumer,
+                outcomes,
+                is_pending=is_pending,
+                result_ttl_ms=self._result_ttl_ms,
+                status_ttl_ms=self._status_ttl_ms,
+                now_ms=protocol.now_ms(),
+            )
         owned = 0
         for outcome, flag in zip(outcomes, flags, strict=True):
             if flag == 1:

@@ -254,6 +254,7 @@ class Worker(Launching):
                 threads,
                 self._on_error,
                 write_progress=functools.partial(write_progress, scripts, self.app.status_ttl_ms),
+                server=self.app.connection.server,
             ),
             settler=settler,
             scanner=scanner,
@@ -288,6 +289,7 @@ class Worker(Launching):
             record=Recorder(client, scripts, sender).record,
             after_write=functools.partial(self._released_by, scripts),
             outage=self._outage,
+            server=app.connection.server,
         )
 
     def _batch_room(self) -> int:

@@ -1,6 +1,6 @@
-"""Without a TracerProvider set, runs get no span (a span of the API's default provider
-would record nothing and only cost time) — checked in a fresh interpreter, since the
-parity tests set a provider for the whole test process."""
+"""Without a TracerProvider set, sends, runs and settles get no span (a span of the API's
+default provider would record nothing and only cost time) — checked in a fresh
+interpreter, since the parity tests set a provider for the whole test process."""
 
 import subprocess
 import sys
@@ -9,8 +9,13 @@ PROGRAM = """
 from opentelemetry import trace
 from streamwork._base import tracing
 assert tracing.ENABLED and not tracing.active()
-with tracing.run_span([object()]) as span:
+with tracing.run_span([object()], {}) as span:
     assert span is None
+with tracing.send_span("q", {}) as span:
+    assert span is None
+with tracing.settle_span(object(), 1, {}) as span:
+    assert span is None
+assert tracing.Creations("q", {}).next() == {}  # no span active: nothing to carry
 from opentelemetry.sdk.trace import TracerProvider
 trace.set_tracer_provider(TracerProvider())
 assert tracing.refresh() and tracing.active()
