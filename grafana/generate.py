@@ -233,8 +233,8 @@ def overview() -> dict[str, Any]:
             "slot; a slot frees at each outcome, or a visibility timeout after its worker "
             "died."),
         panel("Batch handlers: messages per batch", [(
-            f"sum by (queue, task) (rate(streamwork_batch_size_sum{{{Q}}}[{RATE}])) / "
-            f"sum by (queue, task) (rate(streamwork_batch_size_count{{{Q}}}[{RATE}]))",
+            f"sum by (queue, task) (rate(streamwork_batch_messages_sum{{{Q}}}[{RATE}])) / "
+            f"sum by (queue, task) (rate(streamwork_batch_messages_count{{{Q}}}[{RATE}]))",
             "{{queue}} {{task}}")], width=24,
             description="Tasks and subscribers with batch_size: the average number of "
             "messages per call. Well below batch_size: batch_wait passes before a batch "
@@ -281,6 +281,10 @@ def task_drilldown() -> dict[str, Any]:
             f"sum by (task) (rate(streamwork_task_run_seconds_sum{{{t}}}[{RATE}]))",
             "{{task}}")],
             description="Average handlers busy running this task: the concurrency it uses."),
+        panel("In flight", [(
+            f"sum by (task) (streamwork_tasks_in_flight{{{t}}})", "{{task}}")],
+            description="Messages of this task running now, summed over every worker "
+            "process: compare with Busy handlers, its average."),
     ]  # fmt: skip
     return dashboard("streamwork-task", "streamwork — task drill-down", [task_var], panels)
 
@@ -292,10 +296,17 @@ def render(build: Any) -> str:
     return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
 
 
+METRICS_REFERENCE = HERE.parent / "docs" / "reference" / "metrics.md"
+
+
 def main() -> None:
     for name, build in DASHBOARDS.items():
         (HERE / "dashboards" / name).write_text(render(build))
         print(f"wrote grafana/dashboards/{name}")
+    from streamwork.ops.metrics import reference_markdown
+
+    METRICS_REFERENCE.write_text(reference_markdown())
+    print("wrote docs/reference/metrics.md")
 
 
 if __name__ == "__main__":

@@ -80,11 +80,11 @@ WAIT_TIME = Histogram(
 IN_FLIGHT = Gauge(
     "streamwork_tasks_in_flight",
     "Messages running now.",
-    ["queue", "group"],
+    RUN_LABELS,
     multiprocess_mode="livesum",
 )
 BATCH_SIZE = Histogram(
-    "streamwork_batch_size",
+    "streamwork_batch_messages",
     "Messages per call of a batch handler (batch_size): how full its batches run.",
     RUN_LABELS,
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
@@ -148,7 +148,7 @@ class _RunMetrics:
         self.failed = FAILED.labels(*labels)
         self.wait = _Observations(WAIT_TIME.labels(*labels))
         self.run = _Observations(RUN_TIME.labels(*labels))
-        self.in_flight = IN_FLIGHT.labels(queue, group)
+        self.in_flight = IN_FLIGHT.labels(*labels)
         self.outcomes = {kind: metric.labels(*labels) for kind, metric in _OUTCOMES.items()}
         self.n_started = 0
         self.n_failed = 0

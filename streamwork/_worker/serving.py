@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import redis.exceptions
-from prometheus_client import CollectorRegistry, Counter, Gauge, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    multiprocess,
+)
 from prometheus_client.exposition import MetricsHandler
 
 from ..errors import StreamworkError
@@ -143,7 +149,12 @@ Route = Callable[[dict[str, list[str]]], tuple[int, Any]]
 def serve_http(
     port: int, address: str, registry: CollectorRegistry, routes: dict[str, Route]
 ) -> Any:
-    """Serve /metrics from `registry` and each JSON route, in a daemon thread."""
+    """Serve /metrics from `registry` and each JSON route, in a daemon thread.
+
+    Counters in this process's registries expose no `*_created` series (prometheus-client
+    adds one per counter outside multiprocess mode, where the workers' counters have none):
+    the supervisor and the exporter are streamwork's own processes."""
+    disable_created_metrics()
 
     class Handler(MetricsHandler.factory(registry)):  # type: ignore[misc]
         def do_GET(self) -> None:

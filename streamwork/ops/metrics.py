@@ -8,20 +8,26 @@ It reads; it never changes a queue. The counters worker processes keep are in
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
 
-from .._redis import registry
+from .._app.app import App
+from .._base import metrics as base_metrics
+from .._redis import memory, registry
 from .._schedules.schedules import Schedules
+from .._worker.serving import SupervisorMetrics
 from ..errors import StreamworkError
 from . import backlog, stats
 
 if TYPE_CHECKING:
-    from .._app.app import App
     from .._redis.connection import NamespaceView
 
 log = logging.getLogger("streamwork.metrics")
@@ -213,3 +219,113 @@ class BacklogCollector:
             topic, _, group = part.name.partition("/")
             waiting.add_metric([topic, group], part.total)
         yield waiting
+
+
+# -- the reference: every family streamwork exposes, from the code that defines it ----------
+
+
+@dataclass(frozen=True)
+class Family:
+    """One metric family as Prometheus sees it."""
+
+    name: str
+    """As exposed: a counter's name ends in `_total`; a histogram's series add `_bucket`,
+    `_sum` and `_count`."""
+    type: str
+    labels: tuple[str, ...]
+    help: str
+    served_by: str
+
+
+WORKERS = "workers (summed by the supervisor)"
+SENDERS = "the sending process"
+SUPERVISOR = "supervisor"
+READ_AT_SCRAPE = "supervisor and exporter (read from Redis)"
+EXPORTER = "exporter (read from Redis)"
+
+
+def families() -> list[Family]:
+    """Every metric family streamwork exposes, with its labels and where it is served, read
+    from the code that defines it (`docs/reference/metrics.md` is made from this)."""
+    found = []
+    senders = (base_metrics.SENT, base_metrics.SEND_TIME, base_metrics.WORKFLOWS_STARTED)
+    for value in vars(base_metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            served = SENDERS if value in senders else WORKERS
+            found.append(_wrapped(value, served))
+    with tempfile.TemporaryDirectory() as path:
+        supervisor = SupervisorMetrics(path)
+        found += [_wrapped(supervisor.processes, SUPERVISOR)]
+        found += [_wrapped(supervisor.restarts, SUPERVISOR)]
+    url = f"memory://metrics-reference-{os.getpid()}"
+    app = App(url)
+    try:
+        for collector, served in (
+            (QueueCollector(app), READ_AT_SCRAPE),
+            (BacklogCollector(app), EXPORTER),
+        ):
+            for family in collector.collect():
+                found.append(_collected(family, served))
+    finally:
+        app.close()
+        memory.forget(url)
+    return sorted(found, key=lambda family: family.name)
+
+
+def _wrapped(metric: Any, served_by: str) -> Family:
+    name = metric._name + ("_total" if metric._type == "counter" else "")
+    return Family(name, metric._type, tuple(metric._labelnames), metric._documentation, served_by)
+
+
+def _collected(family: Any, served_by: str) -> Family:
+    name = family.name + ("_total" if family.type == "counter" else "")
+    labels = tuple(getattr(family, "_labelnames", ()))
+    return Family(name, family.type, labels, family.documentation, served_by)
+
+
+LABELS = {
+    "queue": "a queue's name; for a subscriber group's series, its topic's name (then "
+    '`group` is not empty: `group=""` selects queues)',
+    "group": 'the subscriber group; "" for queues',
+    "task": "the task (or subscriber) name",
+    "band": "a priority band: high, default, low",
+    "partition": "a partitioned queue's partition number",
+    "key": 'a fair task\'s key (the 10 with the largest backlogs; "(other)" sums the rest)',
+    "schedule": "a schedule's id",
+    "topic": "a topic",
+    "reason": "why a message was held back: rate, concurrency, rate_limited",
+    "outcome": "how it ended",
+    "kind": "a workflow's kind: chain, group, chord",
+}
+
+
+def reference_markdown() -> str:
+    """docs/reference/metrics.md."""
+    lines = [
+        "# Metrics reference",
+        "",
+        "<!-- Generated from the code by `python grafana/generate.py`; a test checks it. -->",
+        "",
+        "Every family streamwork exposes, as Prometheus names it. Served by: **workers** —",
+        "each worker process counts in prometheus-client's multiprocess files and the",
+        "supervisor's `/metrics` serves their sum; **supervisor** — its own; **read from",
+        "Redis** — by the supervisor's and the exporter's `/metrics` at each scrape (what",
+        "Redis holds: every replica reports the same, so aggregate them with `max`);",
+        "**the sending process** — in the default registry of the process that sends (expose",
+        "it with `prometheus_client.start_http_server`; set",
+        "`PROMETHEUS_DISABLE_CREATED_SERIES=True` there to drop prometheus-client's",
+        "`*_created` series, which streamwork's own servers never expose).",
+        "",
+        "| name | type | labels | served by | what |",
+        "|---|---|---|---|---|",
+    ]
+    for family in families():
+        labels = ", ".join(f"`{label}`" for label in family.labels) or "—"
+        what = family.help.replace("|", "\\|")
+        lines.append(
+            f"| `{family.name}` | {family.type} | {labels} | {family.served_by} | {what} |"
+        )
+    lines += ["", "## Labels", "", "| label | what |", "|---|---|"]
+    used = sorted({label for family in families() for label in family.labels})
+    lines += [f"| `{label}` | {LABELS[label]} |" for label in used]
+    return "\n".join(lines) + "\n"

@@ -55,14 +55,14 @@ def test_batch_sizes_are_measured(app: App) -> None:
         pass
 
     labels = {"queue": "sensors", "group": "", "task": "batch_metrics_probe"}
-    before = REGISTRY.get_sample_value("streamwork_batch_size_count", labels) or 0
+    before = REGISTRY.get_sample_value("streamwork_batch_messages_count", labels) or 0
     store.send_many([(n,) for n in range(10)])
     with WorkerThread(app, concurrency=2):
         wait_until(
-            lambda: (REGISTRY.get_sample_value("streamwork_batch_size_sum", labels) or 0) >= 10,
+            lambda: (REGISTRY.get_sample_value("streamwork_batch_messages_sum", labels) or 0) >= 10,
             timeout=10,
         )
-    assert REGISTRY.get_sample_value("streamwork_batch_size_count", labels) - before >= 3
+    assert REGISTRY.get_sample_value("streamwork_batch_messages_count", labels) - before >= 3
 
 
 def test_batches_on_a_redis_cluster(cluster_app: App) -> None:

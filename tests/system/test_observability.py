@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 import yaml
 from conftest import ROOT
+from prometheus_client.parser import text_string_to_metric_families
 
 from streamwork import App
 from streamwork.testing import free_port, wait_until
@@ -63,6 +64,15 @@ def test_committed_dashboards_are_what_the_generator_makes():
         assert committed == module.render(build), (
             f"grafana/dashboards/{name} is out of date: run python grafana/generate.py"
         )
+
+
+def test_the_metrics_reference_is_what_the_code_defines():
+    from streamwork.ops.metrics import reference_markdown
+
+    committed = (GRAFANA.parent / "docs" / "reference" / "metrics.md").read_text()
+    assert committed == reference_markdown(), (
+        "docs/reference/metrics.md is out of date: run python grafana/generate.py"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(dashboards()))
@@ -151,7 +161,7 @@ OBSERVED = """
 
     @app.task(queue="orders", batch_size=10, batch_wait=0.2)
     def bulk(messages):
-        pass  # a batch handler: streamwork_batch_size
+        pass  # a batch handler: streamwork_batch_messages
 
     @app.task(queue="ledger", partitions=3)
     def post(account, n):
@@ -253,6 +263,23 @@ def test_every_dashboard_query_and_alert_rule_gives_data(
     rules = prometheus.api("rules")["data"]["groups"][0]["rules"]
     assert {r["name"] for r in rules} == set(alert_rules())
     assert all(r["health"] == "ok" for r in rules), rules
+
+    # what the supervisor serves is what the metrics reference lists, labels included,
+    # and no prometheus-client `*_created` series
+    from streamwork.ops.metrics import families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        exposed = answer.read().decode()
+    assert "_created" not in exposed
+    listed = {family.name: family for family in families()}
+    for family in text_string_to_metric_families(exposed):
+        if not family.name.startswith("streamwork_"):
+            continue
+        name = family.name + ("_total" if family.type == "counter" else "")
+        assert name in listed, f"{name} is served but not in docs/reference/metrics.md"
+        for sample in family.samples:
+            labels = set(sample.labels) - {"le"}
+            assert labels == set(listed[name].labels), (name, sample.labels)
 
     worker.send_signal(signal.SIGTERM)
     worker.wait(60)
