@@ -34,3 +34,28 @@ def test_worker_stats_and_dlq_on_a_cluster(processes, write_app, cluster, cluste
     assert (rows["beta"]["dead"], rows["beta"]["dead_letters"]) == (3, 3)
     replay = processes.run("dlq", "replay", "beta", "--all", **env)
     assert "replayed 3 dead letter(s)" in replay.stdout, replay.stderr
+
+
+def test_the_exporter_on_a_cluster(processes, write_app, cluster, cluster_app):
+    """What autoscaling reads, served from a cluster: queues on several nodes, summed."""
+    import urllib.request
+
+    from streamwork.testing import free_port, wait_until
+
+    write_app("tasks", TASKS)
+    app = App(cluster.url)
+    app.task(queue="alpha", name="a")(lambda n: None).send_many(range(7))
+    app.task(queue="beta", name="b")(lambda n: None).send_many(range(4))
+    port = free_port()
+    processes.start("exporter", "tasks:app", "--port", str(port), STREAMWORK_REDIS_URL=cluster.url)
+
+    def read():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/backlog", timeout=5) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+    found = wait_until(read, timeout=30)
+    assert found["total"] == 11
+    assert (found["queues"]["alpha"]["ready"], found["queues"]["beta"]["ready"]) == (7, 4)
