@@ -714,6 +714,7 @@ def main() -> None:
     # a scenario in two groups (the features' baseline is the async drain) runs once
     names = list(dict.fromkeys(name for group in groups for name in SCENARIOS[group]))
     started = time.monotonic()
+    errors: list[str] = []
     try:
         for run in range(args.runs):
             for name in names:
@@ -722,7 +723,7 @@ def main() -> None:
         if not args.no_peers:
             import peers
 
-            peers.run_all(bench, args.runs)
+            errors = peers.run_all(bench, args.runs)
     finally:
         for child in bench.children:
             if child.poll() is None:
@@ -744,6 +745,8 @@ def main() -> None:
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"machine": machine, "results": rows}, indent=2))
     print(f"\n{machine}\nwrote {args.json}")
+    if errors:  # a peer that did not run is an error of the benchmark, not a skip
+        sys.exit("benchmark error:\n" + "\n".join(errors))
 
 
 def server_version() -> str:

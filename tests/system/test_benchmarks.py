@@ -35,3 +35,30 @@ def test_benchmark_command_runs_and_writes_every_scenario(tmp_path, redis_url):
     import redis
 
     assert redis.Redis.from_url(redis_url).keys("swbench-*") == []
+
+
+def test_a_peer_of_the_bench_extra_that_does_not_run_is_an_error(monkeypatch):
+    """Issue 33: Celery once failed to import and the run printed a skip; now a missing or
+    failing peer of the `bench` extra is an error of the benchmark (arq stays optional)."""
+    import importlib
+    import types
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    peers = importlib.import_module("peers")
+    monkeypatch.setattr(peers, "installed", lambda name: name == "celery")
+
+    class Broken:
+        def __init__(self, name, bench):
+            pass
+
+        def enqueue(self, count):
+            raise ModuleNotFoundError("No module named 'packaging'")
+
+    monkeypatch.setattr(peers, "Peer", Broken)
+    bench = types.SimpleNamespace(results={}, clean=lambda: None)
+    errors = peers.run_all(bench, 1)
+    assert errors[0] == "peer celery failed: ModuleNotFoundError: No module named 'packaging'"
+    assert errors[1:] == [
+        "peer rq: not installed (pip install -e '.[bench]')",
+        "peer dramatiq: not installed (pip install -e '.[bench]')",
+    ]
