@@ -78,12 +78,23 @@ def _ready(app: App) -> Route:
     show_default=True,
     help="Address to listen on (0.0.0.0 in a container).",
 )
-def exporter(app_spec: str, port: int, address: str) -> None:
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Print the backlog /backlog would answer (JSON) and exit, serving nothing.",
+)
+def exporter(app_spec: str, port: int, address: str, once: bool) -> None:
     """Serve what waits for the app's workers: /backlog (JSON, KEDA's metrics-api),
     /metrics (Prometheus), /healthz, /readyz. Read-only; runs with zero workers."""
     app = app_for_command(app_spec)
     if not app.tasks and not app.subscribers:
         raise click.UsageError(f"{app_spec} declares no tasks or subscribers: nothing waits")
+    if once:
+        status, body = _backlog_route(app)({})
+        if status != 200:
+            raise click.ClickException(f"cannot read the backlog: {body['error']}")
+        click.echo(json.dumps(body, indent=2))
+        return
     registry = CollectorRegistry(auto_describe=True)
     registry.register(QueueCollector(app))
     registry.register(BacklogCollector(app))

@@ -275,6 +275,8 @@ def test_the_exporter_serves_the_backlog_keda_reads(
     metrics = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()
     assert 'streamwork_waiting{group="",queue="orders"} 35.0' in metrics
     assert _get(f"{base}/readyz")[0] == 200
+    once = processes.run("exporter", "scaled:app", "--once")
+    assert once.returncode == 0 and json.loads(once.stdout) == body
     sender.close()
     exporter.send_signal(signal.SIGTERM)
     assert exporter.wait(10) == 0
@@ -292,6 +294,10 @@ def test_the_exporter_when_redis_is_gone_and_bad_arguments(processes: Any, write
     assert _get(f"{base}/readyz")[0] == 503
     metrics = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()
     assert "streamwork_redis_up 0.0" in metrics
+
+    down = processes.run("exporter", "scaled:app", "--once", STREAMWORK_REDIS_URL=gone)
+    assert down.returncode == 1 and down.stderr.startswith("Error: cannot read the backlog:")
+    assert len(down.stderr.strip().splitlines()) == 1
 
     write_app("empty", "from streamwork import App\napp = App()\n")
     nothing = processes.run("exporter", "empty:app")
