@@ -161,6 +161,19 @@ def send_span(
     return _span(f"send {destination}", trace.SpanKind.PRODUCER, attributes, links=links)
 
 
+def retarget(
+    span: Any, destination: str, count: int, workflow: str, server: Mapping[str, Any]
+) -> None:
+    """Name a workflow's send span once its first steps are known: their queue(s), how many
+    messages, the workflow's id (every step carries this span's context)."""
+    if span is not None:
+        span.set_attributes(dict(server))
+        span.update_name(f"send {destination}")
+        span.set_attribute("messaging.destination.name", destination)
+        span.set_attribute("messaging.batch.message_count", count)
+        span.set_attribute("streamwork.workflow", workflow)
+
+
 def sent(span: Any, message_id: str) -> None:
     """Name the message a single send's span sent."""
     if span is not None:

@@ -5,14 +5,15 @@ first children, and the `Sender` that sends a child under its own idempotency ke
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 import redis.exceptions
 
-from .._base import metrics, protocol
+from .._base import metrics, protocol, tracing
 from .._base.keys import QueueKeys, WorkflowKeys, queue_registry
 from .._redis import commands
 from .._redis.rows import SendState
@@ -50,34 +51,36 @@ class Canvas:
 
     def send(self) -> WorkflowHandle:
         """Send the workflow: its first children are queued; returns at once with its handle."""
-        plan = _plan(self)
-        connection = plan.producer.connection
-        with connection.translate_errors():
-            plan.create(connection.redis)
-            try:
-                for queue in plan.queues():
-                    connection.register(queue_registry(plan.keys.namespace), queue)
-                _send_first(connection, plan)
-            except BaseException:
-                plan.discard(connection.redis)
-                raise
-        return plan.sent()
+        with _send_span(self) as (plan, _):
+            connection = plan.producer.connection
+            with connection.translate_errors():
+                plan.create(connection.redis)
+                try:
+                    for queue in plan.queues():
+                        connection.register(queue_registry(plan.keys.namespace), queue)
+                    _send_first(connection, plan)
+                except BaseException:
+                    plan.discard(connection.redis)
+                    raise
+            return plan.sent()
 
     async def send_async(self) -> WorkflowHandle:
         """Like `send`, for asyncio code."""
-        plan = _plan(self)
-        connection = plan.producer.connection
-        with connection.translate_errors():
-            client, scripts = connection.async_redis(), connection.async_scripts()
-            await plan.create(client)
-            try:
-                for queue in plan.queues():
-                    await connection.register_async(queue_registry(plan.keys.namespace), queue)
-                await bounded([plan.send_first(scripts, child, body) for child, body in plan.first])
-            except BaseException:
-                await plan.discard(client)
-                raise
-        return plan.sent()
+        with _send_span(self) as (plan, _):
+            connection = plan.producer.connection
+            with connection.translate_errors():
+                client, scripts = connection.async_redis(), connection.async_scripts()
+                await plan.create(client)
+                try:
+                    for queue in plan.queues():
+                        await connection.register_async(queue_registry(plan.keys.namespace), queue)
+                    await bounded(
+                        [plan.send_first(scripts, child, body) for child, body in plan.first]
+                    )
+                except BaseException:
+                    await plan.discard(client)
+                    raise
+            return plan.sent()
 
     def __or__(self, other: Canvas) -> Canvas:
         """`a | b`, composed as in Celery's canvas: a chain, where a chain joined to a chain
@@ -246,6 +249,16 @@ class _Plan:
         of them would ever finish it): expire it now (PEXPIRE: a producer's ACL rules
         need no DEL)."""
         return commands.expire_now(client, self.keys.workflow)
+
+
+@contextlib.contextmanager
+def _send_span(root: Canvas) -> Iterator[tuple[_Plan, Any]]:
+    """A workflow's plan, made inside its send span (every step carries its context)."""
+    with tracing.send_span("workflow", {}) as span:
+        plan = _plan(root)
+        destination = ", ".join(sorted(plan.queues()))
+        tracing.retarget(span, destination, len(plan.first), plan.keys.id, plan.producer.server)
+        yield plan, span
 
 
 def _plan(root: Canvas) -> _Plan:

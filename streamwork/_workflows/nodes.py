@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .._base import protocol
+from .._base import protocol, tracing
 from .._base.protocol import ChildFailed
 from ..errors import StreamworkError, TaskCancelled
 
@@ -76,7 +76,11 @@ class Child:
             task=self.task,
             args=args,
             kwargs=self.kwargs,
-            headers={protocol.WORKFLOW: workflow_id, protocol.NODE: self.node},
+            # the context of the span current when it is sent: a workflow's first steps
+            # carry its send span; a step a worker releases later, none
+            headers=tracing.with_context(
+                {protocol.WORKFLOW: workflow_id, protocol.NODE: self.node}
+            ),
             enqueued_ms=protocol.now_ms(),
         )
 

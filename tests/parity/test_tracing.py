@@ -186,3 +186,30 @@ def test_a_send_that_fails_has_an_error_type(spans):
     assert send.status.status_code == trace.StatusCode.ERROR
     assert send.attributes["server.port"] > 0
     app.close()
+
+
+def test_a_workflow_is_one_send_span_its_steps_link_to(app, spans):
+    from streamwork import chain
+
+    @app.task
+    def first(n):
+        return n + 1
+
+    @app.task(queue="second")
+    def second(n):
+        return n
+
+    with trace.get_tracer("shop").start_as_current_span("checkout") as checkout:
+        handle = chain(first.s(1), second.s()).send()
+    run_until_idle(app)
+    (send,) = kind(spans, "PRODUCER")
+    assert (
+        send.name == "send default" and send.parent.span_id == checkout.get_span_context().span_id
+    )
+    assert send.attributes["streamwork.workflow"] == handle.id
+    assert send.attributes["messaging.batch.message_count"] == 1  # the first step
+    assert "server.address" in send.attributes
+    runs = {s.name: s for s in consumer_spans(spans)}
+    assert set(runs) == {"process default", "process second"}
+    (link,) = runs["process default"].links  # the first step carries the send span
+    assert link.context.span_id == send.context.span_id
