@@ -3,8 +3,9 @@
 - Send: a PRODUCER span `send QUEUE` (or `send TOPIC`) per send, current while the message
   is built, so the message carries its context (W3C `traceparent`, `tracestate`,
   `baggage` headers). A many-send is one `send QUEUE` span with a link to a `create QUEUE`
-  span per message, whose context that message carries. With tracing off, a send carries
-  the caller's active span context, if any.
+  span per message, whose context that message carries; a workflow's send is one span its
+  first steps carry. With tracing off, a send carries the caller's active span context, if
+  any.
 - Process: each handler call is a CONSUMER span `process QUEUE` (a batch: one span),
   linked to the context each message carried (a link, not a parent: the producer's trace
   may have ended long before); a retry and a dead letter are span events; a failure sets
