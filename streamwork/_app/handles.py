@@ -19,6 +19,7 @@ from .._base.plans import Plan, run_plan, run_plan_async, step
 from .._lifecycle.lifecycle import CancelResult, TaskStatus, decode_cancel, parse_status
 from .._redis import commands
 from .._redis.connection import MAX_BLOCK, block_for
+from .._redis.scripts import as_fields
 from .._send.producer import Producer
 from ..errors import (
     ConfigurationError,
@@ -126,15 +127,17 @@ class TaskHandle:
         """Where the message is now: queued, delayed, running (with progress), retrying,
         done, failed, dead, cancelled, or unknown (never sent, or its status expired)."""
         connection = self.task.producer.connection
+        self._check_tracked()
         with connection.translate_errors():
-            raw = commands.read_hash(connection.redis, self._status_key)
+            raw = as_fields(connection.scripts.status(self._keys, self.id))
         return parse_status(raw, protocol.now_ms())
 
     async def status_async(self) -> TaskStatus:
         """Like `status`, for asyncio code."""
         connection = self.task.producer.connection
+        self._check_tracked()
         with connection.translate_errors():
-            raw = await commands.read_hash(connection.async_redis(), self._status_key)
+            raw = as_fields(await connection.async_scripts().status(self._keys, self.id))
         return parse_status(raw, protocol.now_ms())
 
     def cancel(self, reason: str | None = None) -> CancelResult:

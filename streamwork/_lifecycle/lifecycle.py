@@ -26,6 +26,7 @@ from .._base.keys import QueueKeys, partition_name, partition_of_id
 from .._redis import commands, reads
 from .._redis.connection import NamespaceView
 from .._redis.registry import known_queues
+from .._redis.scripts import as_fields
 from ..errors import ConfigurationError, EncodeError, StreamworkError
 
 log = logging.getLogger("streamwork.lifecycle")
@@ -127,12 +128,11 @@ def find(
     app's queues, then every queue registered in its namespace; UnknownMessage if none.
     In a partitioned queue, it is the partition's name (`orders~3`)."""
     queues = [queue] if queue else known_queues(app)
-    client = app.connection.redis
     with app.connection.translate_errors():
         for name in queues:
             if app.partitions(name) > 1:  # the id names the partition: `orders~3`
                 name = partition_name(name, partition_of_id(message_id))
-            raw = commands.read_hash(client, app.keys(name).status(message_id))
+            raw = as_fields(app.connection.scripts.status(app.keys(name), message_id))
             if raw:
                 return name, raw
     where = f"queue {queue!r}" if queue else f"any queue of namespace {app.namespace!r}"

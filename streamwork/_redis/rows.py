@@ -61,12 +61,13 @@ class SettleValues(NamedTuple):
 
 class PlainDoneValues(NamedTuple):
     """A plain "done" outcome as settle.lua reads it (no result, error, held list,
-    partition key or event: four values)."""
+    partition key or event: five values)."""
 
     entry_id: bytes
     wait_ms: int
     run_ms: int
     status_index: int
+    attempt: int
 
 
 class StartRow(NamedTuple):

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-from .._base.keys import OrderKeys, QueueKeys, Source, WorkflowKeys
+from .._base.keys import QUEUE_GROUP, OrderKeys, QueueKeys, Source, WorkflowKeys
 from .rows import (
     NO_STATE,
     PlainDoneValues,
@@ -254,8 +254,33 @@ class Scripts(ScheduleScripts):
                 keys.events,
                 keys.band_delayed("high"),
                 keys.band_delayed("low"),
+                keys.stream,
+                keys.band_stream("high"),
+                keys.band_stream("low"),
+                keys.stats,
             ],
-            args=[reason, now_ms, ttl_ms, events_cap, message_id, "1" if unsent else "0"],
+            args=[
+                reason,
+                now_ms,
+                ttl_ms,
+                events_cap,
+                message_id,
+                "1" if unsent else "0",
+                QUEUE_GROUP,
+            ],
+        )
+
+    def status(self, keys: QueueKeys, message_id: str) -> Any:
+        """Message `message_id`'s status hash, flat, with "running" read from the pending
+        entries list for a recorded message (status.lua); `as_fields` makes it a dict."""
+        return self._scripts["status"](
+            keys=[
+                keys.status(message_id),
+                keys.stream,
+                keys.band_stream("high"),
+                keys.band_stream("low"),
+            ],
+            args=[QUEUE_GROUP],
         )
 
     def workflow_record(
@@ -375,12 +400,16 @@ def _settle_rows(
             outcome.kind == "done"
             and outcome.result_key is None
             and not (outcome.error or outcome.partition_key or with_events)
-        ):  # the common row, four values instead of seventeen (see settle.lua)
+        ):  # the common row, five values instead of seventeen (see settle.lua)
             status = 0
             if outcome.status_key is not None:
                 keys.append(outcome.status_key)
                 status = len(keys)
-            rows.append(PlainDoneValues(outcome.entry_id, outcome.wait_ms, outcome.run_ms, status))
+            rows.append(
+                PlainDoneValues(
+                    outcome.entry_id, outcome.wait_ms, outcome.run_ms, status, outcome.attempt
+                )
+            )
             continue
         order = 0
         if outcome.partition_key and source.order_prefix:
@@ -414,10 +443,16 @@ def _settle_rows(
                 outcome.error,
                 outcome.message_id if with_events or outcome.partition_key else "",
                 outcome.task if with_events else "",
-                outcome.attempt if with_events else 0,
+                outcome.attempt,
                 held,
                 outcome.partition_key,
                 order,
             )
         )
     return rows
+
+
+def as_fields(flat: Any) -> dict[bytes, bytes]:
+    """A flat [field, value, ...] reply (a script's HGETALL) as HGETALL's dict."""
+    items = [v if isinstance(v, bytes) else str(v).encode() for v in flat or ()]
+    return dict(zip(items[::2], items[1::2], strict=True))

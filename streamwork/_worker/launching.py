@@ -140,15 +140,21 @@ class Launching:
         starting: list[Run] = []
         unmarked: dict[Source, list[Run]] = defaultdict(list)
         for run in runs:
-            if (
-                run.status_key is None
-                and not run.task.options.is_limited
+            plain = (
+                not run.task.options.is_limited
                 and not session.overrides.limits(run.task)
                 and not (run.envelope.headers and protocol.PARTITION_KEY in run.envelope.headers)
-            ):
+            )
+            if plain and run.status_key is None:
                 starting.append(run)
                 if run.delivery.source.events_max_len:
                     unmarked[run.delivery.source].append(run)
+            elif (
+                plain
+                and protocol.RECORDED in run.delivery.fields
+                and not run.delivery.source.events_max_len
+            ):
+                starting.append(run)  # recorded: nothing to write until its outcome
             else:
                 by_source[run.delivery.source].append(run)
         for source, started in unmarked.items():  # a subscriber group's events: no status

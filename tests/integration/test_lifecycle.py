@@ -302,7 +302,7 @@ def test_a_start_step_that_meets_redis_away_is_retried_not_abandoned(app, monkey
     monkeypatch.setattr(Scripts, "start", flaky)
     ran = []
 
-    @app.task
+    @app.task(concurrency_limit=10)  # a plain message has no start step: a limit needs one
     def job():
         ran.append(1)
 

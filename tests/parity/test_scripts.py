@@ -76,11 +76,13 @@ def test_enqueue_queues_once_per_key_with_a_status(app):
         keys.stream, keys.delayed, keys.status("b"), "b", b"m2", None, state, dedupe
     )
     assert (first, again) == (b"a", b"a")
-    assert client.xlen(keys.stream) == 1
+    ((entry_id, fields),) = client.xrange(keys.stream)
+    assert fields == {b"m": b"m1", b"r": b"1"}  # recorded: its status says where it is
     assert client.hgetall(keys.status("a")) == {
         b"state": b"queued",
         b"task": b"job",
         b"updated": b"1000",
+        b"entry": keys.stream.encode() + b"|" + entry_id,
     }
     assert not client.exists(keys.status("b"))  # not queued: no status
     untracked = ("job", 1000, 0, keys.events, 0)  # status ttl 0: the app tracks no status

@@ -48,6 +48,7 @@ CALLS = {
     "remove_idle_consumers": lambda s: s.remove_idle_consumers(SOURCE, 1),
     "cancel": lambda s: s.cancel(SOURCE_KEYS, "i", "", 0, 1),
     "progress": lambda s: s.progress("st", 0.5, "", 0, 1),
+    "status": lambda s: s.status(SOURCE_KEYS, "i"),
     "start": lambda s: s.start(
         SOURCE, [("t", 1, "i", b"1-0", "st", "r", 10, 0, "sl", 2, False, "")], "c", 0, 1
     ),
@@ -98,7 +99,7 @@ def test_included_parts_are_in_the_scripts_that_include_them():
     assert not [name for name in script_base.LUA if name.startswith("_")]
 
 
-NUMBERS = {"four": 4, "twelve": 12, "seventeen": 17}
+NUMBERS = {"four": 4, "five": 5, "twelve": 12, "seventeen": 17}
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ NUMBERS = {"four": 4, "twelve": 12, "seventeen": 17}
     [
         ("start", "StartRow", 12),
         ("settle", "SettleValues", 17),
-        ("settle", "PlainDoneValues", 4),
+        ("settle", "PlainDoneValues", 5),
     ],
 )
 def test_each_row_a_script_reads_has_the_values_its_header_counts(script, row, fields):

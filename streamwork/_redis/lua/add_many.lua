@@ -17,7 +17,7 @@
 -- Why a script: one command carrying a thousand messages costs the client far less to
 -- encode and parse than a thousand pipelined XADDs, and it is still one slot.
 -- Invariant: each message is added together with its status and "sent" event, when the
--- queue has them.
+-- queue has them; with a status, it is recorded as enqueue.lua says (`r`, `entry`).
 
 local due, task, now, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local cap = tonumber(ARGV[5])
@@ -34,12 +34,13 @@ for i = 7, #ARGV, step do
                 "due", due, "body", message)
             redis.call("PEXPIREAT", status, due + ttl)
         end
+    elseif with_status then -- recorded: see enqueue.lua
+        local entry = redis.call("XADD", KEYS[1], "*", "m", message, "r", "1")
+        redis.call("HSET", status, "state", "queued", "task", task, "updated", now,
+            "entry", KEYS[1] .. "|" .. entry)
+        redis.call("PEXPIRE", status, ttl)
     else
         redis.call("XADD", KEYS[1], "*", "m", message)
-        if with_status then
-            redis.call("HSET", status, "state", "queued", "task", task, "updated", now)
-            redis.call("PEXPIRE", status, ttl)
-        end
     end
     if cap > 0 then
         redis.call("XADD", KEYS[3], "MAXLEN", "~", cap, "*", "event", "sent", "id", ARGV[i],

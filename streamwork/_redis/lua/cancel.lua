@@ -3,8 +3,15 @@
 -- KEYS[1]  the message's status hash
 -- KEYS[2]  the queue's delayed set (where a delayed message or a retry waits)
 -- KEYS[3]  the queue's event stream
--- KEYS[4..] the delayed sets of the queue's other priority bands (a delayed message of a
---          band waits in its band's set)
+-- KEYS[4]  the delayed set of the queue's high priority band (a delayed message of a band
+--          waits in its band's set)
+-- KEYS[5]  the delayed set of its low band
+-- KEYS[6]  the queue's stream: where a recorded message waits (its status's `entry`:
+--          "STREAM|ENTRY-ID", see enqueue.lua)
+-- KEYS[7]  the stream of its high band
+-- KEYS[8]  the stream of its low band
+-- KEYS[9]  the queue's stats hash (a recorded message deleted here counts as cancelled)
+-- ARGV[7]  the consumer group
 -- ARGV[1]  the reason ("" for none)
 -- ARGV[2]  now, in ms
 -- ARGV[3]  how long a status lives once nothing changes it, in ms
@@ -37,6 +44,26 @@ end
 if state == "done" or state == "failed" or state == "dead" or state == "expired" then
     return {"finished", state}
 end
+-- A recorded message (no start step marks it running): delivered to a worker, it runs or
+-- is about to; not delivered yet, it is deleted from its stream now, before any worker can
+-- read it (this step and the group's reads are atomic to each other).
+local entry = state == "queued" and redis.call("HGET", KEYS[1], "entry")
+local stream, entry_id = nil, nil
+if entry then
+    local bar = string.find(entry, "|", 1, true)
+    stream, entry_id = string.sub(entry, 1, bar - 1), string.sub(entry, bar + 1)
+    if stream ~= KEYS[6] and stream ~= KEYS[7] and stream ~= KEYS[8] then
+        stream = nil
+    end
+end
+if stream then
+    local pending = redis.pcall("XPENDING", stream, ARGV[7], entry_id, entry_id, 1)
+    if type(pending) == "table" and not pending.err and pending[1] then
+        state = "running"
+    elseif redis.call("XDEL", stream, entry_id) == 1 then
+        redis.call("HINCRBY", KEYS[9], "cancelled", 1)
+    end
+end
 if state == "running" then
     redis.call("HSET", KEYS[1], "cancel", "1", "reason", ARGV[1], "updated", ARGV[2])
     return {"cancelling", state}
@@ -46,12 +73,12 @@ if body and redis.call("HGET", KEYS[1], "partition_key") then
     -- A message with a partition key is due at once instead: a worker settles it as
     -- cancelled (unrun), which lets the next message of its key go.
     redis.call("ZADD", KEYS[2], "XX", ARGV[2], body)
-    for i = 4, #KEYS do
+    for i = 4, 5 do
         redis.call("ZADD", KEYS[i], "XX", ARGV[2], body)
     end
 elseif body then
     redis.call("ZREM", KEYS[2], body)
-    for i = 4, #KEYS do
+    for i = 4, 5 do
         redis.call("ZREM", KEYS[i], body)
     end
 end

@@ -25,6 +25,11 @@
 -- Returns the id of the message that holds the key: ARGV[7] when this call enqueued it,
 -- else the id of the message enqueued earlier under the same key.
 --
+-- A plain message (a status, no workflow, no partition key) is added with the field `r`
+-- ("recorded") and its status records where it is (`entry`: "STREAM|ENTRY-ID"): a worker
+-- runs it without a start step, and cancel.lua deletes it from the stream while no worker
+-- has read it yet (status.lua reads "running" from the pending entries list).
+--
 -- Invariant: a message is queued together with its status ("queued" or "delayed"), its
 -- "sent" event, its idempotency key and its place in its partition key's order, so a status exists for every message sent (until
 -- its time-to-live runs out) and two producers racing with one key enqueue one message.
@@ -55,6 +60,11 @@ if due > 0 then
             "due", due, "body", ARGV[1])
         redis.call("PEXPIREAT", KEYS[3], due + ttl)
     end
+elseif ttl > 0 and workflow == "" and not KEYS[6] then
+    local entry = redis.call("XADD", KEYS[1], "*", "m", ARGV[1], "r", "1")
+    redis.call("HSET", KEYS[3], "state", "queued", "task", ARGV[3], "updated", ARGV[4],
+        "entry", KEYS[1] .. "|" .. entry)
+    redis.call("PEXPIRE", KEYS[3], ARGV[5])
 else
     redis.call("XADD", KEYS[1], "*", "m", ARGV[1])
     if ttl > 0 then

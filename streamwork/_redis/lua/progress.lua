@@ -14,7 +14,11 @@
 --
 -- Invariant: progress never overwrites a final state; its event is written with it.
 
-if redis.call("HGET", KEYS[1], "state") ~= "running" then
+-- "queued": a recorded message (enqueue.lua), which no start step marked running
+local state = redis.call("HGET", KEYS[1], "state")
+if state == "queued" then
+    redis.call("HSET", KEYS[1], "state", "running")
+elseif state ~= "running" then
     return 0
 end
 redis.call("HSET", KEYS[1], "progress", ARGV[1], "note", ARGV[2], "updated", ARGV[3])

@@ -23,9 +23,9 @@
 --           run; -1: unknown, the message had no `ts`), run ms (-1: no handler ran), status
 --           key index, state, error, message id, task, attempt, held list key index,
 --           partition key ("": none), its order keys' index (0: none); or, for a plain
---           "done" (no result, error, held list, partition key or event), four values
+--           "done" (no result, error, held list, partition key or event), five values
 --           (rows.py: PlainDoneValues):
---           entry id, wait ms, run ms, status key index (its state "done")
+--           entry id, wait ms, run ms, status key index (its state "done"), attempt
 --             ack:       acknowledge on receipt (ack mode auto); the run's outcome comes later
 --             done:      nothing to write but the result
 --             retry:     ZADD KEYS[2] score data     (data = the next attempt's message)
@@ -92,11 +92,11 @@ local acked = {}
 for _, outcome in ipairs(outcomes) do
     local kind, id, data, score, result_key, result, wait_ms, run_ms, status_key, state
     local error, message_id, task, attempt, held, partition_key, order
-    if #outcome == 4 then -- a plain "done": entry id, wait ms, run ms, status key index
+    if #outcome == 5 then -- a plain "done": entry id, wait ms, run ms, status key, attempt
         kind, id, wait_ms, run_ms, status_key = "done", outcome[1], outcome[2], outcome[3],
             outcome[4]
         data, score, result_key, result, state, error = "", 0, 0, "", "done", ""
-        message_id, task, attempt, held, partition_key, order = "", "", 0, 0, "", 0
+        message_id, task, attempt, held, partition_key, order = "", "", outcome[5], 0, "", 0
     else
         kind, id, data, score = outcome[1], outcome[2], outcome[3], outcome[4]
         result_key, result = outcome[5], outcome[6]
@@ -147,7 +147,12 @@ for _, outcome in ipairs(outcomes) do
         end
         if status_key > 0 then
             local key = KEYS[status_key]
-            redis.call("HSET", key, "state", state, "updated", now_ms)
+            if run_ms >= 0 and attempt > 0 then -- a handler ran (no start step may have said so)
+                redis.call("HSET", key, "state", state, "updated", now_ms, "attempts", attempt,
+                    "worker", consumer)
+            else
+                redis.call("HSET", key, "state", state, "updated", now_ms)
+            end
             if error ~= "" then
                 redis.call("HSET", key, "error", error)
             end
