@@ -93,3 +93,29 @@ def test_the_result_of_a_cancelled_message_is_task_cancelled_at_once(app):
         add.send(4, 4).result(timeout=0.2)
     with pytest.raises(ConfigurationError, match="timeout must be seconds >= 0 or None"):
         kept.result(timeout=-1)
+
+
+def test_a_plain_message_runs_without_a_start_step_and_keeps_its_lifecycle(app):
+    """Recorded messages (no start step): cancelled while queued they leave the stream at
+    once; delivered, they read running (from the pending entries list) and are cancelled
+    as running ones; their outcome writes the attempt and the worker."""
+    ran = []
+
+    @app.task
+    def job(n):
+        ran.append(n)
+
+    client = app.connection.redis
+    source = app.queue_source("default")
+    keep, drop, taken = job.send(1), job.send(2), job.send(3)
+    assert drop.cancel() == "cancelled" and client.xlen(source.stream) == 2
+    client.xgroup_create(source.stream, source.group, "0", mkstream=True)
+    client.xreadgroup(source.group, "elsewhere", {source.stream: ">"}, count=1)  # keep's
+    running = keep.status()
+    assert (running.state, running.worker, running.attempts) == ("running", "elsewhere", 1)
+    assert keep.cancel() == "cancelling"
+    assert taken.status().state == "queued"
+    run_until_idle(app)
+    assert ran == [3]
+    done = taken.status()
+    assert (done.state, done.attempts) == ("done", 1) and done.worker not in (None, "elsewhere")

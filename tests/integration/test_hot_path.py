@@ -1,0 +1,104 @@
+"""The hot path's Redis work, counted (not timed): a plain send and a plain drain issue no
+per-message command beyond the entry, what lets status() find the message, the read and
+the settle — so that it cannot silently grow again (issue 33) — and what a plain message
+without a start step still promises: cancelled while queued it never starts, delivered it
+reads "running" from the pending entries list, and a cancel reaches it there."""
+
+from __future__ import annotations
+
+import redis
+
+from streamwork import App
+from streamwork.testing import WorkerThread, drain, wait_until
+
+N = 400
+
+
+def calls(client: redis.Redis) -> dict[str, int]:
+    """Commands run since the last reset (those scripts ran included), by name."""
+    found = {
+        name.removeprefix("cmdstat_"): int(row["calls"])
+        for name, row in client.info("commandstats").items()
+    }
+    client.config_resetstat()
+    return found
+
+
+def per_message(
+    counted: dict[str, int], allowed: dict[str, float], messages: int = N
+) -> dict[str, float]:
+    """The commands that ran more often than their allowance per message, with their rate;
+    on top of it, any command may run once per batch (a tenth of a message or less)."""
+    over = {}
+    for name, count in counted.items():
+        if count > (allowed.get(name, 0) + 0.1) * messages:
+            over[name] = count / messages
+    return over
+
+
+def test_a_plain_send_and_drain_issue_no_per_message_command_beyond_entry_read_and_settle(
+    app: App, client: redis.Redis
+) -> None:
+    @app.task
+    async def plain(n):
+        pass
+
+    plain.send(0)
+    drain(app)
+    calls(client)
+
+    for n in range(N):
+        plain.send(n)
+    sent = calls(client)
+    # the script, the entry, and the status that says where the entry is
+    assert per_message(sent, {"evalsha": 1, "xadd": 1, "hset": 1, "pexpire": 1}) == {}
+
+    plain.send_many(range(N))
+    assert per_message(calls(client), {"xadd": 1, "hset": 1, "pexpire": 1}) == {}
+
+    with WorkerThread(app, concurrency=100) as thread:  # (waits without asking Redis)
+        wait_until(lambda: thread.worker.processed == 2 * N, timeout=30)
+    drained = calls(client)
+    # the settle's status write per message; reads, acks, deletes and totals per batch;
+    # no start step (no HGET of the state, no HSET "running")
+    assert per_message(drained, {"hset": 1, "pexpire": 1}, 2 * N) == {}, drained
+    assert drained.get("hget", 0) == 0
+
+
+def test_a_plain_message_cancelled_while_queued_leaves_its_stream_at_once(
+    app: App, client: redis.Redis
+) -> None:
+    ran = []
+
+    @app.task(queue="mail", priority="low")
+    def job(n):
+        ran.append(n)
+
+    keep, drop = job.send(1), job.send_with(args=(2,), priority="high")
+    low, high = app.keys("mail").band_stream("low"), app.keys("mail").band_stream("high")
+    assert (client.xlen(low), client.xlen(high)) == (1, 1)
+    assert drop.cancel("changed my mind") == "cancelled"
+    assert (client.xlen(low), client.xlen(high)) == (1, 0)  # gone before any worker read it
+    assert drain(app) == 1 and ran == [1]
+    assert drop.status().state == "cancelled" and keep.status().state == "done"
+
+
+def test_a_delivered_plain_message_reads_running_and_a_cancel_reaches_it(
+    app: App, client: redis.Redis
+) -> None:
+    """No step marks it running: its entry in the pending entries list says so, with the
+    consumer that has it; a cancel then asks its worker to stop it."""
+
+    @app.task
+    def job(n):
+        pass
+
+    handle = job.send(1)
+    source = app.queue_source("default")
+    client.xgroup_create(source.stream, source.group, "0", mkstream=True)
+    client.xreadgroup(source.group, "worker-7", {source.stream: ">"}, count=1)
+    status = handle.status()
+    assert (status.state, status.worker, status.attempts) == ("running", "worker-7", 1)
+    assert handle.cancel("stop") == "cancelling"
+    assert client.xlen(source.stream) == 1  # delivered: its worker settles it
+    assert handle.status().cancel_requested
