@@ -153,6 +153,7 @@ class Launching:
                 plain
                 and protocol.RECORDED in run.delivery.fields
                 and not run.delivery.source.events_max_len
+                and run.task.options.ack_mode != "auto"  # acked on receipt: not pending
             ):
                 starting.append(run)  # recorded: nothing to write until its outcome
             else:

@@ -102,3 +102,21 @@ def test_a_delivered_plain_message_reads_running_and_a_cancel_reaches_it(
     assert handle.cancel("stop") == "cancelling"
     assert client.xlen(source.stream) == 1  # delivered: its worker settles it
     assert handle.status().cancel_requested
+
+
+def test_a_message_acknowledged_on_receipt_still_reads_running_and_is_cancelled_running(
+    app: App,
+) -> None:
+    """ack_mode="auto" takes the entry out of the pending list before the handler runs, so
+    the start step marks it running, as before (the pending list cannot say it)."""
+
+    @app.task(ack_mode="auto", bind=True)
+    def once(message, n):
+        wait_until(lambda: message.cancelled, timeout=20)  # a sync handler's cancel check
+
+    handle = once.send(1)
+    with WorkerThread(app):
+        wait_until(lambda: handle.status().state == "running", timeout=20)
+        assert handle.cancel() == "cancelling"
+        wait_until(lambda: handle.status().is_final, timeout=20)
+    assert handle.status().state == "cancelled"
