@@ -82,7 +82,7 @@ def test_enqueue_queues_once_per_key_with_a_status(app):
         b"state": b"queued",
         b"task": b"job",
         b"updated": b"1000",
-        b"entry": keys.stream.encode() + b"|" + entry_id,
+        b"entry": entry_id,
     }
     assert not client.exists(keys.status("b"))  # not queued: no status
     untracked = ("job", 1000, 0, keys.events, 0)  # status ttl 0: the app tracks no status

@@ -6,8 +6,8 @@
 -- KEYS[4]  the delayed set of the queue's high priority band (a delayed message of a band
 --          waits in its band's set)
 -- KEYS[5]  the delayed set of its low band
--- KEYS[6]  the queue's stream: where a recorded message waits (its status's `entry`:
---          "STREAM|ENTRY-ID", see enqueue.lua)
+-- KEYS[6]  the queue's stream: where a recorded message waits (its status's `entry`: its
+--          entry id, after "high|" or "low|" in a band's stream; see enqueue.lua)
 -- KEYS[7]  the stream of its high band
 -- KEYS[8]  the stream of its low band
 -- KEYS[9]  the queue's stats hash (a recorded message deleted here counts as cancelled)
@@ -48,12 +48,12 @@ end
 -- is about to; not delivered yet, it is deleted from its stream now, before any worker can
 -- read it (this step and the group's reads are atomic to each other).
 local entry = state == "queued" and redis.call("HGET", KEYS[1], "entry")
-local stream, entry_id = nil, nil
+local stream, entry_id = nil, entry
 if entry then
-    local bar = string.find(entry, "|", 1, true)
-    stream, entry_id = string.sub(entry, 1, bar - 1), string.sub(entry, bar + 1)
-    if stream ~= KEYS[6] and stream ~= KEYS[7] and stream ~= KEYS[8] then
-        stream = nil
+    local band, id = string.match(entry, "^(%a+)|(.+)$")
+    stream = KEYS[6]
+    if band then
+        stream, entry_id = ({high = KEYS[7], low = KEYS[8]})[band], id
     end
 end
 if stream then

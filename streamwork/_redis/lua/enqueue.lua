@@ -26,7 +26,8 @@
 -- else the id of the message enqueued earlier under the same key.
 --
 -- A plain message (a status, no workflow, no partition key) is added with the field `r`
--- ("recorded") and its status records where it is (`entry`: "STREAM|ENTRY-ID"): a worker
+-- ("recorded") and its status records where it is (`entry`: its entry id, after "high|"
+-- or "low|" in a priority band's stream): a worker
 -- runs it without a start step, and cancel.lua deletes it from the stream while no worker
 -- has read it yet (status.lua reads "running" from the pending entries list).
 --
@@ -62,8 +63,9 @@ if due > 0 then
     end
 elseif ttl > 0 and workflow == "" and not KEYS[6] then
     local entry = redis.call("XADD", KEYS[1], "*", "m", ARGV[1], "r", "1")
+    local band = string.match(KEYS[1], ":stream:(%a+)$")
     redis.call("HSET", KEYS[3], "state", "queued", "task", ARGV[3], "updated", ARGV[4],
-        "entry", KEYS[1] .. "|" .. entry)
+        "entry", band and (band .. "|" .. entry) or entry)
     redis.call("PEXPIRE", KEYS[3], ARGV[5])
 else
     redis.call("XADD", KEYS[1], "*", "m", ARGV[1])

@@ -23,15 +23,12 @@ local state = at["state"] and raw[at["state"]]
 if not entry or (state ~= "queued" and state ~= "running") then
     return raw
 end
-local bar = string.find(entry, "|", 1, true)
-local stream, entry_id = string.sub(entry, 1, bar - 1), string.sub(entry, bar + 1)
-local known = false
-for i = 2, #KEYS do
-    if KEYS[i] == stream then
-        known = true
-    end
+local stream, entry_id = KEYS[2], entry
+local band, id = string.match(entry, "^(%a+)|(.+)$")
+if band then -- a priority band's stream (see enqueue.lua)
+    stream, entry_id = ({high = KEYS[3], low = KEYS[4]})[band], id
 end
-if not known then
+if not stream then
     return raw
 end
 local pending = redis.pcall("XPENDING", stream, ARGV[1], entry_id, entry_id, 1)
