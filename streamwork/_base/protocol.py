@@ -24,10 +24,10 @@ FIELD = b"m"
 """The one stream-entry field that carries the message."""
 RECORDED = b"r"
 """An entry field ("1") a producer adds when the message's status records the entry
-(`entry`: its entry id, "high|ID" or "low|ID" in a band's stream): a worker runs it without a start step, since a cancel deletes
-it from the stream before any worker reads it, and "running" is read from the pending
-entries list. An entry without it (another producer, a retry, a tick) goes through the
-start step."""
+(`entry`: its entry id, "high|ID" or "low|ID" in a band's stream): a worker runs it without
+a start step, since a cancel deletes it from the stream before any worker reads it, and
+"running" is read from the pending entries list. An entry without it (another producer, a
+retry, a tick) goes through the start step."""
 
 
 ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
