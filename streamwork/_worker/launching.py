@@ -134,8 +134,9 @@ class Launching:
         """Admit queue messages in one start step per source: mark them running in their
         status (with their "started" event), hold back what a rate or concurrency limit
         does not allow now, settle those cancelled while queued as cancelled, unrun.
-        Returns the runs to start. If Redis fails here, none of a source's start: their
-        entries stay pending and are delivered again after the visibility timeout."""
+        Returns the runs to start, in the order they were read. If Redis fails here, none
+        of a source's start: their entries stay pending and are delivered again after the
+        visibility timeout."""
         by_source: dict[Source, list[Run]] = defaultdict(list)
         starting: list[Run] = []
         unmarked: dict[Source, list[Run]] = defaultdict(list)
@@ -174,7 +175,10 @@ class Launching:
                     reason = reply.decode() if isinstance(reply, bytes) else str(reply)
                     outcome = cancelled_outcome(run, run.status_key, reason)
                     session.settler.submit(source, outcome, True)
-        return starting
+        if not by_source:
+            return starting  # each admitted as it came
+        admitted = {id(run) for run in starting}  # in the order read, start step or not
+        return [run for run in runs if id(run) in admitted]
 
     async def _start_step(self, session: Session, source: Source, runs: list[Run]) -> Any:
         """The start step's replies for `runs`, retried with backoff while Redis is away

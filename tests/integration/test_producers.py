@@ -20,7 +20,7 @@ def test_send_adds_one_versioned_msgpack_entry_with_the_handle_id(app, client):
 
     handle = send_email.send("a@example.com", subject="hi")
     [(_, fields)] = entries(client, app, "emails")
-    assert list(fields) == [b"m"]
+    assert list(fields) == [b"m", b"r"]  # r: its status records the entry (PROTOCOL.md)
     body = msgpack.unpackb(fields[b"m"])
     assert body["v"] == 1
     assert body["id"] == handle.id
