@@ -264,7 +264,8 @@ def test_retention_with_drop_unread_drops_and_counts(app, client):
         REGISTRY.get_sample_value("streamwork_topic_dropped_entries_total", {"topic": "firehose"})
         or 0
     )
-    app.subscriber("firehose", group="never")(lambda m: None)
+    seen = []
+    app.subscriber("firehose", group="never")(seen.append)
     stream = app.topic_keys("firehose").stream
     client.xgroup_create(stream, "never", id="$", mkstream=True)
     app.publish_many("firehose", range(20))
@@ -274,7 +275,12 @@ def test_retention_with_drop_unread_drops_and_counts(app, client):
     assert client.xlen(stream) == 5
     with WorkerThread(app, topics=["firehose"], visibility_timeout=0.2):
         wait_until(lambda: app.connection.redis.xinfo_groups(stream)[0]["consumers"] == 1)
-        app.publish_many("firehose", range(20))
+        # one at a time, each read before the next: never more than one unread, and a
+        # trim to 5 keeps the newest (a burst could be trimmed before a loaded worker read it)
+        wait_until(lambda: len(seen) == 5, timeout=20)  # the five the first trim kept
+        for n in range(20):
+            app.publish("firehose", n)
+            wait_until(lambda n=n: len(seen) == 6 + n, timeout=20)
         wait_until(lambda: client.xlen(stream) == 5, timeout=20)
     after = (
         REGISTRY.get_sample_value("streamwork_topic_dropped_entries_total", {"topic": "firehose"})
