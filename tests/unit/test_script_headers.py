@@ -96,6 +96,8 @@ def test_included_parts_are_in_the_scripts_that_include_them():
         assert "#include" not in script_base.LUA[name]
     for name in ("fair_send", "fair_pull"):
         assert "local function fair_pull(" in script_base.LUA[name]
+    for name in ("enqueue", "add_many", "cancel", "status"):
+        assert "local function recorded_at(" in script_base.LUA[name]
     assert not [name for name in script_base.LUA if name.startswith("_")]
 
 

@@ -23,7 +23,8 @@ local due, task, now, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4
 local cap = tonumber(ARGV[5])
 local with_status = #KEYS > 3
 local step = ARGV[6] == "1" and 2 or 1
-local band = string.match(KEYS[1], ":stream:(%a+)$") -- a priority band's (see enqueue.lua)
+-- #include recorded
+
 local n = 0
 for i = 7, #ARGV, step do
     n = n + 1
@@ -38,7 +39,7 @@ for i = 7, #ARGV, step do
     elseif with_status then -- recorded: see enqueue.lua
         local entry = redis.call("XADD", KEYS[1], "*", "m", message, "r", "1")
         redis.call("HSET", status, "state", "queued", "task", task, "updated", now,
-            "entry", band and (band .. "|" .. entry) or entry)
+            "entry", recorded_as(KEYS[1], entry))
         redis.call("PEXPIRE", status, ttl)
     else
         redis.call("XADD", KEYS[1], "*", "m", message)

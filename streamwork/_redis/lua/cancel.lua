@@ -34,6 +34,8 @@
 -- starts, or is cancelled as a running one. A message cancelled before it ran gets its
 -- "cancelled" event here; one cancelled while running, from the step that settles it.
 
+-- #include recorded
+
 local state = redis.call("HGET", KEYS[1], "state")
 if not state and ARGV[6] ~= "1" then
     return {"unknown", ""}
@@ -48,13 +50,9 @@ end
 -- is about to; not delivered yet, it is deleted from its stream now, before any worker can
 -- read it (this step and the group's reads are atomic to each other).
 local entry = state == "queued" and redis.call("HGET", KEYS[1], "entry")
-local stream, entry_id = nil, entry
+local stream, entry_id = nil, nil
 if entry then
-    local band, id = string.match(entry, "^(%a+)|(.+)$")
-    stream = KEYS[6]
-    if band then
-        stream, entry_id = ({high = KEYS[7], low = KEYS[8]})[band], id
-    end
+    stream, entry_id = recorded_at(entry, KEYS[6], KEYS[7], KEYS[8])
 end
 if stream then
     local pending = redis.pcall("XPENDING", stream, ARGV[7], entry_id, entry_id, 1)

@@ -35,6 +35,8 @@
 -- "sent" event, its idempotency key and its place in its partition key's order, so a status exists for every message sent (until
 -- its time-to-live runs out) and two producers racing with one key enqueue one message.
 
+-- #include recorded
+
 local key_ttl = tonumber(ARGV[8])
 local workflow = ARGV[9] or ""
 local due, ttl = tonumber(ARGV[2]), tonumber(ARGV[5])
@@ -63,9 +65,8 @@ if due > 0 then
     end
 elseif ttl > 0 and workflow == "" and not KEYS[6] then
     local entry = redis.call("XADD", KEYS[1], "*", "m", ARGV[1], "r", "1")
-    local band = string.match(KEYS[1], ":stream:(%a+)$")
     redis.call("HSET", KEYS[3], "state", "queued", "task", ARGV[3], "updated", ARGV[4],
-        "entry", band and (band .. "|" .. entry) or entry)
+        "entry", recorded_as(KEYS[1], entry))
     redis.call("PEXPIRE", KEYS[3], ARGV[5])
 else
     redis.call("XADD", KEYS[1], "*", "m", ARGV[1])

@@ -13,6 +13,8 @@
 -- consumer) and attempts (1: a retry is never recorded), and "idle_ms" (how long ago it
 -- was delivered) is added.
 
+-- #include recorded
+
 local raw = redis.call("HGETALL", KEYS[1])
 local at = {}
 for i = 1, #raw, 2 do
@@ -23,11 +25,7 @@ local state = at["state"] and raw[at["state"]]
 if not entry or (state ~= "queued" and state ~= "running") then
     return raw
 end
-local stream, entry_id = KEYS[2], entry
-local band, id = string.match(entry, "^(%a+)|(.+)$")
-if band then -- a priority band's stream (see enqueue.lua)
-    stream, entry_id = ({high = KEYS[3], low = KEYS[4]})[band], id
-end
+local stream, entry_id = recorded_at(entry, KEYS[2], KEYS[3], KEYS[4])
 if not stream then
     return raw
 end
