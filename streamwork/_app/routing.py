@@ -1,20 +1,22 @@
 """Where a task's messages go: its queue's keys, the band a priority picks, the partition a
-partition key (or the round robin) picks, and which partition a message id names (a base
+partition key (or the round robin) picks, the key a fair task's message waits under, and
+which partition a message id names (a base
 class of Task; what it needs of the Task is declared here).
 """
 
 from __future__ import annotations
 
+import inspect
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
+from .._base import protocol
 from .._base.handler import HandlerOptions, check_priority
 from .._base.keys import QueueKeys, check_queue, partition_name, partition_of_id, queue_registry
 from .._send.producer import Destination, Producer
-from ..errors import (
-    ConfigurationError,
-)
+from ..errors import BadArguments, ConfigurationError
 
 
 class Routing:
@@ -28,6 +30,7 @@ class Routing:
     _has_bands: Callable[[str], bool]
     _bands: dict[str, Destination]
     _partitions: Callable[[str], int]
+    signature: inspect.Signature
     _queues: Callable[[], list[str]]
     _routes: dict[str, Destination]
     _partition_destinations: list[Destination]
@@ -149,3 +152,26 @@ class Routing:
             keys = QueueKeys(self.keys.namespace, queue)
             found = self._routes[queue] = self._destination_of(keys, queue)
         return found
+
+    def fair_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The key a fair task's message waits under: its `fair_by` argument's value (or
+        what the `fair_by` callable returns), as a string."""
+        assert self.options.fair is not None
+        by = self.options.fair.by
+        if callable(by):
+            value = by(*args, **kwargs)
+        else:
+            bound = self.signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            value = bound.arguments[by]
+        key = value if isinstance(value, str) else str(value)
+        if not key or len(key) > 200:
+            raise BadArguments(
+                f"{self.name}(): the fair_by key must be 1-200 characters, got {key!r}"
+            )
+        return key
+
+    def _keyed(self, envelope: protocol.Envelope) -> tuple[protocol.Envelope, str]:
+        """A fair task's checked envelope with its key in its headers, and the key."""
+        key = self.fair_key(envelope.args, envelope.kwargs)
+        return replace(envelope, headers={**envelope.headers, protocol.FAIR_KEY: key}), key

@@ -11,7 +11,6 @@ import inspect
 import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -185,29 +184,6 @@ class Task(Routing):
         """Like `send`, for asyncio code."""
         return await self.send_with_async(args=args, kwargs=kwargs)
 
-    def fair_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        """The key a fair task's message waits under: its `fair_by` argument's value (or
-        what the `fair_by` callable returns), as a string."""
-        assert self.options.fair is not None
-        by = self.options.fair.by
-        if callable(by):
-            value = by(*args, **kwargs)
-        else:
-            bound = self.signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            value = bound.arguments[by]
-        key = value if isinstance(value, str) else str(value)
-        if not key or len(key) > 200:
-            raise BadArguments(
-                f"{self.name}(): the fair_by key must be 1-200 characters, got {key!r}"
-            )
-        return key
-
-    def _keyed(self, envelope: protocol.Envelope) -> tuple[protocol.Envelope, str]:
-        """A fair task's checked envelope with its key in its headers, and the key."""
-        key = self.fair_key(envelope.args, envelope.kwargs)
-        return replace(envelope, headers={**envelope.headers, protocol.FAIR_KEY: key}), key
-
     def _plan_one(
         self,
         args: tuple[Any, ...] | list[Any],
@@ -317,8 +293,10 @@ class Task(Routing):
         TaskFailed("Expired"). The deadline is absolute: it holds for a delayed message and
         for its retries.
         """
-        with tracing.send_span(queue or self.options.queue, self.producer.server) as span:
-            plan = self._plan_one(
+        with tracing.planned_send(
+            queue or self.options.queue,
+            self.producer.server,
+            lambda: self._plan_one(
                 args,
                 kwargs,
                 delay,
@@ -332,8 +310,8 @@ class Task(Routing):
                 partition_key,
                 queue,
                 expires,
-            )
-            tracing.sent(span, plan.ids[0])
+            ),
+        ) as plan:
             return self._handle(plan.ids[0], self.producer.write(plan), plan.destination.name)
 
     async def send_with_async(
@@ -354,8 +332,10 @@ class Task(Routing):
         expires: Duration | datetime | None = None,
     ) -> TaskHandle:
         """Like `send_with`, for asyncio code."""
-        with tracing.send_span(queue or self.options.queue, self.producer.server) as span:
-            plan = self._plan_one(
+        with tracing.planned_send(
+            queue or self.options.queue,
+            self.producer.server,
+            lambda: self._plan_one(
                 args,
                 kwargs,
                 delay,
@@ -369,8 +349,8 @@ class Task(Routing):
                 partition_key,
                 queue,
                 expires,
-            )
-            tracing.sent(span, plan.ids[0])
+            ),
+        ) as plan:
             return self._handle(
                 plan.ids[0], await self.producer.write_async(plan), plan.destination.name
             )
@@ -461,10 +441,12 @@ class Task(Routing):
         if Redis fails after some batches were queued, SendIncomplete says which (`.sent`
         handles, `.index` of the first item not queued).
         """
-        creations = tracing.Creations(self.options.queue, self.producer.server)
-        plan = self._plan_many(calls, delay, creations)
         try:
-            with tracing.send_span(self.options.queue, self.producer.server, creations):
+            with tracing.planned_many(
+                self.options.queue,
+                self.producer.server,
+                lambda creations: self._plan_many(calls, delay, creations),
+            ) as plan:
                 self.producer.write(plan)
         except SendIncomplete as exc:
             exc.sent = [TaskHandle(message_id, self) for message_id in exc.sent]
@@ -475,10 +457,12 @@ class Task(Routing):
         self, calls: Iterable[Any], *, delay: Duration | None = None
     ) -> list[TaskHandle]:
         """Like `send_many`, for asyncio code."""
-        creations = tracing.Creations(self.options.queue, self.producer.server)
-        plan = self._plan_many(calls, delay, creations)
         try:
-            with tracing.send_span(self.options.queue, self.producer.server, creations):
+            with tracing.planned_many(
+                self.options.queue,
+                self.producer.server,
+                lambda creations: self._plan_many(calls, delay, creations),
+            ) as plan:
                 await self.producer.write_async(plan)
         except SendIncomplete as exc:
             exc.sent = [TaskHandle(message_id, self) for message_id in exc.sent]

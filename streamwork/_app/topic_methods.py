@@ -129,9 +129,12 @@ class TopicMethods(AppParts):
         With `delay` or `eta` the event is published when due (workers serving the topic
         move it), and then reaches every group.
         """
-        with tracing.send_span(topic, self._producer.server) as span:
-            plan = self._plan_publish(topic, [payload], headers, due_ms(delay, eta), False)
-            tracing.sent(span, plan.ids[0])
+        due = due_ms(delay, eta)
+        with tracing.planned_send(
+            topic,
+            self._producer.server,
+            lambda: self._plan_publish(topic, [payload], headers, due, False),
+        ) as plan:
             return self._producer.write(plan)
 
     async def publish_async(
@@ -144,9 +147,12 @@ class TopicMethods(AppParts):
         eta: datetime | None = None,
     ) -> str:
         """Like `publish`, for asyncio code."""
-        with tracing.send_span(topic, self._producer.server) as span:
-            plan = self._plan_publish(topic, [payload], headers, due_ms(delay, eta), False)
-            tracing.sent(span, plan.ids[0])
+        due = due_ms(delay, eta)
+        with tracing.planned_send(
+            topic,
+            self._producer.server,
+            lambda: self._plan_publish(topic, [payload], headers, due, False),
+        ) as plan:
             return await self._producer.write_async(plan)
 
     def publish_many(
@@ -157,9 +163,13 @@ class TopicMethods(AppParts):
         If Redis fails after some batches were published, SendIncomplete says which
         (`.sent` event ids, `.index` of the first payload not published).
         """
-        creations = tracing.Creations(topic, self._producer.server)
-        plan = self._plan_publish(topic, list(payloads), headers, None, True, creations)
-        with tracing.send_span(topic, self._producer.server, creations):
+        with tracing.planned_many(
+            topic,
+            self._producer.server,
+            lambda creations: self._plan_publish(
+                topic, list(payloads), headers, None, True, creations
+            ),
+        ) as plan:
             self._producer.write(plan)
         return list(plan.ids)
 
@@ -167,9 +177,13 @@ class TopicMethods(AppParts):
         self, topic: str, payloads: Iterable[Any], *, headers: dict[str, Any] | None = None
     ) -> list[str]:
         """Like `publish_many`, for asyncio code."""
-        creations = tracing.Creations(topic, self._producer.server)
-        plan = self._plan_publish(topic, list(payloads), headers, None, True, creations)
-        with tracing.send_span(topic, self._producer.server, creations):
+        with tracing.planned_many(
+            topic,
+            self._producer.server,
+            lambda creations: self._plan_publish(
+                topic, list(payloads), headers, None, True, creations
+            ),
+        ) as plan:
             await self._producer.write_async(plan)
         return list(plan.ids)
 

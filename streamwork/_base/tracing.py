@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 try:
     from opentelemetry import context as otel_context
@@ -162,6 +162,70 @@ def send_span(
     return _span(f"send {destination}", trace.SpanKind.PRODUCER, attributes, links=links)
 
 
+class Planned(Protocol):
+    """A send's plan, as the spans see it (`_send/producer.py`'s Plan)."""
+
+    @property
+    def ids(self) -> Sequence[str]: ...
+
+
+P = TypeVar("P", bound=Planned)
+
+
+class _Made(contextlib.AbstractContextManager[Any]):
+    """A plan made with tracing off: the block just gets it (no generator per send)."""
+
+    __slots__ = ("plan",)
+
+    def __init__(self, plan: Any) -> None:
+        self.plan = plan
+
+    def __enter__(self) -> Any:
+        return self.plan
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def planned_send(
+    destination: str, server: Mapping[str, Any], plan: Callable[[], P]
+) -> contextlib.AbstractContextManager[P]:
+    """The plan of one send, made inside its send span so that its message carries the
+    span's context; the block writes it, inside the span too."""
+    if not active():
+        return _Made(plan())
+    return _traced_send(destination, server, plan)
+
+
+@contextlib.contextmanager
+def _traced_send(destination: str, server: Mapping[str, Any], plan: Callable[[], P]) -> Iterator[P]:
+    with send_span(destination, server) as span:
+        made = plan()
+        sent(span, made.ids[0])
+        yield made
+
+
+def planned_many(
+    destination: str, server: Mapping[str, Any], plan: Callable[[Creations], P]
+) -> contextlib.AbstractContextManager[P]:
+    """The plan of a many-send, each message with its create span's context (or the
+    caller's, tracing off); the block writes it inside the batch's send span, linked to
+    them."""
+    creations = Creations(destination, server)
+    made = plan(creations)
+    if not creations.is_active:
+        return _Made(made)
+    return _traced_many(destination, server, creations, made)
+
+
+@contextlib.contextmanager
+def _traced_many(
+    destination: str, server: Mapping[str, Any], creations: Creations, made: P
+) -> Iterator[P]:
+    with send_span(destination, server, creations):
+        yield made
+
+
 def retarget(
     span: Any, destination: str, count: int, workflow: str, server: Mapping[str, Any]
 ) -> None:
@@ -188,14 +252,14 @@ class Creations:
 
     def __init__(self, destination: str, server: Mapping[str, Any]) -> None:
         self.links: list[Any] = []
-        self._is_active = active()
-        self._found = {} if self._is_active else context()
-        if self._is_active:
+        self.is_active = active()
+        self._found = {} if self.is_active else context()
+        if self.is_active:
             self._attributes = _operation("create", destination, server)
             self._name = f"create {destination}"
 
     def next(self) -> dict[str, str]:
-        if not self._is_active:
+        if not self.is_active:
             return self._found
         tracer = trace.get_tracer(_TRACER_NAME)
         span = tracer.start_span(
