@@ -64,6 +64,10 @@ class ScheduleMethods(AppParts):
         self._paused_at_start[id] = paused
         return definition
 
+    def starts_paused(self, id: str) -> bool:
+        """Whether declared schedule `id` is written paused when a worker first writes it."""
+        return self._paused_at_start.get(id, False)
+
     def add_schedule(
         self, id: str, task: Task | str, *, paused: bool = False, **rule: Unpack[ScheduleArgs]
     ) -> Schedule:

@@ -169,6 +169,6 @@ def _schedules_waiting(app: App, queues: list[str], now_ms: int) -> dict[str, in
     counts = reads.due_counts(client, due_sets, now_ms)
     waiting = dict(zip(homes, counts, strict=True))
     for id, definition in app.declared_schedules.items():
-        if id not in index and not app._paused_at_start.get(id, False):
+        if id not in index and not app.starts_paused(id):
             waiting[definition.queue] = waiting.get(definition.queue, 0) + 1
     return waiting

@@ -206,6 +206,7 @@ def test_a_due_schedule_wakes_a_fleet_at_zero(app: App) -> None:
         pass
 
     app.schedule("hourly", report, every=3600)
+    app.schedule("quiet", report, every=60, paused=True)  # written paused: nothing to run
     assert backlog(app).parts[0].schedules == 1
     assert keda_replicas(backlog(app).total, target=100) == 1
     run_until_idle(app)  # a worker writes it: its first tick is an hour away
@@ -306,6 +307,30 @@ def test_the_exporter_when_redis_is_gone_and_bad_arguments(processes: Any, write
     assert taken.returncode == 1 and f"cannot serve on 127.0.0.1:{port}" in taken.stderr
     bad = processes.run("keda", "scaled:app", "--queue", "nope")
     assert bad.returncode == 2 and "'nope' is not a queue or subscriber group" in bad.stderr
+
+
+def test_the_exporter_answers_again_when_redis_comes_back(
+    processes: Any, write_app: Any, tmp_path: Any
+) -> None:
+    """Redis restarting under the exporter: 503 while it is away (KEDA keeps the replicas
+    it has), the same backlog once it is back — the exporter reconnects, loses nothing."""
+    from streamwork.testing import RedisServer
+
+    write_app("scaled", "from streamwork import App\napp = App()\napp.task(name='job')(print)\n")
+    with RedisServer(["--appendonly", "yes", "--appendfsync", "always"]) as server:
+        App(server.url).task(name="job")(print).send_many(range(3))
+        port = free_port()
+        processes.start(
+            "exporter", "scaled:app", "--port", str(port), STREAMWORK_REDIS_URL=server.url
+        )
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _get(f"{base}/backlog")[0] == 200, timeout=20)
+        assert _get(f"{base}/backlog")[1]["total"] == 3
+        server.stop()
+        assert _get(f"{base}/backlog")[0] == 503 and _get(f"{base}/readyz")[0] == 503
+        server.start()
+        wait_until(lambda: _get(f"{base}/backlog")[0] == 200, timeout=20)
+        assert _get(f"{base}/backlog")[1]["total"] == 3 and _get(f"{base}/readyz")[0] == 200
 
 
 def _get(url: str) -> tuple[int, Any]:
