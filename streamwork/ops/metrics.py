@@ -319,13 +319,14 @@ def reference_markdown() -> str:
         "| name | type | labels | served by | what |",
         "|---|---|---|---|---|",
     ]
-    for family in families():
+    found = families()
+    for family in found:
         labels = ", ".join(f"`{label}`" for label in family.labels) or "—"
         what = family.help.replace("|", "\\|")
         lines.append(
             f"| `{family.name}` | {family.type} | {labels} | {family.served_by} | {what} |"
         )
     lines += ["", "## Labels", "", "| label | what |", "|---|---|"]
-    used = sorted({label for family in families() for label in family.labels})
+    used = sorted({label for family in found for label in family.labels})
     lines += [f"| `{label}` | {LABELS[label]} |" for label in used]
     return "\n".join(lines) + "\n"
