@@ -347,4 +347,6 @@ def test_advance_time_on_a_real_redis_leaves_the_schedules_to_the_real_clock(app
     ran.clear()
     with WorkerThread(app):
         wait_until(lambda: len(ran) >= 2, timeout=8, message="two ticks on the real clock")
-    assert all(real_now < tick <= real_now + 12_000 for tick in ran), (real_now, ran)
+    # The first tick may be the one due at the last 2-second boundary before real_now (the
+    # rewind happened a moment before it was read); none replays the advanced minute.
+    assert all(real_now - 2000 < tick <= real_now + 12_000 for tick in ran), (real_now, ran)
