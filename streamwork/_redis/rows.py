@@ -70,6 +70,18 @@ class PlainDoneValues(NamedTuple):
     attempt: int
 
 
+class RecordValues(NamedTuple):
+    """A plain "done" of a recorded message that ran once and reported no progress, as
+    settle.lua reads it: its status becomes the compact record (lua/_status.lua), one SET."""
+
+    entry_id: bytes
+    wait_ms: int
+    run_ms: int
+    status_index: int
+    attempt: int
+    task: str
+
+
 class StartRow(NamedTuple):
     """What the start step (start.lua) needs of one run."""
 

@@ -16,6 +16,7 @@ from .._base.keys import QUEUE_GROUP, OrderKeys, QueueKeys, Source, WorkflowKeys
 from .rows import (
     NO_STATE,
     PlainDoneValues,
+    RecordValues,
     SendState,
     SettleRow,
     SettleValues,
@@ -389,10 +390,10 @@ class Scripts(ScheduleScripts):
 
 def _settle_rows(
     source: Source, outcomes: Sequence[SettleRow], keys: list[str]
-) -> list[SettleValues | PlainDoneValues]:
+) -> list[SettleValues | PlainDoneValues | RecordValues]:
     """The rows settle.lua reads, one per outcome; the keys they reference are appended to
     `keys` (result lists, status hashes, held lists, partition keys' order keys)."""
-    rows: list[SettleValues | PlainDoneValues] = []
+    rows: list[SettleValues | PlainDoneValues | RecordValues] = []
     with_events = source.events_max_len > 0  # else leave the event fields out of rows
     orders: dict[str, int] = {}
     for outcome in outcomes:
@@ -405,6 +406,18 @@ def _settle_rows(
             if outcome.status_key is not None:
                 keys.append(outcome.status_key)
                 status = len(keys)
+            if status and outcome.record:
+                rows.append(
+                    RecordValues(
+                        outcome.entry_id,
+                        outcome.wait_ms,
+                        outcome.run_ms,
+                        status,
+                        outcome.attempt,
+                        outcome.task,
+                    )
+                )
+                continue
             rows.append(
                 PlainDoneValues(
                     outcome.entry_id, outcome.wait_ms, outcome.run_ms, status, outcome.attempt

@@ -114,6 +114,7 @@ class Decisions:
             message_id=envelope.id,
             attempt=envelope.attempt,
             partition_key=protocol.partition_key_of(envelope),
+            record=run.recorded and run.progress is None,
         )
         is_child = bool(envelope.headers) and protocol.WORKFLOW in envelope.headers
         if not task.options.store_result and not is_child:

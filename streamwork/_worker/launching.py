@@ -156,6 +156,7 @@ class Launching:
                 and not run.delivery.source.events_max_len
                 and run.task.options.ack_mode != "auto"  # acked on receipt: not pending
             ):
+                run.recorded = True
                 starting.append(run)  # recorded: nothing to write until its outcome
             else:
                 by_source[run.delivery.source].append(run)

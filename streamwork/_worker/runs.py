@@ -60,6 +60,9 @@ class Outcome:
     partition_key: str = ""
     """The message's partition key: once it is done, dead or cancelled, the next message
     of its key may run; for "turn", the key whose turn it waits for."""
+    record: bool = False
+    """For a plain "done": its status is written as the compact record (a recorded message
+    that ran once with no start step and reported no progress: lua/_status.lua)."""
 
 
 WriteProgress = Callable[["Run", float, str, bytes], Coroutine[Any, Any, Any]]
@@ -101,6 +104,9 @@ class Run:
     progress: ProgressReporter | None = None
     status_key: str | None = None
     """The message's status hash (None for a topic's events)."""
+    recorded: bool = False
+    """It runs with no start step: a recorded entry (see lua/enqueue.lua), whose status
+    nothing writes until its outcome."""
 
     def request_cancel(self, reason: str) -> None:
         """Stop this run: an async handler is cancelled; a sync one sees message.cancelled."""

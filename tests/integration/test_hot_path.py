@@ -59,10 +59,59 @@ def test_a_plain_send_and_drain_issue_no_per_message_command_beyond_entry_read_a
     with WorkerThread(app, concurrency=100) as thread:  # (waits without asking Redis)
         wait_until(lambda: thread.worker.processed == 2 * N, timeout=30)
     drained = calls(client)
-    # the settle's status write per message; reads, acks, deletes and totals per batch;
-    # no start step (no HGET of the state, no HSET "running")
-    assert per_message(drained, {"hset": 1, "pexpire": 1}, 2 * N) == {}, drained
+    # the settle's one status write per message (its compact record: one SET with its
+    # time to live); reads, acks, deletes and totals per batch; no start step (no HGET of
+    # the state, no HSET "running")
+    assert per_message(drained, {"set": 1}, 2 * N) == {}, drained
     assert drained.get("hget", 0) == 0
+
+
+def test_a_done_message_s_compact_record_reads_as_its_status_did(
+    app: App, client: redis.Redis
+) -> None:
+    """The compact record says what the status hash said of a done message: state, attempts,
+    task, worker, when; a cancel finds it finished, a late progress changes nothing, and it
+    lives the status's time to live."""
+
+    @app.task(queue="mail")
+    def job(n):
+        pass
+
+    handle = job.send(1)
+    with WorkerThread(app) as thread:
+        wait_until(lambda: handle.status().is_final, timeout=20)
+        consumer = thread.worker.consumer
+    key = app.keys("mail").status(handle.id)
+    assert client.type(key) == b"string"  # the compact record, not a hash
+    assert 0 < client.pttl(key) <= app.status_ttl_ms
+    status = handle.status()
+    assert (status.state, status.attempts, status.task, status.worker) == (
+        "done",
+        1,
+        job.name,
+        consumer,
+    )
+    assert status.updated_at is not None and status.error is None and status.progress is None
+    assert handle.cancel() == "finished"
+    assert client.type(key) == b"string"
+    assert app.connection.scripts.progress(key, 0.5, "late", 0, app.status_ttl_ms) == 0
+
+
+def test_a_message_that_reported_progress_keeps_its_status_hash(
+    app: App, client: redis.Redis
+) -> None:
+    """Its progress stays readable once it is done: the settle writes the hash's fields."""
+
+    @app.task(queue="mail", bind=True)
+    def job(message, n):
+        message.progress(0.5, note="half")
+
+    handle = job.send(1)
+    with WorkerThread(app):
+        wait_until(lambda: handle.status().is_final, timeout=20)
+    assert client.type(app.keys("mail").status(handle.id)) == b"hash"
+    status = handle.status()
+    assert (status.state, status.progress, status.note) == ("done", 0.5, "half")
 
 
 def test_a_plain_message_cancelled_while_queued_leaves_its_stream_at_once(

@@ -98,10 +98,12 @@ def test_included_parts_are_in_the_scripts_that_include_them():
         assert "local function fair_pull(" in script_base.LUA[name]
     for name in ("enqueue", "add_many", "cancel", "status"):
         assert "local function recorded_at(" in script_base.LUA[name]
+    for name in ("status", "cancel", "progress", "settle"):
+        assert "local function status_state(" in script_base.LUA[name]
     assert not [name for name in script_base.LUA if name.startswith("_")]
 
 
-NUMBERS = {"four": 4, "five": 5, "twelve": 12, "seventeen": 17}
+NUMBERS = {"four": 4, "five": 5, "six": 6, "twelve": 12, "seventeen": 17}
 
 
 @pytest.mark.parametrize(
@@ -110,6 +112,7 @@ NUMBERS = {"four": 4, "five": 5, "twelve": 12, "seventeen": 17}
         ("start", "StartRow", 12),
         ("settle", "SettleValues", 17),
         ("settle", "PlainDoneValues", 5),
+        ("settle", "RecordValues", 6),
     ],
 )
 def test_each_row_a_script_reads_has_the_values_its_header_counts(script, row, fields):

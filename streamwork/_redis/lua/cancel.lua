@@ -35,8 +35,9 @@
 -- "cancelled" event here; one cancelled while running, from the step that settles it.
 
 -- #include recorded
+-- #include status
 
-local state = redis.call("HGET", KEYS[1], "state")
+local state = status_state(KEYS[1]) -- a compact record (_status.lua) is a done message's
 if not state and ARGV[6] ~= "1" then
     return {"unknown", ""}
 end

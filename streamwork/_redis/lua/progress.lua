@@ -14,8 +14,10 @@
 --
 -- Invariant: progress never overwrites a final state; its event is written with it.
 
+-- #include status
+
 -- "queued": a recorded message (enqueue.lua), which no start step marked running
-local state = redis.call("HGET", KEYS[1], "state")
+local state = status_state(KEYS[1])
 if state == "queued" then
     redis.call("HSET", KEYS[1], "state", "running")
 elseif state ~= "running" then

@@ -25,7 +25,10 @@
 --           partition key ("": none), its order keys' index (0: none); or, for a plain
 --           "done" (no result, error, held list, partition key or event), five values
 --           (rows.py: PlainDoneValues):
---           entry id, wait ms, run ms, status key index (its state "done"), attempt
+--           entry id, wait ms, run ms, status key index (its state "done"), attempt;
+--           or, for a plain "done" of a recorded message that ran once and reported no
+--           progress, six values (rows.py: RecordValues): the same and the task: its
+--           status becomes the compact record (_status.lua), written with one SET
 --             ack:       acknowledge on receipt (ack mode auto); the run's outcome comes later
 --             done:      nothing to write but the result
 --             retry:     ZADD KEYS[2] score data     (data = the next attempt's message)
@@ -69,8 +72,11 @@ local totals = {ack = 0, done = 0, retry = 0, dead = 0, cancelled = 0, expired =
 
 local outcomes = cmsgpack.unpack(ARGV[6])
 local FINISHED = {done = true, dead = true, cancelled = true, expired = true}
+-- a compact record is "done" US attempt .. STAMP .. task (see _status.lua)
+local STAMP = "\31" .. now_ms .. "\31" .. consumer .. "\31"
 
 -- #include turns
+-- #include status
 
 -- Ownership of the whole batch in one XPENDING: this consumer's pending entries (a worker
 -- holds at most its concurrency and batches, so the limit below takes them all). An entry
@@ -92,11 +98,15 @@ local acked = {}
 for _, outcome in ipairs(outcomes) do
     local kind, id, data, score, result_key, result, wait_ms, run_ms, status_key, state
     local error, message_id, task, attempt, held, partition_key, order
-    if #outcome == 5 then -- a plain "done": entry id, wait ms, run ms, status key, attempt
+    local record = nil -- a compact record instead of the status hash's fields
+    if #outcome <= 6 then -- a plain "done": entry id, wait ms, run ms, status key, attempt
         kind, id, wait_ms, run_ms, status_key = "done", outcome[1], outcome[2], outcome[3],
             outcome[4]
         data, score, result_key, result, state, error = "", 0, 0, "", "done", ""
         message_id, task, attempt, held, partition_key, order = "", "", outcome[5], 0, "", 0
+        if outcome[6] then -- and the task: a recorded message's compact record
+            record = "done\31" .. attempt .. STAMP .. outcome[6]
+        end
     else
         kind, id, data, score = outcome[1], outcome[2], outcome[3], outcome[4]
         result_key, result = outcome[5], outcome[6]
@@ -138,14 +148,16 @@ for _, outcome in ipairs(outcomes) do
                 and message_id ~= "" then
             -- a message cancelled while queued had its event when it was cancelled
             local was_cancelled = kind == "cancelled" and status_key > 0
-                and redis.call("HGET", KEYS[status_key], "state") == "cancelled"
+                and status_state(KEYS[status_key]) == "cancelled"
             if not was_cancelled then
                 redis.call("XADD", KEYS[5], "MAXLEN", "~", cap, "*", "event",
                     EVENTS[kind] or state, "id", message_id, "task", task, "attempt", attempt,
                     "time", now_ms, "worker", consumer, "error", error)
             end
         end
-        if status_key > 0 then
+        if record and status_key > 0 then
+            redis.call("SET", KEYS[status_key], record, "PX", status_ttl)
+        elseif status_key > 0 then
             local key = KEYS[status_key]
             if run_ms >= 0 and attempt > 0 then -- a handler ran (no start step may have said so)
                 redis.call("HSET", key, "state", state, "updated", now_ms, "attempts", attempt,

@@ -2,20 +2,21 @@
 -- it: a recorded message (see enqueue.lua) is marked running by no step, so while its
 -- entry is in its group's pending entries list it is running, on that consumer.
 --
--- KEYS[1]   the message's status hash
+-- KEYS[1]   the message's status (a hash, or a done message's compact record: _status.lua)
 -- KEYS[2]   the queue's stream
 -- KEYS[3]   the stream of its high priority band
 -- KEYS[4]   the stream of its low band
 -- ARGV[1]   the consumer group
 --
--- Returns the hash's fields and values, flat (HGETALL's), where a recorded message whose
+-- Returns the status's fields and values, flat (HGETALL's), where a recorded message whose
 -- entry is pending reads state "running" and, unless the hash names them, its worker (the
 -- consumer) and attempts (1: a retry is never recorded), and "idle_ms" (how long ago it
 -- was delivered) is added.
 
 -- #include recorded
+-- #include status
 
-local raw = redis.call("HGETALL", KEYS[1])
+local raw = status_fields(KEYS[1])
 local at = {}
 for i = 1, #raw, 2 do
     at[raw[i]] = i + 1
