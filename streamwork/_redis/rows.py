@@ -121,3 +121,5 @@ class SettleRow(Protocol):
     attempt: int
     held_key: str | None
     partition_key: str
+    record: bool
+    """A plain "done" whose status becomes the compact record (RecordValues)."""
