@@ -394,9 +394,9 @@ class Worker(Launching):
             )
         if self.settings.schedules:
             home = [partition_name(q, 0) for q in app.queues() if app.partitions(q) > 1]
-            await session.ticker.reconcile(
-                list(app.declared_schedules.values()), [*app.queues(), *home], app._paused_at_start
-            )
+            declared = list(app.declared_schedules.values())
+            paused = {d.id: app.starts_paused(d.id) for d in declared}
+            await session.ticker.reconcile(declared, [*app.queues(), *home], paused)
 
     def _grace_deadline(self) -> float:
         """When running messages are cut off: `grace` seconds after the stop request (or

@@ -18,7 +18,7 @@ def test_benchmark_command_runs_and_writes_every_scenario(tmp_path, redis_url):
     rows = {row["scenario"]: row for row in json.loads(out.read_text())["results"]}
     for scenario in (
         "raw drain: XREADGROUP 100 + XACK + XDEL",
-        "raw drain + streamwork's start and settle steps (status on)",
+        "raw drain + streamwork's settle step (status on)",
         "task.send_many",
         "drain, one process, async handlers",
         "idle latency send → handler start p50",
@@ -26,11 +26,19 @@ def test_benchmark_command_runs_and_writes_every_scenario(tmp_path, redis_url):
         "idle worker process RSS",
         "3-master cluster, -p 2: 6 partitions",
         "drain, one process, async handlers, a partition key per message (1,000 keys in turn)",
+        "µs per message, streamwork worker, CLI defaults: Redis",
+        "fleet ceiling, drain, async: one Redis drains at most",
     ):
         assert rows[scenario]["median"] > 0, scenario
     assert rows["task.send_many"]["ratio"] is not None
-    assert rows["raw drain + streamwork's start and settle steps (status on)"]["ratio"] is not None
+    assert rows["raw drain + streamwork's settle step (status on)"]["ratio"] is not None
     assert rows["3-master cluster, -p 2: 6 partitions"]["ratio"] is not None
+    # the fleet's figures: Redis CPU per message against the raw drain's, with a target
+    for scenario, target in (
+        ("µs per message, drain, async: Redis", "<= 2"),
+        ("µs per message, streamwork worker, CLI defaults: Redis", "<= 3"),
+    ):
+        assert rows[scenario]["ratio"] is not None and rows[scenario]["target"] == target
     # --redis-url: only the benchmark's own namespace was touched, and it was cleaned up
     import redis
 
