@@ -48,6 +48,10 @@ ASYNC_CHUNK_BELOW = 0.00005
 """An async handler whose runs take less than this on average (it does not wait on I/O)
 runs in chunks; one that takes longer gets an asyncio task per run, so that they overlap."""
 MAX_CHUNK = 32
+"""The most runs of an async handler in one asyncio task (more: settles overlap less)."""
+MAX_SYNC_CHUNK = 128
+"""The most runs of a sync handler per pool thread hand-off (~90 µs each; 128 drains 12%
+faster than 32: benchmarks/README.md); CHUNK_SECONDS bounds slower handlers' chunks."""
 
 
 class Runner(Decisions):
@@ -261,7 +265,8 @@ class Runner(Decisions):
         thread, an async one's in one asyncio task): 1 for batch, traced and time-limited
         handlers, and until the handler's time is known; 1 for an async handler that takes
         ASYNC_CHUNK_BELOW or more (it awaits something: its runs must overlap); else as
-        many as take about CHUNK_SECONDS, at most MAX_CHUNK (0 s: MAX_CHUNK)."""
+        many as take about CHUNK_SECONDS, at most MAX_CHUNK (async) or MAX_SYNC_CHUNK (sync;
+        0 s: that most)."""
         task = run.task
         options = task.options
         if options.batch is not None or options.timeout is not None:
@@ -270,7 +275,8 @@ class Runner(Decisions):
         below = ASYNC_CHUNK_BELOW if task.is_async else CHUNK_SECONDS
         if average is None or average >= below or tracing.active():
             return 1
-        return max(1, min(MAX_CHUNK, int(CHUNK_SECONDS / max(average, 1e-6))))
+        most = MAX_CHUNK if task.is_async else MAX_SYNC_CHUNK
+        return max(1, min(most, int(CHUNK_SECONDS / max(average, 1e-6))))
 
     async def run_batch(self, runs: list[Run], submit: Submit) -> list[tuple[Run, Outcome | None]]:
         """Run a batch handler once on the messages of `runs`; each run's Outcome (None

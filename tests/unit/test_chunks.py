@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from streamwork import App, Backoff
 from streamwork._base import protocol, tracing
-from streamwork._worker.execution import CHUNK_SECONDS, MAX_CHUNK, Runner
+from streamwork._worker.execution import CHUNK_SECONDS, MAX_CHUNK, MAX_SYNC_CHUNK, Runner
 from streamwork._worker.runs import Delivery, Run
 
 
@@ -102,7 +102,12 @@ def test_only_handlers_known_to_be_short_are_chunked(monkeypatch):
 
         assert runner.chunk_size(run_of("short")) == 1  # not measured yet
         runner.observe_time("short", 0.0001)
-        assert runner.chunk_size(run_of("short")) == min(MAX_CHUNK, int(CHUNK_SECONDS / 0.0001))
+        assert runner.chunk_size(run_of("short")) == min(
+            MAX_SYNC_CHUNK, int(CHUNK_SECONDS / 0.0001)
+        )
+        for _ in range(30):  # the average falls under 2 ms / 128 per run
+            runner.observe_time("short", 0.0)
+        assert runner.chunk_size(run_of("short")) == MAX_SYNC_CHUNK > MAX_CHUNK
         monkeypatch.setattr(tracing, "active", lambda: True)
         assert runner.chunk_size(run_of("short")) == 1  # its span must be current in its thread
         monkeypatch.setattr(tracing, "active", lambda: False)
