@@ -155,6 +155,11 @@ def test_cancel_a_running_sync_handler_is_cooperative_and_never_retried(app):
 
 
 def test_cancel_racing_the_pick_up_never_both_runs_and_claims_it_did_not(app):
+    """Each message is cancelled right after its send: some are still queued, some are
+    being picked up, some run. The handler takes 20 ms (its work, not a wait), so that
+    the 20 slots fill and a backlog forms: with a no-op handler an idle worker picked
+    every message up before its cancel arrived (seen in CI), and the queued side of the
+    race went unexercised."""
     ran = set()
     lock = threading.Lock()
 
@@ -162,6 +167,7 @@ def test_cancel_racing_the_pick_up_never_both_runs_and_claims_it_did_not(app):
     def job(n):
         with lock:
             ran.add(n)
+        time.sleep(0.02)
 
     with WorkerThread(app, concurrency=20):
         handles = []
