@@ -14,6 +14,7 @@ from typing import Any
 import redis.exceptions
 
 from .._base.keys import QueueKeys, ScheduleKeys, Source
+from . import reads
 
 
 def first_due(client: Any, delayed_sets: Sequence[str]) -> Any:
@@ -116,12 +117,13 @@ def wait_replicas(pipe: Any, replicas: int, timeout_ms: int) -> Any:
     return pipe.execute_command("WAIT", replicas, timeout_ms)
 
 
-def cancel_flags(client: Any, statuses: Sequence[str]) -> Any:
-    """For each status hash: [cancel flag, reason], in one round trip."""
+async def cancel_flags(client: Any, statuses: Sequence[str]) -> list[Any]:
+    """For each status hash: [cancel flag, reason], in one round trip ([None, None] for a
+    done message's compact record, a string: lua/_status.lua)."""
     pipe = client.pipeline(transaction=False)
     for key in statuses:
         pipe.hmget(key, "cancel", "reason")
-    return pipe.execute()
+    return reads.no_fields_for_records(await pipe.execute(raise_on_error=False), 2)
 
 
 def registered(client: Any, registry: str) -> Any:

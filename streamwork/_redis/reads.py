@@ -115,13 +115,23 @@ def consumers(client: Any, sources: Sequence[Source]) -> list[Any]:
 
 
 def status_fields(client: Any, statuses: Sequence[str], fields: Sequence[str]) -> Any:
-    """`fields` of each status hash (Nones for one gone), in one round trip."""
+    """`fields` of each status hash, in one round trip: Nones for one gone, or for a done
+    message's compact record (a string, which has none of them: lua/_status.lua)."""
     if not statuses:
         return []
     pipe = client.pipeline(transaction=False)
     for status in statuses:
         pipe.hmget(status, *fields)
-    return pipe.execute()
+    return no_fields_for_records(pipe.execute(raise_on_error=False), len(fields))
+
+
+def no_fields_for_records(replies: list[Any], count: int) -> list[Any]:
+    """HMGET replies with each WRONGTYPE error (a compact record) read as `count` Nones;
+    any other error is raised."""
+    for reply in replies:
+        if isinstance(reply, Exception) and not str(reply).startswith("WRONGTYPE"):
+            raise reply
+    return [[None] * count if isinstance(reply, Exception) else reply for reply in replies]
 
 
 def members(client: Any, key: str) -> Any:

@@ -6,9 +6,13 @@ reads "running" from the pending entries list, and a cancel reaches it there."""
 
 from __future__ import annotations
 
+import asyncio
+
 import redis
+import redis.asyncio
 
 from streamwork import App
+from streamwork._redis import commands, reads
 from streamwork.testing import WorkerThread, drain, wait_until
 
 N = 400
@@ -67,7 +71,7 @@ def test_a_plain_send_and_drain_issue_no_per_message_command_beyond_entry_read_a
 
 
 def test_a_done_message_s_compact_record_reads_as_its_status_did(
-    app: App, client: redis.Redis
+    app: App, client: redis.Redis, redis_url: str
 ) -> None:
     """The compact record says what the status hash said of a done message: state, attempts,
     task, worker, when; a cancel finds it finished, a late progress changes nothing, and it
@@ -95,6 +99,18 @@ def test_a_done_message_s_compact_record_reads_as_its_status_did(
     assert handle.cancel() == "finished"
     assert client.type(key) == b"string"
     assert app.connection.scripts.progress(key, 0.5, "late", 0, app.status_ttl_ms) == 0
+    # the Python readers of status fields (the console's progress view, a worker's cancel
+    # check racing a settle) read "nothing" there, not WRONGTYPE
+    assert reads.status_fields(client, [key], ("progress", "note")) == [[None, None]]
+
+    async def cancel_flags():
+        async_client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            return await commands.cancel_flags(async_client, [key])
+        finally:
+            await async_client.aclose()
+
+    assert asyncio.run(cancel_flags()) == [[None, None]]
 
 
 def test_a_message_that_reported_progress_keeps_its_status_hash(
