@@ -61,25 +61,16 @@ class SettleValues(NamedTuple):
 
 class PlainDoneValues(NamedTuple):
     """A plain "done" outcome as settle.lua reads it (no result, error, held list,
-    partition key or event: five values)."""
+    partition key or event: six values)."""
 
     entry_id: bytes
     wait_ms: int
     run_ms: int
     status_index: int
     attempt: int
-
-
-class RecordValues(NamedTuple):
-    """A plain "done" of a recorded message that ran once and reported no progress, as
-    settle.lua reads it: its status becomes the compact record (lua/_status.lua), one SET."""
-
-    entry_id: bytes
-    wait_ms: int
-    run_ms: int
-    status_index: int
-    attempt: int
-    task: str
+    record_task: str
+    """The task, when the status becomes the compact record (lua/_status.lua: a recorded
+    message that ran once and reported no progress); "": its hash's fields are written."""
 
 
 class StartRow(NamedTuple):
@@ -122,4 +113,4 @@ class SettleRow(Protocol):
     held_key: str | None
     partition_key: str
     record: bool
-    """A plain "done" whose status becomes the compact record (RecordValues)."""
+    """A plain "done" whose status becomes the compact record (PlainDoneValues)."""

@@ -16,7 +16,6 @@ from .._base.keys import QUEUE_GROUP, OrderKeys, QueueKeys, Source, WorkflowKeys
 from .rows import (
     NO_STATE,
     PlainDoneValues,
-    RecordValues,
     SendState,
     SettleRow,
     SettleValues,
@@ -390,10 +389,10 @@ class Scripts(ScheduleScripts):
 
 def _settle_rows(
     source: Source, outcomes: Sequence[SettleRow], keys: list[str]
-) -> list[SettleValues | PlainDoneValues | RecordValues]:
+) -> list[SettleValues | PlainDoneValues]:
     """The rows settle.lua reads, one per outcome; the keys they reference are appended to
     `keys` (result lists, status hashes, held lists, partition keys' order keys)."""
-    rows: list[SettleValues | PlainDoneValues | RecordValues] = []
+    rows: list[SettleValues | PlainDoneValues] = []
     with_events = source.events_max_len > 0  # else leave the event fields out of rows
     orders: dict[str, int] = {}
     for outcome in outcomes:
@@ -406,21 +405,15 @@ def _settle_rows(
             if outcome.status_key is not None:
                 keys.append(outcome.status_key)
                 status = len(keys)
-            if status and outcome.record:
-                rows.append(
-                    RecordValues(
-                        outcome.entry_id,
-                        outcome.wait_ms,
-                        outcome.run_ms,
-                        status,
-                        outcome.attempt,
-                        outcome.task,
-                    )
-                )
-                continue
+            record_task = outcome.task if status and outcome.record else ""
             rows.append(
                 PlainDoneValues(
-                    outcome.entry_id, outcome.wait_ms, outcome.run_ms, status, outcome.attempt
+                    outcome.entry_id,
+                    outcome.wait_ms,
+                    outcome.run_ms,
+                    status,
+                    outcome.attempt,
+                    record_task,
                 )
             )
             continue

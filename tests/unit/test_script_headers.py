@@ -111,8 +111,7 @@ NUMBERS = {"four": 4, "five": 5, "six": 6, "twelve": 12, "seventeen": 17}
     [
         ("start", "StartRow", 12),
         ("settle", "SettleValues", 17),
-        ("settle", "PlainDoneValues", 5),
-        ("settle", "RecordValues", 6),
+        ("settle", "PlainDoneValues", 6),
     ],
 )
 def test_each_row_a_script_reads_has_the_values_its_header_counts(script, row, fields):

@@ -23,12 +23,12 @@
 --           run; -1: unknown, the message had no `ts`), run ms (-1: no handler ran), status
 --           key index, state, error, message id, task, attempt, held list key index,
 --           partition key ("": none), its order keys' index (0: none); or, for a plain
---           "done" (no result, error, held list, partition key or event), five values
+--           "done" (no result, error, held list, partition key or event), six values
 --           (rows.py: PlainDoneValues):
---           entry id, wait ms, run ms, status key index (its state "done"), attempt;
---           or, for a plain "done" of a recorded message that ran once and reported no
---           progress, six values (rows.py: RecordValues): the same and the task: its
---           status becomes the compact record (_status.lua), written with one SET
+--           entry id, wait ms, run ms, status key index (its state "done"), attempt, and
+--           the task of a recorded message that ran once and reported no progress, whose
+--           status becomes the compact record (_status.lua), written with one SET ("":
+--           the status hash's fields are written)
 --             ack:       acknowledge on receipt (ack mode auto); the run's outcome comes later
 --             done:      nothing to write but the result
 --             retry:     ZADD KEYS[2] score data     (data = the next attempt's message)
@@ -99,12 +99,12 @@ for _, outcome in ipairs(outcomes) do
     local kind, id, data, score, result_key, result, wait_ms, run_ms, status_key, state
     local error, message_id, task, attempt, held, partition_key, order
     local record = nil -- a compact record instead of the status hash's fields
-    if #outcome <= 6 then -- a plain "done": entry id, wait ms, run ms, status key, attempt
+    if #outcome == 6 then -- a plain "done": entry id, wait ms, run ms, status key, attempt
         kind, id, wait_ms, run_ms, status_key = "done", outcome[1], outcome[2], outcome[3],
             outcome[4]
         data, score, result_key, result, state, error = "", 0, 0, "", "done", ""
         message_id, task, attempt, held, partition_key, order = "", "", outcome[5], 0, "", 0
-        if outcome[6] then -- and the task: a recorded message's compact record
+        if outcome[6] ~= "" then -- the task: a recorded message's compact record
             record = "done\31" .. attempt .. STAMP .. outcome[6]
         end
     else
