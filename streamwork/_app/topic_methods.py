@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from .._base.keys import (
     check_name,
 )
 from .._base.settings import Duration, to_seconds
-from .._send.producer import Producer, due_ms
+from .._send.producer import Plan, Producer, due_ms
 from ..errors import ConfigurationError
 from .parts import AppParts
 from .topic import Retention, Subscriber, destination, event
@@ -163,13 +164,7 @@ class TopicMethods(AppParts):
         If Redis fails after some batches were published, SendIncomplete says which
         (`.sent` event ids, `.index` of the first payload not published).
         """
-        with tracing.planned_many(
-            topic,
-            self._producer.server,
-            lambda creations: self._plan_publish(
-                topic, list(payloads), headers, None, True, creations
-            ),
-        ) as plan:
+        with self._planned_many(topic, payloads, headers) as plan:
             self._producer.write(plan)
         return list(plan.ids)
 
@@ -177,15 +172,21 @@ class TopicMethods(AppParts):
         self, topic: str, payloads: Iterable[Any], *, headers: dict[str, Any] | None = None
     ) -> list[str]:
         """Like `publish_many`, for asyncio code."""
-        with tracing.planned_many(
+        with self._planned_many(topic, payloads, headers) as plan:
+            await self._producer.write_async(plan)
+        return list(plan.ids)
+
+    def _planned_many(
+        self, topic: str, payloads: Iterable[Any], headers: dict[str, Any] | None
+    ) -> contextlib.AbstractContextManager[Plan]:
+        """The plan of a `publish_many`, made inside its send span (tracing.planned_many)."""
+        return tracing.planned_many(
             topic,
             self._producer.server,
             lambda creations: self._plan_publish(
                 topic, list(payloads), headers, None, True, creations
             ),
-        ) as plan:
-            await self._producer.write_async(plan)
-        return list(plan.ids)
+        )
 
     def topic_keys(self, topic: str) -> TopicKeys:
         return TopicKeys(self.namespace, check_name("topic", topic))
