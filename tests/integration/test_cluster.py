@@ -198,6 +198,23 @@ def test_status_and_cancel_on_a_cluster(cluster, cluster_app):
     assert queue_states(cluster_app, ["video"])[0].is_empty
 
 
+def test_a_done_plain_message_s_compact_record_on_a_cluster(cluster_app):
+    """The settle's compact record (one SET in the settle's slot) reads and cancels there."""
+
+    @cluster_app.task(queue="mail")
+    def job(n):
+        pass
+
+    handle = job.send(1)
+    with WorkerThread(cluster_app):
+        wait_until(lambda: handle.status().is_final, timeout=20)
+    key = cluster_app.keys("mail").status(handle.id)
+    assert cluster_app.connection.redis.type(key) == b"string"
+    status = handle.status()
+    assert (status.state, status.attempts, status.task) == ("done", 1, job.name)
+    assert handle.cancel() == "finished"
+
+
 def test_events_of_queues_on_every_node(cluster, cluster_app):
     import asyncio
 

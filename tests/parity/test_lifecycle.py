@@ -119,3 +119,6 @@ def test_a_plain_message_runs_without_a_start_step_and_keeps_its_lifecycle(app):
     assert ran == [3]
     done = taken.status()
     assert (done.state, done.attempts) == ("done", 1) and done.worker not in (None, "elsewhere")
+    # its status is the compact record now (lua/_status.lua): read, cancelled, as the hash was
+    assert done.task == job.name and done.updated_at is not None
+    assert taken.cancel() == "finished" and taken.status() == done
