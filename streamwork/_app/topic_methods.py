@@ -130,12 +130,7 @@ class TopicMethods(AppParts):
         With `delay` or `eta` the event is published when due (workers serving the topic
         move it), and then reaches every group.
         """
-        due = due_ms(delay, eta)
-        with tracing.planned_send(
-            topic,
-            self._producer.server,
-            lambda: self._plan_publish(topic, [payload], headers, due, False),
-        ) as plan:
+        with self._planned_one(topic, payload, headers, due_ms(delay, eta)) as plan:
             return self._producer.write(plan)
 
     async def publish_async(
@@ -148,12 +143,7 @@ class TopicMethods(AppParts):
         eta: datetime | None = None,
     ) -> str:
         """Like `publish`, for asyncio code."""
-        due = due_ms(delay, eta)
-        with tracing.planned_send(
-            topic,
-            self._producer.server,
-            lambda: self._plan_publish(topic, [payload], headers, due, False),
-        ) as plan:
+        with self._planned_one(topic, payload, headers, due_ms(delay, eta)) as plan:
             return await self._producer.write_async(plan)
 
     def publish_many(
@@ -175,6 +165,16 @@ class TopicMethods(AppParts):
         with self._planned_many(topic, payloads, headers) as plan:
             await self._producer.write_async(plan)
         return list(plan.ids)
+
+    def _planned_one(
+        self, topic: str, payload: Any, headers: dict[str, Any] | None, due: int | None
+    ) -> contextlib.AbstractContextManager[Plan]:
+        """The plan of a `publish`, made inside its send span (tracing.planned_send)."""
+        return tracing.planned_send(
+            topic,
+            self._producer.server,
+            lambda: self._plan_publish(topic, [payload], headers, due, False),
+        )
 
     def _planned_many(
         self, topic: str, payloads: Iterable[Any], headers: dict[str, Any] | None
