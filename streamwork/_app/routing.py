@@ -51,6 +51,7 @@ class Routing:
             task=self.name,
             events=keys.events,
             order_prefix=keys.order_prefix,
+            queue=keys.queue,
         )
 
     @property
@@ -122,6 +123,7 @@ class Routing:
                 self.destination,
                 stream=self.keys.band_stream(band),
                 delayed=self.keys.band_delayed(band),
+                band=band,
             )
         return found
 

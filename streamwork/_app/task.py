@@ -389,7 +389,9 @@ class Task(Routing):
                 )
                 for i, call in enumerate(self._calls(calls))
             )
-            plan = self.producer.plan(destination, envelopes, what, due=due, is_many=True)
+            plan = self.producer.plan(
+                destination, envelopes, what, due=due, is_many=True, partitioned=True
+            )
             plan.batch_destinations = [
                 self._partition_destination((first + n) % count)
                 for n in range(-(-len(plan.ids) // SEND_BATCH))

@@ -123,6 +123,12 @@ class Envelope:
         )
 
 
+def with_id(envelope: Envelope, message_id: str) -> Envelope:
+    """`envelope`, named `message_id` (one decoded without an id: read off its entry)."""
+    object.__setattr__(envelope, "id", message_id)  # frozen, and fresh from decode
+    return envelope
+
+
 def check_plain(value: Any, where: str) -> None:
     """Raise EncodeError if `value` holds a map with a key that is not a string, at any depth.
 
@@ -265,9 +271,11 @@ def _pack(value: dict[str, Any]) -> bytes:
     return packed
 
 
-def encode(envelope: Envelope) -> bytes:
-    """The msgpack bytes of `envelope`; raise EncodeError if an argument is not plain data."""
-    body: dict[str, Any] = {"v": VERSION, "id": envelope.id}
+def encode(envelope: Envelope, with_id: bool = True) -> bytes:
+    """The msgpack bytes of `envelope`; raise EncodeError if an argument is not plain data.
+    `with_id=False` leaves the id out: the first attempt of a message whose id is read off
+    its stream entry (ids.py)."""
+    body: dict[str, Any] = {"v": VERSION, "id": envelope.id} if with_id else {"v": VERSION}
     # Checked only where a map can hide (this runs for every message sent).
     for item in envelope.args:
         if isinstance(item, _CONTAINERS):
@@ -309,7 +317,7 @@ def _unpack(raw: Any) -> Any:
 
 
 _FIELDS: dict[str, tuple[type, Any]] = {
-    "id": (str, None),
+    "id": (str, ""),
     "task": (str, ""),
     "topic": (str, ""),
     "args": (list, list),
@@ -329,6 +337,8 @@ message. Bounded: past 10,000 distinct names every message is checked again."""
 
 def decode(raw: Any) -> Envelope:
     """The Envelope in `raw` (an entry's `m` value); raise DecodeError if it is not one.
+    A message without an id (the first attempt of one sent by entry, ids.py) has id "":
+    its reader names it with `with_id`.
 
     The usual message — every field present has its type, valid names — takes the fast
     path; anything else goes through `_decode_checked`, which says what is wrong."""
@@ -339,7 +349,7 @@ def decode(raw: Any) -> Envelope:
         args, kwargs, headers = get("args", ()), get("kwargs"), get("headers")
         ts, attempt, ff = get("ts", 0), get("attempt", 1), get("ff")
         if (
-            type(id_) is str
+            (id_ is None or (type(id_) is str and ID.fullmatch(id_)))
             and type(task) is str
             and type(topic) is str
             and (task or topic)
@@ -351,11 +361,10 @@ def decode(raw: Any) -> Envelope:
             and type(ts) is int
             and type(attempt) is int
             and (ff is None or type(ff) is int)
-            and ID.fullmatch(id_)
         ):
             envelope = object.__new__(Envelope)  # frozen: no __setattr__ per field
             envelope.__dict__.update(
-                id=id_,
+                id=id_ or "",
                 task=task,
                 topic=topic,
                 payload=get("payload"),
@@ -379,8 +388,6 @@ def _decode_checked(body: Any) -> Envelope:
     version = body.get("v")
     if version != VERSION:
         raise DecodeError(f"unsupported message version {version!r} (this worker reads {VERSION})")
-    if "id" not in body:
-        raise DecodeError("message has no 'id' field")
     if "task" not in body and "topic" not in body:
         raise DecodeError("message has neither a 'task' nor a 'topic' field")
     fields = {
@@ -388,7 +395,7 @@ def _decode_checked(body: Any) -> Envelope:
         for name, (_, default) in _FIELDS.items()
     }
     # What a worker logs must be safe to log: names and ids are checked, never printed raw.
-    if not isinstance(fields["id"], str) or not ID.fullmatch(fields["id"]):
+    if "id" in body and (not isinstance(fields["id"], str) or not ID.fullmatch(fields["id"])):
         raise DecodeError(f"invalid id {fields['id']!r}: {ID_RULE}")
     for name in ("task", "topic"):
         value = fields[name]

@@ -201,8 +201,8 @@ def planned_send(
 def _traced_send(destination: str, server: Mapping[str, Any], plan: Callable[[], P]) -> Iterator[P]:
     with send_span(destination, server) as span:
         made = plan()
-        sent(span, made.ids[0])
         yield made
+        sent(span, made.ids[0])  # known once it is written (an id read off its entry)
 
 
 def planned_many(

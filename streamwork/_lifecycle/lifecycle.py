@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 import msgpack
 import redis.exceptions
 
-from .._base import protocol
+from .._base import ids, protocol
 from .._base.keys import QueueKeys, partition_name, partition_of_id
 from .._redis import commands, reads
 from .._redis.connection import NamespaceView
@@ -128,6 +128,8 @@ def find(
     app's queues, then every queue registered in its namespace; UnknownMessage if none.
     In a partitioned queue, it is the partition's name (`orders~3`)."""
     queues = [queue] if queue else known_queues(app)
+    # An id read off an entry names its queue (ids.py): ask that one alone.
+    queues = [name for name in queues if ids.entry_of(message_id, name)] or queues
     with app.connection.translate_errors():
         for name in queues:
             if app.partitions(name) > 1:  # the id names the partition: `orders~3`
@@ -317,6 +319,7 @@ def running(client: Any, sources: list[Any], limit: int = 20) -> list[Running]:
                 envelope = protocol.decode(protocol.entry_body(entry[0][1]))
             except StreamworkError:
                 continue
+            envelope = ids.named(envelope, source.name, source.band, entry[0][0])
             messages.append((row, envelope))
         keys = [source.status(envelope.id) or "" for _, envelope in messages]
         statuses = reads.status_fields(client, keys, ("progress", "note", "updated"))

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgpack
 
+from .._base import ids
 from .._base.keys import QUEUE_GROUP, OrderKeys, QueueKeys, Source, WorkflowKeys
 from .rows import (
     NO_STATE,
@@ -267,6 +268,7 @@ class Scripts(ScheduleScripts):
                 message_id,
                 "1" if unsent else "0",
                 QUEUE_GROUP,
+                ids.entry_of(message_id, keys.queue) or "",
             ],
         )
 
@@ -280,7 +282,7 @@ class Scripts(ScheduleScripts):
                 keys.band_stream("high"),
                 keys.band_stream("low"),
             ],
-            args=[QUEUE_GROUP],
+            args=[QUEUE_GROUP, ids.entry_of(message_id, keys.queue) or ""],
         )
 
     def workflow_record(
@@ -308,13 +310,16 @@ class Scripts(ScheduleScripts):
         ttl_ms: int,
         events: tuple[str, int, str] = ("", 0, ""),
         data: bytes = b"",
+        run: tuple[str, str, int] = ("", "", 0),
     ) -> Any:
         """Record a running message's progress (and its data, packed: b"" keeps the last):
-        1 written, 0 not running any more."""
+        1 written, 0 not running any more. `run` (task, worker, attempt) makes its status
+        when it has none (a message sent by entry: ids.py)."""
         stream, cap, message_id = events
+        task, worker, attempt = run
         return self._scripts["progress"](
             keys=[status, stream or status],
-            args=[fraction, note, now_ms, ttl_ms, cap, message_id, data],
+            args=[fraction, note, now_ms, ttl_ms, cap, message_id, data, task, worker, attempt],
         )
 
     def replay(
@@ -368,10 +373,11 @@ class Scripts(ScheduleScripts):
         due_ms: int | None = None,
         statuses: Sequence[str] = (),
         state: SendState = NO_STATE,
+        by_entry: bool = False,
     ) -> Any:
         """Add many messages (to the stream, or the delayed set when due later) in one
         command, each with its status and "sent" event when `statuses` names them; returns
-        how many."""
+        how many, or `by_entry` (no statuses: ids.py) the entry id of each."""
         task, now_ms, ttl_ms, events, cap = state
         with_ids = bool(statuses)  # ids are only for statuses and events
         args: list[Any] = [due_ms or 0, task, now_ms, ttl_ms, cap if with_ids else 0]
@@ -380,7 +386,7 @@ class Scripts(ScheduleScripts):
             for message_id, body in zip(ids, bodies, strict=True):
                 args += [message_id, body]
         else:
-            args.append("0")
+            args.append("2" if by_entry else "0")
             args.extend(bodies)
         return self._scripts["add_many"](
             keys=[stream, delayed, events or stream, *statuses], args=args
@@ -448,7 +454,7 @@ def _settle_rows(
                 outcome.state,
                 outcome.error,
                 outcome.message_id if with_events or outcome.partition_key else "",
-                outcome.task if with_events else "",
+                outcome.task,  # events, and the status of a message that had none
                 outcome.attempt,
                 held,
                 outcome.partition_key,

@@ -20,7 +20,8 @@ from typing import Any
 
 import redis.exceptions
 
-from .._base import metrics, protocol
+from .._base import ids, metrics, protocol
+from .._base.keys import PARTITION_MARK
 from .._base.settings import Duration, to_seconds
 from .._redis import commands
 from .._redis.connection import Connection
@@ -85,6 +86,10 @@ class Destination:
     """A fair task's key prefix and per-key concurrency (0: none)."""
     order_prefix: str = ""
     """`NS:{QUEUE}:` for a queue: where its partition keys' orders are kept (OrderKeys)."""
+    queue: str = ""
+    """The queue whose stream it is (a partition's internal name, `orders~3`)."""
+    band: str | None = None
+    """The priority band whose stream it is (None: the queue's own stream)."""
 
 
 @dataclass(slots=True)
@@ -111,6 +116,9 @@ class Plan:
     batch_destinations: list[Destination] | None = None
     """A many-send to a partitioned queue: each batch of SEND_BATCH goes to its own
     partition (the ids name it); None: every batch goes to `destination`."""
+    by_entry: bool = False
+    """Its messages' ids are their entries' (ids.py): the send writes the entries alone,
+    and `ids` holds each one's once it is written."""
 
     def destination_at(self, start: int) -> Destination:
         """Where the batch that starts at message `start` goes."""
@@ -158,16 +166,31 @@ class Producer:
         replica_timeout: Duration = 1.0,
         fair_keys: list[str] | None = None,
         partition_key: str | None = None,
+        partitioned: bool = False,
     ) -> Plan:
-        """Encode `envelopes` and check every option; raise before anything is sent."""
+        """Encode `envelopes` and check every option; raise before anything is sent.
+        `partitioned`: a many-send whose batches go to a partitioned queue's partitions."""
+        cap = self.events_cap(destination.name) if destination.status_prefix else 0
+        # A plain send to a queue writes its entries alone; its ids are theirs (ids.py).
+        by_entry = (
+            destination.status_prefix is not None
+            and due is None
+            and key is None
+            and partition_key is None
+            and fair_keys is None
+            and not cap
+            and not partitioned
+            and PARTITION_MARK not in destination.queue
+        )
         # One envelope at a time: each is garbage once encoded (thousands of live envelopes
         # would keep the garbage collector busy on the hot path of send_many).
         encode = protocol.encode
+        with_id = not by_entry
         ids: list[str] = []
         bodies: list[bytes] = []
         for envelope in envelopes:
             ids.append(envelope.id)
-            bodies.append(encode(envelope))
+            bodies.append(encode(envelope, with_id))
         if bodies and max(map(len, bodies)) > self.max_message_bytes:
             for body in bodies:
                 protocol.check_size(body, self.max_message_bytes, what)
@@ -196,12 +219,9 @@ class Producer:
                 int(to_seconds("replica_timeout", replica_timeout) * 1000) if replicas else 0
             ),
             state=SendState(
-                destination.task,
-                protocol.now_ms(),
-                self.status_ttl_ms,
-                destination.events,
-                self.events_cap(destination.name) if destination.status_prefix else 0,
+                destination.task, protocol.now_ms(), self.status_ttl_ms, destination.events, cap
             ),
+            by_entry=by_entry,
         )
 
     # -- the I/O, twinned -----------------------------------------------------------------
@@ -264,10 +284,10 @@ class Producer:
         return self.connection.server
 
     def _many(self, connection: Connection, plan: Plan, batch: list[bytes], start: int) -> None:
-        _add_many(connection.scripts, plan, batch, start)
+        _named(plan, start, _add_many(connection.scripts, plan, batch, start))
 
     async def _many_async(self, plan: Plan, batch: list[bytes], start: int) -> None:
-        await _add_many(self.connection.async_scripts(), plan, batch, start)
+        _named(plan, start, await _add_many(self.connection.async_scripts(), plan, batch, start))
 
     def _replicated(self, plan: Plan) -> str:
         """The write and a WAIT on one connection of the node that holds the queue."""
@@ -318,6 +338,8 @@ def _add_many(scripts: Scripts, plan: Plan, batch: list[bytes], start: int) -> A
     if plan.fair_keys is not None:
         return _fair(scripts, plan, batch, start)
     destination = plan.destination_at(start)
+    if plan.by_entry:
+        return scripts.add_many(destination.stream, destination.delayed, batch, by_entry=True)
     return scripts.add_many(
         destination.stream,
         destination.delayed,
@@ -329,12 +351,24 @@ def _add_many(scripts: Scripts, plan: Plan, batch: list[bytes], start: int) -> A
     )
 
 
+def _named(plan: Plan, start: int, entries: Any) -> None:
+    """Name the messages of the batch at `start` by the entries they were written to."""
+    if plan.by_entry:
+        destination = plan.destination_at(start)
+        queue, band = destination.queue, destination.band
+        plan.ids[start : start + len(entries)] = [
+            ids.from_entry(queue, band, entry) for entry in entries
+        ]
+
+
 def _one(client: Any, scripts: Scripts, plan: Plan) -> Any:
     """The command of a single send on `client` (sync, asyncio or a pipeline): what it
     returns, an awaitable of it, or the pipeline."""
     if plan.fair_keys is not None:
         return _fair(scripts, plan, plan.bodies, 0)
     body, destination = plan.bodies[0], plan.destination
+    if plan.by_entry:
+        return commands.append(client, destination.stream, body)
     statuses = plan.statuses(plan.ids)
     if statuses or plan.dedupe_key is not None or plan.partition_key is not None:
         # a status, a key, an order, or several: one script
@@ -360,20 +394,24 @@ def _one(client: Any, scripts: Scripts, plan: Plan) -> Any:
 
 
 def _holder(plan: Plan, written: Any) -> str:
-    """The id of the message holding the plan's key: the script's reply, else its own."""
+    """The id of the message holding the plan's key: the script's reply, else its own
+    (read off its entry when the plan is by entry)."""
+    if plan.by_entry:
+        plan.ids[0] = ids.from_entry(plan.destination.queue, plan.destination.band, written)
     if plan.dedupe_key is None:
         return plan.ids[0]
     return written.decode() if isinstance(written, bytes) else str(written)
 
 
 def _replicated_holder(plan: Plan, written: Any, acknowledged: int) -> str:
+    holder = _holder(plan, written)
     if acknowledged < plan.replicas:
         raise ReplicationTimeout(
             f"message {plan.ids[0]} is queued, but only {acknowledged} of {plan.replicas} "
             f"replica(s) acknowledged it within {plan.replica_timeout_ms} ms: a failover "
             "now could lose it"
         )
-    return _holder(plan, written)
+    return holder
 
 
 def _write_batches(

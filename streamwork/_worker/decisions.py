@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 
-from .._base import metrics, protocol
+from .._base import ids, metrics, protocol
 from .._base.handler import Handler, Rate
 from .._base.keys import QueueKeys, Source
 from .._redis.rows import StartRow
@@ -43,6 +43,8 @@ class Decisions:
             envelope = protocol.decode(body)
         except DecodeError as exc:
             return self._reject_entry(delivery, f"undecodable message: {exc}")
+        by_entry, source = not envelope.id, delivery.source  # a first attempt sent by entry
+        ids.named(envelope, source.name, source.band, delivery.entry_id)  # is named by it
         task = self._handler(delivery.source, envelope)
         if isinstance(task, str):
             return self._dead(delivery, envelope, None, task)
@@ -61,7 +63,9 @@ class Decisions:
             outcome = self._dead(delivery, envelope, task, f"expired: {expired.error}")
             metrics.expired(*metrics.labels_of(delivery.source), task.name)
             return replace(outcome, state="expired", error=expired.error)
-        return Run(delivery, envelope, task, status_key=delivery.source.status(envelope.id))
+        return Run(
+            delivery, envelope, task, status_key=source.status(envelope.id), by_entry=by_entry
+        )
 
     def _handler(self, source: Source, envelope: protocol.Envelope) -> Handler | str:
         """The task or subscriber that runs `envelope` from `source`, or why there is none."""
@@ -81,12 +85,8 @@ class Decisions:
         return task
 
     def _reject_entry(self, delivery: Delivery, reason: str) -> Outcome:
-        log.error(
-            "entry %s on %s set aside: %s",
-            delivery.entry_id.decode(),
-            delivery.source.name,
-            reason,
-        )
+        entry_id, name = delivery.entry_id.decode(), delivery.source.name
+        log.error("entry %s on %s set aside: %s", entry_id, name, reason)
         body = delivery.fields.get(protocol.FIELD)
         failed_ms = protocol.now_ms()
         letter = protocol.DeadLetter(
@@ -360,7 +360,7 @@ def held_back(run: Run, due_ms: int, held_key: str | None, reason: str = "") -> 
         return Outcome(
             "turn" if is_turn else "wait",
             run.delivery.entry_id,
-            protocol.entry_body(run.delivery.fields),
+            protocol.encode(envelope),  # with its id (one sent by entry has none: ids.py)
             task=run.task.name,
             status_key=run.status_key,
             state="queued",

@@ -41,15 +41,23 @@ log = logging.getLogger("streamwork.worker")
 
 
 async def write_progress(
-    scripts: Scripts, ttl_ms: int, run: Run, fraction: float, note: str, data: bytes = b""
+    scripts: Scripts,
+    ttl_ms: int,
+    worker: str,
+    run: Run,
+    fraction: float,
+    note: str,
+    data: bytes = b"",
 ) -> Any:
     """Write a running message's progress to its status (and its event): the Runner's
-    `write_progress`, bound to a session's scripts and the app's status time to live."""
+    `write_progress`, bound to a session's scripts, the app's status time to live and the
+    worker's consumer name."""
     source = run.delivery.source
     assert run.status_key is not None  # progress is reported for queue messages only
     events = (source.events, source.events_max_len, run.envelope.id)
     now = protocol.now_ms()
-    return await scripts.progress(run.status_key, fraction, note, now, ttl_ms, events, data)
+    made = (run.task.name, worker, run.envelope.attempt)  # its status, if it has none
+    return await scripts.progress(run.status_key, fraction, note, now, ttl_ms, events, data, made)
 
 
 @dataclass
@@ -152,7 +160,7 @@ class Launching:
                     unmarked[run.delivery.source].append(run)
             elif (
                 plain
-                and protocol.RECORDED in run.delivery.fields
+                and (run.by_entry or protocol.RECORDED in run.delivery.fields)
                 and not run.delivery.source.events_max_len
                 and run.task.options.ack_mode != "auto"  # acked on receipt: not pending
             ):

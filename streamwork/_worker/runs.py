@@ -107,6 +107,9 @@ class Run:
     recorded: bool = False
     """It runs with no start step: a recorded entry (see lua/enqueue.lua), whose status
     nothing writes until its outcome."""
+    by_entry: bool = False
+    """Its id was read off its entry (ids.py): sent with nothing but the entry, it is a
+    recorded message with no status until a step writes one."""
 
     def request_cancel(self, reason: str) -> None:
         """Stop this run: an async handler is cancelled; a sync one sees message.cancelled."""

@@ -253,7 +253,9 @@ class Worker(Launching):
                 self.consumer,
                 threads,
                 self._on_error,
-                write_progress=functools.partial(write_progress, scripts, self.app.status_ttl_ms),
+                write_progress=functools.partial(
+                    write_progress, scripts, self.app.status_ttl_ms, self.consumer
+                ),
                 server=self.app.connection.server,
             ),
             settler=settler,

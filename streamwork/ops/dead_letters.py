@@ -171,8 +171,16 @@ def _fresh(letter: protocol.DeadLetter) -> bytes | None:
         envelope = protocol.decode(letter.message)
     except DecodeError:
         return None
+    # A first attempt named by its entry (ids.py) carries its id from now on: the replay is
+    # a new entry, and its status stays under the id people know.
     return protocol.encode(
-        replace(envelope, attempt=1, first_failure_ms=None, enqueued_ms=protocol.now_ms())
+        replace(
+            envelope,
+            id=envelope.id or letter.task_id,
+            attempt=1,
+            first_failure_ms=None,
+            enqueued_ms=protocol.now_ms(),
+        )
     )
 
 

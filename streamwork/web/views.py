@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .._app.app import App
-from .._base import protocol
+from .._base import ids, protocol
 from .._base.keys import Source
 from .._lifecycle import events as events_module
 from .._lifecycle import lifecycle
@@ -123,10 +123,10 @@ class Entry:
     """Why it could not be decoded."""
 
 
-def _entry(entry_id: str, body: Any, band: str | None) -> Entry:
-    entry = Entry(entry_id, band=band)
+def _entry(entry_id: str, body: Any, source: Source) -> Entry:
+    entry = Entry(entry_id, band=source.band)
     try:
-        envelope = protocol.decode(body)
+        envelope = ids.named(protocol.decode(body), source.name, source.band, entry_id)
     except (DecodeError, StreamworkError) as exc:
         entry.error = str(exc)
         return entry
@@ -169,12 +169,12 @@ def queue_page(app: App, queue: str, after: str | None = None) -> QueuePage:
         for source in sources:
             start = after if after and len(sources) == 1 else reads.last_delivered(client, source)
             rows = reads.entries(client, source.stream, "(" + start, count=PAGE)
-            page.ready += [_entry(i.decode(), _body(f), source.band) for i, f in rows]
+            page.ready += [_entry(i.decode(), _body(f), source) for i, f in rows]
             if len(sources) == 1 and len(rows) == PAGE:
                 page.next_after = rows[-1][0].decode()
             page.pending += _pending(client, source)
             for body, score in reads.delayed_page(client, source.delayed, PAGE):
-                entry = _entry("", body, source.band)
+                entry = _entry("", body, source)
                 entry.due = when(score)
                 page.delayed.append(entry)
     page.delayed.sort(key=lambda entry: entry.due or "")
@@ -187,7 +187,7 @@ def _pending(client: Any, source: Source) -> list[Entry]:
     found = []
     for row, entry in zip(rows, entries, strict=True):
         entry_id = row["message_id"].decode()
-        shown = _entry(entry_id, _body(entry[0][1]), source.band) if entry else Entry(entry_id)
+        shown = _entry(entry_id, _body(entry[0][1]), source) if entry else Entry(entry_id)
         shown.consumer = row["consumer"].decode()
         shown.idle = int(row["time_since_delivered"]) / 1000
         shown.deliveries = int(row["times_delivered"])

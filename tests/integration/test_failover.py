@@ -7,7 +7,7 @@ import pytest
 import redis.exceptions
 
 from streamwork import App, StreamworkError
-from streamwork._base import protocol
+from streamwork._base import ids, protocol
 from streamwork.testing import RedisClusterServers, wait_until
 
 
@@ -55,8 +55,9 @@ def send_through_failover(cluster, replicas):
     finally:
         stop.set()
         producer.join(30)
-    present = {
-        protocol.decode(fields[b"m"]).id for _, fields in app.connection.redis.xrange(stream)
+    present = {  # a message sent by entry carries no id: it is its entry's (ids.py)
+        ids.named(protocol.decode(fields[b"m"]), f"orders-{replicas}", None, entry_id).id
+        for entry_id, fields in app.connection.redis.xrange(stream)
     }
     app.close()
     lost = [index for index, mid in enumerate(acknowledged) if mid not in present]

@@ -11,9 +11,12 @@ import asyncio
 import redis
 import redis.asyncio
 
-from streamwork import App
+from streamwork import App, Backoff
+from streamwork._base import ids, protocol
 from streamwork._redis import commands, reads
+from streamwork.ops import dead_letters
 from streamwork.testing import WorkerThread, drain, wait_until
+from streamwork.web.views import queue_page
 
 N = 400
 
@@ -54,11 +57,12 @@ def test_a_plain_send_and_drain_issue_no_per_message_command_beyond_entry_read_a
     for n in range(N):
         plain.send(n)
     sent = calls(client)
-    # the script, the entry, and the status that says where the entry is
-    assert per_message(sent, {"evalsha": 1, "xadd": 1, "hset": 1, "pexpire": 1}) == {}
+    # the entry alone: its id is the message's (ids.py), no script, no status
+    assert per_message(sent, {"xadd": 1}) == {} and "evalsha" not in sent, sent
 
     plain.send_many(range(N))
-    assert per_message(calls(client), {"xadd": 1, "hset": 1, "pexpire": 1}) == {}
+    assert per_message(calls(client), {"xadd": 1}) == {}
+    assert len(client.keys("*:status:*")) == 1  # the first message's record, drained
 
     with WorkerThread(app, concurrency=100) as thread:  # (waits without asking Redis)
         wait_until(lambda: thread.worker.processed == 2 * N, timeout=30)
@@ -123,11 +127,14 @@ def test_a_message_that_reported_progress_keeps_its_status_hash(
         message.progress(0.5, note="half")
 
     handle = job.send(1)
-    with WorkerThread(app):
+    with WorkerThread(app) as thread:
         wait_until(lambda: handle.status().is_final, timeout=20)
+        consumer = thread.worker.consumer
     assert client.type(app.keys("mail").status(handle.id)) == b"hash"
     status = handle.status()
     assert (status.state, status.progress, status.note) == ("done", 0.5, "half")
+    # sent by entry, it had no status until its progress made one, naming it whole
+    assert (status.task, status.worker, status.attempts) == (job.name, consumer, 1)
 
 
 def test_a_plain_message_cancelled_while_queued_leaves_its_stream_at_once(
@@ -185,3 +192,79 @@ def test_a_message_acknowledged_on_receipt_still_reads_running_and_is_cancelled_
         assert handle.cancel() == "cancelling"
         wait_until(lambda: handle.status().is_final, timeout=20)
     assert handle.status().state == "cancelled"
+
+
+def test_a_message_sent_by_entry_is_found_from_its_id_alone(app: App, client: redis.Redis) -> None:
+    """A plain send writes its entry and nothing else: the message carries no id; its id
+    is its entry's (ids.py), from which status(), app.handle() and the console find it in
+    its queue, whichever band it waits in."""
+
+    @app.task(queue="mail", priority="low")
+    def job(n):
+        pass
+
+    low, high = job.send(1), job.send_with(args=(2,), priority="high")
+    keys = app.keys("mail")
+    for handle, band in ((low, "low"), (high, "high")):
+        ((entry_id, fields),) = client.xrange(keys.band_stream(band))[-1:]
+        assert protocol.decode(fields[b"m"]).id == ""  # the message carries no id
+        assert handle.id == ids.from_entry("mail", band, entry_id)
+        assert client.exists(keys.status(handle.id)) == 0
+        status = handle.status()
+        assert (status.state, status.task, status.attempts) == ("queued", job.name, 0)
+        sent_ms = int(entry_id.split(b"-")[0])
+        assert status.updated_at is not None
+        assert int(status.updated_at.timestamp() * 1000) == sent_ms
+        found = app.handle(handle.id)  # the id alone: the queue is read off it
+        assert found.id == handle.id and found.status().state == "queued"
+    page = queue_page(app, "mail")
+    assert {entry.message_id for entry in page.ready} == {low.id, high.id}
+    assert drain(app) == 2
+    assert low.status().state == "done" and high.status().task == job.name
+    client.delete(keys.status(low.id))  # its record expired: its entry is gone too
+    assert low.status().state == "unknown" and low.cancel() == "unknown"
+
+
+def test_a_running_message_sent_by_entry_cancelled_ends_cancelled_with_its_task(
+    app: App,
+) -> None:
+    @app.task(queue="mail")
+    async def slow(n):
+        await asyncio.sleep(30)
+
+    handle = slow.send(1)
+    with WorkerThread(app):
+        wait_until(lambda: handle.status().state == "running", timeout=20)
+        assert handle.cancel("stop") == "cancelling"
+        assert handle.status().task == slow.name  # the cancel's status names it
+        wait_until(lambda: handle.status().is_final, timeout=20)
+    status = handle.status()
+    assert (status.state, status.task, status.error) == ("cancelled", slow.name, "stop")
+
+
+def test_a_message_sent_by_entry_keeps_its_id_through_retries_a_wait_and_a_replay(
+    app: App,
+) -> None:
+    """Its later attempts carry the id its first attempt's entry gave it."""
+    failures = {"n": 0}
+
+    @app.task(
+        queue="mail", max_retries=1, backoff=Backoff(base=0.01, cap=0.05), concurrency_limit=1
+    )
+    def flaky(n):
+        failures["n"] += 1
+        raise RuntimeError("down")
+
+    handle = flaky.send(1)
+    with WorkerThread(app):
+        wait_until(lambda: handle.status().is_final, timeout=20)
+    status = handle.status()
+    assert (status.state, status.attempts, status.task) == ("failed", 2, flaky.name)
+    source = app.queue_source("mail")
+    (letter,) = dead_letters.list_dead_letters(app.connection, source)
+    assert letter.letter.task_id == handle.id
+    assert dead_letters.replay(app.connection, source).replayed == 1
+    assert handle.status().state == "queued"  # the replay carries its id
+    with WorkerThread(app):
+        wait_until(lambda: handle.status().is_final, timeout=20)
+    assert handle.status().attempts == 2 and failures["n"] == 4

@@ -87,7 +87,7 @@ def test_an_undecodable_message_says_what_is_wrong_with_it():
         (b"\xc1garbage", "not valid msgpack"),
         (msgpack.packb([1, 2]), "not a map"),
         (msgpack.packb({"v": 99, "id": "x", "task": "t"}), "unsupported message version 99"),
-        (msgpack.packb({"v": 1, "task": "t"}), "no 'id' field"),
+        (msgpack.packb({"v": 1, "id": 5, "task": "t"}), "invalid id 5"),
         (msgpack.packb({"v": 1, "id": "x"}), "neither a 'task' nor a 'topic'"),
         (msgpack.packb({"v": 1, "id": "x", "task": 5}), "'task' has the wrong type"),
         (msgpack.packb({"v": 1, "id": "x", "task": "t", "args": "no"}), "'args' has the wrong"),
@@ -189,3 +189,14 @@ def test_the_fast_path_decodes_what_the_checked_path_decodes():
                        ("topic", "bad name!"), ("kwargs", [1]), ("ff", "x")]:  # fmt: skip
         with pytest.raises(protocol.DecodeError):
             protocol.decode(msgpack.packb({**body, field: bad}))
+
+
+def test_a_message_without_an_id_decodes_with_an_empty_id_for_its_reader_to_name():
+    """The first attempt of a message sent by entry carries no id (ids.py): its reader
+    names it from its entry."""
+    envelope = protocol.Envelope(id="abc", task="t", args=(1,))
+    body = protocol.encode(envelope, with_id=False)
+    assert b"id" not in msgpack.unpackb(body)
+    decoded = protocol.decode(body)
+    assert decoded.id == "" and decoded.task == "t" and decoded.args == (1,)
+    assert protocol.with_id(decoded, "named").id == "named"

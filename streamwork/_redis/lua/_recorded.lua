@@ -19,3 +19,23 @@ local function recorded_at(entry, main, high, low)
     local stream = ({high = high, low = low})[band]
     return stream, stream and id
 end
+
+-- The task of the message at `entry_id` of `stream`: false when there is no such entry, ""
+-- when its message names none streamwork can read. A message sent by entry (ids.py) has no
+-- status until a step writes one: while it waits or runs, its entry is its record.
+local function entry_task(stream, entry_id)
+    local found = redis.call("XRANGE", stream, entry_id, entry_id)
+    if not found[1] then
+        return false
+    end
+    local fields = found[1][2]
+    for i = 1, #fields, 2 do
+        if fields[i] == "m" then
+            local ok, message = pcall(cmsgpack.unpack, fields[i + 1])
+            if ok and type(message) == "table" and type(message.task) == "string" then
+                return message.task
+            end
+        end
+    end
+    return ""
+end

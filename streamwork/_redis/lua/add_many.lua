@@ -9,10 +9,11 @@
 -- ARGV[3]   now, in ms (status)
 -- ARGV[4]   how long a status lives once nothing changes it, in ms
 -- ARGV[5]   the event stream's length cap (approximate); 0: no events
--- ARGV[6]   "1": each message comes with its id (for its status and event); "0": not
+-- ARGV[6]   "1": each message comes with its id (for its status and event); "0": not;
+--           "2": not, and its id is its entry's (ids.py: the messages carry none)
 -- ARGV[7..] per message: its id and the message (two values each), or the message alone
 --
--- Returns how many were added.
+-- Returns how many were added; with ARGV[6] "2", the entry id of each, in order.
 --
 -- Why a script: one command carrying a thousand messages costs the client far less to
 -- encode and parse than a thousand pipelined XADDs, and it is still one slot.
@@ -23,6 +24,7 @@ local due, task, now, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4
 local cap = tonumber(ARGV[5])
 local with_status = #KEYS > 3
 local step = ARGV[6] == "1" and 2 or 1
+local named, entries = ARGV[6] == "2", {}
 -- #include recorded
 
 local n = 0
@@ -41,6 +43,8 @@ for i = 7, #ARGV, step do
         redis.call("HSET", status, "state", "queued", "task", task, "updated", now,
             "entry", recorded_as(KEYS[1], entry))
         redis.call("PEXPIRE", status, ttl)
+    elseif named then
+        entries[n] = redis.call("XADD", KEYS[1], "*", "m", message)
     else
         redis.call("XADD", KEYS[1], "*", "m", message)
     end
@@ -49,4 +53,4 @@ for i = 7, #ARGV, step do
             "task", task, "attempt", 1, "time", now, "due", due)
     end
 end
-return n
+return named and entries or n

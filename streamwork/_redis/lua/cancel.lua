@@ -12,6 +12,8 @@
 -- KEYS[8]  the stream of its low band
 -- KEYS[9]  the queue's stats hash (a recorded message deleted here counts as cancelled)
 -- ARGV[7]  the consumer group
+-- ARGV[8]  where its entry is when its id is an entry id of this queue (ids.py; as a
+--          status's `entry` says it), else "": with no status, the entry is its record
 -- ARGV[1]  the reason ("" for none)
 -- ARGV[2]  now, in ms
 -- ARGV[3]  how long a status lives once nothing changes it, in ms
@@ -38,7 +40,8 @@
 -- #include status
 
 local state = status_state(KEYS[1]) -- a compact record (_status.lua) is a done message's
-if not state and ARGV[6] ~= "1" then
+local by_entry = not state and (ARGV[8] or "") ~= "" -- sent by entry: no status yet
+if not state and not by_entry and ARGV[6] ~= "1" then
     return {"unknown", ""}
 end
 if state == "cancelled" then
@@ -51,9 +54,18 @@ end
 -- is about to; not delivered yet, it is deleted from its stream now, before any worker can
 -- read it (this step and the group's reads are atomic to each other).
 local entry = state == "queued" and redis.call("HGET", KEYS[1], "entry")
+    or by_entry and ARGV[8]
 local stream, entry_id = nil, nil
 if entry then
     stream, entry_id = recorded_at(entry, KEYS[6], KEYS[7], KEYS[8])
+end
+local task = nil -- sent by entry: its task, read off its message
+if by_entry then
+    task = stream and entry_task(stream, entry_id)
+    if not task then
+        return {"unknown", ""} -- done (its record expired) or never sent
+    end
+    state = "queued"
 end
 if stream then
     local pending = redis.pcall("XPENDING", stream, ARGV[7], entry_id, entry_id, 1)
@@ -64,6 +76,10 @@ if stream then
     end
 end
 if state == "running" then
+    if task then -- its status, from now on (the settle names its outcome there)
+        redis.call("HSET", KEYS[1], "state", "running", "task", task, "attempts", 1)
+        redis.call("PEXPIRE", KEYS[1], ARGV[3])
+    end
     redis.call("HSET", KEYS[1], "cancel", "1", "reason", ARGV[1], "updated", ARGV[2])
     return {"cancelling", state}
 end
@@ -83,6 +99,9 @@ elseif body then
 end
 redis.call("HSET", KEYS[1], "state", "cancelled", "reason", ARGV[1], "updated", ARGV[2])
 redis.call("HDEL", KEYS[1], "body", "due")
+if task then
+    redis.call("HSET", KEYS[1], "task", task)
+end
 redis.call("PEXPIRE", KEYS[1], ARGV[3])
 local cap = tonumber(ARGV[4])
 if cap > 0 then

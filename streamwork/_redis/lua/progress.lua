@@ -9,6 +9,8 @@
 -- ARGV[5]  the event stream's length cap (approximate); 0: the queue records no events
 -- ARGV[6]  the message id
 -- ARGV[7]  the progress data, msgpack ("": none given; the last written stays)
+-- ARGV[8]  its task, ARGV[9] its worker, ARGV[10] its attempt: with no status (a message
+--          sent by entry, ids.py, has none while it runs), the status is made running
 --
 -- Returns 1 written, 0 ignored (the message is not running: its outcome came first).
 --
@@ -20,6 +22,9 @@
 local state = status_state(KEYS[1])
 if state == "queued" then
     redis.call("HSET", KEYS[1], "state", "running")
+elseif not state and (ARGV[8] or "") ~= "" then
+    redis.call("HSET", KEYS[1], "state", "running", "task", ARGV[8], "worker", ARGV[9],
+        "attempts", ARGV[10])
 elseif state ~= "running" then
     return 0
 end

@@ -159,7 +159,11 @@ for _, outcome in ipairs(outcomes) do
             redis.call("SET", KEYS[status_key], record, "PX", status_ttl)
         elseif status_key > 0 then
             local key = KEYS[status_key]
-            if run_ms >= 0 and attempt > 0 then -- a handler ran (no start step may have said so)
+            if run_ms >= 0 and attempt > 0 and task ~= "" then
+                -- a handler ran (no start step may have said so, nor a send named the task)
+                redis.call("HSET", key, "state", state, "updated", now_ms, "attempts", attempt,
+                    "worker", consumer, "task", task)
+            elseif run_ms >= 0 and attempt > 0 then
                 redis.call("HSET", key, "state", state, "updated", now_ms, "attempts", attempt,
                     "worker", consumer)
             else

@@ -7,16 +7,24 @@
 -- KEYS[3]   the stream of its high priority band
 -- KEYS[4]   the stream of its low band
 -- ARGV[1]   the consumer group
+-- ARGV[2]   where its entry is when its id is an entry id of this queue (ids.py; as a
+--           status's `entry` says it), else "": with no status, the entry is its record
 --
 -- Returns the status's fields and values, flat (HGETALL's), where a recorded message whose
 -- entry is pending reads state "running" and, unless the hash names them, its worker (the
 -- consumer) and attempts (1: a retry is never recorded), and "idle_ms" (how long ago it
--- was delivered) is added.
+-- was delivered) is added. A message sent by entry with no status reads "queued" (its
+-- entry waits) or "running" (pending), its task read off its message, "updated" the
+-- entry's time; none when its entry is gone.
 
 -- #include recorded
 -- #include status
 
 local raw = status_fields(KEYS[1])
+local by_entry = #raw == 0 and (ARGV[2] or "") ~= ""
+if by_entry then
+    raw = {"state", "queued", "entry", ARGV[2]}
+end
 local at = {}
 for i = 1, #raw, 2 do
     at[raw[i]] = i + 1
@@ -28,7 +36,16 @@ if not entry or (state ~= "queued" and state ~= "running") then
 end
 local stream, entry_id = recorded_at(entry, KEYS[2], KEYS[3], KEYS[4])
 if not stream then
-    return raw
+    return by_entry and {} or raw
+end
+if by_entry then
+    local task = entry_task(stream, entry_id)
+    if not task then
+        return {} -- done (its record expired) or never sent: no status
+    end
+    local sent = string.match(entry_id, "^(%d+)")
+    raw = {"state", "queued", "entry", ARGV[2], "task", task, "updated", sent}
+    at = {state = 2, entry = 4, task = 6, updated = 8}
 end
 local pending = redis.pcall("XPENDING", stream, ARGV[1], entry_id, entry_id, 1)
 if type(pending) ~= "table" or pending.err or not pending[1] then
