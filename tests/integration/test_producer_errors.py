@@ -21,7 +21,7 @@ from streamwork import (
     SendIncomplete,
     TaskFailed,
 )
-from streamwork._base import protocol
+from streamwork._base import ids
 from streamwork.testing import RedisServer, WorkerThread, drain
 
 
@@ -171,7 +171,7 @@ def test_send_many_under_oom_says_what_was_queued(app, client, tight_memory):
     assert isinstance(error.__cause__, OutOfMemory)
     assert f"items[{error.index}:]" in str(error)
     stream = client.xrange(app.keys("default").stream)
-    assert [h.id for h in error.sent] == [protocol.decode(f[b"m"]).id for _, f in stream]
+    assert [h.id for h in error.sent] == [ids.from_entry("default", None, e) for e, _ in stream]
 
 
 def test_publish_many_under_oom_says_what_was_published(app, client, tight_memory):

@@ -7,23 +7,23 @@ import msgpack
 import pytest
 
 from streamwork import App, BadArguments, ConfigurationError, ConnectionFailed, EncodeError
-from streamwork._base import protocol
+from streamwork._base import ids, protocol
 
 
 def entries(client, app, queue="default"):
     return client.xrange(app.keys(queue).stream)
 
 
-def test_send_adds_one_versioned_msgpack_entry_with_the_handle_id(app, client):
+def test_send_adds_one_versioned_msgpack_entry_whose_id_is_the_handle_s(app, client):
     @app.task(queue="emails")
     def send_email(to, subject): ...
 
     handle = send_email.send("a@example.com", subject="hi")
-    [(_, fields)] = entries(client, app, "emails")
-    assert list(fields) == [b"m", b"r"]  # r: its status records the entry (PROTOCOL.md)
+    [(entry_id, fields)] = entries(client, app, "emails")
+    assert list(fields) == [b"m"]  # the entry alone (PROTOCOL.md: sent by entry)
     body = msgpack.unpackb(fields[b"m"])
     assert body["v"] == 1
-    assert body["id"] == handle.id
+    assert "id" not in body and handle.id == ids.from_entry("emails", None, entry_id)
     assert body["task"] == "send_email"
     assert body["args"] == ["a@example.com"]
     assert body["kwargs"] == {"subject": "hi"}
@@ -36,8 +36,9 @@ async def test_send_async_adds_an_entry(app, client):
 
     handle = await resize.send_async(7)
     await app.aclose()
-    [(_, fields)] = entries(client, app)
-    assert protocol.decode(fields[b"m"]).id == handle.id
+    [(entry_id, fields)] = entries(client, app)
+    assert protocol.decode(fields[b"m"]).id == ""
+    assert handle.id == ids.from_entry("default", None, entry_id)
 
 
 def test_send_many_uses_one_command_per_thousand(app, client):
@@ -52,9 +53,10 @@ def test_send_many_uses_one_command_per_thousand(app, client):
     assert calls == 3  # 1000 + 1000 + 500, one round trip each
     assert stats["cmdstat_xadd"]["calls"] == 2500
     assert len({h.id for h in handles}) == 2500
-    sent = [protocol.decode(f[b"m"]) for _, f in entries(client, app)][1:]
+    rows = entries(client, app)[1:]
+    sent = [protocol.decode(f[b"m"]) for _, f in rows]
     assert [m.args for m in sent] == [(n,) for n in range(2500)]
-    assert [m.id for m in sent] == [h.id for h in handles]
+    assert [ids.from_entry("default", None, e) for e, _ in rows] == [h.id for h in handles]
 
 
 def test_send_many_items_tuple_dict_or_single_value(app, client):
