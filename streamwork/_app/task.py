@@ -312,7 +312,8 @@ class Task(Routing):
                 expires,
             ),
         ) as plan:
-            return self._handle(plan.ids[0], self.producer.write(plan), plan.destination.name)
+            holder = self.producer.write(plan)  # first: a plan by entry learns its id here
+            return self._handle(plan.ids[0], holder, plan.destination.name)
 
     async def send_with_async(
         self,
@@ -351,9 +352,8 @@ class Task(Routing):
                 expires,
             ),
         ) as plan:
-            return self._handle(
-                plan.ids[0], await self.producer.write_async(plan), plan.destination.name
-            )
+            holder = await self.producer.write_async(plan)
+            return self._handle(plan.ids[0], holder, plan.destination.name)
 
     def _refuse_late(self, due: int | None, deadline: int | None) -> None:
         """ConfigurationError for a send due at or after its deadline: it could never run."""

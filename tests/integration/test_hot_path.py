@@ -204,6 +204,7 @@ def test_a_message_sent_by_entry_is_found_from_its_id_alone(app: App, client: re
         pass
 
     low, high = job.send(1), job.send_with(args=(2,), priority="high")
+    assert not low.is_duplicate and not high.is_duplicate
     keys = app.keys("mail")
     for handle, band in ((low, "low"), (high, "high")):
         ((entry_id, fields),) = client.xrange(keys.band_stream(band))[-1:]

@@ -37,7 +37,7 @@ async def test_send_async_adds_an_entry(app, client):
     handle = await resize.send_async(7)
     await app.aclose()
     [(entry_id, fields)] = entries(client, app)
-    assert protocol.decode(fields[b"m"]).id == ""
+    assert protocol.decode(fields[b"m"]).id == "" and not handle.is_duplicate
     assert handle.id == ids.from_entry("default", None, entry_id)
 
 

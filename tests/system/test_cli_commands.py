@@ -3,7 +3,7 @@
 import json
 
 from streamwork import App
-from streamwork._base import protocol
+from streamwork._base import ids, protocol
 from streamwork.ops.stats import queue_state
 from streamwork.testing import drain
 
@@ -33,8 +33,10 @@ LEDGER = """
 
 
 def sent(app, queue):
+    """The messages in `queue`'s stream, named (a plain send's is its entry's: ids.py)."""
     return [
-        protocol.decode(f[b"m"]) for _, f in app.connection.redis.xrange(app.keys(queue).stream)
+        ids.named(protocol.decode(f[b"m"]), queue, None, entry_id)
+        for entry_id, f in app.connection.redis.xrange(app.keys(queue).stream)
     ]
 
 
