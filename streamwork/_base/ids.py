@@ -33,9 +33,14 @@ def queue_hash(queue: str) -> str:
 
 def from_entry(queue: str, band: str | None, entry_id: bytes | str) -> str:
     """The message id of the first attempt at `entry_id` in `queue`'s stream of `band`."""
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    ms, _, seq = text.partition("-")
-    return f"{int(ms):012x}{int(seq):08x}{BANDS.index(band or 'default')}{queue_hash(queue)}"
+    ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
+    return f"{int(ms):012x}{int(seq):08x}{_tail(queue, band)}"
+
+
+@lru_cache(maxsize=4096)
+def _tail(queue: str, band: str | None) -> str:
+    """The last 12 digits of an entry id: its band's, then its queue's hash."""
+    return f"{BANDS.index(band or 'default')}{queue_hash(queue)}"
 
 
 def entry_of(message_id: str, queue: str) -> str | None:

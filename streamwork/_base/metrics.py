@@ -234,9 +234,16 @@ def batch_ran(source: Source, task: str, size: int) -> None:
     BATCH_SIZE.labels(queue, group, task).observe(size)
 
 
+_SENDS: dict[str, tuple[Any, Any]] = {}
+"""Each queue's (sent counter, send time histogram) children: looked up once, not per send."""
+
+
 def sent(queue: str, count: int, seconds: float) -> None:
-    SENT.labels(queue).inc(count)
-    SEND_TIME.labels(queue).observe(seconds)
+    children = _SENDS.get(queue)
+    if children is None:
+        children = _SENDS[queue] = (SENT.labels(queue), SEND_TIME.labels(queue))
+    children[0].inc(count)
+    children[1].observe(seconds)
 
 
 CANCELLED = Counter(

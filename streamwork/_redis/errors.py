@@ -8,10 +8,9 @@ lost Redis in a few lines. Nothing here talks to Redis.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import redis.exceptions
 
@@ -264,19 +263,28 @@ def translate(exc: BaseException, url: str) -> StreamworkError | None:
     return None
 
 
-@contextlib.contextmanager
-def translate_errors(url: str) -> Iterator[None]:
-    """Re-raise redis-py errors met inside the block as streamwork's (see `ERRORS`), the
-    original kept as `__cause__`."""
-    try:
-        yield
-    except StreamworkError:
-        raise  # ours already say what happened (some are TimeoutError, an OSError)
-    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
-        mapped = translate(exc, url)
-        if mapped is None:
-            raise
-        raise mapped from exc
+_REDIS_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError)
+
+
+class translate_errors:  # named as the function it was: a block, around every send
+    """A block in which redis-py errors become streamwork's (see `ERRORS`), the original
+    kept as `__cause__`. A class, not a generator: it wraps every send."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
+        # StreamworkError: ours already say what happened (some are TimeoutError, an OSError)
+        if exc is None or isinstance(exc, StreamworkError) or not isinstance(exc, _REDIS_ERRORS):
+            return
+        mapped = translate(exc, self.url)
+        if mapped is not None:
+            raise mapped from exc
 
 
 def is_client_race(exc: BaseException) -> bool:

@@ -31,6 +31,9 @@ def test_benchmark_command_runs_and_writes_every_scenario(tmp_path, redis_url):
     ):
         assert rows[scenario]["median"] > 0, scenario
     assert rows["task.send_many"]["ratio"] is not None
+    # a single send against raw XADDs in alternating blocks (the same conditions)
+    assert rows["raw XADD, one at a time, alternating with task.send"]["median"] > 0
+    assert rows["task.send, one at a time"]["ratio"] is not None
     assert rows["raw drain + streamwork's settle step (status on)"]["ratio"] is not None
     assert rows["3-master cluster, -p 2: 6 partitions"]["ratio"] is not None
     # the fleet's figures: Redis CPU per message against the raw drain's, with a target
