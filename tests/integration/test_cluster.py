@@ -215,6 +215,29 @@ def test_a_done_plain_message_s_compact_record_on_a_cluster(cluster_app):
     assert handle.cancel() == "finished"
 
 
+def test_messages_sent_by_entry_are_found_from_their_ids_on_every_node(cluster, cluster_app):
+    """A plain send is its entry alone on whichever node holds its queue; its id finds it
+    (status, app.handle, cancel) with no status key, in one slot."""
+    queues = [f"by-entry{n}" for n in range(6)]
+    assert len(set(nodes_of(cluster, queues).values())) >= 2
+    tasks = {
+        q: cluster_app.task(queue=q, name=f"job_{q.replace('-', '_')}")(lambda: None)
+        for q in queues
+    }
+    handles = {q: task.send() for q, task in tasks.items()}
+    many = tasks[queues[0]].send_many([(), (), ()])
+    redis_client = cluster_app.connection.redis
+    for queue, handle in handles.items():
+        assert redis_client.exists(cluster_app.keys(queue).status(handle.id)) == 0
+        assert handle.status().state == "queued"
+        found = cluster_app.handle(handle.id)
+        assert (found.id, found.status().task) == (handle.id, tasks[queue].name)
+    assert many[1].cancel() == "cancelled" and many[1].status().state == "cancelled"
+    assert drain(cluster_app) == len(queues) + 2
+    assert {handle.status().state for handle in handles.values()} == {"done"}
+    assert [h.status().state for h in many] == ["done", "cancelled", "done"]
+
+
 def test_events_of_queues_on_every_node(cluster, cluster_app):
     import asyncio
 

@@ -122,3 +122,23 @@ def test_a_plain_message_runs_without_a_start_step_and_keeps_its_lifecycle(app):
     # its status is the compact record now (lua/_status.lua): read, cancelled, as the hash was
     assert done.task == job.name and done.updated_at is not None
     assert taken.cancel() == "finished" and taken.status() == done
+
+
+def test_a_message_sent_by_entry_is_found_from_its_id_alone(app):
+    """A plain send writes its entry alone; its id (the entry's) finds it, names its task,
+    and a cancel before any worker read it keeps it from running."""
+    ran = []
+
+    @app.task(queue="mail")
+    def job(n):
+        ran.append(n)
+
+    kept, dropped = job.send(1), job.send(2)
+    queued = app.handle(kept.id).status()  # the id alone: its queue is read off it
+    assert (queued.state, queued.task, queued.attempts) == ("queued", job.name, 0)
+    assert dropped.cancel("no") == "cancelled"
+    cancelled = dropped.status()
+    assert (cancelled.state, cancelled.task, cancelled.error) == ("cancelled", job.name, "no")
+    run_until_idle(app)
+    assert ran == [1] and kept.status().state == "done"
+    assert app.handle(job, protocol.new_id()).status().state == "unknown"

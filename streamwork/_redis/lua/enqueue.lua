@@ -25,7 +25,9 @@
 -- Returns the id of the message that holds the key: ARGV[7] when this call enqueued it,
 -- else the id of the message enqueued earlier under the same key.
 --
--- A plain message (a status, no workflow, no partition key) is added with the field `r`
+-- (A plain send with no key, partition, workflow or events writes no status: its entry alone,
+-- its id the entry's: ids.py.) A message sent now with a status and no workflow or partition
+-- key (one with an idempotency key, say) is added with the field `r`
 -- ("recorded") and its status records where it is (`entry`: its entry id, after "high|"
 -- or "low|" in a priority band's stream): a worker
 -- runs it without a start step, and cancel.lua deletes it from the stream while no worker
