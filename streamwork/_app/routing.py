@@ -1,6 +1,6 @@
 """Where a task's messages go: its queue's keys, the band a priority picks, the partition a
-partition key (or the round robin) picks, the key a fair task's message waits under, and
-which partition a message id names (a base
+partition key (or the round robin) picks, the key a fair task's message waits under,
+which partition a message id names, and a plain `send`'s message, sent by entry (a base
 class of Task; what it needs of the Task is declared here).
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from .._base import protocol
+from .._base import protocol, tracing
 from .._base.handler import HandlerOptions, check_priority
 from .._base.keys import QueueKeys, check_queue, partition_name, partition_of_id, queue_registry
 from .._send.producer import Destination, Producer
@@ -103,6 +103,39 @@ class Routing:
         if partition_key is not None:
             return zlib.crc32(partition_key.encode()) % count
         return next(self._turns) % count
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
+
+    def plain_send(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Destination, bytes] | None:
+        """`send(*args, **kwargs)` as a plain send by entry (ids.py) with nothing to plan —
+        no fair key, deadline, partition or trace span to make: where it goes and its
+        message (no id; checked); None: it takes the general path (`send_with`)."""
+        options = self.options
+        if options.fair or options.expires is not None or self.partitions > 1 or tracing.active():
+            return None
+        destination = self.destination_for(None)
+        if not self.producer.sends_by_entry(destination):
+            return None
+        self.check_arguments(args, kwargs)
+        envelope = protocol.made(
+            id="",
+            task=self.name,
+            topic="",
+            payload=None,
+            args=args,
+            kwargs=kwargs,
+            headers=tracing.context(),
+            enqueued_ms=protocol.now_ms(),
+            attempt=1,
+            first_failure_ms=None,
+        )
+        body = protocol.encode(envelope, with_id=False)
+        limit = self.producer.max_message_bytes
+        if len(body) > limit:
+            protocol.check_size(body, limit, f"a message of task {self.name!r}")
+        return destination, body
 
     def destination_for(self, priority: str | None, partition: int | None = None) -> Destination:
         """Where a send goes: the stream of its priority band (the task's own by default),

@@ -178,11 +178,17 @@ class Task(Routing):
 
     def send(self, *args: Any, **kwargs: Any) -> TaskHandle:
         """Queue one run with these arguments; returns at once with the message's handle."""
-        return self.send_with(args=args, kwargs=kwargs)
+        plain = self.plain_send(args, kwargs)
+        if plain is None:
+            return self.send_with(args=args, kwargs=kwargs)
+        return TaskHandle(self.producer.append(*plain), self)
 
     async def send_async(self, *args: Any, **kwargs: Any) -> TaskHandle:
         """Like `send`, for asyncio code."""
-        return await self.send_with_async(args=args, kwargs=kwargs)
+        plain = self.plain_send(args, kwargs)
+        if plain is None:
+            return await self.send_with_async(args=args, kwargs=kwargs)
+        return TaskHandle(await self.producer.append_async(*plain), self)
 
     def _plan_one(
         self,

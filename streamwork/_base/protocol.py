@@ -123,6 +123,14 @@ class Envelope:
         )
 
 
+def made(**fields: Any) -> Envelope:
+    """An Envelope of all ten `fields`, made without the frozen dataclass's `__setattr__`
+    per field (decode and a plain send make one per message)."""
+    envelope = object.__new__(Envelope)
+    envelope.__dict__.update(fields)
+    return envelope
+
+
 def with_id(envelope: Envelope, message_id: str) -> Envelope:
     """`envelope`, named `message_id` (one decoded without an id: read off its entry)."""
     object.__setattr__(envelope, "id", message_id)  # frozen, and fresh from decode
@@ -362,8 +370,7 @@ def decode(raw: Any) -> Envelope:
             and type(attempt) is int
             and (ff is None or type(ff) is int)
         ):
-            envelope = object.__new__(Envelope)  # frozen: no __setattr__ per field
-            envelope.__dict__.update(
+            return made(
                 id=id_ or "",
                 task=task,
                 topic=topic,
@@ -375,7 +382,6 @@ def decode(raw: Any) -> Envelope:
                 attempt=attempt,
                 first_failure_ms=ff,
             )
-            return envelope
     envelope = _decode_checked(body)
     if len(_NAMES_SEEN) < 10_000:
         _NAMES_SEEN.update(name for name in (envelope.task, envelope.topic) if name)

@@ -173,14 +173,12 @@ class Producer:
         cap = self.events_cap(destination.name) if destination.status_prefix else 0
         # A plain send to a queue writes its entries alone; its ids are theirs (ids.py).
         by_entry = (
-            destination.status_prefix is not None
-            and due is None
+            due is None
             and key is None
             and partition_key is None
             and fair_keys is None
-            and not cap
             and not partitioned
-            and PARTITION_MARK not in destination.queue
+            and self.sends_by_entry(destination)
         )
         # One envelope at a time: each is garbage once encoded (thousands of live envelopes
         # would keep the garbage collector busy on the hot path of send_many).
@@ -224,7 +222,38 @@ class Producer:
             by_entry=by_entry,
         )
 
+    def sends_by_entry(self, destination: Destination) -> bool:
+        """Whether a plain send to `destination` is its entry alone, the message's id the
+        entry's (ids.py): a queue of an app that tracks status, not a partition, recording
+        no events."""
+        return (
+            destination.status_prefix is not None
+            and PARTITION_MARK not in destination.queue
+            and not self.events_cap(destination.name)
+        )
+
     # -- the I/O, twinned -----------------------------------------------------------------
+
+    def append(self, destination: Destination, body: bytes) -> str:
+        """Send one message by entry, planned by the caller (Task.send: nothing to plan but
+        the message): one XADD; returns the message's id, its entry's."""
+        started = time.perf_counter()
+        connection = self.connection
+        with connection.translate_errors():
+            connection.register(destination.registry, destination.name)
+            entry = commands.append(connection.redis, destination.stream, body)
+        metrics.sent(destination.name, 1, time.perf_counter() - started)
+        return ids.from_entry(destination.queue, destination.band, entry)
+
+    async def append_async(self, destination: Destination, body: bytes) -> str:
+        """Like `append`, on the running event loop's client."""
+        started = time.perf_counter()
+        connection = self.connection
+        with connection.translate_errors():
+            await connection.register_async(destination.registry, destination.name)
+            entry = await commands.append(connection.async_redis(), destination.stream, body)
+        metrics.sent(destination.name, 1, time.perf_counter() - started)
+        return ids.from_entry(destination.queue, destination.band, entry)
 
     def write(self, plan: Plan) -> str:
         """Perform `plan`; returns the id of the message holding the plan's key (its own

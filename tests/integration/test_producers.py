@@ -1,6 +1,7 @@
 """Producers against a real Redis: what lands in the stream, the delayed set and the registry."""
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import msgpack
@@ -209,3 +210,29 @@ def test_producers_count_and_time_their_sends(app):
     app.publish("billing", {"n": 1})  # a topic of the same name counts under its name too
     assert sent() == before + 12
     assert timed() == batches + 3
+
+
+def test_a_plain_send_writes_what_send_with_writes(app, client):
+    """`send(*args)` with nothing to plan takes a short path (Routing.plain_send): the same
+    message, the same id scheme, the same checks as `send_with` and `send_async`."""
+
+    @app.task(queue="emails", priority="high")
+    def job(a, b=0): ...
+
+    handles = [job.send(1, b=2), job.send_with(args=(1,), kwargs={"b": 2})]
+    handles.append(asyncio.run(job.send_async(1, b=2)))
+    rows = entries(client, app, "emails")  # the task's band: none of them asked for it
+    assert rows == [] and len(client.xrange(app.keys("emails").band_stream("high"))) == 3
+    rows = client.xrange(app.keys("emails").band_stream("high"))
+    sent = [replace(protocol.decode(f[b"m"]), enqueued_ms=0) for _, f in rows]
+    assert sent[0] == sent[1] == sent[2] and sent[0].id == ""
+    assert [h.id for h in handles] == [ids.from_entry("emails", "high", e) for e, _ in rows]
+    assert not any(h.is_duplicate for h in handles)
+    with pytest.raises(BadArguments):
+        job.send(1, 2, 3)
+    small = App(app.url, max_message_bytes=200)
+    big = small.task(queue="emails", name="job")(lambda a: None)
+    with pytest.raises(EncodeError, match=r"a message of task 'job' is .* over max_message_bytes"):
+        big.send("x" * 300)
+    small.close()
+    assert len(client.xrange(app.keys("emails").band_stream("high"))) == 3
