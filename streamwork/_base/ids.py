@@ -37,6 +37,17 @@ def from_entry(queue: str, band: str | None, entry_id: bytes | str) -> str:
     return f"{int(ms):012x}{int(seq):08x}{_tail(queue, band)}"
 
 
+def from_entries(queue: str, band: str | None, entry_ids: list[bytes]) -> list[str]:
+    """`from_entry` of each of a batch's entries (most share their milliseconds)."""
+    tail, last, head, found = _tail(queue, band), b"", "", []
+    for entry_id in entry_ids:
+        ms, _, seq = entry_id.partition(b"-")
+        if ms != last:
+            last, head = ms, f"{int(ms):012x}"
+        found.append(f"{head}{int(seq):08x}{tail}")
+    return found
+
+
 @lru_cache(maxsize=4096)
 def _tail(queue: str, band: str | None) -> str:
     """The last 12 digits of an entry id: its band's, then its queue's hash."""

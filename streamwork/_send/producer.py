@@ -384,10 +384,9 @@ def _named(plan: Plan, start: int, entries: Any) -> None:
     """Name the messages of the batch at `start` by the entries they were written to."""
     if plan.by_entry:
         destination = plan.destination_at(start)
-        queue, band = destination.queue, destination.band
-        plan.ids[start : start + len(entries)] = [
-            ids.from_entry(queue, band, entry) for entry in entries
-        ]
+        plan.ids[start : start + len(entries)] = ids.from_entries(
+            destination.queue, destination.band, entries
+        )
 
 
 def _one(client: Any, scripts: Scripts, plan: Plan) -> Any:

@@ -54,3 +54,8 @@ def test_named_keeps_an_id_the_message_carries_and_names_one_that_has_none():
     named = ids.named(bare, "emails", "high", b"5-1")
     assert named.id == ids.from_entry("emails", "high", b"5-1")
     assert ids.entry_of(named.id, "emails") == "high|5-1"
+
+
+def test_a_batch_of_entries_is_named_as_each_would_be():
+    entries = [b"1765152000123-0", b"1765152000123-1", b"1765152000124-0", b"1765152000124-70000"]
+    assert ids.from_entries("q", "low", entries) == [ids.from_entry("q", "low", e) for e in entries]
