@@ -54,7 +54,10 @@ def test_each_keys_order_holds_across_three_processes_and_a_sigkill(
     )
     total = len(ACCOUNTS) * PER_ACCOUNT
     try:
-        wait_until(lambda: (tmp_path / "killed").exists(), timeout=30)
+        # written by the handler: wait for its content, not only for the file
+        wait_until(
+            lambda: (tmp_path / "killed").exists() and (tmp_path / "killed").read_text(), timeout=30
+        )
         os.kill(int((tmp_path / "killed").read_text()), signal.SIGKILL)
         wait_until(
             lambda: (
