@@ -151,6 +151,8 @@ class Producer:
         self.track_status = track_status
         self.events_cap = events_cap
         """The cap of a queue's event stream (0: no events)."""
+        self._by_entry: dict[tuple[str, str, str], bool] = {}
+        """`sends_by_entry` per destination (the app's settings it reads do not change)."""
 
     def plan(
         self,
@@ -226,11 +228,15 @@ class Producer:
         """Whether a plain send to `destination` is its entry alone, the message's id the
         entry's (ids.py): a queue of an app that tracks status, not a partition, recording
         no events."""
-        return (
-            destination.status_prefix is not None
-            and PARTITION_MARK not in destination.queue
-            and not self.events_cap(destination.name)
-        )
+        key = (destination.name, destination.queue, destination.stream)
+        found = self._by_entry.get(key)
+        if found is None:
+            found = self._by_entry[key] = (
+                destination.status_prefix is not None
+                and PARTITION_MARK not in destination.queue
+                and not self.events_cap(destination.name)
+            )
+        return found
 
     # -- the I/O, twinned -----------------------------------------------------------------
 
