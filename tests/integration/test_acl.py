@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from streamwork import App, UnknownWorkflow, chain
+from streamwork import App, PermissionDenied, UnknownWorkflow, chain
 from streamwork.ops.stats import queue_state
 from streamwork.testing import drain
 
@@ -17,6 +17,8 @@ PRODUCER = (
     "+xadd +zadd +zrem +zscore +sadd +hset +hget +hgetall +hdel +pexpire +pexpireat "
     "+evalsha +eval +script|load +get +set +blmove +rpush +ltrim"
 )
+WEBAPP = PRODUCER.replace("producer-secret", "webapp-secret") + " +xrange +xpending +xdel +hincrby"
+"""A producer that reads the status of waiting messages and cancels them."""
 WORKER = (
     "on >worker-secret ~sw:* resetchannels -@all +@connection +@stream +@sortedset +@set "
     "+@hash +@list +@string +@scripting +del +exists +pexpire +pexpireat +time -@dangerous +info"
@@ -27,11 +29,12 @@ WORKER = (
 def users(redis_server, client):
     client.execute_command("ACL", "SETUSER", "producer", "reset", *PRODUCER.split())
     client.execute_command("ACL", "SETUSER", "worker", "reset", *WORKER.split())
+    client.execute_command("ACL", "SETUSER", "webapp", "reset", *WEBAPP.split())
     yield {
         name: f"redis://{name}:{name}-secret@127.0.0.1:{redis_server.port}/0"
-        for name in ("producer", "worker")
+        for name in ("producer", "worker", "webapp")
     }
-    client.acl_deluser("producer", "worker")
+    client.acl_deluser("producer", "worker", "webapp")
 
 
 def declare(app):
@@ -117,5 +120,25 @@ def test_the_security_guide_gives_these_rules():
     for block in re.findall(r"```text\n(ACL SETUSER .*?)```", guide, re.S):
         words = block.split()
         documented[words[2]] = [w for w in words[3:] if not w.startswith(">")]
-    for user, rules in (("producer", PRODUCER), ("worker", WORKER)):
+    for user, rules in (("producer", PRODUCER), ("worker", WORKER), ("webapp", WEBAPP)):
         assert documented[user] == [w for w in rules.split() if not w.startswith(">")]
+
+
+def test_the_status_of_a_waiting_message_needs_the_webapp_rules(users):
+    """A plain message waits with no status key: its status is read off its entry (XRANGE,
+    XPENDING) and a cancel deletes it (XDEL). The producer's rules refuse that with a clear
+    error, never a wrong state; the webapp's rules allow it."""
+    producer, webapp, worker = App(users["producer"]), App(users["webapp"]), App(users["worker"])
+    for app in (producer, webapp, worker):
+        declare(app)
+    waiting = producer.tasks["total"].send(1, 2)
+    with pytest.raises(PermissionDenied, match="xrange"):
+        waiting.status()
+    with pytest.raises(PermissionDenied):
+        waiting.cancel()
+    seen = webapp.tasks["total"].handle(waiting.id)
+    assert seen.status().state == "queued" and seen.status().task == "total"
+    dropped = webapp.tasks["total"].send(3, 4)
+    assert dropped.cancel() == "cancelled" and dropped.status().state == "cancelled"
+    assert drain(worker) == 1
+    assert waiting.status().state == "done"  # a status now: the producer reads it

@@ -68,11 +68,16 @@ if by_entry then
     state = "queued"
 end
 if stream then
-    local pending = redis.pcall("XPENDING", stream, ARGV[7], entry_id, entry_id, 1)
-    if type(pending) == "table" and not pending.err and pending[1] then
+    if pending_entry(stream, ARGV[7], entry_id) then
         state = "running"
-    elseif redis.call("XDEL", stream, entry_id) == 1 then
-        redis.call("HINCRBY", KEYS[9], "cancelled", 1)
+    else
+        local deleted = redis.pcall("XDEL", stream, entry_id)
+        if type(deleted) == "table" then
+            refused(deleted, "XDEL")
+        end
+        if deleted == 1 then
+            redis.call("HINCRBY", KEYS[9], "cancelled", 1)
+        end
     end
 end
 if state == "running" then

@@ -47,8 +47,8 @@ if by_entry then
     raw = {"state", "queued", "entry", ARGV[2], "task", task, "updated", sent}
     at = {state = 2, entry = 4, task = 6, updated = 8}
 end
-local pending = redis.pcall("XPENDING", stream, ARGV[1], entry_id, entry_id, 1)
-if type(pending) ~= "table" or pending.err or not pending[1] then
+local pending = {pending_entry(stream, ARGV[1], entry_id)}
+if not pending[1] then
     return raw
 end
 raw[at["state"]] = "running"
