@@ -18,9 +18,20 @@ const topicStream = (topic) => `${NS}:topic:{${topic}}:stream`;
 // A message id: 32 lowercase hex digits of random bits.
 const newId = () => crypto.randomBytes(16).toString("hex");
 
-function message(task, args, kwargs, ts) {
-  // Map keys are strings at every depth; `ts` must be an integer (Unix ms).
-  return Buffer.from(encode({ v: 1, id: newId(), task, args, kwargs, ts }));
+function message(task, args, kwargs, ts, id = newId()) {
+  // Map keys are strings at every depth; `ts` must be an integer (Unix ms). Without `id`,
+  // the message's id is its stream entry's (entryMessageId).
+  const body = { v: 1, task, args, kwargs, ts };
+  if (id !== null) body.id = id;
+  return Buffer.from(encode(body));
+}
+
+// The id of a message sent without one: its entry id's milliseconds and sequence, its band
+// (0: the queue's own stream) and the first 11 hex digits of the SHA-256 of the queue's name.
+function entryMessageId(queue, entryId, band = 0) {
+  const [ms, seq] = entryId.split("-").map(BigInt);
+  const hash = crypto.createHash("sha256").update(queue).digest("hex").slice(0, 11);
+  return ms.toString(16).padStart(12, "0") + seq.toString(16).padStart(8, "0") + band + hash;
 }
 
 // Idempotent enqueue: GET the key; if held, its value is the id queued first. Otherwise SET
@@ -41,10 +52,10 @@ async function main() {
   try {
     const queue = "node";
 
-    // 1. A plain task, whose result we read back.
-    const add = message("add", [2, 3], {}, Date.now());
-    const addId = decode(add).id;
-    await redis.xadd(queueKey(queue, "stream"), "*", "m", add);
+    // 1. A plain task, whose result we read back: sent without an id, as streamwork's own
+    //    producers send one; its id is read off the entry XADD made.
+    const add = message("add", [2, 3], {}, Date.now(), null);
+    const addId = entryMessageId(queue, await redis.xadd(queueKey(queue, "stream"), "*", "m", add));
     await redis.sadd(`${NS}:queues`, queue);
     console.log(`sent add ${addId}`);
 
