@@ -104,7 +104,8 @@ class Routing:
             return zlib.crc32(partition_key.encode()) % count
         return next(self._turns) % count
 
-    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
+    def envelope(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> protocol.Envelope:
+        raise NotImplementedError  # Task's: the envelope of one call, its arguments checked
 
     def plain_send(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -118,20 +119,7 @@ class Routing:
         destination = self.destination_for(None)
         if not self.producer.sends_by_entry(destination):
             return None
-        self.check_arguments(args, kwargs)
-        envelope = protocol.made(
-            id="",
-            task=self.name,
-            topic="",
-            payload=None,
-            args=args,
-            kwargs=kwargs,
-            headers=tracing.context(),
-            enqueued_ms=protocol.now_ms(),
-            attempt=1,
-            first_failure_ms=None,
-        )
-        body = protocol.encode(envelope, with_id=False)
+        body = protocol.encode(self.envelope(args, kwargs), with_id=False)  # the entry's id
         limit = self.producer.max_message_bytes
         if len(body) > limit:
             protocol.check_size(body, limit, f"a message of task {self.name!r}")

@@ -167,13 +167,17 @@ class Task(Routing):
         if expires is not None:
             headers = {**(headers or {}), protocol.EXPIRES: expires}
         message_id = protocol.new_id()
-        return protocol.Envelope(
+        return protocol.made(
             id=message_id if partition is None else f"{message_id}{PARTITION_ID}{partition}",
             task=self.name,
+            topic="",
+            payload=None,
             args=args,
             kwargs=kwargs,
             headers=tracing.with_context(headers, trace_context),
             enqueued_ms=due or protocol.now_ms(),
+            attempt=1,
+            first_failure_ms=None,
         )
 
     def send(self, *args: Any, **kwargs: Any) -> TaskHandle:
@@ -395,9 +399,9 @@ class Task(Routing):
                 )
                 for i, call in enumerate(self._calls(calls))
             )
-            plan = self.producer.plan(
-                destination, envelopes, what, due=due, is_many=True, partitioned=True
-            )
+            # the first batch's partition: a partition's sends are never by entry
+            first_partition = self._partition_destination(first % count)
+            plan = self.producer.plan(first_partition, envelopes, what, due=due, is_many=True)
             plan.batch_destinations = [
                 self._partition_destination((first + n) % count)
                 for n in range(-(-len(plan.ids) // SEND_BATCH))

@@ -168,10 +168,8 @@ class Producer:
         replica_timeout: Duration = 1.0,
         fair_keys: list[str] | None = None,
         partition_key: str | None = None,
-        partitioned: bool = False,
     ) -> Plan:
-        """Encode `envelopes` and check every option; raise before anything is sent.
-        `partitioned`: a many-send whose batches go to a partitioned queue's partitions."""
+        """Encode `envelopes` and check every option; raise before anything is sent."""
         cap = self.events_cap(destination.name) if destination.status_prefix else 0
         # A plain send to a queue writes its entries alone; its ids are theirs (ids.py).
         by_entry = (
@@ -179,7 +177,6 @@ class Producer:
             and key is None
             and partition_key is None
             and fair_keys is None
-            and not partitioned
             and self.sends_by_entry(destination)
         )
         # One envelope at a time: each is garbage once encoded (thousands of live envelopes
@@ -248,8 +245,7 @@ class Producer:
         with connection.translate_errors():
             connection.register(destination.registry, destination.name)
             entry = commands.append(connection.redis, destination.stream, body)
-        metrics.sent(destination.name, 1, time.perf_counter() - started)
-        return ids.from_entry(destination.queue, destination.band, entry)
+        return _appended(destination, entry, started)
 
     async def append_async(self, destination: Destination, body: bytes) -> str:
         """Like `append`, on the running event loop's client."""
@@ -258,8 +254,7 @@ class Producer:
         with connection.translate_errors():
             await connection.register_async(destination.registry, destination.name)
             entry = await commands.append(connection.async_redis(), destination.stream, body)
-        metrics.sent(destination.name, 1, time.perf_counter() - started)
-        return ids.from_entry(destination.queue, destination.band, entry)
+        return _appended(destination, entry, started)
 
     def write(self, plan: Plan) -> str:
         """Perform `plan`; returns the id of the message holding the plan's key (its own
@@ -350,6 +345,12 @@ class Producer:
             await self.connection.refresh_nodes_async()
             raise
         return _replicated_holder(plan, written, acknowledged)
+
+
+def _appended(destination: Destination, entry: Any, started: float) -> str:
+    """After one message sent by entry: its send counted, and its id (its entry's)."""
+    metrics.sent(destination.name, 1, time.perf_counter() - started)
+    return ids.from_entry(destination.queue, destination.band, entry)
 
 
 def _fair(scripts: Scripts, plan: Plan, batch: list[bytes], start: int) -> Any:
