@@ -10,6 +10,7 @@ import asyncio
 
 import redis
 import redis.asyncio
+from prometheus_client import REGISTRY
 
 from streamwork import App, Backoff
 from streamwork._base import ids, protocol
@@ -246,26 +247,36 @@ def test_a_running_message_sent_by_entry_cancelled_ends_cancelled_with_its_task(
 def test_a_message_sent_by_entry_keeps_its_id_through_retries_a_wait_and_a_replay(
     app: App,
 ) -> None:
-    """Its later attempts carry the id its first attempt's entry gave it."""
-    failures = {"n": 0}
+    """Its later attempts carry the id its first attempt's entry gave it: a retry, a wait
+    for a concurrency slot (the second of two sent together waits for the first), a
+    replay of its dead letter."""
+    runs: list[int] = []
 
     @app.task(
         queue="mail", max_retries=1, backoff=Backoff(base=0.01, cap=0.05), concurrency_limit=1
     )
     def flaky(n):
-        failures["n"] += 1
+        runs.append(n)
         raise RuntimeError("down")
 
-    handle = flaky.send(1)
+    def waits() -> float:
+        labels = {"queue": "mail", "group": "", "task": flaky.name, "reason": "concurrency"}
+        return REGISTRY.get_sample_value("streamwork_held_back_total", labels) or 0.0
+
+    waited = waits()
+    handles = flaky.send_many([(1,), (2,)])  # read together: one runs, the other waits
     with WorkerThread(app):
-        wait_until(lambda: handle.status().is_final, timeout=20)
-    status = handle.status()
-    assert (status.state, status.attempts, status.task) == ("failed", 2, flaky.name)
+        wait_until(lambda: all(h.status().is_final for h in handles), timeout=20)
+    assert waits() > waited  # the wait row is the message re-encoded, with its id
+    for handle in handles:
+        status = handle.status()
+        assert (status.state, status.attempts, status.task) == ("failed", 2, flaky.name)
     source = app.queue_source("mail")
-    (letter,) = dead_letters.list_dead_letters(app.connection, source)
-    assert letter.letter.task_id == handle.id
-    assert dead_letters.replay(app.connection, source).replayed == 1
-    assert handle.status().state == "queued"  # the replay carries its id
+    letters = dead_letters.list_dead_letters(app.connection, source)
+    assert {entry.letter.task_id for entry in letters} == {h.id for h in handles}
+    assert dead_letters.replay(app.connection, source).replayed == 2
+    assert {h.status().state for h in handles} == {"queued"}  # the replays carry their ids
     with WorkerThread(app):
-        wait_until(lambda: handle.status().is_final, timeout=20)
-    assert handle.status().attempts == 2 and failures["n"] == 4
+        wait_until(lambda: all(h.status().is_final for h in handles), timeout=20)
+    assert [h.status().attempts for h in handles] == [2, 2]
+    assert sorted(runs) == [1, 1, 1, 1, 2, 2, 2, 2]
