@@ -21,22 +21,19 @@
 -- #include status
 
 local raw = status_fields(KEYS[1])
-local by_entry = #raw == 0 and (ARGV[2] or "") ~= ""
-if by_entry then
-    raw = {"state", "queued", "entry", ARGV[2]}
-end
+local by_entry = #raw == 0 and (ARGV[2] or "") ~= "" -- no status: its entry is its record
 local at = {}
 for i = 1, #raw, 2 do
     at[raw[i]] = i + 1
 end
-local entry = at["entry"] and raw[at["entry"]]
-local state = at["state"] and raw[at["state"]]
+local entry = by_entry and ARGV[2] or at["entry"] and raw[at["entry"]]
+local state = by_entry and "queued" or at["state"] and raw[at["state"]]
 if not entry or (state ~= "queued" and state ~= "running") then
     return raw
 end
 local stream, entry_id = recorded_at(entry, KEYS[2], KEYS[3], KEYS[4])
 if not stream then
-    return by_entry and {} or raw
+    return raw
 end
 if by_entry then
     local task = entry_task(stream, entry_id)
@@ -47,19 +44,19 @@ if by_entry then
     raw = {"state", "queued", "entry", ARGV[2], "task", task, "updated", sent}
     at = {state = 2, entry = 4, task = 6, updated = 8}
 end
-local pending = {pending_entry(stream, ARGV[1], entry_id)}
-if not pending[1] then
+local pending = pending_entry(stream, ARGV[1], entry_id)
+if not pending then
     return raw
 end
 raw[at["state"]] = "running"
 if not at["worker"] then
     raw[#raw + 1] = "worker"
-    raw[#raw + 1] = pending[1][2]
+    raw[#raw + 1] = pending[2]
 end
 if not at["attempts"] then -- its first attempt: a retry is never recorded
     raw[#raw + 1] = "attempts"
     raw[#raw + 1] = "1"
 end
 raw[#raw + 1] = "idle_ms"
-raw[#raw + 1] = tostring(pending[1][3])
+raw[#raw + 1] = tostring(pending[3])
 return raw
